@@ -1,0 +1,193 @@
+"""The asynchronous router: the same core operations as :class:`SemanticRouter`, driven with ``await``.
+
+Nothing here decides anything about routing; each method hands a generator from
+:mod:`redisvl_llmrouter.core` to :func:`adrive`, which awaits the Redis commands and embeddings
+it asks for. Local models are run in a worker thread so the event loop stays free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import redis.asyncio as aredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redisvl.utils.vectorize import BaseVectorizer
+
+from redisvl_llmrouter import connection
+from redisvl_llmrouter.core import Command, Embed, Op, Pipeline, RouterCore, load_definition, parse_definition
+from redisvl_llmrouter.router import BaseSemanticRouter, _resolve_vectorizer, unavailable
+from redisvl_llmrouter.schema import DistanceAggregationMethod, Route, RouteMatch, RoutingConfig
+
+__all__ = ["AsyncSemanticRouter", "adrive"]
+
+T = TypeVar("T")
+
+
+async def _perform(request: Command | Pipeline | Embed, client: aredis.Redis, vectorizer: BaseVectorizer | None) -> Any:
+    if isinstance(request, Command):
+        return await client.execute_command(*request.args)
+    if isinstance(request, Pipeline):
+        pipe = client.pipeline(transaction=False)
+        for args in request.commands:
+            pipe.execute_command(*args)
+        return await pipe.execute()
+    assert vectorizer is not None, "an operation without a vectorizer asked to embed"
+    return await vectorizer.aembed_many(list(request.texts), batch_size=64)
+
+
+async def adrive(op: Op[T], client: aredis.Redis, vectorizer: BaseVectorizer | None = None) -> T:
+    """Run a core operation to completion, awaiting each request."""
+    try:
+        request = next(op)
+        while True:
+            try:
+                result = await _perform(request, client, vectorizer)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                raise unavailable(exc, client) from exc
+            except Exception as exc:
+                request = op.throw(exc)
+            else:
+                request = op.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+class AsyncSemanticRouter(BaseSemanticRouter):
+    """The asynchronous :class:`~redisvl_llmrouter.SemanticRouter`.
+
+    Build it with ``await AsyncSemanticRouter.create(...)``; every method has the same name and
+    arguments as the sync router's and is awaited.
+    """
+
+    def __init__(self, core: RouterCore, client: aredis.Redis, owns_client: bool) -> None:
+        # Private: construction needs I/O, which __init__ cannot await. Use create().
+        self._core = core
+        self._client = client
+        self._owns_client = owns_client
+
+    @classmethod
+    async def create(
+        cls,
+        name: str,
+        routes: Sequence[Route] | None = None,
+        vectorizer: BaseVectorizer | None = None,
+        routing_config: RoutingConfig | None = None,
+        redis_client: aredis.Redis | None = None,
+        redis_url: str | None = None,
+        overwrite: bool = False,
+        connection_kwargs: dict[str, Any] | None = None,
+        embedding_cache_size: int = 1024,
+        *,
+        _precomputed: Mapping[tuple[str, str], bytes] | None = None,
+    ) -> AsyncSemanticRouter:
+        """Create (or attach to an identical) router; arguments as for :class:`SemanticRouter`."""
+        core = RouterCore(
+            name, routes or [], _resolve_vectorizer(vectorizer, None), routing_config, embedding_cache_size
+        )
+        client = connection.async_client(redis_client, redis_url, connection_kwargs)
+        router = cls(core, client, owns_client=redis_client is None)
+        await router._run(core.setup(overwrite, _precomputed))
+        return router
+
+    async def _run(self, op: Op[T]) -> T:
+        return await adrive(op, self._client, self._core.vectorizer)
+
+    async def __call__(
+        self,
+        statement: str | None = None,
+        vector: Sequence[float] | None = None,
+        aggregation_method: DistanceAggregationMethod | None = None,
+    ) -> RouteMatch:
+        """The best route for a statement (or a ready vector)."""
+        return await self._run(self._core.route(statement, vector, aggregation_method))
+
+    async def route_many(
+        self,
+        statement: str | None = None,
+        vector: Sequence[float] | None = None,
+        max_k: int | None = None,
+        aggregation_method: DistanceAggregationMethod | None = None,
+    ) -> list[RouteMatch]:
+        """Up to ``max_k`` passing routes, best first."""
+        return await self._run(self._core.route_many(statement, vector, max_k, aggregation_method))
+
+    async def route_batch(
+        self,
+        statements: Sequence[str] | None = None,
+        vectors: Sequence[Sequence[float]] | None = None,
+        aggregation_method: DistanceAggregationMethod | None = None,
+    ) -> list[RouteMatch]:
+        """The best route for each of many queries: one embedding call and one Redis round trip."""
+        return await self._run(self._core.route_batch(statements, vectors, aggregation_method))
+
+    async def add_route(self, route: Route) -> str:
+        return await self._run(self._core.add_route(route))
+
+    async def remove_route(self, route_name: str) -> None:
+        await self._run(self._core.remove_route(route_name))
+
+    async def add_route_references(self, route_name: str, references: str | list[str]) -> list[str]:
+        return await self._run(self._core.add_route_references(route_name, references))
+
+    async def get_route_references(
+        self, route_name: str = "", reference_ids: list[str] | None = None, keys: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        return await self._run(self._core.get_route_references(route_name, reference_ids, keys))
+
+    async def delete_route_references(
+        self, route_name: str = "", reference_ids: list[str] | None = None, keys: list[str] | None = None
+    ) -> int:
+        return await self._run(self._core.delete_route_references(route_name, reference_ids, keys))
+
+    async def update_route_thresholds(self, route_thresholds: Mapping[str, float]) -> None:
+        await self._run(self._core.update_route_thresholds(route_thresholds))
+
+    async def update_routing_config(self, routing_config: RoutingConfig) -> None:
+        await self._run(self._core.update_routing_config(routing_config))
+
+    async def delete(self) -> None:
+        await self._run(self._core.delete())
+
+    async def clear(self) -> None:
+        await self._run(self._core.clear())
+
+    async def close(self) -> None:
+        """Close the Redis connection if the router opened it."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> AsyncSemanticRouter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @classmethod
+    async def from_dict(cls, data: Mapping[str, Any], **kwargs: Any) -> AsyncSemanticRouter:
+        definition = parse_definition(data)
+        kwargs["vectorizer"] = _resolve_vectorizer(kwargs.get("vectorizer"), definition)
+        return await cls.create(
+            name=definition.name, routes=definition.routes, routing_config=definition.routing_config, **kwargs
+        )
+
+    @classmethod
+    async def from_yaml(cls, file_path: str | Path, **kwargs: Any) -> AsyncSemanticRouter:
+        return await cls.from_dict(cls._read_yaml(file_path).model_dump(), **kwargs)
+
+    @classmethod
+    async def from_existing(
+        cls,
+        name: str,
+        redis_client: aredis.Redis | None = None,
+        redis_url: str | None = None,
+        vectorizer: BaseVectorizer | None = None,
+        **kwargs: Any,
+    ) -> AsyncSemanticRouter:
+        client = connection.async_client(redis_client, redis_url, kwargs.pop("connection_kwargs", None))
+        data = await adrive(load_definition(name), client)
+        router = await cls.from_dict(data, redis_client=client, vectorizer=vectorizer, **kwargs)
+        router._owns_client = redis_client is None
+        return router

@@ -1,0 +1,285 @@
+"""The synchronous router: a thin shell that runs :mod:`redisvl_llmrouter.core` operations with blocking I/O.
+
+:class:`BaseSemanticRouter` holds what both routers share without I/O (properties, ``to_dict``,
+``to_yaml``); :class:`SemanticRouter` adds one method per operation, each of which hands a core
+generator to :func:`drive`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import redis
+import yaml
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redisvl.utils.vectorize import BaseVectorizer
+
+from redisvl_llmrouter import connection
+from redisvl_llmrouter.core import Command, Embed, Op, Pipeline, RouterCore, load_definition, parse_definition
+from redisvl_llmrouter.errors import ConfigError, RedisUnavailableError
+from redisvl_llmrouter.schema import DistanceAggregationMethod, Route, RouteMatch, RouterDefinition, RoutingConfig
+from redisvl_llmrouter.vectorizers import default_vectorizer, vectorizer_from_identity
+
+__all__ = ["BaseSemanticRouter", "SemanticRouter", "drive", "unavailable"]
+
+T = TypeVar("T")
+
+
+def unavailable(exc: Exception, client: Any) -> RedisUnavailableError:
+    """The error for a Redis that cannot be reached, saying what to do about it."""
+    return RedisUnavailableError(
+        f"Cannot reach Redis at {connection.describe(client)} ({exc}). Start Redis there, point "
+        "REDIS_URL or redis_url at a running one, or set neither to let redisvl-llmrouter start "
+        "its embedded Redis."
+    )
+
+
+def _perform(request: Command | Pipeline | Embed, client: redis.Redis, vectorizer: BaseVectorizer | None) -> Any:
+    if isinstance(request, Command):
+        return client.execute_command(*request.args)
+    if isinstance(request, Pipeline):
+        pipe = client.pipeline(transaction=False)
+        for args in request.commands:
+            pipe.execute_command(*args)
+        return pipe.execute()
+    assert vectorizer is not None, "an operation without a vectorizer asked to embed"
+    return vectorizer.embed_many(list(request.texts), batch_size=64)
+
+
+def drive(op: Op[T], client: redis.Redis, vectorizer: BaseVectorizer | None = None) -> T:
+    """Run a core operation to completion with blocking calls."""
+    try:
+        request = next(op)
+        while True:
+            try:
+                result = _perform(request, client, vectorizer)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                raise unavailable(exc, client) from exc
+            except Exception as exc:  # let the core handle (or re-raise) what Redis answered
+                request = op.throw(exc)
+            else:
+                request = op.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+def _resolve_vectorizer(vectorizer: BaseVectorizer | None, definition: RouterDefinition | None) -> BaseVectorizer:
+    if vectorizer is not None:
+        if not isinstance(vectorizer, BaseVectorizer):
+            raise ConfigError(f"vectorizer must be a RedisVL vectorizer, got {type(vectorizer).__name__}")
+        return vectorizer
+    if definition is not None and definition.vectorizer is not None:
+        return vectorizer_from_identity(definition.vectorizer)
+    return default_vectorizer()
+
+
+class BaseSemanticRouter:
+    """What the sync and async routers share that involves no I/O."""
+
+    _core: RouterCore
+
+    @property
+    def name(self) -> str:
+        return self._core.name
+
+    @property
+    def routes(self) -> list[Route]:
+        return list(self._core.routes)
+
+    @property
+    def routing_config(self) -> RoutingConfig:
+        return self._core.routing_config
+
+    @property
+    def vectorizer(self) -> BaseVectorizer:
+        return self._core.vectorizer
+
+    @property
+    def route_names(self) -> list[str]:
+        return [route.name for route in self._core.routes]
+
+    @property
+    def route_thresholds(self) -> dict[str, float]:
+        return {route.name: route.distance_threshold for route in self._core.routes}
+
+    def get(self, route_name: str) -> Route | None:
+        """The route called ``route_name``, or None."""
+        return self._core.get(route_name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The router definition: name, routes (with model and cost), vectorizer identity, routing config."""
+        return self._core.to_dict()
+
+    def to_yaml(self, file_path: str | Path, overwrite: bool = True) -> None:
+        """Write :meth:`to_dict` as YAML; refuses to replace an existing file unless ``overwrite``."""
+        path = Path(file_path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it.")
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+    @staticmethod
+    def _read_yaml(file_path: str | Path) -> RouterDefinition:
+        path = Path(file_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"No such router file: {path}")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        return parse_definition(data)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, routes={self.route_names})"
+
+
+class SemanticRouter(BaseSemanticRouter):
+    """Route queries to the cheapest model able to answer them, with Redis as the vector index.
+
+    Args:
+        name: the router's name: its index name and the prefix of its Redis keys.
+        routes: the routes, each with references, a distance threshold, a model and a cost.
+        vectorizer: any RedisVL vectorizer; default: all-MiniLM-L6-v2 from the installed package.
+        routing_config: ranking options (aggregation, cost optimisation, default route, ``max_k``).
+        redis_client / redis_url: which Redis; default ``REDIS_URL``, else the embedded Redis.
+        overwrite: replace a different router already stored under ``name``. Without it, an
+            identical stored router is reused and a different one raises ``RouterExistsError``.
+        connection_kwargs: extra arguments for the Redis client the router creates.
+        embedding_cache_size: how many query embeddings to keep in memory (0 disables).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        routes: Sequence[Route] | None = None,
+        vectorizer: BaseVectorizer | None = None,
+        routing_config: RoutingConfig | None = None,
+        redis_client: redis.Redis | None = None,
+        redis_url: str | None = None,
+        overwrite: bool = False,
+        connection_kwargs: dict[str, Any] | None = None,
+        embedding_cache_size: int = 1024,
+        *,
+        _precomputed: Mapping[tuple[str, str], bytes] | None = None,
+    ) -> None:
+        self._core = RouterCore(
+            name, routes or [], _resolve_vectorizer(vectorizer, None), routing_config, embedding_cache_size
+        )
+        self._owns_client = redis_client is None
+        self._client = connection.sync_client(redis_client, redis_url, connection_kwargs)
+        self._run(self._core.setup(overwrite, _precomputed))
+
+    def _run(self, op: Op[T]) -> T:
+        return drive(op, self._client, self._core.vectorizer)
+
+    # ----------------------------------------------------------------- routing
+    def __call__(
+        self,
+        statement: str | None = None,
+        vector: Sequence[float] | None = None,
+        aggregation_method: DistanceAggregationMethod | None = None,
+    ) -> RouteMatch:
+        """The best route for a statement (or a ready vector): model, distance, confidence, alternatives."""
+        return self._run(self._core.route(statement, vector, aggregation_method))
+
+    def route_many(
+        self,
+        statement: str | None = None,
+        vector: Sequence[float] | None = None,
+        max_k: int | None = None,
+        aggregation_method: DistanceAggregationMethod | None = None,
+    ) -> list[RouteMatch]:
+        """Up to ``max_k`` passing routes, best first, ranked exactly as :meth:`__call__` ranks them."""
+        return self._run(self._core.route_many(statement, vector, max_k, aggregation_method))
+
+    def route_batch(
+        self,
+        statements: Sequence[str] | None = None,
+        vectors: Sequence[Sequence[float]] | None = None,
+        aggregation_method: DistanceAggregationMethod | None = None,
+    ) -> list[RouteMatch]:
+        """The best route for each of many queries: one embedding call and one Redis round trip."""
+        return self._run(self._core.route_batch(statements, vectors, aggregation_method))
+
+    # ----------------------------------------------------------------- managing routes
+    def add_route(self, route: Route) -> str:
+        """Embed and index a new route's references and persist it; returns its name."""
+        return self._run(self._core.add_route(route))
+
+    def remove_route(self, route_name: str) -> None:
+        """Delete a route and its references."""
+        self._run(self._core.remove_route(route_name))
+
+    def add_route_references(self, route_name: str, references: str | list[str]) -> list[str]:
+        """Add references to a route (existing ones are kept, not duplicated); returns their keys."""
+        return self._run(self._core.add_route_references(route_name, references))
+
+    def get_route_references(
+        self, route_name: str = "", reference_ids: list[str] | None = None, keys: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The stored references of a route (or those with the given ids or keys), read from Redis."""
+        return self._run(self._core.get_route_references(route_name, reference_ids, keys))
+
+    def delete_route_references(
+        self, route_name: str = "", reference_ids: list[str] | None = None, keys: list[str] | None = None
+    ) -> int:
+        """Delete references by route, id or key; returns how many were deleted."""
+        return self._run(self._core.delete_route_references(route_name, reference_ids, keys))
+
+    def update_route_thresholds(self, route_thresholds: Mapping[str, float]) -> None:
+        """Change distance thresholds; persisted, so ``from_existing`` sees them."""
+        self._run(self._core.update_route_thresholds(route_thresholds))
+
+    def update_routing_config(self, routing_config: RoutingConfig) -> None:
+        """Replace the routing config (persisted)."""
+        self._run(self._core.update_routing_config(routing_config))
+
+    def delete(self) -> None:
+        """Drop the index, every reference and the stored config."""
+        self._run(self._core.delete())
+
+    def clear(self) -> None:
+        """Remove every route and reference, keeping the empty router."""
+        self._run(self._core.clear())
+
+    def close(self) -> None:
+        """Close the Redis connection if the router opened it."""
+        if self._owns_client:
+            self._client.close()
+
+    def __enter__(self) -> SemanticRouter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- constructors
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], **kwargs: Any) -> SemanticRouter:
+        """Build a router from :meth:`to_dict` output (keeps model, cost and the routing config)."""
+        definition = parse_definition(data)
+        kwargs["vectorizer"] = _resolve_vectorizer(kwargs.get("vectorizer"), definition)
+        return cls(name=definition.name, routes=definition.routes, routing_config=definition.routing_config, **kwargs)
+
+    @classmethod
+    def from_yaml(cls, file_path: str | Path, **kwargs: Any) -> SemanticRouter:
+        """Build a router from a YAML file written by :meth:`to_yaml`."""
+        return cls.from_dict(cls._read_yaml(file_path).model_dump(), **kwargs)
+
+    @classmethod
+    def from_existing(
+        cls,
+        name: str,
+        redis_client: redis.Redis | None = None,
+        redis_url: str | None = None,
+        vectorizer: BaseVectorizer | None = None,
+        **kwargs: Any,
+    ) -> SemanticRouter:
+        """Attach to a router already in Redis, from its stored config; nothing is re-embedded."""
+        client = connection.sync_client(redis_client, redis_url, kwargs.pop("connection_kwargs", None))
+        data = drive(load_definition(name), client)
+        router = cls.from_dict(data, redis_client=client, vectorizer=vectorizer, **kwargs)
+        router._owns_client = redis_client is None
+        return router

@@ -1,0 +1,280 @@
+"""The router on a real Redis, specified once and run against both SemanticRouter and AsyncSemanticRouter.
+
+Most cases use the ``table`` vectorizer, whose texts encode their exact cosine distance from the
+text ``query`` (``"cheap d=0.2"`` lies at distance 0.2), so expected winners are computed by hand.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import yaml
+
+from redisvl_llmrouter import (
+    ConfigError,
+    DistanceAggregationMethod,
+    InvalidQueryError,
+    Route,
+    RouteExistsError,
+    RouteNotFoundError,
+    RouterExistsError,
+    RoutingConfig,
+    VectorDimensionError,
+    VectorizerMismatchError,
+)
+
+
+def tiers() -> list[Route]:
+    return [
+        Route(name="cheap", model="m/cheap", cost=1.0, references=["cheap d=0.2"], distance_threshold=0.5),
+        Route(name="pricey", model="m/pricey", cost=10.0, references=["pricey d=0.05"], distance_threshold=0.5),
+    ]
+
+
+def test_best_route_by_distance_with_model_cost_confidence_and_alternatives(api, name, table):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    match = router("query")
+    assert match and not match.fallback
+    assert (match.name, match.model, match.cost) == ("pricey", "m/pricey", 10.0)
+    assert match.distance == pytest.approx(0.05, abs=1e-5)
+    assert match.confidence == pytest.approx(1 - 0.05 / 0.5, abs=1e-4)
+    assert [(a.name, a.model, a.cost) for a in match.alternatives] == [("cheap", "m/cheap", 1.0)]
+    assert match.alternatives[0].distance == pytest.approx(0.2, abs=1e-5)
+
+
+def test_cost_penalty_flips_the_winner_at_a_realistic_weight(api, name, table):
+    # w=0.3: cheap 0.7*0.2 + 0.3*1/10 = 0.17 < pricey 0.7*0.05 + 0.3*10/10 = 0.335
+    config = RoutingConfig(cost_optimization=True, cost_weight=0.3)
+    router = api.create(name=name, routes=tiers(), vectorizer=table, routing_config=config)
+    match = router("query")
+    assert match.name == "cheap"
+    assert match.score == pytest.approx(0.17, abs=1e-4)
+    assert [a.name for a in match.alternatives] == ["pricey"]
+
+
+def test_cost_penalty_has_no_unit(api, name, table):
+    scaled = [r.model_copy(update={"cost": r.cost * 10}) for r in tiers()]
+    config = RoutingConfig(cost_optimization=True, cost_weight=0.3)
+    a = api.create(name=name, routes=tiers(), vectorizer=table, routing_config=config)("query")
+    b = api.create(name=name + "x10", routes=scaled, vectorizer=table, routing_config=config)("query")
+    assert (a.name, a.score) == (b.name, pytest.approx(b.score))
+
+
+def test_call_and_route_many_rank_alike_even_for_a_route_far_down_by_distance(api, name, table):
+    routes = [
+        Route(name="a", model="A", cost=10, references=["a d=0.05"], distance_threshold=0.5),
+        Route(name="b", model="B", cost=10, references=["b d=0.1"], distance_threshold=0.5),
+        Route(name="c", model="C", cost=0.1, references=["c d=0.3"], distance_threshold=0.5),
+    ]
+    config = RoutingConfig(cost_optimization=True, cost_weight=0.5, max_k=1)
+    router = api.create(name=name, routes=routes, vectorizer=table, routing_config=config)
+    assert router("query").name == "c"
+    assert [m.name for m in router.route_many("query")] == ["c"]
+    assert [m.name for m in router.route_many("query", max_k=3)] == ["c", "a", "b"]
+    assert [m.name for m in router.route_batch(["query"])] == ["c"]
+
+
+def test_thresholds_filter_routes_and_nothing_matched_is_falsy(api, name, table):
+    routes = [Route(name="far", model="F", references=["far d=0.6"], distance_threshold=0.5)]
+    router = api.create(name=name, routes=routes, vectorizer=table)
+    match = router("query")
+    assert not match and match.name is None and match.model is None
+    assert router.route_many("query") == []
+
+
+def test_default_route_answers_when_nothing_matches(api, name, table):
+    routes = [
+        Route(name="near", model="N", references=["near d=0.6"], distance_threshold=0.5),
+        Route(name="fallback", model="F", cost=3, references=["fallback d=0.9"], distance_threshold=0.1),
+    ]
+    router = api.create(
+        name=name, routes=routes, vectorizer=table, routing_config=RoutingConfig(default_route="fallback")
+    )
+    match = router("query")
+    assert match and match.fallback
+    assert (match.name, match.model, match.cost, match.confidence, match.distance) == ("fallback", "F", 3, 0.0, None)
+    assert [m.name for m in router.route_many("query")] == ["fallback"]
+
+
+def test_default_route_must_be_a_route(api, name, table):
+    with pytest.raises(ConfigError, match="default_route 'nope'"):
+        api.create(name=name, routes=tiers(), vectorizer=table, routing_config=RoutingConfig(default_route="nope"))
+
+
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [(DistanceAggregationMethod.min, "spread"), (DistanceAggregationMethod.avg, "tight")],
+)
+def test_aggregation_methods(api, name, table, method, expected):
+    # spread: min 0.05, avg 0.225; tight: min 0.1, avg 0.1
+    routes = [
+        Route(name="spread", references=["s d=0.05", "s d=0.4"], distance_threshold=0.5),
+        Route(name="tight", references=["t d=0.1", "t2 d=0.1"], distance_threshold=0.5),
+    ]
+    router = api.create(name=name, routes=routes, vectorizer=table)
+    assert router("query", aggregation_method=method).name == expected
+    router.update_routing_config(RoutingConfig(aggregation_method=method))
+    assert router("query").name == expected
+
+
+@pytest.mark.parametrize("route_name", ['it\'s "quoted"', "with spaces", "a:b:c", "Ünïcødé 路由 🚀", "Simple", "x,y"])
+def test_awkward_route_names_route_and_round_trip(api, name, table, route_name):
+    routes = [
+        Route(name=route_name, model="M", cost=1, references=["r d=0.1", "r2 d=0.15"], distance_threshold=0.5),
+        Route(name="simple", model="S", cost=2, references=["other d=0.3"], distance_threshold=0.5),
+    ]
+    router = api.create(name=name, routes=routes, vectorizer=table)
+    assert router("query").name == route_name
+    refs = router.get_route_references(route_name)
+    assert sorted(r["reference"] for r in refs) == ["r d=0.1", "r2 d=0.15"]
+    assert {r["route_name"] for r in refs} == {route_name}
+    router.add_route_references(route_name, "r3 d=0.12")
+    assert router.delete_route_references(route_name, reference_ids=[refs[0]["reference_id"]]) == 1
+    again = api.from_existing(name, vectorizer=table)
+    assert again.get(route_name).references == ["r2 d=0.15", "r3 d=0.12"]
+    assert again("query").name == route_name
+    router.remove_route(route_name)
+    assert router("query").name == "simple"
+
+
+def test_round_trips_keep_model_cost_and_config(api, name, table, tmp_path):
+    config = RoutingConfig(cost_optimization=True, cost_weight=0.4, default_route="cheap", max_k=2)
+    router = api.create(name=name, routes=tiers(), vectorizer=table, routing_config=config)
+    data = router.to_dict()
+    assert [(r["name"], r["model"], r["cost"]) for r in data["routes"]] == [
+        ("cheap", "m/cheap", 1.0),
+        ("pricey", "m/pricey", 10.0),
+    ]
+    assert data["routing_config"]["cost_weight"] == 0.4 and data["routing_config"]["default_route"] == "cheap"
+
+    from_dict = api.from_dict({**data, "name": name + "-d"}, vectorizer=table)
+    assert from_dict.to_dict() == {**data, "name": name + "-d"}
+
+    path = tmp_path / "router.yaml"
+    router.to_yaml(path)
+    assert yaml.safe_load(path.read_text())["routes"][0]["model"] == "m/cheap"
+    with pytest.raises(FileExistsError):
+        router.to_yaml(path, overwrite=False)
+    from_yaml = api.from_yaml(path, vectorizer=table)  # same name, same definition: reused
+    assert from_yaml.to_dict() == data
+
+    existing = api.from_existing(name, vectorizer=table)
+    assert existing.to_dict() == data
+    assert existing("query").name == router("query").name == "cheap"
+
+
+def test_updated_thresholds_are_persisted(api, name, table):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    router.update_route_thresholds({"pricey": 0.01})
+    assert router("query").name == "cheap"
+    other = api.from_existing(name, vectorizer=table)
+    assert other.route_thresholds == {"cheap": 0.5, "pricey": 0.01}
+    assert other("query").name == "cheap"
+    with pytest.raises(RouteNotFoundError, match="no route 'ghost'"):
+        router.update_route_thresholds({"ghost": 0.3})
+    with pytest.raises(ConfigError):
+        router.update_route_thresholds({"cheap": 3.0})
+
+
+def test_add_and_remove_routes_are_persisted(api, name, table):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    router.add_route(Route(name="closest", model="C", cost=5, references=["closest d=0.01"], distance_threshold=0.3))
+    assert router("query").name == "closest"
+    with pytest.raises(RouteExistsError):
+        router.add_route(Route(name="closest", references=["x d=0.5"]))
+    assert api.from_existing(name, vectorizer=table).route_names == ["cheap", "pricey", "closest"]
+    router.remove_route("closest")
+    assert router("query").name == "pricey"
+    assert api.from_existing(name, vectorizer=table).route_names == ["cheap", "pricey"]
+    with pytest.raises(RouteNotFoundError):
+        router.remove_route("closest")
+
+
+def test_references_can_be_added_read_and_deleted_but_a_route_keeps_one(api, name, table):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    keys = router.add_route_references("cheap", ["cheap2 d=0.01", "cheap3 d=0.02"])
+    assert len(keys) == 2
+    assert router("query", aggregation_method=DistanceAggregationMethod.min).name == "cheap"
+    assert len(router.get_route_references("cheap")) == 3
+    assert router.get_route_references(keys=[keys[0]])[0]["reference"] == "cheap2 d=0.01"
+    assert router.delete_route_references(keys=keys) == 2
+    assert router.get("cheap").references == ["cheap d=0.2"]
+    with pytest.raises(ConfigError, match="remove_route"):
+        router.delete_route_references("cheap")
+    with pytest.raises(RouteNotFoundError):
+        router.add_route_references("ghost", ["x d=0.1"])
+
+
+def test_clear_and_delete(api, name, table):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    router.clear()
+    assert router.routes == []
+    assert api.from_existing(name, vectorizer=table).routes == []
+    router.delete()
+    with pytest.raises(ConfigError, match="No router named"):
+        api.from_existing(name, vectorizer=table)
+
+
+def test_routing_by_vector_and_in_batches(api, name, table):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    assert router(vector=[1.0, 0.0, 0.0]).name == "pricey"
+    matches = router.route_batch(vectors=[[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]])
+    assert [m.name for m in matches] == ["pricey", None]
+    assert router.route_batch(["query", "query"])[1].name == "pricey"
+
+
+def test_an_identical_router_is_reused_and_a_different_one_is_refused(api, name, table):
+    first = api.create(name=name, routes=tiers(), vectorizer=table)
+    first.add_route_references("cheap", ["cheap2 d=0.3"])
+    with pytest.raises(RouterExistsError, match="different router"):
+        api.create(name=name, routes=tiers(), vectorizer=table)
+    assert api.from_existing(name, vectorizer=table).get("cheap").references == ["cheap d=0.2", "cheap2 d=0.3"]
+    replaced = api.create(name=name, routes=tiers(), vectorizer=table, overwrite=True)
+    assert replaced.get("cheap").references == ["cheap d=0.2"]
+    assert len(replaced.get_route_references("cheap")) == 1
+
+
+def test_another_vectorizer_is_refused_with_what_differs(api, name, table):
+    from redisvl.utils.vectorize import CustomVectorizer
+
+    api.create(name=name, routes=tiers(), vectorizer=table)
+    wider = CustomVectorizer(
+        embed=lambda t: [1.0, 0.0, 0.0, 0.0], embed_many=lambda ts, **_: [[1.0, 0, 0, 0] for _ in ts]
+    )
+    with pytest.raises(VectorizerMismatchError, match="dims: stored 3, given 4"):
+        api.create(name=name, routes=tiers(), vectorizer=wider)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"statement": ""}, InvalidQueryError, "empty"),
+        ({"statement": "   "}, InvalidQueryError, "empty"),
+        ({"statement": "x" * 20_000}, InvalidQueryError, "limit"),
+        ({"statement": 42}, InvalidQueryError, "string"),
+        ({}, InvalidQueryError, "statement or a vector"),
+        ({"vector": [1.0, 0.0]}, VectorDimensionError, "3-dimensional"),
+        ({"vector": [0.0, 0.0, 0.0]}, InvalidQueryError, "all zeros"),
+        ({"vector": [math.nan, 0.0, 1.0]}, InvalidQueryError, "NaN"),
+    ],
+)
+def test_bad_queries_raise_clear_errors(api, name, table, kwargs, error, message):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    with pytest.raises(error, match=message):
+        router(**kwargs)
+    with pytest.raises(error, match=message):
+        router.route_many(**kwargs)
+
+
+def test_bad_definitions_raise_clear_errors(api, name, table):
+    with pytest.raises(ConfigError, match="Duplicate route name"):
+        api.create(name=name, routes=[*tiers(), tiers()[0]], vectorizer=table)
+    with pytest.raises(ConfigError, match="Invalid router name"):
+        api.create(name="has space", routes=tiers(), vectorizer=table)
+    with pytest.raises(ConfigError, match="cost"):
+        api.from_dict(
+            {"name": name, "routes": [{"name": "r", "references": ["r d=0.1"], "cost": -1}]}, vectorizer=table
+        )
+    with pytest.raises(ConfigError, match="routes"):
+        api.from_dict({"name": name, "routes": "not a list"}, vectorizer=table)

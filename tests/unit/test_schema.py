@@ -1,0 +1,57 @@
+"""The data models: validation that keeps bad routes and configs out of Redis."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from redisvl_llmrouter import Route, RouteMatch, RoutingConfig
+from redisvl_llmrouter.core import parse_definition
+from redisvl_llmrouter.errors import ConfigError
+
+
+def test_route_carries_model_and_cost():
+    r = Route(name="a", references=["x"], model="m", cost=0.5)
+    assert (r.model, r.cost) == ("m", 0.5)
+    assert Route(name="b", references=["y"]).cost is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"cost": -1.0},
+        {"cost": float("inf")},
+        {"distance_threshold": 0},
+        {"distance_threshold": 2.5},
+        {"references": []},
+        {"references": ["  "]},
+        {"references": ["x", "x"]},
+        {"name": " padded"},
+        {"unknown_field": 1},
+    ],
+)
+def test_invalid_routes_are_rejected(bad):
+    with pytest.raises(ValidationError):
+        Route(**{"name": "a", "references": ["x"], **bad})
+
+
+def test_cost_weight_is_bounded():
+    with pytest.raises(ValidationError):
+        RoutingConfig(cost_weight=1.5)
+    with pytest.raises(ValidationError):
+        RoutingConfig(cost_weight=-0.1)
+
+
+def test_route_match_is_falsy_only_when_empty():
+    assert not RouteMatch()
+    assert RouteMatch(name="a", distance=0.1)
+    assert RouteMatch(name="default", fallback=True)
+
+
+def test_parse_definition_reports_every_problem_readably():
+    with pytest.raises(ConfigError, match=r"routes\.0\.cost"):
+        parse_definition({"name": "r", "routes": [{"name": "a", "references": ["x"], "cost": -2}]})
+    with pytest.raises(ConfigError, match="mapping"):
+        parse_definition(["not", "a", "dict"])
+    with pytest.raises(ConfigError, match="bogus"):
+        parse_definition({"name": "r", "bogus": True})

@@ -1,0 +1,63 @@
+"""Reading Redis replies and checking modules, for every reply shape a client may produce."""
+
+from __future__ import annotations
+
+import pytest
+
+from redisvl_llmrouter.errors import ConfigError, RedisModuleMissingError
+from redisvl_llmrouter.ranking import RouteDistances
+from redisvl_llmrouter.search import check_modules, parse_route_rows, reference_key, route_command, validate_router_name
+
+EXPECTED = [RouteDistances("simple 'x': é", 0.1, 0.2, 0.4, 2)]
+
+
+def test_parses_resp2_bytes():
+    reply = [
+        1,
+        [b"route_name", "simple 'x': é".encode(), b"min", b"0.1", b"avg", b"0.2", b"sum", b"0.4", b"count", b"2"],
+    ]
+    assert parse_route_rows(reply) == EXPECTED
+
+
+def test_parses_resp2_decoded():
+    reply = [1, ["route_name", "simple 'x': é", "min", "0.1", "avg", "0.2", "sum", "0.4", "count", "2"]]
+    assert parse_route_rows(reply) == EXPECTED
+
+
+def test_parses_resp3_maps():
+    attrs = {b"route_name": "simple 'x': é".encode(), b"min": b"0.1", b"avg": b"0.2", b"sum": b"0.4", b"count": b"2"}
+    reply = {b"total_results": 1, b"results": [{b"extra_attributes": attrs, b"values": []}]}
+    assert parse_route_rows(reply) == EXPECTED
+
+
+def test_drops_incomplete_rows():
+    assert parse_route_rows([2, [b"route_name", b"a"], [b"min", b"nan?"]]) == []
+
+
+def test_route_command_carries_vector_and_radius_as_parameters():
+    args = route_command("r", b"\x00\x01", 0.7)
+    assert args[:2] == ("FT.AGGREGATE", "r")
+    params = args[args.index("PARAMS") : args.index("PARAMS") + 6]
+    assert params == ("PARAMS", "4", "vector", b"\x00\x01", "radius", "0.7")
+
+
+def test_reference_keys_keep_route_names_verbatim():
+    assert reference_key("r", "a:b c'", "hello").startswith("r:a:b c':")
+
+
+@pytest.mark.parametrize("bad", ["", "has space", "a:b", "x*", "it's"])
+def test_router_names_are_key_safe(bad):
+    with pytest.raises(ConfigError):
+        validate_router_name(bad)
+
+
+def test_module_check_accepts_redis_8_and_stack():
+    check_modules([{b"name": b"search", b"ver": 21005}, {b"name": b"ReJSON", b"ver": 20803}], "x")
+    check_modules([[b"name", b"search", b"ver", 1], [b"name", b"ReJSON", b"ver", 1]], "x")
+
+
+def test_module_check_names_what_is_missing():
+    with pytest.raises(RedisModuleMissingError, match="search .RediSearch. and JSON"):
+        check_modules([], "localhost:6379")
+    with pytest.raises(RedisModuleMissingError, match="JSON"):
+        check_modules([{"name": "search"}], "localhost:6379")
