@@ -17,6 +17,7 @@ for query in ["hey, how are you?", "why does my python loop leak memory?", "desi
     match = router(query)
     alternatives = ", ".join(f"{a.name} ({a.distance:.2f})" for a in match.alternatives) or "none"
     print(
-        f"{query!r:45} -> {match.name:9} {match.model:28} confidence {match.confidence:.2f}  alternatives: {alternatives}"
+        f"{query!r:45} -> {match.name:9} {match.model:28} "
+        f"confidence {match.confidence:.2f}  alternatives: {alternatives}"
     )
 router.delete()

@@ -10,6 +10,7 @@ Quick start::
     router("hi there").model
 """
 
+from redisvl_llmrouter import pretrained
 from redisvl_llmrouter.aio import AsyncSemanticRouter
 from redisvl_llmrouter.errors import (
     ConfigError,
@@ -44,6 +45,7 @@ __all__ = [
     "InvalidQueryError",
     "LLMRouterError",
     "MiniLMVectorizer",
+    "pretrained",
     "RedisModuleMissingError",
     "RedisUnavailableError",
     "Route",

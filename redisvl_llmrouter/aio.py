@@ -18,7 +18,8 @@ from redisvl.utils.vectorize import BaseVectorizer
 
 from redisvl_llmrouter import connection
 from redisvl_llmrouter.core import Command, Embed, Op, Pipeline, RouterCore, load_definition, parse_definition
-from redisvl_llmrouter.router import BaseSemanticRouter, _resolve_vectorizer, unavailable
+from redisvl_llmrouter.ranking import RouteDistances
+from redisvl_llmrouter.router import BaseSemanticRouter, _resolve_vectorizer, prepare_pretrained, unavailable
 from redisvl_llmrouter.schema import DistanceAggregationMethod, Route, RouteMatch, RoutingConfig
 
 __all__ = ["AsyncSemanticRouter", "adrive"]
@@ -123,6 +124,12 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         """The best route for each of many queries: one embedding call and one Redis round trip."""
         return await self._run(self._core.route_batch(statements, vectors, aggregation_method))
 
+    async def distances(
+        self, statements: Sequence[str] | None = None, vectors: Sequence[Sequence[float]] | None = None
+    ) -> list[list[RouteDistances]]:
+        """The per-route distance rows behind each query's ranking (for analysis and evaluation)."""
+        return await self._run(self._core.distances(statements, vectors))
+
     async def add_route(self, route: Route) -> str:
         return await self._run(self._core.add_route(route))
 
@@ -154,6 +161,11 @@ class AsyncSemanticRouter(BaseSemanticRouter):
     async def clear(self) -> None:
         await self._run(self._core.clear())
 
+    async def export_with_embeddings(self, path: str | Path, description: str = "") -> Path:
+        """Write the router and the reference vectors held in Redis to a JSON file (no re-embedding)."""
+        vectors = await self._run(self._core.reference_vectors())
+        return self._write_export(path, self.to_dict(), vectors, description)
+
     async def close(self) -> None:
         """Close the Redis connection if the router opened it."""
         if self._owns_client:
@@ -176,6 +188,18 @@ class AsyncSemanticRouter(BaseSemanticRouter):
     @classmethod
     async def from_yaml(cls, file_path: str | Path, **kwargs: Any) -> AsyncSemanticRouter:
         return await cls.from_dict(cls._read_yaml(file_path).model_dump(), **kwargs)
+
+    @classmethod
+    async def from_pretrained(
+        cls,
+        name_or_path: str | Path = "default",
+        *,
+        name: str | None = None,
+        vectorizer: BaseVectorizer | None = None,
+        **kwargs: Any,
+    ) -> AsyncSemanticRouter:
+        """Load a shipped config or an exported file; see :meth:`SemanticRouter.from_pretrained`."""
+        return await cls.create(**prepare_pretrained(name_or_path, name, vectorizer), **kwargs)
 
     @classmethod
     async def from_existing(

@@ -435,6 +435,31 @@ class RouterCore:
         ranked = self._ranked(reply, aggregation_method)
         return ranking.top_matches(ranked, self._by_name, self.routing_config, max_k or self.routing_config.max_k)
 
+    def distances(
+        self, statements: Sequence[str] | None = None, vectors: Sequence[Any] | None = None
+    ) -> Op[list[list[ranking.RouteDistances]]]:
+        """The raw per-route distance rows the ranking works on, for each query (one pipelined round trip).
+
+        For analysis and evaluation: ``ranking.rank`` turns them into the same matches the
+        router returns, under any routing config, without touching Redis again.
+        """
+        queries = yield from self._batch_queries(statements, vectors)
+        if not queries:
+            return []
+        radius = self._radius()
+        replies = yield Pipeline(tuple(route_command(self.name, q, radius) for q in queries))
+        return [parse_route_rows(reply) for reply in replies]
+
+    def _batch_queries(self, statements: Sequence[str] | None, vectors: Sequence[Any] | None) -> Op[list[bytes]]:
+        if (statements is None) == (vectors is None):
+            raise InvalidQueryError("Provide either statements or vectors (not both).")
+        self._radius()  # fail before embedding anything when there is nothing to route to
+        if statements is not None:
+            if isinstance(statements, str):
+                raise InvalidQueryError("Batch routing takes a list of statements; call the router for one.")
+            return (yield from self._embed([self._checked_statement(s) for s in statements]))
+        return [self._vector_bytes(v) for v in vectors or []]
+
     def route_batch(
         self,
         statements: Sequence[str] | None = None,
@@ -442,21 +467,12 @@ class RouterCore:
         aggregation_method: DistanceAggregationMethod | None = None,
     ) -> Op[list[RouteMatch]]:
         """Route many queries: one embedding call for all of them, one pipelined round trip to Redis."""
-        if (statements is None) == (vectors is None):
-            raise InvalidQueryError("Provide either statements or vectors (not both).")
-        radius = self._radius()
-        if statements is not None:
-            if isinstance(statements, str):
-                raise InvalidQueryError("route_batch takes a list of statements; use the router call for one.")
-            queries = yield from self._embed([self._checked_statement(s) for s in statements])
-        else:
-            queries = [self._vector_bytes(v) for v in vectors or []]
-        if not queries:
-            return []
-        replies = yield Pipeline(tuple(route_command(self.name, q, radius) for q in queries))
+        rows = yield from self.distances(statements, vectors)
+        method = aggregation_method or self.routing_config.aggregation_method
+        routes = self._by_name
         return [
-            ranking.best_match(self._ranked(reply, aggregation_method), self._by_name, self.routing_config)
-            for reply in replies
+            ranking.best_match(ranking.rank(r, routes, self.routing_config, method), routes, self.routing_config)
+            for r in rows
         ]
 
     # ----------------------------------------------------------------- managing routes

@@ -37,13 +37,10 @@ __all__ = [
 
 @dataclass(frozen=True)
 class RouteDistances:
-    """One search row: the distances from a query to one route's references within the search radius."""
+    """The distances from a query to one route's references within the search radius, nearest first."""
 
     route: str
-    min: float
-    avg: float
-    sum: float
-    count: int
+    distances: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -59,13 +56,16 @@ class Candidate:
         return confidence(self.distance, self.route.distance_threshold)
 
 
-def aggregate(row: RouteDistances, method: DistanceAggregationMethod) -> float:
-    """The route's distance under the aggregation method (RedisVL's semantics: min, avg or sum)."""
+def aggregate(row: RouteDistances, method: DistanceAggregationMethod, k: int = 3) -> float:
+    """The route's distance: min, avg or sum (RedisVL's semantics) or the mean of the ``k`` nearest."""
+    d = row.distances
     if method is DistanceAggregationMethod.min:
-        return row.min
+        return d[0]
     if method is DistanceAggregationMethod.sum:
-        return row.sum
-    return row.avg
+        return math.fsum(d)
+    if method is DistanceAggregationMethod.topk:
+        return math.fsum(d[:k]) / len(d[:k])
+    return math.fsum(d) / len(d)
 
 
 def confidence(distance: float, threshold: float) -> float:
@@ -79,6 +79,7 @@ def candidates(
     rows: Iterable[RouteDistances],
     routes: Mapping[str, Route],
     method: DistanceAggregationMethod,
+    k: int = 3,
 ) -> list[tuple[Route, float]]:
     """The routes whose aggregated distance is strictly below their own threshold.
 
@@ -88,9 +89,9 @@ def candidates(
     passed = []
     for row in rows:
         route = routes.get(row.route)
-        if route is None or row.count <= 0:
+        if route is None or not row.distances:
             continue
-        distance = aggregate(row, method)
+        distance = aggregate(row, method, k)
         if math.isfinite(distance) and distance < route.distance_threshold:
             passed.append((route, distance))
     return passed
@@ -147,8 +148,16 @@ def rank(
     config: RoutingConfig,
     aggregation_method: DistanceAggregationMethod | None = None,
 ) -> list[Candidate]:
-    """All routes that pass their thresholds, best first, under ``config``."""
-    passed = candidates(rows, routes, aggregation_method or config.aggregation_method)
+    """All routes that pass their thresholds, best first, under ``config``.
+
+    ``aggregation_method`` overrides the config's (RedisVL's enum members are accepted too).
+    """
+    method = (
+        DistanceAggregationMethod(getattr(aggregation_method, "value", aggregation_method))
+        if aggregation_method is not None
+        else config.aggregation_method
+    )
+    passed = candidates(rows, routes, method, config.aggregation_k)
     return order(passed, config.cost_optimization, config.cost_weight)
 
 

@@ -17,11 +17,21 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redisvl.utils.vectorize import BaseVectorizer
 
-from redisvl_llmrouter import connection
-from redisvl_llmrouter.core import Command, Embed, Op, Pipeline, RouterCore, load_definition, parse_definition
-from redisvl_llmrouter.errors import ConfigError, RedisUnavailableError
+from redisvl_llmrouter import connection, pretrained
+from redisvl_llmrouter.core import (
+    Command,
+    Embed,
+    Op,
+    Pipeline,
+    RouterCore,
+    load_definition,
+    parse_definition,
+    vectorizer_difference,
+)
+from redisvl_llmrouter.errors import ConfigError, RedisUnavailableError, VectorizerMismatchError
+from redisvl_llmrouter.ranking import RouteDistances
 from redisvl_llmrouter.schema import DistanceAggregationMethod, Route, RouteMatch, RouterDefinition, RoutingConfig
-from redisvl_llmrouter.vectorizers import default_vectorizer, vectorizer_from_identity
+from redisvl_llmrouter.vectorizers import default_vectorizer, vectorizer_from_identity, vectorizer_identity
 
 __all__ = ["BaseSemanticRouter", "SemanticRouter", "drive", "unavailable"]
 
@@ -64,6 +74,28 @@ def drive(op: Op[T], client: redis.Redis, vectorizer: BaseVectorizer | None = No
                 request = op.send(result)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+
+
+def prepare_pretrained(name_or_path: str | Path, name: str | None, vectorizer: BaseVectorizer | None) -> dict[str, Any]:
+    """Read a pretrained config and return router keyword arguments, with its vectors precomputed.
+
+    A given vectorizer must make the same vectors as the one the config was built with.
+    """
+    config = pretrained.read(name_or_path)
+    definition = config.definition(name)
+    if vectorizer is not None:
+        difference = vectorizer_difference(config.vectorizer.model_dump(), vectorizer_identity(vectorizer))
+        if difference:
+            raise VectorizerMismatchError(
+                f"The config {str(name_or_path)!r} was embedded with another vectorizer ({difference})."
+            )
+    return {
+        "name": definition.name,
+        "routes": definition.routes,
+        "routing_config": definition.routing_config,
+        "vectorizer": _resolve_vectorizer(vectorizer, definition),
+        "_precomputed": config.vectors(),
+    }
 
 
 def _resolve_vectorizer(vectorizer: BaseVectorizer | None, definition: RouterDefinition | None) -> BaseVectorizer:
@@ -130,6 +162,10 @@ class BaseSemanticRouter:
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
         return parse_definition(data)
+
+    @staticmethod
+    def _write_export(path: str | Path, definition: dict[str, Any], vectors: Any, description: str) -> Path:
+        return pretrained.write(pretrained.build(definition, vectors, description), path)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, routes={self.route_names})"
@@ -204,6 +240,12 @@ class SemanticRouter(BaseSemanticRouter):
         return self._run(self._core.route_batch(statements, vectors, aggregation_method))
 
     # ----------------------------------------------------------------- managing routes
+    def distances(
+        self, statements: Sequence[str] | None = None, vectors: Sequence[Sequence[float]] | None = None
+    ) -> list[list[RouteDistances]]:
+        """The per-route distance rows behind each query's ranking (for analysis and evaluation)."""
+        return self._run(self._core.distances(statements, vectors))
+
     def add_route(self, route: Route) -> str:
         """Embed and index a new route's references and persist it; returns its name."""
         return self._run(self._core.add_route(route))
@@ -244,6 +286,14 @@ class SemanticRouter(BaseSemanticRouter):
         """Remove every route and reference, keeping the empty router."""
         self._run(self._core.clear())
 
+    def export_with_embeddings(self, path: str | Path, description: str = "") -> Path:
+        """Write the router and the reference vectors held in Redis (nothing is re-embedded) to a JSON file.
+
+        ``from_pretrained(path)`` loads it back with identical routing.
+        """
+        vectors = self._run(self._core.reference_vectors())
+        return self._write_export(path, self.to_dict(), vectors, description)
+
     def close(self) -> None:
         """Close the Redis connection if the router opened it."""
         if self._owns_client:
@@ -267,6 +317,28 @@ class SemanticRouter(BaseSemanticRouter):
     def from_yaml(cls, file_path: str | Path, **kwargs: Any) -> SemanticRouter:
         """Build a router from a YAML file written by :meth:`to_yaml`."""
         return cls.from_dict(cls._read_yaml(file_path).model_dump(), **kwargs)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path = "default",
+        *,
+        name: str | None = None,
+        vectorizer: BaseVectorizer | None = None,
+        **kwargs: Any,
+    ) -> SemanticRouter:
+        """Load a shipped config by name (``"default"``) or a file written by :meth:`export_with_embeddings`.
+
+        The stored vectors go straight into Redis. Loading the same config again reuses the index;
+        a different router under the same name is refused unless ``overwrite=True``.
+
+        Args:
+            name_or_path: a shipped config's name, or a path to a config file.
+            name: the router's name in Redis (default: the config's name).
+            vectorizer: must match the config's model and dimensions (default: built from the config).
+            **kwargs: as for :class:`SemanticRouter` (``redis_url``, ``overwrite``, ...).
+        """
+        return cls(**prepare_pretrained(name_or_path, name, vectorizer), **kwargs)
 
     @classmethod
     def from_existing(

@@ -9,10 +9,10 @@ Layout of a router called ``NAME``:
   ``route_name``, ``reference`` and the float32 ``vector``.
 * the search index ``NAME`` over those hashes (prefix ``NAME:``), a FLAT cosine vector index.
 
-Routing is one ``FT.AGGREGATE``: a vector range query (radius = the largest route threshold)
-grouped by route, reducing each group to min, avg, sum and count of distances, so one round trip
-returns a handful of rows whatever the aggregation method, and every route in range is
-considered by the ranking core, not only the top few by distance.
+Routing is one ``FT.SEARCH``: a vector range query (radius = the largest route threshold)
+returning the route name and distance of every reference in range. The ranking core groups and
+aggregates them (min, avg, sum, mean of the k nearest), so every route in range is considered,
+not only the top few by distance, and any aggregation is computed from one round trip.
 
 Replies are parsed for both RESP2 and RESP3 and for clients with or without ``decode_responses``.
 """
@@ -20,6 +20,7 @@ Replies are parsed for both RESP2 and RESP3 and for clients with or without ``de
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -79,18 +80,19 @@ def create_index_command(router: str, dims: int, dtype: str) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+#: Most references one search returns; far above any sensible router (a router is a few routes
+#: with tens of references each), and a bound on the reply size.
+MAX_REFERENCES = 10_000
+
+
 def route_command(router: str, vector: bytes, radius: float) -> tuple[Any, ...]:
-    """``FT.AGGREGATE`` returning, per route within ``radius``, min/avg/sum/count of distances."""
+    """``FT.SEARCH`` returning route name and distance of every reference within ``radius``."""
     return (
-        "FT.AGGREGATE", router,
+        "FT.SEARCH", router,
         f"@{VECTOR_FIELD}:[VECTOR_RANGE $radius $vector]=>{{$YIELD_DISTANCE_AS: distance}}",
         "PARAMS", "4", "vector", vector, "radius", repr(float(radius)),
-        "GROUPBY", "1", "@route_name",
-        "REDUCE", "MIN", "1", "@distance", "AS", "min",
-        "REDUCE", "AVG", "1", "@distance", "AS", "avg",
-        "REDUCE", "SUM", "1", "@distance", "AS", "sum",
-        "REDUCE", "COUNT", "0", "AS", "count",
-        "LIMIT", "0", "10000",
+        "RETURN", "2", "route_name", "distance",
+        "LIMIT", "0", str(MAX_REFERENCES),
         "DIALECT", "2",
     )  # fmt: skip
 
@@ -103,39 +105,31 @@ def _pairs(flat: Sequence[Any]) -> dict[str, Any]:
     return {_text(flat[i]): flat[i + 1] for i in range(0, len(flat) - 1, 2)}
 
 
-def _rows(reply: Any) -> list[dict[str, Any]]:
-    """The list of field maps in an FT.AGGREGATE reply, RESP2 or RESP3."""
-    if isinstance(reply, dict):  # RESP3: {"results": [{"extra_attributes": {...}}, ...]}
+def _documents(reply: Any) -> list[dict[str, Any]]:
+    """The field maps of the documents in an FT.SEARCH reply, RESP2 or RESP3."""
+    if isinstance(reply, dict):  # RESP3: {"results": [{"id": ..., "extra_attributes": {...}}, ...]}
         results = reply.get(b"results", reply.get("results", []))
-        rows = []
-        for item in results:
-            attrs = item.get(b"extra_attributes", item.get("extra_attributes", {}))
-            rows.append({_text(k): v for k, v in attrs.items()})
-        return rows
-    # RESP2: [total, [k, v, k, v, ...], ...]
-    return [_pairs(row) for row in list(reply)[1:] if isinstance(row, (list, tuple))]
+        return [
+            {_text(k): v for k, v in item.get(b"extra_attributes", item.get("extra_attributes", {})).items()}
+            for item in results
+        ]
+    # RESP2: [total, key, [field, value, ...], key, [...], ...]
+    return [_pairs(item) for item in list(reply)[2::2] if isinstance(item, (list, tuple))]
 
 
 def parse_route_rows(reply: Any) -> list[RouteDistances]:
-    """Turn an FT.AGGREGATE reply from :func:`route_command` into ranking rows.
+    """Group an FT.SEARCH reply from :func:`route_command` into one row per route, nearest first.
 
-    Rows missing a field (a reference deleted mid-search) are dropped rather than guessed.
+    Documents missing a field (a reference deleted mid-search) are dropped rather than guessed.
     """
-    rows = []
-    for fields in _rows(reply):
+    by_route: defaultdict[str, list[float]] = defaultdict(list)
+    for fields in _documents(reply):
         try:
-            rows.append(
-                RouteDistances(
-                    route=_text(fields["route_name"]),
-                    min=float(_text(fields["min"])),
-                    avg=float(_text(fields["avg"])),
-                    sum=float(_text(fields["sum"])),
-                    count=int(float(_text(fields["count"]))),
-                )
-            )
+            route, distance = _text(fields["route_name"]), float(_text(fields["distance"]))
         except (KeyError, ValueError):
             continue
-    return rows
+        by_route[route].append(distance)
+    return [RouteDistances(route, tuple(sorted(ds))) for route, ds in by_route.items()]
 
 
 def check_modules(module_list: Any, where: str) -> None:

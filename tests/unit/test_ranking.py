@@ -19,10 +19,8 @@ def route(name: str, cost: float | None, threshold: float = 0.5, model: str | No
     return Route(name=name, references=[name], distance_threshold=threshold, cost=cost, model=model or f"m/{name}")
 
 
-def row(name: str, d_min: float, d_avg: float | None = None, d_sum: float | None = None, n: int = 1) -> RouteDistances:
-    return RouteDistances(
-        route=name, min=d_min, avg=d_avg if d_avg is not None else d_min, sum=d_sum or d_min * n, count=n
-    )
+def row(name: str, *distances: float) -> RouteDistances:
+    return RouteDistances(route=name, distances=tuple(sorted(distances)))
 
 
 ROUTES = {r.name: r for r in [route("nano", 0.1), route("sonnet", 3.0), route("opus", 5.0)]}
@@ -51,19 +49,41 @@ class TestThresholds:
         assert names(rank([row("a", 0.29), row("b", 0.2)], routes, RoutingConfig())) == ["a"]
 
     def test_unknown_routes_and_empty_groups_are_ignored(self):
-        assert rank([row("ghost", 0.01), row("nano", 0.1, n=0)], ROUTES, RoutingConfig()) == []
+        assert rank([row("ghost", 0.01), row("nano")], ROUTES, RoutingConfig()) == []
 
 
 class TestAggregation:
+    # a: 0.05, 0.3, 0.7, 0.75 -> min 0.05, avg 0.45, sum 1.8, top-2 mean 0.175, top-3 mean 0.35
+    # b: 0.12, 0.15, 0.2       -> min 0.12, avg 0.1567, sum 0.47, top-2 mean 0.135, top-3 mean 0.1567
+    ROWS = [row("a", 0.7, 0.05, 0.3, 0.75), row("b", 0.2, 0.12, 0.15)]
+    WIDE = {"a": route("a", 1, threshold=2.0), "b": route("b", 1, threshold=2.0)}
+
     @pytest.mark.parametrize(
-        ("method", "expected"),
-        [("min", ["a", "b"]), ("avg", ["b", "a"]), ("sum", ["b", "a"])],
+        ("method", "k", "expected", "distance"),
+        [
+            ("min", 3, ["a", "b"], 0.05),
+            ("avg", 3, ["b", "a"], 0.47 / 3),
+            ("sum", 3, ["b", "a"], 0.47),
+            ("topk", 2, ["b", "a"], 0.135),
+            ("topk", 1, ["a", "b"], 0.05),
+            ("topk", 3, ["b", "a"], 0.47 / 3),
+        ],
     )
-    def test_picks_the_reduced_distance(self, method, expected):
-        routes = {"a": route("a", 1, threshold=2.0), "b": route("b", 1, threshold=2.0)}
-        rows = [row("a", 0.05, 0.4, 0.8, n=2), row("b", 0.1, 0.1, 0.1, n=1)]
-        config = RoutingConfig(aggregation_method=DistanceAggregationMethod(method))
-        assert names(rank(rows, routes, config)) == expected
+    def test_reduces_each_routes_distances(self, method, k, expected, distance):
+        config = RoutingConfig(aggregation_method=method, aggregation_k=k)
+        ranked = rank(self.ROWS, self.WIDE, config)
+        assert names(ranked) == expected
+        assert ranked[0].distance == pytest.approx(distance)
+
+    def test_topk_with_fewer_references_than_k_averages_what_there_is(self):
+        config = RoutingConfig(aggregation_method="topk", aggregation_k=10)
+        assert rank([row("a", 0.2, 0.4)], self.WIDE, config)[0].distance == pytest.approx(0.3)
+
+    def test_accepts_redisvl_enum_members(self):
+        from redisvl.extensions.router.schema import DistanceAggregationMethod as RedisVLMethod
+
+        assert names(rank(self.ROWS, self.WIDE, RoutingConfig(), RedisVLMethod.min)) == ["a", "b"]
+        assert RoutingConfig(aggregation_method=RedisVLMethod.sum).aggregation_method is DistanceAggregationMethod.sum
 
 
 class TestCostPenalty:

@@ -8,35 +8,49 @@ from redisvl_llmrouter.errors import ConfigError, RedisModuleMissingError
 from redisvl_llmrouter.ranking import RouteDistances
 from redisvl_llmrouter.search import check_modules, parse_route_rows, reference_key, route_command, validate_router_name
 
-EXPECTED = [RouteDistances("simple 'x': é", 0.1, 0.2, 0.4, 2)]
+NAME = "simple 'x': é"
+EXPECTED = [RouteDistances(NAME, (0.1, 0.3)), RouteDistances("b", (0.2,))]
 
 
-def test_parses_resp2_bytes():
+def test_parses_resp2_bytes_grouped_by_route_nearest_first():
     reply = [
-        1,
-        [b"route_name", "simple 'x': é".encode(), b"min", b"0.1", b"avg", b"0.2", b"sum", b"0.4", b"count", b"2"],
-    ]
+        3,
+        b"r:1", [b"distance", b"0.3", b"route_name", NAME.encode()],
+        b"r:2", [b"distance", b"0.2", b"route_name", b"b"],
+        b"r:3", [b"route_name", NAME.encode(), b"distance", b"0.1"],
+    ]  # fmt: skip
     assert parse_route_rows(reply) == EXPECTED
 
 
 def test_parses_resp2_decoded():
-    reply = [1, ["route_name", "simple 'x': é", "min", "0.1", "avg", "0.2", "sum", "0.4", "count", "2"]]
+    reply = [
+        3,
+        "r:1", ["distance", "0.3", "route_name", NAME],
+        "r:2", ["distance", "0.2", "route_name", "b"],
+        "r:3", ["distance", "0.1", "route_name", NAME],
+    ]  # fmt: skip
     assert parse_route_rows(reply) == EXPECTED
 
 
 def test_parses_resp3_maps():
-    attrs = {b"route_name": "simple 'x': é".encode(), b"min": b"0.1", b"avg": b"0.2", b"sum": b"0.4", b"count": b"2"}
-    reply = {b"total_results": 1, b"results": [{b"extra_attributes": attrs, b"values": []}]}
+    docs = [(NAME, b"0.3"), ("b", b"0.2"), (NAME, b"0.1")]
+    reply = {
+        b"total_results": 3,
+        b"results": [
+            {b"id": b"k", b"extra_attributes": {b"route_name": n.encode(), b"distance": d}, b"values": []}
+            for n, d in docs
+        ],
+    }
     assert parse_route_rows(reply) == EXPECTED
 
 
-def test_drops_incomplete_rows():
-    assert parse_route_rows([2, [b"route_name", b"a"], [b"min", b"nan?"]]) == []
+def test_drops_incomplete_documents():
+    assert parse_route_rows([2, b"k1", [b"route_name", b"a"], b"k2", [b"distance", b"nan?"]]) == []
 
 
 def test_route_command_carries_vector_and_radius_as_parameters():
     args = route_command("r", b"\x00\x01", 0.7)
-    assert args[:2] == ("FT.AGGREGATE", "r")
+    assert args[:2] == ("FT.SEARCH", "r")
     params = args[args.index("PARAMS") : args.index("PARAMS") + 6]
     assert params == ("PARAMS", "4", "vector", b"\x00\x01", "radius", "0.7")
 

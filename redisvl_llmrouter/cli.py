@@ -1,0 +1,192 @@
+"""The ``llmrouter`` command: parse arguments, call the library, print.
+
+    llmrouter route "explain garbage collection"            # tier, model, confidence, alternatives, saving
+    llmrouter route "hi" --config ./my_router.json --json
+    llmrouter info [--config default|PATH]
+    llmrouter export default ./my_router.json               # a shipped config or file, through Redis
+    llmrouter export my-router ./my_router.json --from-redis
+    llmrouter eval DATASET.jsonl ... --router default --map simple=gpt-4 --json out.json --plot out.png
+
+Redis is resolved as in the library: ``--redis-url``, else ``REDIS_URL``, else the embedded server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from redisvl_llmrouter.errors import LLMRouterError
+
+__all__ = ["main", "saving"]
+
+
+def saving(chosen_cost: float | None, routes: Sequence[Any]) -> dict[str, Any] | None:
+    """The estimated saving of the chosen route against always using the most expensive route."""
+    priced = [r for r in routes if r.cost is not None]
+    if chosen_cost is None or not priced:
+        return None
+    dearest = max(priced, key=lambda r: r.cost)
+    fraction = 0.0 if dearest.cost <= 0 else 1.0 - chosen_cost / dearest.cost
+    return {
+        "fraction": fraction,
+        "against_route": dearest.name,
+        "against_model": dearest.model,
+        "against_cost": dearest.cost,
+    }
+
+
+def _price(cost: float | None) -> str:
+    return "cost unknown" if cost is None else f"${cost:g}/1M tokens"
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from redisvl_llmrouter import SemanticRouter
+
+    return SemanticRouter.from_pretrained(args.config, redis_url=args.redis_url)
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    router = _load(args)
+    match = router(args.text)
+    economy = saving(match.cost, router.routes) if match else None
+    if args.json:
+        out = {"query": args.text, **match.model_dump(), "saving": economy}
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return 0 if match else 1
+    if not match:
+        print(f"no route matched {args.text!r} and the config has no default route")
+        return 1
+    rows = [
+        ("query", args.text),
+        ("tier", f"{match.name}{'  (default route: nothing matched)' if match.fallback else ''}"),
+        ("model", f"{match.model}  ({_price(match.cost)})"),
+        (
+            "confidence",
+            f"{match.confidence:.2f}" + ("" if match.distance is None else f"  (distance {match.distance:.3f})"),
+        ),
+        (
+            "alternatives",
+            ", ".join(f"{a.name} ({a.model}, distance {a.distance:.3f})" for a in match.alternatives) or "none",
+        ),
+    ]
+    if economy is not None:
+        rows.append(
+            (
+                "saving",
+                f"{economy['fraction']:.1%} vs always using {economy['against_route']} "
+                f"({economy['against_model']}, {_price(economy['against_cost'])})",
+            )
+        )
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from redisvl_llmrouter import pretrained
+
+    config = pretrained.read(args.config)
+    if args.json:
+        data = config.model_dump(mode="json")
+        for route in data["routes"]:
+            route["references"] = [ref["text"] for ref in route["references"]]
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{config.name}: {config.description}")
+    v = config.vectorizer
+    print(f"vectorizer   {v.type} {v.model} ({v.dims} dims, {v.dtype})")
+    rc = config.routing_config
+    print(
+        f"routing      aggregation={rc.aggregation_method.value} cost_optimization={rc.cost_optimization} "
+        f"cost_weight={rc.cost_weight} default_route={rc.default_route}"
+    )
+    print(f"{'route':<12} {'model':<30} {'cost':>8} {'threshold':>9} {'refs':>5}")
+    for r in config.routes:
+        cost = "-" if r.cost is None else f"{r.cost:g}"
+        print(f"{r.name:<12} {r.model or '-':<30} {cost:>8} {r.distance_threshold:>9.2f} {len(r.references):>5}")
+    if config.metrics:
+        print("metrics      " + json.dumps(config.metrics))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from redisvl_llmrouter import SemanticRouter
+
+    if args.from_redis:
+        router = SemanticRouter.from_existing(args.name, redis_url=args.redis_url)
+    else:
+        router = SemanticRouter.from_pretrained(args.name, redis_url=args.redis_url)
+    path = router.export_with_embeddings(args.path)
+    refs = sum(len(r.references) for r in router.routes)
+    print(f"wrote {path}: {len(router.routes)} routes, {refs} references with their vectors")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from redisvl_llmrouter.evaluation_run import run_eval
+
+    return run_eval(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmrouter",
+        description="Route queries to the cheapest LLM able to answer them, with Redis as the index.",
+        epilog="Redis: --redis-url, else $REDIS_URL, else an embedded Redis started for the command.",
+    )
+    parser.add_argument("--redis-url", default=None, help="Redis to use (default: $REDIS_URL, else embedded)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    route = sub.add_parser("route", help="route one query and show the tier, model, confidence and saving")
+    route.add_argument("text", help="the query to route")
+    route.add_argument("--config", default="default", help="shipped config name or config file path (default: default)")
+    route.add_argument("--json", action="store_true", help="print the RouteMatch as JSON")
+    route.set_defaults(func=cmd_route)
+
+    info = sub.add_parser("info", help="describe a config: vectorizer, routes, thresholds, metrics")
+    info.add_argument("--config", default="default", help="shipped config name or config file path")
+    info.add_argument("--json", action="store_true", help="print as JSON (reference texts, no vectors)")
+    info.set_defaults(func=cmd_info)
+
+    export = sub.add_parser("export", help="write a router with its embeddings to a JSON file")
+    export.add_argument("name", help="shipped config name or config file (or, with --from-redis, a router in Redis)")
+    export.add_argument("path", help="where to write the JSON config")
+    export.add_argument("--from-redis", action="store_true", help="NAME is a router already stored in Redis")
+    export.set_defaults(func=cmd_export)
+
+    ev = sub.add_parser("eval", help="measure cost and quality of a router on outcome data (JSONL)")
+    ev.add_argument("datasets", nargs="+", help="JSONL files with per-model quality and cost per prompt")
+    ev.add_argument("--router", default="default", help="shipped config name or config file path")
+    ev.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="ROUTE=MODEL",
+        help="dataset model that stands for a route (repeatable); routes whose model is in the dataset map themselves",
+    )
+    ev.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="write the report as JSON")
+    ev.add_argument("--plot", default=None, metavar="OUT.png", help="write the cost-quality plot")
+    ev.add_argument("--limit", type=int, default=None, help="use only the first N prompts of each dataset")
+    ev.add_argument("--grid", type=int, default=21, help="number of cost_weight values swept from 0 to 1")
+    ev.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (LLMRouterError, FileNotFoundError) as exc:
+        print(f"llmrouter: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""Pretrained router configs: files that carry routes *and* their reference embeddings.
+
+A config file is JSON a person can read and diff::
+
+    {
+      "format": "redisvl-llmrouter.pretrained",
+      "schema_version": 1,
+      "name": "default",
+      "description": "...",
+      "vectorizer": {"type": "hf", "model": "sentence-transformers/all-MiniLM-L6-v2", "dims": 384, "dtype": "float32"},
+      "routing_config": {...},
+      "routes": [
+        {"name": "simple", "model": "openai/gpt-4.1-nano", "cost": 0.1, "distance_threshold": 0.6,
+         "metadata": {...},
+         "references": [{"text": "hi there", "vector": "<base64 of little-endian float32>"}, ...]},
+        ...
+      ]
+    }
+
+Loading never re-embeds: the vectors go straight into Redis. Name resolution is strict: a bare
+name (``"default"``) means a config shipped in this package and nothing else; anything that looks
+like a path (has a separator or a suffix, or is a ``Path``) means that file and nothing else.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from redisvl_llmrouter.errors import ConfigError, VectorizerMismatchError
+from redisvl_llmrouter.schema import Route, RouterDefinition, RoutingConfig
+
+__all__ = [
+    "FORMAT",
+    "SCHEMA_VERSION",
+    "PretrainedConfig",
+    "available",
+    "resolve",
+    "read",
+    "build",
+    "write",
+    "encode_vector",
+    "decode_vector",
+]
+
+FORMAT = "redisvl-llmrouter.pretrained"
+SCHEMA_VERSION = 1
+_HERE = Path(__file__).parent
+_BARE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+class VectorizerIdentity(BaseModel):
+    """Which model made the vectors: loading refuses a vectorizer that differs in model, dims or dtype."""
+
+    type: str
+    model: str
+    dims: int = Field(gt=0)
+    dtype: Literal["float32"] = "float32"
+
+
+class PretrainedReference(BaseModel):
+    text: str = Field(min_length=1)
+    vector: str
+    """Base64 of the little-endian float32 vector, as stored in Redis."""
+
+
+class PretrainedRoute(BaseModel):
+    name: str
+    model: str | None = None
+    cost: float | None = Field(default=None, ge=0)
+    distance_threshold: float = Field(gt=0, le=2)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    references: list[PretrainedReference] = Field(min_length=1)
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PretrainedConfig(BaseModel):
+    """A router with its embeddings, as written by ``export_with_embeddings``."""
+
+    format: Literal["redisvl-llmrouter.pretrained"] = FORMAT
+    schema_version: int = SCHEMA_VERSION
+    name: str
+    description: str = ""
+    vectorizer: VectorizerIdentity
+    routing_config: RoutingConfig = Field(default_factory=RoutingConfig)
+    routes: list[PretrainedRoute]
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    """What was measured when the config was built (e.g. held-out tier accuracy); informational."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def definition(self, name: str | None = None) -> RouterDefinition:
+        """The router definition (routes without vectors) under ``name`` (default: the config's)."""
+        routes = [
+            Route(
+                name=r.name,
+                model=r.model,
+                cost=r.cost,
+                distance_threshold=r.distance_threshold,
+                metadata=r.metadata,
+                references=[ref.text for ref in r.references],
+            )
+            for r in self.routes
+        ]
+        return RouterDefinition(
+            name=name or self.name,
+            routes=routes,
+            vectorizer=self.vectorizer.model_dump(),
+            routing_config=self.routing_config,
+        )
+
+    def vectors(self) -> dict[tuple[str, str], bytes]:
+        """(route, reference) → float32 bytes, checked against the declared dimensions."""
+        out = {}
+        for route in self.routes:
+            for ref in route.references:
+                raw = decode_vector(ref.vector)
+                if len(raw) != 4 * self.vectorizer.dims:
+                    raise VectorizerMismatchError(
+                        f"Reference {ref.text!r} of route {route.name!r} has a {len(raw) // 4}-dimensional "
+                        f"vector, but the config declares {self.vectorizer.dims} dimensions."
+                    )
+                out[(route.name, ref.text)] = raw
+        return out
+
+
+def encode_vector(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def decode_vector(text: str) -> bytes:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except ValueError as exc:
+        raise ConfigError(f"A reference vector is not valid base64: {exc}") from None
+    if len(raw) % 4:
+        raise ConfigError("A reference vector's length is not a whole number of float32 values.")
+    if not np.all(np.isfinite(np.frombuffer(raw, dtype="<f4"))):
+        raise ConfigError("A reference vector contains NaN or infinite values.")
+    return raw
+
+
+def available() -> list[str]:
+    """Names of the configs shipped with the package."""
+    return sorted(p.stem for p in _HERE.glob("*.json"))
+
+
+def is_bare_name(name_or_path: str | Path) -> bool:
+    return isinstance(name_or_path, str) and bool(_BARE_NAME.match(name_or_path))
+
+
+def resolve(name_or_path: str | Path) -> Path:
+    """The file for a shipped config name, or the given path; never one for the other."""
+    if is_bare_name(name_or_path):
+        path = _HERE / f"{name_or_path}.json"
+        if not path.is_file():
+            raise ConfigError(
+                f"No pretrained config named {name_or_path!r}; available: {', '.join(available())}. "
+                "To load a file, pass its path (e.g. './my_router.json')."
+            )
+        return path
+    path = Path(name_or_path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"No pretrained config file at {path}")
+    return path
+
+
+def read(name_or_path: str | Path) -> PretrainedConfig:
+    """Load and validate a config file, with errors that say what is wrong and where."""
+    path = resolve(name_or_path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path} is not a JSON file: {exc}") from None
+    return parse(data, where=str(path))
+
+
+def parse(data: Any, where: str = "config") -> PretrainedConfig:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a JSON object at the top level.")
+    if data.get("format") != FORMAT:
+        raise ConfigError(f"{where}: not a redisvl-llmrouter pretrained config (format {data.get('format')!r}).")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ConfigError(
+            f"{where}: schema_version {data.get('schema_version')!r} is not supported (this version reads "
+            f"{SCHEMA_VERSION}); upgrade redisvl-llmrouter."
+        )
+    try:
+        return PretrainedConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+        raise ConfigError(f"{where}: {problems}") from None
+
+
+def build(
+    definition: Mapping[str, Any], vectors: Mapping[tuple[str, str], bytes], description: str = ""
+) -> PretrainedConfig:
+    """A config from a router's ``to_dict()`` and its stored vectors."""
+    vectorizer = dict(definition["vectorizer"])
+    routes = [
+        PretrainedRoute(
+            name=r["name"],
+            model=r.get("model"),
+            cost=r.get("cost"),
+            distance_threshold=r["distance_threshold"],
+            metadata=r.get("metadata") or {},
+            references=[
+                PretrainedReference(text=ref, vector=encode_vector(vectors[(r["name"], ref)]))
+                for ref in r["references"]
+            ],
+        )
+        for r in definition["routes"]
+    ]
+    return PretrainedConfig(
+        name=definition["name"],
+        description=description,
+        vectorizer=VectorizerIdentity.model_validate(vectorizer),
+        routing_config=RoutingConfig.model_validate(definition["routing_config"]),
+        routes=routes,
+    )
+
+
+def write(config: PretrainedConfig, path: str | Path) -> Path:
+    """Write a config as indented JSON (one reference per object, diff-friendly)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = config.model_dump(mode="json")
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
