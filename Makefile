@@ -17,6 +17,12 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: install
+	$(BIN)/llmrouter info
+	@echo
+	$(BIN)/llmrouter route "hello, how are you?" "explain garbage collection" \
+		"architect a distributed system for millions of users" "convert 72 Fahrenheit to Celsius" \
+		"why does my python script run out of memory when reading a big CSV?"
+	@echo
 	$(BIN)/python examples/demo.py
 
 test: install

@@ -11,7 +11,9 @@ routes = [
           references=["architect a distributed system for millions of users", "prove this theorem formally"]),
 ]  # fmt: skip
 router = SemanticRouter(
-    name="demo-router", routes=routes, routing_config=RoutingConfig(cost_optimization=True, cost_weight=0.2)
+    name="demo-router",
+    routes=routes,
+    routing_config=RoutingConfig(aggregation_method="min", cost_optimization=True, cost_weight=0.2),
 )
 for query in ["hey, how are you?", "why does my python loop leak memory?", "design a globally replicated database"]:
     match = router(query)

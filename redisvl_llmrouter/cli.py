@@ -1,6 +1,7 @@
 """The ``llmrouter`` command: parse arguments, call the library, print.
 
     llmrouter route "explain garbage collection"            # tier, model, confidence, alternatives, saving
+    llmrouter route "hi" "prove Fermat's little theorem"    # several queries, one batch
     llmrouter route "hi" --config ./my_router.json --json
     llmrouter info [--config default|PATH]
     llmrouter export default ./my_router.json               # a shipped config or file, through Redis
@@ -49,42 +50,42 @@ def _load(args: argparse.Namespace) -> Any:
     return SemanticRouter.from_pretrained(args.config, redis_url=args.redis_url)
 
 
-def cmd_route(args: argparse.Namespace) -> int:
-    router = _load(args)
-    match = router(args.text)
-    economy = saving(match.cost, router.routes) if match else None
-    if args.json:
-        out = {"query": args.text, **match.model_dump(), "saving": economy}
-        print(json.dumps(out, indent=2, ensure_ascii=False))
-        return 0 if match else 1
+def _route_lines(text: str, match: Any, economy: dict[str, Any] | None) -> list[tuple[str, str]]:
     if not match:
-        print(f"no route matched {args.text!r} and the config has no default route")
-        return 1
+        return [("query", text), ("tier", "no route matched and the config has no default route")]
+    distance = "" if match.distance is None else f"  (distance {match.distance:.3f})"
     rows = [
-        ("query", args.text),
+        ("query", text),
         ("tier", f"{match.name}{'  (default route: nothing matched)' if match.fallback else ''}"),
         ("model", f"{match.model}  ({_price(match.cost)})"),
-        (
-            "confidence",
-            f"{match.confidence:.2f}" + ("" if match.distance is None else f"  (distance {match.distance:.3f})"),
-        ),
+        ("confidence", f"{match.confidence:.2f}{distance}"),
         (
             "alternatives",
             ", ".join(f"{a.name} ({a.model}, distance {a.distance:.3f})" for a in match.alternatives) or "none",
         ),
     ]
     if economy is not None:
-        rows.append(
-            (
-                "saving",
-                f"{economy['fraction']:.1%} vs always using {economy['against_route']} "
-                f"({economy['against_model']}, {_price(economy['against_cost'])})",
-            )
-        )
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
-    return 0
+        against = f"{economy['against_route']} ({economy['against_model']}, {_price(economy['against_cost'])})"
+        rows.append(("saving", f"{economy['fraction']:.1%} vs always using {against}"))
+    return rows
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    router = _load(args)
+    matches = router.route_batch(args.text) if len(args.text) > 1 else [router(args.text[0])]
+    results = []
+    for text, match in zip(args.text, matches, strict=True):
+        economy = saving(match.cost, router.routes) if match else None
+        results.append((text, match, economy))
+    if args.json:
+        out = [{"query": text, **match.model_dump(), "saving": economy} for text, match, economy in results]
+        print(json.dumps(out[0] if len(out) == 1 else out, indent=2, ensure_ascii=False))
+    else:
+        for i, (text, match, economy) in enumerate(results):
+            rows = _route_lines(text, match, economy)
+            width = max(len(k) for k, _ in rows)
+            print(("\n" if i else "") + "\n".join(f"{key:<{width}}  {value}" for key, value in rows))
+    return 0 if all(match for _, match, _ in results) else 1
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -143,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     route = sub.add_parser("route", help="route one query and show the tier, model, confidence and saving")
-    route.add_argument("text", help="the query to route")
+    route.add_argument("text", nargs="+", help="the query (or several queries) to route")
     route.add_argument("--config", default="default", help="shipped config name or config file path (default: default)")
     route.add_argument("--json", action="store_true", help="print the RouteMatch as JSON")
     route.set_defaults(func=cmd_route)

@@ -68,3 +68,9 @@ def test_console_script_help_and_route():
         [exe, "route", "hello, how are you?", "--json"], capture_output=True, text=True, check=True, env=os.environ
     )
     assert json.loads(result.stdout)["model"] == "openai/gpt-4.1-nano"
+
+
+def test_several_queries_are_routed_in_one_batch(capsys):
+    assert main(["route", "hello, how are you?", "architect a distributed system for millions of users", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [d["name"] for d in data] == ["simple", "expert"]
