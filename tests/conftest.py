@@ -17,11 +17,22 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    """The Redis every integration test uses, resolved exactly as the library resolves it."""
+def redis_url() -> Iterator[str]:
+    """The Redis every integration test uses, resolved exactly as the library resolves it.
+
+    ``REDIS_URL`` wins; else, with ``LLMROUTER_TEST_DOCKER=1`` on a machine with Docker, a
+    Testcontainers ``redis:8`` (opt-in, ``pip install '.[docker]'``); else the embedded Redis.
+    """
     from redisvl_llmrouter.connection import resolve_url
 
-    return resolve_url()
+    if not os.environ.get("REDIS_URL") and os.environ.get("LLMROUTER_TEST_DOCKER") == "1":
+        from testcontainers.redis import RedisContainer
+
+        with RedisContainer("redis:8") as container:
+            host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
+            yield f"redis://{host}:{port}"
+        return
+    yield resolve_url()
 
 
 @pytest.fixture
