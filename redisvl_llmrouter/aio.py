@@ -17,9 +17,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redisvl.utils.vectorize import BaseVectorizer
 
 from redisvl_llmrouter import connection
-from redisvl_llmrouter.core import Command, Embed, Op, Pipeline, RouterCore, load_definition, parse_definition
+from redisvl_llmrouter.core import Command, Embed, Op, Pipeline, RouterCore, load_definition
 from redisvl_llmrouter.ranking import RouteDistances
-from redisvl_llmrouter.router import BaseSemanticRouter, _resolve_vectorizer, prepare_pretrained, unavailable
+from redisvl_llmrouter.router import (
+    BaseSemanticRouter,
+    _resolve_vectorizer,
+    definition_kwargs,
+    prepare_pretrained,
+    unavailable,
+)
 from redisvl_llmrouter.schema import DistanceAggregationMethod, Route, RouteMatch, RoutingConfig
 
 __all__ = ["AsyncSemanticRouter", "adrive"]
@@ -179,11 +185,7 @@ class AsyncSemanticRouter(BaseSemanticRouter):
 
     @classmethod
     async def from_dict(cls, data: Mapping[str, Any], **kwargs: Any) -> AsyncSemanticRouter:
-        definition = parse_definition(data)
-        kwargs["vectorizer"] = _resolve_vectorizer(kwargs.get("vectorizer"), definition)
-        return await cls.create(
-            name=definition.name, routes=definition.routes, routing_config=definition.routing_config, **kwargs
-        )
+        return await cls.create(**definition_kwargs(data, kwargs))
 
     @classmethod
     async def from_yaml(cls, file_path: str | Path, **kwargs: Any) -> AsyncSemanticRouter:

@@ -98,6 +98,18 @@ def prepare_pretrained(name_or_path: str | Path, name: str | None, vectorizer: B
     }
 
 
+def definition_kwargs(data: Mapping[str, Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Router keyword arguments from a router dict; ``name`` and ``vectorizer`` in ``kwargs`` take precedence."""
+    definition = parse_definition(data)
+    return {
+        **kwargs,
+        "name": kwargs.get("name") or definition.name,
+        "routes": definition.routes,
+        "routing_config": definition.routing_config,
+        "vectorizer": _resolve_vectorizer(kwargs.get("vectorizer"), definition),
+    }
+
+
 def _resolve_vectorizer(vectorizer: BaseVectorizer | None, definition: RouterDefinition | None) -> BaseVectorizer:
     if vectorizer is not None:
         if not isinstance(vectorizer, BaseVectorizer):
@@ -308,10 +320,8 @@ class SemanticRouter(BaseSemanticRouter):
     # ----------------------------------------------------------------- constructors
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], **kwargs: Any) -> SemanticRouter:
-        """Build a router from :meth:`to_dict` output (keeps model, cost and the routing config)."""
-        definition = parse_definition(data)
-        kwargs["vectorizer"] = _resolve_vectorizer(kwargs.get("vectorizer"), definition)
-        return cls(name=definition.name, routes=definition.routes, routing_config=definition.routing_config, **kwargs)
+        """Build a router from :meth:`to_dict` output (keeps model, cost and routing config); ``name=`` renames."""
+        return cls(**definition_kwargs(data, kwargs))
 
     @classmethod
     def from_yaml(cls, file_path: str | Path, **kwargs: Any) -> SemanticRouter:

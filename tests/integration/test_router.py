@@ -150,6 +150,8 @@ def test_round_trips_keep_model_cost_and_config(api, name, table, tmp_path):
 
     from_dict = api.from_dict({**data, "name": name + "-d"}, vectorizer=table)
     assert from_dict.to_dict() == {**data, "name": name + "-d"}
+    renamed = api.from_dict(data, name=name + "-r", vectorizer=table)
+    assert renamed.to_dict() == {**data, "name": name + "-r"}
 
     path = tmp_path / "router.yaml"
     router.to_yaml(path)
@@ -158,6 +160,7 @@ def test_round_trips_keep_model_cost_and_config(api, name, table, tmp_path):
         router.to_yaml(path, overwrite=False)
     from_yaml = api.from_yaml(path, vectorizer=table)  # same name, same definition: reused
     assert from_yaml.to_dict() == data
+    assert api.from_yaml(path, name=name + "-y", vectorizer=table).name == name + "-y"
 
     existing = api.from_existing(name, vectorizer=table)
     assert existing.to_dict() == data
