@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from redisvl_llmrouter import SemanticRouter, evaluation
@@ -50,19 +51,27 @@ def _short(model: str) -> str:
     return model.rsplit("/", 1)[-1]
 
 
+def zero_quality_at(report: dict, cost: float) -> float:
+    """The Zero router's quality at a given cost: what random mixing of single models reaches for that money."""
+    hull = evaluation.zero_router([(m["cost"], m["quality"]) for m in report["singles"]])
+    xs, ys = [c for c, _ in hull], [q for _, q in hull]
+    return float(np.interp(cost, xs, ys, left=float("nan")))
+
+
 def table(reports: list[dict]) -> str:
     lines = [
-        "| dataset | n | router AIQ | Zero AIQ | best single (quality, $/prompt) | Oracle (quality, $/prompt) "
-        "| router at default config (quality, $/prompt) | APGR | CPT(50%) | CPT(80%) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | n | router at shipped config (quality, $/prompt) | Zero router at that cost | router AIQ "
+        "| Zero AIQ | best single (quality, $/prompt) | Oracle (quality, $/prompt) | APGR | CPT(50%) | CPT(80%) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in reports:
         best, orc, at = r["best_single"], r["oracle"], r["default_point"]
         fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
         lines.append(
-            f"| {r['dataset']} | {r['n']:,} | {r['aiq']:.4f} | {r['zero_aiq']:.4f} "
+            f"| {r['dataset']} | {r['n']:,} | {at['quality']:.3f}, {at['cost']:.2e} "
+            f"| {fmt(r['zero_at_default'])} | {r['aiq']:.4f} | {r['zero_aiq']:.4f} "
             f"| {_short(best['model'])} ({best['quality']:.3f}, {best['cost']:.2e}) "
-            f"| {orc['quality']:.3f}, {orc['cost']:.2e} | {at['quality']:.3f}, {at['cost']:.2e} "
+            f"| {orc['quality']:.3f}, {orc['cost']:.2e} "
             f"| {fmt(r.get('apgr'))} | {fmt(r.get('cpt50'))} | {fmt(r.get('cpt80'))} |"
         )
     return "\n".join(lines)
@@ -79,6 +88,7 @@ def main() -> int:
         print(f"no outcome sets under {args.data}; nothing to measure", file=sys.stderr)
         return 1
 
+    (HERE / "plots").mkdir(exist_ok=True)
     router = SemanticRouter.from_pretrained("default", name="bench-routing-quality")
     reports = []
     started = time.perf_counter()
@@ -90,6 +100,7 @@ def main() -> int:
                 report = evaluate(router, outcomes, mapping, grid=21, progress=bar.update)
             # The router as shipped (no cost optimisation) is the knob-0 end of the sweep.
             report["default_point"] = report["curve"][0]
+            report["zero_at_default"] = zero_quality_at(report, report["default_point"]["cost"])
             reports.append(report)
             evaluation.plot(report, HERE / "plots" / f"{Path(name).stem}.png")
     finally:
@@ -114,6 +125,13 @@ over 21 values in [0, 1]. Quality is the mean per-prompt quality (0..1); cost is
 AIQ: area under the router's non-decreasing convex hull over the single models' cost range,
 normalised (RouterBench). The Zero router mixes single models at random; the Oracle knows the answer.
 APGR/CPT (RouteLLM) only for the two-model MMLU set; CPT is the share of calls to the strong model.
+
+How to read it. The cost knob only moves a prompt between routes that passed their thresholds, so
+the router's curve covers a narrow band of the cost range; RouterBench's AIQ counts the uncovered
+range as zero quality, which is why the router's AIQ sits far below the Zero router's. The fairer
+single-point comparison is the router at its shipped config against the Zero router at the same
+cost (the quality random mixing of single models buys for that money): a router earns its keep
+only where it is above that.
 
 {table(reports)}
 
