@@ -28,6 +28,10 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+benchmark: install
+	$(BIN)/python benchmarks/latency.py --json benchmarks/results/latency.json
+	$(BIN)/python benchmarks/routing_quality.py
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -20,8 +20,7 @@ Replies are parsed for both RESP2 and RESP3 and for clients with or without ``de
 from __future__ import annotations
 
 import re
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from redisvl.redis.utils import hashify
@@ -105,31 +104,43 @@ def _pairs(flat: Sequence[Any]) -> dict[str, Any]:
     return {_text(flat[i]): flat[i + 1] for i in range(0, len(flat) - 1, 2)}
 
 
-def _documents(reply: Any) -> list[dict[str, Any]]:
-    """The field maps of the documents in an FT.SEARCH reply, RESP2 or RESP3."""
+_DISTANCE = (b"distance", "distance")
+_ROUTE_NAME = (b"route_name", "route_name")
+
+
+def _fields(reply: Any) -> Iterator[Sequence[Any]]:
+    """Each document's flat ``[field, value, ...]`` list in an FT.SEARCH reply, RESP2 or RESP3."""
     if isinstance(reply, dict):  # RESP3: {"results": [{"id": ..., "extra_attributes": {...}}, ...]}
-        results = reply.get(b"results", reply.get("results", []))
-        return [
-            {_text(k): v for k, v in item.get(b"extra_attributes", item.get("extra_attributes", {})).items()}
-            for item in results
-        ]
-    # RESP2: [total, key, [field, value, ...], key, [...], ...]
-    return [_pairs(item) for item in list(reply)[2::2] if isinstance(item, (list, tuple))]
+        for item in reply.get(b"results", reply.get("results", [])):
+            attrs = item.get(b"extra_attributes", item.get("extra_attributes", {}))
+            yield [x for pair in attrs.items() for x in pair]
+    else:  # RESP2: [total, key, [field, value, ...], key, [...], ...]
+        yield from (item for item in reply[2::2] if isinstance(item, (list, tuple)))
 
 
 def parse_route_rows(reply: Any) -> list[RouteDistances]:
     """Group an FT.SEARCH reply from :func:`route_command` into one row per route, nearest first.
 
+    On the hot path of every query, so it walks the flat field lists instead of building dicts.
     Documents missing a field (a reference deleted mid-search) are dropped rather than guessed.
     """
-    by_route: defaultdict[str, list[float]] = defaultdict(list)
-    for fields in _documents(reply):
-        try:
-            route, distance = _text(fields["route_name"]), float(_text(fields["distance"]))
-        except (KeyError, ValueError):
+    by_route: dict[Any, list[float]] = {}
+    for fields in _fields(reply):
+        route = distance = None
+        for i in range(0, len(fields) - 1, 2):
+            key = fields[i]
+            if key in _DISTANCE:
+                distance = fields[i + 1]
+            elif key in _ROUTE_NAME:
+                route = fields[i + 1]
+        if route is None or distance is None:
             continue
-        by_route[route].append(distance)
-    return [RouteDistances(route, tuple(sorted(ds))) for route, ds in by_route.items()]
+        try:
+            value = float(distance)
+        except ValueError:
+            continue
+        by_route.setdefault(route, []).append(value)
+    return [RouteDistances(_text(route), tuple(sorted(ds))) for route, ds in by_route.items()]
 
 
 def check_modules(module_list: Any, where: str) -> None:
