@@ -43,6 +43,7 @@ from redisvl_llmrouter.schema import (
     RoutingConfig,
 )
 from redisvl_llmrouter.search import (
+    as_text,
     check_modules,
     config_key,
     create_index_command,
@@ -83,10 +84,6 @@ class Embed:
 Op = Generator[Command | Pipeline | Embed, Any, T]
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
-
-
 def parse_definition(data: Any) -> RouterDefinition:
     """Validate a router dict (``to_dict()``, YAML, stored config) into a definition, or raise ``ConfigError``."""
     if isinstance(data, RouterDefinition):
@@ -110,7 +107,7 @@ def load_definition(name: str) -> Op[dict[str, Any]]:
     if raw is None:
         raise ConfigError(f"No router named {name!r} in this Redis (no key {config_key(name)!r}).")
     try:
-        data = json.loads(_text(raw))
+        data = json.loads(as_text(raw))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"The stored config of router {name!r} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
@@ -353,10 +350,10 @@ class RouterCore:
         if modules is not None:
             check_modules(modules, "the configured URL")
         existing = yield Command(("FT._LIST",))
-        index_exists = self.name in {_text(n) for n in existing or []}
+        index_exists = self.name in {as_text(n) for n in existing or []}
         stored_raw = yield Command(("JSON.GET", config_key(self.name)))
         if (index_exists or stored_raw is not None) and not overwrite:
-            stored = json.loads(_text(stored_raw)) if stored_raw is not None else None
+            stored = json.loads(as_text(stored_raw)) if stored_raw is not None else None
             self._check_same_router(stored, index_exists)
             return
         if index_exists or stored_raw is not None:
@@ -527,7 +524,7 @@ class RouterCore:
             wanted = set(reference_ids)
             pairs = [p for p in pairs if reference_id(p[1]) in wanted]
         if keys is not None:
-            wanted_keys = {_text(k) for k in keys}
+            wanted_keys = {as_text(k) for k in keys}
             pairs = [p for p in pairs if reference_key(self.name, *p) in wanted_keys]
         if not route_name and reference_ids is None and keys is None:
             raise InvalidQueryError("Give a route name, reference ids or keys.")
@@ -543,7 +540,7 @@ class RouterCore:
         fields = ("reference_id", "route_name", "reference")
         replies = yield Pipeline(tuple(("HMGET", reference_key(self.name, *p), *fields) for p in pairs))
         return [
-            {"id": reference_key(self.name, *pair), **{f: _text(v) for f, v in zip(fields, reply, strict=True)}}
+            {"id": reference_key(self.name, *pair), **{f: as_text(v) for f, v in zip(fields, reply, strict=True)}}
             for pair, reply in zip(pairs, replies, strict=True)
             if reply and reply[0] is not None
         ]

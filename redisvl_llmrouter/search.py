@@ -96,12 +96,13 @@ def route_command(router: str, vector: bytes, radius: float) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A Redis reply value as ``str`` (replies are bytes unless the client decodes them)."""
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _pairs(flat: Sequence[Any]) -> dict[str, Any]:
-    return {_text(flat[i]): flat[i + 1] for i in range(0, len(flat) - 1, 2)}
+    return {as_text(flat[i]): flat[i + 1] for i in range(0, len(flat) - 1, 2)}
 
 
 _DISTANCE = (b"distance", "distance")
@@ -140,7 +141,7 @@ def parse_route_rows(reply: Any) -> list[RouteDistances]:
         except ValueError:
             continue
         by_route.setdefault(route, []).append(value)
-    return [RouteDistances(_text(route), tuple(sorted(ds))) for route, ds in by_route.items()]
+    return [RouteDistances(as_text(route), tuple(sorted(ds))) for route, ds in by_route.items()]
 
 
 def check_modules(module_list: Any, where: str) -> None:
@@ -148,8 +149,8 @@ def check_modules(module_list: Any, where: str) -> None:
     names = set()
     for module in module_list or []:
         fields = module if isinstance(module, dict) else _pairs(module)
-        fields = {_text(k): v for k, v in fields.items()}
-        names.add(_text(fields.get("name", "")).lower())
+        fields = {as_text(k): v for k, v in fields.items()}
+        names.add(as_text(fields.get("name", "")).lower())
     missing = [label for label, ok in (
         ("search (RediSearch)", "search" in names or "ft" in names),
         ("JSON (RedisJSON)", "rejson" in names or "json" in names or "redisjson" in names),
