@@ -406,16 +406,20 @@ class RouterCore:
             raise ConfigError(f"Router {self.name!r} has no routes; add one with add_route().")
         return max(route.distance_threshold for route in self.routes)
 
-    def _ranked(self, reply: Any, aggregation_method: DistanceAggregationMethod | None) -> list[ranking.Candidate]:
+    def _ranked(
+        self, statement: Any, vector: Any, aggregation_method: DistanceAggregationMethod | None
+    ) -> Op[list[ranking.Candidate]]:
+        """Embed (or take) the query, run the one search, rank every route that passed."""
+        radius = self._radius()
+        query = yield from self._query_vector(statement, vector)
+        reply = yield Command(route_command(self.name, query, radius))
         return ranking.rank(parse_route_rows(reply), self._by_name, self.routing_config, aggregation_method)
 
     def route(
         self, statement: Any = None, vector: Any = None, aggregation_method: DistanceAggregationMethod | None = None
     ) -> Op[RouteMatch]:
-        radius = self._radius()
-        query = yield from self._query_vector(statement, vector)
-        reply = yield Command(route_command(self.name, query, radius))
-        return ranking.best_match(self._ranked(reply, aggregation_method), self._by_name, self.routing_config)
+        ranked = yield from self._ranked(statement, vector, aggregation_method)
+        return ranking.best_match(ranked, self._by_name, self.routing_config)
 
     def route_many(
         self,
@@ -426,10 +430,7 @@ class RouterCore:
     ) -> Op[list[RouteMatch]]:
         if max_k is not None and (not isinstance(max_k, int) or max_k < 1):
             raise InvalidQueryError(f"max_k must be a positive integer, got {max_k!r}")
-        radius = self._radius()
-        query = yield from self._query_vector(statement, vector)
-        reply = yield Command(route_command(self.name, query, radius))
-        ranked = self._ranked(reply, aggregation_method)
+        ranked = yield from self._ranked(statement, vector, aggregation_method)
         return ranking.top_matches(ranked, self._by_name, self.routing_config, max_k or self.routing_config.max_k)
 
     def distances(
@@ -465,12 +466,8 @@ class RouterCore:
     ) -> Op[list[RouteMatch]]:
         """Route many queries: one embedding call for all of them, one pipelined round trip to Redis."""
         rows = yield from self.distances(statements, vectors)
-        method = aggregation_method or self.routing_config.aggregation_method
-        routes = self._by_name
-        return [
-            ranking.best_match(ranking.rank(r, routes, self.routing_config, method), routes, self.routing_config)
-            for r in rows
-        ]
+        routes, config = self._by_name, self.routing_config
+        return [ranking.best_match(ranking.rank(r, routes, config, aggregation_method), routes, config) for r in rows]
 
     # ----------------------------------------------------------------- managing routes
     def add_route(self, route: Any) -> Op[str]:

@@ -50,8 +50,8 @@ def choices_for(
     rows: Sequence[Sequence[ranking.RouteDistances]],
     routes: Mapping[str, Route],
     config: RoutingConfig,
-    fallback: str,
-) -> list[str]:
+    fallback: str | None,
+) -> list[str | None]:
     """The route chosen for each prompt under ``config``; ``fallback`` where nothing matched."""
     chosen = []
     for prompt_rows in rows:
@@ -83,19 +83,17 @@ def evaluate(
             progress(len(chunk))
     dearest = max(routes.values(), key=lambda r: (r.cost is not None, r.cost or 0.0)).name
     base = router.routing_config
+    # Whether a prompt matches does not depend on the cost weight, so the shipped config says it.
+    at_config = choices_for(rows, routes, base, fallback=None)
+    unmatched = at_config.count(None)
     curve = []
-    unmatched = 0
     for w in np.linspace(0.0, 1.0, grid):
         config = base.model_copy(update={"cost_optimization": True, "cost_weight": float(w)})
         chosen = choices_for(rows, routes, config, fallback=dearest)
-        if w == 0.0:
-            unmatched = sum(1 for r in rows if not ranking.best_match(ranking.rank(r, routes, config), routes, config))
-        model_idx = [outcomes.model_index(mapping[name]) for name in chosen]
+        model_idx = [outcomes.model_index(mapping[name]) for name in chosen]  # type: ignore[index]
         curve.append(evaluation.routing_point(outcomes, model_idx, knob=float(w)))
     result = evaluation.report(outcomes, curve)
-    route_shares = {
-        name: float(np.mean([c == name for c in choices_for(rows, routes, base, dearest)])) for name in routes
-    }
+    route_shares = {name: float(np.mean([(c or dearest) == name for c in at_config])) for name in routes}
     result.update(router=router.name, map=dict(mapping), unmatched=unmatched, route_shares_at_config=route_shares)
     return result
 
