@@ -15,23 +15,37 @@ from redisvl_llmrouter.aio import AsyncSemanticRouter
 from redisvl_llmrouter.errors import (
     ConfigError,
     EmbeddedRedisError,
+    InvalidFeedbackError,
     InvalidQueryError,
     LLMRouterError,
+    NoEligibleModelError,
     RedisModuleMissingError,
     RedisUnavailableError,
     RouteExistsError,
     RouteNotFoundError,
     RouterExistsError,
+    UnknownModelError,
+    UnknownRequestError,
     VectorDimensionError,
     VectorizerMismatchError,
 )
+from redisvl_llmrouter.learning.records import OutcomeRecord
+from redisvl_llmrouter.policy.catalog import Capability, ModelCatalog, ModelSpec
+from redisvl_llmrouter.policy.constraints import Constraints
 from redisvl_llmrouter.router import SemanticRouter
 from redisvl_llmrouter.schema import (
+    BalanceWeights,
+    Decision,
     DistanceAggregationMethod,
+    Floor,
+    LearningConfig,
+    PromotionRule,
     Route,
     RouteAlternative,
     RouteMatch,
     RoutingConfig,
+    Strategy,
+    TextWindow,
 )
 from redisvl_llmrouter.vectorizers import MiniLMVectorizer
 
@@ -39,13 +53,25 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncSemanticRouter",
+    "BalanceWeights",
+    "Capability",
     "ConfigError",
+    "Constraints",
+    "Decision",
     "DistanceAggregationMethod",
     "EmbeddedRedisError",
+    "Floor",
+    "InvalidFeedbackError",
     "InvalidQueryError",
+    "LearningConfig",
     "LLMRouterError",
     "MiniLMVectorizer",
+    "ModelCatalog",
+    "ModelSpec",
+    "NoEligibleModelError",
+    "OutcomeRecord",
     "pretrained",
+    "PromotionRule",
     "RedisModuleMissingError",
     "RedisUnavailableError",
     "Route",
@@ -56,6 +82,10 @@ __all__ = [
     "RouterExistsError",
     "RoutingConfig",
     "SemanticRouter",
+    "Strategy",
+    "TextWindow",
+    "UnknownModelError",
+    "UnknownRequestError",
     "VectorDimensionError",
     "VectorizerMismatchError",
 ]

@@ -17,16 +17,31 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redisvl.utils.vectorize import BaseVectorizer
 
 from redisvl_llmrouter import connection
-from redisvl_llmrouter.core import Command, Embed, Op, Pipeline, RouterCore, load_definition
+from redisvl_llmrouter.core import Command, Embed, FeedbackResult, Op, Pipeline, RouterCore, load_definition
+from redisvl_llmrouter.learning.prediction import Prediction
+from redisvl_llmrouter.learning.store import MemoryInfo, WriteReport
+from redisvl_llmrouter.policy.catalog import ModelCatalog
+from redisvl_llmrouter.policy.constraints import Constraints
+from redisvl_llmrouter.policy.stats import ModelStats
 from redisvl_llmrouter.ranking import RouteDistances
 from redisvl_llmrouter.router import (
     BaseSemanticRouter,
     _resolve_vectorizer,
     definition_kwargs,
+    feedback_target,
+    outcome_records,
     prepare_pretrained,
+    route_options,
     unavailable,
 )
-from redisvl_llmrouter.schema import DistanceAggregationMethod, Route, RouteMatch, RoutingConfig
+from redisvl_llmrouter.schema import (
+    DistanceAggregationMethod,
+    LearningConfig,
+    Route,
+    RouteMatch,
+    RoutingConfig,
+    Strategy,
+)
 
 __all__ = ["AsyncSemanticRouter", "adrive"]
 
@@ -87,16 +102,27 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         overwrite: bool = False,
         connection_kwargs: dict[str, Any] | None = None,
         embedding_cache_size: int = 1024,
+        catalog: ModelCatalog | Mapping[str, Any] | None = None,
+        learning: LearningConfig | Mapping[str, Any] | None = None,
         *,
         _precomputed: Mapping[tuple[str, str], bytes] | None = None,
+        _outcomes: Sequence[Any] = (),
     ) -> AsyncSemanticRouter:
         """Create (or attach to an identical) router; arguments as for :class:`SemanticRouter`."""
         core = RouterCore(
-            name, routes or [], _resolve_vectorizer(vectorizer, None), routing_config, embedding_cache_size
+            name,
+            routes or [],
+            _resolve_vectorizer(vectorizer, None),
+            routing_config,
+            embedding_cache_size,
+            catalog,
+            learning,
         )
         client = connection.async_client(redis_client, redis_url, connection_kwargs)
         router = cls(core, client, owns_client=redis_client is None)
         await router._run(core.setup(overwrite, _precomputed))
+        if _outcomes:
+            await router._run(core.import_outcomes(_outcomes))
         return router
 
     async def _run(self, op: Op[T]) -> T:
@@ -107,9 +133,17 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         statement: str | None = None,
         vector: Sequence[float] | None = None,
         aggregation_method: DistanceAggregationMethod | None = None,
+        *,
+        strategy: Strategy | str | None = None,
+        constraints: Constraints | Mapping[str, Any] | None = None,
+        prompt_tokens: int | None = None,
+        unavailable: Mapping[str, str] | None = None,
+        stats: Mapping[str, ModelStats | Mapping[str, Any]] | None = None,
+        record: bool = False,
     ) -> RouteMatch:
-        """The best route for a statement (or a ready vector)."""
-        return await self._run(self._core.route(statement, vector, aggregation_method))
+        """Route a statement (or a ready vector); see :meth:`SemanticRouter.__call__`."""
+        options = route_options(strategy, constraints, prompt_tokens, unavailable, stats, record)
+        return await self._run(self._core.route(statement, vector, aggregation_method, options))
 
     async def route_many(
         self,
@@ -126,9 +160,67 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         statements: Sequence[str] | None = None,
         vectors: Sequence[Sequence[float]] | None = None,
         aggregation_method: DistanceAggregationMethod | None = None,
+        *,
+        strategy: Strategy | str | None = None,
+        constraints: Constraints | Mapping[str, Any] | None = None,
     ) -> list[RouteMatch]:
-        """The best route for each of many queries: one embedding call and one Redis round trip."""
-        return await self._run(self._core.route_batch(statements, vectors, aggregation_method))
+        """A match (and decision) for each of many queries; see :meth:`SemanticRouter.route_batch`."""
+        options = route_options(strategy, constraints, None, None, None, False)
+        return await self._run(self._core.route_batch(statements, vectors, aggregation_method, options))
+
+    async def learn(
+        self,
+        rows: Any,
+        *,
+        model_map: Mapping[str, str] | None = None,
+        vectors: Sequence[Sequence[float]] | None = None,
+        batch_size: int = 256,
+        progress: Any = None,
+    ) -> WriteReport:
+        """Bulk-load outcomes into the memory; see :meth:`SemanticRouter.learn`."""
+        records = outcome_records(rows)
+        return await self._run(self._core.learn(records, model_map, vectors, batch_size, progress))
+
+    async def feedback(
+        self,
+        request_id_or_statement: str | None = None,
+        model: str | None = None,
+        quality: float | None = None,
+        cost: float | None = None,
+        *,
+        latency_ms: float | None = None,
+        request_id: str | None = None,
+        statement: str | None = None,
+    ) -> FeedbackResult:
+        """Record one observed outcome; see :meth:`SemanticRouter.feedback`."""
+        rid, text = feedback_target(request_id_or_statement, request_id, statement)
+        return await self._run(
+            self._core.feedback(rid, text, model=model, quality=quality, cost=cost, latency_ms=latency_ms)  # type: ignore[arg-type]
+        )
+
+    async def predict(
+        self, statements: Sequence[str] | None = None, vectors: Sequence[Sequence[float]] | None = None
+    ) -> list[Prediction | None]:
+        """Each model's expected quality and cost for each request, from the outcome memory.
+
+        ``None`` for every request while the memory is empty. Nothing is routed or recorded.
+        """
+        return await self._run(self._core.predict(statements, vectors))
+
+    async def memory_info(self) -> MemoryInfo:
+        return await self._run(self._core.memory_info())
+
+    async def clear_memory(self) -> int:
+        return await self._run(self._core.clear_memory())
+
+    async def revert_promotions(self) -> int:
+        return await self._run(self._core.revert_promotions())
+
+    async def update_catalog(self, catalog: ModelCatalog | Mapping[str, Any] | Sequence[Any]) -> None:
+        await self._run(self._core.update_catalog(catalog))
+
+    async def update_learning(self, learning: LearningConfig | Mapping[str, Any]) -> None:
+        await self._run(self._core.update_learning(learning))
 
     async def distances(
         self, statements: Sequence[str] | None = None, vectors: Sequence[Sequence[float]] | None = None
@@ -167,10 +259,13 @@ class AsyncSemanticRouter(BaseSemanticRouter):
     async def clear(self) -> None:
         await self._run(self._core.clear())
 
-    async def export_with_embeddings(self, path: str | Path, description: str = "") -> Path:
-        """Write the router and the reference vectors held in Redis to a JSON file (no re-embedding)."""
+    async def export_with_embeddings(
+        self, path: str | Path, description: str = "", include_outcomes: bool = True
+    ) -> Path:
+        """Write the router, its reference vectors and its outcome memory to a JSON file (no re-embedding)."""
         vectors = await self._run(self._core.reference_vectors())
-        return self._write_export(path, self.to_dict(), vectors, description)
+        outcomes = await self._run(self._core.store.export_rows()) if include_outcomes else []
+        return self._write_export(path, self.to_dict(), vectors, description, outcomes)
 
     async def close(self) -> None:
         """Close the Redis connection if the router opened it."""

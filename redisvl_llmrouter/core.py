@@ -1,21 +1,30 @@
-"""The router's logic, written once for the sync and the async router.
+"""The router's logic, written once for the sync and the async router (and the gateway).
 
 Every operation is a generator that *describes* its I/O instead of doing it: it yields a
-:class:`Command` (one Redis command), a :class:`Pipeline` (several, one round trip) or an
-:class:`Embed` (texts to vectors) and receives the result. The sync router drives these
-generators with blocking calls and the async router with ``await``; neither holds any routing
-logic of its own. Redis errors are thrown back into the generator, so the handling of, say,
-"Unknown index name" is written once too.
+:class:`~redisvl_llmrouter.ops.Command` (one Redis command), a
+:class:`~redisvl_llmrouter.ops.Pipeline` (several, one round trip) or an
+:class:`~redisvl_llmrouter.ops.Embed` (texts to vectors) and receives the result. The sync router
+drives these generators with blocking calls and the async router with ``await``; neither holds
+any routing logic of its own. Redis errors are thrown back into the generator, so the handling
+of, say, "Unknown index name" is written once too.
+
+Routing one request is one round trip: the route search, and (when the strategy needs them) the
+outcome memory's KNN search and the models' live statistics, pipelined. Then pure steps decide:
+:mod:`ranking` (which routes match), :mod:`learning.prediction` (each model's expected quality
+and cost) and :mod:`policy.decision` (which model, under the strategy and the constraints).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import threading
+import time
+import uuid
 from collections import OrderedDict
-from collections.abc import Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -27,20 +36,36 @@ from redisvl.utils.vectorize import BaseVectorizer
 from redisvl_llmrouter import ranking
 from redisvl_llmrouter.errors import (
     ConfigError,
+    InvalidFeedbackError,
     InvalidQueryError,
     RouteExistsError,
     RouteNotFoundError,
     RouterExistsError,
+    UnknownModelError,
+    UnknownRequestError,
     VectorDimensionError,
     VectorizerMismatchError,
 )
+from redisvl_llmrouter.learning.memory import Observation, row_id_for_text
+from redisvl_llmrouter.learning.prediction import Prediction, predict
+from redisvl_llmrouter.learning.records import OutcomeRecord
+from redisvl_llmrouter.learning.store import MemoryInfo, MemoryView, OutcomeStore, PendingRow, WriteReport
+from redisvl_llmrouter.ops import Command, Embed, Op, Pipeline
+from redisvl_llmrouter.policy import stats as live
+from redisvl_llmrouter.policy.catalog import ModelCatalog, estimate_tokens
+from redisvl_llmrouter.policy.constraints import Constraints
+from redisvl_llmrouter.policy.decision import PolicyInput, decide, effective_catalog
+from redisvl_llmrouter.request_text import routing_text
 from redisvl_llmrouter.schema import (
     MAX_STATEMENT_CHARS,
+    Decision,
     DistanceAggregationMethod,
+    LearningConfig,
     Route,
     RouteMatch,
     RouterDefinition,
     RoutingConfig,
+    Strategy,
 )
 from redisvl_llmrouter.search import (
     as_text,
@@ -55,33 +80,30 @@ from redisvl_llmrouter.search import (
 )
 from redisvl_llmrouter.vectorizers import is_default_model, vectorizer_identity
 
-__all__ = ["Command", "Embed", "Op", "Pipeline", "RouterCore", "load_definition", "parse_definition"]
+__all__ = [
+    "Command",
+    "Embed",
+    "FeedbackResult",
+    "Op",
+    "Pipeline",
+    "RouteOptions",
+    "RouterCore",
+    "load_definition",
+    "parse_definition",
+]
 
 T = TypeVar("T")
 
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """Run one Redis command; the reply is sent back."""
-
-    args: tuple[Any, ...]
+#: Request ids the router issues: ``req-`` and 32 hex digits.
+REQUEST_ID = re.compile(r"^req-[0-9a-f]{32}$")
 
 
-@dataclass(frozen=True, slots=True)
-class Pipeline:
-    """Run several Redis commands in one round trip (no transaction); the list of replies is sent back."""
-
-    commands: tuple[tuple[Any, ...], ...]
+def new_request_id() -> str:
+    return f"req-{uuid.uuid4().hex}"
 
 
-@dataclass(frozen=True, slots=True)
-class Embed:
-    """Embed texts with the router's vectorizer; a list of float vectors is sent back."""
-
-    texts: tuple[str, ...]
-
-
-Op = Generator[Command | Pipeline | Embed, Any, T]
+def live_now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def parse_definition(data: Any) -> RouterDefinition:
@@ -128,9 +150,14 @@ def _as_route(route: Any) -> Route:
     raise ConfigError(f"Expected a Route, got {type(route).__name__}")
 
 
-def _canonical(definition: dict[str, Any]) -> str:
-    routes = sorted(definition.get("routes", []), key=lambda r: r["name"])
-    body = {**definition, "routes": routes, "vectorizer": _identity_key(definition.get("vectorizer"))}
+def _canonical(definition: Mapping[str, Any]) -> str:
+    """A comparable form of a definition: validated (so defaults added by newer versions match), routes sorted."""
+    try:
+        normal = parse_definition(definition).model_dump(mode="json")
+    except ConfigError:
+        normal = dict(definition)
+    routes = sorted(normal.get("routes", []), key=lambda r: r["name"])
+    body = {**normal, "routes": routes, "vectorizer": _identity_key(normal.get("vectorizer"))}
     return json.dumps(body, sort_keys=True, default=str)
 
 
@@ -190,6 +217,64 @@ class _EmbeddingCache:
             self._items.clear()
 
 
+@dataclass(frozen=True)
+class RouteOptions:
+    """Per-request choices of the policy step (all optional)."""
+
+    strategy: Strategy | None = None
+    """Override the routing config's strategy for this request."""
+    constraints: Constraints = field(default_factory=Constraints)
+    prompt_tokens: int | None = None
+    """The request's prompt tokens (default: estimated from the statement)."""
+    unavailable: Mapping[str, str] = field(default_factory=dict)
+    """Models that must not be chosen, with the reason (open circuit breakers)."""
+    stats: Mapping[str, live.ModelStats] | None = None
+    """Live statistics given by the caller instead of reading them from Redis."""
+    record: bool = False
+    """Keep the request's vector (and text) for ``feedback_ttl_s`` so feedback can name its request id."""
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    """What one feedback call recorded."""
+
+    row_id: str
+    created: bool
+    """True when the feedback started a new memory row, False when it updated one."""
+    promoted_to: str | None = None
+    """The tier route the request's text was promoted to, if the promotion rule fired."""
+
+
+def _as_catalog(catalog: Any) -> ModelCatalog:
+    if catalog is None:
+        return ModelCatalog()
+    if isinstance(catalog, ModelCatalog):
+        return catalog
+    return ModelCatalog.parse(catalog.model_dump() if hasattr(catalog, "model_dump") else catalog)
+
+
+def _as_learning(learning: Any) -> LearningConfig:
+    if learning is None:
+        return LearningConfig()
+    if isinstance(learning, LearningConfig):
+        return learning
+    try:
+        return LearningConfig.model_validate(dict(learning))
+    except (TypeError, ValueError, ValidationError) as exc:
+        raise ConfigError(f"Invalid learning config: {exc}") from None
+
+
+def _needs_prediction(strategy: Strategy, constraints: Constraints) -> bool:
+    return strategy in (Strategy.learned, Strategy.quality, Strategy.balanced) or constraints.min_quality is not None
+
+
+def _needs_stats(strategy: Strategy, constraints: Constraints) -> bool:
+    return (
+        strategy in (Strategy.latency, Strategy.least_loaded, Strategy.balanced)
+        or constraints.max_latency_ms is not None
+    )
+
+
 class RouterCore:
     """State and logic of one router; I/O-free (see the module docstring)."""
 
@@ -200,6 +285,8 @@ class RouterCore:
         vectorizer: BaseVectorizer,
         routing_config: RoutingConfig | Mapping[str, Any] | None = None,
         embedding_cache_size: int = 1024,
+        catalog: ModelCatalog | Mapping[str, Any] | None = None,
+        learning: LearningConfig | Mapping[str, Any] | None = None,
     ) -> None:
         self.name = validate_router_name(name)
         self.vectorizer = vectorizer
@@ -213,13 +300,35 @@ class RouterCore:
             if route.name in self._by_name:
                 raise ConfigError(f"Duplicate route name {route.name!r}")
             self.routes.append(route)
+        self._check_floors(self.routes)
         self.routing_config = self._checked_config(routing_config)
+        self.catalog = _as_catalog(catalog)
+        self.learning = _as_learning(learning)
+        self.store = OutcomeStore(self.name, self.dims, self.dtype, self.learning)
         self._cache = _EmbeddingCache(embedding_cache_size)
 
     # ----------------------------------------------------------------- state (no I/O)
     @property
     def _by_name(self) -> dict[str, Route]:
         return {route.name: route for route in self.routes}
+
+    @property
+    def tiers(self) -> dict[str, Route]:
+        """The tier routes (every route without a floor), in order."""
+        return {route.name: route for route in self.routes if not route.is_floor}
+
+    @property
+    def floor_routes(self) -> dict[str, Route]:
+        return {route.name: route for route in self.routes if route.is_floor}
+
+    @property
+    def models(self) -> list[str]:
+        """Every model the router may choose: the routes' candidates, then the catalog's other models."""
+        names = [m for r in self.routes for m in r.models]
+        return list(dict.fromkeys([*names, *self.catalog.names]))
+
+    def effective_catalog(self) -> ModelCatalog:
+        return effective_catalog(self.catalog, self.routes)
 
     def get(self, route_name: str) -> Route | None:
         return self._by_name.get(route_name)
@@ -232,6 +341,16 @@ class RouterCore:
             )
         return route
 
+    @staticmethod
+    def _check_floors(routes: Sequence[Route]) -> None:
+        tiers = {r.name for r in routes if not r.is_floor}
+        for route in routes:
+            if route.floor is not None and route.floor.min_route is not None and route.floor.min_route not in tiers:
+                raise ConfigError(
+                    f"Floor route {route.name!r} names min_route {route.floor.min_route!r}, "
+                    f"which is not one of the tier routes {sorted(tiers)}"
+                )
+
     def _checked_config(self, config: RoutingConfig | Mapping[str, Any] | None) -> RoutingConfig:
         if config is None:
             config = RoutingConfig()
@@ -241,9 +360,9 @@ class RouterCore:
                 config = RoutingConfig.model_validate(data)
             except ValidationError as exc:
                 raise ConfigError(f"Invalid routing config: {exc.errors()[0]['msg']}") from None
-        if config.default_route is not None and config.default_route not in self._by_name:
+        if config.default_route is not None and config.default_route not in self.tiers:
             raise ConfigError(
-                f"default_route {config.default_route!r} is not one of the routes {[r.name for r in self.routes]}"
+                f"default_route {config.default_route!r} is not one of the tier routes {list(self.tiers)}"
             )
         return config
 
@@ -253,6 +372,8 @@ class RouterCore:
             "routes": [route.model_dump(mode="json") for route in self.routes],
             "vectorizer": vectorizer_identity(self.vectorizer),
             "routing_config": self.routing_config.to_dict(),
+            "catalog": self.catalog.model_dump(mode="json"),
+            "learning": self.learning.model_dump(mode="json"),
         }
 
     def _reference_hset(self, route: str, reference: str, vector: bytes) -> tuple[Any, ...]:
@@ -293,7 +414,7 @@ class RouterCore:
         if len(statement) > MAX_STATEMENT_CHARS:
             raise InvalidQueryError(
                 f"The statement is {len(statement):,} characters; the limit is {MAX_STATEMENT_CHARS:,}. "
-                "Route a summary or the first part of the text instead."
+                "Route a summary or the part of the text that states the request."
             )
         return statement
 
@@ -326,14 +447,6 @@ class RouterCore:
         vectors = yield Embed(tuple(ref for _, ref in pairs))
         return [self._vector_bytes(v) for v in vectors]
 
-    def _query_vector(self, statement: Any, vector: Any) -> Op[bytes]:
-        if vector is not None:
-            return self._vector_bytes(vector)
-        if statement is None:
-            raise InvalidQueryError("Provide a statement or a vector to route.")
-        (value,) = yield from self._embed([self._checked_statement(statement)])
-        return value
-
     # ----------------------------------------------------------------- setup
     def setup(self, overwrite: bool = False, precomputed: Mapping[tuple[str, str], bytes] | None = None) -> Op[None]:
         """Create the index and write the routes, or attach to an identical existing router.
@@ -350,19 +463,34 @@ class RouterCore:
         if modules is not None:
             check_modules(modules, "the configured URL")
         existing = yield Command(("FT._LIST",))
-        index_exists = self.name in {as_text(n) for n in existing or []}
+        indexes = {as_text(n) for n in existing or []}
+        index_exists = self.name in indexes
         stored_raw = yield Command(("JSON.GET", config_key(self.name)))
-        if (index_exists or stored_raw is not None) and not overwrite:
-            stored = json.loads(as_text(stored_raw)) if stored_raw is not None else None
+        stored = json.loads(as_text(stored_raw)) if stored_raw is not None else None
+        if (index_exists or stored is not None) and not overwrite:
             self._check_same_router(stored, index_exists)
+            yield from self.store.ensure_index(indexes)
             return
-        if index_exists or stored_raw is not None:
+        if index_exists or stored is not None:
+            if stored is not None and vectorizer_difference(
+                stored.get("vectorizer"), vectorizer_identity(self.vectorizer)
+            ):
+                # The learned rows were embedded by another model: unusable with this one.
+                yield from self.store.delete()
+                indexes.discard(self.store_index)
             yield from self._drop()
         yield Command(create_index_command(self.name, self.dims, self.dtype.name))
         yield from self._write_references(
             [(route.name, ref) for route in self.routes for ref in route.references], precomputed or {}
         )
         yield self._save_config()
+        yield from self.store.ensure_index(indexes)
+
+    @property
+    def store_index(self) -> str:
+        from redisvl_llmrouter.learning.memory import index_name
+
+        return index_name(self.name)
 
     def _check_same_router(self, stored: Any, index_exists: bool) -> None:
         hint = "Pass overwrite=True to replace it, or use from_existing() to attach to it."
@@ -406,20 +534,127 @@ class RouterCore:
             raise ConfigError(f"Router {self.name!r} has no routes; add one with add_route().")
         return max(route.distance_threshold for route in self.routes)
 
+    def _text(self, statement: Any) -> str:
+        """What is embedded of a statement (see :mod:`redisvl_llmrouter.request_text`)."""
+        return routing_text(self._checked_statement(statement), self.routing_config.text)
+
+    def _query(self, statement: Any, vector: Any) -> Op[tuple[bytes, str | None]]:
+        """The query vector (embedded from the statement's routing text, or given) and that text."""
+        if vector is not None:
+            if statement is not None:
+                raise InvalidQueryError("Give a statement or a vector, not both.")
+            return self._vector_bytes(vector), None
+        if statement is None:
+            raise InvalidQueryError("Provide a statement or a vector to route.")
+        text = self._text(statement)
+        (value,) = yield from self._embed([text])
+        return value, text
+
+    def _rank(
+        self, rows: Sequence[ranking.RouteDistances], aggregation_method: DistanceAggregationMethod | None
+    ) -> tuple[list[ranking.Candidate], list[Route]]:
+        """The tier routes that passed, best first, and the floor routes that matched."""
+        config = self.routing_config
+        ranked = ranking.rank(rows, self.tiers, config, aggregation_method)
+        floors = ranking.floors(rows, self.floor_routes, config, aggregation_method)
+        return ranked, floors
+
     def _ranked(
         self, statement: Any, vector: Any, aggregation_method: DistanceAggregationMethod | None
     ) -> Op[list[ranking.Candidate]]:
-        """Embed (or take) the query, run the one search, rank every route that passed."""
+        """Embed (or take) the query, run the one search, rank every tier route that passed."""
         radius = self._radius()
-        query = yield from self._query_vector(statement, vector)
+        query, _ = yield from self._query(statement, vector)
         reply = yield Command(route_command(self.name, query, radius))
-        return ranking.rank(parse_route_rows(reply), self._by_name, self.routing_config, aggregation_method)
+        return self._rank(parse_route_rows(reply), aggregation_method)[0]
+
+    def _policy_input(
+        self,
+        options: RouteOptions,
+        strategy: Strategy,
+        prompt_tokens: int,
+        view: MemoryView | None,
+        stats: Mapping[str, live.ModelStats],
+        rr_position: int,
+    ) -> PolicyInput:
+        prediction: Prediction | None = None
+        if view is not None:
+            catalog_quality = {m.name: m.quality for m in self.catalog}
+            prediction = predict(view.neighbours, view.columns, self.models, view.stats, self.learning, catalog_quality)
+        return PolicyInput(
+            routes=self.routes,
+            catalog=self.effective_catalog(),
+            config=self.routing_config,
+            strategy=strategy,
+            constraints=options.constraints,
+            prompt_tokens=prompt_tokens,
+            prediction=prediction,
+            min_support=self.learning.min_support,
+            stats=stats,
+            rr_position=rr_position,
+            unavailable=options.unavailable,
+        )
+
+    def _match(self, ranked: Sequence[ranking.Candidate], decision: Decision, request_id: str) -> RouteMatch:
+        match = ranking.best_match(ranked, self.tiers, self.routing_config)
+        if not match and decision.model is not None:  # only a floor matched: its tier answers
+            match = RouteMatch(name=decision.route, fallback=True)
+        return match.model_copy(update={"model": decision.model, "decision": decision, "request_id": request_id})
+
+    def _round_robin(self, strategy: Strategy, ranked: Sequence[ranking.Candidate], count: int = 1) -> Op[int]:
+        """Advance the matched route's round-robin position in Redis; returns the first position taken."""
+        if strategy is not Strategy.round_robin:
+            return 0
+        route = ranked[0].route.name if ranked else self.routing_config.default_route
+        if route is None:
+            return 0
+        position = yield Command(("INCRBY", live.round_robin_key(self.name, route), str(count)))
+        return int(position) - count
 
     def route(
-        self, statement: Any = None, vector: Any = None, aggregation_method: DistanceAggregationMethod | None = None
+        self,
+        statement: Any = None,
+        vector: Any = None,
+        aggregation_method: DistanceAggregationMethod | None = None,
+        options: RouteOptions | None = None,
     ) -> Op[RouteMatch]:
-        ranked = yield from self._ranked(statement, vector, aggregation_method)
-        return ranking.best_match(ranked, self._by_name, self.routing_config)
+        """Route one request: one round trip (route search, memory search, live stats), then the pure steps."""
+        options = options or RouteOptions()
+        strategy = options.strategy or self.routing_config.strategy
+        radius = self._radius()
+        query, text = yield from self._query(statement, vector)
+        commands: list[tuple[Any, ...]] = [route_command(self.name, query, radius)]
+        memory_commands: list[tuple[Any, ...]] = []
+        if _needs_prediction(strategy, options.constraints):
+            memory_commands = self.store.read_commands(query, search=self.store.nonempty)
+        commands += memory_commands
+        now = live_now_ms()
+        stat_models = self.models if options.stats is None and _needs_stats(strategy, options.constraints) else []
+        for model in stat_models:
+            commands += live.read_commands(model, now)
+        request_id = new_request_id()
+        if options.record:
+            commands += self.store.record_request_commands(request_id, query, text or "")
+        replies = yield Pipeline(tuple(commands))
+
+        ranked, floors = self._rank(parse_route_rows(replies[0]), aggregation_method)
+        view = None
+        if memory_commands:
+            view = self.store.parse_read(replies[1 : 1 + len(memory_commands)])
+            if view is None and self.store.nonempty:  # rows arrived since the last request: search now
+                view = yield from self.store.read(query)
+        at = 1 + len(memory_commands)
+        stats = (
+            live.as_mapping(options.stats)
+            if options.stats is not None
+            else live.parse_many(stat_models, replies[at : at + 2 * len(stat_models)])
+        )
+        rr_position = yield from self._round_robin(strategy, ranked)
+        prompt_tokens = options.prompt_tokens or (estimate_tokens(statement) if isinstance(statement, str) else 1)
+        decision = decide(
+            ranked, floors, self._policy_input(options, strategy, prompt_tokens, view, stats, rr_position)
+        )
+        return self._match(ranked, decision, request_id)
 
     def route_many(
         self,
@@ -431,7 +666,7 @@ class RouterCore:
         if max_k is not None and (not isinstance(max_k, int) or max_k < 1):
             raise InvalidQueryError(f"max_k must be a positive integer, got {max_k!r}")
         ranked = yield from self._ranked(statement, vector, aggregation_method)
-        return ranking.top_matches(ranked, self._by_name, self.routing_config, max_k or self.routing_config.max_k)
+        return ranking.top_matches(ranked, self.tiers, self.routing_config, max_k or self.routing_config.max_k)
 
     def distances(
         self, statements: Sequence[str] | None = None, vectors: Sequence[Any] | None = None
@@ -441,33 +676,266 @@ class RouterCore:
         For analysis and evaluation: ``ranking.rank`` turns them into the same matches the
         router returns, under any routing config, without touching Redis again.
         """
-        queries = yield from self._batch_queries(statements, vectors)
+        queries, _ = yield from self._batch_queries(statements, vectors)
+        return (yield from self._distances_of(queries))
+
+    def _distances_of(self, queries: Sequence[bytes]) -> Op[list[list[ranking.RouteDistances]]]:
         if not queries:
             return []
         radius = self._radius()
         replies = yield Pipeline(tuple(route_command(self.name, q, radius) for q in queries))
         return [parse_route_rows(reply) for reply in replies]
 
-    def _batch_queries(self, statements: Sequence[str] | None, vectors: Sequence[Any] | None) -> Op[list[bytes]]:
+    def _batch_queries(
+        self, statements: Sequence[str] | None, vectors: Sequence[Any] | None
+    ) -> Op[tuple[list[bytes], list[str] | None]]:
         if (statements is None) == (vectors is None):
             raise InvalidQueryError("Provide either statements or vectors (not both).")
         self._radius()  # fail before embedding anything when there is nothing to route to
         if statements is not None:
             if isinstance(statements, str):
                 raise InvalidQueryError("Batch routing takes a list of statements; call the router for one.")
-            return (yield from self._embed([self._checked_statement(s) for s in statements]))
-        return [self._vector_bytes(v) for v in vectors or []]
+            texts = [self._text(s) for s in statements]
+            return (yield from self._embed(texts)), texts
+        return [self._vector_bytes(v) for v in (vectors if vectors is not None else [])], None
 
     def route_batch(
         self,
         statements: Sequence[str] | None = None,
         vectors: Sequence[Any] | None = None,
         aggregation_method: DistanceAggregationMethod | None = None,
+        options: RouteOptions | None = None,
     ) -> Op[list[RouteMatch]]:
-        """Route many queries: one embedding call for all of them, one pipelined round trip to Redis."""
-        rows = yield from self.distances(statements, vectors)
-        routes, config = self._by_name, self.routing_config
-        return [ranking.best_match(ranking.rank(r, routes, config, aggregation_method), routes, config) for r in rows]
+        """Route many requests: one embedding call, one pipelined round trip for the routes, one for the memory."""
+        options = options or RouteOptions()
+        strategy = options.strategy or self.routing_config.strategy
+        queries, _ = yield from self._batch_queries(statements, vectors)
+        rows = yield from self._distances_of(queries)
+        views: list[MemoryView | None] = [None] * len(queries)
+        if queries and _needs_prediction(strategy, options.constraints):
+            views = yield from self.store.read_many(queries)
+        stats: Mapping[str, live.ModelStats] = live.as_mapping(options.stats)
+        if options.stats is None and _needs_stats(strategy, options.constraints):
+            now = live_now_ms()
+            replies = yield Pipeline(tuple(c for m in self.models for c in live.read_commands(m, now)))
+            stats = live.parse_many(self.models, replies)
+        matches = []
+        for i, query_rows in enumerate(rows):
+            ranked, floors = self._rank(query_rows, aggregation_method)
+            rr_position = yield from self._round_robin(strategy, ranked)
+            tokens = options.prompt_tokens or (estimate_tokens(statements[i]) if statements is not None else 1)
+            decision = decide(
+                ranked, floors, self._policy_input(options, strategy, tokens, views[i], stats, rr_position)
+            )
+            matches.append(self._match(ranked, decision, new_request_id()))
+        return matches
+
+    # ----------------------------------------------------------------- learning
+    def _check_models(self, models: Iterable[str]) -> None:
+        known = set(self.models)
+        unknown = sorted(set(models) - known)
+        if unknown:
+            raise UnknownModelError(
+                f"Router {self.name!r} does not know the model(s) {unknown[:5]}"
+                f"{f' and {len(unknown) - 5} more' if len(unknown) > 5 else ''}; it knows {sorted(known)[:12]}. "
+                "Add them to the catalog (update_catalog) or map names with model_map={'name in data': 'model'}."
+            )
+
+    def _embed_texts(self, texts: Sequence[str]) -> Op[list[bytes]]:
+        """Vectors for texts that are stored, not looked up again (the query cache is left alone)."""
+        if not texts:
+            return []
+        vectors = yield Embed(tuple(texts))
+        return [self._vector_bytes(v) for v in vectors]
+
+    def learn(
+        self,
+        records: Sequence[OutcomeRecord],
+        model_map: Mapping[str, str] | None = None,
+        vectors: Sequence[Any] | None = None,
+        batch_size: int = 256,
+        progress: Callable[[int], None] | None = None,
+    ) -> Op[WriteReport]:
+        """Write outcome records into the memory: embedded in batches, each batch one pipelined round trip.
+
+        A prompt's row is identified by its routing text, so learning the same prompt again
+        replaces its outcomes instead of adding a second row. Unknown models are refused before
+        anything is written.
+        """
+        records = [r.renamed(model_map or {}) for r in records]
+        self._check_models(m for r in records for m in r.outcomes)
+        if vectors is not None and len(vectors) != len(records):
+            raise InvalidFeedbackError(f"{len(vectors)} vectors for {len(records)} records; they must match.")
+        created = updated = evicted = 0
+        for start in range(0, len(records), batch_size):
+            chunk = records[start : start + batch_size]
+            texts = [self._text(r.prompt) for r in chunk]
+            if vectors is None:
+                chunk_vectors = yield from self._embed_texts(texts)
+            else:
+                chunk_vectors = [self._vector_bytes(v) for v in vectors[start : start + batch_size]]
+            rows = [
+                PendingRow(
+                    row_id=row_id_for_text(text),
+                    observations=[Observation(m, o.quality, o.cost, o.latency_ms) for m, o in r.outcomes.items()],
+                    vector=vector,
+                    text=text,
+                    source="learn",
+                )
+                for r, text, vector in zip(chunk, texts, chunk_vectors, strict=True)
+            ]
+            report = yield from self.store.write(rows)
+            created, updated, evicted = created + report.created, updated + report.updated, evicted + report.evicted
+            if progress is not None:
+                progress(len(chunk))
+        return WriteReport(created=created, updated=updated, evicted=evicted)
+
+    @staticmethod
+    def _checked_outcome(quality: Any, cost: Any, latency_ms: Any) -> tuple[float, float | None, float | None]:
+        def number(value: Any, what: str, low: float, high: float = math.inf) -> float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise InvalidFeedbackError(f"{what} must be a finite number, got {value!r}")
+            if not low <= value <= high:
+                bounds = f"[{low:g}, {high:g}]" if math.isfinite(high) else f">= {low:g}"
+                raise InvalidFeedbackError(f"{what} must be {bounds}, got {value!r}")
+            return float(value)
+
+        return (
+            number(quality, "quality", 0.0, 1.0),
+            None if cost is None else number(cost, "cost", 0.0),
+            None if latency_ms is None else number(latency_ms, "latency_ms", 0.0),
+        )
+
+    def feedback(
+        self,
+        request_id: str | None = None,
+        statement: str | None = None,
+        *,
+        model: str,
+        quality: float,
+        cost: float | None = None,
+        latency_ms: float | None = None,
+    ) -> Op[FeedbackResult]:
+        """Record one observed outcome: of a routed request (by its id) or of a statement.
+
+        Idempotent: feedback for the same request (or the same statement) and model replaces the
+        earlier value. A quality outside [0, 1] or a model the router does not know is refused.
+        """
+        quality, cost, latency_ms = self._checked_outcome(quality, cost, latency_ms)
+        self._check_models([model])
+        if (request_id is None) == (statement is None):
+            raise InvalidFeedbackError("Give a request id or a statement (one of them).")
+        if request_id is not None:
+            if not isinstance(request_id, str) or not REQUEST_ID.match(request_id):
+                raise UnknownRequestError(f"{request_id!r} is not a request id of this router (req-<32 hex digits>).")
+            loaded = yield from self.store.load_request(request_id)
+            if loaded is None:
+                raise UnknownRequestError(
+                    f"No request {request_id!r} awaits feedback in router {self.name!r}: it was not recorded "
+                    f"(route with record=True, or through the gateway) or its {self.learning.feedback_ttl_s} s "
+                    "feedback window has passed. Give the statement instead."
+                )
+            vector, text = loaded
+            row_id = "r-" + request_id[4:]
+        else:
+            text = self._text(statement)
+            (vector,) = yield from self._embed_texts([text])
+            row_id = row_id_for_text(text)
+        report = yield from self.store.write(
+            [PendingRow(row_id, [Observation(model, quality, cost, latency_ms)], vector, text, "feedback")]
+        )
+        promoted = None
+        rule = self.learning.promote
+        if rule is not None and quality < rule.fail_below and text:
+            promoted = yield from self._promote(vector, text, model)
+        return FeedbackResult(row_id=row_id, created=report.created == 1, promoted_to=promoted)
+
+    def _promote(self, vector: bytes, text: str, model: str) -> Op[str | None]:
+        """Apply the promotion rule (:class:`~redisvl_llmrouter.schema.PromotionRule`) after a failure."""
+        rule = self.learning.promote
+        tiers = list(self.tiers.values())
+        position = next((i for i, r in enumerate(tiers) if model in r.models), None)
+        if rule is None or position is None or position + 1 >= len(tiers):
+            return None
+        tier, target = tiers[position], tiers[position + 1]
+        view = yield from self.store.read(vector)
+        if view is None:
+            return None
+        columns = [view.columns.index(m) for m in tier.models if m in view.columns]
+        near = view.neighbours.distances <= rule.radius
+        quality = view.neighbours.values[near][:, columns, 0]
+        observed = ~np.isnan(quality)
+        failures = int(((quality < rule.fail_below) & observed).sum())
+        if failures < rule.min_failures or failures < rule.min_share * int(observed.sum()):
+            return None
+        if text not in target.references:
+            yield from self.add_route_references(target.name, [text])
+            target = self.require(target.name)
+            promoted = [*target.metadata.get("promoted", []), text]
+            self._replace_route(target.name, metadata={**target.metadata, "promoted": promoted})
+            yield self._save_config()
+        return target.name
+
+    def revert_promotions(self) -> Op[int]:
+        """Remove every reference the promotion rule added; returns how many."""
+        removed = 0
+        for route in list(self.routes):
+            promoted = [t for t in route.metadata.get("promoted", []) if t in route.references]
+            if promoted:
+                removed += yield from self.delete_route_references(
+                    route.name, reference_ids=[reference_id(t) for t in promoted]
+                )
+            if "promoted" in route.metadata:
+                metadata = {k: v for k, v in self.require(route.name).metadata.items() if k != "promoted"}
+                self._replace_route(route.name, metadata=metadata)
+        yield self._save_config()
+        return removed
+
+    def import_outcomes(self, rows: Sequence[Mapping[str, Any]]) -> Op[WriteReport]:
+        """Write exported memory rows (``{id, text, vector, source, outcomes}``) back, vectors as given."""
+        self._check_models(m for row in rows for m in row["outcomes"])
+        pending = [
+            PendingRow(
+                row_id=row["id"],
+                observations=[
+                    Observation(m, o["quality"], o.get("cost"), o.get("latency_ms")) for m, o in row["outcomes"].items()
+                ],
+                vector=self._vector_bytes(np.frombuffer(row["vector"], dtype=self.dtype)),
+                text=row.get("text") or "",
+                source=row.get("source") or "learn",
+            )
+            for row in rows
+        ]
+        return (yield from self.store.write(pending))
+
+    def predict(
+        self, statements: Sequence[str] | None = None, vectors: Sequence[Any] | None = None
+    ) -> Op[list[Prediction | None]]:
+        """What the outcome memory expects of every model for each request (None while the memory is empty)."""
+        queries, _ = yield from self._batch_queries(statements, vectors)
+        views = yield from self.store.read_many(queries)
+        catalog_quality = {m.name: m.quality for m in self.catalog}
+        return [
+            None
+            if view is None
+            else predict(view.neighbours, view.columns, self.models, view.stats, self.learning, catalog_quality)
+            for view in views
+        ]
+
+    def memory_info(self) -> Op[MemoryInfo]:
+        return (yield from self.store.info())
+
+    def clear_memory(self) -> Op[int]:
+        return (yield from self.store.clear())
+
+    def update_catalog(self, catalog: ModelCatalog | Mapping[str, Any] | Sequence[Any]) -> Op[None]:
+        self.catalog = _as_catalog(catalog)
+        yield self._save_config()
+
+    def update_learning(self, learning: LearningConfig | Mapping[str, Any]) -> Op[None]:
+        self.learning = _as_learning(learning)
+        self.store.config = self.learning
+        yield self._save_config()
 
     # ----------------------------------------------------------------- managing routes
     def add_route(self, route: Any) -> Op[str]:
@@ -576,7 +1044,9 @@ class RouterCore:
         yield self._save_config()
 
     def delete(self) -> Op[None]:
+        """Drop the routes, their index and config, and the outcome memory with everything it holds."""
         yield from self._drop()
+        yield from self.store.delete()
         self._cache.clear()
 
     def clear(self) -> Op[None]:

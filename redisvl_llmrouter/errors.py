@@ -6,16 +6,22 @@ written against RedisVL's router (which raises bare ``ValueError``) keeps workin
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ConfigError",
     "EmbeddedRedisError",
     "InvalidQueryError",
+    "InvalidFeedbackError",
     "LLMRouterError",
+    "NoEligibleModelError",
     "RedisModuleMissingError",
     "RedisUnavailableError",
     "RouteExistsError",
     "RouteNotFoundError",
     "RouterExistsError",
+    "UnknownModelError",
+    "UnknownRequestError",
     "VectorDimensionError",
     "VectorizerMismatchError",
 ]
@@ -66,3 +72,29 @@ class RedisModuleMissingError(LLMRouterError, RuntimeError):
 
 class EmbeddedRedisError(RedisUnavailableError):
     """The embedded Redis could not be started."""
+
+
+class UnknownModelError(LLMRouterError, KeyError, ValueError):
+    """A model the router's catalog and routes do not know."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownRequestError(LLMRouterError, KeyError):
+    """Feedback for a request id the router never issued, or whose feedback window has passed."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidFeedbackError(LLMRouterError, ValueError):
+    """An outcome that cannot be recorded: a quality outside [0, 1], a negative cost, no text or vector."""
+
+
+class NoEligibleModelError(LLMRouterError, ValueError):
+    """No model satisfies the request's constraints; ``excluded`` says why for each model."""
+
+    def __init__(self, message: str, excluded: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.excluded = list(excluded or [])

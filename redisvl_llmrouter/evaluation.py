@@ -37,6 +37,7 @@ __all__ = [
     "OutcomeSet",
     "aiq",
     "apgr",
+    "cost_to_reach",
     "cpt",
     "load_outcomes",
     "oracle",
@@ -397,6 +398,21 @@ def aiq(
     widths = np.diff(grid)
     mids = (grid[:-1] + grid[1:]) / 2.0
     return float(np.sum(widths * curve(mids)) / (hi - lo))
+
+
+def cost_to_reach(points: Sequence[tuple[float, float]] | Sequence[CurvePoint], quality: float) -> float | None:
+    """The least cost at which a router's hull reaches ``quality`` (None if it never does).
+
+    Read off the non-decreasing convex hull (``zero_router`` of the points): mixing two operating
+    points at random reaches every point between them, so the answer interpolates linearly.
+    """
+    hull = _nondecreasing_hull(_xy(points))
+    if hull[0][1] >= quality:
+        return hull[0][0]
+    for (c0, q0), (c1, q1) in itertools.pairwise(hull):
+        if q1 >= quality:
+            return c0 + (quality - q0) / (q1 - q0) * (c1 - c0)
+    return None
 
 
 # ------------------------------------------------------------ two-model metrics

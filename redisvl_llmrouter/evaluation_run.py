@@ -1,8 +1,17 @@
 """Running a router over recorded outcomes: the glue behind ``llmrouter eval`` and the benchmarks.
 
-The router embeds every prompt once (in batches, with a progress bar) and runs its real Redis
-search once per prompt (pipelined); the cost knob (``cost_weight`` from 0 to 1) is then swept by
-re-ranking those rows with the pure ranking core, so a 21-point curve costs one pass over Redis.
+**Tier router** (:func:`evaluate`): the router embeds every prompt once (in batches, with a
+progress bar) and runs its real Redis search once per prompt (pipelined); the cost knob
+(``cost_weight`` from 0 to 1) is then swept by re-ranking those rows with the pure ranking core,
+so a 21-point curve costs one pass over Redis.
+
+**Learned router** (:func:`evaluate_learned`): a fresh router learns the training prompts'
+outcomes into its Redis memory (after choosing its hyperparameters by cross-validation on those
+training prompts only) and predicts every test prompt through the real KNN search and the pure
+prediction module; the knob is swept with the same utility rule the router applies. With
+``--cv K`` the set is split into K folds by a hash of each prompt's id and each fold is predicted
+by a router that learned the other K - 1.
+
 Metrics come from :mod:`redisvl_llmrouter.evaluation`.
 """
 
@@ -19,9 +28,24 @@ import numpy as np
 
 from redisvl_llmrouter import evaluation, ranking
 from redisvl_llmrouter.errors import ConfigError
+from redisvl_llmrouter.learning.calibration import sweep
+from redisvl_llmrouter.learning.records import OutcomeRecord
+from redisvl_llmrouter.learning.tuning import folds_by_id, tune
+from redisvl_llmrouter.policy.catalog import ModelCatalog, ModelSpec
+from redisvl_llmrouter.request_text import routing_text
 from redisvl_llmrouter.schema import MAX_STATEMENT_CHARS, Route, RoutingConfig
 
-__all__ = ["route_model_map", "choices_for", "evaluate", "run_eval"]
+__all__ = [
+    "choices_for",
+    "concat_outcomes",
+    "embed_prompts",
+    "evaluate",
+    "evaluate_learned",
+    "learned_router",
+    "route_model_map",
+    "run_eval",
+    "subset",
+]
 
 
 def route_model_map(routes: Sequence[Route], models: Sequence[str], pairs: Sequence[str]) -> dict[str, str]:
@@ -95,6 +119,195 @@ def evaluate(
     result = evaluation.report(outcomes, curve)
     route_shares = {name: float(np.mean([(c or dearest) == name for c in at_config])) for name in routes}
     result.update(router=router.name, map=dict(mapping), unmatched=unmatched, route_shares_at_config=route_shares)
+    return result
+
+
+# --------------------------------------------------------------------------- learned routing
+def subset(outcomes: evaluation.OutcomeSet, rows: np.ndarray, name: str | None = None) -> evaluation.OutcomeSet:
+    """The outcome set restricted to ``rows`` (indices)."""
+    return evaluation.OutcomeSet(
+        ids=[outcomes.ids[i] for i in rows],
+        prompts=[outcomes.prompts[i] for i in rows],
+        models=list(outcomes.models),
+        quality=outcomes.quality[rows],
+        cost=outcomes.cost[rows],
+        name=name or outcomes.name,
+    )
+
+
+def concat_outcomes(sets: Sequence[evaluation.OutcomeSet], name: str) -> evaluation.OutcomeSet:
+    """Several outcome sets as one mixed-traffic set (they must record the same models)."""
+    models = list(sets[0].models)
+    for other in sets[1:]:
+        if list(other.models) != models:
+            raise ConfigError(f"Cannot concatenate {other.name!r}: its models differ from {sets[0].name!r}'s.")
+    return evaluation.OutcomeSet(
+        ids=[f"{s.name}/{i}" for s in sets for i in s.ids],
+        prompts=[p for s in sets for p in s.prompts],
+        models=models,
+        quality=np.vstack([s.quality for s in sets]),
+        cost=np.vstack([s.cost for s in sets]),
+        name=name,
+    )
+
+
+def embed_prompts(
+    router: Any, prompts: Sequence[str], batch_size: int = 256, progress: Callable[[int], None] | None = None
+) -> np.ndarray:
+    """Each prompt's routing text embedded once by the router's vectorizer: ``(n, dims)`` float32, unit length."""
+    window = router.routing_config.text
+    out = np.empty((len(prompts), int(router.vectorizer.dims)), dtype=np.float32)
+    for start in range(0, len(prompts), batch_size):
+        chunk = [routing_text(p, window) for p in prompts[start : start + batch_size]]
+        out[start : start + len(chunk)] = np.asarray(
+            router.vectorizer.embed_many(chunk, batch_size=64), dtype=np.float32
+        )
+        if progress is not None:
+            progress(len(chunk))
+    return out
+
+
+def learned_router(
+    router_config: str,
+    models: Sequence[str],
+    mapping: Mapping[str, str],
+    redis_url: str | None = None,
+    name: str | None = None,
+) -> Any:
+    """A fresh router for an outcome set: the config's tier routes, each sending to its mapped
+    dataset model (the cold-start fallback), and a catalog of the dataset's models."""
+    import uuid
+
+    from redisvl_llmrouter.router import SemanticRouter, prepare_pretrained
+
+    kwargs = prepare_pretrained(router_config, name or f"eval-{uuid.uuid4().hex[:10]}", None)
+    kwargs["routes"] = [
+        r if r.is_floor else r.model_copy(update={"model": mapping[r.name], "models": [mapping[r.name]]})
+        for r in kwargs["routes"]
+    ]
+    kwargs["catalog"] = ModelCatalog(models=[ModelSpec(name=m) for m in models], source="the outcome set")
+    kwargs["_outcomes"] = []
+    return SemanticRouter(**kwargs, redis_url=redis_url, overwrite=True)
+
+
+def _records(outcomes: evaluation.OutcomeSet) -> list[OutcomeRecord]:
+    return [
+        OutcomeRecord.model_validate(
+            {
+                "id": outcomes.ids[i],
+                "prompt": outcomes.prompts[i],
+                "outcomes": {
+                    m: {"quality": float(outcomes.quality[i, j]), "cost": float(outcomes.cost[i, j])}
+                    for j, m in enumerate(outcomes.models)
+                },
+            }
+        )
+        for i in range(outcomes.n)
+    ]
+
+
+def _predict_arrays(
+    router: Any, vectors: np.ndarray, models: Sequence[str], batch: int = 256
+) -> tuple[np.ndarray, ...]:
+    n, m = vectors.shape[0], len(models)
+    quality, cost, support = np.full((n, m), np.nan), np.full((n, m), np.nan), np.zeros(n)
+    for start in range(0, n, batch):
+        for i, prediction in enumerate(router.predict(vectors=vectors[start : start + batch]), start=start):
+            if prediction is None:
+                continue
+            support[i] = prediction.support
+            for j, model in enumerate(models):
+                estimate = prediction.models.get(model)
+                if estimate is not None:
+                    quality[i, j] = np.nan if estimate.quality is None else estimate.quality
+                    cost[i, j] = np.nan if estimate.cost is None else estimate.cost
+    return quality, cost, support
+
+
+def _tier_choices(router: Any, vectors: np.ndarray, models: Sequence[str], batch: int = 512) -> np.ndarray:
+    """The model the tier routes pick for each prompt (the cold-start fallback), as column indices."""
+    tiers = {r.name: r for r in router.routes if not r.is_floor}
+    config = router.routing_config
+    dearest = max(tiers.values(), key=lambda r: (r.cost is not None, r.cost or 0.0)).name
+    out = np.empty(vectors.shape[0], dtype=np.int64)
+    for start in range(0, vectors.shape[0], batch):
+        rows = router.distances(vectors=vectors[start : start + batch])
+        for i, names in enumerate(choices_for(rows, tiers, config, fallback=dearest), start=start):
+            out[i] = list(models).index(tiers[names].model)  # type: ignore[index]
+    return out
+
+
+def learned_predictions(
+    router: Any,
+    train: evaluation.OutcomeSet,
+    train_vectors: np.ndarray,
+    test_vectors: np.ndarray,
+    models: Sequence[str],
+    tune_settings: bool = True,
+) -> dict[str, Any]:
+    """Tune on ``train`` (inner CV), learn it into the router's memory, predict the test vectors."""
+    settings = router.learning
+    if tune_settings:
+        settings = tune(train_vectors, train.quality, train.cost, train.ids, base=router.learning).config
+    router.update_learning(settings)
+    router.clear_memory()
+    router.learn(_records(train), vectors=train_vectors)
+    quality, cost, support = _predict_arrays(router, test_vectors, models)
+    return {
+        "quality": quality,
+        "cost": cost,
+        "support": support,
+        "settings": {"neighbours": settings.neighbours, "shrinkage": settings.shrinkage},
+    }
+
+
+def evaluate_learned(
+    router: Any,
+    test: evaluation.OutcomeSet,
+    test_vectors: np.ndarray,
+    train: evaluation.OutcomeSet | None = None,
+    train_vectors: np.ndarray | None = None,
+    folds: int | None = None,
+    tune_settings: bool = True,
+) -> dict[str, Any]:
+    """The learned router's report on ``test``: learned from ``train``, or ``folds``-fold cross-validated.
+
+    The report has the keys of :func:`evaluate` (``aiq``, ``zero_aiq``, ``curve``, ... and APGR/CPT
+    for two models) plus ``learned_share`` (prompts decided by the memory rather than the tiers)
+    and ``settings`` (the hyperparameters chosen for each training split).
+    """
+    models = list(test.models)
+    n = test.n
+    quality_hat, cost_hat, support = np.full((n, len(models)), np.nan), np.full((n, len(models)), np.nan), np.zeros(n)
+    settings = []
+    if folds:
+        for fold in folds_by_id(test.ids, folds):
+            rest = np.setdiff1d(np.arange(n), fold)
+            got = learned_predictions(
+                router, subset(test, rest), test_vectors[rest], test_vectors[fold], models, tune_settings
+            )
+            quality_hat[fold], cost_hat[fold], support[fold] = got["quality"], got["cost"], got["support"]
+            settings.append(got["settings"])
+    else:
+        if train is None or train_vectors is None:
+            raise ConfigError("evaluate_learned needs training outcomes or a number of folds.")
+        if list(train.models) != models:
+            raise ConfigError(f"The training set's models {list(train.models)} differ from the test set's {models}.")
+        got = learned_predictions(router, train, train_vectors, test_vectors, models, tune_settings)
+        quality_hat, cost_hat, support = got["quality"], got["cost"], got["support"]
+        settings.append(got["settings"])
+    supported = support >= router.learning.min_support
+    fallback = _tier_choices(router, test_vectors, models)
+    points = sweep(quality_hat, cost_hat, test.quality, test.cost, fallback=fallback, supported=supported)
+    curve = [evaluation.routing_point(test, p.picks, knob=p.cost_weight) for p in points]
+    result = evaluation.report(test, curve)
+    result.update(
+        router="learned",
+        learned_share=float(supported.mean()),
+        settings=settings,
+        folds=folds,
+        train=None if train is None else train.name,
+    )
     return result
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "candidates",
     "confidence",
     "cost_penalties",
+    "floors",
     "order",
     "rank",
     "top_matches",
@@ -159,6 +160,23 @@ def rank(
     )
     passed = candidates(rows, routes, method, config.aggregation_k)
     return order(passed, config.cost_optimization, config.cost_weight)
+
+
+def floors(
+    rows: Iterable[RouteDistances],
+    floor_routes: Mapping[str, Route],
+    config: RoutingConfig,
+    aggregation_method: DistanceAggregationMethod | None = None,
+) -> list[Route]:
+    """The floor routes a query matched (aggregated like the tier routes, below their own thresholds)."""
+    if not floor_routes:
+        return []
+    method = (
+        DistanceAggregationMethod(getattr(aggregation_method, "value", aggregation_method))
+        if aggregation_method is not None
+        else config.aggregation_method
+    )
+    return [route for route, _ in candidates(rows, floor_routes, method, config.aggregation_k)]
 
 
 def _alternative(candidate: Candidate) -> RouteAlternative:

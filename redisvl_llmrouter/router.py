@@ -21,16 +21,32 @@ from redisvl_llmrouter import connection, pretrained
 from redisvl_llmrouter.core import (
     Command,
     Embed,
+    FeedbackResult,
     Op,
     Pipeline,
+    RouteOptions,
     RouterCore,
     load_definition,
     parse_definition,
     vectorizer_difference,
 )
-from redisvl_llmrouter.errors import ConfigError, RedisUnavailableError, VectorizerMismatchError
+from redisvl_llmrouter.errors import ConfigError, InvalidQueryError, RedisUnavailableError, VectorizerMismatchError
+from redisvl_llmrouter.learning.prediction import Prediction
+from redisvl_llmrouter.learning.records import OutcomeRecord, read_records
+from redisvl_llmrouter.learning.store import MemoryInfo, WriteReport
+from redisvl_llmrouter.policy.catalog import ModelCatalog
+from redisvl_llmrouter.policy.constraints import Constraints
+from redisvl_llmrouter.policy.stats import ModelStats
 from redisvl_llmrouter.ranking import RouteDistances
-from redisvl_llmrouter.schema import DistanceAggregationMethod, Route, RouteMatch, RouterDefinition, RoutingConfig
+from redisvl_llmrouter.schema import (
+    DistanceAggregationMethod,
+    LearningConfig,
+    Route,
+    RouteMatch,
+    RouterDefinition,
+    RoutingConfig,
+    Strategy,
+)
 from redisvl_llmrouter.vectorizers import default_vectorizer, vectorizer_from_identity, vectorizer_identity
 
 __all__ = ["BaseSemanticRouter", "SemanticRouter", "drive", "unavailable"]
@@ -93,8 +109,11 @@ def prepare_pretrained(name_or_path: str | Path, name: str | None, vectorizer: B
         "name": definition.name,
         "routes": definition.routes,
         "routing_config": definition.routing_config,
+        "catalog": definition.catalog,
+        "learning": definition.learning,
         "vectorizer": _resolve_vectorizer(vectorizer, definition),
         "_precomputed": config.vectors(),
+        "_outcomes": config.outcome_rows(),
     }
 
 
@@ -106,8 +125,67 @@ def definition_kwargs(data: Mapping[str, Any], kwargs: Mapping[str, Any]) -> dic
         "name": kwargs.get("name") or definition.name,
         "routes": definition.routes,
         "routing_config": definition.routing_config,
+        "catalog": kwargs.get("catalog", definition.catalog),
+        "learning": kwargs.get("learning", definition.learning),
         "vectorizer": _resolve_vectorizer(kwargs.get("vectorizer"), definition),
     }
+
+
+def route_options(
+    strategy: Strategy | str | None,
+    constraints: Constraints | Mapping[str, Any] | None,
+    prompt_tokens: int | None,
+    unavailable: Mapping[str, str] | None,
+    stats: Mapping[str, ModelStats | Mapping[str, Any]] | None,
+    record: bool,
+) -> RouteOptions:
+    """Per-request options from the shells' keyword arguments, validated into typed errors."""
+    from pydantic import ValidationError
+
+    try:
+        chosen = None if strategy is None else Strategy(getattr(strategy, "value", strategy))
+    except ValueError:
+        raise InvalidQueryError(
+            f"Unknown strategy {strategy!r}; choose one of {', '.join(s.value for s in Strategy)}."
+        ) from None
+    try:
+        checked = (
+            constraints if isinstance(constraints, Constraints) else Constraints.model_validate(dict(constraints or {}))
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3])
+        raise InvalidQueryError(f"Invalid constraints: {problems}") from None
+    if prompt_tokens is not None and (not isinstance(prompt_tokens, int) or prompt_tokens < 1):
+        raise InvalidQueryError(f"prompt_tokens must be a positive integer, got {prompt_tokens!r}")
+    from redisvl_llmrouter.policy.stats import as_mapping
+
+    return RouteOptions(
+        strategy=chosen,
+        constraints=checked,
+        prompt_tokens=prompt_tokens,
+        unavailable=dict(unavailable or {}),
+        stats=None if stats is None else as_mapping(stats),
+        record=bool(record),
+    )
+
+
+def feedback_target(target: str | None, request_id: str | None, statement: str | None) -> tuple[str | None, str | None]:
+    """``(request_id, statement)`` from ``feedback``'s first argument (a request id or a statement) or keywords."""
+    from redisvl_llmrouter.core import REQUEST_ID
+
+    given = [x for x in (target, request_id, statement) if x is not None]
+    if len(given) != 1:
+        raise InvalidQueryError("feedback() takes one request id or one statement.")
+    if request_id is not None or statement is not None:
+        return request_id, statement
+    if isinstance(target, str) and REQUEST_ID.match(target):
+        return target, None
+    return None, target
+
+
+def outcome_records(rows: Any) -> list[OutcomeRecord]:
+    """Outcome records from a JSONL path (or several), records or mappings (see :mod:`learning.records`)."""
+    return list(read_records(rows))
 
 
 def _resolve_vectorizer(vectorizer: BaseVectorizer | None, definition: RouterDefinition | None) -> BaseVectorizer:
@@ -140,6 +218,20 @@ class BaseSemanticRouter:
     @property
     def vectorizer(self) -> BaseVectorizer:
         return self._core.vectorizer
+
+    @property
+    def catalog(self) -> ModelCatalog:
+        """The model catalog (prices, capabilities, quality priors), stored with the router."""
+        return self._core.catalog
+
+    @property
+    def learning(self) -> LearningConfig:
+        return self._core.learning
+
+    @property
+    def models(self) -> list[str]:
+        """Every model the router may choose: the routes' candidates, then the catalog's others."""
+        return self._core.models
 
     @property
     def route_names(self) -> list[str]:
@@ -176,8 +268,10 @@ class BaseSemanticRouter:
         return parse_definition(data)
 
     @staticmethod
-    def _write_export(path: str | Path, definition: dict[str, Any], vectors: Any, description: str) -> Path:
-        return pretrained.write(pretrained.build(definition, vectors, description), path)
+    def _write_export(
+        path: str | Path, definition: dict[str, Any], vectors: Any, description: str, outcomes: Any = ()
+    ) -> Path:
+        return pretrained.write(pretrained.build(definition, vectors, description, outcomes), path)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, routes={self.route_names})"
@@ -196,6 +290,10 @@ class SemanticRouter(BaseSemanticRouter):
             identical stored router is reused and a different one raises ``RouterExistsError``.
         connection_kwargs: extra arguments for the Redis client the router creates.
         embedding_cache_size: how many query embeddings to keep in memory (0 disables).
+        catalog: the models to choose from (prices, context, capabilities, quality prior, latency);
+            a ``ModelCatalog``, a mapping or a list of model dicts. Route models missing from it
+            are priced from their route's ``cost``.
+        learning: how the outcome memory predicts (``LearningConfig``); defaults suit most uses.
     """
 
     def __init__(
@@ -209,15 +307,26 @@ class SemanticRouter(BaseSemanticRouter):
         overwrite: bool = False,
         connection_kwargs: dict[str, Any] | None = None,
         embedding_cache_size: int = 1024,
+        catalog: ModelCatalog | Mapping[str, Any] | None = None,
+        learning: LearningConfig | Mapping[str, Any] | None = None,
         *,
         _precomputed: Mapping[tuple[str, str], bytes] | None = None,
+        _outcomes: Sequence[Any] = (),
     ) -> None:
         self._core = RouterCore(
-            name, routes or [], _resolve_vectorizer(vectorizer, None), routing_config, embedding_cache_size
+            name,
+            routes or [],
+            _resolve_vectorizer(vectorizer, None),
+            routing_config,
+            embedding_cache_size,
+            catalog,
+            learning,
         )
         self._owns_client = redis_client is None
         self._client = connection.sync_client(redis_client, redis_url, connection_kwargs)
         self._run(self._core.setup(overwrite, _precomputed))
+        if _outcomes:
+            self._run(self._core.import_outcomes(_outcomes))
 
     def _run(self, op: Op[T]) -> T:
         return drive(op, self._client, self._core.vectorizer)
@@ -228,9 +337,27 @@ class SemanticRouter(BaseSemanticRouter):
         statement: str | None = None,
         vector: Sequence[float] | None = None,
         aggregation_method: DistanceAggregationMethod | None = None,
+        *,
+        strategy: Strategy | str | None = None,
+        constraints: Constraints | Mapping[str, Any] | None = None,
+        prompt_tokens: int | None = None,
+        unavailable: Mapping[str, str] | None = None,
+        stats: Mapping[str, ModelStats | Mapping[str, Any]] | None = None,
+        record: bool = False,
     ) -> RouteMatch:
-        """The best route for a statement (or a ready vector): model, distance, confidence, alternatives."""
-        return self._run(self._core.route(statement, vector, aggregation_method))
+        """Route a statement (or a ready vector): the route it matches and the model the policy chose.
+
+        Args:
+            strategy: override the routing config's strategy for this request.
+            constraints: ``Constraints`` (or a dict): ``max_cost``, ``max_latency_ms``,
+                ``min_quality``, ``capabilities``, ``min_context``, ``output_tokens``, ``best_effort``.
+            prompt_tokens: the request's size (default: estimated from ``statement``).
+            unavailable: models not to choose, with the reason (e.g. open circuit breakers).
+            stats: live statistics per model to use instead of those in Redis.
+            record: keep the request for ``feedback_ttl_s`` so ``feedback(match.request_id, ...)`` works.
+        """
+        options = route_options(strategy, constraints, prompt_tokens, unavailable, stats, record)
+        return self._run(self._core.route(statement, vector, aggregation_method, options))
 
     def route_many(
         self,
@@ -247,9 +374,80 @@ class SemanticRouter(BaseSemanticRouter):
         statements: Sequence[str] | None = None,
         vectors: Sequence[Sequence[float]] | None = None,
         aggregation_method: DistanceAggregationMethod | None = None,
+        *,
+        strategy: Strategy | str | None = None,
+        constraints: Constraints | Mapping[str, Any] | None = None,
     ) -> list[RouteMatch]:
-        """The best route for each of many queries: one embedding call and one Redis round trip."""
-        return self._run(self._core.route_batch(statements, vectors, aggregation_method))
+        """A match (and decision) for each of many queries: one embedding call, pipelined Redis round trips."""
+        options = route_options(strategy, constraints, None, None, None, False)
+        return self._run(self._core.route_batch(statements, vectors, aggregation_method, options))
+
+    # ----------------------------------------------------------------- learning
+    def learn(
+        self,
+        rows: Any,
+        *,
+        model_map: Mapping[str, str] | None = None,
+        vectors: Sequence[Sequence[float]] | None = None,
+        batch_size: int = 256,
+        progress: Any = None,
+    ) -> WriteReport:
+        """Bulk-load outcomes into the memory: JSONL path(s) in the shared format, records or dicts.
+
+        ``model_map`` renames models of the data to the router's (``{"gpt-4-1106-preview":
+        "openai/gpt-4"}``); unknown models are refused before anything is written.
+        """
+        records = outcome_records(rows)
+        return self._run(self._core.learn(records, model_map, vectors, batch_size, progress))
+
+    def feedback(
+        self,
+        request_id_or_statement: str | None = None,
+        model: str | None = None,
+        quality: float | None = None,
+        cost: float | None = None,
+        *,
+        latency_ms: float | None = None,
+        request_id: str | None = None,
+        statement: str | None = None,
+    ) -> FeedbackResult:
+        """Record one observed outcome for a routed request (``match.request_id``) or a statement.
+
+        Idempotent per request (or statement) and model: sending it again replaces the value.
+        """
+        rid, text = feedback_target(request_id_or_statement, request_id, statement)
+        return self._run(
+            self._core.feedback(rid, text, model=model, quality=quality, cost=cost, latency_ms=latency_ms)  # type: ignore[arg-type]
+        )
+
+    def predict(
+        self, statements: Sequence[str] | None = None, vectors: Sequence[Sequence[float]] | None = None
+    ) -> list[Prediction | None]:
+        """Each model's expected quality and cost for each request, from the outcome memory.
+
+        ``None`` for every request while the memory is empty. Nothing is routed or recorded.
+        """
+        return self._run(self._core.predict(statements, vectors))
+
+    def memory_info(self) -> MemoryInfo:
+        """Rows in the outcome memory and what it knows of each model."""
+        return self._run(self._core.memory_info())
+
+    def clear_memory(self) -> int:
+        """Delete every learned outcome (keeping the routes); returns the rows deleted."""
+        return self._run(self._core.clear_memory())
+
+    def revert_promotions(self) -> int:
+        """Undo every tier promotion made from feedback; returns the references removed."""
+        return self._run(self._core.revert_promotions())
+
+    def update_catalog(self, catalog: ModelCatalog | Mapping[str, Any] | Sequence[Any]) -> None:
+        """Replace the model catalog (persisted)."""
+        self._run(self._core.update_catalog(catalog))
+
+    def update_learning(self, learning: LearningConfig | Mapping[str, Any]) -> None:
+        """Replace the learning settings (persisted)."""
+        self._run(self._core.update_learning(learning))
 
     # ----------------------------------------------------------------- managing routes
     def distances(
@@ -298,13 +496,15 @@ class SemanticRouter(BaseSemanticRouter):
         """Remove every route and reference, keeping the empty router."""
         self._run(self._core.clear())
 
-    def export_with_embeddings(self, path: str | Path, description: str = "") -> Path:
-        """Write the router and the reference vectors held in Redis (nothing is re-embedded) to a JSON file.
+    def export_with_embeddings(self, path: str | Path, description: str = "", include_outcomes: bool = True) -> Path:
+        """Write the router, its reference vectors and (``include_outcomes``) its outcome memory to a JSON file.
 
-        ``from_pretrained(path)`` loads it back with identical routing.
+        Nothing is re-embedded: the vectors come from Redis. ``from_pretrained(path)`` loads it
+        back with identical routing and the same learned outcomes.
         """
         vectors = self._run(self._core.reference_vectors())
-        return self._write_export(path, self.to_dict(), vectors, description)
+        outcomes = self._run(self._core.store.export_rows()) if include_outcomes else []
+        return self._write_export(path, self.to_dict(), vectors, description, outcomes)
 
     def close(self) -> None:
         """Close the Redis connection if the router opened it."""

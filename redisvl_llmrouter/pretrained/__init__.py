@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,7 +35,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from redisvl_llmrouter.errors import ConfigError, VectorizerMismatchError
-from redisvl_llmrouter.schema import Route, RouterDefinition, RoutingConfig
+from redisvl_llmrouter.learning.records import ModelOutcome
+from redisvl_llmrouter.policy.catalog import ModelCatalog
+from redisvl_llmrouter.schema import Floor, LearningConfig, Route, RouterDefinition, RoutingConfig
 
 __all__ = [
     "FORMAT",
@@ -51,7 +53,9 @@ __all__ = [
 ]
 
 FORMAT = "redisvl-llmrouter.pretrained"
-SCHEMA_VERSION = 1
+#: 2 added the model catalog, candidate models and floors on routes, learning settings and outcomes.
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _HERE = Path(__file__).parent
 _BARE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
@@ -74,10 +78,24 @@ class PretrainedReference(BaseModel):
 class PretrainedRoute(BaseModel):
     name: str
     model: str | None = None
+    models: list[str] = Field(default_factory=list)
     cost: float | None = Field(default=None, ge=0)
     distance_threshold: float = Field(gt=0, le=2)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    floor: Floor | None = None
     references: list[PretrainedReference] = Field(min_length=1)
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PretrainedOutcome(BaseModel):
+    """One row of the outcome memory: the prompt's routing text, its vector and each model's outcome."""
+
+    id: str
+    text: str = ""
+    vector: str
+    source: str = "learn"
+    outcomes: dict[str, ModelOutcome] = Field(min_length=1)
 
     model_config = ConfigDict(extra="forbid")
 
@@ -92,6 +110,9 @@ class PretrainedConfig(BaseModel):
     vectorizer: VectorizerIdentity
     routing_config: RoutingConfig = Field(default_factory=RoutingConfig)
     routes: list[PretrainedRoute]
+    catalog: ModelCatalog = Field(default_factory=ModelCatalog)
+    learning: LearningConfig = Field(default_factory=LearningConfig)
+    outcomes: list[PretrainedOutcome] = Field(default_factory=list)
     metrics: dict[str, Any] = Field(default_factory=dict)
     """What was measured when the config was built (e.g. held-out tier accuracy); informational."""
 
@@ -103,9 +124,11 @@ class PretrainedConfig(BaseModel):
             Route(
                 name=r.name,
                 model=r.model,
+                models=r.models,
                 cost=r.cost,
                 distance_threshold=r.distance_threshold,
                 metadata=r.metadata,
+                floor=r.floor,
                 references=[ref.text for ref in r.references],
             )
             for r in self.routes
@@ -115,7 +138,30 @@ class PretrainedConfig(BaseModel):
             routes=routes,
             vectorizer=self.vectorizer.model_dump(),
             routing_config=self.routing_config,
+            catalog=self.catalog,
+            learning=self.learning,
         )
+
+    def outcome_rows(self) -> list[dict[str, Any]]:
+        """The outcome memory's rows with their vectors as float32 bytes, checked against the dimensions."""
+        rows = []
+        for row in self.outcomes:
+            raw = decode_vector(row.vector)
+            if len(raw) != 4 * self.vectorizer.dims:
+                raise VectorizerMismatchError(
+                    f"Outcome row {row.id!r} has a {len(raw) // 4}-dimensional vector, but the config declares "
+                    f"{self.vectorizer.dims} dimensions."
+                )
+            rows.append(
+                {
+                    "id": row.id,
+                    "text": row.text,
+                    "vector": raw,
+                    "source": row.source,
+                    "outcomes": {m: o.model_dump() for m, o in row.outcomes.items()},
+                }
+            )
+        return rows
 
     def vectors(self) -> dict[tuple[str, str], bytes]:
         """(route, reference) → float32 bytes, checked against the declared dimensions."""
@@ -188,30 +234,36 @@ def parse(data: Any, where: str = "config") -> PretrainedConfig:
         raise ConfigError(f"{where}: expected a JSON object at the top level.")
     if data.get("format") != FORMAT:
         raise ConfigError(f"{where}: not a redisvl-llmrouter pretrained config (format {data.get('format')!r}).")
-    if data.get("schema_version") != SCHEMA_VERSION:
+    if data.get("schema_version") not in READABLE_VERSIONS:
         raise ConfigError(
             f"{where}: schema_version {data.get('schema_version')!r} is not supported (this version reads "
             f"{SCHEMA_VERSION}); upgrade redisvl-llmrouter."
         )
     try:
-        return PretrainedConfig.model_validate(dict(data))
+        return PretrainedConfig.model_validate({**data, "schema_version": SCHEMA_VERSION})
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
         raise ConfigError(f"{where}: {problems}") from None
 
 
 def build(
-    definition: Mapping[str, Any], vectors: Mapping[tuple[str, str], bytes], description: str = ""
+    definition: Mapping[str, Any],
+    vectors: Mapping[tuple[str, str], bytes],
+    description: str = "",
+    outcomes: Iterable[Mapping[str, Any]] = (),
+    metrics: Mapping[str, Any] | None = None,
 ) -> PretrainedConfig:
-    """A config from a router's ``to_dict()`` and its stored vectors."""
+    """A config from a router's ``to_dict()``, its stored vectors and (optionally) its outcome rows."""
     vectorizer = dict(definition["vectorizer"])
     routes = [
         PretrainedRoute(
             name=r["name"],
             model=r.get("model"),
+            models=r.get("models") or [],
             cost=r.get("cost"),
             distance_threshold=r["distance_threshold"],
             metadata=r.get("metadata") or {},
+            floor=r.get("floor"),
             references=[
                 PretrainedReference(text=ref, vector=encode_vector(vectors[(r["name"], ref)]))
                 for ref in r["references"]
@@ -225,6 +277,19 @@ def build(
         vectorizer=VectorizerIdentity.model_validate(vectorizer),
         routing_config=RoutingConfig.model_validate(definition["routing_config"]),
         routes=routes,
+        catalog=ModelCatalog.model_validate(definition.get("catalog") or {}),
+        learning=LearningConfig.model_validate(definition.get("learning") or {}),
+        outcomes=[
+            PretrainedOutcome(
+                id=row["id"],
+                text=row.get("text") or "",
+                vector=encode_vector(row["vector"]),
+                source=row.get("source") or "learn",
+                outcomes=row["outcomes"],
+            )
+            for row in outcomes
+        ],
+        metrics=dict(metrics or {}),
     )
 
 

@@ -1,0 +1,107 @@
+"""Outcome records: what the router learns from, and the formats it reads them in.
+
+A record is one prompt and what one or more models achieved on it::
+
+    {"id": "mbpp.12", "prompt": "Write a function ...",
+     "outcomes": {"openai/gpt-4.1-nano": {"quality": 0.0, "cost": 0.00003},
+                  "anthropic/claude-sonnet-4-5": {"quality": 1.0, "cost": 0.0021, "latency_ms": 1800}}}
+
+That is the shared JSONL format of ``../shared/data/routing`` (other keys, such as ``task``, are
+ignored). A flat record for a single model is accepted too::
+
+    {"prompt": "...", "model": "openai/gpt-4.1-nano", "quality": 1.0, "cost": 0.00003}
+
+Quality is in [0, 1]; cost is USD for that prompt; latency is in milliseconds. Bad values are
+refused with the file and line (or the record's position), never averaged in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from redisvl_llmrouter.errors import ConfigError, InvalidFeedbackError
+
+__all__ = ["ModelOutcome", "OutcomeRecord", "parse_record", "read_records"]
+
+
+class ModelOutcome(BaseModel):
+    quality: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+    cost: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    latency_ms: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class OutcomeRecord(BaseModel):
+    """One prompt and the outcome of each model tried on it."""
+
+    prompt: str = Field(min_length=1)
+    outcomes: dict[str, ModelOutcome] = Field(min_length=1)
+    id: str | None = None
+
+    model_config = ConfigDict(extra="ignore")
+
+    def renamed(self, model_map: Mapping[str, str]) -> OutcomeRecord:
+        """The record with its models renamed (``{"dataset name": "catalog name"}``)."""
+        if not model_map:
+            return self
+        return self.model_copy(update={"outcomes": {model_map.get(m, m): o for m, o in self.outcomes.items()}})
+
+
+def parse_record(data: Any, where: str = "record") -> OutcomeRecord:
+    """A record from a mapping in either accepted shape (or an ``OutcomeRecord``)."""
+    if isinstance(data, OutcomeRecord):
+        return data
+    if not isinstance(data, Mapping):
+        raise InvalidFeedbackError(f"{where}: an outcome record is a mapping, got {type(data).__name__}")
+    data = dict(data)
+    if "outcomes" not in data and "model" in data:
+        outcome = {k: data.pop(k) for k in ("quality", "cost", "latency_ms") if k in data}
+        data["outcomes"] = {data.pop("model"): outcome}
+    if "prompt" not in data and "text" in data:
+        data["prompt"] = data.pop("text")
+    try:
+        return OutcomeRecord.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3])
+        raise InvalidFeedbackError(f"{where}: {problems}") from None
+
+
+def _read_jsonl(path: Path) -> Iterator[OutcomeRecord]:
+    if not path.is_file():
+        raise FileNotFoundError(f"No outcome file at {path}")
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for lineno, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{lineno}"
+                try:
+                    data = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ConfigError(f"{where}: malformed JSON: {exc.msg}") from None
+                yield parse_record(data, where)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text: {exc}") from None
+
+
+def read_records(source: Any) -> Iterator[OutcomeRecord]:
+    """Records from a JSONL path, a list of paths, or an iterable of records and mappings."""
+    if isinstance(source, (str, Path)):
+        yield from _read_jsonl(Path(source))
+        return
+    if isinstance(source, (Mapping, OutcomeRecord)):
+        yield parse_record(source)
+        return
+    if not isinstance(source, Iterable):
+        raise InvalidFeedbackError(f"Cannot read outcome records from {type(source).__name__}")
+    for i, item in enumerate(source):
+        if isinstance(item, (str, Path)):
+            yield from _read_jsonl(Path(item))
+        else:
+            yield parse_record(item, f"record {i}")

@@ -1,0 +1,204 @@
+"""The model catalog: what each model can do, what it costs, how good and how fast it is expected to be.
+
+A :class:`ModelSpec` describes one model under its LiteLLM-style name (``provider/model``); a
+:class:`ModelCatalog` is the list a router chooses from. The catalog is stored with the router in
+Redis (inside ``NAME:route_config``), exported and imported with configs, and can be loaded from a
+YAML or JSON file of its own::
+
+    source: "LiteLLM 1.109.1 model_prices_and_context_window.json"
+    as_of: "2026-11-23"
+    models:
+      - name: openai/gpt-4.1-nano
+        input_price: 0.10     # USD per 1M input tokens
+        output_price: 0.40    # USD per 1M output tokens
+        context_window: 1047576
+        capabilities: [vision, tools, json, long_context]
+        quality: 0.55
+        latency_ms: 600
+
+Prices are what a request is charged; ``quality`` is a prior in [0, 1] that the learned memory
+replaces where it has evidence. Everything here is data and pure arithmetic: no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "DEFAULT_OUTPUT_TOKENS",
+    "Capability",
+    "ModelCatalog",
+    "ModelSpec",
+    "estimate_tokens",
+]
+
+#: Output tokens assumed when a request does not say how long its answer will be (``max_tokens``).
+DEFAULT_OUTPUT_TOKENS = 256
+
+
+class Capability(str, Enum):
+    """What a model can be asked to do beyond plain text in, text out."""
+
+    code = "code"
+    vision = "vision"
+    tools = "tools"
+    json = "json"
+    reasoning = "reasoning"
+    long_context = "long_context"
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens in ``text``, estimated as one per 4 bytes of UTF-8 (at least 1).
+
+    A documented estimate rather than a tokenizer: every provider tokenizes differently and the
+    real tokenizers are not available offline. Four bytes a token is OpenAI's rule of thumb for
+    English; counting bytes rather than characters keeps it from undercounting scripts whose
+    characters take several bytes (CJK text tokenizes at roughly one token per character).
+    """
+    return max(1, math.ceil(len(text.encode("utf-8", errors="surrogatepass")) / 4))
+
+
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class ModelSpec(BaseModel):
+    """One model the router may choose."""
+
+    name: str = Field(min_length=1)
+    """LiteLLM-style ``provider/model``, e.g. ``"anthropic/claude-sonnet-4-5"``."""
+    input_price: NonNegative | None = None
+    """USD per 1M input (prompt) tokens; ``None`` when unknown."""
+    output_price: NonNegative | None = None
+    """USD per 1M output (completion) tokens; ``None`` when unknown."""
+    context_window: Annotated[int, Field(gt=0)] | None = None
+    """Most tokens the model accepts (prompt and answer)."""
+    capabilities: list[Capability] = Field(default_factory=list)
+    quality: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    """Prior expected quality in [0, 1]; the outcome memory refines it per request."""
+    latency_ms: Positive | None = None
+    """Expected latency of a typical request; live statistics replace it once measured."""
+    max_concurrency: Annotated[int, Field(gt=0)] | None = None
+    """Most requests the gateway sends this model at once."""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_clean(cls, v: str) -> str:
+        if v != v.strip() or any(c in v for c in "\x00\n\r\t"):
+            raise ValueError("Model name must not contain white space at its ends or control characters")
+        return v
+
+    @field_validator("capabilities")
+    @classmethod
+    def _unique_capabilities(cls, v: list[Capability]) -> list[Capability]:
+        return list(dict.fromkeys(v))
+
+    @property
+    def priced(self) -> bool:
+        """Whether both prices are known, so a request's cost can be estimated."""
+        return self.input_price is not None and self.output_price is not None
+
+    def estimate_cost(self, prompt_tokens: int, output_tokens: int = DEFAULT_OUTPUT_TOKENS) -> float | None:
+        """USD for a request of ``prompt_tokens`` in and ``output_tokens`` out, or None without prices."""
+        if not self.priced:
+            return None
+        return (prompt_tokens * self.input_price + output_tokens * self.output_price) / 1e6  # type: ignore[operator]
+
+    def has(self, capability: Capability | str) -> bool:
+        return Capability(capability) in self.capabilities
+
+
+class ModelCatalog(BaseModel):
+    """The models a router chooses from, with where their prices come from and when they were read."""
+
+    models: list[ModelSpec] = Field(default_factory=list)
+    source: str = ""
+    """Where the prices and capabilities come from (a URL or a file and its version)."""
+    as_of: str | None = None
+    """The date the prices were read (ISO 8601)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ModelCatalog:
+        seen: set[str] = set()
+        dupes = [m.name for m in self.models if m.name in seen or seen.add(m.name)]  # type: ignore[func-returns-value]
+        if dupes:
+            raise ValueError(f"Duplicate models in the catalog: {dupes[:3]}")
+        return self
+
+    def __iter__(self) -> Iterator[ModelSpec]:  # type: ignore[override]
+        return iter(self.models)
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def __contains__(self, name: object) -> bool:
+        return any(m.name == name for m in self.models)
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    def get(self, name: str) -> ModelSpec | None:
+        return next((m for m in self.models if m.name == name), None)
+
+    def with_models(self, specs: Iterable[ModelSpec]) -> ModelCatalog:
+        """A copy with ``specs`` added (or replacing the entries of the same name)."""
+        new = {s.name: s for s in specs}
+        kept = [new.pop(m.name, m) for m in self.models]
+        return self.model_copy(update={"models": [*kept, *new.values()]})
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ModelCatalog:
+        """Load a catalog from a YAML or JSON file (``models:`` list, optional ``source`` and ``as_of``)."""
+        from redisvl_llmrouter.errors import ConfigError
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"No catalog file at {path}")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path} is not UTF-8 text: {exc}") from None
+        try:
+            if path.suffix.lower() == ".json":
+                data = json.loads(text)
+            else:
+                import yaml
+
+                data = yaml.safe_load(text)
+        except ValueError as exc:  # JSONDecodeError and YAMLError's parse errors
+            raise ConfigError(f"{path} cannot be parsed: {exc}") from None
+        except Exception as exc:  # yaml.YAMLError is not a ValueError
+            raise ConfigError(f"{path} cannot be parsed: {exc}") from None
+        return cls.parse(data, where=str(path))
+
+    @classmethod
+    def parse(cls, data: Any, where: str = "catalog") -> ModelCatalog:
+        """Validate a catalog mapping (or a bare list of models), with errors that say where."""
+        from redisvl_llmrouter.errors import ConfigError
+
+        if isinstance(data, ModelCatalog):
+            return data
+        if isinstance(data, list):
+            data = {"models": data}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: a catalog is a mapping with a 'models' list, got {type(data).__name__}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()[:5]
+            )
+            raise ConfigError(f"{where}: {problems}") from None

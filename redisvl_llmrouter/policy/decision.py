@@ -1,0 +1,239 @@
+"""The policy step: from the ranked routes to one model, its fallbacks and the reasons. Pure.
+
+Input: the tier routes that passed their thresholds (best first, from :mod:`ranking`), the floor
+routes that matched, the catalog, the request's constraints and prompt size, the learned
+prediction (if the memory has one), live statistics, the round-robin position and the models
+the caller reports unavailable (open circuit breakers). Output: a
+:class:`~redisvl_llmrouter.schema.Decision`. No I/O: the router and the gateway gather the inputs
+from Redis and call :func:`decide`; the tests call it on hand-made catalogs.
+
+How the candidates are gathered (*groups*, in order):
+
+1. the matched route's models (or the default route's, when nothing matched);
+2. the models of the other routes that passed, best first;
+3. the models of the remaining tier routes above the matched one (cheapest first), then below
+   it (nearest first), so a constraint that rules out a tier escalates before it degrades.
+
+A model belongs to the first group that lists it. Floors remove the groups below their
+``min_route`` and the models whose catalog quality is under their ``min_quality``. Every model
+is then checked against the breakers and the constraints; the strategy orders what is left
+within each group (or, for ``learned``, all eligible models at once); the first is the choice and
+the rest, in order, are the fallbacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from redisvl_llmrouter.errors import NoEligibleModelError
+from redisvl_llmrouter.learning.prediction import Prediction
+from redisvl_llmrouter.policy import strategies
+from redisvl_llmrouter.policy.catalog import ModelCatalog, ModelSpec
+from redisvl_llmrouter.policy.constraints import RELAXATION_ORDER, Constraints
+from redisvl_llmrouter.policy.stats import ModelStats
+from redisvl_llmrouter.ranking import Candidate
+from redisvl_llmrouter.schema import Decision, Exclusion, ModelChoice, Route, RoutingConfig, Strategy
+
+__all__ = ["PolicyInput", "decide", "effective_catalog"]
+
+
+def effective_catalog(catalog: ModelCatalog, routes: Sequence[Route]) -> ModelCatalog:
+    """The catalog plus an entry for every route model it lacks.
+
+    Such a model's price is its route's ``cost`` taken as USD per 1M tokens, in and out (the
+    convention of ``Route.cost``); without a cost it has no price. It has no capabilities, no
+    quality prior and no latency figure until the catalog gives them.
+    """
+    missing: dict[str, ModelSpec] = {}
+    for route in routes:
+        for model in route.models:
+            if model not in catalog and model not in missing:
+                missing[model] = ModelSpec(name=model, input_price=route.cost, output_price=route.cost)
+    return catalog.with_models(missing.values()) if missing else catalog
+
+
+@dataclass(frozen=True)
+class PolicyInput:
+    """Everything :func:`decide` needs besides the ranking."""
+
+    routes: Sequence[Route]
+    catalog: ModelCatalog
+    config: RoutingConfig
+    strategy: Strategy
+    constraints: Constraints = field(default_factory=Constraints)
+    prompt_tokens: int = 1
+    prediction: Prediction | None = None
+    min_support: float = 1.0
+    stats: Mapping[str, ModelStats] = field(default_factory=dict)
+    rr_position: int = 0
+    unavailable: Mapping[str, str] = field(default_factory=dict)
+
+
+def _groups(ranked: Sequence[Candidate], floors: Sequence[Route], inp: PolicyInput) -> list[Route]:
+    tiers = [r for r in inp.routes if not r.is_floor]
+    by_name = {r.name: r for r in tiers}
+    primary: Route | None = ranked[0].route if ranked else None
+    if primary is None and inp.config.default_route in by_name:
+        primary = by_name[inp.config.default_route]
+    if primary is None:
+        names = [r.name for r in tiers]
+        floor_tiers = [f.floor.min_route for f in floors if f.floor and f.floor.min_route in by_name]
+        if floor_tiers:
+            primary = by_name[max(floor_tiers, key=names.index)]
+        elif floors:
+            return tiers  # a quality floor fired on an unmatched request: every tier, cheapest first
+        else:
+            return []
+    position = next(i for i, r in enumerate(tiers) if r.name == primary.name)
+    order = [primary, *(c.route for c in ranked[1:])]
+    order += tiers[position + 1 :] + tiers[:position][::-1]
+    return list({r.name: r for r in order}.values())
+
+
+def _floor_limits(floors: Sequence[Route], tiers: Sequence[Route]) -> tuple[int | None, float | None, dict[str, str]]:
+    """The highest tier position and quality any matched floor demands, and which floor demands each."""
+    positions = {r.name: i for i, r in enumerate(tiers)}
+    min_position: int | None = None
+    min_quality: float | None = None
+    source: dict[str, str] = {}
+    for route in floors:
+        floor = route.floor
+        if floor is None:
+            continue
+        if floor.min_route in positions and (min_position is None or positions[floor.min_route] > min_position):
+            min_position, source["route"] = positions[floor.min_route], route.name
+        if floor.min_quality is not None and (min_quality is None or floor.min_quality > min_quality):
+            min_quality, source["quality"] = floor.min_quality, route.name
+    return min_position, min_quality, source
+
+
+def _choice(model: str, route: str | None, inp: PolicyInput, learned: bool) -> ModelChoice:
+    spec = inp.catalog.get(model) or ModelSpec(name=model)
+    estimate = inp.prediction.models.get(model) if inp.prediction is not None else None
+    quality = spec.quality
+    support = 0.0
+    if estimate is not None and (learned or quality is None):
+        quality, support = estimate.quality, estimate.support if learned else 0.0
+    output_tokens = inp.constraints.output_tokens or inp.config.expected_output_tokens
+    cost = spec.estimate_cost(inp.prompt_tokens, output_tokens)
+    if cost is None and estimate is not None:
+        cost = estimate.cost  # what similar requests cost, learned from outcomes
+    live = inp.stats.get(model)
+    latency = live.latency_ms if live is not None and live.latency_ms is not None else spec.latency_ms
+    load = None
+    if live is not None:
+        load = live.inflight / spec.max_concurrency if spec.max_concurrency else float(live.inflight)
+    return ModelChoice(
+        model=model, route=route, quality=quality, support=support, cost=cost, latency_ms=latency, load=load
+    )
+
+
+def _reasons(
+    choice: ModelChoice,
+    tier: int | None,
+    limits: tuple[int | None, float | None, dict[str, str]],
+    c: Constraints,
+    inp: PolicyInput,
+) -> list[str]:
+    spec = inp.catalog.get(choice.model) or ModelSpec(name=choice.model)
+    min_position, floor_quality, source = limits
+    reasons = []
+    if choice.model in inp.unavailable:
+        reasons.append(inp.unavailable[choice.model])
+    if min_position is not None and (tier is None or tier < min_position):
+        reasons.append(f"below the floor of route {source['route']!r}")
+    if floor_quality is not None and (spec.quality is None or spec.quality < floor_quality):
+        prior = "unknown" if spec.quality is None else f"{spec.quality:g}"
+        reasons.append(f"catalog quality {prior} under the floor {floor_quality:g} of route {source['quality']!r}")
+    missing = [cap.value for cap in c.capabilities if not spec.has(cap)]
+    if missing:
+        reasons.append(f"lacks {', '.join(missing)}")
+    needed = c.min_context or inp.prompt_tokens + (c.output_tokens or inp.config.expected_output_tokens)
+    if spec.context_window is not None and spec.context_window < needed:
+        reasons.append(f"context window {spec.context_window:,} < {needed:,} tokens needed")
+    if c.max_cost is not None:
+        if choice.cost is None:
+            reasons.append("price unknown, so max_cost cannot be guaranteed")
+        elif choice.cost > c.max_cost:
+            reasons.append(f"estimated ${choice.cost:.6g} > max_cost ${c.max_cost:g}")
+    if c.max_latency_ms is not None and choice.latency_ms is not None and choice.latency_ms > c.max_latency_ms:
+        reasons.append(f"expected latency {choice.latency_ms:.0f} ms > max_latency_ms {c.max_latency_ms:g}")
+    if c.min_quality is not None and (choice.quality is None or choice.quality < c.min_quality):
+        expected = "unknown" if choice.quality is None else f"{choice.quality:.3f}"
+        reasons.append(f"expected quality {expected} < min_quality {c.min_quality:g}")
+    return reasons
+
+
+def decide(ranked: Sequence[Candidate], floors: Sequence[Route], inp: PolicyInput) -> Decision:
+    """Choose a model for one request (see the module docstring). Raises ``NoEligibleModelError``."""
+    tiers = [r for r in inp.routes if not r.is_floor]
+    tier_of = {}
+    for i, route in enumerate(tiers):
+        for model in route.models:
+            tier_of.setdefault(model, i)
+    groups = _groups(ranked, floors, inp)
+    floor_names = [f.name for f in floors]
+    if not groups or not groups[0].models:
+        # Nothing matched, or the matched route names no model (a RedisVL-style intent route):
+        # the route is the answer and there is no model to choose.
+        route = groups[0].name if groups else None
+        return Decision(model=None, strategy=inp.strategy, route=route, constraints=inp.constraints, floors=floor_names)
+    learned = (
+        inp.strategy is Strategy.learned and inp.prediction is not None and inp.prediction.support >= inp.min_support
+    )
+    pool: dict[str, str | None] = {}
+    for route in groups:
+        for model in route.models:
+            pool.setdefault(model, route.name)
+    if learned:
+        for spec in inp.catalog:
+            pool.setdefault(spec.name, None)
+    choices = {m: _choice(m, route, inp, learned) for m, route in pool.items()}
+    limits = _floor_limits(floors, tiers)
+
+    constraints, relaxed = inp.constraints, []
+    while True:
+        reasons = {m: _reasons(choices[m], tier_of.get(m), limits, constraints, inp) for m in pool}
+        eligible = [m for m in pool if not reasons[m]]
+        if eligible or not constraints.best_effort:
+            break
+        droppable = [f for f in RELAXATION_ORDER if getattr(constraints, f) is not None]
+        if not droppable:
+            break
+        constraints, relaxed = constraints.without(droppable[0]), [*relaxed, droppable[0]]
+    excluded = [Exclusion(model=m, reason="; ".join(r)) for m, r in reasons.items() if r]
+    if not eligible:
+        detail = "; ".join(f"{e.model}: {e.reason}" for e in excluded)
+        raise NoEligibleModelError(f"No model satisfies this request ({detail}).", excluded)
+
+    if learned:
+        ordered = strategies.order(Strategy.learned, [choices[m] for m in eligible], cost_weight=inp.config.cost_weight)
+    else:
+        strategy = Strategy.semantic if inp.strategy is Strategy.learned else inp.strategy
+        ordered = []
+        for route in groups:
+            members = [choices[m] for m in eligible if pool[m] == route.name]
+            ordered += strategies.order(
+                strategy,
+                members,
+                cost_weight=inp.config.cost_weight,
+                balance=inp.config.balance,
+                rr_position=inp.rr_position,
+            )
+    chosen = ordered[0]
+    return Decision(
+        model=chosen.model,
+        strategy=inp.strategy,
+        route=chosen.route,
+        constraints=inp.constraints,
+        candidates=ordered,
+        fallbacks=[c.model for c in ordered[1:]],
+        excluded=excluded,
+        floors=floor_names,
+        relaxed=relaxed,
+        estimated_cost=chosen.cost,
+        prompt_tokens=inp.prompt_tokens,
+        learned=learned,
+        support=0.0 if inp.prediction is None else inp.prediction.support,
+    )

@@ -1,0 +1,247 @@
+"""Learned routing on a real Redis, for the sync and the async router: learn, feedback, memory, promotion.
+
+Most cases use the ``table`` vectorizer (texts ending ``d=<x>`` lie at cosine distance x from
+``query``), so which rows are neighbours is known exactly. The end-to-end case uses the packaged
+MiniLM on the shipped config.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import redis
+
+from redisvl_llmrouter import (
+    InvalidFeedbackError,
+    LearningConfig,
+    ModelCatalog,
+    ModelSpec,
+    PromotionRule,
+    Route,
+    RoutingConfig,
+    UnknownModelError,
+    UnknownRequestError,
+)
+from redisvl_llmrouter.learning import memory
+
+CATALOG = ModelCatalog(
+    models=[
+        ModelSpec(name="m/cheap", input_price=0.1, output_price=0.1, quality=0.6),
+        ModelSpec(name="m/pricey", input_price=10.0, output_price=10.0, quality=0.9),
+    ]
+)
+
+
+def tiers() -> list[Route]:
+    return [
+        Route(name="cheap", model="m/cheap", references=["cheap d=0.2"], distance_threshold=0.5),
+        Route(name="pricey", model="m/pricey", references=["pricey d=0.6"], distance_threshold=0.5),
+    ]
+
+
+def make(api, name, table, **kw):
+    kw.setdefault("learning", LearningConfig(neighbours=8, shrinkage=1.0, radius=0.2))
+    kw.setdefault("routing_config", RoutingConfig(cost_weight=0.1))
+    return api.create(name=name, routes=tiers(), vectorizer=table, catalog=CATALOG, **kw)
+
+
+def failing_cluster(n: int = 4) -> list[dict]:
+    """Prompts near ``query`` where the cheap model failed and the pricey one succeeded."""
+    return [
+        {"prompt": f"near{i} d=0.0{i + 1}", "outcomes": {"m/cheap": {"quality": 0.0, "cost": 0.001},
+                                                         "m/pricey": {"quality": 1.0, "cost": 0.1}}}
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def test_an_empty_memory_routes_exactly_like_the_tiers(api, name, table):
+    router = make(api, name, table)
+    learned, semantic = router("query"), router("query", strategy="semantic")
+    assert learned.model == semantic.model == "m/cheap"
+    assert not learned.decision.learned and learned.decision.fallbacks == semantic.decision.fallbacks
+
+
+def test_learned_outcomes_change_the_choice_near_them_only(api, name, table):
+    router = make(api, name, table)
+    report = router.learn(failing_cluster())
+    assert (report.created, report.updated) == (4, 0)
+    match = router("query")
+    assert match.decision.learned and match.model == "m/pricey"
+    assert match.name == "cheap"  # the tier still says what the request asks
+    predicted = {c.model: c.quality for c in match.decision.candidates}
+    assert predicted["m/pricey"] > 0.9 > 0.2 > predicted["m/cheap"]
+    # A request with no outcome within the radius (0.2; this one is at least 0.23 from each) stays with its tier.
+    far = router("faraway d=0.45")
+    assert not far.decision.learned and far.model == router("faraway d=0.45", strategy="semantic").model
+
+
+def test_relearning_the_same_prompts_replaces_instead_of_adding(api, name, table):
+    router = make(api, name, table)
+    router.learn(failing_cluster())
+    again = router.learn(failing_cluster())
+    assert (again.created, again.updated) == (0, 4)
+    info = router.memory_info()
+    assert info.rows == 4 and info.observations == {"m/cheap": 4, "m/pricey": 4}
+    assert info.mean_quality == {"m/cheap": 0.0, "m/pricey": 1.0}
+
+
+def test_unknown_models_are_refused_before_anything_is_written(api, name, table):
+    router = make(api, name, table)
+    with pytest.raises(UnknownModelError, match="gpt-9"):
+        router.learn([{"prompt": "x d=0.1", "outcomes": {"gpt-9": {"quality": 1.0}}}])
+    assert router.memory_info().rows == 0
+    router.learn([{"prompt": "x d=0.1", "outcomes": {"gpt-9": {"quality": 1.0}}}], model_map={"gpt-9": "m/pricey"})
+    assert router.memory_info().observations == {"m/pricey": 1}
+
+
+def test_learn_reads_the_shared_jsonl_format(api, name, table, tmp_path):
+    path = tmp_path / "outcomes.jsonl"
+    path.write_text("\n".join(json.dumps({"id": str(i), "task": "t", **r}) for i, r in enumerate(failing_cluster())))
+    router = make(api, name, table)
+    assert router.learn(str(path)).created == 4
+
+
+def test_feedback_by_request_id_is_idempotent_and_counts_once(api, name, table):
+    router = make(api, name, table)
+    match = router("near d=0.05", record=True)
+    first = router.feedback(match.request_id, "m/cheap", 0.0, cost=0.001)
+    second = router.feedback(match.request_id, "m/cheap", 0.0, cost=0.001)
+    assert first.created and not second.created and first.row_id == second.row_id
+    router.feedback(match.request_id, model="m/cheap", quality=1.0)  # a correction replaces the value
+    info = router.memory_info()
+    assert info.rows == 1 and info.observations == {"m/cheap": 1} and info.mean_quality == {"m/cheap": 1.0}
+
+
+def test_feedback_refuses_bad_values_unknown_models_and_unknown_requests(api, name, table):
+    router = make(api, name, table)
+    match = router("near d=0.05", record=True)
+    for bad in (1.5, -0.1, float("nan"), True, "1"):
+        with pytest.raises(InvalidFeedbackError):
+            router.feedback(match.request_id, "m/cheap", bad)
+    with pytest.raises(InvalidFeedbackError, match="cost"):
+        router.feedback(match.request_id, "m/cheap", 1.0, cost=-1)
+    with pytest.raises(UnknownModelError):
+        router.feedback(match.request_id, "m/unknown", 1.0)
+    unrecorded = router("near d=0.05")
+    with pytest.raises(UnknownRequestError, match="not recorded"):
+        router.feedback(unrecorded.request_id, "m/cheap", 1.0)
+    with pytest.raises(UnknownRequestError):
+        router.feedback(request_id="req-nonsense", model="m/cheap", quality=1.0)
+    assert router.memory_info().rows == 0
+
+
+def test_feedback_on_a_statement_teaches_the_router(api, name, table):
+    router = make(api, name, table)
+    for i in range(3):
+        router.feedback(f"close{i} d=0.0{i + 1}", "m/cheap", 0.0)
+        router.feedback(statement=f"close{i} d=0.0{i + 1}", model="m/pricey", quality=1.0)
+    assert router.memory_info().rows == 3
+    assert router("query").model == "m/pricey"
+
+
+def test_the_memory_keeps_at_most_max_rows_evicting_the_oldest(api, name, table):
+    router = make(api, name, table, learning=LearningConfig(max_rows=3))
+    router.learn(failing_cluster(3))
+    router.learn([{"prompt": "newest d=0.3", "outcomes": {"m/cheap": {"quality": 1.0}}}])
+    info = router.memory_info()
+    assert info.rows == 3 and info.observations == {"m/cheap": 3, "m/pricey": 2}
+    client = redis.Redis.from_url(api.redis_url)
+    assert not client.exists(memory.row_key(name, memory.row_id_for_text("near0 d=0.01")))
+
+
+def test_export_and_reload_keep_every_outcome(api, name, table, tmp_path):
+    router = make(api, name, table)
+    router.learn(failing_cluster())
+    path = router.export_with_embeddings(tmp_path / "learned.json")
+    data = json.loads(path.read_text())
+    assert len(data["outcomes"]) == 4 and data["catalog"]["models"][0]["name"] == "m/cheap"
+    router.delete()
+    again = api.from_pretrained(str(path), vectorizer=table)
+    assert again.memory_info().rows == 4 and again("query").model == "m/pricey"
+
+
+def test_delete_removes_the_memory_and_only_it(api, name, table):
+    router = make(api, name, table)
+    router.learn(failing_cluster())
+    router("near d=0.05", record=True)
+    client = redis.Redis.from_url(api.redis_url)
+    client.set("someone-else:key", "kept")
+    router.delete()
+    assert list(client.scan_iter(f"llmrouter:{{{name}}}*")) == []
+    assert f"{name}:outcomes" not in {i.decode() for i in client.execute_command("FT._LIST")}
+    assert client.get("someone-else:key") == b"kept"
+    client.delete("someone-else:key")
+
+
+def test_promotion_moves_a_failing_region_to_the_next_tier_and_reverts(api, name, table):
+    rule = PromotionRule(fail_below=0.5, min_failures=3, radius=0.5)
+    router = make(api, name, table, learning=LearningConfig(promote=rule))
+    results = [router.feedback(f"sql{i} d=0.1{i}", "m/cheap", 0.0) for i in range(3)]
+    assert [r.promoted_to for r in results] == [None, None, "pricey"]
+    pricey = router.get("pricey")
+    assert "sql2 d=0.12" in pricey.references and pricey.metadata["promoted"] == ["sql2 d=0.12"]
+    assert router("query", strategy="semantic").name == "pricey"  # a nearby request now matches the next tier
+    assert router.revert_promotions() == 1
+    assert router.get("pricey").references == ["pricey d=0.6"] and "promoted" not in router.get("pricey").metadata
+    assert router("query", strategy="semantic").name == "cheap"
+
+
+def test_promotion_is_off_by_default(api, name, table):
+    router = make(api, name, table)
+    assert [router.feedback(f"sql{i} d=0.1{i}", "m/cheap", 0.0).promoted_to for i in range(4)] == [None] * 4
+
+
+def test_another_process_sees_every_outcome(redis_url, name, tmp_path):
+    from redisvl_llmrouter import SemanticRouter
+
+    router = SemanticRouter(
+        name=name,
+        routes=[Route(name="chat", model="m/cheap", references=["hello there"], distance_threshold=0.9)],
+        catalog=CATALOG,
+        redis_url=redis_url,
+    )
+    router.learn([{"prompt": "how do I index a SQL table?", "outcomes": {"m/cheap": {"quality": 0.0},
+                                                                         "m/pricey": {"quality": 1.0}}}])  # fmt: skip
+    code = textwrap.dedent(
+        f"""
+        import json
+        from redisvl_llmrouter import SemanticRouter
+        r = SemanticRouter.from_existing({name!r}, redis_url={redis_url!r})
+        info = r.memory_info()
+        print(json.dumps({{"rows": info.rows, "obs": info.observations, "catalog": r.catalog.names}}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen == {"rows": 1, "obs": {"m/cheap": 1, "m/pricey": 1}, "catalog": ["m/cheap", "m/pricey"]}
+    router.delete()
+
+
+def test_feedback_on_a_cluster_changes_nearby_choices_and_not_unrelated_ones(redis_url, name):
+    """The done-when, with the real MiniLM: the cheap model keeps failing on unit conversions."""
+    from redisvl_llmrouter import SemanticRouter
+
+    router = SemanticRouter.from_pretrained("default", name=name, redis_url=redis_url)
+    cheap = router.get("simple").model
+    nearby, unrelated = "convert 12 inches to centimeters", "hello, how are you today?"
+    before = {q: router(q).model for q in (nearby, unrelated)}
+    assert before == {nearby: cheap, unrelated: cheap}
+    for question in [
+        "convert 5 miles to kilometers",
+        "convert 100 pounds to kilograms",
+        "convert 30 degrees celsius to fahrenheit",
+        "how many ounces are in a liter?",
+    ]:
+        router.feedback(question, cheap, 0.0)
+        for model in router.models:
+            if model != cheap:
+                router.feedback(question, model, 1.0)
+    after = {q: router(q) for q in (nearby, unrelated)}
+    assert after[nearby].decision.learned and after[nearby].model != cheap
+    assert not after[unrelated].decision.learned and after[unrelated].model == cheap
+    router.delete()

@@ -1,0 +1,47 @@
+"""The learned knob: sweeps move monotonically from the best model to the cheapest, and goals pick a setting."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from redisvl_llmrouter.learning.calibration import KNOB_GRID, choices, solve, sweep
+
+# Three requests, two models: "weak" is 10x cheaper; it is as good on the first request only.
+QUALITY = np.array([[0.9, 0.9], [0.2, 0.9], [0.5, 0.8]])
+COST = np.array([[0.1, 1.0], [0.1, 1.0], [0.1, 1.0]])
+
+
+def test_w_zero_takes_the_best_and_w_one_the_cheapest_with_ties_to_the_cheaper():
+    assert choices(QUALITY, COST, 0.0).tolist() == [0, 1, 1]
+    assert choices(QUALITY, COST, 1.0).tolist() == [0, 0, 0]
+
+
+def test_cost_never_rises_as_the_weight_on_cost_grows():
+    points = sweep(QUALITY, COST)
+    costs = [p.cost for p in points]
+    assert all(a >= b - 1e-12 for a, b in itertools.pairwise(costs))
+    assert KNOB_GRID[0] == 0.0 and KNOB_GRID[-1] == 1.0
+
+
+def test_fallback_applies_where_the_memory_has_no_support():
+    picks = choices(QUALITY, COST, 0.0, fallback=np.array([0, 0, 0]), supported=np.array([True, False, True]))
+    assert picks.tolist() == [0, 0, 1]
+
+
+def test_solve_meets_each_goal():
+    budget = solve(QUALITY, COST, ["weak", "strong"], budget=0.4)
+    assert budget.cost <= 0.4 + 1e-12 and budget.quality == pytest.approx((0.9 + 0.9 + 0.5) / 3)
+    share = solve(QUALITY, COST, ["weak", "strong"], strong_share=0.0)
+    assert share.strong_share == 0.0 and share.strong_model == "strong"
+    target = solve(QUALITY, COST, ["weak", "strong"], quality_target=0.85)
+    assert target.quality >= 0.85 and target.cost == pytest.approx((0.1 + 1.0 + 1.0) / 3)
+
+
+def test_solve_refuses_unreachable_or_ambiguous_goals():
+    with pytest.raises(ValueError, match="cheapest setting costs"):
+        solve(QUALITY, COST, ["weak", "strong"], budget=0.01)
+    with pytest.raises(ValueError, match="exactly one goal"):
+        solve(QUALITY, COST, ["weak", "strong"], budget=1.0, quality_target=0.5)

@@ -1,0 +1,257 @@
+"""The policy step, pinned on hand-made catalogs: each strategy, each constraint, floors and relaxation."""
+
+from __future__ import annotations
+
+import pytest
+
+from redisvl_llmrouter import NoEligibleModelError, Route, RoutingConfig
+from redisvl_llmrouter.learning.prediction import ModelEstimate, Prediction
+from redisvl_llmrouter.policy.catalog import Capability, ModelCatalog, ModelSpec
+from redisvl_llmrouter.policy.constraints import Constraints
+from redisvl_llmrouter.policy.decision import PolicyInput, decide, effective_catalog
+from redisvl_llmrouter.policy.stats import ModelStats
+from redisvl_llmrouter.policy.strategies import learned_utility, order, unit_free
+from redisvl_llmrouter.ranking import Candidate
+from redisvl_llmrouter.schema import BalanceWeights, Floor, ModelChoice, Strategy
+
+# Prices are USD per 1M tokens; a 1,000-token prompt with 1,000 tokens out costs (in + out) / 1000.
+CATALOG = ModelCatalog(
+    models=[
+        ModelSpec(name="p/nano", input_price=0.1, output_price=0.4, context_window=8_000,
+                  capabilities=["json"], quality=0.5, latency_ms=300, max_concurrency=10),
+        ModelSpec(name="p/mini", input_price=0.4, output_price=1.6, context_window=128_000,
+                  capabilities=["json", "tools", "vision"], quality=0.7, latency_ms=500),
+        ModelSpec(name="p/big", input_price=3.0, output_price=15.0, context_window=200_000,
+                  capabilities=["json", "tools", "vision", "code", "reasoning"], quality=0.9, latency_ms=2000),
+        ModelSpec(name="p/top", input_price=5.0, output_price=25.0, context_window=200_000,
+                  capabilities=["json", "tools", "vision", "code", "reasoning", "long_context"], quality=0.95,
+                  latency_ms=4000),
+    ]
+)  # fmt: skip
+SIMPLE = Route(name="simple", models=["p/nano", "p/mini"], references=["s"], distance_threshold=0.5)
+EXPERT = Route(name="expert", models=["p/big", "p/top"], references=["e"], distance_threshold=0.5)
+MEDICAL = Route(name="medical", references=["m"], distance_threshold=0.5, floor=Floor(min_route="expert"))
+ROUTES = [SIMPLE, EXPERT, MEDICAL]
+
+
+def inp(strategy: Strategy = Strategy.semantic, **kw) -> PolicyInput:
+    kw.setdefault("constraints", Constraints(output_tokens=1000))
+    kw.setdefault("prompt_tokens", 1000)
+    return PolicyInput(routes=ROUTES, catalog=CATALOG, config=RoutingConfig(), strategy=strategy, **kw)
+
+
+def matched(*routes: Route) -> list[Candidate]:
+    return [Candidate(route, 0.1 * (i + 1), 0.1 * (i + 1)) for i, route in enumerate(routes)]
+
+
+def test_semantic_takes_the_matched_routes_first_candidate_and_lists_the_rest_as_fallbacks():
+    d = decide(matched(SIMPLE), [], inp())
+    assert (d.model, d.route, d.strategy) == ("p/nano", "simple", Strategy.semantic)
+    # Then the route's other candidate, then the tiers above (escalation before nothing).
+    assert d.fallbacks == ["p/mini", "p/big", "p/top"]
+    assert d.estimated_cost == pytest.approx((1000 * 0.1 + 1000 * 0.4) / 1e6)
+
+
+def test_groups_escalate_upward_before_they_degrade():
+    d = decide(matched(EXPERT), [], inp())
+    assert [c.model for c in d.candidates] == ["p/big", "p/top", "p/nano", "p/mini"]
+
+
+def test_cost_strategy_picks_the_cheapest_candidate_of_the_matched_route():
+    d = decide(matched(EXPERT), [], inp(Strategy.cost))
+    assert d.model == "p/big" and d.fallbacks[0] == "p/top"
+    assert d.candidates[0].score == pytest.approx(-(3.0 + 15.0) / 1000)
+
+
+def test_latency_strategy_prefers_live_statistics_over_the_catalog():
+    live = {"p/big": ModelStats(latency_ms=9000.0), "p/top": ModelStats(latency_ms=800.0)}
+    assert decide(matched(EXPERT), [], inp(Strategy.latency)).model == "p/big"  # catalog: 2000 < 4000
+    assert decide(matched(EXPERT), [], inp(Strategy.latency, stats=live)).model == "p/top"
+
+
+def test_quality_strategy_uses_the_prior_and_breaks_ties_toward_the_cheaper_model():
+    assert decide(matched(EXPERT), [], inp(Strategy.quality)).model == "p/top"
+    tied = [ModelChoice(model="a", quality=0.8, cost=2.0), ModelChoice(model="b", quality=0.8, cost=1.0)]
+    assert [c.model for c in order(Strategy.quality, tied)] == ["b", "a"]
+
+
+def test_balanced_score_is_the_documented_weighted_sum():
+    choices = [
+        ModelChoice(model="a", quality=0.9, cost=4.0, latency_ms=1000.0),
+        ModelChoice(model="b", quality=0.6, cost=1.0, latency_ms=500.0),
+    ]
+    ranked = order(Strategy.balanced, choices, balance=BalanceWeights(quality=0.5, cost=0.3, latency=0.2))
+    scores = {c.model: c.score for c in ranked}
+    assert scores["a"] == pytest.approx(0.5 * 0.9 - 0.3 * 1.0 - 0.2 * 1.0)
+    assert scores["b"] == pytest.approx(0.5 * 0.6 - 0.3 * 0.25 - 0.2 * 0.5)
+    assert ranked[0].model == "b"
+
+
+def test_round_robin_rotates_the_listed_order_by_the_shared_position():
+    firsts = [decide(matched(SIMPLE), [], inp(Strategy.round_robin, rr_position=p)).model for p in range(4)]
+    assert firsts == ["p/nano", "p/mini", "p/nano", "p/mini"]
+
+
+def test_least_loaded_divides_in_flight_requests_by_max_concurrency():
+    live = {"p/nano": ModelStats(inflight=5), "p/mini": ModelStats(inflight=1)}
+    # nano: 5 / 10 = 0.5 load; mini has no max_concurrency: 1.0 load.
+    assert decide(matched(SIMPLE), [], inp(Strategy.least_loaded, stats=live)).model == "p/nano"
+    busy = {"p/nano": ModelStats(inflight=20), "p/mini": ModelStats(inflight=1)}
+    assert decide(matched(SIMPLE), [], inp(Strategy.least_loaded, stats=busy)).model == "p/mini"
+
+
+def test_max_cost_excludes_dear_and_unpriced_models_with_reasons():
+    unpriced = ModelCatalog(models=[*CATALOG.models[:1], ModelSpec(name="p/mini")])
+    d = decide(
+        matched(SIMPLE),
+        [],
+        PolicyInput(
+            routes=[SIMPLE],
+            catalog=unpriced,
+            config=RoutingConfig(),
+            strategy=Strategy.semantic,
+            prompt_tokens=1000,
+            constraints=Constraints(max_cost=0.001, output_tokens=1000),
+        ),
+    )
+    assert d.model == "p/nano"
+    assert [(e.model, e.reason) for e in d.excluded] == [("p/mini", "price unknown, so max_cost cannot be guaranteed")]
+
+
+def test_capabilities_escalate_to_a_tier_that_has_them():
+    d = decide(matched(SIMPLE), [], inp(constraints=Constraints(capabilities=["code"], output_tokens=1000)))
+    assert d.model == "p/big" and d.route == "expert"
+    assert {e.model: e.reason for e in d.excluded} == {"p/nano": "lacks code", "p/mini": "lacks code"}
+
+
+def test_context_window_is_checked_against_the_estimated_prompt_and_answer():
+    d = decide(matched(SIMPLE), [], inp(constraints=Constraints(output_tokens=1000), prompt_tokens=10_000))
+    assert d.model == "p/mini"
+    assert "context window 8,000 < 11,000 tokens needed" in d.excluded[0].reason
+
+
+def test_min_quality_and_max_latency():
+    d = decide(matched(SIMPLE), [], inp(constraints=Constraints(min_quality=0.8, max_latency_ms=3000, output_tokens=1)))
+    assert d.model == "p/big"
+    reasons = {e.model: e.reason for e in d.excluded}
+    assert "expected quality 0.500 < min_quality 0.8" in reasons["p/nano"]
+    assert "expected latency 4000 ms > max_latency_ms 3000" in reasons["p/top"]
+
+
+def test_everything_excluded_names_each_model_and_why():
+    with pytest.raises(NoEligibleModelError) as caught:
+        decide(matched(SIMPLE), [], inp(constraints=Constraints(max_cost=0.0000001, output_tokens=1000)))
+    error = caught.value
+    assert {e.model for e in error.excluded} == {"p/nano", "p/mini", "p/big", "p/top"}
+    assert "p/nano: estimated $0.0005 > max_cost $1e-07" in str(error)
+
+
+def test_best_effort_relaxes_latency_then_cost_then_quality_but_never_capabilities():
+    strict = Constraints(max_latency_ms=100, max_cost=0.0000001, output_tokens=1000, best_effort=True)
+    d = decide(matched(SIMPLE), [], inp(constraints=strict))
+    assert d.relaxed == ["max_latency_ms", "max_cost"] and d.model == "p/nano"
+    impossible = Constraints(capabilities=["long_context"], max_cost=0.0000001, best_effort=True, output_tokens=1000)
+    d = decide(matched(SIMPLE), [], inp(constraints=impossible))
+    assert d.model == "p/top" and d.relaxed == ["max_cost"]
+    with pytest.raises(NoEligibleModelError):
+        decide(matched(SIMPLE), [], inp(constraints=impossible, unavailable={"p/top": "circuit open"}))
+
+
+def test_unknown_capability_is_refused_at_validation():
+    with pytest.raises(ValueError, match="capabilities"):
+        Constraints(capabilities=["telepathy"])
+
+
+def test_open_breakers_exclude_a_model_and_the_fallback_answers():
+    d = decide(matched(SIMPLE), [], inp(unavailable={"p/nano": "circuit open"}))
+    assert d.model == "p/mini" and d.excluded[0].reason == "circuit open"
+
+
+def test_a_floor_holds_whatever_the_tier_says():
+    d = decide(matched(SIMPLE), [MEDICAL], inp())
+    assert d.model == "p/big" and d.floors == ["medical"]
+    assert {e.model for e in d.excluded} == {"p/nano", "p/mini"}
+    assert "below the floor of route 'medical'" in d.excluded[0].reason
+
+
+def test_a_floor_alone_answers_an_unmatched_request_with_its_tier():
+    d = decide([], [MEDICAL], inp())
+    assert (d.model, d.route) == ("p/big", "expert")
+
+
+def test_a_quality_floor_uses_the_catalog_prior():
+    careful = Route(name="legal", references=["l"], distance_threshold=0.5, floor=Floor(min_quality=0.92))
+    d = decide(matched(SIMPLE), [careful], PolicyInput(
+        routes=[SIMPLE, EXPERT, careful], catalog=CATALOG, config=RoutingConfig(), strategy=Strategy.cost,
+        prompt_tokens=10,
+    ))  # fmt: skip
+    assert d.model == "p/top"
+
+
+def test_nothing_matched_and_no_default_means_no_model():
+    d = decide([], [], inp())
+    assert d.model is None and d.candidates == []
+
+
+def test_a_route_without_models_answers_with_its_name_only():
+    intent = Route(name="smalltalk", references=["hi"], distance_threshold=0.5)
+    d = decide(matched(intent), [], PolicyInput(routes=[intent], catalog=CATALOG, config=RoutingConfig(),
+                                                strategy=Strategy.semantic))  # fmt: skip
+    assert (d.model, d.route) == (None, "smalltalk")
+
+
+def prediction(quality: dict[str, float], support: float = 5.0, cost: dict[str, float] | None = None) -> Prediction:
+    return Prediction(
+        support=support,
+        models={m: ModelEstimate(q, support, (cost or {}).get(m), None) for m, q in quality.items()},
+    )
+
+
+def test_learned_picks_by_utility_over_every_model_once_the_memory_has_support():
+    pred = prediction({"p/nano": 0.2, "p/mini": 0.9, "p/big": 0.92, "p/top": 0.93})
+    config = RoutingConfig(cost_weight=0.3)
+    d = decide(matched(SIMPLE), [], PolicyInput(routes=ROUTES, catalog=CATALOG, config=config,
+                                                strategy=Strategy.learned, prompt_tokens=1000,
+                                                constraints=Constraints(output_tokens=1000), prediction=pred))  # fmt: skip
+    assert d.learned and d.model == "p/mini"
+    # utility = 0.7 * q - 0.3 * cost / max_cost, over all four models
+    costs = {c.model: c.cost for c in d.candidates}
+    top = max(costs.values())
+    for c in d.candidates:
+        assert c.score == pytest.approx(0.7 * c.quality - 0.3 * costs[c.model] / top)
+    assert [c.score for c in d.candidates] == sorted((c.score for c in d.candidates), reverse=True)
+
+
+def test_learned_without_support_is_exactly_the_tier_decision():
+    weak = prediction({"p/nano": 0.0, "p/mini": 1.0}, support=0.5)
+    cold = decide(matched(SIMPLE), [], inp(Strategy.learned, prediction=weak, min_support=1.0))
+    tier = decide(matched(SIMPLE), [], inp(Strategy.semantic))
+    assert not cold.learned and cold.model == tier.model and cold.fallbacks == tier.fallbacks
+
+
+def test_the_knob_sweeps_from_best_quality_to_cheapest():
+    pred = prediction({"p/nano": 0.2, "p/mini": 0.5, "p/big": 0.8, "p/top": 0.9})
+
+    def pick(w: float) -> str:
+        return decide(matched(SIMPLE), [], PolicyInput(routes=ROUTES, catalog=CATALOG, config=RoutingConfig(cost_weight=w),
+                                                       strategy=Strategy.learned, prompt_tokens=1000,
+                                                       prediction=pred)).model  # fmt: skip
+
+    assert pick(0.0) == "p/top" and pick(1.0) == "p/nano"
+
+
+def test_unit_free_normalisation_and_utility_with_unknown_costs():
+    assert unit_free([1.0, 4.0, None]) == [0.25, 1.0, 1.0]
+    assert unit_free([None, None]) == [0.0, 0.0]
+    u = learned_utility([[0.5, 0.5]], [[1.0, float("nan")]], 0.5)
+    assert u.tolist() == [[0.25 - 0.5, 0.25 - 0.5]]
+
+
+def test_route_models_missing_from_the_catalog_are_priced_from_the_route_cost():
+    legacy = Route(name="x", model="m/legacy", cost=2.0, references=["x"], distance_threshold=0.5)
+    spec = effective_catalog(ModelCatalog(), [legacy]).get("m/legacy")
+    assert (spec.input_price, spec.output_price, spec.capabilities) == (2.0, 2.0, [])
+
+
+def test_capability_enum_lists_the_documented_capabilities():
+    assert {c.value for c in Capability} == {"code", "vision", "tools", "json", "reasoning", "long_context"}

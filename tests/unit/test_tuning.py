@@ -1,0 +1,36 @@
+"""Hyperparameter tuning on training rows only: stable folds, exact neighbours, a choice the data supports."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from redisvl_llmrouter.learning.tuning import exact_neighbours, folds_by_id, tune
+
+
+def test_folds_depend_on_ids_not_on_order():
+    ids = [f"p{i}" for i in range(100)]
+    a = folds_by_id(ids, 5)
+    b = folds_by_id(list(reversed(ids)), 5)
+    assert sorted(len(f) for f in a) == sorted(len(f) for f in b)
+    assert {ids[i] for i in a[0]} == {list(reversed(ids))[i] for i in b[0]}
+    assert sum(len(f) for f in a) == 100
+
+
+def test_exact_neighbours_are_sorted_cosine_distances():
+    base = np.array([[1.0, 0.0], [0.0, 1.0], [0.7071, 0.7071]])
+    dist, idx = exact_neighbours(np.array([[1.0, 0.0]]), base, k=2)
+    assert idx.tolist() == [[0, 2]]
+    assert dist[0].tolist() == [0.0, 1.0 - 0.7071]
+
+
+def test_tune_prefers_local_neighbourhoods_when_outcomes_follow_clusters():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(8, 16))
+    labels = rng.integers(0, 8, 400)
+    vectors = centres[labels] + 0.05 * rng.normal(size=(400, 16))
+    # the cheap model succeeds on even clusters only; the dear one always
+    quality = np.stack([(labels % 2 == 0).astype(float), np.ones(400)], axis=1)
+    cost = np.tile([0.1, 1.0], (400, 1))
+    result = tune(vectors, quality, cost, [str(i) for i in range(400)], neighbours=(16, 128), shrinkage=(4.0, 256.0))
+    assert (result.config.neighbours, result.config.shrinkage) == (16, 4.0)
+    assert result.scores[(16, 4.0)] > result.scores[(128, 256.0)]
