@@ -115,7 +115,7 @@ def builtin_prompts() -> list[str]:
 
 def realistic_lengths() -> list[int]:
     """Character lengths of the shipped example queries: the length of a routed request."""
-    data = yaml.safe_load((Path(pretrained.__file__).parent / "default.queries.yaml").read_text(encoding="utf-8"))
+    data = yaml.safe_load((pretrained.CONFIG_DIR / "default.queries.yaml").read_text(encoding="utf-8"))
     return [len(q) for split in data.values() for tier in split.values() for q in tier]
 
 

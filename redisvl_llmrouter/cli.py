@@ -7,6 +7,9 @@
     llmrouter export default ./my_router.json               # a shipped config or file, through Redis
     llmrouter export my-router ./my_router.json --from-redis
     llmrouter eval DATASET.jsonl ... --router default --map simple=gpt-4 --json out.json --plot out.png
+    llmrouter eval TEST.jsonl --learn TRAIN.jsonl ...        # the learned router, trained on TRAIN
+    llmrouter eval DATASET.jsonl --cv 5 --strategy learned --strategy cost
+    llmrouter learn DATASET.jsonl ... --router my-router    # fill a router's outcome memory
 
 Redis is resolved as in the library: ``--redis-url``, else ``REDIS_URL``, else the embedded server.
 """
@@ -23,6 +26,19 @@ from typing import Any
 from redisvl_llmrouter.errors import LLMRouterError
 
 __all__ = ["main", "saving"]
+
+
+def decision_saving(match: Any) -> dict[str, Any] | None:
+    """The estimated saving of the chosen model against the dearest model considered, for this request."""
+    decision = match.decision
+    if decision is None or decision.estimated_cost is None:
+        return None
+    priced = [c for c in decision.candidates if c.cost is not None]
+    if not priced:
+        return None
+    dearest = max(priced, key=lambda c: c.cost)
+    fraction = 0.0 if dearest.cost <= 0 else 1.0 - decision.estimated_cost / dearest.cost
+    return {"fraction": fraction, "against_model": dearest.model, "against_cost_usd": dearest.cost}
 
 
 def saving(chosen_cost: float | None, routes: Sequence[Any]) -> dict[str, Any] | None:
@@ -64,15 +80,59 @@ def _route_lines(text: str, match: Any, economy: dict[str, Any] | None) -> list[
             ", ".join(f"{a.name} ({a.model}, distance {a.distance:.3f})" for a in match.alternatives) or "none",
         ),
     ]
-    if economy is not None:
+    per_request = decision_saving(match)
+    if per_request is not None:
+        rows.append(
+            (
+                "saving",
+                f"{per_request['fraction']:.1%} vs {per_request['against_model']} "
+                f"(${per_request['against_cost_usd']:.6f} for this request)",
+            )
+        )
+    elif economy is not None:
         against = f"{economy['against_route']} ({economy['against_model']}, {_price(economy['against_cost'])})"
         rows.append(("saving", f"{economy['fraction']:.1%} vs always using {against}"))
+    return rows + _decision_lines(match)
+
+
+def _decision_lines(match: Any) -> list[tuple[str, str]]:
+    decision = match.decision
+    if decision is None or decision.model is None:
+        return []
+    note = ""
+    if decision.strategy.value == "learned":
+        note = "  (from similar past outcomes)" if decision.learned else "  (no similar outcomes yet: the tier decides)"
+    rows = [("strategy", decision.strategy.value + note)]
+    if decision.estimated_cost is not None:
+        rows.append(("est. cost", f"${decision.estimated_cost:.6f} for this request"))
+    if decision.floors:
+        rows.append(("floor", ", ".join(decision.floors) + " (held at the floor's tier or above)"))
+    if decision.constraints.active:
+        rows.append(("constraints", ", ".join(f"{k}={v}" for k, v in decision.constraints.active.items())))
+    if decision.relaxed:
+        rows.append(("relaxed", ", ".join(decision.relaxed)))
+    rows.append(("fallbacks", ", ".join(decision.fallbacks) or "none"))
+    for excluded in decision.excluded:
+        rows.append(("excluded", f"{excluded.model}: {excluded.reason}"))
     return rows
+
+
+def _route_options(args: argparse.Namespace) -> dict[str, Any]:
+    constraints: dict[str, Any] = {}
+    for field in ("max_cost", "max_latency_ms", "min_quality"):
+        if getattr(args, field) is not None:
+            constraints[field] = getattr(args, field)
+    if args.capability:
+        constraints["capabilities"] = args.capability
+    if args.best_effort:
+        constraints["best_effort"] = True
+    return {"strategy": args.strategy, "constraints": constraints}
 
 
 def cmd_route(args: argparse.Namespace) -> int:
     router = _load(args)
-    matches = router.route_batch(args.text) if len(args.text) > 1 else [router(args.text[0])]
+    options = _route_options(args)
+    matches = router.route_batch(args.text, **options) if len(args.text) > 1 else [router(args.text[0], **options)]
     results = []
     for text, match in zip(args.text, matches, strict=True):
         economy = saving(match.cost, router.routes) if match else None
@@ -128,10 +188,71 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_learn(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from redisvl_llmrouter import SemanticRouter
+    from redisvl_llmrouter.errors import ConfigError
+    from redisvl_llmrouter.learning.records import read_records
+
+    records = list(read_records(args.datasets))
+    model_map = dict(_pairs(args.map, "--map", "DATA_MODEL=MODEL"))
+    try:  # a router already in Redis ...
+        router = SemanticRouter.from_existing(args.name or args.router, redis_url=args.redis_url)
+        origin = "attached to"
+    except ConfigError:  # ... else a shipped config or a config file, loaded into Redis
+        router = SemanticRouter.from_pretrained(args.router, name=args.name, redis_url=args.redis_url)
+        origin = "created"
+    if args.add_models:
+        from redisvl_llmrouter.policy.catalog import ModelSpec
+
+        seen = {model_map.get(m, m) for r in records for m in r.outcomes}
+        new = [ModelSpec(name=m) for m in sorted(seen) if m not in router.models]
+        if new:
+            router.update_catalog(router.catalog.with_models(new))
+    with tqdm(total=len(records), desc="learning", unit="prompt", file=sys.stderr) as bar:
+        report = router.learn(records, model_map=model_map, progress=bar.update)
+    info = router.memory_info()
+    print(
+        f"{origin} router {router.name!r}: {report.created} new rows, {report.updated} updated, "
+        f"{report.evicted} evicted; memory now {info.rows} rows"
+    )
+    for model in info.models:
+        mean = info.mean_quality.get(model)
+        print(f"  {model:<45} {info.observations.get(model, 0):>7} outcomes  mean quality {mean:.3f}")
+    if args.export:
+        path = router.export_with_embeddings(args.export)
+        print(f"wrote {path} (routes, catalog and {info.rows} learned rows)")
+    elif not args.redis_url and not os.environ.get("REDIS_URL") and not os.environ.get("LLMROUTER_DATA_DIR"):
+        print(
+            "note: this used a temporary embedded Redis; set REDIS_URL or LLMROUTER_DATA_DIR to keep the memory, "
+            "or pass --export PATH to save it",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _pairs(items: Sequence[str], option: str, shape: str) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise LLMRouterError(f"{option} {item!r}: expected {shape}")
+        out.append((key, value))
+    keys = [k for k, _ in out]
+    if len(keys) != len(set(keys)):
+        raise LLMRouterError(f"{option} names {sorted({k for k in keys if keys.count(k) > 1})} more than once")
+    return out
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from redisvl_llmrouter.evaluation_run import run_eval
 
     return run_eval(args)
+
+
+STRATEGIES = ["semantic", "learned", "cost", "latency", "quality", "balanced", "round_robin", "least_loaded"]
+CAPABILITIES = ["code", "vision", "tools", "json", "reasoning", "long_context"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,6 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
     route.add_argument("text", nargs="+", help="the query (or several queries) to route")
     route.add_argument("--config", default="default", help="shipped config name or config file path (default: default)")
     route.add_argument("--json", action="store_true", help="print the RouteMatch as JSON")
+    route.add_argument("--strategy", choices=STRATEGIES, default=None, help="how to pick the model (default: config)")
+    route.add_argument("--max-cost", type=float, default=None, metavar="USD", help="most this request may cost")
+    route.add_argument("--max-latency-ms", type=float, default=None, metavar="MS", help="slowest acceptable latency")
+    route.add_argument("--min-quality", type=float, default=None, metavar="Q", help="lowest expected quality (0-1)")
+    route.add_argument(
+        "--capability", action="append", default=[], choices=CAPABILITIES, help="required capability (repeatable)"
+    )
+    route.add_argument("--best-effort", action="store_true", help="relax latency, cost, quality if nothing qualifies")
     route.set_defaults(func=cmd_route)
 
     info = sub.add_parser("info", help="describe a config: vectorizer, routes, thresholds, metrics")
@@ -160,6 +289,19 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--from-redis", action="store_true", help="NAME is a router already stored in Redis")
     export.set_defaults(func=cmd_export)
 
+    learn = sub.add_parser("learn", help="fill a router's outcome memory from outcome data (JSONL)")
+    learn.add_argument("datasets", nargs="+", help="JSONL files: prompt and per-model quality (and cost)")
+    learn.add_argument(
+        "--router", required=True, help="a router stored in Redis, else a shipped config or config file to load"
+    )
+    learn.add_argument(
+        "--map", action="append", default=[], metavar="DATA_MODEL=MODEL", help="rename a model of the data"
+    )
+    learn.add_argument("--name", default=None, help="the router's name in Redis when --router is a config")
+    learn.add_argument("--add-models", action="store_true", help="add the data's unknown models to the catalog")
+    learn.add_argument("--export", default=None, metavar="PATH", help="write the router with its memory to a file")
+    learn.set_defaults(func=cmd_learn)
+
     ev = sub.add_parser("eval", help="measure cost and quality of a router on outcome data (JSONL)")
     ev.add_argument("datasets", nargs="+", help="JSONL files with per-model quality and cost per prompt")
     ev.add_argument("--router", default="default", help="shipped config name or config file path")
@@ -167,9 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--map",
         action="append",
         default=[],
-        metavar="ROUTE=MODEL",
-        help="dataset model that stands for a route (repeatable); routes whose model is in the dataset map themselves",
+        metavar="ROUTE=MODEL[,MODEL]",
+        help="dataset model(s) standing for a route (repeatable); routes whose model is in the dataset map themselves",
     )
+    ev.add_argument("--learn", nargs="+", default=None, metavar="TRAIN", help="train the learned router on these sets")
+    ev.add_argument("--cv", type=int, default=None, metavar="K", help="K-fold cross-validation of the learned router")
+    ev.add_argument(
+        "--strategy", action="append", default=[], choices=STRATEGIES, help="compare strategies (repeatable)"
+    )
+    ev.add_argument("--concat", action="store_true", help="evaluate the datasets as one mixed-traffic set")
     ev.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="write the report as JSON")
     ev.add_argument("--plot", default=None, metavar="OUT.png", help="write the cost-quality plot")
     ev.add_argument("--limit", type=int, default=None, help="use only the first N prompts of each dataset")

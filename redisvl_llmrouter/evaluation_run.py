@@ -37,6 +37,10 @@ from redisvl_llmrouter.schema import MAX_STATEMENT_CHARS, Route, RoutingConfig
 
 __all__ = [
     "choices_for",
+    "compare_strategies",
+    "learned_outcome_predictions",
+    "learned_report",
+    "route_candidates",
     "concat_outcomes",
     "embed_prompts",
     "evaluate",
@@ -48,21 +52,52 @@ __all__ = [
 ]
 
 
+def route_candidates(routes: Sequence[Route], models: Sequence[str], pairs: Sequence[str]) -> dict[str, list[str]]:
+    """Which dataset models stand for each tier route: ``ROUTE=MODEL[,MODEL...]`` pairs (first = the
+    route's first choice), else the route's own candidates that are in the dataset."""
+    mapping: dict[str, list[str]] = {}
+    tiers = [r for r in routes if not r.is_floor]
+    names = {r.name for r in tiers}
+    for pair in pairs:
+        route, sep, listed = pair.partition("=")
+        if not sep or route not in names:
+            raise ConfigError(f"--map {pair!r}: expected ROUTE=MODEL with ROUTE one of {sorted(names)}")
+        if route in mapping:
+            raise ConfigError(f"--map gives route {route!r} twice; list its models once: {route}=A,B")
+        chosen = [m.strip() for m in listed.split(",") if m.strip()]
+        unknown = [m for m in chosen if m not in models]
+        if not chosen or unknown:
+            raise ConfigError(
+                f"--map {pair!r}: model(s) {unknown or [listed]} not in the dataset; it has {list(models)}"
+            )
+        mapping[route] = list(dict.fromkeys(chosen))
+    for route in tiers:
+        if route.name not in mapping and any(m in models for m in route.models):
+            mapping[route.name] = [m for m in route.models if m in models]
+    missing = [r.name for r in tiers if r.name not in mapping]
+    if missing:
+        raise ConfigError(
+            f"No dataset model for route(s) {missing}: add --map ROUTE=MODEL (dataset models: {list(models)})"
+        )
+    return mapping
+
+
 def route_model_map(routes: Sequence[Route], models: Sequence[str], pairs: Sequence[str]) -> dict[str, str]:
     """Which dataset model stands for each route: ``ROUTE=MODEL`` pairs, else the route's own model if present."""
     mapping: dict[str, str] = {}
-    names = {r.name for r in routes}
+    names = {r.name for r in routes if not r.is_floor}
     for pair in pairs:
         route, sep, model = pair.partition("=")
         if not sep or route not in names:
             raise ConfigError(f"--map {pair!r}: expected ROUTE=MODEL with ROUTE one of {sorted(names)}")
+        model = model.split(",")[0]
         if model not in models:
             raise ConfigError(f"--map {pair!r}: model {model!r} is not in the dataset; it has {list(models)}")
         mapping[route] = model
     for route in routes:
-        if route.name not in mapping and route.model in models:
+        if not route.is_floor and route.name not in mapping and route.model in models:
             mapping[route.name] = route.model  # type: ignore[assignment]
-    missing = [r.name for r in routes if r.name not in mapping]
+    missing = [r.name for r in routes if not r.is_floor and r.name not in mapping]
     if missing:
         raise ConfigError(
             f"No dataset model for route(s) {missing}: add --map ROUTE=MODEL (dataset models: {list(models)})"
@@ -91,20 +126,27 @@ def evaluate(
     grid: int = 21,
     batch_size: int = 256,
     progress: Callable[[int], None] | None = None,
+    vectors: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Sweep ``cost_weight`` over ``grid`` values in [0, 1] and report cost, quality and the metrics.
 
     Prompts that match no route (and the config has no default) go to the most expensive route,
     so a router is never credited with a saving it did not decide on; their number is reported.
+    ``vectors`` (from :func:`embed_prompts`) skips embedding the prompts again.
     """
-    routes = {r.name: r for r in router.routes}
+    routes = {r.name: r for r in router.routes if not r.is_floor}
     rows: list[list[ranking.RouteDistances]] = []
     for start in range(0, outcomes.n, batch_size):
-        chunk = outcomes.prompts[start : start + batch_size]
-        # Long prompts are cut to what the router accepts; the model reads only the start anyway.
-        rows.extend(router.distances(statements=[p[:MAX_STATEMENT_CHARS] for p in chunk]))
+        if vectors is not None:
+            rows.extend(router.distances(vectors=vectors[start : start + batch_size]))
+            chunk_size = len(vectors[start : start + batch_size])
+        else:
+            chunk = outcomes.prompts[start : start + batch_size]
+            # Long prompts are cut to what the router accepts; the router embeds their head and tail.
+            rows.extend(router.distances(statements=[p[:MAX_STATEMENT_CHARS] for p in chunk]))
+            chunk_size = len(chunk)
         if progress is not None:
-            progress(len(chunk))
+            progress(chunk_size)
     dearest = max(routes.values(), key=lambda r: (r.cost is not None, r.cost or 0.0)).name
     base = router.routing_config
     # Whether a prompt matches does not depend on the cost weight, so the shipped config says it.
@@ -170,19 +212,20 @@ def embed_prompts(
 def learned_router(
     router_config: str,
     models: Sequence[str],
-    mapping: Mapping[str, str],
+    mapping: Mapping[str, str | Sequence[str]],
     redis_url: str | None = None,
     name: str | None = None,
 ) -> Any:
     """A fresh router for an outcome set: the config's tier routes, each sending to its mapped
-    dataset model (the cold-start fallback), and a catalog of the dataset's models."""
+    dataset model(s) (the cold-start fallback), and a catalog of the dataset's models."""
     import uuid
 
     from redisvl_llmrouter.router import SemanticRouter, prepare_pretrained
 
     kwargs = prepare_pretrained(router_config, name or f"eval-{uuid.uuid4().hex[:10]}", None)
+    candidates = {k: [v] if isinstance(v, str) else list(v) for k, v in mapping.items()}
     kwargs["routes"] = [
-        r if r.is_floor else r.model_copy(update={"model": mapping[r.name], "models": [mapping[r.name]]})
+        r if r.is_floor else r.model_copy(update={"model": candidates[r.name][0], "models": candidates[r.name]})
         for r in kwargs["routes"]
     ]
     kwargs["catalog"] = ModelCatalog(models=[ModelSpec(name=m) for m in models], source="the outcome set")
@@ -261,6 +304,43 @@ def learned_predictions(
     }
 
 
+def learned_outcome_predictions(
+    router: Any,
+    test: evaluation.OutcomeSet,
+    test_vectors: np.ndarray,
+    train: evaluation.OutcomeSet | None = None,
+    train_vectors: np.ndarray | None = None,
+    folds: int | None = None,
+    tune_settings: bool = True,
+) -> dict[str, Any]:
+    """The memory's predictions for every test prompt: learned from ``train``, or ``folds``-fold cross-validated.
+
+    Returns ``quality`` and ``cost`` (prompts x models, in ``test.models`` order), ``support``
+    and ``settings`` (the hyperparameters chosen on each training split).
+    """
+    models = list(test.models)
+    n = test.n
+    quality, cost, support = np.full((n, len(models)), np.nan), np.full((n, len(models)), np.nan), np.zeros(n)
+    settings = []
+    if folds:
+        for fold in folds_by_id(test.ids, folds):
+            rest = np.setdiff1d(np.arange(n), fold)
+            got = learned_predictions(
+                router, subset(test, rest), test_vectors[rest], test_vectors[fold], models, tune_settings
+            )
+            quality[fold], cost[fold], support[fold] = got["quality"], got["cost"], got["support"]
+            settings.append(got["settings"])
+    else:
+        if train is None or train_vectors is None:
+            raise ConfigError("Learned evaluation needs training outcomes (--learn) or a number of folds (--cv).")
+        if list(train.models) != models:
+            raise ConfigError(f"The training set's models {list(train.models)} differ from the test set's {models}.")
+        got = learned_predictions(router, train, train_vectors, test_vectors, models, tune_settings)
+        quality, cost, support = got["quality"], got["cost"], got["support"]
+        settings.append(got["settings"])
+    return {"quality": quality, "cost": cost, "support": support, "settings": settings}
+
+
 def evaluate_learned(
     router: Any,
     test: evaluation.OutcomeSet,
@@ -276,66 +356,186 @@ def evaluate_learned(
     for two models) plus ``learned_share`` (prompts decided by the memory rather than the tiers)
     and ``settings`` (the hyperparameters chosen for each training split).
     """
-    models = list(test.models)
-    n = test.n
-    quality_hat, cost_hat, support = np.full((n, len(models)), np.nan), np.full((n, len(models)), np.nan), np.zeros(n)
-    settings = []
-    if folds:
-        for fold in folds_by_id(test.ids, folds):
-            rest = np.setdiff1d(np.arange(n), fold)
-            got = learned_predictions(
-                router, subset(test, rest), test_vectors[rest], test_vectors[fold], models, tune_settings
-            )
-            quality_hat[fold], cost_hat[fold], support[fold] = got["quality"], got["cost"], got["support"]
-            settings.append(got["settings"])
-    else:
-        if train is None or train_vectors is None:
-            raise ConfigError("evaluate_learned needs training outcomes or a number of folds.")
-        if list(train.models) != models:
-            raise ConfigError(f"The training set's models {list(train.models)} differ from the test set's {models}.")
-        got = learned_predictions(router, train, train_vectors, test_vectors, models, tune_settings)
-        quality_hat, cost_hat, support = got["quality"], got["cost"], got["support"]
-        settings.append(got["settings"])
-    supported = support >= router.learning.min_support
-    fallback = _tier_choices(router, test_vectors, models)
-    points = sweep(quality_hat, cost_hat, test.quality, test.cost, fallback=fallback, supported=supported)
-    curve = [evaluation.routing_point(test, p.picks, knob=p.cost_weight) for p in points]
-    result = evaluation.report(test, curve)
-    result.update(
-        router="learned",
-        learned_share=float(supported.mean()),
-        settings=settings,
-        folds=folds,
-        train=None if train is None else train.name,
-    )
+    predictions = learned_outcome_predictions(router, test, test_vectors, train, train_vectors, folds, tune_settings)
+    result = learned_report(router, test, test_vectors, predictions)
+    result.update(folds=folds, train=None if train is None else train.name)
     return result
+
+
+def compare_strategies(
+    router: Any,
+    test: evaluation.OutcomeSet,
+    test_vectors: np.ndarray,
+    strategies: Sequence[str],
+    learned: Mapping[str, Any] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Each strategy's report on ``test``, every choice made by the router's own policy step.
+
+    ``semantic`` and ``learned`` sweep their knob (``cost_weight``) into a curve; the others are
+    one operating point each. Quality and cost estimates come from ``learned`` (cross-validated
+    or held-out predictions of the outcome memory); without them the strategies see only the
+    catalog, which for an outcome set's models holds no prices or priors.
+    """
+    from redisvl_llmrouter.learning.prediction import ModelEstimate, Prediction
+    from redisvl_llmrouter.policy.decision import PolicyInput, decide
+    from redisvl_llmrouter.schema import Strategy
+
+    models = list(test.models)
+    core = router._core
+    rows = [r for start in range(0, test.n, 512) for r in router.distances(vectors=test_vectors[start : start + 512])]
+    reports: dict[str, dict[str, Any]] = {}
+    for name in strategies:
+        strategy = Strategy(name)
+        if strategy is Strategy.semantic:
+            mapping = {r.name: r.model for r in router.routes if not r.is_floor}
+            reports[name] = evaluate(router, test, mapping, vectors=test_vectors)
+            continue
+        if strategy is Strategy.learned:
+            if learned is None:
+                raise ConfigError("The learned strategy needs outcomes to learn from: add --learn TRAIN or --cv K.")
+            reports[name] = learned_report(router, test, test_vectors, learned)
+            continue
+        picks = np.empty(test.n, dtype=np.int64)
+        for i, prompt_rows in enumerate(rows):
+            ranked, floors = core._rank(prompt_rows, None)
+            prediction = None
+            if learned is not None:
+                prediction = Prediction(
+                    support=float(learned["support"][i]),
+                    models={
+                        m: ModelEstimate(
+                            quality=None if np.isnan(learned["quality"][i, j]) else float(learned["quality"][i, j]),
+                            support=0.0,
+                            cost=None if np.isnan(learned["cost"][i, j]) else float(learned["cost"][i, j]),
+                            latency_ms=None,
+                        )
+                        for j, m in enumerate(models)
+                    },
+                )
+            decision = decide(
+                ranked,
+                floors,
+                PolicyInput(
+                    routes=router.routes,
+                    catalog=core.effective_catalog(),
+                    config=router.routing_config,
+                    strategy=strategy,
+                    prompt_tokens=1,
+                    prediction=prediction,
+                    rr_position=i,
+                ),
+            )
+            picks[i] = models.index(decision.model)
+        reports[name] = evaluation.report(test, [evaluation.routing_point(test, picks)])
+    return reports
+
+
+def learned_report(
+    router: Any, test: evaluation.OutcomeSet, test_vectors: np.ndarray, learned: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The learned router's curve from its predictions (sweeping ``cost_weight``)."""
+    models = list(test.models)
+    supported = learned["support"] >= router.learning.min_support
+    fallback = _tier_choices(router, test_vectors, models)
+    points = sweep(learned["quality"], learned["cost"], test.quality, test.cost, fallback=fallback, supported=supported)
+    result = evaluation.report(test, [evaluation.routing_point(test, p.picks, knob=p.cost_weight) for p in points])
+    result.update(router="learned", learned_share=float(supported.mean()), settings=learned.get("settings", []))
+    return result
+
+
+def _load_sets(paths: Sequence[str], limit: int | None, concat: bool) -> list[evaluation.OutcomeSet]:
+    sets = [evaluation.load_outcomes(path, limit=limit) for path in paths]
+    if concat and len(sets) > 1:
+        return [concat_outcomes(sets, "+".join(s.name for s in sets))]
+    return sets
 
 
 def run_eval(args: argparse.Namespace) -> int:
     """``llmrouter eval``: one report per dataset, printed, and optionally written as JSON and PNG."""
+    learning = bool(args.learn or args.cv or args.strategy)
+    reports, strategy_reports = _run_learned(args) if learning else (_run_tiers(args), {})
+    out: dict[str, Any] = {"router": args.router, "reports": reports}
+    if strategy_reports:
+        out["strategies"] = strategy_reports
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json_out}")
+    if args.plot:
+        if strategy_reports:
+            labelled = {f"{name} on {ds}": r for ds, by in strategy_reports.items() for name, r in by.items()}
+        elif len(reports) == 1:
+            labelled = reports[0]
+        else:
+            labelled = {f"{args.router} on {r['dataset']}": r for r in reports}
+        evaluation.plot(labelled, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _run_tiers(args: argparse.Namespace) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
     from redisvl_llmrouter import SemanticRouter
 
     router = SemanticRouter.from_pretrained(args.router, redis_url=args.redis_url)
     reports = []
-    for path in args.datasets:
-        outcomes = evaluation.load_outcomes(path, limit=args.limit)
+    for outcomes in _load_sets(args.datasets, args.limit, args.concat):
         mapping = route_model_map(router.routes, outcomes.models, args.map)
-        with tqdm(total=outcomes.n, desc=f"routing {Path(path).name}", unit="prompt", file=sys.stderr) as bar:
+        with tqdm(total=outcomes.n, desc=f"routing {outcomes.name}", unit="prompt", file=sys.stderr) as bar:
             result = evaluate(router, outcomes, mapping, grid=args.grid, progress=bar.update)
         reports.append(result)
         _print_summary(result)
-    out: dict[str, Any] = {"router": args.router, "reports": reports}
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {args.json_out}")
-    if args.plot:
-        evaluation.plot(
-            reports[0] if len(reports) == 1 else {f"{args.router} on {r['dataset']}": r for r in reports}, args.plot
+    return reports
+
+
+def _run_learned(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """``--learn`` / ``--cv`` / ``--strategy``: a fresh router per test set, its memory filled from training data."""
+    from tqdm import tqdm
+
+    from redisvl_llmrouter import pretrained
+
+    if args.learn and args.cv:
+        raise ConfigError("Give --learn TRAIN or --cv K, not both.")
+    routes = pretrained.read(args.router).definition().routes
+    train = None
+    if args.learn:
+        train = _load_sets(args.learn, args.limit, concat=True)[0]
+    reports: list[dict[str, Any]] = []
+    by_dataset: dict[str, dict[str, Any]] = {}
+    for test in _load_sets(args.datasets, args.limit, args.concat):
+        router = learned_router(
+            args.router, test.models, route_candidates(routes, test.models, args.map), args.redis_url
         )
-        print(f"wrote {args.plot}")
-    return 0
+        try:
+            with tqdm(total=test.n, desc=f"embedding {test.name}", unit="prompt", file=sys.stderr) as bar:
+                vectors = embed_prompts(router, test.prompts, progress=bar.update)
+            learned = None
+            if train is not None or args.cv:
+                train_vectors = None
+                if train is not None:
+                    with tqdm(total=train.n, desc=f"embedding {train.name}", unit="prompt", file=sys.stderr) as bar:
+                        train_vectors = embed_prompts(router, train.prompts, progress=bar.update)
+                print(f"{test.name}: learning and predicting ...", file=sys.stderr)
+                learned = learned_outcome_predictions(router, test, vectors, train, train_vectors, args.cv)
+            if args.strategy:
+                by_dataset[test.name] = compare_strategies(router, test, vectors, args.strategy, learned)
+                _print_strategies(test.name, by_dataset[test.name])
+            if learned is not None:
+                report = learned_report(router, test, vectors, learned)
+                report.update(folds=args.cv, train=None if train is None else train.name)
+                reports.append(report)
+                _print_summary(report)
+        finally:
+            router.delete()
+    return reports, by_dataset
+
+
+def _print_strategies(dataset: str, reports: Mapping[str, Mapping[str, Any]]) -> None:
+    print(f"{dataset}: strategies compared on the same prompts")
+    print(f"  {'strategy':<14} {'quality':>8} {'$/prompt':>10} {'AIQ':>8}")
+    for name, r in reports.items():
+        top = max(r["curve"], key=lambda p: (p["quality"], -p["cost"]))
+        print(f"  {name:<14} {top['quality']:>8.4f} {top['cost']:>10.2e} {r['aiq']:>8.4f}")
 
 
 def _print_summary(r: Mapping[str, Any]) -> None:

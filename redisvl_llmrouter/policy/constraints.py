@@ -59,6 +59,6 @@ class Constraints(BaseModel):
         """The constraints actually set, for explanations."""
         return {
             k: v
-            for k, v in self.model_dump(exclude={"best_effort"}).items()
+            for k, v in self.model_dump(mode="json", exclude={"best_effort"}).items()
             if v is not None and v != [] and k != "output_tokens"
         }

@@ -40,6 +40,7 @@ from redisvl_llmrouter.policy.catalog import ModelCatalog
 from redisvl_llmrouter.schema import Floor, LearningConfig, Route, RouterDefinition, RoutingConfig
 
 __all__ = [
+    "CONFIG_DIR",
     "FORMAT",
     "SCHEMA_VERSION",
     "PretrainedConfig",
@@ -56,7 +57,11 @@ FORMAT = "redisvl-llmrouter.pretrained"
 #: 2 added the model catalog, candidate models and floors on routes, learning settings and outcomes.
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-_HERE = Path(__file__).parent
+#: In an installed wheel the configs sit in ``files/`` next to this module (the build maps the
+#: repository's top-level ``pretrained/`` folder there); in a checkout they are read from that folder.
+_HERE = Path(__file__).parent / "files"
+if not _HERE.is_dir():
+    _HERE = Path(__file__).resolve().parents[2] / "pretrained"
 _BARE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
@@ -192,6 +197,10 @@ def decode_vector(text: str) -> bytes:
     if not np.all(np.isfinite(np.frombuffer(raw, dtype="<f4"))):
         raise ConfigError("A reference vector contains NaN or infinite values.")
     return raw
+
+
+CONFIG_DIR = _HERE
+"""Where the shipped configs (and their sources and labelled queries) are read from."""
 
 
 def available() -> list[str]:

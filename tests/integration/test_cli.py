@@ -24,7 +24,60 @@ def test_route_prints_tier_model_confidence_alternatives_and_saving(capsys):
     out = capsys.readouterr().out
     assert "tier          simple" in out
     assert "openai/gpt-4.1-nano" in out and "confidence" in out and "alternatives" in out
-    assert "saving        98.0% vs always using expert (anthropic/claude-opus-4-5" in out
+    # nano: (5 prompt tokens x $0.10 + 256 answer tokens x $0.40) / 1M against opus at $5 / $25
+    assert "saving        98.4% vs anthropic/claude-opus-4-5 ($0.006425 for this request)" in out
+    assert "strategy      learned  (no similar outcomes yet: the tier decides)" in out
+
+
+def test_route_applies_strategy_and_constraints_and_explains_exclusions(capsys):
+    args = ["route", "describe the picture I attached", "--capability", "code", "--strategy", "cost"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "strategy      cost" in out and "constraints   capabilities=['code']" in out
+    assert "excluded      openai/gpt-4.1-nano: lacks code" in out
+    assert "model         openai/gpt-4.1-mini" in out  # the cheapest candidate that writes code
+
+
+def test_route_with_no_eligible_model_is_one_line_and_exit_2(capsys):
+    assert main(["route", "hello", "--max-cost", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llmrouter: error: No model satisfies this request (") and err.count("\n") == 1
+
+
+def test_learn_fills_the_memory_and_exports_it(tmp_path, capsys, name):
+    data = tmp_path / "outcomes.jsonl"
+    rows = [
+        {"id": str(i), "prompt": f"convert {i} miles to kilometers", "outcomes": {
+            "openai/gpt-4.1-nano": {"quality": 0.0, "cost": 0.0001},
+            "anthropic/claude-sonnet-4-5": {"quality": 1.0, "cost": 0.004}}}
+        for i in range(5)
+    ]  # fmt: skip
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    out_file = tmp_path / "learned.json"
+    assert main(["learn", str(data), "--router", "default", "--name", name, "--export", str(out_file)]) == 0
+    out = capsys.readouterr().out
+    assert "5 new rows, 0 updated, 0 evicted; memory now 5 rows" in out
+    assert len(json.loads(out_file.read_text())["outcomes"]) == 5
+    assert main(["route", "convert 3 miles to kilometers", "--config", str(out_file)]) == 0
+    assert "(from similar past outcomes)" in capsys.readouterr().out
+    from redisvl_llmrouter import SemanticRouter
+
+    SemanticRouter.from_existing(name).delete()
+
+
+def test_learn_refuses_unknown_models_unless_mapped_or_added(tmp_path, capsys, name):
+    data = tmp_path / "outcomes.jsonl"
+    data.write_text(json.dumps({"prompt": "hi", "outcomes": {"my/model": {"quality": 1.0}}}))
+    learn = ["learn", str(data), "--router", "default", "--name", name]
+    assert main(learn) == 2
+    assert "does not know the model(s) ['my/model']" in capsys.readouterr().err
+    assert main([*learn, "--map", "my/model=openai/gpt-4.1"]) == 0
+    assert main([*learn, "--add-models"]) == 0
+    from redisvl_llmrouter import SemanticRouter
+
+    router = SemanticRouter.from_existing(name)
+    assert "my/model" in router.catalog.names and router.memory_info().rows == 1
+    router.delete()
 
 
 def test_route_json(capsys):
@@ -62,7 +115,7 @@ def test_errors_are_one_readable_line_and_exit_2(capsys):
 def test_console_script_help_and_route():
     exe = shutil.which("llmrouter", path=str(Path(sys.executable).parent)) or "llmrouter"
     help_text = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
-    for command in ("route", "info", "export", "eval"):
+    for command in ("route", "info", "export", "eval", "learn"):
         assert command in help_text
     result = subprocess.run(
         [exe, "route", "hello, how are you?", "--json"], capture_output=True, text=True, check=True, env=os.environ

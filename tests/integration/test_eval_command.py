@@ -67,3 +67,75 @@ def test_a_route_without_a_dataset_model_is_a_clear_error(tmp_path, capsys):
     data = write_set(tmp_path / "three.jsonl", {"cheap", "mid", "top"})
     assert main(["eval", str(data), "--map", "simple=cheap"]) == 2
     assert "No dataset model for route(s) ['standard', 'expert']" in capsys.readouterr().err
+
+
+GREETINGS = ["hi there", "hello!", "good morning", "hey, how are you?", "good evening", "howdy", "hiya",
+             "greetings, friend", "good afternoon", "hello, nice to meet you"]  # fmt: skip
+PROOFS = ["prove there are infinitely many primes", "prove the square root of two is irrational",
+          "prove that every tree with n nodes has n-1 edges", "prove the sum of the first n odd numbers is n squared",
+          "prove that a bounded monotone sequence converges", "prove the pigeonhole principle",
+          "prove that the halting problem is undecidable", "prove the triangle inequality for real numbers",
+          "prove that there is no largest even number", "prove Euclid's lemma about primes"]  # fmt: skip
+
+
+def write_clustered(path, copies=2):
+    """Greetings: the cheap model is as good as the top one. Proofs: only the top one succeeds."""
+    with path.open("w") as f:
+        for c in range(copies):
+            for kind, prompts in (("greeting", GREETINGS), ("proof", PROOFS)):
+                for i, prompt in enumerate(prompts):
+                    cheap = 1.0 if kind == "greeting" else 0.0
+                    outcomes = {"cheap": {"quality": cheap, "cost": 0.0001}, "top": {"quality": 1.0, "cost": 0.01}}
+                    text = prompt if c == 0 else f"{prompt} (variant {c})"
+                    f.write(json.dumps({"id": f"{kind}{i}-{c}", "prompt": text, "outcomes": outcomes}) + "\n")
+    return path
+
+
+def test_cross_validated_learned_router_beats_random_mixing_on_clustered_outcomes(tmp_path):
+    data = write_clustered(tmp_path / "clustered.jsonl")
+    out = tmp_path / "cv.json"
+    args = ["eval", str(data), "--cv", "4", "--map", "simple=cheap", "--map", "standard=top", "--map", "expert=top"]
+    assert main([*args, "--json", str(out)]) == 0
+    (report,) = json.loads(out.read_text())["reports"]
+    for key in ("dataset", "n", "aiq", "zero_aiq", "best_single", "oracle", "curve", "apgr", "cpt50", "cpt80"):
+        assert key in report
+    assert report["router"] == "learned" and report["n"] == 40 and len(report["settings"]) == 4
+    assert report["aiq"] > report["zero_aiq"] + 0.1
+    # Perfect ranking (every proof to the top model first) reaches APGR 0.75 here: half the calls are proofs.
+    assert report["apgr"] == pytest.approx(0.75) and report["cpt50"] == pytest.approx(0.25)
+
+
+def test_learn_on_one_set_and_evaluate_on_another(tmp_path):
+    train = write_clustered(tmp_path / "train.jsonl", copies=2)
+    test = write_clustered(tmp_path / "test.jsonl", copies=1)
+    out = tmp_path / "held_out.json"
+    args = ["eval", str(test), "--learn", str(train), "--map", "simple=cheap", "--map", "standard=top",
+            "--map", "expert=top", "--json", str(out)]  # fmt: skip
+    assert main(args) == 0
+    (report,) = json.loads(out.read_text())["reports"]
+    assert report["train"] == "train" and report["learned_share"] == 1.0
+    assert report["aiq"] > report["zero_aiq"]
+
+
+def test_strategies_side_by_side_in_one_table_and_one_plot(tmp_path, capsys):
+    data = write_clustered(tmp_path / "clustered.jsonl")
+    out, png = tmp_path / "s.json", tmp_path / "s.png"
+    args = ["eval", str(data), "--cv", "4", "--map", "simple=cheap,top", "--map", "standard=top", "--map",
+            "expert=top", "--strategy", "semantic", "--strategy", "learned", "--strategy", "cost",
+            "--strategy", "quality", "--json", str(out), "--plot", str(png)]  # fmt: skip
+    assert main(args) == 0
+    strategies = json.loads(out.read_text())["strategies"]["clustered"]
+    assert set(strategies) == {"semantic", "learned", "cost", "quality"}
+    assert strategies["cost"]["curve"][0]["cost"] <= strategies["quality"]["curve"][0]["cost"]
+    assert strategies["quality"]["curve"][0]["quality"] == 1.0  # top model everywhere: it was best in training
+    table = capsys.readouterr().out
+    assert "strategies compared on the same prompts" in table and "learned" in table
+    assert png.stat().st_size > 10_000
+
+
+def test_the_learned_strategy_needs_outcomes_to_learn_from(tmp_path, capsys):
+    data = write_clustered(tmp_path / "clustered.jsonl")
+    args = ["eval", str(data), "--map", "simple=cheap", "--map", "standard=top", "--map", "expert=top",
+            "--strategy", "learned"]  # fmt: skip
+    assert main(args) == 2
+    assert "needs outcomes to learn from" in capsys.readouterr().err

@@ -22,7 +22,7 @@ HEADLINE = {
     "explain garbage collection": "anthropic/claude-sonnet-4-5",
     "architect a distributed system for millions of users": "anthropic/claude-opus-4-5",
 }
-QUERIES = yaml.safe_load((Path(pretrained.__file__).parent / "default.queries.yaml").read_text())
+QUERIES = yaml.safe_load((pretrained.CONFIG_DIR / "default.queries.yaml").read_text())
 
 
 def test_the_headline_queries_route_as_documented(api, name):
@@ -45,6 +45,35 @@ def test_check_queries_are_not_references():
     assert all(len(route.references) >= 18 for route in config.routes)
     for split in ("dev", "check"):
         assert not references & {q.lower() for qs in QUERIES[split].values() for q in qs}
+        floors = QUERIES["floors"][split]
+        written = [q for qs in floors["high_stakes"].values() for q in qs] + floors["ordinary"]
+        assert not references & {q.lower() for q in written}
+
+
+def test_domain_floors_hold_on_held_out_high_stakes_requests_and_spare_ordinary_ones(api, name):
+    """At least 95% of high-stakes requests reach the standard tier or above; floors fire on at most 10% of others."""
+    floors = QUERIES["floors"]["check"]
+    high = [q for qs in floors["high_stakes"].values() for q in qs]
+    assert len(high) >= 30 and len(floors["ordinary"]) >= 30
+    router = api.from_pretrained("default", name=name)
+    above = {"standard", "expert"}
+    covered = [m.decision.route in above for m in router.route_batch(high, strategy="semantic")]
+    fired = [bool(m.decision.floors) for m in router.route_batch(floors["ordinary"], strategy="semantic")]
+    assert sum(covered) / len(covered) >= 0.95, f"{sum(covered)}/{len(covered)} high-stakes requests covered"
+    assert sum(fired) / len(fired) <= 0.10, f"floors fired on {sum(fired)}/{len(fired)} ordinary requests"
+    # The figures the config file records are the ones measured here.
+    recorded = pretrained.read("default").metrics["floors"]
+    assert recorded["check_coverage"] == round(sum(covered) / len(covered), 4)
+    assert recorded["check_false_rate"] == round(sum(fired) / len(fired), 4)
+
+
+def test_a_simple_medical_question_is_held_at_the_floor(api, name):
+    router = api.from_pretrained("default", name=name)
+    match = router("is it ok to take two aspirin with my blood thinner?")
+    assert match.decision.floors == ["medical"]
+    assert match.model in router.get("standard").models + router.get("expert").models
+    casual = router("hello, how are you?")
+    assert casual.model == "openai/gpt-4.1-nano" and casual.decision.floors == []
 
 
 class CountingMiniLM(MiniLMVectorizer):
@@ -75,13 +104,16 @@ def test_export_then_import_routes_identically(api, name, tmp_path):
         "dims": 384,
         "dtype": "float32",
     }
-    assert [(r["name"], r["model"], r["cost"]) for r in data["routes"]] == [
-        ("simple", "openai/gpt-4.1-nano", 0.1),
-        ("standard", "anthropic/claude-sonnet-4-5", 3.0),
-        ("expert", "anthropic/claude-opus-4-5", 5.0),
-    ]
+    assert [(r["name"], r["model"], r["cost"], r["floor"]) for r in data["routes"]] == [
+        ("simple", "openai/gpt-4.1-nano", 0.1, None),
+        ("standard", "anthropic/claude-sonnet-4-5", 3.0, None),
+        ("expert", "anthropic/claude-opus-4-5", 5.0, None),
+        *((floor, None, None, {"min_route": "standard", "min_quality": None})
+          for floor in ("medical", "legal", "financial", "security")),
+    ]  # fmt: skip
+    assert data["catalog"]["as_of"] == "2026-11-23" and len(data["catalog"]["models"]) == 7
     loaded = api.from_pretrained(str(path), name=name + "-copy")
-    queries = [q for split in QUERIES.values() for qs in split.values() for q in qs]
+    queries = [q for split in ("dev", "check") for qs in QUERIES[split].values() for q in qs]
     before, after = router.route_batch(queries), loaded.route_batch(queries)
     assert [(m.name, m.distance) for m in before] == [(m.name, m.distance) for m in after]
     assert loaded.to_dict()["routes"] == router.to_dict()["routes"]
@@ -150,7 +182,7 @@ def test_malformed_files_give_clear_errors(api, name, tmp_path, mutate, error, m
 def test_names_and_paths_never_shadow_each_other(api, name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Path("default").write_text("not a config")  # a file called like a shipped config is ignored for bare names
-    assert api.from_pretrained("default", name=name).route_names == ["simple", "standard", "expert"]
+    assert api.from_pretrained("default", name=name).route_names[:3] == ["simple", "standard", "expert"]
     with pytest.raises(ConfigError, match="available: default"):
         api.from_pretrained("my_router", name=name)
     with pytest.raises(FileNotFoundError):
