@@ -18,6 +18,7 @@ from redisvl.utils.vectorize import BaseVectorizer
 
 from redisvl_llmrouter import connection
 from redisvl_llmrouter.core import Command, Embed, FeedbackResult, Op, Pipeline, RouterCore, load_definition
+from redisvl_llmrouter.learning.calibration import Calibration
 from redisvl_llmrouter.learning.prediction import Prediction
 from redisvl_llmrouter.learning.store import MemoryInfo, WriteReport
 from redisvl_llmrouter.policy.catalog import ModelCatalog
@@ -206,6 +207,52 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         ``None`` for every request while the memory is empty. Nothing is routed or recorded.
         """
         return await self._run(self._core.predict(statements, vectors))
+
+    async def calibrate(
+        self,
+        *,
+        budget: float | None = None,
+        strong_share: float | None = None,
+        quality: float | None = None,
+        sample: int = 2000,
+        output_tokens: int | None = None,
+        apply: bool = True,
+    ) -> Calibration:
+        """Set ``cost_weight`` for one goal, measured on the outcome memory's own requests.
+
+        Give exactly one goal: ``budget`` (most mean USD per request), ``strong_share`` (most
+        share of requests sent to the model with the best mean predicted quality) or ``quality``
+        (least mean predicted quality, at the lowest cost). With ``apply`` the new weight is
+        saved in the routing config; the result says what it achieves on those requests.
+        """
+        return await self._run(
+            self._core.calibrate(
+                budget=budget,
+                strong_share=strong_share,
+                quality=quality,
+                sample=sample,
+                output_tokens=output_tokens,
+                apply=apply,
+            )
+        )
+
+    async def call_started(self, model: str, request_id: str, timeout_ms: int = 120_000) -> None:
+        """Count a call to ``model`` as in flight until :meth:`call_finished` (or the timeout); shared in Redis."""
+        await self._run(self._core.call_started(model, request_id, timeout_ms))
+
+    async def call_finished(
+        self, model: str, *, success: bool, latency_ms: float | None = None, request_id: str = ""
+    ) -> None:
+        """Record a finished call: latency and success averages, counters, in-flight count (shared in Redis)."""
+        await self._run(self._core.call_finished(model, success=success, latency_ms=latency_ms, request_id=request_id))
+
+    async def live_stats(self, models: Sequence[str] | None = None) -> dict[str, ModelStats]:
+        """Latency, success rate, in-flight calls and counters per model, as all processes measured them."""
+        return await self._run(self._core.live_stats(models))
+
+    async def round_robin_position(self, route_name: str) -> int:
+        """The round-robin counter of a route in Redis (how many requests it has rotated so far)."""
+        return await self._run(self._core.round_robin_position(route_name))
 
     async def memory_info(self) -> MemoryInfo:
         return await self._run(self._core.memory_info())

@@ -46,11 +46,12 @@ from redisvl_llmrouter.errors import (
     VectorDimensionError,
     VectorizerMismatchError,
 )
+from redisvl_llmrouter.learning.calibration import Calibration, solve
 from redisvl_llmrouter.learning.memory import Observation, row_id_for_text
 from redisvl_llmrouter.learning.prediction import Prediction, predict
 from redisvl_llmrouter.learning.records import OutcomeRecord
 from redisvl_llmrouter.learning.store import MemoryInfo, MemoryView, OutcomeStore, PendingRow, WriteReport
-from redisvl_llmrouter.ops import Command, Embed, Op, Pipeline
+from redisvl_llmrouter.ops import Command, Embed, Op, Pipeline, run_script
 from redisvl_llmrouter.policy import stats as live
 from redisvl_llmrouter.policy.catalog import ModelCatalog, estimate_tokens
 from redisvl_llmrouter.policy.constraints import Constraints
@@ -921,6 +922,90 @@ class RouterCore:
             else predict(view.neighbours, view.columns, self.models, view.stats, self.learning, catalog_quality)
             for view in views
         ]
+
+    # ----------------------------------------------------------------- live statistics
+    def call_started(self, model: str, request_id: str, timeout_ms: int = 120_000) -> Op[None]:
+        """Count a call to ``model`` as in flight (shared by every process) until it finishes or times out."""
+        yield Pipeline(tuple(live.start_commands(model, request_id, live_now_ms(), timeout_ms)))
+
+    def call_finished(
+        self, model: str, *, success: bool, latency_ms: float | None = None, request_id: str = ""
+    ) -> Op[None]:
+        """Record a finished call: in-flight count, latency and success averages, counters (one atomic script)."""
+        if latency_ms is not None and (not math.isfinite(latency_ms) or latency_ms < 0):
+            raise InvalidFeedbackError(f"latency_ms must be a finite number >= 0, got {latency_ms!r}")
+        args = live.finish_args(
+            model, success=success, latency_ms=latency_ms, request_id=request_id, now_ms=live_now_ms()
+        )
+        yield from run_script(live.FINISH_SCRIPT, [args])
+
+    def live_stats(self, models: Sequence[str] | None = None) -> Op[dict[str, live.ModelStats]]:
+        """What every process sharing this Redis has measured of ``models`` (default: all the router knows)."""
+        names = list(models) if models is not None else self.models
+        if not names:
+            return {}
+        now = live_now_ms()
+        replies = yield Pipeline(tuple(c for m in names for c in live.read_commands(m, now)))
+        return live.parse_many(names, replies)
+
+    def round_robin_position(self, route_name: str) -> Op[int]:
+        """How many requests a route has rotated with ``round_robin`` (its counter in Redis), without taking one."""
+        self.require(route_name)
+        value = yield Command(("GET", live.round_robin_key(self.name, route_name)))
+        return int(value or 0)
+
+    # ----------------------------------------------------------------- calibration
+    def calibrate(
+        self,
+        *,
+        budget: float | None = None,
+        strong_share: float | None = None,
+        quality: float | None = None,
+        sample: int = 2000,
+        output_tokens: int | None = None,
+        apply: bool = True,
+    ) -> Op[Calibration]:
+        """Set ``cost_weight`` for a goal from the memory's own rows (leave-one-out predictions).
+
+        A sample of memory rows stands for the traffic: each is predicted from its neighbours
+        other than itself, every model's cost estimated as the router would (catalog prices for
+        the row's text and ``output_tokens``, else what similar requests cost), and the knob is
+        set where the goal is met (:func:`redisvl_llmrouter.learning.calibration.solve`).
+        """
+        rows = yield from self.store.sample_rows(sample)
+        if not rows:
+            raise ConfigError(f"Router {self.name!r} has no outcomes to calibrate on; learn() some first.")
+        views = yield from self.store.read_many([r["vector"] for r in rows], k=self.learning.neighbours + 1)
+        models = self.models
+        catalog = self.effective_catalog()
+        catalog_quality = {m.name: m.quality for m in self.catalog}
+        out_tokens = output_tokens or self.routing_config.expected_output_tokens
+        quality_hat = np.full((len(rows), len(models)), np.nan)
+        cost_hat = np.full((len(rows), len(models)), np.nan)
+        for i, (row, view) in enumerate(zip(rows, views, strict=True)):
+            if view is None:
+                continue
+            keep = view.neighbours.distances > 1e-6  # leave the row itself out
+            neighbours = type(view.neighbours)(view.neighbours.distances[keep], view.neighbours.values[keep])
+            prediction = predict(neighbours, view.columns, models, view.stats, self.learning, catalog_quality)
+            tokens = estimate_tokens(row["text"]) if row["text"] else 1
+            for j, model in enumerate(models):
+                estimate = prediction.models[model]
+                spec = catalog.get(model)
+                priced = spec.estimate_cost(tokens, out_tokens) if spec is not None else None
+                quality_hat[i, j] = np.nan if estimate.quality is None else estimate.quality
+                cost_hat[i, j] = priced if priced is not None else (np.nan if estimate.cost is None else estimate.cost)
+        try:
+            result = solve(
+                quality_hat, cost_hat, models, budget=budget, strong_share=strong_share, quality_target=quality
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if apply:
+            yield from self.update_routing_config(
+                self.routing_config.model_copy(update={"cost_weight": result.cost_weight})
+            )
+        return result
 
     def memory_info(self) -> Op[MemoryInfo]:
         return (yield from self.store.info())

@@ -31,6 +31,7 @@ from redisvl_llmrouter.core import (
     vectorizer_difference,
 )
 from redisvl_llmrouter.errors import ConfigError, InvalidQueryError, RedisUnavailableError, VectorizerMismatchError
+from redisvl_llmrouter.learning.calibration import Calibration
 from redisvl_llmrouter.learning.prediction import Prediction
 from redisvl_llmrouter.learning.records import OutcomeRecord, read_records
 from redisvl_llmrouter.learning.store import MemoryInfo, WriteReport
@@ -238,6 +239,16 @@ class BaseSemanticRouter:
         return [route.name for route in self._core.routes]
 
     @property
+    def tiers(self) -> list[Route]:
+        """The tier routes (every route without a floor), cheapest first as configured."""
+        return list(self._core.tiers.values())
+
+    @property
+    def floors(self) -> list[Route]:
+        """The floor routes: they name no model and raise the minimum for requests they match."""
+        return list(self._core.floor_routes.values())
+
+    @property
     def route_thresholds(self) -> dict[str, float]:
         return {route.name: route.distance_threshold for route in self._core.routes}
 
@@ -428,6 +439,52 @@ class SemanticRouter(BaseSemanticRouter):
         ``None`` for every request while the memory is empty. Nothing is routed or recorded.
         """
         return self._run(self._core.predict(statements, vectors))
+
+    def calibrate(
+        self,
+        *,
+        budget: float | None = None,
+        strong_share: float | None = None,
+        quality: float | None = None,
+        sample: int = 2000,
+        output_tokens: int | None = None,
+        apply: bool = True,
+    ) -> Calibration:
+        """Set ``cost_weight`` for one goal, measured on the outcome memory's own requests.
+
+        Give exactly one goal: ``budget`` (most mean USD per request), ``strong_share`` (most
+        share of requests sent to the model with the best mean predicted quality) or ``quality``
+        (least mean predicted quality, at the lowest cost). With ``apply`` the new weight is
+        saved in the routing config; the result says what it achieves on those requests.
+        """
+        return self._run(
+            self._core.calibrate(
+                budget=budget,
+                strong_share=strong_share,
+                quality=quality,
+                sample=sample,
+                output_tokens=output_tokens,
+                apply=apply,
+            )
+        )
+
+    def call_started(self, model: str, request_id: str, timeout_ms: int = 120_000) -> None:
+        """Count a call to ``model`` as in flight until :meth:`call_finished` (or the timeout); shared in Redis."""
+        self._run(self._core.call_started(model, request_id, timeout_ms))
+
+    def call_finished(
+        self, model: str, *, success: bool, latency_ms: float | None = None, request_id: str = ""
+    ) -> None:
+        """Record a finished call: latency and success averages, counters, in-flight count (shared in Redis)."""
+        self._run(self._core.call_finished(model, success=success, latency_ms=latency_ms, request_id=request_id))
+
+    def live_stats(self, models: Sequence[str] | None = None) -> dict[str, ModelStats]:
+        """Latency, success rate, in-flight calls and counters per model, as all processes measured them."""
+        return self._run(self._core.live_stats(models))
+
+    def round_robin_position(self, route_name: str) -> int:
+        """The round-robin counter of a route in Redis (how many requests it has rotated so far)."""
+        return self._run(self._core.round_robin_position(route_name))
 
     def memory_info(self) -> MemoryInfo:
         """Rows in the outcome memory and what it knows of each model."""

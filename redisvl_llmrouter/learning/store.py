@@ -230,6 +230,19 @@ class OutcomeStore:
             return None
         return bytes(vector) if not isinstance(vector, str) else vector.encode("latin-1"), as_text(text or "")
 
+    def sample_rows(self, count: int) -> Op[list[dict[str, Any]]]:
+        """Up to ``count`` random rows (vector and text), for calibration."""
+        ids = yield Command(("ZRANDMEMBER", memory.order_key(self.router), str(int(count))))
+        ids = [as_text(i) for i in ids or []]
+        if not ids:
+            return []
+        replies = yield Pipeline(tuple(("HMGET", memory.row_key(self.router, i), "embedding", "text") for i in ids))
+        return [
+            {"id": i, "vector": bytes(vector), "text": as_text(text) if text is not None else ""}
+            for i, (vector, text) in zip(ids, replies, strict=True)
+            if vector is not None
+        ]
+
     # ----------------------------------------------------------------- inspection and export
     def info(self) -> Op[MemoryInfo]:
         rows, columns, stats_reply = yield Pipeline(

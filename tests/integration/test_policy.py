@@ -1,0 +1,163 @@
+"""The policy through the router on a real Redis: strategies, constraints, live statistics shared between
+processes, round-robin position, and calibration of the learned knob."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from redisvl_llmrouter import (
+    InvalidQueryError,
+    LearningConfig,
+    ModelCatalog,
+    ModelSpec,
+    NoEligibleModelError,
+    Route,
+    RoutingConfig,
+)
+
+
+# Live statistics belong to models, shared by every router on the Redis, so each test names its own.
+def catalog(p: str) -> ModelCatalog:
+    return ModelCatalog(
+        models=[
+            ModelSpec(name=f"{p}/a", input_price=1.0, output_price=1.0, quality=0.6, latency_ms=100,
+                      capabilities=["json"], max_concurrency=4),
+            ModelSpec(name=f"{p}/b", input_price=4.0, output_price=4.0, quality=0.9, latency_ms=200,
+                      capabilities=["json", "vision"]),
+        ]
+    )  # fmt: skip
+
+
+def chat_route(p: str) -> list[Route]:
+    return [Route(name="chat", models=[f"{p}/a", f"{p}/b"], references=["chat d=0.1"], distance_threshold=0.5)]
+
+
+def test_each_strategy_through_the_router(api, name, table):
+    router = api.create(name=name, routes=chat_route(name), vectorizer=table, catalog=catalog(name))
+    assert router("query", strategy="semantic").model == f"{name}/a"
+    assert router("query", strategy="cost").model == f"{name}/a"
+    assert router("query", strategy="quality").model == f"{name}/b"
+    assert router("query", strategy="latency").model == f"{name}/a"
+    # balanced: 0.5*q - 0.3*cost/max - 0.2*latency/max: a = 0.3 - 0.075 - 0.1, b = 0.45 - 0.3 - 0.2
+    assert router("query", strategy="balanced").model == f"{name}/a"
+    assert [router("query", strategy="round_robin").model for _ in range(3)] == [f"{name}/a", f"{name}/b", f"{name}/a"]
+    with pytest.raises(InvalidQueryError, match="Unknown strategy 'fastest'"):
+        router("query", strategy="fastest")
+
+
+def test_constraints_through_the_router(api, name, table):
+    router = api.create(name=name, routes=chat_route(name), vectorizer=table, catalog=catalog(name))
+    match = router("query", constraints={"capabilities": ["vision"]})
+    assert match.model == f"{name}/b" and match.decision.excluded[0].reason == "lacks vision"
+    with pytest.raises(NoEligibleModelError) as caught:
+        router("query", constraints={"max_cost": 1e-9})
+    assert {e.model for e in caught.value.excluded} == {f"{name}/a", f"{name}/b"}
+    relaxed = router("query", constraints={"max_cost": 1e-9, "best_effort": True})
+    assert relaxed.model == f"{name}/a" and relaxed.decision.relaxed == ["max_cost"]
+    with pytest.raises(InvalidQueryError, match="capabilities"):
+        router("query", constraints={"capabilities": ["telepathy"]})
+    assert router("query", unavailable={f"{name}/a": "circuit open"}).model == f"{name}/b"
+
+
+def test_live_statistics_steer_latency_and_load(api, name, table):
+    router = api.create(name=name, routes=chat_route(name), vectorizer=table, catalog=catalog(name))
+    for _ in range(3):
+        router.call_finished(f"{name}/b", success=True, latency_ms=10.0)
+    stats = router.live_stats()
+    assert stats[f"{name}/b"].latency_ms == pytest.approx(10.0) and stats[f"{name}/b"].successes == 3
+    assert router("query", strategy="latency").model == f"{name}/b"  # measured 10 ms beats m/a's catalog 100 ms
+    for i in range(5):
+        router.call_started(f"{name}/a", f"req-{i}")
+    # m/a: 5 in flight / max_concurrency 4 = 1.25; m/b: 0
+    assert router("query", strategy="least_loaded").model == f"{name}/b"
+    for i in range(5):
+        router.call_finished(f"{name}/a", success=False, request_id=f"req-{i}")
+    after = router.live_stats([f"{name}/a"])[f"{name}/a"]
+    assert (after.inflight, after.failures, after.success_rate) == (0, 5, 0.0)
+    # Callers may pass their own statistics instead.
+    assert router("query", strategy="latency", stats={f"{name}/a": {"latency_ms": 1.0}}).model == f"{name}/a"
+
+
+def test_two_routers_in_two_processes_share_latency_load_and_round_robin(redis_url, name, table):
+    from redisvl_llmrouter import SemanticRouter
+
+    router = SemanticRouter(
+        name=name, routes=chat_route(name), vectorizer=table, catalog=catalog(name), redis_url=redis_url
+    )
+    for _ in range(3):
+        router.call_finished(f"{name}/b", success=True, latency_ms=10.0)
+    router.call_started(f"{name}/a", "req-held")
+    assert router("query", strategy="round_robin").model == f"{name}/a"
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.path.insert(0, {str(__import__("pathlib").Path(__file__).resolve().parents[1])!r})
+        from conftest import TableVectorizer
+        from redisvl_llmrouter import SemanticRouter
+        other = SemanticRouter.from_existing({name!r}, redis_url={redis_url!r}, vectorizer=TableVectorizer.make())
+        stats = other.live_stats()
+        print(json.dumps({{
+            "latency_b": stats[f"{name}/b"].latency_ms,
+            "inflight_a": stats[f"{name}/a"].inflight,
+            "by_latency": other("query", strategy="latency").model,
+            "by_load": other("query", strategy="least_loaded").model,
+            "rotation": [other("query", strategy="round_robin").model for _ in range(2)],
+        }}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen == {
+        "latency_b": pytest.approx(10.0),
+        "inflight_a": 1,
+        "by_latency": f"{name}/b",
+        "by_load": f"{name}/b",
+        "rotation": [f"{name}/b", f"{name}/a"],  # continues where this process left off
+    }
+    assert router.round_robin_position("chat") == 3
+    assert router("query", strategy="round_robin").model == f"{name}/b"
+    router.delete()
+
+
+def clustered_outcomes(name: str) -> list[dict]:
+    rows = []
+    for i in range(12):
+        hard = i % 2 == 0
+        rows.append(
+            {
+                "prompt": f"{'hard' if hard else 'easy'}{i} d=0.{2 if hard else 4}{i % 10}",
+                "outcomes": {
+                    f"{name}/a": {"quality": 0.0 if hard else 1.0, "cost": 0.001},
+                    f"{name}/b": {"quality": 1.0, "cost": 0.004},
+                },
+            }
+        )
+    return rows
+
+
+def test_calibration_sets_the_knob_for_each_goal_and_persists_it(api, name, table):
+    router = api.create(
+        name=name,
+        routes=chat_route(name),
+        vectorizer=table,
+        catalog=ModelCatalog(models=[ModelSpec(name=f"{name}/a"), ModelSpec(name=f"{name}/b")]),
+        learning=LearningConfig(neighbours=4, radius=2.0, shrinkage=1.0),
+        routing_config=RoutingConfig(cost_weight=0.9),
+    )
+    router.learn(clustered_outcomes(name))
+    cheapest = router.calibrate(strong_share=0.0)
+    assert cheapest.strong_model == f"{name}/b" and cheapest.strong_share == 0.0
+    assert api.from_existing(name, vectorizer=table).routing_config.cost_weight == pytest.approx(cheapest.cost_weight)
+    generous = router.calibrate(budget=0.01)
+    assert generous.cost <= 0.01 and generous.quality > cheapest.quality
+    target = router.calibrate(quality=generous.quality, apply=False)
+    assert target.cost <= generous.cost + 1e-12
+    assert router.routing_config.cost_weight == pytest.approx(generous.cost_weight)  # apply=False left it
+    with pytest.raises(ValueError, match="cheapest setting costs"):
+        router.calibrate(budget=1e-9)
