@@ -307,6 +307,7 @@ class RouterCore:
         self.learning = _as_learning(learning)
         self.store = OutcomeStore(self.name, self.dims, self.dtype, self.learning)
         self._cache = _EmbeddingCache(embedding_cache_size)
+        self._effective: ModelCatalog | None = None
 
     # ----------------------------------------------------------------- state (no I/O)
     @property
@@ -329,7 +330,10 @@ class RouterCore:
         return list(dict.fromkeys([*names, *self.catalog.names]))
 
     def effective_catalog(self) -> ModelCatalog:
-        return effective_catalog(self.catalog, self.routes)
+        """The catalog plus the route models it lacks (cached until the definition changes)."""
+        if self._effective is None:
+            self._effective = effective_catalog(self.catalog, self.routes)
+        return self._effective
 
     def get(self, route_name: str) -> Route | None:
         return self._by_name.get(route_name)
@@ -385,6 +389,7 @@ class RouterCore:
         )  # fmt: skip
 
     def _save_config(self) -> Command:
+        self._effective = None  # every change to routes or catalog is saved through here
         return Command(("JSON.SET", config_key(self.name), "$", json.dumps(self.to_dict())))
 
     # ----------------------------------------------------------------- input validation

@@ -7,6 +7,7 @@ cost-aware ranking. Instances of these classes are accepted wherever RedisVL's a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any
 
@@ -215,8 +216,9 @@ class TextWindow(BaseModel):
         return self
 
 
-class ModelChoice(BaseModel):
-    """One eligible model as the policy saw it."""
+@dataclass(slots=True)
+class ModelChoice:
+    """One eligible model as the policy saw it (a plain dataclass: the policy builds many per request)."""
 
     model: str
     route: str | None = None
@@ -234,7 +236,8 @@ class ModelChoice(BaseModel):
     """The strategy's score; higher is better."""
 
 
-class Exclusion(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Exclusion:
     """A model the policy could not use, and why."""
 
     model: str

@@ -33,6 +33,7 @@ does not renew it.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -291,26 +292,34 @@ def _documents(reply: Any) -> Iterator[Sequence[Any]]:
         yield from (item for item in reply[2::2] if isinstance(item, (list, tuple)))
 
 
+_DISTANCE_KEYS = (b"distance", "distance")
+_OUTCOME_KEYS = (b"o", "o")
+
+
 def parse_neighbours(reply: Any, models: int) -> Neighbours:
-    """Rows of a :func:`knn_command` reply, padded to ``models`` columns (NaN where absent)."""
+    """Rows of a :func:`knn_command` reply, padded to ``models`` columns (NaN where absent).
+
+    On the routing hot path: keys are compared as they come (bytes or str), and the rows' packed
+    outcomes are decoded by one ``unhexlify`` and one ``frombuffer`` when they all have full width.
+    """
     distances: list[float] = []
-    packed: list[str] = []
+    packed: list[Any] = []
     for fields in _documents(reply):
         distance = outcomes = None
         for i in range(0, len(fields) - 1, 2):
-            key = as_text(fields[i])
-            if key == "distance":
+            key = fields[i]
+            if key in _DISTANCE_KEYS:
                 distance = fields[i + 1]
-            elif key == "o":
+            elif key in _OUTCOME_KEYS:
                 outcomes = fields[i + 1]
         if distance is None or outcomes is None:
             continue  # a row deleted or being written mid-search
         distances.append(float(distance))
-        packed.append(as_text(outcomes))
+        packed.append(outcomes if isinstance(outcomes, bytes) else str(outcomes).encode("ascii"))
     width = models * FIELDS_PER_MODEL * 8  # hex characters of a full row
     values = np.full((len(packed), models, FIELDS_PER_MODEL), np.nan, dtype=np.float32)
     if packed and all(len(p) == width for p in packed):  # the common case: one conversion for all rows
-        values[:] = np.frombuffer(bytes.fromhex("".join(packed)), dtype="<f4").reshape(values.shape)
+        values[:] = np.frombuffer(binascii.unhexlify(b"".join(packed)), dtype="<f4").reshape(values.shape)
     else:
         for i, p in enumerate(packed):
             row = decode_outcomes(p)[:models]

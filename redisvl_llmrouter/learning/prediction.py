@@ -72,28 +72,21 @@ def estimate(
     kappa = float(config.shrinkage)
     w = rank_weights(distances, config.neighbours, config.radius)  # (n, K)
     support = w.sum(axis=1)
-
-    def shrunk(column: int, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = values[..., column]  # (n, K, m)
-        seen = ~np.isnan(x)
-        weight = w[..., None] * seen
-        mass = weight.sum(axis=1)  # (n, m)
-        total = (np.where(seen, x, 0.0) * weight).sum(axis=1)
-        known = ~np.isnan(prior)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            with_prior = (total + kappa * np.where(known, prior, 0.0)) / (mass + kappa)
-            local = total / mass
-        out = np.where(known, with_prior, local)
-        out = np.where(known & (mass + kappa == 0), prior, out)  # no shrinkage and no neighbours
-        return out, mass
-
-    quality, quality_support = shrunk(0, np.asarray(prior_quality, dtype=np.float64))
-    cost, _ = shrunk(1, np.asarray(prior_cost, dtype=np.float64))
-    lat = values[..., 2]
-    lat_seen = ~np.isnan(lat)
-    lat_mass = (w[..., None] * lat_seen).sum(axis=1)
+    seen = ~np.isnan(values)  # (n, K, m, 3)
+    # Weighted sums over the neighbours for quality, cost and latency at once.
+    mass = np.einsum("nk,nkmc->nmc", w, seen.astype(np.float64))
+    total = np.einsum("nk,nkmc->nmc", w, np.where(seen, values, 0.0))
+    prior = np.stack([prior_quality, prior_cost], axis=-1).astype(np.float64)  # (m, 2)
+    known = ~np.isnan(prior)
     with np.errstate(invalid="ignore", divide="ignore"):
-        latency = (np.where(lat_seen, lat, 0.0) * w[..., None]).sum(axis=1) / lat_mass
+        shrunk = (total[..., :2] + kappa * np.where(known, prior, 0.0)) / (mass[..., :2] + kappa)
+        local = total / mass
+    # With a prior: shrink toward it (the prior alone when there is neither shrinkage nor a neighbour);
+    # without one: the neighbours' weighted mean, NaN when none observed the model.
+    estimates = np.where(known, shrunk, local[..., :2])
+    estimates = np.where(known & (mass[..., :2] + kappa == 0), prior, estimates)
+    quality, cost = estimates[..., 0], estimates[..., 1]
+    quality_support, latency = mass[..., 0], local[..., 2]
     return Estimates(quality, quality_support, cost, latency, support)
 
 
@@ -125,7 +118,7 @@ def priors(
     """Quality and cost priors of ``models``: memory means, else catalog quality, else the mean of known means."""
     means = {m: stats.mean_quality(m) for m in stats.n}
     known = [q for q in means.values() if q is not None]
-    overall = float(np.mean(known)) if known else None
+    overall = sum(known) / len(known) if known else None
     quality = []
     for model in models:
         q = means.get(model)
@@ -138,8 +131,8 @@ def priors(
     return np.asarray(quality, dtype=np.float64), np.asarray(cost, dtype=np.float64)
 
 
-def _optional(x: float) -> float | None:
-    return None if np.isnan(x) else float(x)
+def _known(x: float) -> float | None:
+    return None if x != x else x  # NaN is the only value unequal to itself
 
 
 def predict(
@@ -160,23 +153,22 @@ def predict(
         catalog_quality: catalog quality priors, for models the memory has not seen.
     """
     index = {name: i for i, name in enumerate(columns)}
-    k = len(neighbours)
-    values = np.full((1, k, len(models), 3), np.nan)
-    for j, model in enumerate(models):
-        i = index.get(model)
-        if i is not None and i < neighbours.values.shape[1]:
-            values[0, :, j, :] = neighbours.values[:, i, :]
+    width = neighbours.values.shape[1]
+    picks = np.array([index.get(m, -1) for m in models])
+    present = (picks >= 0) & (picks < width)
+    # Columns of the requested models, in their order; NaN for models the memory has not seen.
+    values = neighbours.values[:, np.where(present, picks, 0), :].astype(np.float64)[None]
+    values[:, :, ~present, :] = np.nan
     prior_q, prior_c = priors(models, stats, catalog_quality or {})
     est = estimate(neighbours.distances[None, :], values, prior_q, prior_c, config)
+    rows = zip(
+        models,
+        est.quality[0].tolist(),
+        est.quality_support[0].tolist(),
+        est.cost[0].tolist(),
+        est.latency_ms[0].tolist(),
+    )
     return Prediction(
         support=float(est.support[0]),
-        models={
-            model: ModelEstimate(
-                quality=_optional(est.quality[0, j]),
-                support=float(est.quality_support[0, j]),
-                cost=_optional(est.cost[0, j]),
-                latency_ms=_optional(est.latency_ms[0, j]),
-            )
-            for j, model in enumerate(models)
-        },
+        models={m: ModelEstimate(_known(q), s, _known(c), _known(lat)) for m, q, s, c, lat in rows},
     )

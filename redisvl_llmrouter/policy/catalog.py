@@ -22,6 +22,7 @@ replaces where it has evidence. Everything here is data and pure arithmetic: no 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterable, Iterator
@@ -144,20 +145,25 @@ class ModelCatalog(BaseModel):
         return len(self.models)
 
     def __contains__(self, name: object) -> bool:
-        return any(m.name == name for m in self.models)
+        return name in self.by_name
 
     @property
     def names(self) -> list[str]:
         return [m.name for m in self.models]
 
+    @functools.cached_property
+    def by_name(self) -> dict[str, ModelSpec]:
+        """Specs by model name (built once: a catalog is not changed in place, it is replaced)."""
+        return {m.name: m for m in self.models}
+
     def get(self, name: str) -> ModelSpec | None:
-        return next((m for m in self.models if m.name == name), None)
+        return self.by_name.get(name)
 
     def with_models(self, specs: Iterable[ModelSpec]) -> ModelCatalog:
         """A copy with ``specs`` added (or replacing the entries of the same name)."""
         new = {s.name: s for s in specs}
         kept = [new.pop(m.name, m) for m in self.models]
-        return self.model_copy(update={"models": [*kept, *new.values()]})
+        return ModelCatalog(models=[*kept, *new.values()], source=self.source, as_of=self.as_of)
 
     @classmethod
     def from_file(cls, path: str | Path) -> ModelCatalog:

@@ -53,6 +53,10 @@ def effective_catalog(catalog: ModelCatalog, routes: Sequence[Route]) -> ModelCa
     return catalog.with_models(missing.values()) if missing else catalog
 
 
+def _unknown(model: str) -> ModelSpec:
+    return ModelSpec(name=model)
+
+
 @dataclass(frozen=True)
 class PolicyInput:
     """Everything :func:`decide` needs besides the ranking."""
@@ -109,7 +113,7 @@ def _floor_limits(floors: Sequence[Route], tiers: Sequence[Route]) -> tuple[int 
 
 
 def _choice(model: str, route: str | None, inp: PolicyInput, learned: bool) -> ModelChoice:
-    spec = inp.catalog.get(model) or ModelSpec(name=model)
+    spec = inp.catalog.get(model) or _unknown(model)
     estimate = inp.prediction.models.get(model) if inp.prediction is not None else None
     quality = spec.quality
     support = 0.0
@@ -136,7 +140,7 @@ def _reasons(
     c: Constraints,
     inp: PolicyInput,
 ) -> list[str]:
-    spec = inp.catalog.get(choice.model) or ModelSpec(name=choice.model)
+    spec = inp.catalog.get(choice.model) or _unknown(choice.model)
     min_position, floor_quality, source = limits
     reasons = []
     if choice.model in inp.unavailable:
@@ -165,6 +169,16 @@ def _reasons(
     return reasons
 
 
+_DECISION_DEFAULTS = {
+    name: field.get_default(call_default_factory=True) for name, field in Decision.model_fields.items()
+}
+
+
+def _decision(**values: object) -> Decision:
+    """A ``Decision`` from values the policy built and typed itself (no validation on the hot path)."""
+    return Decision.model_construct(**{**_DECISION_DEFAULTS, **values})
+
+
 def decide(ranked: Sequence[Candidate], floors: Sequence[Route], inp: PolicyInput) -> Decision:
     """Choose a model for one request (see the module docstring). Raises ``NoEligibleModelError``."""
     tiers = [r for r in inp.routes if not r.is_floor]
@@ -178,7 +192,9 @@ def decide(ranked: Sequence[Candidate], floors: Sequence[Route], inp: PolicyInpu
         # Nothing matched, or the matched route names no model (a RedisVL-style intent route):
         # the route is the answer and there is no model to choose.
         route = groups[0].name if groups else None
-        return Decision(model=None, strategy=inp.strategy, route=route, constraints=inp.constraints, floors=floor_names)
+        return _decision(
+            model=None, strategy=inp.strategy, route=route, constraints=inp.constraints, floors=floor_names
+        )
     learned = (
         inp.strategy is Strategy.learned and inp.prediction is not None and inp.prediction.support >= inp.min_support
     )
@@ -202,7 +218,7 @@ def decide(ranked: Sequence[Candidate], floors: Sequence[Route], inp: PolicyInpu
         if not droppable:
             break
         constraints, relaxed = constraints.without(droppable[0]), [*relaxed, droppable[0]]
-    excluded = [Exclusion(model=m, reason="; ".join(r)) for m, r in reasons.items() if r]
+    excluded = [Exclusion(m, "; ".join(r)) for m, r in reasons.items() if r]
     if not eligible:
         detail = "; ".join(f"{e.model}: {e.reason}" for e in excluded)
         raise NoEligibleModelError(f"No model satisfies this request ({detail}).", excluded)
@@ -222,7 +238,7 @@ def decide(ranked: Sequence[Candidate], floors: Sequence[Route], inp: PolicyInpu
                 rr_position=inp.rr_position,
             )
     chosen = ordered[0]
-    return Decision(
+    return _decision(
         model=chosen.model,
         strategy=inp.strategy,
         route=chosen.route,

@@ -73,14 +73,14 @@ def order(
     balance: BalanceWeights | None = None,
     rr_position: int = 0,
 ) -> list[ModelChoice]:
-    """``choices`` (in listed order) sorted best first under ``strategy``, each with its ``score`` set."""
+    """``choices`` (in listed order) sorted best first under ``strategy``, each with its ``score`` set (in place)."""
     if not choices:
         return []
     n = len(choices)
     if strategy in (Strategy.semantic, Strategy.round_robin):
         shift = rr_position % n if strategy is Strategy.round_robin else 0
         rotated = [*choices[shift:], *choices[:shift]]
-        return [c.model_copy(update={"score": float(-i)}) for i, c in enumerate(rotated)]
+        return [_scored(c, float(-i)) for i, c in enumerate(rotated)]
     if strategy is Strategy.learned:
         quality = np.array([[np.nan if c.quality is None else c.quality for c in choices]])
         cost = np.array([[np.nan if c.cost is None else c.cost for c in choices]])
@@ -105,4 +105,9 @@ def order(
     else:  # pragma: no cover - the enum is closed
         raise ValueError(f"unknown strategy {strategy!r}")
     ranked = sorted(range(n), key=lambda i: (-scores[i], _cost_key(choices[i]), i))
-    return [choices[i].model_copy(update={"score": float(scores[i])}) for i in ranked]
+    return [_scored(choices[i], float(scores[i])) for i in ranked]
+
+
+def _scored(choice: ModelChoice, score: float) -> ModelChoice:
+    choice.score = score  # the choices are built for this one decision
+    return choice
