@@ -18,6 +18,7 @@ from redisvl.utils.vectorize import BaseVectorizer
 
 from redisvl_llmrouter import connection
 from redisvl_llmrouter.core import Command, Embed, FeedbackResult, Op, Pipeline, RouterCore, load_definition
+from redisvl_llmrouter.errors import RedisPoolTimeoutError
 from redisvl_llmrouter.learning.calibration import Calibration
 from redisvl_llmrouter.learning.prediction import Prediction
 from redisvl_llmrouter.learning.store import MemoryInfo, WriteReport
@@ -69,6 +70,11 @@ async def adrive(op: Op[T], client: aredis.Redis, vectorizer: BaseVectorizer | N
             try:
                 result = await _perform(request, client, vectorizer)
             except (RedisConnectionError, RedisTimeoutError) as exc:
+                if connection.is_pool_timeout(exc):
+                    raise RedisPoolTimeoutError(
+                        f"Every Redis connection stayed busy for {connection.POOL_TIMEOUT_S:g} s "
+                        f"(pool of {connection.POOL_SIZE}); lower the load or raise LLMROUTER_REDIS_POOL_SIZE."
+                    ) from exc
                 raise unavailable(exc, client) from exc
             except Exception as exc:
                 request = op.throw(exc)

@@ -245,6 +245,18 @@ def _pairs(items: Sequence[str], option: str, shape: str) -> list[tuple[str, str
     return out
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from redisvl_llmrouter.gateway.serve import serve
+
+    return serve(args)
+
+
+def cmd_upstream(args: argparse.Namespace) -> int:
+    from redisvl_llmrouter.gateway.upstream import main as upstream_main
+
+    return upstream_main(["--host", args.host, "--port", str(args.port)])
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from redisvl_llmrouter.evaluation_run import run_eval
 
@@ -301,6 +313,31 @@ def build_parser() -> argparse.ArgumentParser:
     learn.add_argument("--add-models", action="store_true", help="add the data's unknown models to the catalog")
     learn.add_argument("--export", default=None, metavar="PATH", help="write the router with its memory to a file")
     learn.set_defaults(func=cmd_learn)
+
+    serve = sub.add_parser("serve", help="run the OpenAI-compatible gateway (FastAPI + uvicorn)")
+    serve.add_argument("--config", default=None, metavar="PATH", help="gateway config (YAML or JSON)")
+    serve.add_argument(
+        "--router", default=None, help="router in Redis, shipped config or config file (default: default)"
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes sharing one Redis")
+    serve.add_argument(
+        "--upstream", default=None, metavar="URL", help="send every model to this OpenAI-compatible base URL"
+    )
+    serve.add_argument("--upstream-key-env", default=None, metavar="VAR", help="env var with the upstream's key")
+    serve.add_argument(
+        "--api-key-env",
+        default=None,
+        metavar="VAR",
+        help="env var with comma-separated keys clients must present (default: LLMROUTER_API_KEYS)",
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    upstream = sub.add_parser("upstream", help="run the local OpenAI-compatible test upstream (no API key needed)")
+    upstream.add_argument("--host", default="127.0.0.1")
+    upstream.add_argument("--port", type=int, default=8001, help="0 picks a free port")
+    upstream.set_defaults(func=cmd_upstream)
 
     ev = sub.add_parser("eval", help="measure cost and quality of a router on outcome data (JSONL)")
     ev.add_argument("datasets", nargs="+", help="JSONL files with per-model quality and cost per prompt")

@@ -15,7 +15,13 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 
-__all__ = ["async_client", "describe", "resolve_url", "sync_client"]
+__all__ = ["POOL_SIZE", "POOL_TIMEOUT_S", "async_client", "describe", "is_pool_timeout", "resolve_url", "sync_client"]
+
+#: Connections a client the router creates keeps to Redis. Beyond it, callers wait for a free one
+#: (up to ``POOL_TIMEOUT_S``) instead of failing: 1,000 concurrent requests share 64 connections.
+POOL_SIZE = int(os.environ.get("LLMROUTER_REDIS_POOL_SIZE", "64"))
+#: Seconds a caller waits for a free connection before ``RedisPoolTimeoutError``.
+POOL_TIMEOUT_S = float(os.environ.get("LLMROUTER_REDIS_POOL_TIMEOUT", "10"))
 
 
 def resolve_url(redis_url: str | None = None) -> str:
@@ -36,14 +42,23 @@ def _kwargs(connection_kwargs: dict[str, Any] | None) -> dict[str, Any]:
     return {"socket_connect_timeout": 2.0, "protocol": 2, **(connection_kwargs or {})}
 
 
+def _pool_kwargs(connection_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    kwargs = _kwargs(connection_kwargs)
+    kwargs.setdefault("max_connections", POOL_SIZE)
+    kwargs.setdefault("timeout", POOL_TIMEOUT_S)
+    return kwargs
+
+
 def sync_client(
     redis_client: redis.Redis | None = None,
     redis_url: str | None = None,
     connection_kwargs: dict[str, Any] | None = None,
 ) -> redis.Redis:
+    """The caller's client, or a new one on a blocking pool (callers wait for a free connection)."""
     if redis_client is not None:
         return redis_client
-    return redis.Redis.from_url(resolve_url(redis_url), **_kwargs(connection_kwargs))
+    pool = redis.BlockingConnectionPool.from_url(resolve_url(redis_url), **_pool_kwargs(connection_kwargs))
+    return redis.Redis(connection_pool=pool)
 
 
 def async_client(
@@ -51,9 +66,16 @@ def async_client(
     redis_url: str | None = None,
     connection_kwargs: dict[str, Any] | None = None,
 ) -> aredis.Redis:
+    """As :func:`sync_client`, for asyncio (whose default pool raises instead of waiting when full)."""
     if redis_client is not None:
         return redis_client
-    return aredis.Redis.from_url(resolve_url(redis_url), **_kwargs(connection_kwargs))
+    pool = aredis.BlockingConnectionPool.from_url(resolve_url(redis_url), **_pool_kwargs(connection_kwargs))
+    return aredis.Redis(connection_pool=pool)
+
+
+def is_pool_timeout(exc: BaseException) -> bool:
+    """Whether a redis-py error means "no free connection in time" (not "Redis is down")."""
+    return "No connection available" in str(exc)
 
 
 def describe(client: redis.Redis | aredis.Redis) -> str:

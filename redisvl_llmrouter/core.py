@@ -842,6 +842,12 @@ class RouterCore:
                     "feedback window has passed. Give the statement instead."
                 )
             vector, text = loaded
+            if not vector:  # recorded without a vector (a passthrough request): embed its text now
+                if not text:
+                    raise UnknownRequestError(
+                        f"Request {request_id!r} was recorded without its text; give the statement."
+                    )
+                (vector,) = yield from self._embed_texts([text])
             row_id = "r-" + request_id[4:]
         else:
             text = self._text(statement)

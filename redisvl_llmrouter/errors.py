@@ -9,19 +9,28 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AllModelsFailedError",
+    "AuthenticationError",
+    "CircuitOpenError",
     "ConfigError",
     "EmbeddedRedisError",
+    "GatewayError",
     "InvalidQueryError",
+    "InvalidRequestError",
     "InvalidFeedbackError",
     "LLMRouterError",
+    "ModelNotFoundError",
     "NoEligibleModelError",
+    "QueueFullError",
     "RedisModuleMissingError",
+    "RedisPoolTimeoutError",
     "RedisUnavailableError",
     "RouteExistsError",
     "RouteNotFoundError",
     "RouterExistsError",
     "UnknownModelError",
     "UnknownRequestError",
+    "UpstreamError",
     "VectorDimensionError",
     "VectorizerMismatchError",
 ]
@@ -66,6 +75,10 @@ class RedisUnavailableError(LLMRouterError, ConnectionError):
     """No Redis could be reached, or it went away mid-call."""
 
 
+class RedisPoolTimeoutError(LLMRouterError, TimeoutError):
+    """Every connection of the pool stayed busy longer than the pool's timeout (Redis is up, but saturated)."""
+
+
 class RedisModuleMissingError(LLMRouterError, RuntimeError):
     """The Redis reached lacks the search (RediSearch) or JSON module."""
 
@@ -98,3 +111,79 @@ class NoEligibleModelError(LLMRouterError, ValueError):
     def __init__(self, message: str, excluded: list[Any] | None = None) -> None:
         super().__init__(message)
         self.excluded = list(excluded or [])
+
+
+class GatewayError(LLMRouterError):
+    """A request the gateway could not complete. ``status`` is the HTTP status the server answers with."""
+
+    status: int = 500
+    kind: str = "api_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, retry_after: float | None = None, detail: Any = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.detail = detail
+
+
+class InvalidRequestError(GatewayError, ValueError):
+    """A malformed request: missing messages, an unknown parameter value, bad JSON."""
+
+    status, kind, code = 400, "invalid_request_error", "invalid_request"
+
+
+class AuthenticationError(GatewayError, PermissionError):
+    """A missing or wrong API key (the server's own keys, never a provider's)."""
+
+    status, kind, code = 401, "authentication_error", "invalid_api_key"
+
+
+class ModelNotFoundError(GatewayError, KeyError):
+    """A model (or ``router/<name>``) the gateway does not serve."""
+
+    status, kind, code = 404, "invalid_request_error", "model_not_found"
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class QueueFullError(GatewayError):
+    """Every candidate model's queue is full (or this request was shed for a higher-priority one): retry later."""
+
+    status, kind, code = 429, "rate_limit_error", "queue_full"
+
+
+class UpstreamError(GatewayError):
+    """A provider call failed. ``retryable`` says whether the same call may succeed if tried again."""
+
+    status, kind, code = 502, "api_error", "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        upstream_status: int | None = None,
+        reason: str = "error",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.retryable = retryable
+        self.upstream_status = upstream_status
+        self.reason = reason
+
+
+class CircuitOpenError(GatewayError):
+    """The model's circuit breaker is open (it kept failing); retry after ``retry_after`` seconds."""
+
+    status, kind, code = 503, "api_error", "circuit_open"
+
+
+class AllModelsFailedError(GatewayError):
+    """Every model of the decision failed or was unavailable; ``attempts`` lists what happened to each."""
+
+    status, kind, code = 502, "api_error", "all_models_failed"
+
+    def __init__(self, message: str, attempts: list[dict[str, Any]]) -> None:
+        super().__init__(message, detail=attempts)
+        self.attempts = attempts

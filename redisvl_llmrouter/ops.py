@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from redis.exceptions import NoScriptError, ResponseError
 
-__all__ = ["Command", "Embed", "Op", "Pipeline", "run_script"]
+__all__ = ["Command", "Embed", "Op", "Pipeline", "run_script", "run_scripts"]
 
 T = TypeVar("T")
 
@@ -48,6 +48,25 @@ Op = Generator[Command | Pipeline | Embed, Any, T]
 
 def _sha(script: str) -> str:
     return hashlib.sha1(script.encode()).hexdigest()
+
+
+def run_scripts(calls: Sequence[tuple[str, tuple[Any, ...]]], extra: Sequence[tuple[Any, ...]] = ()) -> Op[list[Any]]:
+    """Run several Lua scripts (``(script, args)`` pairs) and plain ``extra`` commands in one round trip.
+
+    As :func:`run_script`: on NOSCRIPT the scripts are loaded and the whole batch runs again, so
+    ``extra`` commands must be safe to repeat too.
+    """
+    if not calls and not extra:
+        return []
+    pipeline = Pipeline(tuple(("EVALSHA", _sha(script), *args) for script, args in calls) + tuple(extra))
+    try:
+        return (yield pipeline)  # type: ignore[no-any-return]
+    except ResponseError as exc:
+        if not isinstance(exc, NoScriptError) and "NOSCRIPT" not in str(exc):
+            raise
+    for script in dict.fromkeys(script for script, _ in calls):
+        yield Command(("SCRIPT", "LOAD", script))
+    return (yield pipeline)  # type: ignore[no-any-return]
 
 
 def run_script(script: str, calls: Sequence[tuple[Any, ...]]) -> Op[list[Any]]:

@@ -30,7 +30,13 @@ from redisvl_llmrouter.core import (
     parse_definition,
     vectorizer_difference,
 )
-from redisvl_llmrouter.errors import ConfigError, InvalidQueryError, RedisUnavailableError, VectorizerMismatchError
+from redisvl_llmrouter.errors import (
+    ConfigError,
+    InvalidQueryError,
+    RedisPoolTimeoutError,
+    RedisUnavailableError,
+    VectorizerMismatchError,
+)
 from redisvl_llmrouter.learning.calibration import Calibration
 from redisvl_llmrouter.learning.prediction import Prediction
 from redisvl_llmrouter.learning.records import OutcomeRecord, read_records
@@ -84,6 +90,11 @@ def drive(op: Op[T], client: redis.Redis, vectorizer: BaseVectorizer | None = No
             try:
                 result = _perform(request, client, vectorizer)
             except (RedisConnectionError, RedisTimeoutError) as exc:
+                if connection.is_pool_timeout(exc):
+                    raise RedisPoolTimeoutError(
+                        f"Every Redis connection stayed busy for {connection.POOL_TIMEOUT_S:g} s "
+                        f"(pool of {connection.POOL_SIZE}); lower the load or raise LLMROUTER_REDIS_POOL_SIZE."
+                    ) from exc
                 raise unavailable(exc, client) from exc
             except Exception as exc:  # let the core handle (or re-raise) what Redis answered
                 request = op.throw(exc)

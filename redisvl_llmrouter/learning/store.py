@@ -216,19 +216,32 @@ class OutcomeStore:
         return WriteReport(created=created, updated=updated, evicted=evicted)
 
     # ----------------------------------------------------------------- requests awaiting feedback
-    def record_request_commands(self, request_id: str, vector: bytes, text: str) -> list[tuple[Any, ...]]:
+    def record_request_commands(
+        self, request_id: str, vector: bytes, text: str, model: str | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Keep a request for feedback by its id: its vector (or none: then its text is embedded if feedback comes)."""
         key = memory.request_key(self.router, request_id)
         fields: list[Any] = ["embedding", vector, "created", str(now_ms())]
-        if self.config.store_text:
+        if model is not None:
+            fields += ["model", model]
+        if self.config.store_text or not vector:
             fields += ["text", text]
         return [("HSET", key, *fields), ("EXPIRE", key, str(self.config.feedback_ttl_s))]
 
     def load_request(self, request_id: str) -> Op[tuple[bytes, str] | None]:
-        """The vector and text recorded for a routed request, or None if unknown or expired."""
+        """The vector (empty if recorded without one) and text of a recorded request; None if unknown or expired."""
         vector, text = yield Command(("HMGET", memory.request_key(self.router, request_id), "embedding", "text"))
         if vector is None:
             return None
         return bytes(vector) if not isinstance(vector, str) else vector.encode("latin-1"), as_text(text or "")
+
+    def answered_commands(self, request_id: str, model: str) -> list[tuple[Any, ...]]:
+        """Note which model answered a recorded request (feedback then defaults to it)."""
+        return [("HSET", memory.request_key(self.router, request_id), "model", model)]
+
+    def answered_model(self, request_id: str) -> Op[str | None]:
+        value = yield Command(("HGET", memory.request_key(self.router, request_id), "model"))
+        return None if value is None else as_text(value)
 
     def sample_rows(self, count: int) -> Op[list[dict[str, Any]]]:
         """Up to ``count`` random rows (vector and text), for calibration."""

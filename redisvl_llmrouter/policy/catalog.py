@@ -168,27 +168,7 @@ class ModelCatalog(BaseModel):
     @classmethod
     def from_file(cls, path: str | Path) -> ModelCatalog:
         """Load a catalog from a YAML or JSON file (``models:`` list, optional ``source`` and ``as_of``)."""
-        from redisvl_llmrouter.errors import ConfigError
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"No catalog file at {path}")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{path} is not UTF-8 text: {exc}") from None
-        try:
-            if path.suffix.lower() == ".json":
-                data = json.loads(text)
-            else:
-                import yaml
-
-                data = yaml.safe_load(text)
-        except ValueError as exc:  # JSONDecodeError and YAMLError's parse errors
-            raise ConfigError(f"{path} cannot be parsed: {exc}") from None
-        except Exception as exc:  # yaml.YAMLError is not a ValueError
-            raise ConfigError(f"{path} cannot be parsed: {exc}") from None
-        return cls.parse(data, where=str(path))
+        return cls.parse(read_data_file(path, "catalog"), where=str(path))
 
     @classmethod
     def parse(cls, data: Any, where: str = "catalog") -> ModelCatalog:
@@ -208,3 +188,24 @@ class ModelCatalog(BaseModel):
                 f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()[:5]
             )
             raise ConfigError(f"{where}: {problems}") from None
+
+
+def read_data_file(path: str | Path, what: str) -> Any:
+    """The parsed contents of a YAML or JSON file (by suffix), with errors that name the file."""
+    from redisvl_llmrouter.errors import ConfigError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No {what} file at {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text: {exc}") from None
+    try:
+        if path.suffix.lower() == ".json":
+            return json.loads(text)
+        import yaml
+
+        return yaml.safe_load(text)
+    except Exception as exc:  # JSON and YAML parse errors alike (yaml.YAMLError is not a ValueError)
+        raise ConfigError(f"{path} cannot be parsed: {exc}") from None

@@ -88,13 +88,9 @@ def parse_model_stats(hmget: Sequence[Any] | None, inflight: Any) -> ModelStats:
 
 
 def start_commands(model: str, request_id: str, now_ms: int, timeout_ms: int) -> list[tuple[Any, ...]]:
-    """Mark a call in flight (and drop entries of calls abandoned long ago)."""
+    """Mark a call in flight until ``now_ms + timeout_ms`` (the finish script drops abandoned entries)."""
     key = inflight_key(model)
-    return [
-        ("ZREMRANGEBYSCORE", key, "-inf", f"({now_ms}"),
-        ("ZADD", key, str(now_ms + timeout_ms), request_id),
-        ("PEXPIRE", key, str(timeout_ms + 60_000)),
-    ]
+    return [("ZADD", key, str(now_ms + timeout_ms), request_id), ("PEXPIRE", key, str(timeout_ms + 60_000))]
 
 
 #: KEYS: stats, inflight. ARGV: request id ('' if not tracked), latency ms ('' if unknown),
@@ -104,6 +100,7 @@ local stats, inflight = KEYS[1], KEYS[2]
 local rid, latency, ok = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local alpha, ttl, now = tonumber(ARGV[4]), ARGV[5], ARGV[6]
 if rid ~= '' then redis.call('ZREM', inflight, rid) end
+redis.call('ZREMRANGEBYSCORE', inflight, '-inf', '(' .. now)  -- calls abandoned by a process that died
 local cur = redis.call('HMGET', stats, 'latency_ms', 'success')
 if ok == 1 and latency then
   local old = tonumber(cur[1])

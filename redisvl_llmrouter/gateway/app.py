@@ -1,0 +1,261 @@
+"""The OpenAI-compatible HTTP server (FastAPI), started by ``llmrouter serve``.
+
+* ``POST /v1/chat/completions``: OpenAI chat completions. ``model``: ``auto`` or ``router/<name>``
+  routes, a concrete model passes through. Extra body fields (``extra_body`` in the ``openai``
+  client): ``priority``, ``strategy``, ``constraints``, ``cache``, ``timeout``; or the headers
+  ``x-llmrouter-priority``, ``-strategy``, ``-cache: bypass``, ``-max-cost``, ``-min-quality``,
+  ``-max-latency-ms``, ``-capabilities``. Answers carry ``x-llmrouter-*`` headers: request id,
+  route, model, strategy, confidence, cost, saving, cache, fallbacks.
+* ``POST /v1/route``: the decision only, for ``{"messages": [...]}`` or ``{"text": "..."}``.
+* ``POST /v1/feedback``: ``{"request_id", "quality", "model"?, "cost"?}``.
+* ``GET /v1/models``: ``auto``, ``router/<name>`` and every model of the catalog and routes.
+* ``GET /health``: liveness and Redis reachability. ``GET /stats``: per-model requests, successes,
+  failures, latency, in-flight calls, queue, breaker; cache hits. ``GET /metrics``: Prometheus.
+
+Errors are OpenAI-style JSON, ``{"error": {"message", "type", "param", "code"}}``, with the right
+status: 400 malformed request, 401 missing or wrong API key, 404 unknown model, 429 queue full
+(with ``Retry-After``), 502 every model failed, 500 anything unexpected (never a traceback).
+API keys (``Authorization: Bearer ...``) are required when the config or ``LLMROUTER_API_KEYS``
+defines any.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from redisvl_llmrouter.errors import (
+    AuthenticationError,
+    GatewayError,
+    InvalidRequestError,
+    LLMRouterError,
+    RedisPoolTimeoutError,
+    RedisUnavailableError,
+    UnknownRequestError,
+)
+from redisvl_llmrouter.gateway.config import GatewayConfig
+from redisvl_llmrouter.gateway.service import Completion, Gateway, tenant_of
+
+__all__ = ["CONFIG_ENV", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+#: Environment variable through which ``llmrouter serve`` hands the config to its workers.
+CONFIG_ENV = "LLMROUTER_GATEWAY_CONFIG"
+_GATEWAY_FIELDS = ("priority", "strategy", "constraints", "cache", "timeout")
+
+
+def _error(
+    status: int, message: str, kind: str, code: str | None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _gateway_error(exc: GatewayError) -> JSONResponse:
+    headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after is not None else None
+    return _error(exc.status, str(exc), exc.kind, exc.code, headers)
+
+
+def _headers_options(request: Request) -> dict[str, Any]:
+    """Gateway options given as ``x-llmrouter-*`` headers (extra body fields win over them)."""
+    h = request.headers
+    out: dict[str, Any] = {}
+    if h.get("x-llmrouter-priority"):
+        out["priority"] = h["x-llmrouter-priority"]
+    if h.get("x-llmrouter-strategy"):
+        out["strategy"] = h["x-llmrouter-strategy"]
+    if h.get("x-llmrouter-cache", "").lower() in ("bypass", "off", "false", "0", "no"):
+        out["cache"] = False
+    constraints: dict[str, Any] = {}
+    try:
+        if h.get("x-llmrouter-max-cost"):
+            constraints["max_cost"] = float(h["x-llmrouter-max-cost"])
+        if h.get("x-llmrouter-min-quality"):
+            constraints["min_quality"] = float(h["x-llmrouter-min-quality"])
+        if h.get("x-llmrouter-max-latency-ms"):
+            constraints["max_latency_ms"] = float(h["x-llmrouter-max-latency-ms"])
+    except ValueError as exc:
+        raise InvalidRequestError(f"An x-llmrouter-* header is not a number: {exc}") from None
+    if h.get("x-llmrouter-capabilities"):
+        constraints["capabilities"] = [c.strip() for c in h["x-llmrouter-capabilities"].split(",") if c.strip()]
+    if constraints:
+        out["constraints"] = constraints
+    return out
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequestError("The request body must be a JSON object.")
+    return body
+
+
+def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Gateway | None = None) -> FastAPI:
+    """The app; with neither argument, the config comes from ``LLMROUTER_GATEWAY_CONFIG`` (JSON)."""
+    if config is None and gateway is None and os.environ.get(CONFIG_ENV):
+        config = json.loads(os.environ[CONFIG_ENV])
+    settings = gateway.config if gateway is not None else GatewayConfig.parse(config or {})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.gateway = gateway or await Gateway.create(settings)
+        try:
+            yield
+        finally:
+            if gateway is None:
+                await app.state.gateway.aclose()
+
+    app = FastAPI(title="redisvl-llmrouter gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    keys = settings.server_keys()
+
+    def authorise(request: Request) -> str:
+        """The caller's tenant (a hash of its key); raises when keys are required and missing or wrong."""
+        if not keys:
+            return ""
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or token not in keys:
+            raise AuthenticationError("Missing or invalid API key: send Authorization: Bearer <key>.")
+        return tenant_of(token)
+
+    @app.exception_handler(GatewayError)
+    async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+        return _gateway_error(exc)
+
+    @app.exception_handler(UnknownRequestError)
+    async def unknown_request(request: Request, exc: UnknownRequestError) -> JSONResponse:
+        return _error(404, str(exc), "invalid_request_error", "unknown_request")
+
+    @app.exception_handler(RedisPoolTimeoutError)
+    async def redis_busy(request: Request, exc: RedisPoolTimeoutError) -> JSONResponse:
+        return _error(503, "The gateway's Redis connections are all busy; retry shortly.", "api_error", "redis_busy",
+                      {"Retry-After": "1"})  # fmt: skip
+
+    @app.exception_handler(RedisUnavailableError)
+    async def redis_down(request: Request, exc: RedisUnavailableError) -> JSONResponse:
+        return _error(503, "The gateway cannot reach its Redis; retry shortly.", "api_error", "redis_unavailable")
+
+    @app.exception_handler(LLMRouterError)
+    async def router_error(request: Request, exc: LLMRouterError) -> JSONResponse:
+        return _error(400, str(exc), "invalid_request_error", type(exc).__name__)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(400, f"Invalid request: {exc.errors()[:3]}", "invalid_request_error", "invalid_request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = "invalid_request_error" if exc.status_code < 500 else "api_error"
+        return _error(exc.status_code, str(exc.detail), kind, None)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected gateway error")
+        return _error(500, f"Internal error ({type(exc).__name__}).", "api_error", "internal_error")
+
+    def gw(request: Request) -> Gateway:
+        return request.app.state.gateway  # type: ignore[no-any-return]
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        tenant = authorise(request)
+        body = await _json_body(request)
+        if "messages" not in body:
+            raise InvalidRequestError("'messages' is required.")
+        options = {**_headers_options(request), **{k: body.pop(k) for k in _GATEWAY_FIELDS if k in body}}
+        model = body.pop("model", None)
+        if model is None:
+            raise InvalidRequestError("'model' is required: 'auto', 'router/<name>' or a model name.")
+        messages = body.pop("messages")
+        stream = bool(body.pop("stream", False))
+        result = await gw(request).complete(messages, model=model, stream=stream, tenant=tenant, **options, **body)
+        headers = result.outcome.headers()
+        if isinstance(result, Completion):
+            return Response(json.dumps(result.body), media_type="application/json", headers=headers)
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in result:
+                    yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
+            except GatewayError as exc:  # the stream had started: report in-band, as OpenAI does
+                error = {"error": {"message": str(exc), "type": exc.kind, "code": exc.code}}
+                yield b"data: " + json.dumps(error).encode() + b"\n\n"
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+    @app.post("/v1/route")
+    async def route(request: Request) -> JSONResponse:
+        tenant = authorise(request)
+        body = await _json_body(request)
+        messages = body.get("messages")
+        if messages is None and isinstance(body.get("text"), str):
+            messages = [{"role": "user", "content": body["text"]}]
+        if messages is None:
+            raise InvalidRequestError("Give 'messages' or 'text'.")
+        options = {**_headers_options(request), **{k: body[k] for k in ("strategy", "constraints") if k in body}}
+        options.pop("priority", None)
+        options.pop("cache", None)
+        match = await gw(request).route(messages, tenant=tenant, **options)
+        return JSONResponse(json.loads(match.model_dump_json()))
+
+    @app.post("/v1/feedback")
+    async def feedback(request: Request) -> JSONResponse:
+        authorise(request)
+        body = await _json_body(request)
+        if not isinstance(body.get("request_id"), str) or "quality" not in body:
+            raise InvalidRequestError("Feedback needs 'request_id' (a string) and 'quality' (0 to 1).")
+        result = await gw(request).feedback(body["request_id"], body["quality"], body.get("model"), body.get("cost"))
+        return JSONResponse(result)
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> JSONResponse:
+        authorise(request)
+        gateway_ = gw(request)
+        ids = ["auto", f"router/{gateway_.router.name}", *gateway_.models()]
+        return JSONResponse(
+            {"object": "list", "data": [{"id": i, "object": "model", "owned_by": "llmrouter"} for i in ids]}
+        )
+
+    @app.get("/health")
+    async def health(request: Request) -> JSONResponse:
+        gateway_ = gw(request)
+        try:
+            await gateway_.router._client.ping()
+            redis_state = "ok"
+        except Exception:  # the health check reports, it does not raise
+            redis_state = "unreachable"
+        status = 200 if redis_state == "ok" else 503
+        return JSONResponse(
+            {"status": "ok" if status == 200 else "degraded", "router": gateway_.router.name, "redis": redis_state},
+            status_code=status,
+        )
+
+    @app.get("/stats")
+    async def stats(request: Request) -> JSONResponse:
+        authorise(request)
+        return JSONResponse(await gw(request).stats())
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        gateway_ = gw(request)
+        await gateway_.stats()  # refreshes the gauges read from Redis (breakers) and the queues
+        return Response(gateway_.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,118 @@
+"""Circuit breakers per model, shared by every gateway process through Redis.
+
+States: **closed** (calls go through; consecutive failures are counted), **open** (no calls until
+``cooldown_s`` has passed since it opened), **half-open** (calls go through again; ``successes``
+consecutive successes close it, one failure opens it again).
+
+The transition rule is written once as a pure function (:func:`transition`, unit-tested) and
+mirrored by a Lua script (:data:`RECORD_SCRIPT`) that applies it atomically in Redis, so two
+processes recording outcomes at the same moment never lose one. Layout, per model ``M``:
+``llmrouter:breaker:{M}`` — a hash with ``state``, ``failures``, ``successes``, ``opened_ms``.
+An open breaker turns half-open by itself once its cooldown has passed: :func:`state_at` reads it
+that way, and the next recorded outcome stores it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from redisvl_llmrouter.search import as_text
+
+__all__ = ["RECORD_SCRIPT", "BreakerState", "key", "parse", "read_commands", "record_args", "state_at", "transition"]
+
+State = Literal["closed", "open", "half_open"]
+
+
+def key(model: str) -> str:
+    return f"llmrouter:breaker:{{{model}}}"
+
+
+@dataclass(frozen=True)
+class BreakerState:
+    state: State = "closed"
+    failures: int = 0
+    successes: int = 0
+    opened_ms: int = 0
+
+
+def state_at(state: BreakerState, now_ms: int, cooldown_ms: int) -> BreakerState:
+    """The state as of ``now_ms``: an open breaker whose cooldown has passed is half-open."""
+    if state.state == "open" and now_ms - state.opened_ms >= cooldown_ms:
+        return BreakerState("half_open", state.failures, 0, state.opened_ms)
+    return state
+
+
+def transition(
+    state: BreakerState, success: bool, now_ms: int, failures: int, successes: int, cooldown_ms: int
+) -> BreakerState:
+    """The state after one call's outcome (the rule :data:`RECORD_SCRIPT` applies in Redis)."""
+    current = state_at(state, now_ms, cooldown_ms)
+    if current.state == "open":  # a call that started before the breaker opened: counts for nothing
+        return current
+    if success:
+        if current.state == "half_open":
+            done = current.successes + 1
+            if done >= successes:
+                return BreakerState("closed", 0, 0, current.opened_ms)
+            return BreakerState("half_open", 0, done, current.opened_ms)
+        return BreakerState("closed", 0, 0, current.opened_ms)
+    if current.state == "half_open":
+        return BreakerState("open", current.failures + 1, 0, now_ms)
+    count = current.failures + 1
+    if count >= failures:
+        return BreakerState("open", count, 0, now_ms)
+    return BreakerState("closed", count, 0, current.opened_ms)
+
+
+#: KEYS: breaker hash. ARGV: success (1/0), now ms, failures to open, successes to close, cooldown ms.
+#: Returns the new state.
+RECORD_SCRIPT = r"""
+local k = KEYS[1]
+local ok, now = tonumber(ARGV[1]), tonumber(ARGV[2])
+local need_f, need_s, cool = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local v = redis.call('HMGET', k, 'state', 'failures', 'successes', 'opened_ms')
+local state = v[1] or 'closed'
+local f, s, opened = tonumber(v[2]) or 0, tonumber(v[3]) or 0, tonumber(v[4]) or 0
+if state == 'open' and now - opened >= cool then state = 'half_open'; s = 0 end
+if state == 'open' then return state end
+if ok == 1 then
+  if state == 'half_open' then
+    s = s + 1
+    if s >= need_s then state = 'closed'; f = 0; s = 0 else f = 0 end
+  else
+    f = 0; s = 0
+  end
+else
+  if state == 'half_open' then
+    state = 'open'; f = f + 1; s = 0; opened = now
+  else
+    f = f + 1
+    if f >= need_f then state = 'open'; s = 0; opened = now end
+  end
+end
+redis.call('HSET', k, 'state', state, 'failures', f, 'successes', s, 'opened_ms', opened)
+return state
+"""
+
+
+def record_args(
+    model: str, success: bool, now_ms: int, failures: int, successes: int, cooldown_ms: int
+) -> tuple[Any, ...]:
+    """``EVALSHA`` arguments (after the sha) for :data:`RECORD_SCRIPT`."""
+    return (1, key(model), "1" if success else "0", str(now_ms), str(failures), str(successes), str(cooldown_ms))
+
+
+def read_commands(models: Sequence[str]) -> list[tuple[Any, ...]]:
+    return [("HMGET", key(m), "state", "failures", "successes", "opened_ms") for m in models]
+
+
+def parse(reply: Sequence[Any] | None) -> BreakerState:
+    state, failures, successes, opened = [None if v is None else as_text(v) for v in (reply or [None] * 4)]
+    return BreakerState(
+        state=state if state in ("closed", "open", "half_open") else "closed",  # type: ignore[arg-type]
+        failures=int(failures or 0),
+        successes=int(successes or 0),
+        opened_ms=int(opened or 0),
+    )

@@ -1,0 +1,204 @@
+"""Gateway configuration: where each model is called, and the limits that keep the calls healthy.
+
+Loaded from YAML or JSON (``llmrouter serve --config gateway.yaml``) or built in code::
+
+    router: default                  # a shipped config, a config file, or a router already in Redis
+    upstreams:
+      - name: local
+        api_base: http://127.0.0.1:8001/v1
+        models: ["*"]                # glob patterns over model names
+        strip_provider: false        # pass "openai/gpt-4.1-nano" through as it is
+    retry: {attempts: 2, initial_s: 0.1, max_s: 2.0}
+    breaker: {failures: 5, cooldown_s: 30, successes: 2}
+    queue: {concurrency: 128, depth: 4096, wait_timeout_s: 30}
+    cache: {enabled: true, distance_threshold: 0.1, ttl_s: 3600, max_temperature: 0.0}
+    api_keys_env: LLMROUTER_API_KEYS  # comma-separated bearer keys clients must present
+
+Secrets (upstream keys, the server's own API keys) are ``SecretStr``: they never appear in reprs,
+logs or errors. Prefer naming an environment variable (``api_key_env``) over writing a key in a file.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from redisvl_llmrouter.errors import ConfigError
+from redisvl_llmrouter.policy.catalog import read_data_file
+
+__all__ = [
+    "PROVIDERS",
+    "BreakerConfig",
+    "CacheConfig",
+    "GatewayConfig",
+    "LogConfig",
+    "QueueConfig",
+    "RetryConfig",
+    "Upstream",
+]
+
+#: OpenAI-compatible endpoints of well-known providers, by the provider prefix of a model name
+#: (``openai/gpt-4.1-nano``), with the environment variable holding the key. Used when no
+#: upstream in the config matches a model; reached only when a request is routed there.
+PROVIDERS: dict[str, tuple[str, str | None]] = {
+    "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "anthropic": ("https://api.anthropic.com/v1/", "ANTHROPIC_API_KEY"),
+    "groq": ("https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+    "openrouter": ("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+    "mistral": ("https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
+    "deepseek": ("https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
+    "together_ai": ("https://api.together.xyz/v1", "TOGETHER_API_KEY"),
+    "ollama": ("http://localhost:11434/v1", None),
+}
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class Upstream(BaseModel):
+    """Where calls for the models matching ``models`` go."""
+
+    name: str = "upstream"
+    models: list[str] = Field(default_factory=lambda: ["*"])
+    """Glob patterns over model names (``"openai/*"``, ``"*"``)."""
+    backend: Literal["openai", "litellm"] = "openai"
+    """``openai``: the official client against an OpenAI-compatible ``api_base``. ``litellm``:
+    ``litellm.acompletion`` with the model name as in the route (any provider LiteLLM supports)."""
+    api_base: str | None = None
+    api_key: SecretStr | None = None
+    api_key_env: str | None = None
+    """Environment variable holding the key (read when the backend is first used)."""
+    strip_provider: bool = True
+    """Send ``gpt-4.1-nano`` for ``openai/gpt-4.1-nano`` (a provider's own API); ``False`` passes
+    the name through (a LiteLLM proxy, OpenRouter, or the local test upstream)."""
+    timeout_s: PositiveFloat = 60.0
+    """Per attempt; a request may set a lower one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def serves(self, model: str) -> bool:
+        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
+
+    def key(self) -> str | None:
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env)
+        return None
+
+    def upstream_model(self, model: str) -> str:
+        """The model name this upstream expects."""
+        return model.split("/", 1)[1] if self.strip_provider and "/" in model else model
+
+
+class RetryConfig(BaseModel):
+    """Retries of one model on retryable errors (timeouts, connection errors, 429, 5xx).
+
+    Exponential backoff from ``initial_s`` up to ``max_s``, plus up to ``jitter_s`` of random jitter.
+    """
+
+    attempts: Annotated[int, Field(ge=1, le=10)] = 2
+    initial_s: Annotated[float, Field(ge=0)] = 0.1
+    max_s: Annotated[float, Field(ge=0)] = 2.0
+    jitter_s: Annotated[float, Field(ge=0)] = 0.1
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class BreakerConfig(BaseModel):
+    """Per-model circuit breaker: open after ``failures`` consecutive failures, half-open after
+    ``cooldown_s``, closed again after ``successes`` consecutive successes."""
+
+    failures: Annotated[int, Field(ge=1)] = 5
+    cooldown_s: PositiveFloat = 30.0
+    successes: Annotated[int, Field(ge=1)] = 2
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class QueueConfig(BaseModel):
+    """Per-model admission in each gateway process: ``concurrency`` calls at once (a catalog model's
+    ``max_concurrency`` overrides it), at most ``depth`` waiting; the lowest priority is shed first."""
+
+    concurrency: Annotated[int, Field(ge=1)] = 128
+    depth: Annotated[int, Field(ge=0)] = 4096
+    wait_timeout_s: PositiveFloat = 30.0
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class CacheConfig(BaseModel):
+    """RedisVL ``SemanticCache`` in front of the models, for deterministic requests only."""
+
+    enabled: bool = True
+    distance_threshold: Annotated[float, Field(gt=0, le=2)] = 0.1
+    ttl_s: Annotated[int, Field(ge=1)] = 3600
+    max_temperature: Annotated[float, Field(ge=0)] = 0.0
+    """A request is cacheable only with ``temperature`` set at or below this (and n = 1, no tools)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LogConfig(BaseModel):
+    """The decisions log: a capped Redis stream per router (see ``docs/observability.md``)."""
+
+    enabled: bool = True
+    max_entries: Annotated[int, Field(ge=100)] = 100_000
+    store_text: bool = False
+    """Keep the request's text in the log; otherwise only its SHA-256 is stored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class GatewayConfig(BaseModel):
+    """Everything ``llmrouter serve`` and :class:`~redisvl_llmrouter.gateway.Gateway` need."""
+
+    router: str = "default"
+    """A router already in Redis (by name), else a shipped config or a config file to load."""
+    router_name: str | None = None
+    """The router's name in Redis when ``router`` is a config (default: the config's name)."""
+    upstreams: list[Upstream] = Field(default_factory=list)
+    upstream_url: str | None = None
+    """Send every model to this OpenAI-compatible base URL, model names passed through."""
+    upstream_api_key_env: str | None = None
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    queue: QueueConfig = Field(default_factory=QueueConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    max_models: Annotated[int, Field(ge=1)] = 3
+    """Models tried per request: the chosen one and up to ``max_models - 1`` fallbacks."""
+    baseline_model: str | None = None
+    """What savings are measured against (default: the catalog's dearest model)."""
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    api_keys_env: str | None = "LLMROUTER_API_KEYS"
+    """Environment variable with comma-separated keys, added to ``api_keys``."""
+    record_requests: bool = True
+    """Keep each request for ``feedback`` by its id (see the router's ``feedback_ttl_s``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def server_keys(self) -> set[str]:
+        keys = {k.get_secret_value() for k in self.api_keys}
+        if self.api_keys_env and os.environ.get(self.api_keys_env):
+            keys |= {k.strip() for k in os.environ[self.api_keys_env].split(",") if k.strip()}
+        return keys
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> GatewayConfig:
+        return cls.parse(read_data_file(path, "gateway config"), where=str(path))
+
+    @classmethod
+    def parse(cls, data: Any, where: str = "gateway config") -> GatewayConfig:
+        if isinstance(data, GatewayConfig):
+            return data
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+            raise ConfigError(f"{where}: {problems}") from None

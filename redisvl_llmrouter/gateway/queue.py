@@ -1,0 +1,132 @@
+"""Priority admission per model: a concurrency limit, a bounded wait queue, and shedding of the lowest priority.
+
+Each gateway process admits at most ``concurrency`` calls to a model at once. Further requests
+wait in a queue ordered by priority (``critical`` > ``high`` > ``normal`` > ``low``), then arrival,
+so a critical request never waits behind a low one. The queue holds at most ``depth`` requests:
+when it is full, a newcomer of higher priority than the lowest-priority waiter takes that waiter's
+place (the waiter is shed with :class:`~redisvl_llmrouter.errors.QueueFullError`), and otherwise
+the newcomer is refused with that error. A waiter that is not admitted within ``wait_timeout_s``
+gets the same error. The HTTP server answers 429 with ``Retry-After``.
+
+Limits are per process (so N processes admit N x ``concurrency``); the in-flight counts that the
+``least_loaded`` strategy reads are shared through Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from redisvl_llmrouter.errors import InvalidRequestError, QueueFullError
+
+__all__ = ["PRIORITIES", "ModelQueue", "Queues", "priority_rank"]
+
+PRIORITIES: dict[str, int] = {"critical": 0, "high": 1, "normal": 2, "low": 3}
+#: Seconds a refused client is told to wait before retrying.
+RETRY_AFTER_S = 1.0
+
+
+def priority_rank(priority: str | None) -> int:
+    if priority is None:
+        return PRIORITIES["normal"]
+    try:
+        return PRIORITIES[str(priority).lower()]
+    except KeyError:
+        raise InvalidRequestError(f"priority must be one of {', '.join(PRIORITIES)}; got {priority!r}") from None
+
+
+@dataclass(order=True)
+class _Waiter:
+    rank: int
+    seq: int
+    future: asyncio.Future[None] = field(compare=False)
+
+
+class ModelQueue:
+    """Admission for one model in one process (see the module docstring)."""
+
+    def __init__(self, model: str, concurrency: int, depth: int, wait_timeout_s: float) -> None:
+        self.model = model
+        self.concurrency = concurrency
+        self.depth = depth
+        self.wait_timeout_s = wait_timeout_s
+        self.active = 0
+        self.shed = 0
+        self._waiters: list[_Waiter] = []
+        self._seq = itertools.count()
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for w in self._waiters if not w.future.done())
+
+    def _full(self, message: str) -> QueueFullError:
+        return QueueFullError(f"{message} (model {self.model!r})", retry_after=RETRY_AFTER_S)
+
+    async def acquire(self, rank: int) -> None:
+        """Wait for a slot; raises ``QueueFullError`` when refused, shed or kept waiting too long."""
+        if self.active < self.concurrency and not self.waiting:
+            self.active += 1
+            return
+        self._waiters = [w for w in self._waiters if not w.future.done()]
+        if len(self._waiters) >= self.depth:
+            worst = max(self._waiters, default=None)  # lowest priority, then the newest
+            if worst is None or worst.rank <= rank:
+                self.shed += 1
+                raise self._full("Too many requests waiting")
+            self._waiters.remove(worst)
+            heapq.heapify(self._waiters)
+            worst.future.set_exception(self._full("Shed for a higher-priority request"))
+            self.shed += 1
+        waiter = _Waiter(rank, next(self._seq), asyncio.get_running_loop().create_future())
+        heapq.heappush(self._waiters, waiter)
+        done, _ = await asyncio.wait({waiter.future}, timeout=self.wait_timeout_s)
+        if not done:
+            waiter.future.cancel()  # release() skips it; the slot was never handed over
+            raise self._full(f"Waited more than {self.wait_timeout_s:g} s for a free slot")
+        waiter.future.result()  # raises if it was shed
+
+    def release(self) -> None:
+        """Free a slot: it passes straight to the best waiter, if any."""
+        while self._waiters:
+            waiter = heapq.heappop(self._waiters)
+            if not waiter.future.done():
+                waiter.future.set_result(None)  # the slot moves to the waiter; ``active`` is unchanged
+                return
+        self.active -= 1
+
+
+class Queues:
+    """The per-model queues of one gateway process."""
+
+    def __init__(self, default_concurrency: int, depth: int, wait_timeout_s: float, limits: dict[str, int]) -> None:
+        self.default_concurrency = default_concurrency
+        self.depth = depth
+        self.wait_timeout_s = wait_timeout_s
+        self.limits = limits
+        self._queues: dict[str, ModelQueue] = {}
+
+    def __getitem__(self, model: str) -> ModelQueue:
+        queue = self._queues.get(model)
+        if queue is None:
+            limit = self.limits.get(model) or self.default_concurrency
+            queue = self._queues[model] = ModelQueue(model, limit, self.depth, self.wait_timeout_s)
+        return queue
+
+    @contextlib.asynccontextmanager
+    async def slot(self, model: str, rank: int) -> AsyncIterator[None]:
+        queue = self[model]
+        await queue.acquire(rank)
+        try:
+            yield
+        finally:
+            queue.release()
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        return {
+            m: {"active": q.active, "waiting": q.waiting, "concurrency": q.concurrency, "shed": q.shed}
+            for m, q in self._queues.items()
+        }

@@ -1,0 +1,85 @@
+"""``llmrouter serve``: one Redis, one router, N uvicorn workers sharing them.
+
+The command resolves Redis once (the embedded one is started by this parent process and outlives
+every worker), loads the router once (the workers attach to it), then runs uvicorn. Workers get
+the config through an environment variable; with several workers, Prometheus counters go through
+prometheus-client's multiprocess directory so any worker's ``/metrics`` shows the total.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from typing import Any
+
+from redisvl_llmrouter.gateway.config import GatewayConfig
+
+__all__ = ["serve", "worker_config"]
+
+
+def worker_config(config: GatewayConfig) -> str:
+    """The config as JSON for the workers' environment, secrets included (an environment variable of
+    this process tree, never printed or logged)."""
+
+    def reveal(value: Any) -> Any:
+        if hasattr(value, "get_secret_value"):
+            return value.get_secret_value()
+        if isinstance(value, dict):
+            return {k: reveal(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [reveal(v) for v in value]
+        return value
+
+    return json.dumps(reveal(config.model_dump(mode="python")))
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from redisvl_llmrouter import SemanticRouter, connection
+    from redisvl_llmrouter.errors import ConfigError
+    from redisvl_llmrouter.gateway.app import CONFIG_ENV, create_app
+
+    config = GatewayConfig.from_file(args.config) if args.config else GatewayConfig()
+    updates: dict[str, Any] = {}
+    if args.router:
+        updates["router"] = args.router
+    if args.upstream:
+        updates["upstream_url"] = args.upstream
+    if args.upstream_key_env:
+        updates["upstream_api_key_env"] = args.upstream_key_env
+    if args.api_key_env:
+        updates["api_keys_env"] = args.api_key_env
+    config = config.model_copy(update=updates)
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+
+    url = connection.resolve_url(args.redis_url)  # starts the embedded Redis here, for every worker
+    os.environ["REDIS_URL"] = url
+    try:  # load (or attach to) the router once, so the workers only attach
+        router = SemanticRouter.from_existing(config.router_name or config.router, redis_url=url)
+    except ConfigError:
+        router = SemanticRouter.from_pretrained(config.router, name=config.router_name, redis_url=url)
+    config = config.model_copy(update={"router": router.name, "router_name": None})
+    where = connection.describe(router._client)
+    router.close()
+
+    print(
+        f"llmrouter gateway: http://{args.host}:{args.port}/v1 (router {config.router!r}, Redis {where}, "
+        f"{args.workers} worker{'s' if args.workers > 1 else ''}"
+        + (f", upstream {config.upstream_url}" if config.upstream_url else "")
+        + (", API keys required" if config.server_keys() else "")
+        + ")",
+        flush=True,
+    )
+    options: dict[str, Any] = {"host": args.host, "port": args.port, "log_level": "warning", "access_log": False}
+    if args.workers == 1:
+        uvicorn.run(create_app(config), **options)
+        return 0
+    os.environ[CONFIG_ENV] = worker_config(config)
+    with tempfile.TemporaryDirectory(prefix="llmrouter-metrics-") as metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        uvicorn.run("redisvl_llmrouter.gateway.app:create_app", factory=True, workers=args.workers, **options)
+    return 0

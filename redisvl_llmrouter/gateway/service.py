@@ -1,0 +1,944 @@
+"""The gateway: route a chat request, call the chosen model, fall back, account, log. Async, with a sync wrapper.
+
+One request, in order:
+
+1. **Validate** the messages and options (typed errors; the HTTP server turns them into
+   OpenAI-style JSON with the right status).
+2. **Cache**: a deterministic request (see :mod:`.cache`) that matches a stored one within the
+   distance threshold, in the same scope, is answered from Redis.
+3. **Decide**: ``model="auto"`` (or ``router/<name>``) routes on the last user message: tier,
+   strategy, constraints, floors, the learned prediction, and the models whose circuit breaker is
+   open left out. A concrete model passes through as it is.
+4. **Call** the chosen model, then its fallbacks in order, at most ``max_models`` models. Each is
+   admitted by its priority queue, called through its backend, and retried on retryable errors
+   (timeouts, connection errors, 429, 5xx) with exponential backoff and jitter (tenacity). Every
+   provider call's outcome updates the model's breaker and live statistics in Redis.
+5. **Account**: cost from the provider's usage and the catalog's prices, saving against the
+   baseline model; the answer carries a request id that ``feedback`` accepts.
+6. **Log** (after the answer is sent): the decisions stream, metrics, the cache entry.
+
+Every request ends answered or with an error that says what happened to each model tried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from redisvl_llmrouter.aio import AsyncSemanticRouter, adrive
+from redisvl_llmrouter.core import RouteOptions, live_now_ms, new_request_id
+from redisvl_llmrouter.errors import (
+    AllModelsFailedError,
+    CircuitOpenError,
+    ConfigError,
+    GatewayError,
+    InvalidQueryError,
+    InvalidRequestError,
+    LLMRouterError,
+    ModelNotFoundError,
+    NoEligibleModelError,
+    QueueFullError,
+    UpstreamError,
+)
+from redisvl_llmrouter.gateway import breaker
+from redisvl_llmrouter.gateway.accounting import Usage, baseline_model, cost_of, usage_of
+from redisvl_llmrouter.gateway.backends import Backend, Call, LiteLLMBackend, OpenAIBackend
+from redisvl_llmrouter.gateway.cache import ResponseCache, cacheable, scope_of
+from redisvl_llmrouter.gateway.config import PROVIDERS, GatewayConfig, Upstream
+from redisvl_llmrouter.gateway.queue import Queues, priority_rank
+from redisvl_llmrouter.observability import decisions
+from redisvl_llmrouter.observability.metrics import BREAKER_VALUES, Metrics
+from redisvl_llmrouter.ops import Op, Pipeline, run_scripts
+from redisvl_llmrouter.policy import stats as live
+from redisvl_llmrouter.policy.catalog import estimate_tokens
+from redisvl_llmrouter.request_text import messages_text, prompt_text, routing_text
+from redisvl_llmrouter.schema import Decision, RouteMatch
+
+__all__ = ["Completion", "Gateway", "Outcome", "StreamedCompletion", "SyncGateway"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Parameters the gateway understands itself and does not pass to the provider.
+OWN_PARAMS = {"priority", "strategy", "constraints", "cache", "timeout"}
+#: Seconds a provider call may take unless the request or the upstream says less.
+DEFAULT_TIMEOUT_S = 60.0
+#: How stale a process's view of the shared breaker states may be.
+BREAKER_REFRESH_S = 0.2
+_PASSTHROUGH = RouteOptions()
+#: How long the write-behind waits to gather writes into one pipeline.
+WRITE_BEHIND_S = 0.002
+#: How long closing waits for the write-behind's last round trip.
+CLOSE_TIMEOUT_S = 5.0
+
+
+@dataclass
+class Outcome:
+    """How a request was answered: what the HTTP server puts in headers and the log records."""
+
+    request_id: str
+    requested: str
+    model: str | None = None
+    route: str | None = None
+    strategy: str | None = None
+    confidence: float | None = None
+    decision: Decision | None = None
+    cache: str = "bypass"
+    """``hit``, ``miss`` or ``bypass`` (not cacheable, or asked not to)."""
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    cost: float | None = None
+    baseline_cost: float | None = None
+    latency_ms: float = 0.0
+
+    @property
+    def saving(self) -> float | None:
+        if self.baseline_cost is None:
+            return None
+        return self.baseline_cost - (self.cost or 0.0) if (self.cost is not None or self.cache == "hit") else None
+
+    @property
+    def fallbacks_used(self) -> int:
+        """Models tried after the first (retries of one model do not count)."""
+        return max(0, len({a["model"] for a in self.attempts if a.get("model")}) - 1)
+
+    def headers(self) -> dict[str, str]:
+        out = {"x-llmrouter-request-id": self.request_id, "x-llmrouter-cache": self.cache}
+        for name, value in (
+            ("model", self.model),
+            ("route", self.route),
+            ("strategy", self.strategy),
+            ("confidence", None if self.confidence is None else f"{self.confidence:.4f}"),
+            ("cost", None if self.cost is None else f"{self.cost:.8f}"),
+            ("saving", None if self.saving is None else f"{self.saving:.8f}"),
+        ):
+            if value is not None:
+                out[f"x-llmrouter-{name}"] = str(value)
+        out["x-llmrouter-fallbacks"] = str(self.fallbacks_used)
+        return out
+
+
+@dataclass
+class Completion:
+    """A completed (non-streamed) request: the ``chat.completion`` body and how it was answered."""
+
+    body: dict[str, Any]
+    outcome: Outcome
+
+
+class StreamedCompletion:
+    """A streamed request: iterate for ``chat.completion.chunk`` bodies; ``outcome`` is final at the end."""
+
+    def __init__(self, outcome: Outcome, chunks: AsyncIterator[dict[str, Any]]) -> None:
+        self.outcome = outcome
+        self._chunks = chunks
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        return self._chunks
+
+
+@dataclass
+class _Request:
+    messages: list[dict[str, Any]]
+    requested: str
+    target: str | None  # None: routed; else the concrete model
+    params: dict[str, Any]
+    rank: int
+    options: RouteOptions
+    cache_allowed: bool
+    tenant: str
+    timeout_s: float
+    text: str
+    prompt_tokens: int
+
+
+class Gateway:
+    """Route, call, fall back, account (see the module docstring). Build with ``await Gateway.create(...)``."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        router: AsyncSemanticRouter,
+        redis_url: str,
+        backends: Mapping[str, Backend] | None = None,
+        cache: ResponseCache | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.config = config
+        self.router = router
+        self.redis_url = redis_url
+        self.cache = cache
+        self.metrics = metrics or Metrics()
+        self._custom_backends = dict(backends or {})
+        self._backends: dict[str, Backend] = {}
+        limits = {m.name: m.max_concurrency for m in router.catalog if m.max_concurrency}
+        self.queues = Queues(config.queue.concurrency, config.queue.depth, config.queue.wait_timeout_s, limits)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._baseline = baseline_model(router._core.effective_catalog(), config.baseline_model)
+        self._writes = _WriteBehind(router)
+        self._breakers: dict[str, tuple[float, bool]] = {}
+        self._resolved: dict[str, tuple[Backend, str]] = {}
+        self._retry_template = self._retrying_template()
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    async def create(
+        cls,
+        config: GatewayConfig | Mapping[str, Any] | None = None,
+        *,
+        router: AsyncSemanticRouter | None = None,
+        redis_url: str | None = None,
+        backends: Mapping[str, Backend] | None = None,
+    ) -> Gateway:
+        """A gateway on ``router`` (default: the config's router, loaded or attached in Redis).
+
+        ``backends`` maps glob patterns over model names to your own :class:`Backend` objects;
+        they take precedence over the configured upstreams.
+        """
+        from redisvl_llmrouter.connection import resolve_url
+
+        config = GatewayConfig.parse(dict(config) if isinstance(config, Mapping) else config or {})
+        url = redis_url or resolve_url(None)
+        if router is None:
+            router = await _load_router(config, url)
+        cache = None
+        if config.cache.enabled:
+            # RedisVL checks and creates the cache index with a blocking client: keep the loop free.
+            cache = await asyncio.to_thread(ResponseCache, config.cache, router.vectorizer, url)
+        return cls(config, router, url, backends, cache)
+
+    # ----------------------------------------------------------------- public API
+    async def complete(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        model: str = "auto",
+        stream: bool = False,
+        priority: str | None = None,
+        strategy: str | None = None,
+        constraints: Mapping[str, Any] | None = None,
+        cache: bool | None = None,
+        tenant: str = "",
+        timeout: float | None = None,
+        **params: Any,
+    ) -> Completion | StreamedCompletion:
+        """Answer a chat request (see the module docstring); ``params`` are OpenAI parameters passed on."""
+        started = time.perf_counter()
+        request = self._request(messages, model, priority, strategy, constraints, cache, tenant, timeout, params)
+        outcome = Outcome(request_id=new_request_id(), requested=request.requested)
+        vector: list[float] | None = None
+        scope = ""
+        if request.cache_allowed and self.cache is not None:
+            vector = await self._vector(request.text)
+            scope = scope_of(request.requested, request.tenant, request.messages, request.params)
+            hit = await self.cache.lookup(self._window(request.text), vector, scope)
+            outcome.cache = "hit" if hit is not None else "miss"
+            self.metrics.child(self.metrics.cache, result=outcome.cache).inc()
+            if hit is not None:
+                return self._cached(request, outcome, hit, started, stream)
+        candidates = await self._decide(request, outcome)
+        if stream:
+            return await self._stream(request, outcome, candidates, started, vector, scope)
+        body = await self._call_first(request, outcome, candidates)
+        self._finish(request, outcome, body, started, vector, scope)
+        return Completion(body, outcome)
+
+    async def route(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        strategy: str | None = None,
+        constraints: Mapping[str, Any] | None = None,
+        tenant: str = "",
+    ) -> RouteMatch:
+        """The decision for a request, without calling any model."""
+        request = self._request(messages, "auto", None, strategy, constraints, False, tenant, None, {})
+        unavailable = await self._open_breakers()
+        options = RouteOptions(**{**request.options.__dict__, "unavailable": unavailable, "record": False})
+        match = await self._route(request.text, options)
+        self._log(
+            {"type": "route", "request_id": match.request_id, "requested": "auto", **_decision_fields(match)},
+            request.text,
+        )
+        return match
+
+    async def feedback(
+        self, request_id: str, quality: float, model: str | None = None, cost: float | None = None
+    ) -> dict[str, Any]:
+        """Record how an answer went (quality in [0, 1]); ``model`` defaults to the model that answered."""
+        if model is None:
+            model = await adrive(self.router._core.store.answered_model(request_id), self.router._client)
+            if model is None:
+                raise InvalidRequestError(
+                    f"Request {request_id!r} is unknown or its feedback window has passed; "
+                    "check the id, or give the model."
+                )
+        result = await self.router.feedback(request_id, model, quality, cost)
+        self._log({"type": "feedback", "request_id": request_id, "model": model, "quality": quality}, None)
+        return {"request_id": request_id, "model": model, "quality": quality, "row_id": result.row_id}
+
+    async def stats(self) -> dict[str, Any]:
+        """Per-model requests, successes, failures, latency, in-flight calls, queue and breaker state; cache hits."""
+        models = self.models()
+        live_stats = await self.router.live_stats(models)
+        replies = await adrive(_pipeline(breaker.read_commands(models)), self.router._client)
+        cache_hits = await adrive(_pipeline([("HGETALL", "llmrouter:cache:stats")]), self.router._client)
+        hits = {_text(k): int(v) for k, v in _pairs(cache_hits[0])}
+        queues = self.queues.snapshot()
+        out = {}
+        for model, reply in zip(models, replies, strict=True):
+            s = live_stats[model]
+            state = breaker.state_at(breaker.parse(reply), live_now_ms(), int(self.config.breaker.cooldown_s * 1000))
+            q = queues.get(model, {})
+            out[model] = {
+                "requests": s.requests,
+                "successes": s.successes,
+                "failures": s.failures,
+                "latency_ms": s.latency_ms,
+                "success_rate": s.success_rate,
+                "in_flight": s.inflight,
+                "queue_depth": q.get("waiting", 0),
+                "queue_active": q.get("active", 0),
+                "shed": q.get("shed", 0),
+                "breaker": state.state,
+            }
+            self.metrics.child(self.metrics.breaker, model=model).set(BREAKER_VALUES[state.state])
+            self.metrics.child(self.metrics.queue_depth, model=model).set(q.get("waiting", 0))
+            self.metrics.child(self.metrics.queue_active, model=model).set(q.get("active", 0))
+        return {
+            "router": self.router.name,
+            "models": out,
+            "cache": {"hits": hits.get("hit", 0), "misses": hits.get("miss", 0)},
+        }
+
+    def models(self) -> list[str]:
+        """Every model the gateway may call: the router's (routes and catalog)."""
+        return self.router.models
+
+    async def aclose(self) -> None:
+        """Flush pending writes, then close backends and connections."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._writes.close()
+        for backend in self._backends.values():
+            with contextlib.suppress(Exception):
+                await backend.aclose()
+        if self.cache is not None:
+            with contextlib.suppress(Exception):
+                await self.cache.aclose()
+        await self.router.close()
+
+    async def __aenter__(self) -> Gateway:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ----------------------------------------------------------------- request handling
+    def _request(
+        self,
+        messages: Any,
+        model: Any,
+        priority: Any,
+        strategy: Any,
+        constraints: Any,
+        cache: Any,
+        tenant: str,
+        timeout: Any,
+        params: dict[str, Any],
+    ) -> _Request:
+        from redisvl_llmrouter.router import route_options
+
+        try:
+            text = messages_text(messages)
+        except InvalidQueryError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        if not isinstance(model, str) or not model.strip():
+            raise InvalidRequestError("model must be a non-empty string: 'auto', 'router/<name>' or a model name.")
+        target = self._target(model)
+        rank = priority_rank(priority)
+        if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0):
+            raise InvalidRequestError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if cache is not None and not isinstance(cache, bool):
+            raise InvalidRequestError(f"cache must be true or false, got {cache!r}")
+        prompt_tokens = estimate_tokens(prompt_text(messages) or text)
+        clean = {k: v for k, v in params.items() if k not in OWN_PARAMS and v is not None}
+        if target is None or strategy is not None or constraints is not None:
+            try:
+                options = route_options(strategy, constraints, prompt_tokens, None, None, self.config.record_requests)
+            except InvalidQueryError as exc:
+                raise InvalidRequestError(str(exc)) from None
+            max_tokens = clean.get("max_tokens") or clean.get("max_completion_tokens")
+            if isinstance(max_tokens, int) and options.constraints.output_tokens is None:
+                constraints_ = options.constraints.model_copy(update={"output_tokens": max_tokens})
+                options = RouteOptions(**{**options.__dict__, "constraints": constraints_})
+        else:  # a passthrough request: nothing to route, nothing to validate
+            options = _PASSTHROUGH
+        return _Request(
+            messages=[dict(m) for m in messages],
+            requested=model,
+            target=target,
+            params=clean,
+            rank=rank,
+            options=options,
+            cache_allowed=cache is not False and self.cache is not None and cacheable(clean, self.config.cache),
+            tenant=tenant,
+            timeout_s=float(timeout) if timeout is not None else DEFAULT_TIMEOUT_S,
+            text=text,
+            prompt_tokens=prompt_tokens,
+        )
+
+    def _target(self, model: str) -> str | None:
+        """None for a routed request (``auto``, ``router/<this router>``), else the concrete model."""
+        if model == "auto" or model == f"router/{self.router.name}":
+            return None
+        if model.startswith("router/"):
+            raise ModelNotFoundError(f"This gateway serves router {self.router.name!r}, not {model[7:]!r}.")
+        self._backend_for(model)  # refuse a model no upstream serves before anything else happens
+        return model
+
+    def _window(self, text: str) -> str:
+        return routing_text(text, self.router.routing_config.text)
+
+    async def _vector(self, text: str) -> list[float]:
+        """The routing text's vector, through the router's LRU so the route search reuses it."""
+        core = self.router._core
+        (raw,) = await adrive(core._embed([core._text(text)]), self.router._client, core.vectorizer)
+        import numpy as np
+
+        return np.frombuffer(raw, dtype=core.dtype).tolist()  # type: ignore[no-any-return]
+
+    async def _open_breakers(self, extra: Sequence[str] = ()) -> dict[str, str]:
+        """The models (the router's, and ``extra``) whose breaker is open; each state is reread from Redis
+        at most every ``BREAKER_REFRESH_S`` per process."""
+        now = time.monotonic()
+        models = list(dict.fromkeys([*self.models(), *extra]))
+        stale = [m for m in models if now - self._breakers.get(m, (-1e9, False))[0] >= BREAKER_REFRESH_S]
+        if stale:
+            replies = await adrive(_pipeline(breaker.read_commands(stale)), self.router._client)
+            at, cooldown = live_now_ms(), int(self.config.breaker.cooldown_s * 1000)
+            for model, reply in zip(stale, replies, strict=True):
+                state = breaker.state_at(breaker.parse(reply), at, cooldown)
+                self._breakers[model] = (now, state.state == "open")
+        return {m: "circuit open" for m in models if self._breakers[m][1]}
+
+    async def _route(self, text: str, options: RouteOptions) -> RouteMatch:
+        core = self.router._core
+        return await adrive(core.route(text, None, None, options), self.router._client, core.vectorizer)
+
+    async def _decide(self, request: _Request, outcome: Outcome) -> list[str]:
+        """The models to try, in order; fills the outcome's decision fields."""
+        unavailable = await self._open_breakers([request.target] if request.target is not None else ())
+        if request.target is not None:
+            outcome.model = request.target
+            if request.target in unavailable:
+                raise CircuitOpenError(
+                    f"The circuit breaker of {request.target!r} is open after repeated failures; "
+                    f"retry after its cooldown ({self.config.breaker.cooldown_s:g} s).",
+                    retry_after=self.config.breaker.cooldown_s,
+                )
+            return [request.target]
+        options = RouteOptions(**{**request.options.__dict__, "unavailable": unavailable})
+        try:
+            match = await self._route(request.text, options)
+        except NoEligibleModelError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        decision = match.decision
+        if decision is None or decision.model is None:
+            raise ModelNotFoundError(
+                f"Router {self.router.name!r} found no model for this request (no route matched and no default route)."
+            )
+        outcome.request_id = match.request_id or outcome.request_id
+        outcome.decision, outcome.route, outcome.strategy = decision, match.name, decision.strategy.value
+        outcome.confidence = match.confidence
+        self.metrics.child(
+            self.metrics.decisions, route=str(match.name), model=decision.model, strategy=decision.strategy.value
+        ).inc()
+        return [decision.model, *decision.fallbacks][: self.config.max_models]
+
+    # ----------------------------------------------------------------- calling models
+    def _backend_for(self, model: str) -> tuple[Backend, str]:
+        """The backend serving ``model`` and the key it is cached under (resolved once per model)."""
+        found = self._resolved.get(model)
+        if found is None:
+            found = self._resolved[model] = self._resolve_backend(model)
+        return found
+
+    def _resolve_backend(self, model: str) -> tuple[Backend, str]:
+        import fnmatch
+
+        for pattern, backend in self._custom_backends.items():
+            if fnmatch.fnmatchcase(model, pattern):
+                return backend, f"custom:{pattern}"
+        upstream = next((u for u in self.config.upstreams if u.serves(model)), None)
+        if upstream is None and self.config.upstream_url:
+            upstream = Upstream(
+                name="upstream",
+                api_base=self.config.upstream_url,
+                api_key_env=self.config.upstream_api_key_env,
+                strip_provider=False,
+            )
+        if upstream is None and "/" in model and model.split("/", 1)[0] in PROVIDERS:
+            base, env = PROVIDERS[model.split("/", 1)[0]]
+            upstream = Upstream(name=model.split("/", 1)[0], api_base=base, api_key_env=env)
+        if upstream is None and _litellm_installed():
+            upstream = Upstream(name="litellm", backend="litellm")
+        if upstream is None:
+            raise ModelNotFoundError(
+                f"No upstream serves model {model!r}: add one to the gateway config's upstreams, pass --upstream URL, "
+                "or install LiteLLM (pip install 'redisvl-llmrouter[litellm]')."
+            )
+        key = f"{upstream.backend}:{upstream.name}:{upstream.api_base}"
+        backend = self._backends.get(key)
+        if backend is None:
+            backend = self._backends[key] = (
+                LiteLLMBackend(upstream) if upstream.backend == "litellm" else OpenAIBackend(upstream)
+            )
+        return backend, key
+
+    def _retrying_template(self) -> Any:
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+        retry = self.config.retry
+        return AsyncRetrying(
+            stop=stop_after_attempt(retry.attempts),
+            wait=wait_exponential_jitter(initial=retry.initial_s, max=retry.max_s, jitter=retry.jitter_s),
+            retry=retry_if_exception(lambda e: isinstance(e, UpstreamError) and e.retryable),
+            reraise=True,
+        )
+
+    def _retrying(self) -> Any:
+        """A fresh retry controller (tenacity) for one model's calls."""
+        return self._retry_template.copy()
+
+    async def _call_first(self, request: _Request, outcome: Outcome, candidates: list[str]) -> dict[str, Any]:
+        """Call the candidates in order until one answers."""
+        queue_errors: list[QueueFullError] = []
+        for model in candidates:
+            backend, _ = self._backend_for(model)
+            call = Call(model=model, messages=request.messages, params=request.params, timeout_s=request.timeout_s)
+            try:
+                async with self.queues.slot(model, request.rank):
+                    self._started(model, outcome.request_id, request.timeout_s)
+                    async for attempt in self._retrying():
+                        with attempt:
+                            body = await self._attempt(model, outcome, lambda c=call, b=backend: b.complete(c))
+            except QueueFullError as exc:
+                self.metrics.child(self.metrics.shed, model=model).inc()
+                outcome.attempts.append({"model": model, "error": "queue full", "status": 429})
+                queue_errors.append(exc)
+                continue
+            except UpstreamError:
+                continue
+            outcome.model = model
+            body["model"] = model
+            return body
+        raise self._failure(outcome, queue_errors)
+
+    async def _attempt(self, model: str, outcome: Outcome, send: Any) -> Any:
+        """One provider call: timed, recorded (breaker, live statistics, metrics), errors kept."""
+        started = time.perf_counter()
+        try:
+            result = await send()
+        except UpstreamError as exc:
+            latency = (time.perf_counter() - started) * 1000
+            outcome.attempts.append(
+                {"model": model, "error": exc.reason, "status": exc.upstream_status, "message": str(exc)[:300]}
+            )
+            self.metrics.child(self.metrics.errors, model=model, reason=exc.reason).inc()
+            self._record_call(model, False, latency, outcome.request_id)
+            raise
+        latency = (time.perf_counter() - started) * 1000
+        outcome.attempts.append({"model": model, "status": 200, "latency_ms": round(latency, 3)})
+        self.metrics.child(self.metrics.upstream_latency, model=model).observe(latency / 1000)
+        self._record_call(model, True, latency, outcome.request_id)
+        return result
+
+    def _failure(self, outcome: Outcome, queue_errors: list[QueueFullError]) -> GatewayError:
+        tried = [a for a in outcome.attempts if a.get("model")]
+        if tried and all(a.get("status") == 429 and a.get("error") == "queue full" for a in tried) and queue_errors:
+            return queue_errors[-1]
+        summary = "; ".join(
+            f"{a['model']}: {a.get('error')}" + (f" ({a['status']})" if a.get("status") else "") for a in tried
+        )
+        error = AllModelsFailedError(f"No model could answer: {summary or 'every model is unavailable'}.", tried)
+        statuses = [a.get("status") for a in tried]
+        # Every model refused the request itself (a 4xx other than 429): the client's error, not ours.
+        if statuses and all(isinstance(s, int) and 400 <= s < 500 and s != 429 for s in statuses):
+            error.status, error.kind, error.code = min(statuses), "invalid_request_error", "upstream_rejected"  # type: ignore[type-var]
+        self._log({"type": "completion", **self._entry(outcome), "status": "error", "error": error.code}, None)
+        self.metrics.child(
+            self.metrics.requests, model=str(outcome.model), route=str(outcome.route), status="error"
+        ).inc()
+        return error
+
+    # ----------------------------------------------------------------- streaming
+    async def _stream(
+        self,
+        request: _Request,
+        outcome: Outcome,
+        candidates: list[str],
+        started: float,
+        vector: list[float] | None,
+        scope: str,
+    ) -> StreamedCompletion:
+        """Open the stream of the first candidate that produces a first chunk; then commit to it."""
+        queue_errors: list[QueueFullError] = []
+        for model in candidates:
+            backend, _ = self._backend_for(model)
+            call = Call(model=model, messages=request.messages, params=request.params, timeout_s=request.timeout_s)
+            stack = contextlib.AsyncExitStack()
+            try:
+                await stack.enter_async_context(self.queues.slot(model, request.rank))
+                self._started(model, outcome.request_id, request.timeout_s)
+                async for attempt in self._retrying():
+                    with attempt:
+                        chunks = backend.stream(call).__aiter__()
+                        first = await self._attempt(model, outcome, lambda c=chunks: c.__anext__())
+            except QueueFullError as exc:
+                await stack.aclose()
+                outcome.attempts.append({"model": model, "error": "queue full", "status": 429})
+                queue_errors.append(exc)
+                continue
+            except (UpstreamError, StopAsyncIteration):
+                await stack.aclose()
+                continue
+            outcome.model = model
+            return StreamedCompletion(
+                outcome, self._relay(request, outcome, chunks, first, stack, started, vector, scope)
+            )
+        raise self._failure(outcome, queue_errors)
+
+    async def _relay(
+        self,
+        request: _Request,
+        outcome: Outcome,
+        chunks: AsyncIterator[dict[str, Any]],
+        first: dict[str, Any],
+        stack: contextlib.AsyncExitStack,
+        started: float,
+        vector: list[float] | None,
+        scope: str,
+    ) -> AsyncIterator[dict[str, Any]]:
+        parts: list[str] = []
+        last: dict[str, Any] = first
+        try:
+            chunk: dict[str, Any] | None = first
+            while chunk is not None:
+                chunk["model"] = outcome.model
+                for choice in chunk.get("choices") or []:
+                    parts.append((choice.get("delta") or {}).get("content") or "")
+                last = chunk
+                yield chunk
+                chunk = await anext(chunks, None)
+        except UpstreamError as exc:
+            outcome.attempts.append({"model": outcome.model, "error": exc.reason, "message": str(exc)[:300]})
+            raise
+        finally:
+            await stack.aclose()
+        body = {
+            "id": last.get("id"),
+            "object": "chat.completion",
+            "model": outcome.model,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "".join(parts)}, "finish_reason": "stop"}
+            ],
+            "usage": last.get("usage"),
+        }
+        self._finish(request, outcome, body, started, vector, scope)
+
+    def _cached(
+        self, request: _Request, outcome: Outcome, body: dict[str, Any], started: float, stream: bool
+    ) -> Completion | StreamedCompletion:
+        outcome.model = body.get("model")
+        outcome.usage = usage_of(body)
+        spec = self.router._core.effective_catalog().get(str(outcome.model))
+        outcome.baseline_cost = cost_of(self._baseline_spec(), outcome.usage)
+        outcome.cost = 0.0 if spec is not None else None
+        outcome.latency_ms = (time.perf_counter() - started) * 1000
+        self._log({"type": "completion", **self._entry(outcome), "status": "ok"}, request.text)
+        self.metrics.child(self.metrics.requests, model=str(outcome.model), route="cache", status="ok").inc()
+        if not stream:
+            return Completion(body, outcome)
+
+        async def replay() -> AsyncIterator[dict[str, Any]]:
+            message = (body.get("choices") or [{}])[0].get("message") or {}
+            base = {"id": body.get("id"), "object": "chat.completion.chunk", "model": outcome.model}
+            yield {
+                **base,
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": message.get("content", "")}}],
+            }
+            yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": body.get("usage")}
+
+        return StreamedCompletion(outcome, replay())
+
+    # ----------------------------------------------------------------- accounting and logging
+    def _baseline_spec(self) -> Any:
+        return self.router._core.effective_catalog().get(self._baseline) if self._baseline else None
+
+    def _finish(
+        self,
+        request: _Request,
+        outcome: Outcome,
+        body: dict[str, Any],
+        started: float,
+        vector: list[float] | None,
+        scope: str,
+    ) -> None:
+        outcome.usage = usage_of(body)
+        spec = self.router._core.effective_catalog().get(str(outcome.model))
+        outcome.cost = cost_of(spec, outcome.usage)
+        outcome.baseline_cost = cost_of(self._baseline_spec(), outcome.usage)
+        outcome.latency_ms = (time.perf_counter() - started) * 1000
+        model = str(outcome.model)
+        m = self.metrics
+        m.child(m.requests, model=model, route=str(outcome.route), status="ok").inc()
+        m.child(m.latency, model=model).observe(outcome.latency_ms / 1000)
+        if outcome.cost is not None:
+            m.child(m.cost, model=model).inc(outcome.cost)
+        if outcome.saving is not None and outcome.saving > 0:
+            m.child(m.saving, model=model).inc(outcome.saving)
+        if outcome.usage.prompt_tokens is not None:
+            m.child(m.tokens, model=model, kind="prompt").inc(outcome.usage.prompt_tokens)
+        if outcome.usage.completion_tokens is not None:
+            m.child(m.tokens, model=model, kind="completion").inc(outcome.usage.completion_tokens)
+        if outcome.fallbacks_used:
+            m.child(m.fallbacks, model=model).inc()
+        extra: list[tuple[Any, ...]] = []
+        if self.config.record_requests:
+            store = self.router._core.store
+            if request.target is not None:  # passthrough: keep the text, embedded only if feedback comes
+                extra += store.record_request_commands(outcome.request_id, b"", request.text, model)
+            else:
+                extra += store.answered_commands(outcome.request_id, model)
+        self._log({"type": "completion", **self._entry(outcome), "status": "ok"}, request.text, extra)
+        if outcome.cache == "miss" and self.cache is not None and vector is not None:
+            self._spawn(self.cache.store(self._window(request.text), vector, scope, body))
+
+    def _entry(self, outcome: Outcome) -> dict[str, Any]:
+        decision = outcome.decision
+        return {
+            "request_id": outcome.request_id,
+            "requested": outcome.requested,
+            "router": self.router.name,
+            "route": outcome.route,
+            "model": outcome.model,
+            "strategy": outcome.strategy or ("passthrough" if outcome.requested != "auto" else None),
+            "confidence": outcome.confidence,
+            "attempts": len([a for a in outcome.attempts if a.get("model")]),
+            "fallbacks": outcome.fallbacks_used,
+            "cache": outcome.cache == "hit",
+            "cache_state": outcome.cache,
+            "prompt_tokens": outcome.usage.prompt_tokens,
+            "completion_tokens": outcome.usage.completion_tokens,
+            "cost": outcome.cost,
+            "baseline_cost": outcome.baseline_cost,
+            "latency_ms": round(outcome.latency_ms, 3),
+            "reasons": " | ".join(f"{e.model}: {e.reason}" for e in decision.excluded) if decision else "",
+        }
+
+    def _log(self, entry: dict[str, Any], text: str | None, extra: Sequence[tuple[Any, ...]] = ()) -> None:
+        """Append to the decisions stream (and run ``extra`` commands) after the answer, off the request path."""
+        commands = list(extra)
+        cache_state = entry.pop("cache_state", "bypass")
+        if cache_state in ("hit", "miss"):
+            commands.append(("HINCRBY", "llmrouter:cache:stats", cache_state, "1"))
+        if self.config.log.enabled:
+            fields = {"type": entry.pop("type"), "ts": live_now_ms(), **entry}
+            if text is not None:
+                fields.update(decisions.text_fields(text, self.config.log.store_text))
+            commands.append(decisions.append_command(self.router.name, fields, self.config.log.max_entries))
+        self._writes.add(commands=commands)
+
+    def _started(self, model: str, request_id: str, timeout_s: float) -> None:
+        """Count the call in flight (shared in Redis) until it finishes or could no longer be running."""
+        timeout_ms = int(1000 * timeout_s * self.config.retry.attempts + 60_000)
+        self._writes.add(commands=live.start_commands(model, request_id, live_now_ms(), timeout_ms))
+
+    def _record_call(self, model: str, success: bool, latency_ms: float, request_id: str) -> None:
+        cfg = self.config.breaker
+        now = live_now_ms()
+        cooldown = int(cfg.cooldown_s * 1000)
+        record = breaker.record_args(model, success, now, cfg.failures, cfg.successes, cooldown)
+        finish = live.finish_args(model, success=success, latency_ms=latency_ms, request_id=request_id, now_ms=now)
+        self._writes.add(scripts=[(breaker.RECORD_SCRIPT, record), (live.FINISH_SCRIPT, finish)])
+        if not success:
+            self._breakers.pop(model, None)  # a failure may open the breaker: reread it next time
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("gateway background write failed: %s", task.exception())
+
+
+class _WriteBehind:
+    """Redis writes that need not delay an answer (statistics, breakers, the log), batched.
+
+    Requests add commands and scripts; one background task sends everything pending in one
+    pipeline, then waits for more. Under load many requests share a round trip; a lone request's
+    writes go out right after its answer.
+    """
+
+    def __init__(self, router: AsyncSemanticRouter) -> None:
+        self._router = router
+        self._commands: list[tuple[Any, ...]] = []
+        self._scripts: list[tuple[str, tuple[Any, ...]]] = []
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def add(
+        self, commands: Sequence[tuple[Any, ...]] = (), scripts: Sequence[tuple[str, tuple[Any, ...]]] = ()
+    ) -> None:
+        self._commands.extend(commands)
+        self._scripts.extend(scripts)
+        if self._closing:
+            return
+        if self._task is None or self._task.done():
+            self._wake = asyncio.Event()
+            self._task = asyncio.ensure_future(self._run())
+        assert self._wake is not None
+        self._wake.set()
+
+    async def _take_and_send(self) -> None:
+        commands, scripts = self._commands, self._scripts
+        self._commands, self._scripts = [], []
+        if commands or scripts:
+            await adrive(run_scripts(scripts, commands), self._router._client)
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while not self._closing:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._closing:
+                # Let the request that woke us send its answer first, and gather the writes of the
+                # requests close behind it into the same round trip.
+                await asyncio.sleep(WRITE_BEHIND_S)
+            try:
+                await self._take_and_send()
+            except Exception as exc:  # bookkeeping must never take the gateway down
+                logger.warning("gateway write-behind failed: %s", exc)
+
+    async def close(self) -> None:
+        """Send what is pending and stop; no write added before ``close`` is lost.
+
+        The task is asked to stop rather than cancelled: a cancellation landing inside a Redis
+        call can be turned into an ordinary error by the client and swallowed, leaving the task
+        waiting for ever.
+        """
+        self._closing = True
+        task = self._task
+        if task is not None and not task.done():
+            assert self._wake is not None
+            self._wake.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(task), CLOSE_TIMEOUT_S)
+            if not task.done():
+                task.cancel()
+        with contextlib.suppress(Exception):
+            await self._take_and_send()
+
+
+def _pipeline(commands: Sequence[tuple[Any, ...]]) -> Op[list[Any]]:
+    return (yield Pipeline(tuple(commands)))  # type: ignore[no-any-return]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _pairs(reply: Any) -> list[tuple[Any, Any]]:
+    if isinstance(reply, Mapping):
+        return list(reply.items())
+    flat = list(reply or [])
+    return [(flat[i], flat[i + 1]) for i in range(0, len(flat) - 1, 2)]
+
+
+def _decision_fields(match: RouteMatch) -> dict[str, Any]:
+    decision = match.decision
+    return {
+        "router": None,
+        "route": match.name,
+        "model": match.model,
+        "strategy": decision.strategy.value if decision else None,
+        "confidence": match.confidence,
+        "reasons": " | ".join(f"{e.model}: {e.reason}" for e in decision.excluded) if decision else "",
+    }
+
+
+def _litellm_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("litellm") is not None
+
+
+async def _load_router(config: GatewayConfig, redis_url: str) -> AsyncSemanticRouter:
+    """The config's router: attached if it is in Redis under that name, else loaded from the config or file."""
+    try:
+        return await AsyncSemanticRouter.from_existing(config.router_name or config.router, redis_url=redis_url)
+    except ConfigError:
+        pass
+    try:
+        return await AsyncSemanticRouter.from_pretrained(config.router, name=config.router_name, redis_url=redis_url)
+    except (LLMRouterError, FileNotFoundError) as exc:
+        raise ConfigError(f"Cannot load the gateway's router {config.router!r}: {exc}") from exc
+
+
+class SyncGateway:
+    """The gateway for blocking code: the async gateway on an event loop in a background thread."""
+
+    def __init__(self, config: GatewayConfig | Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="llmrouter-gateway", daemon=True)
+        self._thread.start()
+        self._gateway: Gateway = self._run(Gateway.create(config, **kwargs))
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def complete(self, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> Completion:
+        """As :meth:`Gateway.complete` (streaming is async only)."""
+        if kwargs.get("stream"):
+            raise InvalidRequestError("Streaming needs the async Gateway.")
+        return self._run(self._gateway.complete(messages, **kwargs))  # type: ignore[return-value]
+
+    def route(self, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> RouteMatch:
+        return self._run(self._gateway.route(messages, **kwargs))
+
+    def feedback(
+        self, request_id: str, quality: float, model: str | None = None, cost: float | None = None
+    ) -> dict[str, Any]:
+        return self._run(self._gateway.feedback(request_id, quality, model, cost))
+
+    def stats(self) -> dict[str, Any]:
+        return self._run(self._gateway.stats())
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._run(self._gateway.aclose())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> SyncGateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def tenant_of(api_key: str | None) -> str:
+    """A tenant label from a client's API key: its hash, never the key."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16] if api_key else ""

@@ -1,0 +1,249 @@
+"""A local OpenAI-compatible upstream for demos and tests: a real HTTP server, no API key needed.
+
+    llmrouter upstream --port 8001            # or: python -m redisvl_llmrouter.gateway.upstream
+
+It serves ``POST /v1/chat/completions`` (plain and streamed) and ``GET /v1/models`` for any model
+name, answering deterministically: ``"[<model>] <the last user message, echoed>"``, cut to
+``max_tokens`` words, with usage counted in whitespace-separated words. Faults and latency are
+programmable per model through ``POST /control``::
+
+    {"model": "m", "fail": 3, "status": 500}   # the next 3 calls to m answer 500
+    {"model": "m", "latency_ms": 250}          # every call to m takes 250 ms more
+    {"model": "m", "fail_rate": 0.5, "seed": 1}  # half of the calls fail (reproducibly)
+    {"model": "m", "hang_s": 30}               # calls to m stall (for client timeouts)
+    {"model": "m", "hang_s": 30, "slow": 1}    # only the next call to m stalls
+    {"reset": true}                             # forget every setting and count
+
+``GET /control`` returns what each model has served (``calls``, ``failures``, ``ok``), so tests
+can check that every request is accounted for. A bare ASGI app on uvicorn (one event loop, so the
+state needs no locks): it takes thousands of concurrent connections, which the gateway's load
+tests need (``http.server``'s thread per connection managed about 70 requests a second at 1,000
+concurrent connections here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+__all__ = ["app", "main"]
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class _State:
+    """Per-model settings and counts, shared by the server's threads."""
+
+    def __init__(self) -> None:
+        self.settings: dict[str, dict[str, Any]] = {}
+        self.counts: dict[str, dict[str, int]] = {}
+        self.rngs: dict[str, random.Random] = {}
+
+    def control(self, body: dict[str, Any]) -> None:
+        if body.get("reset"):
+            self.settings.clear()
+            self.counts.clear()
+            self.rngs.clear()
+            return
+        model = str(body.get("model", "*"))
+        current = self.settings.setdefault(model, {})
+        current.update({k: v for k, v in body.items() if k != "model"})
+        if "seed" in body:
+            self.rngs[model] = random.Random(body["seed"])
+
+    def outcome(self, model: str) -> tuple[int, float, float]:
+        """(status to answer, extra latency in s, stall in s) for the next call to ``model``."""
+        counts = self.counts.setdefault(model, {"calls": 0, "failures": 0, "ok": 0})
+        counts["calls"] += 1
+        settings = {**self.settings.get("*", {}), **self.settings.get(model, {})}
+        status = 200
+        if settings.get("fail", 0) > 0:
+            self.settings.setdefault(model, {})["fail"] = settings["fail"] - 1
+            status = int(settings.get("status", 500))
+        elif settings.get("fail_rate"):
+            rng = self.rngs.setdefault(model, random.Random(0))
+            if rng.random() < float(settings["fail_rate"]):
+                status = int(settings.get("status", 500))
+        counts["failures" if status != 200 else "ok"] += 1
+        hang = float(settings.get("hang_s", 0))
+        if "slow" in settings:  # stall only the next ``slow`` calls
+            if settings["slow"] > 0:
+                self.settings.setdefault(model, {})["slow"] = settings["slow"] - 1
+            else:
+                hang = 0.0
+        return status, float(settings.get("latency_ms", 0)) / 1000.0, hang
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"counts": json.loads(json.dumps(self.counts)), "settings": json.loads(json.dumps(self.settings))}
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def answer(body: dict[str, Any]) -> tuple[str, int, int]:
+    """The deterministic answer to a request, and its prompt and completion token counts (words)."""
+    messages = body.get("messages") or []
+    last_user = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+    words = f"[{body.get('model')}] {last_user}".split()
+    limit = body.get("max_tokens") or body.get("max_completion_tokens")
+    if isinstance(limit, int) and limit > 0:
+        words = words[:limit]
+    prompt_tokens = sum(len(_text(m.get("content")).split()) for m in messages)
+    return " ".join(words), prompt_tokens, len(words)
+
+
+STATE = _State()
+
+
+async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
+    data = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
+async def _read_body(receive: Receive) -> dict[str, Any]:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    try:
+        data = json.loads(b"".join(chunks) or b"{}")
+    except json.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _not_found(path: str) -> dict[str, Any]:
+    return {"error": {"message": f"no route {path}", "type": "invalid_request_error"}}
+
+
+async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    """The upstream as a bare ASGI application."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    path, method = scope["path"], scope["method"]
+    if method == "GET":
+        if path.startswith("/v1/models"):
+            models = sorted(STATE.counts)
+            data = [{"id": m, "object": "model", "owned_by": "local"} for m in models]
+            await _send_json(send, 200, {"object": "list", "data": data})
+        elif path.startswith("/control"):
+            await _send_json(send, 200, STATE.snapshot())
+        elif path.startswith("/health"):
+            await _send_json(send, 200, {"status": "ok"})
+        else:
+            await _send_json(send, 404, _not_found(path))
+        return
+    body = await _read_body(receive)
+    if path.startswith("/control"):
+        STATE.control(body)
+        await _send_json(send, 200, STATE.snapshot())
+        return
+    if not path.startswith("/v1/chat/completions"):
+        await _send_json(send, 404, _not_found(path))
+        return
+    model = str(body.get("model") or "")
+    if not model or not isinstance(body.get("messages"), list) or not body["messages"]:
+        error = {"error": {"message": "model and messages are required", "type": "invalid_request_error"}}
+        await _send_json(send, 400, error)
+        return
+    status, delay, hang = STATE.outcome(model)
+    if hang or delay:
+        await asyncio.sleep(hang + delay)
+    if status != 200:
+        kind = "rate_limit_error" if status == 429 else "server_error" if status >= 500 else "invalid_request_error"
+        error = {"error": {"message": f"injected failure for {model}", "type": kind, "code": status}}
+        await _send_json(send, status, error)
+        return
+    text, prompt_tokens, completion_tokens = answer(body)
+    created, ident = int(time.time()), f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    if body.get("stream"):
+        with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        await _stream(send, ident, created, model, text, usage, with_usage)
+        return
+    message = {"role": "assistant", "content": text}
+    await _send_json(
+        send,
+        200,
+        {
+            "id": ident,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": usage,
+        },
+    )
+
+
+async def _stream(
+    send: Send, ident: str, created: int, model: str, text: str, usage: dict[str, int], with_usage: bool
+) -> None:
+    headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    base = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
+    words = text.split(" ")
+    events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
+    events += [
+        {**base, "choices": [{"index": 0, "delta": {"content": (" " if i else "") + w}}]} for i, w in enumerate(words)
+    ]
+    events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    if with_usage:
+        events.append({**base, "choices": [], "usage": usage})
+    for event in events:
+        await send(
+            {"type": "http.response.body", "body": b"data: " + json.dumps(event).encode() + b"\n\n", "more_body": True}
+        )
+    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+
+def main(argv: list[str] | None = None) -> int:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(prog="llmrouter upstream", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001, help="0 picks a free port")
+    args = parser.parse_args(argv)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    # Announce the real address (a free port when --port 0) once uvicorn is listening.
+    original = server.startup
+
+    async def startup(sockets: Any = None) -> None:
+        await original(sockets=sockets)
+        for srv in server.servers:
+            for sock in srv.sockets:
+                host, port = sock.getsockname()[:2]
+                print(f"local upstream listening on http://{host}:{port}/v1", flush=True)
+
+    server.startup = startup  # type: ignore[method-assign]
+    server.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Prometheus metrics of the gateway (``GET /metrics``), with documented names and labels.
+
+* ``llmrouter_requests_total{model, route, status}``: completed requests (``ok`` / ``error``)
+* ``llmrouter_request_latency_seconds{model}``: histogram of end-to-end latency
+* ``llmrouter_upstream_latency_seconds{model}``: histogram of successful provider calls
+* ``llmrouter_cost_usd_total{model}``, ``llmrouter_saving_usd_total{model}``: USD spent, and saved
+  against the baseline model
+* ``llmrouter_tokens_total{model, kind}``: prompt and completion tokens
+* ``llmrouter_cache_requests_total{result}``: semantic cache lookups, ``hit`` / ``miss``
+* ``llmrouter_fallbacks_total{model}``: answers given by a fallback model
+* ``llmrouter_upstream_errors_total{model, reason}``: failed provider calls (``timeout``, ``server``, ...)
+* ``llmrouter_routing_decisions_total{route, model, strategy}``: routing decisions
+* ``llmrouter_queue_depth{model}``, ``llmrouter_queue_active{model}``: waiting and running calls
+* ``llmrouter_queue_shed_total{model}``: requests refused or shed by a full queue
+* ``llmrouter_breaker_state{model}``: 0 closed, 1 half-open, 2 open (shared, read from Redis)
+
+Counters and histograms are per process; with ``--workers N`` the server runs prometheus-client's
+multiprocess mode, so a scrape of any worker sums them all. Breaker states come from Redis.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["BREAKER_VALUES", "Metrics"]
+
+BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    """The gateway's metrics in their own registry (several gateways in one process do not clash)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self._children: dict[tuple[Any, ...], Any] = {}
+        r = self.registry
+        self.requests = Counter("llmrouter_requests", "Completed requests", ["model", "route", "status"], registry=r)
+        self.latency = Histogram(
+            "llmrouter_request_latency_seconds", "End-to-end latency", ["model"], buckets=_BUCKETS, registry=r
+        )
+        self.upstream_latency = Histogram(
+            "llmrouter_upstream_latency_seconds", "Provider call latency", ["model"], buckets=_BUCKETS, registry=r
+        )
+        self.cost = Counter("llmrouter_cost_usd", "USD spent", ["model"], registry=r)
+        self.saving = Counter("llmrouter_saving_usd", "USD saved against the baseline", ["model"], registry=r)
+        self.tokens = Counter("llmrouter_tokens", "Tokens", ["model", "kind"], registry=r)
+        self.cache = Counter("llmrouter_cache_requests", "Semantic cache lookups", ["result"], registry=r)
+        self.fallbacks = Counter("llmrouter_fallbacks", "Answers given by a fallback model", ["model"], registry=r)
+        self.errors = Counter("llmrouter_upstream_errors", "Failed provider calls", ["model", "reason"], registry=r)
+        self.decisions = Counter(
+            "llmrouter_routing_decisions", "Routing decisions", ["route", "model", "strategy"], registry=r
+        )
+        multiprocess = "PROMETHEUS_MULTIPROC_DIR" in os.environ
+        gauge_mode: dict[str, Any] = {"multiprocess_mode": "livesum"} if multiprocess else {}
+        self.queue_depth = Gauge("llmrouter_queue_depth", "Requests waiting", ["model"], registry=r, **gauge_mode)
+        self.queue_active = Gauge("llmrouter_queue_active", "Calls in progress", ["model"], registry=r, **gauge_mode)
+        self.shed = Counter("llmrouter_queue_shed", "Requests refused or shed by a full queue", ["model"], registry=r)
+        breaker_mode: dict[str, Any] = {"multiprocess_mode": "max"} if multiprocess else {}
+        self.breaker = Gauge(
+            "llmrouter_breaker_state", "0 closed, 1 half-open, 2 open", ["model"], registry=r, **breaker_mode
+        )
+
+    def child(self, metric: Any, **labels: str) -> Any:
+        """``metric.labels(**labels)``, looked up once per label set (the lookup is not free on a hot path)."""
+        key = (id(metric), *labels.items())
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(**labels)
+        return found
+
+    def render(self) -> bytes:
+        """The text exposition format; in multiprocess mode, of every worker together."""
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)

@@ -1,0 +1,131 @@
+"""Real processes for the gateway tests: the local upstream and ``llmrouter serve``, on free ports."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+LLMROUTER = str(Path(sys.executable).parent / "llmrouter")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"{url}: the process exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}"
+            )
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up within {timeout:.0f} s")
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@dataclass
+class Upstream:
+    url: str  # .../v1
+    proc: subprocess.Popen[str]
+
+    @property
+    def root(self) -> str:
+        return self.url.removesuffix("/v1")
+
+    def control(self, **settings: Any) -> dict[str, Any]:
+        return httpx.post(f"{self.root}/control", json=settings, timeout=5).json()  # type: ignore[no-any-return]
+
+    def calls(self, model: str) -> int:
+        counts = httpx.get(f"{self.root}/control", timeout=5).json()["counts"]
+        return int(counts.get(model, {}).get("calls", 0))
+
+
+@contextlib.contextmanager
+def upstream() -> Iterator[Upstream]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [LLMROUTER, "upstream", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        wait_ready(f"{url}/models", proc)
+        yield Upstream(url, proc)
+    finally:
+        stop(proc)
+
+
+@dataclass
+class Server:
+    base: str  # http://127.0.0.1:PORT
+    proc: subprocess.Popen[str]
+    router: str
+
+    @property
+    def v1(self) -> str:
+        return f"{self.base}/v1"
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.get(f"{self.base}{path}", timeout=30, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.post(f"{self.base}{path}", timeout=60, **kwargs)
+
+
+@contextlib.contextmanager
+def gateway(
+    redis_url: str,
+    upstream_url: str,
+    tmp: Path,
+    config: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    workers: int = 1,
+) -> Iterator[Server]:
+    """``llmrouter serve`` on a free port, with the given config, on the tests' Redis."""
+    config = {"router": "default", **(config or {})}
+    if config["router"] == "default":  # a copy of the shipped config of its own, so tests never share memory
+        config.setdefault("router_name", f"gw-{uuid.uuid4().hex[:8]}")
+    path = tmp / f"gateway-{uuid.uuid4().hex[:6]}.json"
+    path.write_text(json.dumps(config))
+    port = free_port()
+    args = [LLMROUTER, "serve", "--config", str(path), "--port", str(port), "--upstream", upstream_url]
+    if workers > 1:
+        args += ["--workers", str(workers)]
+    proc = subprocess.Popen(
+        args,
+        env={**os.environ, "REDIS_URL": redis_url, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(f"{base}/health", proc)
+        yield Server(base, proc, config.get("router_name") or config["router"])
+    finally:
+        stop(proc)

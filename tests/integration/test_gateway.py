@@ -1,0 +1,415 @@
+"""The gateway over real HTTP: ``llmrouter serve`` driven by the official ``openai`` client, unmodified,
+against the local upstream process, on the tests' Redis.
+
+Breakers and live statistics belong to models and are shared through Redis, so every test that
+makes a model fail uses model names of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+import httpx
+import openai
+import pytest
+import redis
+from gateway_support import gateway, upstream
+
+from redisvl_llmrouter import ModelCatalog, ModelSpec, Route, SemanticRouter
+
+
+@pytest.fixture(scope="module")
+def local_upstream():
+    with upstream() as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def server(redis_url, local_upstream, tmp_path_factory):
+    with gateway(redis_url, local_upstream.url, tmp_path_factory.mktemp("gw")) as srv:
+        yield srv
+
+
+@pytest.fixture
+def client(server):
+    with openai.OpenAI(base_url=server.v1, api_key="none", max_retries=0) as c:
+        yield c
+
+
+def ask(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def own_router(redis_url: str, tag: str, *, failures: int = 3) -> str:
+    """A router in Redis whose models only this test uses: tier ``chat`` with two candidates."""
+    name = f"gwr-{tag}"
+    SemanticRouter(
+        name=name,
+        routes=[
+            Route(
+                name="chat",
+                models=[f"{tag}/primary", f"{tag}/backup"],
+                references=["hello there"],
+                distance_threshold=2.0,
+            )
+        ],
+        catalog=ModelCatalog(
+            models=[
+                ModelSpec(name=f"{tag}/primary", input_price=1.0, output_price=2.0),
+                ModelSpec(name=f"{tag}/backup", input_price=2.0, output_price=4.0),
+            ]
+        ),
+        redis_url=redis_url,
+        overwrite=True,
+    )
+    return name
+
+
+# ---------------------------------------------------------------------------- the OpenAI surface
+def test_auto_routes_calls_the_chosen_model_and_says_so_in_headers(client):
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=ask("hello, how are you?"))
+    answer = raw.parse()
+    assert answer.model == "openai/gpt-4.1-nano" == raw.headers["x-llmrouter-model"]
+    assert answer.choices[0].message.content == "[openai/gpt-4.1-nano] hello, how are you?"
+    assert answer.usage.prompt_tokens == 4 and answer.usage.completion_tokens == 5
+    assert raw.headers["x-llmrouter-route"] == "simple"
+    assert raw.headers["x-llmrouter-request-id"].startswith("req-")
+    # 4 prompt and 5 completion tokens at $0.10 / $0.40 per 1M; saving against opus at $5 / $25
+    assert float(raw.headers["x-llmrouter-cost"]) == pytest.approx((4 * 0.10 + 5 * 0.40) / 1e6)
+    assert float(raw.headers["x-llmrouter-saving"]) == pytest.approx((4 * 5 + 5 * 25 - 4 * 0.10 - 5 * 0.40) / 1e6)
+    assert float(raw.headers["x-llmrouter-confidence"]) > 0
+
+
+def test_router_name_routes_too_and_an_other_router_is_404(client, server):
+    assert client.chat.completions.create(model=f"router/{server.router}", messages=ask("hi")).model
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="router/someone-else", messages=ask("hi"))
+    assert caught.value.body["code"] == "model_not_found"
+
+
+def test_streaming_gives_the_same_answer_chunk_by_chunk(client):
+    chunks = list(client.chat.completions.create(model="auto", messages=ask("explain garbage collection"), stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "[anthropic/claude-sonnet-4-5] explain garbage collection"
+    assert {c.model for c in chunks} == {"anthropic/claude-sonnet-4-5"}
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 4
+
+
+def test_a_concrete_model_passes_through(client, local_upstream):
+    before = local_upstream.calls("vendor/any-model-name")
+    answer = client.chat.completions.create(model="vendor/any-model-name", messages=ask("ping"), max_tokens=1)
+    assert answer.model == "vendor/any-model-name" and answer.choices[0].message.content == "[vendor/any-model-name]"
+    assert local_upstream.calls("vendor/any-model-name") == before + 1
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        ("{not json", 400, "not valid JSON"),
+        (json.dumps([1, 2]), 400, "JSON object"),
+        (json.dumps({"model": "auto"}), 400, "'messages' is required"),
+        (json.dumps({"messages": [{"role": "user", "content": "hi"}]}), 400, "'model' is required"),
+        (json.dumps({"model": "auto", "messages": []}), 400, "non-empty list"),
+        (json.dumps({"model": "auto", "messages": [{"content": "no role"}]}), 400, "role"),
+        (
+            json.dumps({"model": "auto", "messages": [{"role": "user", "content": "hi"}], "priority": "urgent"}),
+            400,
+            "priority",
+        ),
+        (
+            json.dumps({"model": "auto", "messages": [{"role": "user", "content": "hi"}], "strategy": "fastest"}),
+            400,
+            "strategy",
+        ),
+        (
+            json.dumps(
+                {
+                    "model": "auto",
+                    "messages": [{"role": "user", "content": "hi"}],
+                    "constraints": {"capabilities": ["telepathy"]},
+                }
+            ),
+            400,
+            "capabilities",
+        ),
+        (
+            json.dumps(
+                {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "constraints": {"max_cost": 0}}
+            ),
+            400,
+            "No model satisfies",
+        ),
+    ],
+)
+def test_malformed_requests_get_openai_style_4xx(server, body, status, fragment):
+    response = server.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
+    assert fragment in error["message"]
+
+
+def test_the_openai_client_raises_its_own_error_types(client):
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="auto", messages=[])
+    with pytest.raises(openai.BadRequestError, match="No model satisfies"):
+        client.chat.completions.create(model="auto", messages=ask("hi"), extra_body={"constraints": {"max_cost": 0}})
+
+
+def test_priority_strategy_and_constraints_as_extra_body_or_headers(client):
+    cheap = client.chat.completions.with_raw_response.create(
+        model="auto",
+        messages=ask("write a python function that validates email addresses"),
+        extra_body={"strategy": "cost", "priority": "high"},
+    )
+    assert cheap.headers["x-llmrouter-model"] == "anthropic/claude-haiku-4-5"
+    assert cheap.headers["x-llmrouter-strategy"] == "cost"
+    vision = client.chat.completions.with_raw_response.create(
+        model="auto", messages=ask("hello!"), extra_headers={"x-llmrouter-capabilities": "code"}
+    )
+    assert vision.headers["x-llmrouter-model"] == "openai/gpt-4.1-mini"
+
+
+def test_models_health_route_and_metrics(server):
+    ids = [m["id"] for m in server.get("/v1/models").json()["data"]]
+    assert ids[:2] == ["auto", f"router/{server.router}"] and "anthropic/claude-opus-4-5" in ids
+    assert server.get("/health").json() == {"status": "ok", "router": server.router, "redis": "ok"}
+    decision = server.post("/v1/route", json={"text": "what is a normal resting heart rate?"}).json()
+    assert decision["decision"]["floors"] == ["medical"] and decision["model"] != "openai/gpt-4.1-nano"
+    metrics = server.get("/metrics").text
+    for name in (
+        "llmrouter_requests_total",
+        "llmrouter_request_latency_seconds_bucket",
+        "llmrouter_cost_usd_total",
+        "llmrouter_breaker_state",
+        "llmrouter_queue_depth",
+        "llmrouter_routing_decisions_total",
+    ):
+        assert name in metrics
+
+
+def test_feedback_by_the_request_id_on_the_answer(client, server, redis_url):
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=ask("convert 3 miles to kilometers"))
+    request_id = raw.headers["x-llmrouter-request-id"]
+    time.sleep(0.2)  # the request is recorded after the answer is sent
+    reply = server.post("/v1/feedback", json={"request_id": request_id, "quality": 0.0})
+    assert reply.status_code == 200 and reply.json()["model"] == "openai/gpt-4.1-nano"
+    assert SemanticRouter.from_existing(server.router, redis_url=redis_url).memory_info().rows == 1
+    again = server.post("/v1/feedback", json={"request_id": request_id, "quality": 0.0})  # idempotent
+    assert again.status_code == 200
+    bad = server.post("/v1/feedback", json={"request_id": request_id, "quality": 2})
+    assert bad.status_code == 400 and "quality" in bad.json()["error"]["message"]
+    unknown = server.post("/v1/feedback", json={"request_id": "req-" + "0" * 32, "quality": 1.0})
+    assert unknown.status_code == 400
+
+
+# ---------------------------------------------------------------------------- keys
+def test_api_keys_401_without_and_200_with(redis_url, local_upstream, tmp_path):
+    with gateway(redis_url, local_upstream.url, tmp_path, env={"LLMROUTER_API_KEYS": "k-one,k-two"}) as srv:
+        with openai.OpenAI(base_url=srv.v1, api_key="wrong", max_retries=0) as bad:
+            with pytest.raises(openai.AuthenticationError) as caught:
+                bad.chat.completions.create(model="auto", messages=ask("hi"))
+        assert caught.value.status_code == 401 and caught.value.body["code"] == "invalid_api_key"
+        assert srv.get("/stats").status_code == 401
+        assert srv.get("/health").status_code == 200  # liveness needs no key
+        with openai.OpenAI(base_url=srv.v1, api_key="k-two", max_retries=0) as good:
+            assert good.chat.completions.create(model="auto", messages=ask("hi")).choices
+        assert "k-one" not in srv.proc.args and "k-two" not in " ".join(srv.proc.args)
+
+
+# ---------------------------------------------------------------------------- faults
+def test_a_failing_primary_is_answered_by_its_fallback(redis_url, local_upstream, tmp_path):
+    tag = f"fb{uuid.uuid4().hex[:6]}"
+    router = own_router(redis_url, tag)
+    local_upstream.control(model=f"{tag}/primary", fail=100, status=500)
+    with gateway(
+        redis_url, local_upstream.url, tmp_path, {"router": router, "retry": {"attempts": 2, "initial_s": 0}}
+    ) as srv:
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+            raw = c.chat.completions.with_raw_response.create(model="auto", messages=ask("hello there"))
+    assert raw.parse().model == f"{tag}/backup" and raw.headers["x-llmrouter-fallbacks"] == "1"
+    assert local_upstream.calls(f"{tag}/primary") == 2  # retried once (500 is retryable), then fell back
+
+
+def test_the_breaker_opens_after_n_failures_and_half_opens_after_the_cooldown_for_two_processes(
+    redis_url, local_upstream, tmp_path
+):
+    tag = f"br{uuid.uuid4().hex[:6]}"
+    model = f"{tag}/flaky"
+    settings = {"breaker": {"failures": 3, "cooldown_s": 2, "successes": 1}, "retry": {"attempts": 1}}
+    local_upstream.control(model=model, fail=3, status=503)
+    with (
+        gateway(redis_url, local_upstream.url, tmp_path, settings) as a,
+        gateway(redis_url, local_upstream.url, tmp_path, settings) as b,
+    ):
+        with openai.OpenAI(base_url=a.v1, api_key="none", max_retries=0) as ca:
+            for _ in range(3):
+                with pytest.raises(openai.APIStatusError):
+                    ca.chat.completions.create(model=model, messages=ask("x"))
+        time.sleep(0.3)  # the outcome is written just after the answer
+        assert b.get("/stats").json()["models"].get(model) is None  # not a catalog model: read it directly
+        state = redis.Redis.from_url(redis_url).hgetall(f"llmrouter:breaker:{{{model}}}")
+        assert state[b"state"] == b"open"
+        calls = local_upstream.calls(model)
+        with openai.OpenAI(base_url=b.v1, api_key="none", max_retries=0) as cb:
+            with pytest.raises(openai.InternalServerError) as caught:  # 503: B sees A's breaker, calls nothing
+                cb.chat.completions.create(model=model, messages=ask("x"))
+            assert caught.value.status_code == 503 and caught.value.body["code"] == "circuit_open"
+            assert caught.value.response.headers["retry-after"] == "2"
+            assert local_upstream.calls(model) == calls
+            time.sleep(2.2)  # cooldown over: half-open, one success closes it
+            assert cb.chat.completions.create(model=model, messages=ask("x")).model == model
+        time.sleep(0.3)
+        assert redis.Redis.from_url(redis_url).hget(f"llmrouter:breaker:{{{model}}}", "state") == b"closed"
+
+
+def test_a_timeout_is_retried(redis_url, local_upstream, tmp_path):
+    model = f"to{uuid.uuid4().hex[:6]}/slow-once"
+    local_upstream.control(model=model, hang_s=5, slow=1)
+    config = {"retry": {"attempts": 2, "initial_s": 0}}
+    with gateway(redis_url, local_upstream.url, tmp_path, config) as srv:
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+            started = time.perf_counter()
+            answer = c.chat.completions.create(model=model, messages=ask("hi"), extra_body={"timeout": 0.5})
+            elapsed = time.perf_counter() - started
+    assert answer.model == model and 0.5 <= elapsed < 4
+    assert local_upstream.calls(model) == 2
+
+
+def test_every_request_ends_answered_or_with_a_clear_error_and_the_counts_add_up(redis_url, local_upstream, tmp_path):
+    tag = f"ct{uuid.uuid4().hex[:6]}"
+    router = own_router(redis_url, tag)
+    local_upstream.control(model=f"{tag}/primary", fail_rate=0.5, seed=7, status=500)
+    local_upstream.control(model=f"{tag}/backup", fail_rate=0.3, seed=11, status=502)
+    config = {"router": router, "retry": {"attempts": 1}, "breaker": {"failures": 1000}}
+    with gateway(redis_url, local_upstream.url, tmp_path, config) as srv:
+
+        async def run() -> list:
+            async with openai.AsyncOpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+
+                async def one(i: int) -> str:
+                    try:
+                        raw = await c.chat.completions.with_raw_response.create(
+                            model="auto", messages=ask(f"hello {i}")
+                        )
+                        return raw.headers["x-llmrouter-model"]
+                    except openai.APIStatusError as exc:
+                        assert exc.status_code == 502 and exc.body["code"] == "all_models_failed"
+                        return "error"
+
+                return await asyncio.gather(*(one(i) for i in range(100)))
+
+        outcomes = asyncio.run(run())
+        time.sleep(0.5)
+        stats = srv.get("/stats").json()["models"]
+    primary, backup = f"{tag}/primary", f"{tag}/backup"
+    answered = {m: outcomes.count(m) for m in (primary, backup)}
+    errors = outcomes.count("error")
+    assert answered[primary] + answered[backup] + errors == 100 and errors > 0 and answered[backup] > 0
+    # Every request called the primary once; those it failed went to the backup once.
+    assert local_upstream.calls(primary) == 100
+    assert local_upstream.calls(backup) == 100 - answered[primary]
+    assert stats[primary]["requests"] == 100 and stats[primary]["successes"] == answered[primary]
+    assert stats[backup]["requests"] == 100 - answered[primary] and stats[backup]["failures"] == errors
+
+
+def test_a_full_queue_answers_429_with_retry_after_and_critical_requests_go_first(redis_url, local_upstream, tmp_path):
+    model = f"q{uuid.uuid4().hex[:6]}/busy"
+    local_upstream.control(model=model, latency_ms=400)
+    config = {"queue": {"concurrency": 1, "depth": 2, "wait_timeout_s": 10}}
+    with gateway(redis_url, local_upstream.url, tmp_path, config) as srv:
+
+        async def run() -> dict:
+            async with openai.AsyncOpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+                finished: list[str] = []
+
+                async def one(tag: str, priority: str, delay: float) -> str:
+                    await asyncio.sleep(delay)
+                    try:
+                        await c.chat.completions.create(
+                            model=model, messages=ask(tag), extra_body={"priority": priority}
+                        )
+                        finished.append(tag)
+                        return "ok"
+                    except openai.RateLimitError as exc:
+                        assert exc.response.headers["retry-after"] == "1"
+                        return "429"
+
+                # One runs, two low ones wait; a critical one then sheds a low one and runs next.
+                results = await asyncio.gather(
+                    one("first", "normal", 0),
+                    one("low-1", "low", 0.1),
+                    one("low-2", "low", 0.15),
+                    one("low-3", "low", 0.2),
+                    one("critical", "critical", 0.25),
+                )
+                return {"results": results, "order": finished}
+
+        out = asyncio.run(run())
+    assert out["results"].count("429") == 2  # low-3 refused (queue full), then low-2 shed by the critical one
+    assert out["order"][:2] == ["first", "critical"]
+
+
+def test_the_semantic_cache_answers_repeats_without_calling_and_never_crosses_scopes(
+    redis_url, local_upstream, tmp_path
+):
+    model = f"c{uuid.uuid4().hex[:6]}/cached"
+    with gateway(redis_url, local_upstream.url, tmp_path, env={"LLMROUTER_API_KEYS": "alice,bob"}) as srv:
+        with (
+            openai.OpenAI(base_url=srv.v1, api_key="alice", max_retries=0) as alice,
+            openai.OpenAI(base_url=srv.v1, api_key="bob", max_retries=0) as bob,
+        ):
+
+            def cache_header(c, text, **kw):
+                raw = c.chat.completions.with_raw_response.create(model=model, messages=ask(text), **kw)
+                time.sleep(0.2)  # the entry is stored just after the answer
+                return raw.headers["x-llmrouter-cache"]
+
+            assert cache_header(alice, "what is the capital of France?", temperature=0) == "miss"
+            calls = local_upstream.calls(model)
+            assert cache_header(alice, "what is the capital of France?", temperature=0) == "hit"
+            assert cache_header(alice, "What is the capital of France", temperature=0) == "hit"  # a near repeat
+            assert local_upstream.calls(model) == calls
+            assert cache_header(bob, "what is the capital of France?", temperature=0) == "miss"  # another tenant
+            assert cache_header(alice, "what is the capital of France?", temperature=0.7) == "bypass"
+            assert cache_header(alice, "what is the capital of France?", temperature=0, max_tokens=3) == "miss"
+            assert (
+                cache_header(
+                    alice,
+                    "what is the capital of France?",
+                    temperature=0,
+                    extra_headers={"x-llmrouter-cache": "bypass"},
+                )
+                == "bypass"
+            )
+
+
+def test_a_thousand_concurrent_requests_end_without_an_error(server):
+    async def run() -> list:
+        clients = [
+            openai.AsyncOpenAI(
+                base_url=server.v1,
+                api_key="none",
+                max_retries=0,
+                timeout=120,
+                http_client=httpx.AsyncClient(limits=httpx.Limits(max_connections=50), timeout=120),
+            )
+            for _ in range(20)
+        ]
+        results = await asyncio.gather(
+            *(
+                clients[i % 20].chat.completions.create(model="openai/gpt-4.1-nano", messages=ask(f"load {i}"))
+                for i in range(1000)
+            ),
+            return_exceptions=True,
+        )
+        for c in clients:
+            await c.close()
+        return results
+
+    results = asyncio.run(run())
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    assert len({r.choices[0].message.content for r in results}) == 1000

@@ -1,0 +1,139 @@
+"""The gateway as a library (async and sync), a custom backend, LiteLLM as a backend, and several workers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+import pytest
+from gateway_support import gateway, upstream
+
+from redisvl_llmrouter.errors import AllModelsFailedError, UpstreamError
+from redisvl_llmrouter.gateway import Call, Gateway, SyncGateway
+
+
+@pytest.fixture(scope="module")
+def local_upstream():
+    with upstream() as up:
+        yield up
+
+
+class Scripted:
+    """A custom backend: answers from a script, fails when told to (no network at all)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.calls: list[Call] = []
+
+    async def complete(self, call: Call) -> dict[str, Any]:
+        self.calls.append(call)
+        if self.fail:
+            raise UpstreamError(
+                f"{call.model}: scripted failure", retryable=False, upstream_status=500, reason="server"
+            )
+        content = f"scripted answer from {call.model}"
+        return {
+            "id": "x",
+            "object": "chat.completion",
+            "model": call.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30},
+        }
+
+    async def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+        yield {"id": "x", "model": call.model, "choices": [{"index": 0, "delta": {"content": "scripted"}}]}
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_a_custom_backend_plugs_in_and_costs_come_from_the_catalog(redis_url):
+    async def run() -> Any:
+        name = f"lib-{uuid.uuid4().hex[:6]}"
+        backend = Scripted()
+        gw = await Gateway.create({"router_name": name}, redis_url=redis_url, backends={"*": backend})
+        try:
+            answer = await gw.complete([{"role": "user", "content": "explain garbage collection"}])
+            return answer, backend.calls
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    answer, calls = asyncio.run(run())
+    assert answer.body["choices"][0]["message"]["content"] == "scripted answer from anthropic/claude-sonnet-4-5"
+    assert [c.model for c in calls] == ["anthropic/claude-sonnet-4-5"]
+    # 10 prompt and 20 completion tokens at sonnet's $3 / $15 per 1M tokens
+    assert answer.outcome.cost == pytest.approx((10 * 3 + 20 * 15) / 1e6)
+    assert answer.outcome.baseline_cost == pytest.approx((10 * 5 + 20 * 25) / 1e6)  # opus, the dearest
+
+
+def test_when_every_model_fails_the_error_lists_each_attempt(redis_url):
+    async def run() -> AllModelsFailedError:
+        gw = await Gateway.create(
+            {"router_name": f"lib-{uuid.uuid4().hex[:6]}", "max_models": 2, "breaker": {"failures": 1000}},
+            redis_url=redis_url,
+            backends={"*": Scripted(fail=True)},
+        )
+        try:
+            with pytest.raises(AllModelsFailedError) as caught:
+                await gw.complete([{"role": "user", "content": "hello there"}])
+            return caught.value
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    error = asyncio.run(run())
+    assert [a["model"] for a in error.attempts] == ["openai/gpt-4.1-nano", "openai/gpt-4.1-mini"]
+    assert "openai/gpt-4.1-nano: server (500)" in str(error)
+
+
+def test_the_sync_wrapper(redis_url, local_upstream):
+    name = f"lib-{uuid.uuid4().hex[:6]}"
+    with SyncGateway({"router_name": name, "upstream_url": local_upstream.url}, redis_url=redis_url) as gw:
+        answer = gw.complete([{"role": "user", "content": "hello, how are you?"}])
+        assert answer.outcome.model == "openai/gpt-4.1-nano" and answer.outcome.request_id.startswith("req-")
+        assert gw.route([{"role": "user", "content": "prove Fermat's last theorem"}]).name == "expert"
+        assert gw.stats()["models"]["openai/gpt-4.1-nano"]["requests"] >= 1
+
+
+def test_litellm_is_a_backend_too(redis_url, local_upstream):
+    async def run() -> Any:
+        config = {
+            "router_name": f"lib-{uuid.uuid4().hex[:6]}",
+            "upstreams": [
+                {
+                    "name": "via-litellm",
+                    "backend": "litellm",
+                    "api_base": local_upstream.url,
+                    "api_key": "none",
+                    "models": ["openai/*"],
+                }
+            ],
+        }
+        gw = await Gateway.create(config, redis_url=redis_url)
+        try:
+            return await gw.complete([{"role": "user", "content": "hi"}], model="openai/litellm-check")
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    answer = asyncio.run(run())
+    # LiteLLM sends "openai/litellm-check" to an OpenAI-compatible base as "litellm-check".
+    assert answer.body["choices"][0]["message"]["content"] == "[litellm-check] hi"
+    assert local_upstream.calls("litellm-check") == 1
+
+
+def test_two_workers_share_one_redis(redis_url, local_upstream, tmp_path):
+    with gateway(redis_url, local_upstream.url, tmp_path, workers=2) as srv:
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+            models = {
+                c.chat.completions.create(model="auto", messages=[{"role": "user", "content": f"hi {i}"}]).model
+                for i in range(20)
+            }
+        assert models == {"openai/gpt-4.1-nano"}
+        stats = srv.get("/stats").json()  # any worker: the counts live in Redis
+        assert stats["models"]["openai/gpt-4.1-nano"]["requests"] >= 20
+        assert "llmrouter_requests_total" in srv.get("/metrics").text
