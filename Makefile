@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-EXTRAS := embedded,onnx,eval,gateway,litellm,dev
+EXTRAS := embedded,onnx,torch,eval,gateway,litellm,dev
 
 .PHONY: install demo test lint benchmark clean
 

