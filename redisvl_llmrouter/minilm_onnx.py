@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["INPUTS", "INT8_BLOCK", "build", "read_safetensors"]
+__all__ = ["INPUTS", "INT8_BLOCK", "build", "read_safetensors", "read_weights", "weights_from_onnx"]
 
 #: Rows of K per int8 block (one scale each).
 INT8_BLOCK = 16
@@ -51,6 +51,31 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
             info["shape"]
         )
     return out
+
+
+#: fp32 graphs name each weight after its checkpoint tensor (``.T`` when stored transposed), so
+#: the weights can be read back from a graph: a wheel carries the graph instead of the checkpoint.
+_PARAM = "ckpt:"
+
+
+def weights_from_onnx(path: Path) -> dict[str, np.ndarray]:
+    """The checkpoint tensors of an fp32 graph built here (needs the ``onnx`` package)."""
+    import onnx
+    from onnx import numpy_helper
+
+    out = {}
+    for tensor in onnx.load(str(path)).graph.initializer:
+        if tensor.name.startswith(_PARAM):
+            key, array = tensor.name[len(_PARAM) :], numpy_helper.to_array(tensor)
+            out[key.removesuffix(".T")] = array.T if key.endswith(".T") else array
+    return out
+
+
+def read_weights(model_dir: Path) -> dict[str, np.ndarray]:
+    """The checkpoint's tensors from ``model.safetensors``, else from an fp32 ``model.onnx`` built here."""
+    if (model_dir / "model.safetensors").is_file():
+        return {k.removeprefix("bert."): v for k, v in read_safetensors(model_dir / "model.safetensors").items()}
+    return weights_from_onnx(model_dir / "model.onnx")
 
 
 class _Graph:
@@ -81,16 +106,23 @@ class _Graph:
         )
         return output
 
+    def param(self, key: str, transpose: bool = False) -> str:
+        """A checkpoint tensor as an initializer named after it."""
+        value = self.weights[key]
+        if transpose:
+            return self.const(np.ascontiguousarray(value.T), f"{_PARAM}{key}.T")
+        return self.const(value, f"{_PARAM}{key}")
+
     def layer_norm(self, x: str, prefix: str, epsilon: float) -> str:
-        scale, bias = self.const(self.weights[f"{prefix}.weight"]), self.const(self.weights[f"{prefix}.bias"])
+        scale, bias = self.param(f"{prefix}.weight"), self.param(f"{prefix}.bias")
         return self.op("LayerNormalization", [x, scale, bias], axis=-1, epsilon=epsilon)
 
     def linear(self, x: str, prefix: str) -> str:
         """``x @ W.T + b``: fp32 MatMul, or the blockwise int8 ``MatMulNBits``."""
-        weight = np.ascontiguousarray(self.weights[f"{prefix}.weight"].T.astype(np.float32))  # (K, N)
-        bias = self.const(self.weights[f"{prefix}.bias"])
+        bias = self.param(f"{prefix}.bias")
         if not self.quantize:
-            return self.op("Add", [self.op("MatMul", [x, self.const(weight)]), bias])
+            return self.op("Add", [self.op("MatMul", [x, self.param(f"{prefix}.weight", transpose=True)]), bias])
+        weight = np.ascontiguousarray(self.weights[f"{prefix}.weight"].T.astype(np.float32))  # (K, N)
         packed, scales = _quantize_blocks(weight)
         k, n = weight.shape
         product = self.op(
@@ -118,6 +150,9 @@ def _quantize_blocks(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def build(model_dir: Path, quantize: bool = False) -> Any:
     """The ONNX ``ModelProto`` of the sentence-transformers pipeline in ``model_dir`` (BERT + mean pool + L2 norm).
 
+    ``model_dir`` holds ``config.json`` and the weights (``model.safetensors``, or an fp32
+    ``model.onnx`` built here).
+
     Inputs ``input_ids``, ``attention_mask`` and ``token_type_ids`` (int64, batch x sequence);
     output ``sentence_embedding`` (float32, batch x hidden), normalised.
     """
@@ -126,7 +161,7 @@ def build(model_dir: Path, quantize: bool = False) -> Any:
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     if config.get("model_type") != "bert" or config.get("hidden_act") != "gelu":
         raise ValueError(f"{model_dir}: expected a BERT model with GELU, got {config.get('model_type')!r}")
-    weights = {k.removeprefix("bert."): v for k, v in read_safetensors(model_dir / "model.safetensors").items()}
+    weights = read_weights(model_dir)
     hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
     head_size, eps = hidden // heads, float(config["layer_norm_eps"])
     g = _Graph(weights, quantize)
@@ -135,11 +170,9 @@ def build(model_dir: Path, quantize: bool = False) -> Any:
     length = g.op("Shape", ["input_ids"], start=1, end=2)
     positions = g.op("Slice", [g.const(np.arange(config["max_position_embeddings"]), dtype=np.int64),
                                g.const([0], dtype=np.int64), length])  # fmt: skip
-    x = g.op("Gather", [g.const(weights["embeddings.word_embeddings.weight"]), "input_ids"])
-    x = g.op("Add", [x, g.op("Gather", [g.const(weights["embeddings.position_embeddings.weight"]), positions])])
-    x = g.op(
-        "Add", [x, g.op("Gather", [g.const(weights["embeddings.token_type_embeddings.weight"]), "token_type_ids"])]
-    )
+    x = g.op("Gather", [g.param("embeddings.word_embeddings.weight"), "input_ids"])
+    x = g.op("Add", [x, g.op("Gather", [g.param("embeddings.position_embeddings.weight"), positions])])
+    x = g.op("Add", [x, g.op("Gather", [g.param("embeddings.token_type_embeddings.weight"), "token_type_ids"])])
     x = g.layer_norm(x, "embeddings.LayerNorm", eps)
 
     # Padding is masked by a large negative bias on its attention scores (softmax weight 0, as in

