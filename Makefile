@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXTRAS := embedded,onnx,torch,eval,gateway,litellm,dev
 
-.PHONY: install demo test lint benchmark clean
+.PHONY: install demo test lint benchmark wheel clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: install
 benchmark: install
 	$(BIN)/python benchmarks/latency.py --json benchmarks/results/latency.json
 	$(BIN)/python benchmarks/routing_quality.py
+
+# The wheel carries the ONNX model written from the installed weights, so it installs without torch:
+# pip install 'dist/redisvl_llmrouter-<version>-py3-none-any.whl[embedded,onnx]'
+wheel: install
+	$(BIN)/python -m pip wheel --no-deps --no-build-isolation -q -w dist .
 
 lint: install
 	$(BIN)/ruff check .

@@ -60,7 +60,8 @@ class BuildPyWithModel(build_py):
         spec.loader.exec_module(minilm_onnx)
 
         target = Path(self.build_lib) / "redisvl_llmrouter" / "minilm"
-        target.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(target, ignore_errors=True)  # pip reuses build/: never ship a stale file
+        target.mkdir(parents=True)
         for name in ("config.json", "tokenizer.json"):
             shutil.copyfile(source / name, target / name)
         onnx.save(minilm_onnx.build(source), str(target / "model.onnx"))
