@@ -1,6 +1,7 @@
 """Routing overhead on this machine: the router against RedisVL's own SemanticRouter, side by side.
 
-    .venv/bin/python benchmarks/latency.py --json latency.json [--queries 1000] [--agreement]
+    .venv/bin/python benchmarks/latency.py --json latency.json [--queries 1000] [--install]
+        [--agreement [--agreement-sample N]]
 
 Everything runs against one Redis (``REDIS_URL``, else the embedded server) with the shipped
 ``default`` config (routes simple / standard / expert), after a warm-up:
@@ -9,7 +10,9 @@ Everything runs against one Redis (``REDIS_URL``, else the embedded server) with
   over ``--queries`` distinct texts, so the in-process embedding cache never serves them.
 * ``route_torch_p50_ms``: the same with the torch backend (what the embedding backend alone buys).
 * ``upstream_p50_ms`` / ``upstream_p99_ms``: RedisVL 0.28 ``SemanticRouter`` with ``HFTextVectorizer``
-  on the same local model (torch), the same routes, references and thresholds, the same queries.
+  on the same local model (torch), the same routes, references and thresholds, the same queries,
+  timed in the same loop as a second router of ours (``paired_route_ms``: each query to ours, then
+  to the upstream), so that ``upstream_over_route_p50`` compares runs under the same load.
 * ``route_int8_p50_ms`` / ``route_int8_p99_ms``: the same with ``MiniLMVectorizer(quantize=True)``.
 * ``batch_qps``: ``router.route_batch`` over 2,000 other distinct texts (and ``batch_qps_int8``).
 * ``cache_hit_p50_ms``: a repeated query (the embedding comes from the in-process LRU), and
@@ -19,6 +22,10 @@ Everything runs against one Redis (``REDIS_URL``, else the embedded server) with
   ``cold_start_embedded_redis_s``: the same when the process starts its own embedded Redis.
 * ``rss_mb``: resident memory of this process with the router warm (before the upstream model
   is loaded); ``rss_total_mb`` at the end.
+* ``first_use_build_s``: a source install's one-time build of the fp32 ONNX model (empty cache).
+* with ``--install``: ``install_size_mb`` and ``install_first_use_s``, this tree's wheel installed with
+  ``[embedded,onnx]`` (no torch) into a fresh venv (size added to an empty venv; first process, outside
+  the repo, empty cache, own Redis), and ``install_with_torch_size_mb`` for ``[embedded,onnx,torch]``.
 * with ``--agreement``: top-1 route agreement of the ONNX fp32 and int8 paths with torch over
   every prompt of the shared data files (full prompts; the model truncates at 256 tokens).
 
