@@ -10,6 +10,8 @@
     llmrouter eval TEST.jsonl --learn TRAIN.jsonl ...        # the learned router, trained on TRAIN
     llmrouter eval DATASET.jsonl --cv 5 --strategy learned --strategy cost
     llmrouter learn DATASET.jsonl ... --router my-router    # fill a router's outcome memory
+    llmrouter serve --upstream http://127.0.0.1:8001/v1      # the OpenAI-compatible gateway
+    llmrouter report --since 1h --plot traffic.png           # what the gateway spent, saved and answered
 
 Redis is resolved as in the library: ``--redis-url``, else ``REDIS_URL``, else the embedded server.
 """
@@ -21,6 +23,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from redisvl_llmrouter.errors import LLMRouterError
@@ -257,12 +260,35 @@ def cmd_upstream(args: argparse.Namespace) -> int:
     return upstream_main(["--host", args.host, "--port", str(args.port)])
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from redisvl_llmrouter.connection import sync_client
+    from redisvl_llmrouter.observability import report
+    from redisvl_llmrouter.router import drive
+
+    if args.plot and Path(args.plot).suffix.lower() not in PLOT_FORMATS:  # refuse before reading anything
+        raise LLMRouterError(f"--plot {args.plot}: the file name must end in one of {', '.join(PLOT_FORMATS)}")
+    try:
+        since_ms = report.parse_since(args.since)
+    except ValueError as exc:
+        raise LLMRouterError(str(exc)) from None
+    client = sync_client(redis_url=args.redis_url)
+    result = drive(report.load(args.router, since_ms), client)
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    else:
+        print(report.render(result))
+    if args.plot:
+        print(f"plot: {report.plot(result, args.plot)}", file=sys.stderr)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from redisvl_llmrouter.evaluation_run import run_eval
 
     return run_eval(args)
 
 
+PLOT_FORMATS = (".png", ".svg", ".pdf")
 STRATEGIES = ["semantic", "learned", "cost", "latency", "quality", "balanced", "round_robin", "least_loaded"]
 CAPABILITIES = ["code", "vision", "tools", "json", "reasoning", "long_context"]
 
@@ -338,6 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
     upstream.add_argument("--host", default="127.0.0.1")
     upstream.add_argument("--port", type=int, default=8001, help="0 picks a free port")
     upstream.set_defaults(func=cmd_upstream)
+
+    rep = sub.add_parser("report", help="cost, savings, quality and latency from the gateway's decisions log")
+    rep.add_argument("--router", default="default", help="the router whose log to read (default: default)")
+    rep.add_argument("--since", default=None, help="only requests since: a duration (30m, 2h, 7d) or an ISO date")
+    rep.add_argument("--json", action="store_true", help="print the report as JSON")
+    rep.add_argument("--plot", default=None, metavar="OUT.png", help="draw traffic and cost over time (png/svg/pdf)")
+    rep.set_defaults(func=cmd_report)
 
     ev = sub.add_parser("eval", help="measure cost and quality of a router on outcome data (JSONL)")
     ev.add_argument("datasets", nargs="+", help="JSONL files with per-model quality and cost per prompt")

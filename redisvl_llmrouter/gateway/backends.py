@@ -109,6 +109,7 @@ class OpenAIBackend:
             timeout=upstream.timeout_s,
             http_client=httpx.AsyncClient(limits=limits, timeout=upstream.timeout_s),
         )
+        self._client.chat.completions  # noqa: B018 - the SDK imports its resources lazily: now, not mid-request
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(upstream={self.upstream.name!r}, api_base={self.upstream.api_base!r})"
