@@ -14,6 +14,7 @@ from redisvl_llmrouter import pretrained
 from redisvl_llmrouter.aio import AsyncSemanticRouter
 from redisvl_llmrouter.errors import (
     ConfigError,
+    DataDirLockedError,
     EmbeddedRedisError,
     InvalidFeedbackError,
     InvalidQueryError,
@@ -57,6 +58,7 @@ __all__ = [
     "Capability",
     "ConfigError",
     "Constraints",
+    "DataDirLockedError",
     "Decision",
     "DistanceAggregationMethod",
     "EmbeddedRedisError",

@@ -99,6 +99,11 @@ def test_export_then_route_with_the_file(tmp_path, capsys):
     path = tmp_path / "mine.json"
     assert main(["export", "default", str(path)]) == 0
     assert json.loads(path.read_text())["routes"][0]["references"][0]["vector"]
+    from redisvl_llmrouter import pretrained
+
+    shipped, exported = pretrained.read("default"), pretrained.read(str(path))
+    assert shipped.description and shipped.metrics  # so the next line checks something
+    assert (exported.description, exported.metrics) == (shipped.description, shipped.metrics)
     assert main(["route", "explain garbage collection", "--config", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["model"] == "anthropic/claude-sonnet-4-5"
 
