@@ -70,15 +70,25 @@ def _load(args: argparse.Namespace) -> Any:
     return SemanticRouter.from_pretrained(args.config, redis_url=args.redis_url)
 
 
-def _route_lines(text: str, match: Any, economy: dict[str, Any] | None) -> list[tuple[str, str]]:
+def _confidence_line(match: Any, calibrated: bool) -> str:
+    """The confidence and, in the same line, what the number means for this config."""
+    distance = "" if match.distance is None else f"; distance {match.distance:.3f}"
+    if calibrated:
+        which = "the default route" if match.fallback else "this tier"
+        return f"{match.confidence:.2f}  chance that {which} is right (calibrated on labelled queries{distance})"
+    return f"{match.confidence:.2f}  1 - distance/threshold, not a probability (config not calibrated{distance})"
+
+
+def _route_lines(
+    text: str, match: Any, economy: dict[str, Any] | None, calibrated: bool = False
+) -> list[tuple[str, str]]:
     if not match:
         return [("query", text), ("tier", "no route matched and the config has no default route")]
-    distance = "" if match.distance is None else f"  (distance {match.distance:.3f})"
     rows = [
         ("query", text),
         ("tier", f"{match.name}{'  (default route: nothing matched)' if match.fallback else ''}"),
         ("model", f"{match.model}  ({_price(match.cost)})"),
-        ("confidence", f"{match.confidence:.2f}{distance}"),
+        ("confidence", _confidence_line(match, calibrated)),
         (
             "alternatives",
             ", ".join(f"{a.name} ({a.model}, distance {a.distance:.3f})" for a in match.alternatives) or "none",
@@ -146,7 +156,7 @@ def cmd_route(args: argparse.Namespace) -> int:
         print(json.dumps(out[0] if len(out) == 1 else out, indent=2, ensure_ascii=False))
     else:
         for i, (text, match, economy) in enumerate(results):
-            rows = _route_lines(text, match, economy)
+            rows = _route_lines(text, match, economy, router.routing_config.confidence is not None)
             width = max(len(k) for k, _ in rows)
             print(("\n" if i else "") + "\n".join(f"{key:<{width}}  {value}" for key, value in rows))
     return 0 if all(match for _, match, _ in results) else 1
