@@ -817,7 +817,7 @@ class RouterCore:
         request_id: str | None = None,
         statement: str | None = None,
         *,
-        model: str,
+        model: str | None,
         quality: float,
         cost: float | None = None,
         latency_ms: float | None = None,
@@ -826,8 +826,16 @@ class RouterCore:
 
         Idempotent: feedback for the same request (or the same statement) and model replaces the
         earlier value. A quality outside [0, 1] or a model the router does not know is refused.
+        ``model`` defaults to the model the request was routed to (a statement needs it).
         """
         quality, cost, latency_ms = self._checked_outcome(quality, cost, latency_ms)
+        if model is None and request_id is not None and isinstance(request_id, str) and REQUEST_ID.match(request_id):
+            model = yield from self.store.answered_model(request_id)
+        if model is None:
+            raise InvalidFeedbackError(
+                "Say which model the feedback is about (model=...): a statement, or a request that was not "
+                "recorded or whose feedback window has passed, has no model on record."
+            )
         self._check_models([model])
         if (request_id is None) == (statement is None):
             raise InvalidFeedbackError("Give a request id or a statement (one of them).")
