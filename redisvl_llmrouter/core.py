@@ -156,13 +156,18 @@ def _as_route(route: Any) -> Route:
 
 
 def _canonical(definition: Mapping[str, Any]) -> str:
-    """A comparable form of a definition: validated (so defaults added by newer versions match), routes sorted."""
+    """A comparable form of a definition: validated (so defaults added by newer versions match), routes sorted.
+
+    The vectorizer is left out: :func:`vectorizer_difference` compares it, tolerating identities
+    without dims or dtype (RedisVL stores only type and model), so RedisVL's routers attach.
+    """
     try:
         normal = parse_definition(definition).model_dump(mode="json")
     except ConfigError:
         normal = dict(definition)
     routes = sorted(normal.get("routes", []), key=lambda r: r["name"])
-    body = {**normal, "routes": routes, "vectorizer": _identity_key(normal.get("vectorizer"))}
+    body = {**normal, "routes": routes}
+    body.pop("vectorizer", None)
     return json.dumps(body, sort_keys=True, default=str)
 
 
