@@ -14,9 +14,10 @@ from typing import Any, TypeVar
 import redis.asyncio as aredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redisvl.index import AsyncSearchIndex
 from redisvl.utils.vectorize import BaseVectorizer
 
-from redisvl_llmrouter import connection
+from redisvl_llmrouter import compat, connection
 from redisvl_llmrouter.core import Command, Embed, FeedbackResult, Op, Pipeline, RouterCore, load_definition
 from redisvl_llmrouter.errors import RedisPoolTimeoutError
 from redisvl_llmrouter.learning.calibration import Calibration
@@ -91,6 +92,8 @@ class AsyncSemanticRouter(BaseSemanticRouter):
     arguments as the sync router's and is awaited.
     """
 
+    _index_class = AsyncSearchIndex
+
     def __init__(self, core: RouterCore, client: aredis.Redis, owns_client: bool) -> None:
         # Private: construction needs I/O, which __init__ cannot await. Use create().
         self._core = core
@@ -112,18 +115,22 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         catalog: ModelCatalog | Mapping[str, Any] | None = None,
         learning: LearningConfig | Mapping[str, Any] | None = None,
         *,
+        create_index: bool = True,
+        dtype: str | None = None,
         _precomputed: Mapping[tuple[str, str], bytes] | None = None,
         _outcomes: Sequence[Any] = (),
     ) -> AsyncSemanticRouter:
         """Create (or attach to an identical) router; arguments as for :class:`SemanticRouter`."""
+        compat.check_create_index(create_index, overwrite)
         core = RouterCore(
             name,
             routes or [],
-            _resolve_vectorizer(vectorizer, None),
+            _resolve_vectorizer(compat.resolve_vectorizer(vectorizer, dtype), None),
             routing_config,
             embedding_cache_size,
             catalog,
             learning,
+            manages_index=create_index,
         )
         client = connection.async_client(redis_client, redis_url, connection_kwargs)
         router = cls(core, client, owns_client=redis_client is None)
@@ -140,6 +147,7 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         statement: str | None = None,
         vector: Sequence[float] | None = None,
         aggregation_method: DistanceAggregationMethod | None = None,
+        distance_threshold: float | None = None,
         *,
         strategy: Strategy | str | None = None,
         constraints: Constraints | Mapping[str, Any] | None = None,
@@ -149,6 +157,8 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         record: bool = False,
     ) -> RouteMatch:
         """Route a statement (or a ready vector); see :meth:`SemanticRouter.__call__`."""
+        if distance_threshold is not None:
+            compat.warn_deprecated("distance_threshold")
         options = route_options(strategy, constraints, prompt_tokens, unavailable, stats, record)
         return await self._run(self._core.route(statement, vector, aggregation_method, options))
 
@@ -157,9 +167,12 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         statement: str | None = None,
         vector: Sequence[float] | None = None,
         max_k: int | None = None,
+        distance_threshold: float | None = None,
         aggregation_method: DistanceAggregationMethod | None = None,
     ) -> list[RouteMatch]:
-        """Up to ``max_k`` passing routes, best first."""
+        """Up to ``max_k`` passing routes, best first (``distance_threshold``: deprecated, ignored)."""
+        if distance_threshold is not None:
+            compat.warn_deprecated("distance_threshold")
         return await self._run(self._core.route_many(statement, vector, max_k, aggregation_method))
 
     async def route_batch(
@@ -283,6 +296,10 @@ class AsyncSemanticRouter(BaseSemanticRouter):
 
     async def add_route(self, route: Route) -> str:
         return await self._run(self._core.add_route(route))
+
+    async def _add_routes(self, routes: Sequence[Route]) -> None:
+        """RedisVL's bulk add; see :meth:`SemanticRouter._add_routes`."""
+        await self._run(self._core.add_routes(routes))
 
     async def remove_route(self, route_name: str) -> None:
         await self._run(self._core.remove_route(route_name))

@@ -17,6 +17,7 @@ and cost) and :mod:`policy.decision` (which model, under the strategy and the co
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import threading
@@ -78,6 +79,7 @@ from redisvl_llmrouter.search import (
     reference_key,
     route_command,
     validate_router_name,
+    vector_dtype,
 )
 from redisvl_llmrouter.vectorizers import is_default_model, vectorizer_identity
 
@@ -94,6 +96,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 #: Request ids the router issues: ``req-`` and 32 hex digits.
 REQUEST_ID = re.compile(r"^req-[0-9a-f]{32}$")
@@ -152,13 +156,18 @@ def _as_route(route: Any) -> Route:
 
 
 def _canonical(definition: Mapping[str, Any]) -> str:
-    """A comparable form of a definition: validated (so defaults added by newer versions match), routes sorted."""
+    """A comparable form of a definition: validated (so defaults added by newer versions match), routes sorted.
+
+    The vectorizer is left out: :func:`vectorizer_difference` compares it, tolerating identities
+    without dims or dtype (RedisVL stores only type and model), so RedisVL's routers attach.
+    """
     try:
         normal = parse_definition(definition).model_dump(mode="json")
     except ConfigError:
         normal = dict(definition)
     routes = sorted(normal.get("routes", []), key=lambda r: r["name"])
-    body = {**normal, "routes": routes, "vectorizer": _identity_key(normal.get("vectorizer"))}
+    body = {**normal, "routes": routes}
+    body.pop("vectorizer", None)
     return json.dumps(body, sort_keys=True, default=str)
 
 
@@ -288,13 +297,18 @@ class RouterCore:
         embedding_cache_size: int = 1024,
         catalog: ModelCatalog | Mapping[str, Any] | None = None,
         learning: LearningConfig | Mapping[str, Any] | None = None,
+        *,
+        manages_index: bool = True,
     ) -> None:
         self.name = validate_router_name(name)
+        #: False when the caller manages the index (RedisVL's ``create_index=False``): setup issues
+        #: no command, and ``delete`` refuses to drop what this router does not own.
+        self.manages_index = manages_index
         self.vectorizer = vectorizer
         if not vectorizer.dims:
             raise ConfigError(f"The vectorizer {vectorizer.model!r} does not report its dimensions.")
         self.dims = int(vectorizer.dims)
-        self.dtype = np.dtype(vectorizer.dtype.lower())
+        self.dtype = vector_dtype(vectorizer.dtype)
         self.routes: list[Route] = []
         for route in routes:
             route = _as_route(route)
@@ -460,7 +474,10 @@ class RouterCore:
         An existing router under this name is reused when its stored definition equals ours
         (nothing is re-embedded); a different one is refused unless ``overwrite=True``.
         ``precomputed`` maps (route, reference) to stored vector bytes that need no embedding.
+        Without ``manages_index`` nothing is checked or written: the caller vouches for the index.
         """
+        if not self.manages_index:
+            return
         yield Command(("PING",))
         try:
             modules = yield Command(("MODULE", "LIST"))
@@ -1053,8 +1070,23 @@ class RouterCore:
         yield self._save_config()
         return route.name
 
+    def add_routes(self, routes: Iterable[Any]) -> Op[list[str]]:
+        """Add routes, extending the references of those the router already has (RedisVL's ``_add_routes``)."""
+        names = []
+        for given in routes:
+            route = _as_route(given)
+            if route.name in self._by_name:
+                yield from self.add_route_references(route.name, route.references)
+            else:
+                yield from self.add_route(route)
+            names.append(route.name)
+        return names
+
     def remove_route(self, route_name: str) -> Op[None]:
-        route = self.require(route_name)
+        route = self.get(route_name)
+        if route is None:  # as RedisVL: nothing to remove is not an error, but say so
+            logger.warning("Route %r is not found in router %r; nothing removed.", route_name, self.name)
+            return
         if self.routing_config.default_route == route_name:
             raise ConfigError(
                 f"{route_name!r} is the default route; change routing_config.default_route before removing it."
@@ -1149,6 +1181,11 @@ class RouterCore:
 
     def delete(self) -> Op[None]:
         """Drop the routes, their index and config, and the outcome memory with everything it holds."""
+        if not self.manages_index:
+            raise ConfigError(
+                f"Router {self.name!r} was attached with create_index=False, so its index is not its to drop; "
+                "use clear() to remove the references and keep the index."
+            )
         yield from self._drop()
         yield from self.store.delete()
         self._cache.clear()

@@ -1,13 +1,18 @@
 """Typed errors: every failure a user can cause or meet has its own class and a readable message.
 
-They derive from ``ValueError`` or ``ConnectionError`` where the standard meaning fits, so code
-written against RedisVL's router (which raises bare ``ValueError``) keeps working.
+Each also derives from what RedisVL's router raises in the same situation, so ``except`` clauses
+written for RedisVL keep working: ``ValueError`` for bad input and definitions, ``TypeError`` for
+an argument of the wrong kind, ``redis.exceptions.ConnectionError`` for an unreachable Redis,
+``redisvl.exceptions.RedisModuleVersionError`` for a Redis without the search module.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+from redis.exceptions import ConnectionError as _RedisConnectionError
+from redisvl.exceptions import RedisModuleVersionError as _RedisVLModuleError
 
 __all__ = [
     "AllModelsFailedError",
@@ -20,6 +25,7 @@ __all__ = [
     "InvalidQueryError",
     "InvalidRequestError",
     "InvalidFeedbackError",
+    "InvalidVectorizerError",
     "LLMRouterError",
     "ModelNotFoundError",
     "NoEligibleModelError",
@@ -79,6 +85,10 @@ class ConfigError(LLMRouterError, ValueError):
     """A router definition or config file is malformed or inconsistent."""
 
 
+class InvalidVectorizerError(ConfigError, TypeError):
+    """The vectorizer argument is not a RedisVL vectorizer (RedisVL raises ``TypeError`` here)."""
+
+
 class RouterExistsError(ConfigError):
     """A different router already lives under this name in Redis; pass ``overwrite=True`` to replace it."""
 
@@ -87,15 +97,18 @@ class VectorizerMismatchError(ConfigError):
     """Stored vectors were made by another embedding model, or have other dimensions."""
 
 
-class RedisUnavailableError(LLMRouterError, ConnectionError):
+class RedisUnavailableError(LLMRouterError, _RedisConnectionError, ConnectionError):
     """No Redis could be reached, or it went away mid-call."""
 
 
-class RedisPoolTimeoutError(LLMRouterError, TimeoutError):
-    """Every connection of the pool stayed busy longer than the pool's timeout (Redis is up, but saturated)."""
+class RedisPoolTimeoutError(LLMRouterError, _RedisConnectionError, TimeoutError):
+    """Every connection of the pool stayed busy longer than the pool's timeout (Redis is up, but saturated).
+
+    A ``redis.exceptions.ConnectionError`` too: what redis-py's blocking pool raises in that case.
+    """
 
 
-class RedisModuleMissingError(LLMRouterError, RuntimeError):
+class RedisModuleMissingError(LLMRouterError, _RedisVLModuleError, RuntimeError):
     """The Redis reached lacks the search (RediSearch) or JSON module."""
 
 

@@ -15,9 +15,10 @@ import redis
 import yaml
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redisvl.index import SearchIndex
 from redisvl.utils.vectorize import BaseVectorizer
 
-from redisvl_llmrouter import connection, pretrained
+from redisvl_llmrouter import compat, connection, pretrained
 from redisvl_llmrouter.core import (
     Command,
     Embed,
@@ -33,6 +34,7 @@ from redisvl_llmrouter.core import (
 from redisvl_llmrouter.errors import (
     ConfigError,
     InvalidQueryError,
+    InvalidVectorizerError,
     RedisPoolTimeoutError,
     RedisUnavailableError,
     VectorizerMismatchError,
@@ -54,6 +56,7 @@ from redisvl_llmrouter.schema import (
     RoutingConfig,
     Strategy,
 )
+from redisvl_llmrouter.search import validate_router_name
 from redisvl_llmrouter.vectorizers import default_vectorizer, vectorizer_from_identity, vectorizer_identity
 
 __all__ = ["BaseSemanticRouter", "SemanticRouter", "drive", "unavailable"]
@@ -203,7 +206,7 @@ def outcome_records(rows: Any) -> list[OutcomeRecord]:
 def _resolve_vectorizer(vectorizer: BaseVectorizer | None, definition: RouterDefinition | None) -> BaseVectorizer:
     if vectorizer is not None:
         if not isinstance(vectorizer, BaseVectorizer):
-            raise ConfigError(f"vectorizer must be a RedisVL vectorizer, got {type(vectorizer).__name__}")
+            raise InvalidVectorizerError(f"vectorizer must be a RedisVL vectorizer, got {type(vectorizer).__name__}")
         return vectorizer
     if definition is not None and definition.vectorizer is not None:
         return vectorizer_from_identity(definition.vectorizer)
@@ -214,9 +217,27 @@ class BaseSemanticRouter:
     """What the sync and async routers share that involves no I/O."""
 
     _core: RouterCore
+    _client: Any
+    _label: str | None = None
+    _search_index: Any = None
 
     @property
     def name(self) -> str:
+        """The router's name: what :meth:`to_dict`, :meth:`to_yaml` and exports call it.
+
+        Settable, as on RedisVL's router, to export under another name. The router itself stays
+        where it is in Redis, under :attr:`index_name`: renaming moves no keys (load the export,
+        or ``from_dict(router.to_dict())``, to store a copy under the new name).
+        """
+        return self._label or self._core.name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._label = validate_router_name(value)
+
+    @property
+    def index_name(self) -> str:
+        """The name the router is stored under in Redis: its index, key prefix and config key."""
         return self._core.name
 
     @property
@@ -269,7 +290,20 @@ class BaseSemanticRouter:
 
     def to_dict(self) -> dict[str, Any]:
         """The router definition: name, routes (with model and cost), vectorizer identity, routing config."""
-        return self._core.to_dict()
+        return {**self._core.to_dict(), "name": self.name}
+
+    @property
+    def _index(self) -> Any:
+        """RedisVL's handle on the router index (``SearchIndex``; async: ``AsyncSearchIndex``), on this router's client.
+
+        Private in RedisVL too, but its users reach the client through it (``router._index.client``).
+        """
+        if self._search_index is None:
+            schema = compat.index_schema(self._core.name, self._core.dims, self._core.dtype.name)
+            self._search_index = self._index_class(schema=schema, redis_client=self._client)
+        return self._search_index
+
+    _index_class: Any = SearchIndex
 
     def to_yaml(self, file_path: str | Path, overwrite: bool = True) -> None:
         """Write :meth:`to_dict` as YAML; refuses to replace an existing file unless ``overwrite``."""
@@ -321,6 +355,9 @@ class SemanticRouter(BaseSemanticRouter):
             a ``ModelCatalog``, a mapping or a list of model dicts. Route models missing from it
             are priced from their route's ``cost``.
         learning: how the outcome memory predicts (``LearningConfig``); defaults suit most uses.
+        create_index: as in RedisVL: False attaches to an index the caller manages, issuing no
+            command and writing nothing (``delete()`` is then refused; ``clear()`` works).
+        dtype: deprecated (RedisVL's): the default vectorizer's dtype, or a check on the given one.
     """
 
     def __init__(
@@ -337,17 +374,21 @@ class SemanticRouter(BaseSemanticRouter):
         catalog: ModelCatalog | Mapping[str, Any] | None = None,
         learning: LearningConfig | Mapping[str, Any] | None = None,
         *,
+        create_index: bool = True,
+        dtype: str | None = None,
         _precomputed: Mapping[tuple[str, str], bytes] | None = None,
         _outcomes: Sequence[Any] = (),
     ) -> None:
+        compat.check_create_index(create_index, overwrite)
         self._core = RouterCore(
             name,
             routes or [],
-            _resolve_vectorizer(vectorizer, None),
+            _resolve_vectorizer(compat.resolve_vectorizer(vectorizer, dtype), None),
             routing_config,
             embedding_cache_size,
             catalog,
             learning,
+            manages_index=create_index,
         )
         self._owns_client = redis_client is None
         self._client = connection.sync_client(redis_client, redis_url, connection_kwargs)
@@ -364,6 +405,7 @@ class SemanticRouter(BaseSemanticRouter):
         statement: str | None = None,
         vector: Sequence[float] | None = None,
         aggregation_method: DistanceAggregationMethod | None = None,
+        distance_threshold: float | None = None,
         *,
         strategy: Strategy | str | None = None,
         constraints: Constraints | Mapping[str, Any] | None = None,
@@ -375,6 +417,7 @@ class SemanticRouter(BaseSemanticRouter):
         """Route a statement (or a ready vector): the route it matches and the model the policy chose.
 
         Args:
+            distance_threshold: deprecated and ignored, as in RedisVL (thresholds are per route).
             strategy: override the routing config's strategy for this request.
             constraints: ``Constraints`` (or a dict): ``max_cost``, ``max_latency_ms``,
                 ``min_quality``, ``capabilities``, ``min_context``, ``output_tokens``, ``best_effort``.
@@ -383,6 +426,8 @@ class SemanticRouter(BaseSemanticRouter):
             stats: live statistics per model to use instead of those in Redis.
             record: keep the request for ``feedback_ttl_s`` so ``feedback(match.request_id, ...)`` works.
         """
+        if distance_threshold is not None:
+            compat.warn_deprecated("distance_threshold")
         options = route_options(strategy, constraints, prompt_tokens, unavailable, stats, record)
         return self._run(self._core.route(statement, vector, aggregation_method, options))
 
@@ -391,9 +436,15 @@ class SemanticRouter(BaseSemanticRouter):
         statement: str | None = None,
         vector: Sequence[float] | None = None,
         max_k: int | None = None,
+        distance_threshold: float | None = None,
         aggregation_method: DistanceAggregationMethod | None = None,
     ) -> list[RouteMatch]:
-        """Up to ``max_k`` passing routes, best first, ranked exactly as :meth:`__call__` ranks them."""
+        """Up to ``max_k`` passing routes, best first, ranked exactly as :meth:`__call__` ranks them.
+
+        ``distance_threshold`` is deprecated and ignored, as in RedisVL (in RedisVL's position).
+        """
+        if distance_threshold is not None:
+            compat.warn_deprecated("distance_threshold")
         return self._run(self._core.route_many(statement, vector, max_k, aggregation_method))
 
     def route_batch(
@@ -533,8 +584,12 @@ class SemanticRouter(BaseSemanticRouter):
         """Embed and index a new route's references and persist it; returns its name."""
         return self._run(self._core.add_route(route))
 
+    def _add_routes(self, routes: Sequence[Route]) -> None:
+        """RedisVL's bulk add, kept for its users: adds new routes, extends the references of known ones."""
+        self._run(self._core.add_routes(routes))
+
     def remove_route(self, route_name: str) -> None:
-        """Delete a route and its references."""
+        """Delete a route and its references (an unknown name logs a warning, as in RedisVL)."""
         self._run(self._core.remove_route(route_name))
 
     def add_route_references(self, route_name: str, references: str | list[str]) -> list[str]:

@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 from redisvl.redis.utils import hashify
 
 from redisvl_llmrouter.errors import ConfigError, RedisModuleMissingError
@@ -37,6 +38,7 @@ __all__ = [
     "reference_key",
     "route_command",
     "validate_router_name",
+    "vector_dtype",
 ]
 
 VECTOR_FIELD = "vector"
@@ -51,6 +53,20 @@ def validate_router_name(name: str) -> str:
             "(no spaces, colons, quotes or glob characters; it prefixes every Redis key)."
         )
     return name
+
+
+def vector_dtype(name: str) -> np.dtype:
+    """The numpy dtype of stored vectors: Redis's FLOAT16/32/64 and BFLOAT16 (numpy learns it from ml_dtypes)."""
+    lowered = str(name).lower()
+    if lowered == "bfloat16":
+        try:
+            import ml_dtypes  # noqa: F401  registers bfloat16 with numpy, as RedisVL does
+        except ImportError:
+            raise ConfigError("bfloat16 vectors need the ml_dtypes package: pip install ml_dtypes") from None
+    try:
+        return np.dtype(lowered)
+    except TypeError:
+        raise ConfigError(f"Unsupported vector dtype {name!r}; use float16, bfloat16, float32 or float64.") from None
 
 
 def config_key(router: str) -> str:
