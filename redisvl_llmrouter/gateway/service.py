@@ -441,14 +441,21 @@ class Gateway:
         at most every ``BREAKER_REFRESH_S`` per process."""
         now = time.monotonic()
         models = list(dict.fromkeys([*self.models(), *extra]))
-        stale = [m for m in models if now - self._breakers.get(m, (-1e9, False))[0] >= BREAKER_REFRESH_S]
+        is_open: dict[str, bool] = {}
+        for model in models:
+            cached = self._breakers.get(model)
+            if cached is not None and now - cached[0] < BREAKER_REFRESH_S:
+                is_open[model] = cached[1]
+        stale = [m for m in models if m not in is_open]
         if stale:
+            # Other requests may drop cached states while this read is in flight (a failure does):
+            # the answer is built from what this read saw, not from the shared cache.
             replies = await adrive(_pipeline(breaker.read_commands(stale)), self.router._client)
             at, cooldown = live_now_ms(), int(self.config.breaker.cooldown_s * 1000)
             for model, reply in zip(stale, replies, strict=True):
-                state = breaker.state_at(breaker.parse(reply), at, cooldown)
-                self._breakers[model] = (now, state.state == "open")
-        return {m: "circuit open" for m in models if self._breakers[m][1]}
+                is_open[model] = breaker.state_at(breaker.parse(reply), at, cooldown).state == "open"
+                self._breakers[model] = (now, is_open[model])
+        return {m: "circuit open" for m, open_ in is_open.items() if open_}
 
     async def _route(self, text: str, options: RouteOptions) -> RouteMatch:
         core = self.router._core
