@@ -742,7 +742,7 @@ class RouterCore:
         existing = yield Command(("FT._LIST",))
         indexes = {as_text(n) for n in existing or []}
         document = yield from read_config(self.name)
-        if self.name in indexes and document is not None:
+        if self.name in indexes and document is not None and self.store_index in indexes:
             return False
         if document is not None:
             self._adopt(document)
