@@ -105,7 +105,13 @@ def async_client(
 
 def is_pool_timeout(exc: BaseException) -> bool:
     """Whether a redis-py error means "no free connection in time" (not "Redis is down")."""
-    return "No connection available" in str(exc)
+    text = str(exc)
+    # "No connection available": a blocking pool's wait ran out; "Too many connections": a
+    # caller-supplied client on redis-py's plain pool, which raises at once instead of waiting.
+    return "No connection available" in text or "Too many connections" in text
+
+
+_BLOCKING_POOLS = (redis.BlockingConnectionPool, aredis.BlockingConnectionPool)
 
 
 def unavailable(exc: BaseException, client: redis.Redis | aredis.Redis) -> RedisUnavailableError:
@@ -128,12 +134,16 @@ def translate(exc: BaseException, client: redis.Redis | aredis.Redis) -> LLMRout
     if isinstance(exc, (RedisConnectionError, RedisTimeoutError)) and is_pool_timeout(exc):
         pool = client.connection_pool
         size = getattr(pool, "max_connections", POOL_SIZE)
-        wait = getattr(pool, "timeout", POOL_TIMEOUT_S)
+        wait = getattr(pool, "timeout", None) if isinstance(pool, _BLOCKING_POOLS) else None
+        busy = (
+            f"stayed busy for {wait:g} s"
+            if isinstance(wait, (int, float))
+            else "were busy, and this client's pool does not wait for one (use a BlockingConnectionPool)"
+        )
         return RedisPoolTimeoutError(
-            f"Redis at {describe(client)} is up, but all {size} connections of this router's pool stayed "
-            f"busy for {wait:g} s. Lower the concurrency, or raise the pool size or wait "
-            "(LLMROUTER_REDIS_POOL_SIZE / LLMROUTER_REDIS_POOL_TIMEOUT, or connection_kwargs "
-            "max_connections / timeout)."
+            f"Redis at {describe(client)} is up, but all {size} connections of this router's pool {busy}. "
+            "Lower the concurrency, or raise the pool size or wait (LLMROUTER_REDIS_POOL_SIZE / "
+            "LLMROUTER_REDIS_POOL_TIMEOUT, or connection_kwargs max_connections / timeout)."
         )
     if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
         return unavailable(exc, client)

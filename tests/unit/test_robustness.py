@@ -134,7 +134,10 @@ def test_redis_py_errors_become_typed_errors_that_say_what_happened():
     assert isinstance(denied, RedisPermissionError) and isinstance(denied, PermissionError)
     other = translate(ResponseError("ERR something odd"), client)
     assert isinstance(other, RedisCommandError) and "something odd" in str(other)
-    for error in (full, down, denied, other):
+    plain = redis.Redis(connection_pool=redis.ConnectionPool(host="h", port=1, max_connections=2))
+    too_many = translate(RedisConnectionError("Too many connections"), plain)
+    assert isinstance(too_many, RedisPoolTimeoutError) and "does not wait for one" in str(too_many)
+    for error in (full, down, denied, other, too_many):
         assert isinstance(error, LLMRouterError) and "s3cret" not in str(error)
 
 
