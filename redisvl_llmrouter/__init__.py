@@ -15,6 +15,7 @@ from redisvl_llmrouter.aio import AsyncSemanticRouter
 from redisvl_llmrouter.errors import (
     ConfigError,
     ConflictError,
+    DataDirLockedError,
     EmbeddedRedisError,
     InvalidFeedbackError,
     InvalidQueryError,
@@ -63,6 +64,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "Constraints",
+    "DataDirLockedError",
     "Decision",
     "DistanceAggregationMethod",
     "EmbeddedRedisError",

@@ -313,12 +313,17 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         await self._run(self._core.clear())
 
     async def export_with_embeddings(
-        self, path: str | Path, description: str = "", include_outcomes: bool = True
+        self,
+        path: str | Path,
+        description: str = "",
+        include_outcomes: bool = True,
+        metrics: Mapping[str, Any] | None = None,
     ) -> Path:
-        """Write the router, its reference vectors and its outcome memory to a JSON file (no re-embedding)."""
+        """Write the router, its reference vectors, its outcome memory, ``description`` and ``metrics`` to a
+        JSON file (no re-embedding)."""
         vectors = await self._run(self._core.reference_vectors())
         outcomes = await self._run(self._core.store.export_rows()) if include_outcomes else []
-        return self._write_export(path, self.to_dict(), vectors, description, outcomes)
+        return self._write_export(path, self.to_dict(), vectors, description, outcomes, metrics)
 
     async def close(self) -> None:
         """Close the Redis connection if the router opened it."""

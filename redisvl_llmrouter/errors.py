@@ -6,6 +6,7 @@ written against RedisVL's router (which raises bare ``ValueError``) keeps workin
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "CircuitOpenError",
     "ConfigError",
     "ConflictError",
+    "DataDirLockedError",
     "EmbeddedRedisError",
     "GatewayError",
     "InvalidQueryError",
@@ -37,7 +39,21 @@ __all__ = [
     "UpstreamError",
     "VectorDimensionError",
     "VectorizerMismatchError",
+    "redact",
 ]
+
+# ``scheme://[user]:password@``: the password is whatever follows the first colon of the userinfo,
+# up to the last ``@`` before the host (passwords may themselves contain ``@`` or ``:``).
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^\s/]*)@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``.
+
+    Use it wherever a URL the user gave may be shown (errors, logs, the CLI): a Redis or upstream
+    URL such as ``redis://alice:PW@host`` carries its secret inline.
+    """
+    return _URL_PASSWORD.sub(lambda m: f"{m['head']}***@", text)
 
 
 class LLMRouterError(Exception):
@@ -106,6 +122,15 @@ class RedisModuleMissingError(LLMRouterError, RuntimeError):
 
 class EmbeddedRedisError(RedisUnavailableError):
     """The embedded Redis could not be started."""
+
+
+class DataDirLockedError(EmbeddedRedisError):
+    """Another process's embedded Redis holds this data directory; ``pid`` and ``port`` say whose."""
+
+    def __init__(self, message: str, *, pid: int | None = None, port: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
+        self.port = port
 
 
 class UnknownModelError(LLMRouterError, KeyError, ValueError):

@@ -296,9 +296,14 @@ class BaseSemanticRouter:
 
     @staticmethod
     def _write_export(
-        path: str | Path, definition: dict[str, Any], vectors: Any, description: str, outcomes: Any = ()
+        path: str | Path,
+        definition: dict[str, Any],
+        vectors: Any,
+        description: str,
+        outcomes: Any = (),
+        metrics: Mapping[str, Any] | None = None,
     ) -> Path:
-        return pretrained.write(pretrained.build(definition, vectors, description, outcomes), path)
+        return pretrained.write(pretrained.build(definition, vectors, description, outcomes, metrics=metrics), path)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, routes={self.route_names})"
@@ -577,15 +582,22 @@ class SemanticRouter(BaseSemanticRouter):
         """Remove every route and reference, keeping the empty router."""
         self._run(self._core.clear())
 
-    def export_with_embeddings(self, path: str | Path, description: str = "", include_outcomes: bool = True) -> Path:
+    def export_with_embeddings(
+        self,
+        path: str | Path,
+        description: str = "",
+        include_outcomes: bool = True,
+        metrics: Mapping[str, Any] | None = None,
+    ) -> Path:
         """Write the router, its reference vectors and (``include_outcomes``) its outcome memory to a JSON file.
 
         Nothing is re-embedded: the vectors come from Redis. ``from_pretrained(path)`` loads it
-        back with identical routing and the same learned outcomes.
+        back with identical routing and the same learned outcomes. ``description`` and ``metrics``
+        (e.g. the measured accuracy of the config it was loaded from) are written with it.
         """
         vectors = self._run(self._core.reference_vectors())
         outcomes = self._run(self._core.store.export_rows()) if include_outcomes else []
-        return self._write_export(path, self.to_dict(), vectors, description, outcomes)
+        return self._write_export(path, self.to_dict(), vectors, description, outcomes, metrics)
 
     def close(self) -> None:
         """Close the Redis connection if the router opened it."""

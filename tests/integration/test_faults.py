@@ -134,13 +134,11 @@ def own_redis() -> Iterator[EmbeddedRedis]:
 
 
 def restart_empty(server: EmbeddedRedis) -> None:
-    """Kill the server and start a new, empty one on the same port (no persistence)."""
-    assert server._process is not None
-    server._process.kill()
-    server._process.wait()
-    server._process = None
+    """Stop the server and start a new, empty one on the same port (it has no persistence)."""
+    port = server.port
+    server.stop()
     server.start()
-    assert redis.Redis.from_url(server.url).dbsize() == 0
+    assert server.port == port and redis.Redis.from_url(server.url).dbsize() == 0
 
 
 def test_routing_rebuilds_the_router_after_redis_restarts_empty(api, own_redis, table):
