@@ -17,8 +17,10 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import openai
 import pytest
 import redis
+from gateway_support import gateway, upstream
 
 from redisvl_llmrouter import (
     AsyncSemanticRouter,
@@ -453,3 +455,14 @@ def test_a_statement_and_a_vector_together_are_refused(api, name, table):
     for call in (lambda: router("far d=0.3", vector=QUERY), lambda: router.route_many("far d=0.3", vector=QUERY)):
         with pytest.raises(InvalidQueryError, match="not both"):
             call()
+
+
+def test_the_gateway_keeps_serving_after_redis_restarts_empty(own_redis, tmp_path):
+    """The gateway routes through the core, so the core's recovery keeps it answering: no 500s."""
+    ask = [{"role": "user", "content": "explain garbage collection"}]
+    with upstream() as up, gateway(own_redis.url, up.url, tmp_path) as server:
+        with openai.OpenAI(base_url=server.v1, api_key="none", max_retries=0) as client:
+            before = client.chat.completions.create(model="auto", messages=ask).model
+            restart_empty(own_redis)
+            after = [client.chat.completions.create(model="auto", messages=ask).model for _ in range(3)]
+    assert after == [before] * 3
