@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import openai
 import pytest
@@ -290,6 +293,40 @@ def test_eight_concurrent_async_creators_all_succeed(redis_url, name, table):
     results = asyncio.run(run())
     try:
         assert [r for r in results if isinstance(r, BaseException)] == []
+    finally:
+        SemanticRouter.from_existing(name, redis_url=redis_url, vectorizer=table).delete()
+
+
+CREATE_IN_A_PROCESS = """
+import sys, time
+sys.path.insert(0, sys.argv[4])
+from conftest import TableVectorizer
+from redisvl_llmrouter import Route, SemanticRouter
+routes = [Route(name="near", model="m/near", cost=1.0, references=[f"n{i} d=0.1" for i in range(200)], distance_threshold=0.5)]
+while time.time() < float(sys.argv[3]):  # every process starts creating at the same moment
+    time.sleep(0.001)
+router = SemanticRouter(name=sys.argv[1], routes=routes, vectorizer=TableVectorizer.make(), redis_url=sys.argv[2])
+print(router(vector=[1.0, 0.0, 0.0]).name)
+"""
+
+
+def test_four_processes_creating_the_same_new_router_all_succeed(redis_url, name, table):
+    tests = str(Path(__file__).resolve().parents[1])
+    start_at = str(time.time() + 8)  # after every interpreter has imported the library
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CREATE_IN_A_PROCESS, name, redis_url, start_at, tests],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    try:
+        assert [p.returncode for p in procs] == [0, 0, 0, 0], [err[-500:] for _, err in outputs]
+        assert [out.strip() for out, _ in outputs] == ["near"] * 4
+        assert len(redis.Redis.from_url(redis_url).keys(f"{name}:near:*")) == 200
     finally:
         SemanticRouter.from_existing(name, redis_url=redis_url, vectorizer=table).delete()
 
