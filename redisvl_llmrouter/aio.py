@@ -13,13 +13,13 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redisvl.index import AsyncSearchIndex
 from redisvl.utils.vectorize import BaseVectorizer
 
 from redisvl_llmrouter import compat, connection
 from redisvl_llmrouter.core import Command, Embed, FeedbackResult, Op, Pipeline, RouterCore, load_definition
-from redisvl_llmrouter.errors import RedisPoolTimeoutError
 from redisvl_llmrouter.learning.calibration import Calibration
 from redisvl_llmrouter.learning.prediction import Prediction
 from redisvl_llmrouter.learning.store import MemoryInfo, WriteReport
@@ -35,7 +35,6 @@ from redisvl_llmrouter.router import (
     outcome_records,
     prepare_pretrained,
     route_options,
-    unavailable,
 )
 from redisvl_llmrouter.schema import (
     DistanceAggregationMethod,
@@ -71,18 +70,15 @@ async def adrive(op: Op[T], client: aredis.Redis, vectorizer: BaseVectorizer | N
             try:
                 result = await _perform(request, client, vectorizer)
             except (RedisConnectionError, RedisTimeoutError) as exc:
-                if connection.is_pool_timeout(exc):
-                    raise RedisPoolTimeoutError(
-                        f"Every Redis connection stayed busy for {connection.POOL_TIMEOUT_S:g} s "
-                        f"(pool of {connection.POOL_SIZE}); lower the load or raise LLMROUTER_REDIS_POOL_SIZE."
-                    ) from exc
-                raise unavailable(exc, client) from exc
+                raise connection.translate(exc, client) from exc
             except Exception as exc:
                 request = op.throw(exc)
             else:
                 request = op.send(result)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+    except RedisError as exc:
+        raise connection.translate(exc, client) from exc
 
 
 class AsyncSemanticRouter(BaseSemanticRouter):
@@ -325,6 +321,10 @@ class AsyncSemanticRouter(BaseSemanticRouter):
 
     async def delete(self) -> None:
         await self._run(self._core.delete())
+
+    async def recover(self) -> bool:
+        """Rebuild the index, references and config if they vanished from Redis (see ``SemanticRouter.recover``)."""
+        return await self._run(self._core.recover())
 
     async def clear(self) -> None:
         await self._run(self._core.clear())

@@ -19,6 +19,7 @@ __all__ = [
     "AuthenticationError",
     "CircuitOpenError",
     "ConfigError",
+    "ConflictError",
     "DataDirLockedError",
     "EmbeddedRedisError",
     "GatewayError",
@@ -30,12 +31,15 @@ __all__ = [
     "ModelNotFoundError",
     "NoEligibleModelError",
     "QueueFullError",
+    "RedisCommandError",
     "RedisModuleMissingError",
+    "RedisPermissionError",
     "RedisPoolTimeoutError",
     "RedisUnavailableError",
     "RouteExistsError",
     "RouteNotFoundError",
     "RouterExistsError",
+    "RouterStateLostError",
     "UnknownModelError",
     "UnknownRequestError",
     "UpstreamError",
@@ -106,6 +110,23 @@ class RedisPoolTimeoutError(LLMRouterError, _RedisConnectionError, TimeoutError)
 
     A ``redis.exceptions.ConnectionError`` too: what redis-py's blocking pool raises in that case.
     """
+
+
+class RedisPermissionError(LLMRouterError, PermissionError):
+    """Redis refused a command for the connected user (an ACL denial); names the command and what to grant."""
+
+
+class RedisCommandError(LLMRouterError, RuntimeError):
+    """Redis answered a command with an error this package has no more specific type for."""
+
+
+class RouterStateLostError(LLMRouterError, RuntimeError):
+    """The router's index or stored config vanished from Redis (restarted without persistence, flushed,
+    failed over) and was not rebuilt: call ``router.recover()``, or keep ``auto_recover`` on."""
+
+
+class ConflictError(LLMRouterError, RuntimeError):
+    """Another writer kept changing the router's stored config while this one tried to save its change."""
 
 
 class RedisModuleMissingError(LLMRouterError, _RedisVLModuleError, RuntimeError):

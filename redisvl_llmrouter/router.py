@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import redis
 import yaml
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redisvl.index import SearchIndex
 from redisvl.utils.vectorize import BaseVectorizer
@@ -35,8 +36,6 @@ from redisvl_llmrouter.errors import (
     ConfigError,
     InvalidQueryError,
     InvalidVectorizerError,
-    RedisPoolTimeoutError,
-    RedisUnavailableError,
     VectorizerMismatchError,
 )
 from redisvl_llmrouter.learning.calibration import Calibration
@@ -64,13 +63,7 @@ __all__ = ["BaseSemanticRouter", "SemanticRouter", "drive", "unavailable"]
 T = TypeVar("T")
 
 
-def unavailable(exc: Exception, client: Any) -> RedisUnavailableError:
-    """The error for a Redis that cannot be reached, saying what to do about it."""
-    return RedisUnavailableError(
-        f"Cannot reach Redis at {connection.describe(client)} ({exc}). Start Redis there, point "
-        "REDIS_URL or redis_url at a running one, or set neither to let redisvl-llmrouter start "
-        "its embedded Redis."
-    )
+unavailable = connection.unavailable  # kept importable from here
 
 
 def _perform(request: Command | Pipeline | Embed, client: redis.Redis, vectorizer: BaseVectorizer | None) -> Any:
@@ -93,18 +86,15 @@ def drive(op: Op[T], client: redis.Redis, vectorizer: BaseVectorizer | None = No
             try:
                 result = _perform(request, client, vectorizer)
             except (RedisConnectionError, RedisTimeoutError) as exc:
-                if connection.is_pool_timeout(exc):
-                    raise RedisPoolTimeoutError(
-                        f"Every Redis connection stayed busy for {connection.POOL_TIMEOUT_S:g} s "
-                        f"(pool of {connection.POOL_SIZE}); lower the load or raise LLMROUTER_REDIS_POOL_SIZE."
-                    ) from exc
-                raise unavailable(exc, client) from exc
+                raise connection.translate(exc, client) from exc
             except Exception as exc:  # let the core handle (or re-raise) what Redis answered
                 request = op.throw(exc)
             else:
                 request = op.send(result)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+    except RedisError as exc:  # what the core did not handle still reaches the caller typed
+        raise connection.translate(exc, client) from exc
 
 
 def prepare_pretrained(name_or_path: str | Path, name: str | None, vectorizer: BaseVectorizer | None) -> dict[str, Any]:
@@ -284,6 +274,19 @@ class BaseSemanticRouter:
     def route_thresholds(self) -> dict[str, float]:
         return {route.name: route.distance_threshold for route in self._core.routes}
 
+    @property
+    def auto_recover(self) -> bool:
+        """Whether the router rebuilds its index and config when they vanish from Redis (default True).
+
+        When off, the first call after such a loss raises ``RouterStateLostError`` and
+        :meth:`recover` rebuilds on request.
+        """
+        return self._core.auto_recover
+
+    @auto_recover.setter
+    def auto_recover(self, value: bool) -> None:
+        self._core.auto_recover = bool(value)
+
     def get(self, route_name: str) -> Route | None:
         """The route called ``route_name``, or None."""
         return self._core.get(route_name)
@@ -319,6 +322,8 @@ class BaseSemanticRouter:
             raise FileNotFoundError(f"No such router file: {path}")
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8.") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
         return parse_definition(data)
@@ -617,8 +622,16 @@ class SemanticRouter(BaseSemanticRouter):
         self._run(self._core.update_routing_config(routing_config))
 
     def delete(self) -> None:
-        """Drop the index, every reference and the stored config."""
+        """Drop the index, every reference and the stored config (only this router's own keys)."""
         self._run(self._core.delete())
+
+    def recover(self) -> bool:
+        """Rebuild the index, references and config if they vanished from Redis; True when it had to.
+
+        From this object's definition and the vectors it wrote or loaded (others are embedded
+        again). Routing does this by itself while ``auto_recover`` is on.
+        """
+        return self._run(self._core.recover())
 
     def clear(self) -> None:
         """Remove every route and reference, keeping the empty router."""

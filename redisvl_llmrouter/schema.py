@@ -21,6 +21,7 @@ from redisvl_llmrouter.policy.constraints import Constraints
 
 __all__ = [
     "MAX_STATEMENT_CHARS",
+    "text_problem",
     "BalanceWeights",
     "ConfidenceCalibration",
     "Decision",
@@ -42,6 +43,22 @@ __all__ = [
 #: model's context window), not what is embedded: long texts are embedded as their head and tail
 #: (see :class:`TextWindow`), so chat requests with long pasted context route on what they ask.
 MAX_STATEMENT_CHARS = 1_000_000
+
+
+def text_problem(text: str) -> str | None:
+    """Why a text is not valid Unicode (an unpaired surrogate, e.g. from a bad decode), or None.
+
+    Such text cannot be encoded as UTF-8, so the tokenizer and Redis would fail on it with
+    errors that name neither the text nor the cause.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"contains an unpaired surrogate {text[exc.start]!r} at position {exc.start}, which is not valid "
+            "Unicode; decode the input with errors='replace' first"
+        )
+    return None
 
 
 class DistanceAggregationMethod(str, Enum):
@@ -135,6 +152,11 @@ class Route(_RedisVLRoute):
         # round trip would be stored as something else than what the user wrote.
         if v != v.strip():
             raise ValueError("Route name must not start or end with white space")
+        if "\x00" in v:  # Redis tag values end at NUL: the name would be stored as another one
+            raise ValueError("Route name must not contain the NUL character")
+        problem = text_problem(v)
+        if problem:
+            raise ValueError(f"Route name {problem}")
         return v
 
     @field_validator("references")
@@ -144,6 +166,10 @@ class Route(_RedisVLRoute):
         dupes = [r for r in v if r in seen or seen.add(r)]  # type: ignore[func-returns-value]
         if dupes:
             raise ValueError(f"Duplicate references: {dupes[:3]}")
+        for reference in v:
+            problem = text_problem(reference) if isinstance(reference, str) else None
+            if problem:
+                raise ValueError(f"Reference {reference[:40]!r} {problem}")
         return v
 
 
