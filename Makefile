@@ -5,6 +5,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXTRAS := embedded,onnx,torch,eval,gateway,litellm,dev
+# The dashboard's browser test drives Debian's chromium (Playwright, no browser download).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
 .PHONY: install demo test lint benchmark wheel clean
 
@@ -12,6 +15,9 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
+	@test -x $(CHROMIUM) || ! command -v apt-get >/dev/null || \
+		( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null ) || \
+		echo "make: chromium could not be installed; the dashboard's browser test will be skipped"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -24,6 +30,8 @@ demo: install
 		"why does my python script run out of memory when reading a big CSV?"
 	@echo
 	$(BIN)/python examples/demo.py
+	@echo
+	$(BIN)/python examples/gateway_demo.py
 
 test: install
 	$(BIN)/python -m pytest -q

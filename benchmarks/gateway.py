@@ -14,6 +14,10 @@ and ``llmrouter serve --upstream ...`` (with its embedded Redis), driven by the 
   interleaved with the first: the difference is what logging costs the request.
 * **Load**: ``--concurrency`` requests at once through the gateway (passthrough, then auto):
   errors, wall time, throughput.
+* **Report**: more ``auto`` traffic until the decisions log holds ``--log-entries`` requests, then
+  ``llmrouter report --plot`` on it, timed as a user runs it (a fresh process; best of three).
+
+Both gateways and the report use one embedded Redis started here (``REDIS_URL``).
 """
 
 from __future__ import annotations
@@ -66,9 +70,15 @@ def wait_http(url: str, timeout: float = 120.0) -> None:
 
 @contextlib.contextmanager
 def process(args: list[str], ready: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(args, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # stderr to a file, not a pipe: a pipe nobody reads fills up and blocks the server.
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed when the process is stopped
+    proc = subprocess.Popen(args, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=log)
     try:
-        wait_http(ready)
+        try:
+            wait_http(ready)
+        except RuntimeError:
+            log.seek(0)
+            raise RuntimeError(f"{' '.join(args[:2])} did not start: {log.read().decode()[-2000:]}") from None
         yield proc
     finally:
         proc.terminate()
@@ -76,6 +86,7 @@ def process(args: list[str], ready: str, env: dict[str, str] | None = None) -> I
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
 
 
 def stats(ms: list[float]) -> dict[str, float]:
@@ -123,7 +134,7 @@ async def overhead(upstream: str, gateway: str, quiet: str, n: int) -> dict[str,
     return out
 
 
-async def load(gateway: str, concurrency: int, model: str) -> dict[str, Any]:
+async def load(gateway: str, concurrency: int, model: str, offset: int = 50_000) -> dict[str, Any]:
     import httpx as _httpx
 
     limits = _httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -136,7 +147,7 @@ async def load(gateway: str, concurrency: int, model: str) -> dict[str, Any]:
     )
     started = time.perf_counter()
     results = await asyncio.gather(
-        *(timed(client, model, 50_000 + i) for i in range(concurrency)), return_exceptions=True
+        *(timed(client, model, offset + i) for i in range(concurrency)), return_exceptions=True
     )
     wall = time.perf_counter() - started
     await client.close()
@@ -157,8 +168,53 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000, help="sequential requests per path")
     parser.add_argument("--concurrency", type=int, default=1000, help="requests at once in the load test")
+    parser.add_argument("--log-entries", type=int, default=10_000, help="log size for the report timing")
     parser.add_argument("--json", dest="json_out", type=Path, default=HERE / "results" / "gateway.json")
     args = parser.parse_args()
+
+    from redisvl_llmrouter.embedded import EmbeddedRedis
+
+    redis_server = EmbeddedRedis().start()
+    try:
+        return run(args, redis_server.url)
+    finally:
+        redis_server.stop()
+
+
+async def fill_log(gateway: str, redis_url: str, entries: int) -> int:
+    """Send ``auto`` requests, 200 at a time, until the decisions log holds ``entries`` completions."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    key = "llmrouter:{default}:decisions"
+    sent = 0
+    while client.xlen(key) < entries:
+        result = await load(gateway, 200, "auto", offset=100_000 + sent)
+        sent += result["requests"]
+        time.sleep(0.05)  # the write-behind flushes within milliseconds
+    return int(client.xlen(key))
+
+
+def time_report(redis_url: str, tmp: str) -> dict[str, Any]:
+    plot = Path(tmp) / "report.png"
+    command = [str(BIN / "llmrouter"), "--redis-url", redis_url, "report", "--router", "default", "--plot", str(plot)]
+    walls, printed = [], ""
+    for _ in range(3):
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        walls.append(time.perf_counter() - started)
+        printed = done.stdout
+    return {
+        "command": "llmrouter report --router default --plot report.png",
+        "wall_s_best": round(min(walls), 3),
+        "wall_s_all": [round(w, 3) for w in walls],
+        "plot_bytes": plot.stat().st_size,
+        "first_line": printed.splitlines()[0] if printed else "",
+    }
+
+
+def run(args: argparse.Namespace, redis_url: str) -> int:
+    os.environ["REDIS_URL"] = redis_url
 
     up_port, gw_port, quiet_port = free_port(), free_port(), free_port()
     upstream = f"http://127.0.0.1:{up_port}/v1"
@@ -182,6 +238,8 @@ def main() -> int:
             measured = asyncio.run(overhead(upstream, gateway, quiet, args.requests))
             passthrough_load = asyncio.run(load(gateway, args.concurrency, "openai/gpt-4.1-nano"))
             auto_load = asyncio.run(load(gateway, args.concurrency, "auto"))
+            log_entries = asyncio.run(fill_log(gateway, redis_url, args.log_entries))
+            report = {"log_entries": log_entries, **time_report(redis_url, tmp)}
             counts = httpx.get(f"http://127.0.0.1:{up_port}/control").json()["counts"]
     out = {
         "machine": {
@@ -194,6 +252,7 @@ def main() -> int:
         "sequential_requests_per_path": args.requests,
         **measured,
         "load": {"passthrough": passthrough_load, "auto": auto_load},
+        "report": report,
         "upstream_calls": {m: c["calls"] for m, c in counts.items()},
     }
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -209,6 +268,8 @@ def main() -> int:
             f"load {name}: {result['requests']} at once, {result['errors']} errors, {result['wall_s']:.2f} s, "
             f"{result['requests_per_s']:.0f} req/s"
         )
+    r = out["report"]
+    print(f"llmrouter report --plot on {r['log_entries']} log entries: {r['wall_s_best']:.2f} s (best of 3)")
     print(f"wrote {args.json_out}")
     return 0
 

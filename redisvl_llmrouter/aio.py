@@ -13,12 +13,13 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redisvl.index import AsyncSearchIndex
 from redisvl.utils.vectorize import BaseVectorizer
 
-from redisvl_llmrouter import connection
+from redisvl_llmrouter import compat, connection
 from redisvl_llmrouter.core import Command, Embed, FeedbackResult, Op, Pipeline, RouterCore, load_definition
-from redisvl_llmrouter.errors import RedisPoolTimeoutError
 from redisvl_llmrouter.learning.calibration import Calibration
 from redisvl_llmrouter.learning.prediction import Prediction
 from redisvl_llmrouter.learning.store import MemoryInfo, WriteReport
@@ -34,7 +35,6 @@ from redisvl_llmrouter.router import (
     outcome_records,
     prepare_pretrained,
     route_options,
-    unavailable,
 )
 from redisvl_llmrouter.schema import (
     DistanceAggregationMethod,
@@ -70,18 +70,15 @@ async def adrive(op: Op[T], client: aredis.Redis, vectorizer: BaseVectorizer | N
             try:
                 result = await _perform(request, client, vectorizer)
             except (RedisConnectionError, RedisTimeoutError) as exc:
-                if connection.is_pool_timeout(exc):
-                    raise RedisPoolTimeoutError(
-                        f"Every Redis connection stayed busy for {connection.POOL_TIMEOUT_S:g} s "
-                        f"(pool of {connection.POOL_SIZE}); lower the load or raise LLMROUTER_REDIS_POOL_SIZE."
-                    ) from exc
-                raise unavailable(exc, client) from exc
+                raise connection.translate(exc, client) from exc
             except Exception as exc:
                 request = op.throw(exc)
             else:
                 request = op.send(result)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+    except RedisError as exc:
+        raise connection.translate(exc, client) from exc
 
 
 class AsyncSemanticRouter(BaseSemanticRouter):
@@ -90,6 +87,8 @@ class AsyncSemanticRouter(BaseSemanticRouter):
     Build it with ``await AsyncSemanticRouter.create(...)``; every method has the same name and
     arguments as the sync router's and is awaited.
     """
+
+    _index_class = AsyncSearchIndex
 
     def __init__(self, core: RouterCore, client: aredis.Redis, owns_client: bool) -> None:
         # Private: construction needs I/O, which __init__ cannot await. Use create().
@@ -112,18 +111,22 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         catalog: ModelCatalog | Mapping[str, Any] | None = None,
         learning: LearningConfig | Mapping[str, Any] | None = None,
         *,
+        create_index: bool = True,
+        dtype: str | None = None,
         _precomputed: Mapping[tuple[str, str], bytes] | None = None,
         _outcomes: Sequence[Any] = (),
     ) -> AsyncSemanticRouter:
         """Create (or attach to an identical) router; arguments as for :class:`SemanticRouter`."""
+        compat.check_create_index(create_index, overwrite)
         core = RouterCore(
             name,
             routes or [],
-            _resolve_vectorizer(vectorizer, None),
+            _resolve_vectorizer(compat.resolve_vectorizer(vectorizer, dtype), None),
             routing_config,
             embedding_cache_size,
             catalog,
             learning,
+            manages_index=create_index,
         )
         client = connection.async_client(redis_client, redis_url, connection_kwargs)
         router = cls(core, client, owns_client=redis_client is None)
@@ -140,6 +143,7 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         statement: str | None = None,
         vector: Sequence[float] | None = None,
         aggregation_method: DistanceAggregationMethod | None = None,
+        distance_threshold: float | None = None,
         *,
         strategy: Strategy | str | None = None,
         constraints: Constraints | Mapping[str, Any] | None = None,
@@ -149,6 +153,8 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         record: bool = False,
     ) -> RouteMatch:
         """Route a statement (or a ready vector); see :meth:`SemanticRouter.__call__`."""
+        if distance_threshold is not None:
+            compat.warn_deprecated("distance_threshold")
         options = route_options(strategy, constraints, prompt_tokens, unavailable, stats, record)
         return await self._run(self._core.route(statement, vector, aggregation_method, options))
 
@@ -157,9 +163,12 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         statement: str | None = None,
         vector: Sequence[float] | None = None,
         max_k: int | None = None,
+        distance_threshold: float | None = None,
         aggregation_method: DistanceAggregationMethod | None = None,
     ) -> list[RouteMatch]:
-        """Up to ``max_k`` passing routes, best first."""
+        """Up to ``max_k`` passing routes, best first (``distance_threshold``: deprecated, ignored)."""
+        if distance_threshold is not None:
+            compat.warn_deprecated("distance_threshold")
         return await self._run(self._core.route_many(statement, vector, max_k, aggregation_method))
 
     async def route_batch(
@@ -284,6 +293,10 @@ class AsyncSemanticRouter(BaseSemanticRouter):
     async def add_route(self, route: Route) -> str:
         return await self._run(self._core.add_route(route))
 
+    async def _add_routes(self, routes: Sequence[Route]) -> None:
+        """RedisVL's bulk add; see :meth:`SemanticRouter._add_routes`."""
+        await self._run(self._core.add_routes(routes))
+
     async def remove_route(self, route_name: str) -> None:
         await self._run(self._core.remove_route(route_name))
 
@@ -309,16 +322,25 @@ class AsyncSemanticRouter(BaseSemanticRouter):
     async def delete(self) -> None:
         await self._run(self._core.delete())
 
+    async def recover(self) -> bool:
+        """Rebuild the index, references and config if they vanished from Redis (see ``SemanticRouter.recover``)."""
+        return await self._run(self._core.recover())
+
     async def clear(self) -> None:
         await self._run(self._core.clear())
 
     async def export_with_embeddings(
-        self, path: str | Path, description: str = "", include_outcomes: bool = True
+        self,
+        path: str | Path,
+        description: str = "",
+        include_outcomes: bool = True,
+        metrics: Mapping[str, Any] | None = None,
     ) -> Path:
-        """Write the router, its reference vectors and its outcome memory to a JSON file (no re-embedding)."""
+        """Write the router, its reference vectors, its outcome memory, ``description`` and ``metrics`` to a
+        JSON file (no re-embedding)."""
         vectors = await self._run(self._core.reference_vectors())
         outcomes = await self._run(self._core.store.export_rows()) if include_outcomes else []
-        return self._write_export(path, self.to_dict(), vectors, description, outcomes)
+        return self._write_export(path, self.to_dict(), vectors, description, outcomes, metrics)
 
     async def close(self) -> None:
         """Close the Redis connection if the router opened it."""

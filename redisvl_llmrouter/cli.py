@@ -10,6 +10,8 @@
     llmrouter eval TEST.jsonl --learn TRAIN.jsonl ...        # the learned router, trained on TRAIN
     llmrouter eval DATASET.jsonl --cv 5 --strategy learned --strategy cost
     llmrouter learn DATASET.jsonl ... --router my-router    # fill a router's outcome memory
+    llmrouter serve --upstream http://127.0.0.1:8001/v1      # the OpenAI-compatible gateway
+    llmrouter report --since 1h --plot traffic.png           # what the gateway spent, saved and answered
 
 Redis is resolved as in the library: ``--redis-url``, else ``REDIS_URL``, else the embedded server.
 """
@@ -20,12 +22,14 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
 
-from redisvl_llmrouter.errors import LLMRouterError
+from redisvl_llmrouter.errors import LLMRouterError, redact
 
-__all__ = ["main", "saving"]
+__all__ = ["COMMANDS", "add_command", "build_parser", "main", "parse_args", "saving"]
 
 
 def decision_saving(match: Any) -> dict[str, Any] | None:
@@ -66,15 +70,25 @@ def _load(args: argparse.Namespace) -> Any:
     return SemanticRouter.from_pretrained(args.config, redis_url=args.redis_url)
 
 
-def _route_lines(text: str, match: Any, economy: dict[str, Any] | None) -> list[tuple[str, str]]:
+def _confidence_line(match: Any, calibrated: bool) -> str:
+    """The confidence and, in the same line, what the number means for this config."""
+    distance = "" if match.distance is None else f"; distance {match.distance:.3f}"
+    if calibrated:
+        which = "the default route" if match.fallback else "this tier"
+        return f"{match.confidence:.2f}  chance that {which} is right (calibrated on labelled queries{distance})"
+    return f"{match.confidence:.2f}  1 - distance/threshold, not a probability (config not calibrated{distance})"
+
+
+def _route_lines(
+    text: str, match: Any, economy: dict[str, Any] | None, calibrated: bool = False
+) -> list[tuple[str, str]]:
     if not match:
         return [("query", text), ("tier", "no route matched and the config has no default route")]
-    distance = "" if match.distance is None else f"  (distance {match.distance:.3f})"
     rows = [
         ("query", text),
         ("tier", f"{match.name}{'  (default route: nothing matched)' if match.fallback else ''}"),
         ("model", f"{match.model}  ({_price(match.cost)})"),
-        ("confidence", f"{match.confidence:.2f}{distance}"),
+        ("confidence", _confidence_line(match, calibrated)),
         (
             "alternatives",
             ", ".join(f"{a.name} ({a.model}, distance {a.distance:.3f})" for a in match.alternatives) or "none",
@@ -142,7 +156,7 @@ def cmd_route(args: argparse.Namespace) -> int:
         print(json.dumps(out[0] if len(out) == 1 else out, indent=2, ensure_ascii=False))
     else:
         for i, (text, match, economy) in enumerate(results):
-            rows = _route_lines(text, match, economy)
+            rows = _route_lines(text, match, economy, router.routing_config.confidence is not None)
             width = max(len(k) for k, _ in rows)
             print(("\n" if i else "") + "\n".join(f"{key:<{width}}  {value}" for key, value in rows))
     return 0 if all(match for _, match, _ in results) else 1
@@ -176,16 +190,31 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from redisvl_llmrouter import SemanticRouter
+    from redisvl_llmrouter import SemanticRouter, pretrained
+    from redisvl_llmrouter.errors import ConfigError
 
     if args.from_redis:
+        if not _configured_redis(args):
+            raise ConfigError(
+                f"--from-redis reads a router stored in Redis, but no Redis is configured: this command would "
+                f"start a new, empty embedded Redis with no {args.name!r} in it. Pass --redis-url or set "
+                "REDIS_URL (or LLMROUTER_DATA_DIR, for the embedded Redis that stored it)."
+            )
         router = SemanticRouter.from_existing(args.name, redis_url=args.redis_url)
+        description, metrics = "", None
     else:
+        config = pretrained.read(args.name)  # the file's description and metrics travel with the export
+        description, metrics = config.description, config.metrics
         router = SemanticRouter.from_pretrained(args.name, redis_url=args.redis_url)
-    path = router.export_with_embeddings(args.path)
+    path = router.export_with_embeddings(args.path, description=description, metrics=metrics)
     refs = sum(len(r.references) for r in router.routes)
     print(f"wrote {path}: {len(router.routes)} routes, {refs} references with their vectors")
     return 0
+
+
+def _configured_redis(args: argparse.Namespace) -> bool:
+    """Whether the command's Redis outlives it: a given URL, ``REDIS_URL``, or an embedded one with a data dir."""
+    return bool(args.redis_url or os.environ.get("REDIS_URL") or os.environ.get("LLMROUTER_DATA_DIR"))
 
 
 def cmd_learn(args: argparse.Namespace) -> int:
@@ -223,7 +252,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     if args.export:
         path = router.export_with_embeddings(args.export)
         print(f"wrote {path} (routes, catalog and {info.rows} learned rows)")
-    elif not args.redis_url and not os.environ.get("REDIS_URL") and not os.environ.get("LLMROUTER_DATA_DIR"):
+    elif not _configured_redis(args):
         print(
             "note: this used a temporary embedded Redis; set REDIS_URL or LLMROUTER_DATA_DIR to keep the memory, "
             "or pass --export PATH to save it",
@@ -257,6 +286,26 @@ def cmd_upstream(args: argparse.Namespace) -> int:
     return upstream_main(["--host", args.host, "--port", str(args.port)])
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from redisvl_llmrouter.connection import sync_client
+    from redisvl_llmrouter.observability import report
+    from redisvl_llmrouter.router import drive
+
+    try:
+        since_ms = report.parse_since(args.since)
+    except ValueError as exc:
+        raise LLMRouterError(str(exc)) from None
+    client = sync_client(redis_url=args.redis_url)
+    result = drive(report.load(args.router, since_ms), client)
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    else:
+        print(report.render(result))
+    if args.plot:
+        print(f"plot: {report.plot(result, args.plot)}", file=sys.stderr)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from redisvl_llmrouter.evaluation_run import run_eval
 
@@ -267,16 +316,120 @@ STRATEGIES = ["semantic", "learned", "cost", "latency", "quality", "balanced", "
 CAPABILITIES = ["code", "vision", "tools", "json", "reasoning", "long_context"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="llmrouter",
-        description="Route queries to the cheapest LLM able to answer them, with Redis as the index.",
-        epilog="Redis: --redis-url, else $REDIS_URL, else an embedded Redis started for the command.",
-    )
-    parser.add_argument("--redis-url", default=None, help="Redis to use (default: $REDIS_URL, else embedded)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+# ------------------------------------------------------------------ argument parsing
+class UsageError(LLMRouterError, ValueError):
+    """A command line the CLI cannot run: unknown or repeated options, bad values, missing arguments."""
 
-    route = sub.add_parser("route", help="route one query and show the tier, model, confidence and saving")
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: a usage error is raised (one line, exit 2, in :func:`main`)
+    instead of printed with the usage block; a single-value option given twice is refused."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        if args and str(args[0]).startswith("-") and kwargs.get("action", "store") == "store":
+            kwargs["action"] = _StoreOnce
+        return super().add_argument(*args, **kwargs)
+
+
+class _StoreOnce(argparse.Action):
+    """``store``, refusing a second occurrence: a repeated ``--limit`` or ``--router`` is a mistake, and
+    silently keeping the last one would hide it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None):
+        given = namespace.__dict__.setdefault("_given_once", set())
+        if self.dest in given:
+            raise argparse.ArgumentError(self, "given more than once; give it once")
+        given.add(self.dest)
+        setattr(namespace, self.dest, values)
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _output_file(text: str) -> str:
+    """An argparse type: a file we can create (its directory exists), checked before any work runs."""
+    parent = Path(text).expanduser().parent
+    if Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory; give a file name")
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"the directory {str(parent)!r} does not exist")
+    return text
+
+
+def _plot_file(text: str) -> str:
+    """An argparse type: an output file in a format matplotlib can write (checked before routing runs)."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        raise argparse.ArgumentTypeError("plots need matplotlib: pip install 'redisvl-llmrouter[eval]'") from None
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    suffix = Path(text).suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise argparse.ArgumentTypeError(f"cannot write a plot as {text!r}: use one of .{', .'.join(formats)}")
+    return _output_file(text)
+
+
+def _input_file(text: str) -> str:
+    """An argparse type: an existing regular file (a directory or a missing path fails here, one line)."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory, not a JSONL file")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {text!r}")
+    return text
+
+
+Configure = Callable[[argparse.ArgumentParser], None]
+Run = Callable[[argparse.Namespace], int]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its help line, what adds its arguments, and what runs it."""
+
+    name: str
+    help: str
+    configure: Configure
+    run: Run
+
+
+#: Every subcommand, in ``--help`` order. Register new ones with :func:`add_command`: they get the
+#: global options (before or after the subcommand) and the one-line error handling for free.
+COMMANDS: dict[str, Command] = {}
+
+#: Options every subcommand accepts, before or after its name: ``(flags, argparse keyword arguments)``.
+GLOBAL_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (("--redis-url",), {"metavar": "URL", "help": "Redis to use (default: $REDIS_URL, else embedded)"}),
+]
+
+
+def add_command(name: str, help: str, run: Run) -> Callable[[Configure], Configure]:
+    """Register a subcommand; decorate the function that adds its arguments to its parser."""
+
+    def register(configure: Configure) -> Configure:
+        COMMANDS[name] = Command(name, help, configure, run)
+        return configure
+
+    return register
+
+
+@add_command("route", "route one query and show the tier, model, confidence and saving", cmd_route)
+def _route_arguments(route: argparse.ArgumentParser) -> None:
     route.add_argument("text", nargs="+", help="the query (or several queries) to route")
     route.add_argument("--config", default="default", help="shipped config name or config file path (default: default)")
     route.add_argument("--json", action="store_true", help="print the RouteMatch as JSON")
@@ -288,21 +441,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--capability", action="append", default=[], choices=CAPABILITIES, help="required capability (repeatable)"
     )
     route.add_argument("--best-effort", action="store_true", help="relax latency, cost, quality if nothing qualifies")
-    route.set_defaults(func=cmd_route)
 
-    info = sub.add_parser("info", help="describe a config: vectorizer, routes, thresholds, metrics")
+
+@add_command("info", "describe a config: vectorizer, routes, thresholds, metrics", cmd_info)
+def _info_arguments(info: argparse.ArgumentParser) -> None:
     info.add_argument("--config", default="default", help="shipped config name or config file path")
     info.add_argument("--json", action="store_true", help="print as JSON (reference texts, no vectors)")
-    info.set_defaults(func=cmd_info)
 
-    export = sub.add_parser("export", help="write a router with its embeddings to a JSON file")
+
+@add_command("export", "write a router with its embeddings to a JSON file", cmd_export)
+def _export_arguments(export: argparse.ArgumentParser) -> None:
     export.add_argument("name", help="shipped config name or config file (or, with --from-redis, a router in Redis)")
-    export.add_argument("path", help="where to write the JSON config")
+    export.add_argument("path", type=_output_file, help="where to write the JSON config")
     export.add_argument("--from-redis", action="store_true", help="NAME is a router already stored in Redis")
-    export.set_defaults(func=cmd_export)
 
-    learn = sub.add_parser("learn", help="fill a router's outcome memory from outcome data (JSONL)")
-    learn.add_argument("datasets", nargs="+", help="JSONL files: prompt and per-model quality (and cost)")
+
+@add_command("learn", "fill a router's outcome memory from outcome data (JSONL)", cmd_learn)
+def _learn_arguments(learn: argparse.ArgumentParser) -> None:
+    learn.add_argument(
+        "datasets", nargs="+", type=_input_file, help="JSONL files: prompt and per-model quality (and cost)"
+    )
     learn.add_argument(
         "--router", required=True, help="a router stored in Redis, else a shipped config or config file to load"
     )
@@ -311,17 +469,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     learn.add_argument("--name", default=None, help="the router's name in Redis when --router is a config")
     learn.add_argument("--add-models", action="store_true", help="add the data's unknown models to the catalog")
-    learn.add_argument("--export", default=None, metavar="PATH", help="write the router with its memory to a file")
-    learn.set_defaults(func=cmd_learn)
+    learn.add_argument(
+        "--export", default=None, type=_output_file, metavar="PATH", help="write the router with its memory to a file"
+    )
 
-    serve = sub.add_parser("serve", help="run the OpenAI-compatible gateway (FastAPI + uvicorn)")
+
+@add_command("serve", "run the OpenAI-compatible gateway (FastAPI + uvicorn)", cmd_serve)
+def _serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--config", default=None, metavar="PATH", help="gateway config (YAML or JSON)")
     serve.add_argument(
         "--router", default=None, help="router in Redis, shipped config or config file (default: default)"
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1, help="worker processes sharing one Redis")
+    serve.add_argument("--workers", type=_count(1), default=1, help="worker processes sharing one Redis")
     serve.add_argument(
         "--upstream", default=None, metavar="URL", help="send every model to this OpenAI-compatible base URL"
     )
@@ -332,15 +493,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="VAR",
         help="env var with comma-separated keys clients must present (default: LLMROUTER_API_KEYS)",
     )
-    serve.set_defaults(func=cmd_serve)
 
-    upstream = sub.add_parser("upstream", help="run the local OpenAI-compatible test upstream (no API key needed)")
+
+@add_command("upstream", "run the local OpenAI-compatible test upstream (no API key needed)", cmd_upstream)
+def _upstream_arguments(upstream: argparse.ArgumentParser) -> None:
     upstream.add_argument("--host", default="127.0.0.1")
     upstream.add_argument("--port", type=int, default=8001, help="0 picks a free port")
-    upstream.set_defaults(func=cmd_upstream)
 
-    ev = sub.add_parser("eval", help="measure cost and quality of a router on outcome data (JSONL)")
-    ev.add_argument("datasets", nargs="+", help="JSONL files with per-model quality and cost per prompt")
+
+@add_command("report", "cost, savings, quality and latency from the gateway's decisions log", cmd_report)
+def _report_arguments(rep: argparse.ArgumentParser) -> None:
+    rep.add_argument("--router", default="default", help="the router whose log to read (default: default)")
+    rep.add_argument("--since", default=None, help="only requests since: a duration (30m, 2h, 7d) or an ISO date")
+    rep.add_argument("--json", action="store_true", help="print the report as JSON")
+    rep.add_argument(
+        "--plot", type=_plot_file, default=None, metavar="OUT.png", help="draw traffic and cost over time (png/svg/pdf)"
+    )
+
+
+@add_command("eval", "measure cost and quality of a router on outcome data (JSONL)", cmd_eval)
+def _eval_arguments(ev: argparse.ArgumentParser) -> None:
+    ev.add_argument(
+        "datasets", nargs="+", type=_input_file, help="JSONL files with per-model quality and cost per prompt"
+    )
     ev.add_argument("--router", default="default", help="shipped config name or config file path")
     ev.add_argument(
         "--map",
@@ -349,29 +524,86 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ROUTE=MODEL[,MODEL]",
         help="dataset model(s) standing for a route (repeatable); routes whose model is in the dataset map themselves",
     )
-    ev.add_argument("--learn", nargs="+", default=None, metavar="TRAIN", help="train the learned router on these sets")
-    ev.add_argument("--cv", type=int, default=None, metavar="K", help="K-fold cross-validation of the learned router")
+    ev.add_argument(
+        "--learn", nargs="+", type=_input_file, default=None, metavar="TRAIN", help="train the learned router on these"
+    )
+    ev.add_argument(
+        "--cv", type=_count(2), default=None, metavar="K", help="K-fold cross-validation of the learned router"
+    )
     ev.add_argument(
         "--strategy", action="append", default=[], choices=STRATEGIES, help="compare strategies (repeatable)"
     )
     ev.add_argument("--concat", action="store_true", help="evaluate the datasets as one mixed-traffic set")
-    ev.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="write the report as JSON")
-    ev.add_argument("--plot", default=None, metavar="OUT.png", help="write the cost-quality plot")
-    ev.add_argument("--limit", type=int, default=None, help="use only the first N prompts of each dataset")
-    ev.add_argument("--grid", type=int, default=21, help="number of cost_weight values swept from 0 to 1")
-    ev.set_defaults(func=cmd_eval)
+    ev.add_argument(
+        "--json", dest="json_out", type=_output_file, default=None, metavar="OUT", help="write the report as JSON"
+    )
+    ev.add_argument("--plot", type=_plot_file, default=None, metavar="OUT.png", help="write the cost-quality plot")
+    ev.add_argument("--limit", type=_count(1), default=None, help="use only the first N prompts of each dataset")
+    ev.add_argument("--grid", type=_count(2), default=21, help="number of cost_weight values swept from 0 to 1")
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, on_command: bool) -> None:
+    # On a subcommand the option lands in its own dest, so one given on both sides is caught as a repeat.
+    for flags, kwargs in GLOBAL_OPTIONS:
+        dest = flags[0].lstrip("-").replace("-", "_")
+        if on_command:
+            parser.add_argument(*flags, **kwargs, dest=f"{dest}_after_command", default=argparse.SUPPRESS)
+        else:
+            parser.add_argument(*flags, **kwargs, dest=dest, default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``llmrouter`` parser: global options, then one subparser per registered command."""
+    parser = _Parser(
+        prog="llmrouter",
+        description="Route queries to the cheapest LLM able to answer them, with Redis as the index.",
+        epilog="Redis: --redis-url, else $REDIS_URL, else an embedded Redis started for the command. "
+        "Errors: one line on stderr, exit code 2.",
+    )
+    _add_global_options(parser, on_command=False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    for command in COMMANDS.values():
+        subparser = sub.add_parser(command.name, help=command.help)
+        command.configure(subparser)
+        _add_global_options(subparser, on_command=True)
+        subparser.set_defaults(func=command.run)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse a command line; global options may come before or after the subcommand, once."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    for flags, _ in GLOBAL_OPTIONS:
+        dest = flags[0].lstrip("-").replace("-", "_")
+        after = args.__dict__.pop(f"{dest}_after_command", None)
+        if after is not None:
+            if getattr(args, dest) is not None:
+                parser.error(f"argument {flags[0]}: given more than once; give it once")
+            setattr(args, dest, after)
+    args.__dict__.pop("_given_once", None)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; every user error is one line on stderr (secrets redacted) and exit code 2."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
+        args = parse_args(argv)
         return int(args.func(args))
-    except (LLMRouterError, FileNotFoundError) as exc:
-        print(f"llmrouter: error: {exc}", file=sys.stderr)
+    except (LLMRouterError, OSError) as exc:  # OSError: unreadable, missing or unwritable files
+        print(f"llmrouter: error: {redact(_one_line(exc))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("llmrouter: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in message:
+        message = f"{message}: {exc.filename}"
+    return message
 
 
 if __name__ == "__main__":  # pragma: no cover

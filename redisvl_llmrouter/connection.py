@@ -14,13 +14,38 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoPermissionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["POOL_SIZE", "POOL_TIMEOUT_S", "async_client", "describe", "is_pool_timeout", "resolve_url", "sync_client"]
+from redisvl_llmrouter.errors import (
+    LLMRouterError,
+    RedisCommandError,
+    RedisPermissionError,
+    RedisPoolTimeoutError,
+    RedisUnavailableError,
+)
 
-#: Connections a client the router creates keeps to Redis. Beyond it, callers wait for a free one
-#: (up to ``POOL_TIMEOUT_S``) instead of failing: 1,000 concurrent requests share 64 connections.
+__all__ = [
+    "POOL_SIZE",
+    "POOL_TIMEOUT_S",
+    "async_client",
+    "describe",
+    "is_pool_timeout",
+    "resolve_url",
+    "sync_client",
+    "translate",
+    "unavailable",
+]
+
+#: Connections a client the router creates keeps to Redis (``LLMROUTER_REDIS_POOL_SIZE``, or
+#: ``connection_kwargs={"max_connections": n}``). Beyond it, callers wait for a free one (up to
+#: ``POOL_TIMEOUT_S``) instead of failing: 1,000 concurrent requests share 64 connections.
 POOL_SIZE = int(os.environ.get("LLMROUTER_REDIS_POOL_SIZE", "64"))
-#: Seconds a caller waits for a free connection before ``RedisPoolTimeoutError``.
+#: Seconds a caller waits for a free connection before ``RedisPoolTimeoutError``
+#: (``LLMROUTER_REDIS_POOL_TIMEOUT``, or ``connection_kwargs={"timeout": s}``).
 POOL_TIMEOUT_S = float(os.environ.get("LLMROUTER_REDIS_POOL_TIMEOUT", "10"))
 
 
@@ -69,13 +94,65 @@ def async_client(
     """As :func:`sync_client`, for asyncio (whose default pool raises instead of waiting when full)."""
     if redis_client is not None:
         return redis_client
-    pool = aredis.BlockingConnectionPool.from_url(resolve_url(redis_url), **_pool_kwargs(connection_kwargs))
+    kwargs = _pool_kwargs(connection_kwargs)
+    # redis-py's sync client retries a command on a broken connection (3 times, with backoff) by
+    # default, its asyncio client does not: after a Redis restart every pooled connection is
+    # stale, so without this each one would fail once before reconnecting.
+    kwargs.setdefault("retry", AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), 3))
+    pool = aredis.BlockingConnectionPool.from_url(resolve_url(redis_url), **kwargs)
     return aredis.Redis(connection_pool=pool)
 
 
 def is_pool_timeout(exc: BaseException) -> bool:
     """Whether a redis-py error means "no free connection in time" (not "Redis is down")."""
-    return "No connection available" in str(exc)
+    text = str(exc)
+    # "No connection available": a blocking pool's wait ran out; "Too many connections": a
+    # caller-supplied client on redis-py's plain pool, which raises at once instead of waiting.
+    return "No connection available" in text or "Too many connections" in text
+
+
+_BLOCKING_POOLS = (redis.BlockingConnectionPool, aredis.BlockingConnectionPool)
+
+
+def unavailable(exc: BaseException, client: redis.Redis | aredis.Redis) -> RedisUnavailableError:
+    """The error for a Redis that cannot be reached, saying what to do about it."""
+    return RedisUnavailableError(
+        f"Cannot reach Redis at {describe(client)} ({exc}). Start Redis there, point "
+        "REDIS_URL or redis_url at a running one, or set neither to let redisvl-llmrouter start "
+        "its embedded Redis."
+    )
+
+
+def translate(exc: BaseException, client: redis.Redis | aredis.Redis) -> LLMRouterError:
+    """The typed error for a redis-py error that reached a router's caller (both drivers use it).
+
+    A full pool is not an unreachable Redis: it gets its own type and a message about load, with
+    the pool's actual size and wait, so nobody restarts a healthy Redis because of it.
+    """
+    if isinstance(exc, LLMRouterError):
+        return exc
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError)) and is_pool_timeout(exc):
+        pool = client.connection_pool
+        size = getattr(pool, "max_connections", POOL_SIZE)
+        wait = getattr(pool, "timeout", None) if isinstance(pool, _BLOCKING_POOLS) else None
+        busy = (
+            f"stayed busy for {wait:g} s"
+            if isinstance(wait, (int, float))
+            else "were busy, and this client's pool does not wait for one (use a BlockingConnectionPool)"
+        )
+        return RedisPoolTimeoutError(
+            f"Redis at {describe(client)} is up, but all {size} connections of this router's pool {busy}. "
+            "Lower the concurrency, or raise the pool size or wait (LLMROUTER_REDIS_POOL_SIZE / "
+            "LLMROUTER_REDIS_POOL_TIMEOUT, or connection_kwargs max_connections / timeout)."
+        )
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+        return unavailable(exc, client)
+    if isinstance(exc, NoPermissionError):
+        return RedisPermissionError(
+            f"Redis at {describe(client)} refused a command for this user ({exc}). Grant the user the "
+            "search (FT.*), JSON (JSON.*), hash, string and scripting commands on the router's keys."
+        )
+    return RedisCommandError(f"Redis at {describe(client)} answered with an error: {exc}")
 
 
 def describe(client: redis.Redis | aredis.Redis) -> str:

@@ -17,6 +17,7 @@ and cost) and :mod:`policy.decision` (which model, under the strategy and the co
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import threading
@@ -36,11 +37,13 @@ from redisvl.utils.vectorize import BaseVectorizer
 from redisvl_llmrouter import ranking
 from redisvl_llmrouter.errors import (
     ConfigError,
+    ConflictError,
     InvalidFeedbackError,
     InvalidQueryError,
     RouteExistsError,
     RouteNotFoundError,
     RouterExistsError,
+    RouterStateLostError,
     UnknownModelError,
     UnknownRequestError,
     VectorDimensionError,
@@ -67,17 +70,24 @@ from redisvl_llmrouter.schema import (
     RouterDefinition,
     RoutingConfig,
     Strategy,
+    text_problem,
 )
 from redisvl_llmrouter.search import (
+    MAX_REFERENCES,
+    SAVE_CONFIG_SCRIPT,
     as_text,
     check_modules,
     config_key,
     create_index_command,
+    is_missing_index,
+    is_wrong_type,
     parse_route_rows,
     reference_id,
     reference_key,
     route_command,
+    search_total,
     validate_router_name,
+    vector_dtype,
 )
 from redisvl_llmrouter.vectorizers import is_default_model, vectorizer_identity
 
@@ -89,11 +99,18 @@ __all__ = [
     "Pipeline",
     "RouteOptions",
     "RouterCore",
+    "definition_difference",
     "load_definition",
     "parse_definition",
+    "read_config",
 ]
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
+
+#: Times a change is re-applied on top of another writer's newer config before ``ConflictError``.
+MAX_SAVE_ATTEMPTS = 20
 
 #: Request ids the router issues: ``req-`` and 32 hex digits.
 REQUEST_ID = re.compile(r"^req-[0-9a-f]{32}$")
@@ -123,12 +140,20 @@ def parse_definition(data: Any) -> RouterDefinition:
     return definition
 
 
-def load_definition(name: str) -> Op[dict[str, Any]]:
-    """Read the stored definition of router ``name`` from Redis."""
-    validate_router_name(name)
-    raw = yield Command(("JSON.GET", config_key(name)))
+def read_config(name: str) -> Op[dict[str, Any] | None]:
+    """The stored config document of router ``name`` (with its ``version``), or None when there is none."""
+    key = config_key(validate_router_name(name))
+    try:
+        raw = yield Command(("JSON.GET", key))
+    except ResponseError as exc:
+        if not is_wrong_type(exc):
+            raise
+        raise ConfigError(
+            f"The key {key!r} holds another Redis type than router {name!r}'s JSON config: another application "
+            "uses that name. Choose another router name, or delete the key if it is stale."
+        ) from None
     if raw is None:
-        raise ConfigError(f"No router named {name!r} in this Redis (no key {config_key(name)!r}).")
+        return None
     try:
         data = json.loads(as_text(raw))
     except json.JSONDecodeError as exc:
@@ -136,6 +161,50 @@ def load_definition(name: str) -> Op[dict[str, Any]]:
     if not isinstance(data, dict):
         raise ConfigError(f"The stored config of router {name!r} is not a JSON object.")
     return data
+
+
+def stored_version(document: Mapping[str, Any] | None) -> int:
+    """The version of a stored config document (0: none, or written before configs were versioned)."""
+    version = (document or {}).get("version", 0)
+    return version if isinstance(version, int) and not isinstance(version, bool) else 0
+
+
+def load_definition(name: str) -> Op[dict[str, Any]]:
+    """Read the stored definition of router ``name`` from Redis (without its version)."""
+    data = yield from read_config(name)
+    if data is None:
+        raise ConfigError(f"No router named {name!r} in this Redis (no key {config_key(name)!r}).")
+    return {k: v for k, v in data.items() if k != "version"}
+
+
+def definition_difference(stored: Mapping[str, Any], given: Mapping[str, Any]) -> str:
+    """What differs between two router definitions, in a few readable clauses (pure)."""
+
+    def routes(d: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+        return {r.get("name"): r for r in d.get("routes", []) if isinstance(r, Mapping)}
+
+    ours, theirs = routes(given), routes(stored)
+    clauses = []
+    if set(theirs) - set(ours):
+        clauses.append(f"routes only in Redis: {sorted(set(theirs) - set(ours))}")
+    if set(ours) - set(theirs):
+        clauses.append(f"routes only in the given definition: {sorted(set(ours) - set(theirs))}")
+    for name in sorted(set(ours) & set(theirs), key=str):
+        a, b = dict(theirs[name]), dict(ours[name])
+        refs_a, refs_b = set(a.pop("references", [])), set(b.pop("references", []))
+        if refs_a != refs_b:
+            clauses.append(
+                f"route {name!r}: {len(refs_b - refs_a)} reference(s) given but not stored, "
+                f"{len(refs_a - refs_b)} stored but not given"
+            )
+        fields = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        clauses += [f"route {name!r} {k}: stored {a.get(k)!r}, given {b.get(k)!r}" for k in fields]
+    for part in ("routing_config", "catalog", "learning"):
+        a, b = stored.get(part) or {}, given.get(part) or {}
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            clauses += [f"{part}.{k}: stored {a.get(k)!r}, given {b.get(k)!r}" for k in keys[:5]]
+    return "; ".join(clauses[:8]) + (f" (and {len(clauses) - 8} more)" if len(clauses) > 8 else "")
 
 
 def _as_route(route: Any) -> Route:
@@ -151,14 +220,25 @@ def _as_route(route: Any) -> Route:
     raise ConfigError(f"Expected a Route, got {type(route).__name__}")
 
 
-def _canonical(definition: Mapping[str, Any]) -> str:
-    """A comparable form of a definition: validated (so defaults added by newer versions match), routes sorted."""
+def _normal(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """A definition validated (so defaults added by newer versions match), without its stored version.
+
+    The vectorizer is compared apart, by :func:`vectorizer_difference`, which tolerates identities
+    without dims or dtype (RedisVL stores only type and model), so RedisVL's routers attach.
+    """
+    body = {k: v for k, v in definition.items() if k != "version"}
     try:
-        normal = parse_definition(definition).model_dump(mode="json")
+        return parse_definition(body).model_dump(mode="json")
     except ConfigError:
-        normal = dict(definition)
+        return body
+
+
+def _canonical(definition: Mapping[str, Any]) -> str:
+    """A comparable form of a definition: validated, without version, routes sorted."""
+    normal = _normal(definition)
     routes = sorted(normal.get("routes", []), key=lambda r: r["name"])
-    body = {**normal, "routes": routes, "vectorizer": _identity_key(normal.get("vectorizer"))}
+    body = {**normal, "routes": routes}
+    body.pop("vectorizer", None)
     return json.dumps(body, sort_keys=True, default=str)
 
 
@@ -288,13 +368,18 @@ class RouterCore:
         embedding_cache_size: int = 1024,
         catalog: ModelCatalog | Mapping[str, Any] | None = None,
         learning: LearningConfig | Mapping[str, Any] | None = None,
+        *,
+        manages_index: bool = True,
     ) -> None:
         self.name = validate_router_name(name)
+        #: False when the caller manages the index (RedisVL's ``create_index=False``): setup issues
+        #: no command, and ``delete`` refuses to drop what this router does not own.
+        self.manages_index = manages_index
         self.vectorizer = vectorizer
         if not vectorizer.dims:
             raise ConfigError(f"The vectorizer {vectorizer.model!r} does not report its dimensions.")
         self.dims = int(vectorizer.dims)
-        self.dtype = np.dtype(vectorizer.dtype.lower())
+        self.dtype = vector_dtype(vectorizer.dtype)
         self.routes: list[Route] = []
         for route in routes:
             route = _as_route(route)
@@ -302,12 +387,19 @@ class RouterCore:
                 raise ConfigError(f"Duplicate route name {route.name!r}")
             self.routes.append(route)
         self._check_floors(self.routes)
+        self._check_size(self.routes)
         self.routing_config = self._checked_config(routing_config)
         self.catalog = _as_catalog(catalog)
         self.learning = _as_learning(learning)
         self.store = OutcomeStore(self.name, self.dims, self.dtype, self.learning)
         self._cache = _EmbeddingCache(embedding_cache_size)
         self._effective: ModelCatalog | None = None
+        self.version = 0
+        """The stored config's version this object's definition is based on (see :meth:`_commit`)."""
+        self.auto_recover = True
+        """Rebuild the index and config when they vanish from Redis (see :meth:`recover`)."""
+        # Reference vectors this object wrote or loaded: what recovery rewrites without re-embedding.
+        self._vectors: dict[tuple[str, str], bytes] = {}
 
     # ----------------------------------------------------------------- state (no I/O)
     @property
@@ -345,6 +437,19 @@ class RouterCore:
                 f"Router {self.name!r} has no route {route_name!r}; its routes are {[r.name for r in self.routes]}"
             )
         return route
+
+    @property
+    def reference_count(self) -> int:
+        return sum(len(route.references) for route in self.routes)
+
+    def _check_size(self, routes: Sequence[Route]) -> None:
+        total = sum(len(route.references) for route in routes)
+        if total > MAX_REFERENCES:
+            raise ConfigError(
+                f"Router {self.name!r} would hold {total:,} references; the limit is {MAX_REFERENCES:,} "
+                "(every search reads all references in range). Use fewer, more distinct references per route, "
+                "or split the routes over several routers."
+            )
 
     @staticmethod
     def _check_floors(routes: Sequence[Route]) -> None:
@@ -388,9 +493,55 @@ class RouterCore:
             "reference", reference, "vector", vector,
         )  # fmt: skip
 
-    def _save_config(self) -> Command:
-        self._effective = None  # every change to routes or catalog is saved through here
-        return Command(("JSON.SET", config_key(self.name), "$", json.dumps(self.to_dict())))
+    def _adopt(self, document: Mapping[str, Any]) -> None:
+        """Take the stored definition (another writer's newer one) as this object's own."""
+        definition = parse_definition({k: v for k, v in document.items() if k != "version"})
+        self.routes = list(definition.routes)
+        self.routing_config = definition.routing_config
+        self.catalog = _as_catalog(definition.catalog)
+        self.learning = _as_learning(definition.learning)
+        self.store.config = self.learning
+        self.version = stored_version(document)
+        self._effective = None
+
+    def _try_save(self) -> Op[int]:
+        """Compare-and-set the config at ``version + 1``; returns -1 when written, else the stored version."""
+        document = json.dumps({**self.to_dict(), "version": self.version + 1})
+        try:
+            (result,) = yield from run_script(SAVE_CONFIG_SCRIPT, [(1, config_key(self.name), self.version, document)])
+        except ResponseError as exc:
+            if is_wrong_type(exc):
+                yield from read_config(self.name)  # raises the ConfigError naming the key
+            raise
+        if int(result) == -1:
+            self.version += 1
+        return int(result)
+
+    def _commit(self, change: Callable[[], None]) -> Op[None]:
+        """Apply ``change`` to the definition and store it, never overwriting another writer's change.
+
+        The stored config carries a version. When another router object (in this process or
+        another) saved since this one last read it, the save is refused; the stored definition is
+        read, ``change`` applied to it again, and the save retried: concurrent ``add_route`` calls
+        both land. ``change`` must therefore be written against the current state (it may raise,
+        e.g. ``RouteExistsError`` when the other writer added the same route).
+        """
+        for _ in range(MAX_SAVE_ATTEMPTS):
+            change()
+            self._check_size(self.routes)
+            self._effective = None
+            found = yield from self._try_save()
+            if found == -1:
+                return
+            document = yield from read_config(self.name)
+            if document is None:  # the config vanished (Redis restarted empty, flushed): recovery
+                yield from self._state_lost("its stored config is gone")  # saves this definition, change included
+                return
+            self._adopt(document)
+        raise ConflictError(
+            f"Router {self.name!r} was changed by other writers {MAX_SAVE_ATTEMPTS} times while this change was "
+            "being saved; retry it."
+        )
 
     # ----------------------------------------------------------------- input validation
     def _vector_bytes(self, vector: Any) -> bytes:
@@ -409,7 +560,15 @@ class RouterCore:
             raise InvalidQueryError("The vector contains NaN or infinite values.")
         if not np.any(array):
             raise InvalidQueryError("The vector is all zeros; cosine distance is undefined for it.")
-        return array.astype(self.dtype).tobytes()
+        with np.errstate(over="ignore", under="ignore"):
+            stored = array.astype(self.dtype)
+        if not np.all(np.isfinite(stored)) or not np.any(stored):
+            info = np.finfo(self.dtype)
+            raise InvalidQueryError(
+                f"The vector's values do not fit {self.dtype.name} (magnitudes up to {info.max:.3g}, "
+                f"smallest normal {info.tiny:.3g}); it would be stored as infinities or zeros. Normalise it first."
+            )
+        return stored.tobytes()
 
     @staticmethod
     def _checked_statement(statement: Any) -> str:
@@ -417,6 +576,9 @@ class RouterCore:
             raise InvalidQueryError(f"The statement must be a string, got {type(statement).__name__}.")
         if not statement.strip():
             raise InvalidQueryError("The statement is empty; there is nothing to route.")
+        problem = text_problem(statement)
+        if problem:
+            raise InvalidQueryError(f"The statement {problem}.")
         if len(statement) > MAX_STATEMENT_CHARS:
             raise InvalidQueryError(
                 f"The statement is {len(statement):,} characters; the limit is {MAX_STATEMENT_CHARS:,}. "
@@ -432,6 +594,9 @@ class RouterCore:
         for ref in refs:
             if not isinstance(ref, str) or not ref.strip():
                 raise InvalidQueryError("References must be non-empty strings.")
+            problem = text_problem(ref)
+            if problem:
+                raise InvalidQueryError(f"The reference {ref[:40]!r} {problem}.")
         return list(dict.fromkeys(refs))
 
     # ----------------------------------------------------------------- embedding
@@ -460,7 +625,10 @@ class RouterCore:
         An existing router under this name is reused when its stored definition equals ours
         (nothing is re-embedded); a different one is refused unless ``overwrite=True``.
         ``precomputed`` maps (route, reference) to stored vector bytes that need no embedding.
+        Without ``manages_index`` nothing is checked or written: the caller vouches for the index.
         """
+        if not self.manages_index:
+            return
         yield Command(("PING",))
         try:
             modules = yield Command(("MODULE", "LIST"))
@@ -471,26 +639,53 @@ class RouterCore:
         existing = yield Command(("FT._LIST",))
         indexes = {as_text(n) for n in existing or []}
         index_exists = self.name in indexes
-        stored_raw = yield Command(("JSON.GET", config_key(self.name)))
-        stored = json.loads(as_text(stored_raw)) if stored_raw is not None else None
-        if (index_exists or stored is not None) and not overwrite:
-            self._check_same_router(stored, index_exists)
-            yield from self.store.ensure_index(indexes)
+        stored = yield from read_config(self.name)
+        self._vectors.update(precomputed or {})
+        if stored is not None and not overwrite:
+            self._check_same_router(stored)
+            self.version = stored_version(stored)
+            if not index_exists:  # the config survived, the index did not: rebuild it
+                yield from self.recover()
+            yield from self._ensure_store_index(indexes)
             return
-        if index_exists or stored is not None:
+        if overwrite and (index_exists or stored is not None):
             if stored is not None and vectorizer_difference(
                 stored.get("vectorizer"), vectorizer_identity(self.vectorizer)
             ):
                 # The learned rows were embedded by another model: unusable with this one.
                 yield from self.store.delete()
                 indexes.discard(self.store_index)
-            yield from self._drop()
-        yield Command(create_index_command(self.name, self.dims, self.dtype.name))
-        yield from self._write_references(
-            [(route.name, ref) for route in self.routes for ref in route.references], precomputed or {}
-        )
-        yield self._save_config()
-        yield from self.store.ensure_index(indexes)
+            yield from self._drop(stored)
+            index_exists = False
+        # A new router, or one another process is creating right now (index, no config yet):
+        # every step is idempotent and the config, written last with a compare-and-set, commits it.
+        if not index_exists:
+            yield from self._create_index()
+        yield from self._write_references(self._pairs(), precomputed or {})
+        self.version = 0
+        if (yield from self._try_save()) != -1:  # another creator committed first: same router, or refuse
+            stored = yield from read_config(self.name)
+            if stored is not None:
+                self._check_same_router(stored)
+                self.version = stored_version(stored)
+        yield from self._ensure_store_index(indexes)
+
+    def _pairs(self) -> list[tuple[str, str]]:
+        return [(route.name, ref) for route in self.routes for ref in route.references]
+
+    def _create_index(self) -> Op[None]:
+        try:
+            yield Command(create_index_command(self.name, self.dims, self.dtype.name))
+        except ResponseError as exc:  # a concurrent creator (or recovery) was first
+            if "already exists" not in str(exc).lower():
+                raise
+
+    def _ensure_store_index(self, indexes: Iterable[str]) -> Op[None]:
+        try:
+            yield from self.store.ensure_index(indexes)
+        except ResponseError as exc:
+            if "already exists" not in str(exc).lower():
+                raise
 
     @property
     def store_index(self) -> str:
@@ -498,23 +693,15 @@ class RouterCore:
 
         return index_name(self.name)
 
-    def _check_same_router(self, stored: Any, index_exists: bool) -> None:
+    def _check_same_router(self, stored: Mapping[str, Any]) -> None:
         hint = "Pass overwrite=True to replace it, or use from_existing() to attach to it."
-        if stored is None or not index_exists:
-            raise RouterExistsError(f"Redis already holds a partial router named {self.name!r}. {hint}")
         difference = vectorizer_difference(stored.get("vectorizer"), vectorizer_identity(self.vectorizer))
         if difference:
             raise VectorizerMismatchError(
                 f"Router {self.name!r} in Redis was built with another vectorizer ({difference}). {hint}"
             )
         if _canonical(stored) != _canonical(self.to_dict()):
-            theirs = {r.get("name") for r in stored.get("routes", [])}
-            ours = set(self._by_name)
-            detail = (
-                f"stored routes {sorted(theirs)} vs given {sorted(ours)}"
-                if theirs != ours
-                else "same route names but different references, thresholds, models, costs or config"
-            )
+            detail = definition_difference(_normal(stored), _normal(self.to_dict())) or "the definitions differ"
             raise RouterExistsError(f"A different router named {self.name!r} is already in Redis ({detail}). {hint}")
 
     def _write_references(
@@ -523,16 +710,67 @@ class RouterCore:
         todo = [p for p in pairs if p not in precomputed]
         fresh = yield from self._embed_references(todo)
         vectors = {**dict(zip(todo, fresh, strict=True)), **{p: precomputed[p] for p in pairs if p in precomputed}}
-        if pairs:
-            yield Pipeline(tuple(self._reference_hset(route, ref, vectors[(route, ref)]) for route, ref in pairs))
+        self._vectors.update(vectors)
+        for start in range(0, len(pairs), 1000):  # bounded round trips for large routers
+            chunk = pairs[start : start + 1000]
+            yield Pipeline(tuple(self._reference_hset(route, ref, vectors[(route, ref)]) for route, ref in chunk))
 
-    def _drop(self) -> Op[None]:
+    def _drop(self, stored: Mapping[str, Any] | None = None) -> Op[None]:
+        """Drop the index and this router's own keys: its references (as this object and the stored
+        config list them) and its config, never other keys that happen to share the ``NAME:`` prefix."""
+        keys = {reference_key(self.name, *pair) for pair in self._pairs()}
+        for route in (stored or {}).get("routes", []):
+            if isinstance(route, Mapping):
+                keys.update(reference_key(self.name, route.get("name", ""), ref) for ref in route.get("references", []))
         try:
-            yield Command(("FT.DROPINDEX", self.name, "DD"))
+            yield Command(("FT.DROPINDEX", self.name))  # without DD: the index alone, not every hash it covers
         except ResponseError as exc:
-            if "unknown index" not in str(exc).lower() and "no such index" not in str(exc).lower():
+            if not is_missing_index(exc):
                 raise
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), 1000):
+            yield Command(("DEL", *ordered[start : start + 1000]))
         yield Command(("DEL", config_key(self.name)))
+        self.version = 0
+
+    # ----------------------------------------------------------------- recovery
+    def _state_lost(self, reason: str) -> Op[None]:
+        """React to the router's index or config having vanished: recover, or say so with a typed error."""
+        if not self.auto_recover:
+            raise RouterStateLostError(
+                f"Router {self.name!r} lost its state in Redis: {reason} (Redis restarted without persistence, "
+                "was flushed or failed over). Call router.recover() to rebuild it from this object's definition, "
+                "or leave auto_recover on."
+            )
+        logger.warning("Router %r: %s; rebuilding it from this object's definition.", self.name, reason)
+        yield from self.recover()
+
+    def recover(self) -> Op[bool]:
+        """Rebuild what vanished from Redis (index, references, config) from what this object holds.
+
+        The stored config wins where it survived (it may be newer); otherwise this object's
+        definition is written back. Reference vectors come from what this object wrote or loaded
+        (a pretrained file's vectors); any others are embedded again. Idempotent and safe to run
+        from several processes at once. Returns whether anything had to be rebuilt.
+        """
+        existing = yield Command(("FT._LIST",))
+        indexes = {as_text(n) for n in existing or []}
+        document = yield from read_config(self.name)
+        if self.name in indexes and document is not None and self.store_index in indexes:
+            return False
+        if document is not None:
+            self._adopt(document)
+        if self.name not in indexes:
+            yield from self._create_index()
+        yield from self._write_references(self._pairs(), self._vectors)
+        if document is None:
+            self.version = 0
+            if (yield from self._try_save()) != -1:  # another process recovered it first
+                document = yield from read_config(self.name)
+                if document is not None:
+                    self._adopt(document)
+        yield from self._ensure_store_index(indexes)
+        return True
 
     # ----------------------------------------------------------------- routing
     def _radius(self) -> float:
@@ -569,10 +807,43 @@ class RouterCore:
         self, statement: Any, vector: Any, aggregation_method: DistanceAggregationMethod | None
     ) -> Op[list[ranking.Candidate]]:
         """Embed (or take) the query, run the one search, rank every tier route that passed."""
+        aggregation_method = self._checked_aggregation(aggregation_method)
         radius = self._radius()
         query, _ = yield from self._query(statement, vector)
-        reply = yield Command(route_command(self.name, query, radius))
+        (reply,) = yield from self._search(Pipeline((self._route_command(query, radius),)))
+        reply = yield from self._complete(reply, query, radius)
         return self._rank(parse_route_rows(reply), aggregation_method)[0]
+
+    def _route_command(self, query: bytes, radius: float) -> tuple[Any, ...]:
+        return route_command(self.name, query, radius, self.reference_count)
+
+    def _search(self, pipeline: Pipeline) -> Op[list[Any]]:
+        """Run a pipeline that searches the router's indexes; if they vanished, recover and run it again."""
+        try:
+            return (yield pipeline)  # type: ignore[no-any-return]
+        except ResponseError as exc:
+            if not is_missing_index(exc):
+                raise
+        yield from self._state_lost(f"its search index {self.name!r} is gone")
+        return (yield pipeline)  # type: ignore[no-any-return]
+
+    def _complete(self, reply: Any, query: bytes, radius: float) -> Op[Any]:
+        """The full reply when more documents matched than the router has references (foreign hashes
+        under its prefix, another writer's new route): no reference in range is ever cut off."""
+        total = search_total(reply)
+        if total > self.reference_count:
+            reply = yield Command(route_command(self.name, query, radius, total))
+        return reply
+
+    @staticmethod
+    def _checked_aggregation(method: Any) -> DistanceAggregationMethod | None:
+        if method is None:
+            return None
+        try:
+            return DistanceAggregationMethod(getattr(method, "value", method))
+        except ValueError:
+            choices = ", ".join(m.value for m in DistanceAggregationMethod)
+            raise InvalidQueryError(f"Unknown aggregation_method {method!r}; choose one of {choices}.") from None
 
     def _policy_input(
         self,
@@ -626,10 +897,11 @@ class RouterCore:
     ) -> Op[RouteMatch]:
         """Route one request: one round trip (route search, memory search, live stats), then the pure steps."""
         options = options or RouteOptions()
+        aggregation_method = self._checked_aggregation(aggregation_method)
         strategy = options.strategy or self.routing_config.strategy
         radius = self._radius()
         query, text = yield from self._query(statement, vector)
-        commands: list[tuple[Any, ...]] = [route_command(self.name, query, radius)]
+        commands: list[tuple[Any, ...]] = [self._route_command(query, radius)]
         memory_commands: list[tuple[Any, ...]] = []
         if _needs_prediction(strategy, options.constraints):
             memory_commands = self.store.read_commands(query, search=self.store.nonempty)
@@ -641,9 +913,9 @@ class RouterCore:
         request_id = new_request_id()
         if options.record:
             commands += self.store.record_request_commands(request_id, query, text or "")
-        replies = yield Pipeline(tuple(commands))
-
-        ranked, floors = self._rank(parse_route_rows(replies[0]), aggregation_method)
+        replies = yield from self._search(Pipeline(tuple(commands)))
+        route_reply = yield from self._complete(replies[0], query, radius)
+        ranked, floors = self._rank(parse_route_rows(route_reply), aggregation_method)
         view = None
         if memory_commands:
             view = self.store.parse_read(replies[1 : 1 + len(memory_commands)])
@@ -689,8 +961,12 @@ class RouterCore:
         if not queries:
             return []
         radius = self._radius()
-        replies = yield Pipeline(tuple(route_command(self.name, q, radius) for q in queries))
-        return [parse_route_rows(reply) for reply in replies]
+        replies = yield from self._search(Pipeline(tuple(self._route_command(q, radius) for q in queries)))
+        rows = []
+        for query, reply in zip(queries, replies, strict=True):
+            reply = yield from self._complete(reply, query, radius)
+            rows.append(parse_route_rows(reply))
+        return rows
 
     def _batch_queries(
         self, statements: Sequence[str] | None, vectors: Sequence[Any] | None
@@ -714,6 +990,7 @@ class RouterCore:
     ) -> Op[list[RouteMatch]]:
         """Route many requests: one embedding call, one pipelined round trip for the routes, one for the memory."""
         options = options or RouteOptions()
+        aggregation_method = self._checked_aggregation(aggregation_method)
         strategy = options.strategy or self.routing_config.strategy
         queries, _ = yield from self._batch_queries(statements, vectors)
         rows = yield from self._distances_of(queries)
@@ -817,7 +1094,7 @@ class RouterCore:
         request_id: str | None = None,
         statement: str | None = None,
         *,
-        model: str,
+        model: str | None,
         quality: float,
         cost: float | None = None,
         latency_ms: float | None = None,
@@ -826,8 +1103,16 @@ class RouterCore:
 
         Idempotent: feedback for the same request (or the same statement) and model replaces the
         earlier value. A quality outside [0, 1] or a model the router does not know is refused.
+        ``model`` defaults to the model the request was routed to (a statement needs it).
         """
         quality, cost, latency_ms = self._checked_outcome(quality, cost, latency_ms)
+        if model is None and request_id is not None and isinstance(request_id, str) and REQUEST_ID.match(request_id):
+            model = yield from self.store.answered_model(request_id)
+        if model is None:
+            raise InvalidFeedbackError(
+                "Say which model the feedback is about (model=...): a statement, or a request that was not "
+                "recorded or whose feedback window has passed, has no model on record."
+            )
         self._check_models([model])
         if (request_id is None) == (statement is None):
             raise InvalidFeedbackError("Give a request id or a statement (one of them).")
@@ -882,10 +1167,13 @@ class RouterCore:
             return None
         if text not in target.references:
             yield from self.add_route_references(target.name, [text])
-            target = self.require(target.name)
-            promoted = [*target.metadata.get("promoted", []), text]
-            self._replace_route(target.name, metadata={**target.metadata, "promoted": promoted})
-            yield self._save_config()
+
+            def mark() -> None:
+                current = self.require(target.name)
+                promoted = list(dict.fromkeys([*current.metadata.get("promoted", []), text]))
+                self._replace_route(target.name, metadata={**current.metadata, "promoted": promoted})
+
+            yield from self._commit(mark)
         return target.name
 
     def revert_promotions(self) -> Op[int]:
@@ -897,10 +1185,14 @@ class RouterCore:
                 removed += yield from self.delete_route_references(
                     route.name, reference_ids=[reference_id(t) for t in promoted]
                 )
-            if "promoted" in route.metadata:
-                metadata = {k: v for k, v in self.require(route.name).metadata.items() if k != "promoted"}
-                self._replace_route(route.name, metadata=metadata)
-        yield self._save_config()
+
+        def unmark() -> None:
+            for route in list(self.routes):
+                if "promoted" in route.metadata:
+                    metadata = {k: v for k, v in route.metadata.items() if k != "promoted"}
+                    self._replace_route(route.name, metadata=metadata)
+
+        yield from self._commit(unmark)
         return removed
 
     def import_outcomes(self, rows: Sequence[Mapping[str, Any]]) -> Op[WriteReport]:
@@ -1025,36 +1317,69 @@ class RouterCore:
         return (yield from self.store.clear())
 
     def update_catalog(self, catalog: ModelCatalog | Mapping[str, Any] | Sequence[Any]) -> Op[None]:
-        self.catalog = _as_catalog(catalog)
-        yield self._save_config()
+        checked = _as_catalog(catalog)
+
+        def change() -> None:
+            self.catalog = checked
+
+        yield from self._commit(change)
 
     def update_learning(self, learning: LearningConfig | Mapping[str, Any]) -> Op[None]:
-        self.learning = _as_learning(learning)
-        self.store.config = self.learning
-        yield self._save_config()
+        checked = _as_learning(learning)
+
+        def change() -> None:
+            self.learning = checked
+            self.store.config = checked
+
+        yield from self._commit(change)
 
     # ----------------------------------------------------------------- managing routes
     def add_route(self, route: Any) -> Op[str]:
         route = _as_route(route)
+
+        def change() -> None:
+            if route.name in self._by_name:
+                raise RouteExistsError(
+                    f"Router {self.name!r} already has a route {route.name!r}; use add_route_references() to extend it."
+                )
+            self._check_floors([*self.routes, route])
+            self.routes.append(route)
+
+        self._check_size([*self.routes, route])
         if route.name in self._by_name:
-            raise RouteExistsError(
-                f"Router {self.name!r} already has a route {route.name!r}; use add_route_references() to extend it."
-            )
+            change()  # raises before anything is written
         yield from self._write_references([(route.name, ref) for ref in route.references], {})
-        self.routes.append(route)
-        yield self._save_config()
+        yield from self._commit(change)
         return route.name
 
+    def add_routes(self, routes: Iterable[Any]) -> Op[list[str]]:
+        """Add routes, extending the references of those the router already has (RedisVL's ``_add_routes``)."""
+        names = []
+        for given in routes:
+            route = _as_route(given)
+            if route.name in self._by_name:
+                yield from self.add_route_references(route.name, route.references)
+            else:
+                yield from self.add_route(route)
+            names.append(route.name)
+        return names
+
     def remove_route(self, route_name: str) -> Op[None]:
-        route = self.require(route_name)
+        route = self.get(route_name)
+        if route is None:  # as RedisVL: nothing to remove is not an error, but say so
+            logger.warning("Route %r is not found in router %r; nothing removed.", route_name, self.name)
+            return
         if self.routing_config.default_route == route_name:
             raise ConfigError(
                 f"{route_name!r} is the default route; change routing_config.default_route before removing it."
             )
         keys = [reference_key(self.name, route.name, ref) for ref in route.references]
         yield Command(("DEL", *keys))
-        self.routes = [r for r in self.routes if r.name != route_name]
-        yield self._save_config()
+
+        def change() -> None:
+            self.routes = [r for r in self.routes if r.name != route_name]
+
+        yield from self._commit(change)
 
     def _replace_route(self, route_name: str, **changes: Any) -> None:
         current = self.require(route_name)
@@ -1068,9 +1393,14 @@ class RouterCore:
         route = self.require(route_name)
         refs = self._checked_references(references)
         new = [ref for ref in refs if ref not in set(route.references)]
+        self._check_size([*self.routes, route.model_copy(update={"references": new})])
         yield from self._write_references([(route_name, ref) for ref in new], {})
-        self._replace_route(route_name, references=[*route.references, *new])
-        yield self._save_config()
+
+        def change() -> None:
+            current = self.require(route_name).references
+            self._replace_route(route_name, references=list(dict.fromkeys([*current, *new])))
+
+        yield from self._commit(change)
         return [reference_key(self.name, route_name, ref) for ref in refs]
 
     def _targets(
@@ -1119,11 +1449,14 @@ class RouterCore:
                     f"That would delete every reference of route {route.name!r}; use remove_route() instead."
                 )
         deleted = yield Command(("DEL", *(reference_key(self.name, *p) for p in pairs)))
-        for route in list(self.routes):
-            keep = [ref for ref in route.references if (route.name, ref) not in doomed]
-            if len(keep) != len(route.references):
-                self._replace_route(route.name, references=keep)
-        yield self._save_config()
+
+        def change() -> None:
+            for route in list(self.routes):
+                keep = [ref for ref in route.references if (route.name, ref) not in doomed]
+                if len(keep) != len(route.references):
+                    self._replace_route(route.name, references=keep)
+
+        yield from self._commit(change)
         return int(deleted)
 
     def update_route_thresholds(self, route_thresholds: Mapping[str, float]) -> Op[None]:
@@ -1132,16 +1465,35 @@ class RouterCore:
         for name, threshold in route_thresholds.items():
             if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not math.isfinite(threshold):
                 raise ConfigError(f"Threshold for {name!r} must be a number in (0, 2], got {threshold!r}")
-            self._replace_route(name, distance_threshold=float(threshold))
-        yield self._save_config()
+
+        def change() -> None:
+            for name, threshold in route_thresholds.items():
+                self._replace_route(name, distance_threshold=float(threshold))
+
+        change()  # invalid thresholds fail before anything is saved
+        yield from self._commit(change)
 
     def update_routing_config(self, routing_config: RoutingConfig | Mapping[str, Any]) -> Op[None]:
-        self.routing_config = self._checked_config(routing_config)
-        yield self._save_config()
+        checked = self._checked_config(routing_config)
+
+        def change() -> None:
+            self.routing_config = self._checked_config(checked)
+
+        yield from self._commit(change)
 
     def delete(self) -> Op[None]:
-        """Drop the routes, their index and config, and the outcome memory with everything it holds."""
-        yield from self._drop()
+        """Drop the routes, their index and config, and the outcome memory with everything it holds.
+
+        Only the router's own keys go: its references and config, not other applications'
+        keys under the ``NAME:`` prefix (the index is dropped without its documents).
+        """
+        if not self.manages_index:
+            raise ConfigError(
+                f"Router {self.name!r} was attached with create_index=False, so its index is not its to drop; "
+                "use clear() to remove the references and keep the index."
+            )
+        stored = yield from read_config(self.name)
+        yield from self._drop(stored)
         yield from self.store.delete()
         self._cache.clear()
 
@@ -1150,9 +1502,12 @@ class RouterCore:
         keys = [reference_key(self.name, r.name, ref) for r in self.routes for ref in r.references]
         if keys:
             yield Command(("DEL", *keys))
-        self.routes = []
-        self.routing_config = self.routing_config.model_copy(update={"default_route": None})
-        yield self._save_config()
+
+        def change() -> None:
+            self.routes = []
+            self.routing_config = self.routing_config.model_copy(update={"default_route": None})
+
+        yield from self._commit(change)
 
     # ----------------------------------------------------------------- export
     def reference_vectors(self) -> Op[dict[tuple[str, str], bytes]]:

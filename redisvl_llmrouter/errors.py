@@ -1,39 +1,65 @@
 """Typed errors: every failure a user can cause or meet has its own class and a readable message.
 
-They derive from ``ValueError`` or ``ConnectionError`` where the standard meaning fits, so code
-written against RedisVL's router (which raises bare ``ValueError``) keeps working.
+Each also derives from what RedisVL's router raises in the same situation, so ``except`` clauses
+written for RedisVL keep working: ``ValueError`` for bad input and definitions, ``TypeError`` for
+an argument of the wrong kind, ``redis.exceptions.ConnectionError`` for an unreachable Redis,
+``redisvl.exceptions.RedisModuleVersionError`` for a Redis without the search module.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from redis.exceptions import ConnectionError as _RedisConnectionError
+from redisvl.exceptions import RedisModuleVersionError as _RedisVLModuleError
 
 __all__ = [
     "AllModelsFailedError",
     "AuthenticationError",
     "CircuitOpenError",
     "ConfigError",
+    "ConflictError",
+    "DataDirLockedError",
     "EmbeddedRedisError",
     "GatewayError",
     "InvalidQueryError",
     "InvalidRequestError",
     "InvalidFeedbackError",
+    "InvalidVectorizerError",
     "LLMRouterError",
     "ModelNotFoundError",
     "NoEligibleModelError",
     "QueueFullError",
+    "RedisCommandError",
     "RedisModuleMissingError",
+    "RedisPermissionError",
     "RedisPoolTimeoutError",
     "RedisUnavailableError",
     "RouteExistsError",
     "RouteNotFoundError",
     "RouterExistsError",
+    "RouterStateLostError",
     "UnknownModelError",
     "UnknownRequestError",
     "UpstreamError",
     "VectorDimensionError",
     "VectorizerMismatchError",
+    "redact",
 ]
+
+# ``scheme://[user]:password@``: the password is whatever follows the first colon of the userinfo,
+# up to the last ``@`` before the host (passwords may themselves contain ``@`` or ``:``).
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^\s/]*)@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``.
+
+    Use it wherever a URL the user gave may be shown (errors, logs, the CLI): a Redis or upstream
+    URL such as ``redis://alice:PW@host`` carries its secret inline.
+    """
+    return _URL_PASSWORD.sub(lambda m: f"{m['head']}***@", text)
 
 
 class LLMRouterError(Exception):
@@ -63,6 +89,10 @@ class ConfigError(LLMRouterError, ValueError):
     """A router definition or config file is malformed or inconsistent."""
 
 
+class InvalidVectorizerError(ConfigError, TypeError):
+    """The vectorizer argument is not a RedisVL vectorizer (RedisVL raises ``TypeError`` here)."""
+
+
 class RouterExistsError(ConfigError):
     """A different router already lives under this name in Redis; pass ``overwrite=True`` to replace it."""
 
@@ -71,20 +101,49 @@ class VectorizerMismatchError(ConfigError):
     """Stored vectors were made by another embedding model, or have other dimensions."""
 
 
-class RedisUnavailableError(LLMRouterError, ConnectionError):
+class RedisUnavailableError(LLMRouterError, _RedisConnectionError, ConnectionError):
     """No Redis could be reached, or it went away mid-call."""
 
 
-class RedisPoolTimeoutError(LLMRouterError, TimeoutError):
-    """Every connection of the pool stayed busy longer than the pool's timeout (Redis is up, but saturated)."""
+class RedisPoolTimeoutError(LLMRouterError, _RedisConnectionError, TimeoutError):
+    """Every connection of the pool stayed busy longer than the pool's timeout (Redis is up, but saturated).
+
+    A ``redis.exceptions.ConnectionError`` too: what redis-py's blocking pool raises in that case.
+    """
 
 
-class RedisModuleMissingError(LLMRouterError, RuntimeError):
+class RedisPermissionError(LLMRouterError, PermissionError):
+    """Redis refused a command for the connected user (an ACL denial); names the command and what to grant."""
+
+
+class RedisCommandError(LLMRouterError, RuntimeError):
+    """Redis answered a command with an error this package has no more specific type for."""
+
+
+class RouterStateLostError(LLMRouterError, RuntimeError):
+    """The router's index or stored config vanished from Redis (restarted without persistence, flushed,
+    failed over) and was not rebuilt: call ``router.recover()``, or keep ``auto_recover`` on."""
+
+
+class ConflictError(LLMRouterError, RuntimeError):
+    """Another writer kept changing the router's stored config while this one tried to save its change."""
+
+
+class RedisModuleMissingError(LLMRouterError, _RedisVLModuleError, RuntimeError):
     """The Redis reached lacks the search (RediSearch) or JSON module."""
 
 
 class EmbeddedRedisError(RedisUnavailableError):
     """The embedded Redis could not be started."""
+
+
+class DataDirLockedError(EmbeddedRedisError):
+    """Another process's embedded Redis holds this data directory; ``pid`` and ``port`` say whose."""
+
+    def __init__(self, message: str, *, pid: int | None = None, port: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
+        self.port = port
 
 
 class UnknownModelError(LLMRouterError, KeyError, ValueError):

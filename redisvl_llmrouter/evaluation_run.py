@@ -444,7 +444,14 @@ def learned_report(
 
 
 def _load_sets(paths: Sequence[str], limit: int | None, concat: bool) -> list[evaluation.OutcomeSet]:
-    sets = [evaluation.load_outcomes(path, limit=limit) for path in paths]
+    sets = []
+    for path in paths:  # a malformed, empty, key-missing or non-UTF-8 file is the user's input: a ConfigError
+        try:
+            sets.append(evaluation.load_outcomes(path, limit=limit))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        except ValueError as exc:  # its message names the file and line
+            raise ConfigError(str(exc)) from None
     if concat and len(sets) > 1:
         return [concat_outcomes(sets, "+".join(s.name for s in sets))]
     return sets
@@ -477,9 +484,10 @@ def _run_tiers(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     from redisvl_llmrouter import SemanticRouter
 
+    sets = _load_sets(args.datasets, args.limit, args.concat)  # a bad file fails before the router loads
     router = SemanticRouter.from_pretrained(args.router, redis_url=args.redis_url)
     reports = []
-    for outcomes in _load_sets(args.datasets, args.limit, args.concat):
+    for outcomes in sets:
         mapping = route_model_map(router.routes, outcomes.models, args.map)
         with tqdm(total=outcomes.n, desc=f"routing {outcomes.name}", unit="prompt", file=sys.stderr) as bar:
             result = evaluate(router, outcomes, mapping, grid=args.grid, progress=bar.update)

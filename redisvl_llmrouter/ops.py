@@ -53,20 +53,27 @@ def _sha(script: str) -> str:
 def run_scripts(calls: Sequence[tuple[str, tuple[Any, ...]]], extra: Sequence[tuple[Any, ...]] = ()) -> Op[list[Any]]:
     """Run several Lua scripts (``(script, args)`` pairs) and plain ``extra`` commands in one round trip.
 
-    As :func:`run_script`: on NOSCRIPT the scripts are loaded and the whole batch runs again, so
-    ``extra`` commands must be safe to repeat too.
+    The ``extra`` commands run first; the replies come back scripts first, then ``extra``.
+
+    On NOSCRIPT (Redis restarted and forgot its script cache) the scripts are loaded and only the
+    script calls run again: a pipeline runs every command even when one fails, so the ``extra``
+    commands (an ``XADD``, an ``HINCRBY``) already ran once and must not be repeated. Their
+    replies are then ``None``.
     """
     if not calls and not extra:
         return []
-    pipeline = Pipeline(tuple(("EVALSHA", _sha(script), *args) for script, args in calls) + tuple(extra))
+    scripts = tuple(("EVALSHA", _sha(script), *args) for script, args in calls)
     try:
-        return (yield pipeline)  # type: ignore[no-any-return]
+        # The plain commands go first: a batch may hold a call's start (ZADD) and its finish (a script).
+        replies = yield Pipeline(tuple(extra) + scripts)
+        return [*replies[len(extra) :], *replies[: len(extra)]]
     except ResponseError as exc:
         if not isinstance(exc, NoScriptError) and "NOSCRIPT" not in str(exc):
             raise
     for script in dict.fromkeys(script for script, _ in calls):
         yield Command(("SCRIPT", "LOAD", script))
-    return (yield pipeline)  # type: ignore[no-any-return]
+    replies = yield Pipeline(scripts)
+    return [*replies, *([None] * len(extra))]
 
 
 def run_script(script: str, calls: Sequence[tuple[Any, ...]]) -> Op[list[Any]]:

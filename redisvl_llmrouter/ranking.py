@@ -5,15 +5,18 @@ the sync router, the async router, the evaluation and the CLI alike. No I/O, no 
 the functions are deterministic and unit-tested on hand-made rows.
 
 The pipeline is: thresholds → aggregation → cost penalty → order → confidence → alternatives.
+Confidence is reported, never used to choose: the order is the same with or without calibration.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from redisvl_llmrouter.confidence import softmax
 from redisvl_llmrouter.schema import (
+    ConfidenceCalibration,
     DistanceAggregationMethod,
     Route,
     RouteAlternative,
@@ -24,10 +27,12 @@ from redisvl_llmrouter.schema import (
 __all__ = [
     "Candidate",
     "RouteDistances",
+    "Ranking",
     "aggregate",
     "best_match",
     "candidates",
     "confidence",
+    "confidences",
     "cost_penalties",
     "floors",
     "order",
@@ -46,15 +51,32 @@ class RouteDistances:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A route that passed its threshold, with its aggregated distance and ranking score."""
+    """A route that passed its threshold, with its aggregated distance, ranking score and confidence.
+
+    ``confidence`` is set by :func:`rank` (see :func:`confidences`); a candidate built by hand
+    defaults to the uncalibrated ``1 - distance / threshold``.
+    """
 
     route: Route
     distance: float
     score: float
+    confidence: float = math.nan
 
-    @property
-    def confidence(self) -> float:
-        return confidence(self.distance, self.route.distance_threshold)
+    def __post_init__(self) -> None:
+        if math.isnan(self.confidence):
+            object.__setattr__(self, "confidence", confidence(self.distance, self.route.distance_threshold))
+
+
+class Ranking(list[Candidate]):
+    """The candidates, best first, and the confidence the default route gets when none passed.
+
+    A plain list of :class:`Candidate` everywhere a list is expected; ``fallback_confidence``
+    travels with it so the match built from an empty ranking can report it.
+    """
+
+    def __init__(self, candidates: Iterable[Candidate] = (), fallback_confidence: float = 0.0) -> None:
+        super().__init__(candidates)
+        self.fallback_confidence = fallback_confidence
 
 
 def aggregate(row: RouteDistances, method: DistanceAggregationMethod, k: int = 3) -> float:
@@ -70,10 +92,39 @@ def aggregate(row: RouteDistances, method: DistanceAggregationMethod, k: int = 3
 
 
 def confidence(distance: float, threshold: float) -> float:
-    """``1 - distance / threshold`` clipped to [0, 1]: 1 at distance 0, 0 at the threshold, monotone."""
+    """The uncalibrated confidence: ``1 - distance / threshold`` clipped to [0, 1], monotone.
+
+    1 at distance 0, 0 at the threshold. A relative signal, not a probability; what routers
+    without a :class:`ConfidenceCalibration` report.
+    """
     if threshold <= 0:
         return 0.0
     return min(1.0, max(0.0, 1.0 - distance / threshold))
+
+
+def confidences(
+    ordered: Sequence[Candidate],
+    distances: Mapping[str, float],
+    default_route: str | None,
+    calibration: ConfidenceCalibration | None,
+) -> Ranking:
+    """Attach each candidate's confidence, and the default route's for when none passed.
+
+    Calibrated: the probability that the route is right, a softmax of ``-sharpness * distance``
+    over the candidates; when there are none, over every route's distance in ``distances``, read
+    at the default route (see :mod:`redisvl_llmrouter.confidence`). Uncalibrated: each
+    candidate's ``1 - distance / threshold`` and 0 for the default route.
+    """
+    if calibration is None:
+        return Ranking(ordered)
+    if ordered:
+        shares = softmax([c.distance for c in ordered], calibration.sharpness)
+        return Ranking(replace(c, confidence=p) for c, p in zip(ordered, shares, strict=True))
+    if default_route is None or default_route not in distances:
+        return Ranking()
+    names = list(distances)
+    shares = softmax([distances[n] for n in names], calibration.sharpness)
+    return Ranking(fallback_confidence=shares[names.index(default_route)])
 
 
 def candidates(
@@ -148,18 +199,44 @@ def rank(
     routes: Mapping[str, Route],
     config: RoutingConfig,
     aggregation_method: DistanceAggregationMethod | None = None,
-) -> list[Candidate]:
-    """All routes that pass their thresholds, best first, under ``config``.
+) -> Ranking:
+    """All routes that pass their thresholds, best first, with their confidences, under ``config``.
 
     ``aggregation_method`` overrides the config's (RedisVL's enum members are accepted too).
     """
-    method = (
-        DistanceAggregationMethod(getattr(aggregation_method, "value", aggregation_method))
-        if aggregation_method is not None
-        else config.aggregation_method
+    method = _method(config, aggregation_method)
+    rows = list(rows)
+    ordered = order(
+        candidates(rows, routes, method, config.aggregation_k), config.cost_optimization, config.cost_weight
     )
-    passed = candidates(rows, routes, method, config.aggregation_k)
-    return order(passed, config.cost_optimization, config.cost_weight)
+    if config.confidence is None or ordered:
+        return confidences(ordered, {}, config.default_route, config.confidence)
+    return confidences(
+        ordered, route_distances(rows, routes, method, config.aggregation_k), config.default_route, config.confidence
+    )
+
+
+def route_distances(
+    rows: Iterable[RouteDistances],
+    routes: Mapping[str, Route],
+    method: DistanceAggregationMethod,
+    k: int = 3,
+) -> dict[str, float]:
+    """Every route's aggregated distance, whether or not it passed its threshold.
+
+    A route with no reference within the search radius (the largest threshold) is at least that
+    far away, and is counted at the radius.
+    """
+    radius = max((r.distance_threshold for r in routes.values()), default=0.0)
+    found = {row.route: aggregate(row, method, k) for row in rows if row.route in routes and row.distances}
+    return {name: min(found.get(name, radius), radius) for name in routes}
+
+
+def _method(config: RoutingConfig, aggregation_method: DistanceAggregationMethod | None) -> DistanceAggregationMethod:
+    """The aggregation to use: the override (RedisVL's enum members accepted) or the config's."""
+    if aggregation_method is None:
+        return config.aggregation_method
+    return DistanceAggregationMethod(getattr(aggregation_method, "value", aggregation_method))
 
 
 def floors(
@@ -171,21 +248,21 @@ def floors(
     """The floor routes a query matched (aggregated like the tier routes, below their own thresholds)."""
     if not floor_routes:
         return []
-    method = (
-        DistanceAggregationMethod(getattr(aggregation_method, "value", aggregation_method))
-        if aggregation_method is not None
-        else config.aggregation_method
-    )
+    method = _method(config, aggregation_method)
     return [route for route, _ in candidates(rows, floor_routes, method, config.aggregation_k)]
 
 
-def _alternative(candidate: Candidate) -> RouteAlternative:
+def _alternative(candidate: Candidate, ceiling: float) -> RouteAlternative:
+    # Capped at the chosen route's confidence so the list never outranks the answer. With routes
+    # ranked by distance and a calibrated config the cap never binds (a closer route is always
+    # likelier); it binds when something else put the chosen route first: the cost penalty, a
+    # lower-ranked match of ``route_many``, or unequal thresholds in the uncalibrated measure.
     return RouteAlternative(
         name=candidate.route.name,
         model=candidate.route.model,
         distance=candidate.distance,
         cost=candidate.route.cost,
-        confidence=candidate.confidence,
+        confidence=min(candidate.confidence, ceiling),
     )
 
 
@@ -198,20 +275,26 @@ def _match(ranked: Sequence[Candidate], i: int) -> RouteMatch:
         cost=chosen.route.cost,
         confidence=chosen.confidence,
         score=chosen.score,
-        alternatives=[_alternative(c) for j, c in enumerate(ranked) if j != i],
+        alternatives=[_alternative(c, chosen.confidence) for j, c in enumerate(ranked) if j != i],
     )
 
 
-def _fallback(routes: Mapping[str, Route], config: RoutingConfig) -> RouteMatch:
+def _fallback(ranked: Sequence[Candidate], routes: Mapping[str, Route], config: RoutingConfig) -> RouteMatch:
     if config.default_route is None:
         return RouteMatch()
     route = routes[config.default_route]
-    return RouteMatch(name=route.name, model=route.model, cost=route.cost, confidence=0.0, fallback=True)
+    return RouteMatch(
+        name=route.name,
+        model=route.model,
+        cost=route.cost,
+        confidence=getattr(ranked, "fallback_confidence", 0.0),
+        fallback=True,
+    )
 
 
 def best_match(ranked: Sequence[Candidate], routes: Mapping[str, Route], config: RoutingConfig) -> RouteMatch:
     """The winner with every other passing route as an alternative; else the default route; else an empty match."""
-    return _match(ranked, 0) if ranked else _fallback(routes, config)
+    return _match(ranked, 0) if ranked else _fallback(ranked, routes, config)
 
 
 def top_matches(
@@ -225,6 +308,6 @@ def top_matches(
     When nothing passes: a one-element list holding the default route's match, or an empty list.
     """
     if not ranked:
-        fallback = _fallback(routes, config)
+        fallback = _fallback(ranked, routes, config)
         return [fallback] if fallback else []
     return [_match(ranked, i) for i in range(min(max_k, len(ranked)))]

@@ -14,10 +14,12 @@ from typing import Any, TypeVar
 import redis
 import yaml
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redisvl.index import SearchIndex
 from redisvl.utils.vectorize import BaseVectorizer
 
-from redisvl_llmrouter import connection, pretrained
+from redisvl_llmrouter import compat, connection, pretrained
 from redisvl_llmrouter.core import (
     Command,
     Embed,
@@ -33,8 +35,7 @@ from redisvl_llmrouter.core import (
 from redisvl_llmrouter.errors import (
     ConfigError,
     InvalidQueryError,
-    RedisPoolTimeoutError,
-    RedisUnavailableError,
+    InvalidVectorizerError,
     VectorizerMismatchError,
 )
 from redisvl_llmrouter.learning.calibration import Calibration
@@ -54,6 +55,7 @@ from redisvl_llmrouter.schema import (
     RoutingConfig,
     Strategy,
 )
+from redisvl_llmrouter.search import validate_router_name
 from redisvl_llmrouter.vectorizers import default_vectorizer, vectorizer_from_identity, vectorizer_identity
 
 __all__ = ["BaseSemanticRouter", "SemanticRouter", "drive", "unavailable"]
@@ -61,13 +63,7 @@ __all__ = ["BaseSemanticRouter", "SemanticRouter", "drive", "unavailable"]
 T = TypeVar("T")
 
 
-def unavailable(exc: Exception, client: Any) -> RedisUnavailableError:
-    """The error for a Redis that cannot be reached, saying what to do about it."""
-    return RedisUnavailableError(
-        f"Cannot reach Redis at {connection.describe(client)} ({exc}). Start Redis there, point "
-        "REDIS_URL or redis_url at a running one, or set neither to let redisvl-llmrouter start "
-        "its embedded Redis."
-    )
+unavailable = connection.unavailable  # kept importable from here
 
 
 def _perform(request: Command | Pipeline | Embed, client: redis.Redis, vectorizer: BaseVectorizer | None) -> Any:
@@ -90,18 +86,15 @@ def drive(op: Op[T], client: redis.Redis, vectorizer: BaseVectorizer | None = No
             try:
                 result = _perform(request, client, vectorizer)
             except (RedisConnectionError, RedisTimeoutError) as exc:
-                if connection.is_pool_timeout(exc):
-                    raise RedisPoolTimeoutError(
-                        f"Every Redis connection stayed busy for {connection.POOL_TIMEOUT_S:g} s "
-                        f"(pool of {connection.POOL_SIZE}); lower the load or raise LLMROUTER_REDIS_POOL_SIZE."
-                    ) from exc
-                raise unavailable(exc, client) from exc
+                raise connection.translate(exc, client) from exc
             except Exception as exc:  # let the core handle (or re-raise) what Redis answered
                 request = op.throw(exc)
             else:
                 request = op.send(result)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+    except RedisError as exc:  # what the core did not handle still reaches the caller typed
+        raise connection.translate(exc, client) from exc
 
 
 def prepare_pretrained(name_or_path: str | Path, name: str | None, vectorizer: BaseVectorizer | None) -> dict[str, Any]:
@@ -203,7 +196,7 @@ def outcome_records(rows: Any) -> list[OutcomeRecord]:
 def _resolve_vectorizer(vectorizer: BaseVectorizer | None, definition: RouterDefinition | None) -> BaseVectorizer:
     if vectorizer is not None:
         if not isinstance(vectorizer, BaseVectorizer):
-            raise ConfigError(f"vectorizer must be a RedisVL vectorizer, got {type(vectorizer).__name__}")
+            raise InvalidVectorizerError(f"vectorizer must be a RedisVL vectorizer, got {type(vectorizer).__name__}")
         return vectorizer
     if definition is not None and definition.vectorizer is not None:
         return vectorizer_from_identity(definition.vectorizer)
@@ -214,9 +207,27 @@ class BaseSemanticRouter:
     """What the sync and async routers share that involves no I/O."""
 
     _core: RouterCore
+    _client: Any
+    _label: str | None = None
+    _search_index: Any = None
 
     @property
     def name(self) -> str:
+        """The router's name: what :meth:`to_dict`, :meth:`to_yaml` and exports call it.
+
+        Settable, as on RedisVL's router, to export under another name. The router itself stays
+        where it is in Redis, under :attr:`index_name`: renaming moves no keys (load the export,
+        or ``from_dict(router.to_dict())``, to store a copy under the new name).
+        """
+        return self._label or self._core.name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._label = validate_router_name(value)
+
+    @property
+    def index_name(self) -> str:
+        """The name the router is stored under in Redis: its index, key prefix and config key."""
         return self._core.name
 
     @property
@@ -263,13 +274,39 @@ class BaseSemanticRouter:
     def route_thresholds(self) -> dict[str, float]:
         return {route.name: route.distance_threshold for route in self._core.routes}
 
+    @property
+    def auto_recover(self) -> bool:
+        """Whether the router rebuilds its index and config when they vanish from Redis (default True).
+
+        When off, the first call after such a loss raises ``RouterStateLostError`` and
+        :meth:`recover` rebuilds on request.
+        """
+        return self._core.auto_recover
+
+    @auto_recover.setter
+    def auto_recover(self, value: bool) -> None:
+        self._core.auto_recover = bool(value)
+
     def get(self, route_name: str) -> Route | None:
         """The route called ``route_name``, or None."""
         return self._core.get(route_name)
 
     def to_dict(self) -> dict[str, Any]:
         """The router definition: name, routes (with model and cost), vectorizer identity, routing config."""
-        return self._core.to_dict()
+        return {**self._core.to_dict(), "name": self.name}
+
+    @property
+    def _index(self) -> Any:
+        """RedisVL's handle on the router index (``SearchIndex``; async: ``AsyncSearchIndex``), on this router's client.
+
+        Private in RedisVL too, but its users reach the client through it (``router._index.client``).
+        """
+        if self._search_index is None:
+            schema = compat.index_schema(self._core.name, self._core.dims, self._core.dtype.name)
+            self._search_index = self._index_class(schema=schema, redis_client=self._client)
+        return self._search_index
+
+    _index_class: Any = SearchIndex
 
     def to_yaml(self, file_path: str | Path, overwrite: bool = True) -> None:
         """Write :meth:`to_dict` as YAML; refuses to replace an existing file unless ``overwrite``."""
@@ -285,15 +322,22 @@ class BaseSemanticRouter:
             raise FileNotFoundError(f"No such router file: {path}")
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8.") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
         return parse_definition(data)
 
     @staticmethod
     def _write_export(
-        path: str | Path, definition: dict[str, Any], vectors: Any, description: str, outcomes: Any = ()
+        path: str | Path,
+        definition: dict[str, Any],
+        vectors: Any,
+        description: str,
+        outcomes: Any = (),
+        metrics: Mapping[str, Any] | None = None,
     ) -> Path:
-        return pretrained.write(pretrained.build(definition, vectors, description, outcomes), path)
+        return pretrained.write(pretrained.build(definition, vectors, description, outcomes, metrics=metrics), path)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, routes={self.route_names})"
@@ -316,6 +360,9 @@ class SemanticRouter(BaseSemanticRouter):
             a ``ModelCatalog``, a mapping or a list of model dicts. Route models missing from it
             are priced from their route's ``cost``.
         learning: how the outcome memory predicts (``LearningConfig``); defaults suit most uses.
+        create_index: as in RedisVL: False attaches to an index the caller manages, issuing no
+            command and writing nothing (``delete()`` is then refused; ``clear()`` works).
+        dtype: deprecated (RedisVL's): the default vectorizer's dtype, or a check on the given one.
     """
 
     def __init__(
@@ -332,17 +379,21 @@ class SemanticRouter(BaseSemanticRouter):
         catalog: ModelCatalog | Mapping[str, Any] | None = None,
         learning: LearningConfig | Mapping[str, Any] | None = None,
         *,
+        create_index: bool = True,
+        dtype: str | None = None,
         _precomputed: Mapping[tuple[str, str], bytes] | None = None,
         _outcomes: Sequence[Any] = (),
     ) -> None:
+        compat.check_create_index(create_index, overwrite)
         self._core = RouterCore(
             name,
             routes or [],
-            _resolve_vectorizer(vectorizer, None),
+            _resolve_vectorizer(compat.resolve_vectorizer(vectorizer, dtype), None),
             routing_config,
             embedding_cache_size,
             catalog,
             learning,
+            manages_index=create_index,
         )
         self._owns_client = redis_client is None
         self._client = connection.sync_client(redis_client, redis_url, connection_kwargs)
@@ -359,6 +410,7 @@ class SemanticRouter(BaseSemanticRouter):
         statement: str | None = None,
         vector: Sequence[float] | None = None,
         aggregation_method: DistanceAggregationMethod | None = None,
+        distance_threshold: float | None = None,
         *,
         strategy: Strategy | str | None = None,
         constraints: Constraints | Mapping[str, Any] | None = None,
@@ -370,6 +422,7 @@ class SemanticRouter(BaseSemanticRouter):
         """Route a statement (or a ready vector): the route it matches and the model the policy chose.
 
         Args:
+            distance_threshold: deprecated and ignored, as in RedisVL (thresholds are per route).
             strategy: override the routing config's strategy for this request.
             constraints: ``Constraints`` (or a dict): ``max_cost``, ``max_latency_ms``,
                 ``min_quality``, ``capabilities``, ``min_context``, ``output_tokens``, ``best_effort``.
@@ -378,6 +431,8 @@ class SemanticRouter(BaseSemanticRouter):
             stats: live statistics per model to use instead of those in Redis.
             record: keep the request for ``feedback_ttl_s`` so ``feedback(match.request_id, ...)`` works.
         """
+        if distance_threshold is not None:
+            compat.warn_deprecated("distance_threshold")
         options = route_options(strategy, constraints, prompt_tokens, unavailable, stats, record)
         return self._run(self._core.route(statement, vector, aggregation_method, options))
 
@@ -386,9 +441,15 @@ class SemanticRouter(BaseSemanticRouter):
         statement: str | None = None,
         vector: Sequence[float] | None = None,
         max_k: int | None = None,
+        distance_threshold: float | None = None,
         aggregation_method: DistanceAggregationMethod | None = None,
     ) -> list[RouteMatch]:
-        """Up to ``max_k`` passing routes, best first, ranked exactly as :meth:`__call__` ranks them."""
+        """Up to ``max_k`` passing routes, best first, ranked exactly as :meth:`__call__` ranks them.
+
+        ``distance_threshold`` is deprecated and ignored, as in RedisVL (in RedisVL's position).
+        """
+        if distance_threshold is not None:
+            compat.warn_deprecated("distance_threshold")
         return self._run(self._core.route_many(statement, vector, max_k, aggregation_method))
 
     def route_batch(
@@ -528,8 +589,12 @@ class SemanticRouter(BaseSemanticRouter):
         """Embed and index a new route's references and persist it; returns its name."""
         return self._run(self._core.add_route(route))
 
+    def _add_routes(self, routes: Sequence[Route]) -> None:
+        """RedisVL's bulk add, kept for its users: adds new routes, extends the references of known ones."""
+        self._run(self._core.add_routes(routes))
+
     def remove_route(self, route_name: str) -> None:
-        """Delete a route and its references."""
+        """Delete a route and its references (an unknown name logs a warning, as in RedisVL)."""
         self._run(self._core.remove_route(route_name))
 
     def add_route_references(self, route_name: str, references: str | list[str]) -> list[str]:
@@ -557,22 +622,37 @@ class SemanticRouter(BaseSemanticRouter):
         self._run(self._core.update_routing_config(routing_config))
 
     def delete(self) -> None:
-        """Drop the index, every reference and the stored config."""
+        """Drop the index, every reference and the stored config (only this router's own keys)."""
         self._run(self._core.delete())
+
+    def recover(self) -> bool:
+        """Rebuild the index, references and config if they vanished from Redis; True when it had to.
+
+        From this object's definition and the vectors it wrote or loaded (others are embedded
+        again). Routing does this by itself while ``auto_recover`` is on.
+        """
+        return self._run(self._core.recover())
 
     def clear(self) -> None:
         """Remove every route and reference, keeping the empty router."""
         self._run(self._core.clear())
 
-    def export_with_embeddings(self, path: str | Path, description: str = "", include_outcomes: bool = True) -> Path:
+    def export_with_embeddings(
+        self,
+        path: str | Path,
+        description: str = "",
+        include_outcomes: bool = True,
+        metrics: Mapping[str, Any] | None = None,
+    ) -> Path:
         """Write the router, its reference vectors and (``include_outcomes``) its outcome memory to a JSON file.
 
         Nothing is re-embedded: the vectors come from Redis. ``from_pretrained(path)`` loads it
-        back with identical routing and the same learned outcomes.
+        back with identical routing and the same learned outcomes. ``description`` and ``metrics``
+        (e.g. the measured accuracy of the config it was loaded from) are written with it.
         """
         vectors = self._run(self._core.reference_vectors())
         outcomes = self._run(self._core.store.export_rows()) if include_outcomes else []
-        return self._write_export(path, self.to_dict(), vectors, description, outcomes)
+        return self._write_export(path, self.to_dict(), vectors, description, outcomes, metrics)
 
     def close(self) -> None:
         """Close the Redis connection if the router opened it."""

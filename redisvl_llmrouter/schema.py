@@ -21,7 +21,9 @@ from redisvl_llmrouter.policy.constraints import Constraints
 
 __all__ = [
     "MAX_STATEMENT_CHARS",
+    "text_problem",
     "BalanceWeights",
+    "ConfidenceCalibration",
     "Decision",
     "DistanceAggregationMethod",
     "Exclusion",
@@ -41,6 +43,22 @@ __all__ = [
 #: model's context window), not what is embedded: long texts are embedded as their head and tail
 #: (see :class:`TextWindow`), so chat requests with long pasted context route on what they ask.
 MAX_STATEMENT_CHARS = 1_000_000
+
+
+def text_problem(text: str) -> str | None:
+    """Why a text is not valid Unicode (an unpaired surrogate, e.g. from a bad decode), or None.
+
+    Such text cannot be encoded as UTF-8, so the tokenizer and Redis would fail on it with
+    errors that name neither the text nor the cause.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"contains an unpaired surrogate {text[exc.start]!r} at position {exc.start}, which is not valid "
+            "Unicode; decode the input with errors='replace' first"
+        )
+    return None
 
 
 class DistanceAggregationMethod(str, Enum):
@@ -134,6 +152,11 @@ class Route(_RedisVLRoute):
         # round trip would be stored as something else than what the user wrote.
         if v != v.strip():
             raise ValueError("Route name must not start or end with white space")
+        if "\x00" in v:  # Redis tag values end at NUL: the name would be stored as another one
+            raise ValueError("Route name must not contain the NUL character")
+        problem = text_problem(v)
+        if problem:
+            raise ValueError(f"Route name {problem}")
         return v
 
     @field_validator("references")
@@ -143,6 +166,10 @@ class Route(_RedisVLRoute):
         dupes = [r for r in v if r in seen or seen.add(r)]  # type: ignore[func-returns-value]
         if dupes:
             raise ValueError(f"Duplicate references: {dupes[:3]}")
+        for reference in v:
+            problem = text_problem(reference) if isinstance(reference, str) else None
+            if problem:
+                raise ValueError(f"Reference {reference[:40]!r} {problem}")
         return v
 
 
@@ -274,17 +301,19 @@ class RouteMatch(_RedisVLRouteMatch):
     """The outcome of routing one query.
 
     Falsy when nothing matched and there is no default route, so ``if match:`` reads naturally.
-    A match produced by the default route is truthy, has ``fallback=True``, no distance and
-    confidence 0. ``name``, ``distance``, ``confidence`` and ``alternatives`` describe the
-    route (tier) the request matched; ``model`` is the model the policy chose, explained by
-    ``decision``.
+    A match produced by the default route is truthy, has ``fallback=True``, no distance and a
+    confidence of 0 (uncalibrated) or the default route's probability (calibrated). ``name``,
+    ``distance``, ``confidence`` and ``alternatives`` describe the route (tier) the request matched;
+    ``model`` is the model the policy chose, explained by ``decision``.
     """
 
     model: str | None = None
     cost: float | None = None
     """The matched route's cost (the unit-free ranking cost); USD estimates are in ``decision``."""
     confidence: float = 0.0
-    """1 at distance 0, falling linearly to 0 at the route's threshold: ``1 - distance / threshold``."""
+    """With a calibrated config (``routing_config.confidence``, as shipped): the probability that this
+    route is the right one for the query. Uncalibrated: ``1 - distance / threshold``. Alternatives
+    never show more confidence than the match (see ``docs/confidence.md``)."""
     alternatives: list[RouteAlternative] = Field(default_factory=list)
     """The other routes that passed their thresholds, best first."""
     fallback: bool = False
@@ -297,6 +326,22 @@ class RouteMatch(_RedisVLRouteMatch):
 
     def __bool__(self) -> bool:
         return self.name is not None or (self.decision is not None and self.decision.model is not None)
+
+
+class ConfidenceCalibration(BaseModel):
+    """The fitted parameter that makes ``RouteMatch.confidence`` a probability (see ``docs/confidence.md``).
+
+    ``sharpness`` β turns aggregated distances into the probability that each route is right:
+    ``exp(-β·d_r) / Σ exp(-β·d_j)`` over the routes that passed their thresholds (over every
+    route, for the default route's share, when none passed). It is fitted by maximum likelihood
+    on labelled queries (:func:`redisvl_llmrouter.confidence.fit_sharpness`); ``fitted_on`` says
+    which, so a config records where its probabilities come from.
+    """
+
+    sharpness: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    fitted_on: str = ""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class RoutingConfig(_RedisVLRoutingConfig):
@@ -322,6 +367,10 @@ class RoutingConfig(_RedisVLRoutingConfig):
     """Answer length assumed for cost estimates when a request does not give ``max_tokens``."""
     text: TextWindow = Field(default_factory=TextWindow)
     """What the embedder sees of long texts."""
+    confidence: ConfidenceCalibration | None = None
+    """How confidences become probabilities. Without it (configs written before calibration, or
+    routers never calibrated) confidence is the uncalibrated ``1 - distance / threshold``: a
+    relative signal, not a probability."""
 
     model_config = ConfigDict(extra="forbid")
 

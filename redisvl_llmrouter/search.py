@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 from redisvl.redis.utils import hashify
 
 from redisvl_llmrouter.errors import ConfigError, RedisModuleMissingError
@@ -32,11 +33,15 @@ __all__ = [
     "check_modules",
     "config_key",
     "create_index_command",
+    "is_missing_index",
+    "is_wrong_type",
     "parse_route_rows",
     "reference_id",
     "reference_key",
     "route_command",
+    "search_total",
     "validate_router_name",
+    "vector_dtype",
 ]
 
 VECTOR_FIELD = "vector"
@@ -51,6 +56,20 @@ def validate_router_name(name: str) -> str:
             "(no spaces, colons, quotes or glob characters; it prefixes every Redis key)."
         )
     return name
+
+
+def vector_dtype(name: str) -> np.dtype:
+    """The numpy dtype of stored vectors: Redis's FLOAT16/32/64 and BFLOAT16 (numpy learns it from ml_dtypes)."""
+    lowered = str(name).lower()
+    if lowered == "bfloat16":
+        try:
+            import ml_dtypes  # noqa: F401  registers bfloat16 with numpy, as RedisVL does
+        except ImportError:
+            raise ConfigError("bfloat16 vectors need the ml_dtypes package: pip install ml_dtypes") from None
+    try:
+        return np.dtype(lowered)
+    except TypeError:
+        raise ConfigError(f"Unsupported vector dtype {name!r}; use float16, bfloat16, float32 or float64.") from None
 
 
 def config_key(router: str) -> str:
@@ -79,21 +98,62 @@ def create_index_command(router: str, dims: int, dtype: str) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-#: Most references one search returns; far above any sensible router (a router is a few routes
-#: with tens of references each), and a bound on the reply size.
-MAX_REFERENCES = 10_000
+#: Most references one router may hold (all routes together), refused at creation and on
+#: ``add_route``/``add_route_references``. Every search asks for as many rows as the router has
+#: references, so no reference in range is ever cut off; this bounds the reply (and stays well
+#: under RediSearch's own cap on results, ``search-max-search-results``, 1,000,000 by default).
+MAX_REFERENCES = 100_000
 
 
-def route_command(router: str, vector: bytes, radius: float) -> tuple[Any, ...]:
-    """``FT.SEARCH`` returning route name and distance of every reference within ``radius``."""
+def route_command(router: str, vector: bytes, radius: float, limit: int) -> tuple[Any, ...]:
+    """``FT.SEARCH`` returning route name and distance of (up to ``limit``) references within ``radius``.
+
+    Callers pass the router's reference count as ``limit`` and compare it with
+    :func:`search_total`: a reply holding fewer rows than matched is searched again in full.
+    """
     return (
         "FT.SEARCH", router,
         f"@{VECTOR_FIELD}:[VECTOR_RANGE $radius $vector]=>{{$YIELD_DISTANCE_AS: distance}}",
         "PARAMS", "4", "vector", vector, "radius", repr(float(radius)),
         "RETURN", "2", "route_name", "distance",
-        "LIMIT", "0", str(MAX_REFERENCES),
+        "LIMIT", "0", str(max(1, int(limit))),
         "DIALECT", "2",
     )  # fmt: skip
+
+
+def search_total(reply: Any) -> int:
+    """How many documents an FT.SEARCH matched (not how many it returned), RESP2 or RESP3."""
+    if isinstance(reply, dict):
+        return int(reply.get(b"total_results", reply.get("total_results", 0)))
+    return int(reply[0]) if reply else 0
+
+
+def is_missing_index(exc: BaseException) -> bool:
+    """Whether a Redis error says the searched index does not exist (Redis restarted empty, flushed)."""
+    text = str(exc).lower()
+    return "unknown index" in text or "no such index" in text
+
+
+def is_wrong_type(exc: BaseException) -> bool:
+    """Whether a Redis error says a key holds another type (Redis: WRONGTYPE; RedisJSON: "wrong Redis type")."""
+    text = str(exc).lower()
+    return "wrongtype" in text or "wrong redis type" in text
+
+
+#: Compare-and-set of the stored config. KEYS[1]: the config key; ARGV[1]: the version the
+#: writer last saw (0: none); ARGV[2]: the new document, whose ``version`` is ARGV[1] + 1.
+#: Returns -1 when written, else the stored version (0 when the key is gone), so concurrent
+#: writers never overwrite each other's changes unknowingly.
+SAVE_CONFIG_SCRIPT = """
+local current = 0
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local found = cjson.decode(redis.call('JSON.GET', KEYS[1], '$.version'))[1]
+  if type(found) == 'number' then current = found end
+end
+if current ~= tonumber(ARGV[1]) then return current end
+redis.call('JSON.SET', KEYS[1], '$', ARGV[2])
+return -1
+"""
 
 
 def as_text(value: Any) -> str:

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import PrivateAttr
-from redisvl.utils.vectorize import BaseVectorizer, vectorizer_from_dict
+from redisvl.utils.vectorize import BaseVectorizer
 
 from redisvl_llmrouter.errors import ConfigError
 from redisvl_llmrouter.wordpiece import WordPiece
@@ -494,7 +494,10 @@ def vectorizer_from_identity(identity: dict[str, Any]) -> BaseVectorizer:
         raise ConfigError(f"Vectorizer entry must have 'type' and 'model'; got {identity!r}")
     if is_default_model(identity.get("model")):
         return MiniLMVectorizer(dtype=identity.get("dtype", "float32"))
-    try:
-        return vectorizer_from_dict({k: identity[k] for k in ("type", "model", "dtype") if k in identity})
-    except Exception as exc:
-        raise ConfigError(f"Cannot build the vectorizer {identity!r}: {exc}") from exc
+    # Trust boundary: building any other model from a config could download it (or call an
+    # API), so a file alone never does; the caller builds that vectorizer and passes it.
+    raise ConfigError(
+        f"The config names the vectorizer {identity.get('type', '?')}:{identity.get('model')!r}, not the packaged "
+        f"{DEFAULT_MODEL}. Loading a config never fetches a model: build that vectorizer yourself and pass it "
+        "as vectorizer=..."
+    )

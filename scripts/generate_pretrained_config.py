@@ -10,13 +10,15 @@ references), then:
 2. on the **dev** queries, searches aggregation method x per-route thresholds for the best tier
    accuracy, replaying the router's exact ranking (``redisvl_llmrouter.ranking``) on the
    per-reference distances, so every candidate is scored as the router would score it;
-3. for the floor routes, picks one threshold on the dev floor queries: the largest coverage of
+3. on the same dev queries, fits the confidence's sharpness by maximum likelihood
+   (``redisvl_llmrouter.confidence``), so confidences are probabilities;
+4. for the floor routes, picks one threshold on the dev floor queries: the largest coverage of
    high-stakes requests (the tier, or a floor, puts them at ``standard`` or above) that fires a
    floor on at most 5% of ordinary requests;
-4. builds the router on Redis with the chosen settings, routes the held-out **check** queries
-   through it (the real search and policy, not the replay) and records tier accuracy, floor
-   coverage and the false floor rate;
-5. exports it with ``export_with_embeddings`` to ``<name>.json``.
+5. builds the router on Redis with the chosen settings, routes the held-out **check** queries
+   through it (the real search and policy, not the replay) and records tier accuracy, the
+   confidence's expected calibration error, floor coverage and the false floor rate;
+6. exports it with ``export_with_embeddings`` to ``<name>.json``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ import numpy as np
 import yaml
 
 from redisvl_llmrouter import Route, RoutingConfig, SemanticRouter
-from redisvl_llmrouter.ranking import RouteDistances, aggregate, rank
+from redisvl_llmrouter.confidence import LabelledDistances, expected_calibration_error, fit_sharpness, log_loss
+from redisvl_llmrouter.ranking import RouteDistances, aggregate, rank, route_distances
+from redisvl_llmrouter.schema import ConfidenceCalibration
 from redisvl_llmrouter.vectorizers import default_vectorizer
 
 HERE = Path(__file__).resolve().parent.parent / "pretrained"
@@ -57,24 +61,58 @@ def labelled(split: dict[str, list[str]]) -> tuple[list[str], list[str]]:
     return texts, labels
 
 
+def replay_rows(distances: dict[str, np.ndarray], i: int, routes: dict[str, Route]) -> list[RouteDistances]:
+    """Query ``i``'s search rows from precomputed per-reference cosine distances.
+
+    Mirrors the Redis search: a range query with radius = the largest threshold.
+    """
+    radius = max(r.distance_threshold for r in routes.values())
+    rows = [
+        RouteDistances(name, tuple(sorted(float(x) for x in d[i][d[i] <= radius]))) for name, d in distances.items()
+    ]
+    return [r for r in rows if r.distances]
+
+
 def replay_accuracy(
     distances: dict[str, np.ndarray], labels: list[str], routes: dict[str, Route], config: RoutingConfig
 ) -> float:
-    """Tier accuracy of the router's ranking on precomputed per-reference cosine distances.
-
-    Mirrors the Redis search: a range query with radius = the largest threshold; the rows then go
-    through the router's own ranking.
-    """
-    radius = max(r.distance_threshold for r in routes.values())
+    """Tier accuracy of the router's ranking on precomputed per-reference cosine distances."""
     correct = 0
     for i, label in enumerate(labels):
-        rows = [
-            RouteDistances(name, tuple(sorted(float(x) for x in d[i][d[i] <= radius]))) for name, d in distances.items()
-        ]
-        ranked = rank([r for r in rows if r.distances], routes, config)
+        ranked = rank(replay_rows(distances, i, routes), routes, config)
         chosen = ranked[0].route.name if ranked else config.default_route
         correct += chosen == label
     return correct / len(labels)
+
+
+def calibration_examples(
+    distances: dict[str, np.ndarray], labels: list[str], routes: dict[str, Route], config: RoutingConfig
+) -> list[LabelledDistances]:
+    """What the confidence model chooses among for each labelled query: the routes that passed
+    their thresholds, or every route when none did (the default route's case)."""
+    examples = []
+    for i, label in enumerate(labels):
+        rows = replay_rows(distances, i, routes)
+        ranked = rank(rows, routes, config)
+        options = (
+            {c.route.name: c.distance for c in ranked}
+            if ranked
+            else route_distances(rows, routes, config.aggregation_method, config.aggregation_k)
+        )
+        examples.append(LabelledDistances(options, label))
+    return examples
+
+
+def replay_confidences(
+    distances: dict[str, np.ndarray], labels: list[str], routes: dict[str, Route], config: RoutingConfig
+) -> tuple[list[float], list[bool]]:
+    """Each query's confidence and whether its route was right, by the replayed ranking."""
+    confidences, correct = [], []
+    for i, label in enumerate(labels):
+        ranked = rank(replay_rows(distances, i, routes), routes, config)
+        confidences.append(ranked[0].confidence if ranked else ranked.fallback_confidence)
+        correct.append((ranked[0].route.name if ranked else config.default_route) == label)
+    return confidences, correct
 
 
 def floor_distances(vecs: np.ndarray, refs: dict[str, np.ndarray], config: RoutingConfig) -> np.ndarray:
@@ -155,6 +193,22 @@ def main() -> int:
     routes = [r.model_copy(update={"distance_threshold": thresholds[r.name]}) for r in base_routes]
     tier_routes = {r.name: r for r in routes}
 
+    # Confidence: one sharpness, fitted on the dev queries under the chosen routing.
+    examples = calibration_examples(dev_dist, dev_labels, tier_routes, config)
+    sharpness = round(fit_sharpness(examples), 3)
+    calibration = ConfidenceCalibration(
+        sharpness=sharpness, fitted_on=f"{len(dev_labels)} labelled dev queries ({args.name}.queries.yaml)"
+    )
+    config = config.model_copy(update={"confidence": calibration})
+    dev_conf, dev_correct = replay_confidences(dev_dist, dev_labels, tier_routes, config)
+    confidence_metrics = {
+        "sharpness": sharpness,
+        "dev_log_loss": round(log_loss(examples, sharpness), 4),
+        "dev_ece": round(expected_calibration_error(dev_conf, dev_correct), 4),
+        "bins": 10,
+    }
+    print(f"confidence sharpness {sharpness} (dev ECE {confidence_metrics['dev_ece']:.3f})")
+
     floor_metrics: dict = {}
     if floor_routes:
         tier_names = list(tier_routes)
@@ -189,6 +243,12 @@ def main() -> int:
         }
         check_acc = float(np.mean(hits))
         print(f"check accuracy {check_acc:.3f} on {len(hits)} held-out queries; per tier {per_tier}")
+        check_conf = [m.confidence for m in matches]
+        confidence_metrics.update(
+            check_ece=round(expected_calibration_error(check_conf, hits), 4),
+            check_mean_confidence=round(float(np.mean(check_conf)), 4),
+        )
+        print(f"confidence on held-out checks: ECE {confidence_metrics['check_ece']:.3f}")
         if floor_routes:
             check_floors = queries["floors"]["check"]
             allowed = set(tier_names[min_tier:])
@@ -230,6 +290,7 @@ def main() -> int:
                 "check_queries": len(check_labels),
                 "check_accuracy_per_tier": per_tier,
                 "tuned_on_dev": {"aggregation": method, "thresholds": thresholds},
+                "confidence": confidence_metrics,
                 **({"floors": floor_metrics} if floor_metrics else {}),
             },
         }

@@ -11,6 +11,8 @@
 * ``GET /v1/models``: ``auto``, ``router/<name>`` and every model of the catalog and routes.
 * ``GET /health``: liveness and Redis reachability. ``GET /stats``: per-model requests, successes,
   failures, latency, in-flight calls, queue, breaker; cache hits. ``GET /metrics``: Prometheus.
+* ``GET /dashboard``: one live page (figures, charts, models, recent decisions), refreshed from
+  ``GET /dashboard/data?since=15m``. With API keys set, open it as ``/dashboard#key=<key>``.
 
 Errors are OpenAI-style JSON, ``{"error": {"message", "type", "param", "code"}}``, with the right
 status: 400 malformed request, 401 missing or wrong API key, 404 unknown model, 429 queue full
@@ -21,11 +23,15 @@ defines any.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
+from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -44,6 +50,7 @@ from redisvl_llmrouter.errors import (
 )
 from redisvl_llmrouter.gateway.config import GatewayConfig
 from redisvl_llmrouter.gateway.service import Completion, Gateway, tenant_of
+from redisvl_llmrouter.observability.report import parse_since
 
 __all__ = ["CONFIG_ENV", "create_app"]
 
@@ -258,4 +265,55 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
         await gateway_.stats()  # refreshes the gauges read from Redis (breakers) and the queues
         return Response(gateway_.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/dashboard")
+    async def dashboard() -> Response:
+        return Response(dashboard_asset("dashboard.html"), media_type="text/html; charset=utf-8")
+
+    @app.get("/dashboard/assets/{name}")
+    async def dashboard_assets(name: str) -> Response:
+        if name not in DASHBOARD_ASSETS:
+            raise StarletteHTTPException(404, f"No dashboard asset {name!r}")
+        return Response(
+            dashboard_asset(name), media_type=DASHBOARD_ASSETS[name], headers={"cache-control": "max-age=86400"}
+        )
+
+    @app.get("/dashboard/data")
+    async def dashboard_data(request: Request, since: str = "15m") -> JSONResponse:
+        """What the dashboard shows: live stats, the log's report over the window, the newest decisions."""
+        authorise(request)
+        try:
+            since_ms = parse_since(since)
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        gateway_ = gw(request)
+        now_ms = int(time.time() * 1000)
+        stats, summary, recent = await asyncio.gather(
+            gateway_.stats(),
+            gateway_.report(since_ms, limit=DASHBOARD_MAX_ENTRIES, until_ms=now_ms),
+            gateway_.recent_decisions(50),
+        )
+        return JSONResponse(
+            {
+                "now_ms": now_ms,
+                "since": since,
+                "stats": stats,
+                "report": summary.model_dump(),
+                "recent": recent,
+            }
+        )
+
     return app
+
+
+#: The newest log entries a dashboard refresh summarises (a refresh every 2 s must stay cheap).
+DASHBOARD_MAX_ENTRIES = 20_000
+DASHBOARD_ASSETS = {
+    "uPlot.iife.min.js": "text/javascript; charset=utf-8",
+    "uPlot.min.css": "text/css; charset=utf-8",
+}
+
+
+@functools.cache
+def dashboard_asset(name: str) -> bytes:
+    """A file of the dashboard, shipped in the package (no build step, no CDN)."""
+    return (resources.files("redisvl_llmrouter.observability") / "static" / name).read_bytes()

@@ -7,7 +7,8 @@ consecutive successes close it, one failure opens it again).
 The transition rule is written once as a pure function (:func:`transition`, unit-tested) and
 mirrored by a Lua script (:data:`RECORD_SCRIPT`) that applies it atomically in Redis, so two
 processes recording outcomes at the same moment never lose one. Layout, per model ``M``:
-``llmrouter:breaker:{M}`` — a hash with ``state``, ``failures``, ``successes``, ``opened_ms``.
+``llmrouter:breaker:{M}`` — a hash with ``state``, ``failures``, ``successes``, ``opened_ms`` and
+``trips`` (how many times it has opened, for reports).
 An open breaker turns half-open by itself once its cooldown has passed: :func:`state_at` reads it
 that way, and the next recorded outcome stores it.
 """
@@ -35,12 +36,13 @@ class BreakerState:
     failures: int = 0
     successes: int = 0
     opened_ms: int = 0
+    trips: int = 0
 
 
 def state_at(state: BreakerState, now_ms: int, cooldown_ms: int) -> BreakerState:
     """The state as of ``now_ms``: an open breaker whose cooldown has passed is half-open."""
     if state.state == "open" and now_ms - state.opened_ms >= cooldown_ms:
-        return BreakerState("half_open", state.failures, 0, state.opened_ms)
+        return BreakerState("half_open", state.failures, 0, state.opened_ms, state.trips)
     return state
 
 
@@ -55,15 +57,15 @@ def transition(
         if current.state == "half_open":
             done = current.successes + 1
             if done >= successes:
-                return BreakerState("closed", 0, 0, current.opened_ms)
-            return BreakerState("half_open", 0, done, current.opened_ms)
-        return BreakerState("closed", 0, 0, current.opened_ms)
+                return BreakerState("closed", 0, 0, current.opened_ms, current.trips)
+            return BreakerState("half_open", 0, done, current.opened_ms, current.trips)
+        return BreakerState("closed", 0, 0, current.opened_ms, current.trips)
     if current.state == "half_open":
-        return BreakerState("open", current.failures + 1, 0, now_ms)
+        return BreakerState("open", current.failures + 1, 0, now_ms, current.trips + 1)
     count = current.failures + 1
     if count >= failures:
-        return BreakerState("open", count, 0, now_ms)
-    return BreakerState("closed", count, 0, current.opened_ms)
+        return BreakerState("open", count, 0, now_ms, current.trips + 1)
+    return BreakerState("closed", count, 0, current.opened_ms, current.trips)
 
 
 #: KEYS: breaker hash. ARGV: success (1/0), now ms, failures to open, successes to close, cooldown ms.
@@ -87,9 +89,13 @@ if ok == 1 then
 else
   if state == 'half_open' then
     state = 'open'; f = f + 1; s = 0; opened = now
+    redis.call('HINCRBY', k, 'trips', 1)
   else
     f = f + 1
-    if f >= need_f then state = 'open'; s = 0; opened = now end
+    if f >= need_f then
+      state = 'open'; s = 0; opened = now
+      redis.call('HINCRBY', k, 'trips', 1)
+    end
   end
 end
 redis.call('HSET', k, 'state', state, 'failures', f, 'successes', s, 'opened_ms', opened)
@@ -105,14 +111,16 @@ def record_args(
 
 
 def read_commands(models: Sequence[str]) -> list[tuple[Any, ...]]:
-    return [("HMGET", key(m), "state", "failures", "successes", "opened_ms") for m in models]
+    return [("HMGET", key(m), "state", "failures", "successes", "opened_ms", "trips") for m in models]
 
 
 def parse(reply: Sequence[Any] | None) -> BreakerState:
-    state, failures, successes, opened = [None if v is None else as_text(v) for v in (reply or [None] * 4)]
+    values = [None if v is None else as_text(v) for v in (reply or [])]
+    state, failures, successes, opened, trips = [*values, None, None, None, None, None][:5]
     return BreakerState(
         state=state if state in ("closed", "open", "half_open") else "closed",  # type: ignore[arg-type]
         failures=int(failures or 0),
         successes=int(successes or 0),
         opened_ms=int(opened or 0),
+        trips=int(trips or 0),
     )

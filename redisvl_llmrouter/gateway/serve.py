@@ -39,7 +39,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from redisvl_llmrouter import SemanticRouter, connection
-    from redisvl_llmrouter.errors import ConfigError
+    from redisvl_llmrouter.errors import ConfigError, redact
     from redisvl_llmrouter.gateway.app import CONFIG_ENV, create_app
 
     config = GatewayConfig.from_file(args.config) if args.config else GatewayConfig()
@@ -69,7 +69,7 @@ def serve(args: argparse.Namespace) -> int:
     print(
         f"llmrouter gateway: http://{args.host}:{args.port}/v1 (router {config.router!r}, Redis {where}, "
         f"{args.workers} worker{'s' if args.workers > 1 else ''}"
-        + (f", upstream {config.upstream_url}" if config.upstream_url else "")
+        + (f", upstream {redact(config.upstream_url)}" if config.upstream_url else "")
         + (", API keys required" if config.server_keys() else "")
         + ")",
         flush=True,

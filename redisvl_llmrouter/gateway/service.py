@@ -53,8 +53,9 @@ from redisvl_llmrouter.gateway.backends import Backend, Call, LiteLLMBackend, Op
 from redisvl_llmrouter.gateway.cache import ResponseCache, cacheable, scope_of
 from redisvl_llmrouter.gateway.config import PROVIDERS, GatewayConfig, Upstream
 from redisvl_llmrouter.gateway.queue import Queues, priority_rank
-from redisvl_llmrouter.observability import decisions
+from redisvl_llmrouter.observability import decisions, report
 from redisvl_llmrouter.observability.metrics import BREAKER_VALUES, Metrics
+from redisvl_llmrouter.observability.report import Report
 from redisvl_llmrouter.ops import Op, Pipeline, run_scripts
 from redisvl_llmrouter.policy import stats as live
 from redisvl_llmrouter.policy.catalog import estimate_tokens
@@ -212,7 +213,14 @@ class Gateway:
         if config.cache.enabled:
             # RedisVL checks and creates the cache index with a blocking client: keep the loop free.
             cache = await asyncio.to_thread(ResponseCache, config.cache, router.vectorizer, url)
-        return cls(config, router, url, backends, cache)
+        # The first forward pass of the embedding model is slow (lazy loading, allocation): pay it
+        # here, not on the first request.
+        await router.vectorizer.aembed("warm-up")
+        gateway = cls(config, router, url, backends, cache)
+        for model in gateway.models():  # clients (and the openai / LiteLLM imports) now, not on a first request
+            with contextlib.suppress(LLMRouterError):
+                gateway._backend_for(model)
+        return gateway
 
     # ----------------------------------------------------------------- public API
     async def complete(
@@ -318,6 +326,19 @@ class Gateway:
             "cache": {"hits": hits.get("hit", 0), "misses": hits.get("miss", 0)},
         }
 
+    async def report(
+        self, since_ms: int | None = None, limit: int | None = None, until_ms: int | None = None
+    ) -> Report:
+        """The decisions log summarised (see :mod:`redisvl_llmrouter.observability.report`)."""
+        return await adrive(report.load(self.router.name, since_ms, limit, until_ms), self.router._client)
+
+    async def recent_decisions(self, count: int = 50) -> list[dict[str, Any]]:
+        """The newest ``count`` entries of the decisions log, newest first."""
+        key = decisions.stream_key(self.router.name)
+        return decisions.parse_entries(
+            await self.router._client.execute_command("XREVRANGE", key, "+", "-", "COUNT", count)
+        )
+
     def models(self) -> list[str]:
         """Every model the gateway may call: the router's (routes and catalog)."""
         return self.router.models
@@ -420,14 +441,21 @@ class Gateway:
         at most every ``BREAKER_REFRESH_S`` per process."""
         now = time.monotonic()
         models = list(dict.fromkeys([*self.models(), *extra]))
-        stale = [m for m in models if now - self._breakers.get(m, (-1e9, False))[0] >= BREAKER_REFRESH_S]
+        is_open: dict[str, bool] = {}
+        for model in models:
+            cached = self._breakers.get(model)
+            if cached is not None and now - cached[0] < BREAKER_REFRESH_S:
+                is_open[model] = cached[1]
+        stale = [m for m in models if m not in is_open]
         if stale:
+            # Other requests may drop cached states while this read is in flight (a failure does):
+            # the answer is built from what this read saw, not from the shared cache.
             replies = await adrive(_pipeline(breaker.read_commands(stale)), self.router._client)
             at, cooldown = live_now_ms(), int(self.config.breaker.cooldown_s * 1000)
             for model, reply in zip(stale, replies, strict=True):
-                state = breaker.state_at(breaker.parse(reply), at, cooldown)
-                self._breakers[model] = (now, state.state == "open")
-        return {m: "circuit open" for m in models if self._breakers[m][1]}
+                is_open[model] = breaker.state_at(breaker.parse(reply), at, cooldown).state == "open"
+                self._breakers[model] = (now, is_open[model])
+        return {m: "circuit open" for m, open_ in is_open.items() if open_}
 
     async def _route(self, text: str, options: RouteOptions) -> RouteMatch:
         core = self.router._core

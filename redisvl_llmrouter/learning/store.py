@@ -19,7 +19,7 @@ from redisvl_llmrouter.learning import memory
 from redisvl_llmrouter.learning.memory import MemoryStats, Neighbours, Observation
 from redisvl_llmrouter.ops import Command, Op, Pipeline, run_script
 from redisvl_llmrouter.schema import LearningConfig
-from redisvl_llmrouter.search import as_text
+from redisvl_llmrouter.search import as_text, is_missing_index
 
 __all__ = ["MemoryInfo", "MemoryView", "OutcomeStore", "PendingRow", "WriteReport"]
 
@@ -71,9 +71,7 @@ class MemoryInfo:
     mean_cost: dict[str, float | None] = field(default_factory=dict)
 
 
-def _unknown_index(exc: Exception) -> bool:
-    text = str(exc).lower()
-    return "unknown index" in text or "no such index" in text
+_unknown_index = is_missing_index
 
 
 class OutcomeStore:

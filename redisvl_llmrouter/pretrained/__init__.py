@@ -125,19 +125,23 @@ class PretrainedConfig(BaseModel):
 
     def definition(self, name: str | None = None) -> RouterDefinition:
         """The router definition (routes without vectors) under ``name`` (default: the config's)."""
-        routes = [
-            Route(
-                name=r.name,
-                model=r.model,
-                models=r.models,
-                cost=r.cost,
-                distance_threshold=r.distance_threshold,
-                metadata=r.metadata,
-                floor=r.floor,
-                references=[ref.text for ref in r.references],
-            )
-            for r in self.routes
-        ]
+        try:
+            routes = [
+                Route(
+                    name=r.name,
+                    model=r.model,
+                    models=r.models,
+                    cost=r.cost,
+                    distance_threshold=r.distance_threshold,
+                    metadata=r.metadata,
+                    floor=r.floor,
+                    references=[ref.text for ref in r.references],
+                )
+                for r in self.routes
+            ]
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3])
+            raise ConfigError(f"Config {self.name!r} has an invalid route: {problems}") from None
         return RouterDefinition(
             name=name or self.name,
             routes=routes,
@@ -151,12 +155,7 @@ class PretrainedConfig(BaseModel):
         """The outcome memory's rows with their vectors as float32 bytes, checked against the dimensions."""
         rows = []
         for row in self.outcomes:
-            raw = decode_vector(row.vector)
-            if len(raw) != 4 * self.vectorizer.dims:
-                raise VectorizerMismatchError(
-                    f"Outcome row {row.id!r} has a {len(raw) // 4}-dimensional vector, but the config declares "
-                    f"{self.vectorizer.dims} dimensions."
-                )
+            raw = _checked_vector(decode_vector(row.vector), self.vectorizer.dims, f"Outcome row {row.id!r}")
             rows.append(
                 {
                     "id": row.id,
@@ -173,13 +172,8 @@ class PretrainedConfig(BaseModel):
         out = {}
         for route in self.routes:
             for ref in route.references:
-                raw = decode_vector(ref.vector)
-                if len(raw) != 4 * self.vectorizer.dims:
-                    raise VectorizerMismatchError(
-                        f"Reference {ref.text!r} of route {route.name!r} has a {len(raw) // 4}-dimensional "
-                        f"vector, but the config declares {self.vectorizer.dims} dimensions."
-                    )
-                out[(route.name, ref.text)] = raw
+                what = f"Reference {ref.text!r} of route {route.name!r}"
+                out[(route.name, ref.text)] = _checked_vector(decode_vector(ref.vector), self.vectorizer.dims, what)
         return out
 
 
@@ -196,6 +190,19 @@ def decode_vector(text: str) -> bytes:
         raise ConfigError("A reference vector's length is not a whole number of float32 values.")
     if not np.all(np.isfinite(np.frombuffer(raw, dtype="<f4"))):
         raise ConfigError("A reference vector contains NaN or infinite values.")
+    return raw
+
+
+def _checked_vector(raw: bytes, dims: int, what: str) -> bytes:
+    """A decoded vector of the declared dimensions that can match something (not all zeros)."""
+    if len(raw) != 4 * dims:
+        raise VectorizerMismatchError(
+            f"{what} has a {len(raw) // 4}-dimensional vector, but the config declares {dims} dimensions."
+        )
+    if not np.any(np.frombuffer(raw, dtype="<f4")):
+        raise ConfigError(
+            f"{what} has an all-zero vector: cosine distance is undefined for it, so it could never match."
+        )
     return raw
 
 

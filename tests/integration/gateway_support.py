@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,13 +27,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def launch(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start a server process; its output goes to a file (a pipe nobody reads fills up and blocks it)."""
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by stop()
+    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc.log = log  # type: ignore[attr-defined]
+    return proc
+
+
+def output(proc: subprocess.Popen[str]) -> str:
+    log = proc.log  # type: ignore[attr-defined]
+    log.seek(0)
+    return str(log.read())[-4000:]
+
+
 def wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(
-                f"{url}: the process exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}"
-            )
+            raise RuntimeError(f"{url}: the process exited with {proc.returncode}: {output(proc)}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url, timeout=1.0).status_code < 500:
                 return
@@ -47,6 +60,7 @@ def stop(proc: subprocess.Popen[str]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    proc.log.close()  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -69,9 +83,7 @@ class Upstream:
 @contextlib.contextmanager
 def upstream() -> Iterator[Upstream]:
     port = free_port()
-    proc = subprocess.Popen(
-        [LLMROUTER, "upstream", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    proc = launch([LLMROUTER, "upstream", "--port", str(port)])
     url = f"http://127.0.0.1:{port}/v1"
     try:
         wait_ready(f"{url}/models", proc)
@@ -116,13 +128,7 @@ def gateway(
     args = [LLMROUTER, "serve", "--config", str(path), "--port", str(port), "--upstream", upstream_url]
     if workers > 1:
         args += ["--workers", str(workers)]
-    proc = subprocess.Popen(
-        args,
-        env={**os.environ, "REDIS_URL": redis_url, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = launch(args, env={**os.environ, "REDIS_URL": redis_url, **(env or {})})
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(f"{base}/health", proc)

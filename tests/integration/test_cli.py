@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from redisvl_llmrouter import pretrained
 from redisvl_llmrouter.cli import main
 
 
@@ -24,9 +25,22 @@ def test_route_prints_tier_model_confidence_alternatives_and_saving(capsys):
     out = capsys.readouterr().out
     assert "tier          simple" in out
     assert "openai/gpt-4.1-nano" in out and "confidence" in out and "alternatives" in out
+    assert "chance that this tier is right (calibrated on labelled queries; distance 0.547)" in out
     # nano: (5 prompt tokens x $0.10 + 256 answer tokens x $0.40) / 1M against opus at $5 / $25
     assert "saving        98.4% vs anthropic/claude-opus-4-5 ($0.006425 for this request)" in out
     assert "strategy      learned  (no similar outcomes yet: the tier decides)" in out
+
+
+def test_route_says_when_a_config_is_not_calibrated(capsys, tmp_path):
+    data = json.loads(pretrained.resolve("default").read_text())
+    del data["routing_config"]["confidence"]
+    data["name"] = "uncalibrated"  # a different router than the calibrated "default" in the same Redis
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    assert main(["route", "hello, how are you?", "--config", str(tmp_path / "old.json")]) == 0
+    assert (
+        "confidence    0.36  1 - distance/threshold, not a probability (config not calibrated"
+        in capsys.readouterr().out
+    )
 
 
 def test_route_applies_strategy_and_constraints_and_explains_exclusions(capsys):
@@ -99,6 +113,11 @@ def test_export_then_route_with_the_file(tmp_path, capsys):
     path = tmp_path / "mine.json"
     assert main(["export", "default", str(path)]) == 0
     assert json.loads(path.read_text())["routes"][0]["references"][0]["vector"]
+    from redisvl_llmrouter import pretrained
+
+    shipped, exported = pretrained.read("default"), pretrained.read(str(path))
+    assert shipped.description and shipped.metrics  # so the next line checks something
+    assert (exported.description, exported.metrics) == (shipped.description, shipped.metrics)
     assert main(["route", "explain garbage collection", "--config", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["model"] == "anthropic/claude-sonnet-4-5"
 

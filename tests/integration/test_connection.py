@@ -97,7 +97,7 @@ def test_embedded_redis_without_a_data_dir_leaves_nothing_behind():
 def test_embedded_redis_is_stopped_when_the_process_exits():
     code = (
         "from redisvl_llmrouter.embedded import get_embedded_redis\n"
-        "s = get_embedded_redis(); print(s._process.pid, s._workdir, flush=True)\n"
+        "s = get_embedded_redis(); print(s.server_pid, s._workdir, flush=True)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     pid, workdir = out.stdout.split()

@@ -49,7 +49,7 @@ def test_drops_incomplete_documents():
 
 
 def test_route_command_carries_vector_and_radius_as_parameters():
-    args = route_command("r", b"\x00\x01", 0.7)
+    args = route_command("r", b"\x00\x01", 0.7, 3)
     assert args[:2] == ("FT.SEARCH", "r")
     params = args[args.index("PARAMS") : args.index("PARAMS") + 6]
     assert params == ("PARAMS", "4", "vector", b"\x00\x01", "radius", "0.7")

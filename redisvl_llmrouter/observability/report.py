@@ -1,0 +1,382 @@
+"""Reports on the decisions log: what the router spent, saved and answered, by tier and model, over time.
+
+Pure: :func:`summarise` turns log entries (as :func:`~redisvl_llmrouter.observability.decisions.parse_entries`
+returns them) into a :class:`Report`; :func:`render` prints it; :func:`plot` draws it. Reading the
+log is the shells' job (:func:`read_commands` builds the commands; the CLI and the dashboard send them).
+
+Definitions, so the numbers can be checked by hand:
+
+* a *request* is a ``completion`` entry; *errors* are those with ``status`` ``error``;
+* *cost* sums the provider-reported usage priced by the catalog; *baseline* sums what the same tokens
+  would have cost on the dearest model (the "always use the most expensive model" bill), and *saving* is
+  ``baseline - cost`` over the requests where both are known;
+* *quality* is the mean of ``feedback`` entries, attributed to the route and model of the request they
+  name (feedback on a request outside the window still counts under its model);
+* latency percentiles are over answered requests (cache hits included), nearest-rank;
+* *breaker trips* come from the breakers' own counters in Redis (how often each opened, ever).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from redisvl_llmrouter.observability.decisions import parse_entries, stream_key
+from redisvl_llmrouter.ops import Command, Op, Pipeline
+
+__all__ = ["Breakdown", "Report", "load", "parse_since", "plot", "read_commands", "render", "summarise"]
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class Breakdown(BaseModel):
+    """Figures for one slice of the traffic (all of it, one tier, or one model)."""
+
+    requests: int = 0
+    errors: int = 0
+    cost_usd: float = 0.0
+    baseline_usd: float = 0.0
+    saving_usd: float = 0.0
+    saving_fraction: float | None = None
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
+    cache_hits: int = 0
+    fallbacks: int = 0
+    quality: float | None = None
+    """Mean reported quality of this slice's answers, when feedback arrived."""
+    feedback: int = 0
+
+
+class Series(BaseModel):
+    """Traffic and spend per time bucket (bucket start in ms since the epoch)."""
+
+    bucket_s: int = 60
+    t_ms: list[int] = Field(default_factory=list)
+    requests_by_model: dict[str, list[int]] = Field(default_factory=dict)
+    requests_by_route: dict[str, list[int]] = Field(default_factory=dict)
+    cost_usd: list[float] = Field(default_factory=list)
+    baseline_usd: list[float] = Field(default_factory=list)
+
+
+class Report(BaseModel):
+    """Everything ``llmrouter report`` prints, as data (``--json`` dumps this)."""
+
+    router: str
+    since_ms: int | None = None
+    first_ms: int | None = None
+    last_ms: int | None = None
+    total: Breakdown = Field(default_factory=Breakdown)
+    cache_hit_rate: float | None = None
+    by_route: dict[str, Breakdown] = Field(default_factory=dict)
+    by_model: dict[str, Breakdown] = Field(default_factory=dict)
+    errors_by_kind: dict[str, int] = Field(default_factory=dict)
+    breakers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    series: Series = Field(default_factory=Series)
+
+
+def parse_since(value: str | None, now_s: float | None = None) -> int | None:
+    """``--since`` as ms since the epoch: a duration back from now (``90s``, ``15m``, ``2h``, ``7d``),
+    an ISO date/time (``2026-11-23`` or ``2026-11-23T10:00``, UTC unless it says otherwise), or None."""
+    if value is None or value == "":
+        return None
+    now_s = time.time() if now_s is None else now_s
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", value)
+    if match:
+        return int((now_s - float(match.group(1)) * _UNITS[match.group(2)]) * 1000)
+    from datetime import datetime, timezone
+
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(
+            f"--since {value!r}: give a duration back from now (30m, 2h, 7d) or an ISO date (2026-11-23T10:00)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+def read_commands(router: str, since_ms: int | None = None, limit: int | None = None) -> list[tuple[Any, ...]]:
+    """The log entries since ``since_ms`` (all of them without it); with ``limit``, only the newest ``limit``."""
+    start = "-" if since_ms is None else f"{since_ms}-0"
+    if limit is None:
+        return [("XRANGE", stream_key(router), start, "+")]
+    return [("XREVRANGE", stream_key(router), "+", start, "COUNT", str(limit))]
+
+
+def load(router: str, since_ms: int | None = None, limit: int | None = None, until_ms: int | None = None) -> Op[Report]:
+    """Read the log (and the breakers of the models in it) and summarise: one operation for every shell.
+
+    ``limit`` keeps only the newest entries (the dashboard's refreshes stay cheap on a busy log).
+    """
+    entries = parse_entries((yield Command(read_commands(router, since_ms, limit)[0])))
+    models = sorted({str(e["model"]) for e in entries if e.get("model")})
+    breakers: dict[str, dict[str, Any]] = {}
+    try:
+        from redisvl_llmrouter.gateway import breaker
+    except ImportError:  # the gateway extra is not installed: no breakers to report
+        models = []
+    if models:
+        replies = yield Pipeline(tuple(breaker.read_commands(models)))
+        for model, reply in zip(models, replies, strict=True):
+            state = breaker.parse(reply)
+            breakers[model] = {"state": state.state, "trips": state.trips}
+    return summarise(entries, router, since_ms, breakers, until_ms=until_ms)
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (a value that was observed), None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return round(float(ordered[rank - 1]), 3)
+
+
+def _number(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+class _Accumulator:
+    """Running sums for one slice; :meth:`result` turns them into a :class:`Breakdown`."""
+
+    __slots__ = ("baseline", "cache", "cost", "errors", "fallbacks", "latencies", "qualities", "requests", "saving")
+
+    def __init__(self) -> None:
+        self.requests = self.errors = self.cache = self.fallbacks = 0
+        self.cost = self.baseline = self.saving = 0.0
+        self.latencies: list[float] = []
+        self.qualities: list[float] = []
+
+    def add(self, entry: Mapping[str, Any]) -> None:
+        self.requests += 1
+        if entry.get("status") == "error":
+            self.errors += 1
+        elif (latency := _number(entry.get("latency_ms"))) is not None:
+            self.latencies.append(latency)
+        cost, baseline = _number(entry.get("cost")), _number(entry.get("baseline_cost"))
+        if cost is not None:
+            self.cost += cost
+            if baseline is not None:
+                self.baseline += baseline
+                self.saving += baseline - cost
+        self.cache += bool(entry.get("cache"))
+        self.fallbacks += int(_number(entry.get("fallbacks")) or 0)
+
+    def result(self) -> Breakdown:
+        return Breakdown(
+            requests=self.requests,
+            errors=self.errors,
+            cost_usd=self.cost,
+            baseline_usd=self.baseline,
+            saving_usd=self.saving,
+            saving_fraction=self.saving / self.baseline if self.baseline > 0 else None,
+            latency_p50_ms=_percentile(self.latencies, 50),
+            latency_p99_ms=_percentile(self.latencies, 99),
+            cache_hits=self.cache,
+            fallbacks=self.fallbacks,
+            quality=sum(self.qualities) / len(self.qualities) if self.qualities else None,
+            feedback=len(self.qualities),
+        )
+
+
+def _bucket_seconds(first_ms: int, last_ms: int, buckets: int) -> int:
+    """A round bucket width giving at most about ``buckets`` buckets over the span."""
+    span_s = max(1.0, (last_ms - first_ms) / 1000)
+    for width in (1, 5, 10, 30, 60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 86400, 7 * 86400):
+        if span_s / width <= buckets:
+            return width
+    return 30 * 86400
+
+
+def summarise(
+    entries: Iterable[Mapping[str, Any]],
+    router: str,
+    since_ms: int | None = None,
+    breakers: Mapping[str, Mapping[str, Any]] | None = None,
+    buckets: int = 60,
+    until_ms: int | None = None,
+) -> Report:
+    """Summarise log entries (any order) into a :class:`Report`; ``breakers`` maps model to its state.
+
+    The time series spans the entries, or ``since_ms`` to ``until_ms`` when both are given (a live
+    view's window, so an idle stretch shows as zeros rather than not at all).
+    """
+    entries = list(entries)
+    completions = [
+        e for e in entries if e.get("type") == "completion" and (since_ms is None or int(e.get("ts") or 0) >= since_ms)
+    ]
+    feedback = [e for e in entries if e.get("type") == "feedback"]
+    completions.sort(key=lambda e: int(e.get("ts") or 0))
+
+    total, by_route, by_model = _Accumulator(), defaultdict(_Accumulator), defaultdict(_Accumulator)
+    errors: dict[str, int] = defaultdict(int)
+    served: dict[str, tuple[str, str]] = {}
+    for entry in completions:
+        route = str(entry.get("route") or "(passthrough)")
+        model = str(entry.get("model") or "(none)")
+        total.add(entry)
+        by_route[route].add(entry)
+        by_model[model].add(entry)
+        if entry.get("status") == "error":
+            errors[str(entry.get("error") or "unknown")] += 1
+        if entry.get("request_id"):
+            served[str(entry["request_id"])] = (route, model)
+    for entry in feedback:
+        quality = _number(entry.get("quality"))
+        if quality is None or (since_ms is not None and int(entry.get("ts") or 0) < since_ms):
+            continue
+        route, model = served.get(str(entry.get("request_id")), (None, str(entry.get("model") or "(none)")))
+        total.qualities.append(quality)
+        by_model[model].qualities.append(quality)
+        if route is not None:
+            by_route[route].qualities.append(quality)
+
+    report = Report(
+        router=router,
+        since_ms=since_ms,
+        total=total.result(),
+        by_route={k: v.result() for k, v in sorted(by_route.items())},
+        by_model={k: v.result() for k, v in sorted(by_model.items())},
+        errors_by_kind=dict(sorted(errors.items())),
+        breakers={k: dict(v) for k, v in sorted((breakers or {}).items())},
+    )
+    answered = total.requests - total.errors
+    report.cache_hit_rate = total.cache / answered if answered else None
+    if completions:
+        report.first_ms = int(completions[0].get("ts") or 0)
+        report.last_ms = int(completions[-1].get("ts") or 0)
+    if since_ms is not None and until_ms is not None:
+        report.series = _series(completions, since_ms, until_ms, buckets)
+    elif completions:
+        report.series = _series(completions, report.first_ms or 0, report.last_ms or 0, buckets)
+    return report
+
+
+def _series(completions: Sequence[Mapping[str, Any]], first_ms: int, last_ms: int, buckets: int) -> Series:
+    width = _bucket_seconds(first_ms, last_ms, buckets)
+    start = first_ms // (width * 1000) * width * 1000
+    n = (last_ms - start) // (width * 1000) + 1
+    series = Series(bucket_s=width, t_ms=[start + i * width * 1000 for i in range(n)])
+    series.cost_usd, series.baseline_usd = [0.0] * n, [0.0] * n
+    for entry in completions:
+        i = (int(entry.get("ts") or 0) - start) // (width * 1000)
+        model, route = str(entry.get("model") or "(none)"), str(entry.get("route") or "(passthrough)")
+        series.requests_by_model.setdefault(model, [0] * n)[i] += 1
+        series.requests_by_route.setdefault(route, [0] * n)[i] += 1
+        cost, baseline = _number(entry.get("cost")), _number(entry.get("baseline_cost"))
+        series.cost_usd[i] += cost or 0.0
+        if cost is not None and baseline is not None:
+            series.baseline_usd[i] += baseline
+    return series
+
+
+def _money(value: float) -> str:
+    return f"${value:,.4f}" if abs(value) < 100 else f"${value:,.2f}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _table(title: str, rows: Mapping[str, Breakdown]) -> list[str]:
+    columns = ("requests", 8), ("errors", 6), ("cost", 11), ("saving", 7), ("p50 ms", 7), ("p99 ms", 7)
+    lines = [f"{title:<28} " + " ".join(f"{name:>{width}}" for name, width in columns) + f" {'quality':>7}"]
+    for name, b in rows.items():
+        quality = "-" if b.quality is None else f"{b.quality:.2f} ({b.feedback})"
+        lines.append(
+            f"{name[:28]:<28} {b.requests:>8} {b.errors:>6} {_money(b.cost_usd):>11} {_share(b.saving_fraction):>7}"
+            f" {_ms(b.latency_p50_ms):>7} {_ms(b.latency_p99_ms):>7} {quality:>7}"
+        )
+    return lines
+
+
+def render(report: Report) -> str:
+    """The report as text for a terminal."""
+    from datetime import datetime, timezone
+
+    def when(ms: int | None) -> str:
+        return "-" if ms is None else datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    t = report.total
+    lines = [
+        f"router {report.router}: {t.requests} requests from {when(report.first_ms)} to {when(report.last_ms)}",
+        f"  cost {_money(t.cost_usd)}, against {_money(t.baseline_usd)} always on the dearest model:"
+        f" saved {_money(t.saving_usd)} ({_share(t.saving_fraction)})",
+        f"  latency p50 {_ms(t.latency_p50_ms)} ms, p99 {_ms(t.latency_p99_ms)} ms;"
+        f" errors {t.errors} ({_share(t.errors / t.requests if t.requests else None)});"
+        f" cache hit rate {_share(report.cache_hit_rate)}; fallbacks {t.fallbacks}",
+    ]
+    if t.feedback:
+        lines.append(f"  quality {t.quality:.3f} from {t.feedback} feedback reports")
+    if report.errors_by_kind:
+        lines.append("  errors by kind: " + ", ".join(f"{k} {v}" for k, v in report.errors_by_kind.items()))
+    if report.breakers:
+        lines.append(
+            "  breakers: "
+            + ", ".join(f"{m} {b.get('state', '?')} ({b.get('trips', 0)} trips)" for m, b in report.breakers.items())
+        )
+    lines += ["", *_table("tier (route)", report.by_route), "", *_table("model", report.by_model)]
+    return "\n".join(lines)
+
+
+def plot(report: Report, path: str | Path) -> Path:
+    """Draw traffic by model and cost against the baseline over time into ``path`` (PNG, SVG or PDF)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from datetime import datetime, timezone
+
+    import matplotlib.dates as mdates  # importing it registers the datetime axis converters
+    from matplotlib.figure import Figure
+
+    s = report.series
+    times = [datetime.fromtimestamp(t / 1000, timezone.utc) for t in s.t_ms]
+    figure = Figure(figsize=(10, 6.5), layout="constrained")
+    traffic, spend = figure.subplots(2, 1, sharex=True)
+    bottom = [0] * len(times)
+    width = s.bucket_s / 86400 * 0.9  # bar width in days, matplotlib's date unit
+    for model, counts in sorted(s.requests_by_model.items()):
+        traffic.bar(times, counts, width=width, bottom=bottom, label=model, align="edge")
+        bottom = [a + b for a, b in zip(bottom, counts, strict=True)]
+    traffic.set_ylabel(f"requests per {s.bucket_s} s")
+    traffic.set_title(f"router {report.router}: traffic by model")
+    if s.requests_by_model:
+        traffic.legend(fontsize="small", loc="upper left")
+    cumulative_cost = _cumulative(s.cost_usd)
+    cumulative_baseline = _cumulative(s.baseline_usd)
+    spend.plot(times, cumulative_baseline, label="always the dearest model", linestyle="--")
+    spend.plot(times, cumulative_cost, label="routed")
+    spend.fill_between(times, cumulative_cost, cumulative_baseline, alpha=0.15, label="saving")
+    spend.set_ylabel("cumulative cost (USD)")
+    spend.set_title(f"cost {_money(report.total.cost_usd)}, saved {_share(report.total.saving_fraction)}")
+    spend.legend(fontsize="small", loc="upper left")
+    spend.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M" if s.bucket_s < 3600 else "%m-%d %H:%M"))
+    path = Path(path)
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def _cumulative(values: Sequence[float]) -> list[float]:
+    out, running = [], 0.0
+    for value in values:
+        running += value
+        out.append(running)
+    return out

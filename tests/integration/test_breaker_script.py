@@ -1,0 +1,47 @@
+"""The breaker's Lua script in Redis applies exactly the pure rule that the policy reads."""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import redis
+
+from redisvl_llmrouter.gateway import breaker
+
+
+def test_the_script_and_the_pure_rule_agree_on_random_histories(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    sha = client.script_load(breaker.RECORD_SCRIPT)
+    rng = random.Random(7)
+    rule = {"failures": 3, "successes": 2, "cooldown_ms": 500}
+    for _ in range(20):
+        model = f"test/{uuid.uuid4().hex[:8]}"
+        expected, now = breaker.BreakerState(), 0
+        for _ in range(60):
+            now += rng.choice([0, 10, 100, 600])
+            success = rng.random() < 0.5
+            expected = breaker.transition(expected, success, now, **rule)
+            returned = client.evalsha(
+                sha, *breaker.record_args(model, success, now, rule["failures"], rule["successes"], rule["cooldown_ms"])
+            )
+            stored = breaker.parse(client.execute_command(*breaker.read_commands([model])[0]))
+            assert returned.decode() == expected.state
+            assert breaker.state_at(stored, now, rule["cooldown_ms"]) == expected
+        client.delete(breaker.key(model))
+
+
+def test_after_redis_forgets_its_scripts_the_batch_is_applied_once(redis_url):
+    """A NOSCRIPT retry reruns the scripts, never the plain commands sent with them."""
+    from redisvl_llmrouter.ops import run_scripts
+    from redisvl_llmrouter.router import drive
+
+    client = redis.Redis.from_url(redis_url)
+    model, stream = f"test/{uuid.uuid4().hex[:8]}", f"test:{uuid.uuid4().hex[:8]}"
+    client.script_flush()
+    calls = [(breaker.RECORD_SCRIPT, breaker.record_args(model, False, 0, 1, 1, 1000))]
+    replies = drive(run_scripts(calls, [("XADD", stream, "*", "d", "1"), ("INCR", f"{stream}:n")]), client)
+    assert replies == [b"open", None, None]
+    assert client.xlen(stream) == 1 and client.get(f"{stream}:n") == b"1"
+    assert breaker.parse(client.execute_command(*breaker.read_commands([model])[0])).trips == 1
+    client.delete(stream, f"{stream}:n", breaker.key(model))

@@ -1,0 +1,119 @@
+"""Every user error of the ``llmrouter`` command is one line on stderr and exit code 2, with no secret in it.
+
+Each case runs the installed console script in a subprocess, as a user would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from redisvl_llmrouter.embedded import _free_port
+
+EXE = shutil.which("llmrouter", path=str(Path(sys.executable).parent)) or "llmrouter"
+MODELS = ["openai/gpt-4.1-nano", "anthropic/claude-sonnet-4-5", "anthropic/claude-opus-4-5"]
+#: A Redis URL nothing listens on: a command that reaches Redis fails with "Cannot reach Redis".
+DEAD_REDIS = f"redis://127.0.0.1:{_free_port()}"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Outcome files, good and bad, in one directory (the tests run there)."""
+    root = tmp_path_factory.mktemp("cli-errors")
+    row = {"id": "1", "prompt": "hi", "outcomes": {m: {"quality": 1.0, "cost": 0.001} for m in MODELS}}
+    (root / "good.jsonl").write_text(json.dumps(row) + "\n")
+    (root / "not-json.jsonl").write_text("this is not JSON\n")
+    (root / "empty.jsonl").write_text("")
+    (root / "no-outcomes.jsonl").write_text(json.dumps({"id": "1", "prompt": "hi"}) + "\n")
+    (root / "latin1.jsonl").write_bytes(b'{"prompt": "caf\xe9"}\n')
+    (root / "a-directory").mkdir()
+    return root
+
+
+def run(args: list[str], cwd: Path, redis_url: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "LLMROUTER_DATA_DIR")}
+    env["HF_HUB_OFFLINE"] = "1"
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return subprocess.run([EXE, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("llmrouter: error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert expected in result.stderr
+    assert result.stdout == ""
+
+
+BAD_INPUTS = {
+    "eval on a non-JSON file": (["eval", "not-json.jsonl"], "not-json.jsonl:1: malformed JSON"),
+    "eval on an empty file": (["eval", "empty.jsonl"], "empty.jsonl: no outcome rows"),
+    "eval on a file without outcomes": (["eval", "no-outcomes.jsonl"], "missing key 'outcomes'"),
+    "eval on a non-UTF-8 file": (["eval", "latin1.jsonl"], "latin1.jsonl is not UTF-8 text"),
+    "eval on a directory": (["eval", "a-directory"], "'a-directory' is a directory"),
+    "eval on a missing file": (["eval", "missing.jsonl"], "no such file: 'missing.jsonl'"),
+    "eval --limit 0": (["eval", "good.jsonl", "--limit", "0"], "--limit: must be at least 1, got 0"),
+    "eval --limit x": (["eval", "good.jsonl", "--limit", "x"], "--limit: expected a whole number, got 'x'"),
+    "eval --cv 1": (["eval", "good.jsonl", "--cv", "1"], "--cv: must be at least 2"),
+    "eval --plot x.txt": (["eval", "good.jsonl", "--plot", "x.txt"], "cannot write a plot as 'x.txt': use one of"),
+    "eval --plot in a missing directory": (["eval", "good.jsonl", "--plot", "no/such/dir.png"], "does not exist"),
+    "eval --json into a directory": (["eval", "good.jsonl", "--json", "a-directory"], "is a directory"),
+    "a repeated --limit": (["eval", "good.jsonl", "--limit", "1", "--limit", "2"], "--limit: given more than once"),
+    "a repeated --router": (["eval", "good.jsonl", "--router", "a", "--router", "b"], "--router: given more than once"),
+    "a repeated --config": (["route", "hi", "--config", "a", "--config", "b"], "--config: given more than once"),
+    "--redis-url before and after": (
+        ["--redis-url", DEAD_REDIS, "route", "--redis-url", DEAD_REDIS, "hi"],
+        "--redis-url: given more than once",
+    ),
+    "an unknown command": (["rout", "hi"], "invalid choice: 'rout'"),
+    "route without text": (["route"], "the following arguments are required: text"),
+    "learn on a directory": (["learn", "a-directory", "--router", "default"], "is a directory"),
+    "learn without --router": (["learn", "good.jsonl"], "required: --router"),
+    "serve --workers 0": (["serve", "--workers", "0"], "--workers: must be at least 1"),
+    "an unknown config": (["info", "--config", "no-such-config"], "No pretrained config named 'no-such-config'"),
+    "export --from-redis on the embedded Redis": (
+        ["export", "my-router", "out.json", "--from-redis"],
+        "no Redis is configured: this command would start a new, empty embedded Redis",
+    ),
+}
+
+
+@pytest.mark.parametrize(("args", "expected"), BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
+def test_a_user_error_is_one_line_on_stderr_and_exit_code_2(files, args, expected):
+    assert_one_line_error(run(args, files), expected)
+
+
+def test_an_unsupported_plot_format_fails_before_any_routing(files):
+    # With an unreachable Redis, a check made after routing would report "Cannot reach Redis" instead.
+    result = run(["eval", "good.jsonl", "--plot", "x.txt"], files, redis_url=DEAD_REDIS)
+    assert_one_line_error(result, "cannot write a plot as 'x.txt'")
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_global_options_are_accepted_before_or_after_the_command(files, where):
+    args = ["route", "hi"]
+    args = ["--redis-url", DEAD_REDIS, *args] if where == "before" else [*args, "--redis-url", DEAD_REDIS]
+    # The URL was taken: the command went to that Redis and reports it unreachable.
+    assert_one_line_error(run(args, files), f"Cannot reach Redis at 127.0.0.1:{DEAD_REDIS.rsplit(':', 1)[1]}")
+
+
+PASSWORD_LEAKS = {
+    "unreachable Redis, URL after the text": ["route", "hello", "--redis-url", "redis://alice:S3cretPW@127.0.0.1:1"],
+    "unreachable Redis, URL first": ["--redis-url", "rediss://:S3cretPW@127.0.0.1:1", "route", "hello"],
+    "an unrecognized argument next to the URL": ["route", "hello", "--bogus", "redis://alice:S3cretPW@host:6379/0"],
+    "a repeated URL": ["route", "hi", "--redis-url", "redis://a:S3cretPW@h", "--redis-url", "redis://a:S3cretPW@h"],
+}
+
+
+@pytest.mark.parametrize("args", PASSWORD_LEAKS.values(), ids=PASSWORD_LEAKS.keys())
+def test_a_password_in_a_url_is_never_printed(files, args):
+    result = run(args, files)
+    assert_one_line_error(result, "llmrouter: error: ")
+    assert "S3cretPW" not in result.stderr

@@ -1,0 +1,505 @@
+"""Faults on a real Redis: concurrency, a Redis that restarts empty or with its data, routers at
+scale, concurrent writers and creators, untrusted configs, and inputs that used to escape the
+library's error types or give silently wrong answers.
+
+Distances come from the ``table`` vectorizer (``"x d=0.2"`` lies at cosine distance 0.2 from the
+query vector ``[1, 0, 0]``), so every expected answer is computed by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import openai
+import pytest
+import redis
+from gateway_support import gateway, upstream
+
+from redisvl_llmrouter import (
+    AsyncSemanticRouter,
+    ConfigError,
+    InvalidQueryError,
+    LLMRouterError,
+    RedisPermissionError,
+    RedisPoolTimeoutError,
+    Route,
+    RouterExistsError,
+    RouterStateLostError,
+    SemanticRouter,
+)
+from redisvl_llmrouter.embedded import EmbeddedRedis
+
+QUERY = [1.0, 0.0, 0.0]
+
+
+def tiers() -> list[Route]:
+    return [
+        Route(name="near", model="m/near", cost=1.0, references=["near d=0.1", "near2 d=0.15"], distance_threshold=0.5),
+        Route(name="far", model="m/far", cost=5.0, references=["far d=0.3"], distance_threshold=0.5),
+    ]
+
+
+# ----------------------------------------------------------------------------- concurrency
+def test_a_thousand_concurrent_async_routes_on_one_router_all_succeed(redis_url, name, table):
+    """1,000 requests share a pool of 4 connections: they wait for one instead of failing."""
+
+    async def run() -> tuple[list[object], list[object]]:
+        router = await AsyncSemanticRouter.create(
+            name=name,
+            routes=tiers(),
+            vectorizer=table,
+            redis_url=redis_url,
+            connection_kwargs={"max_connections": 4},
+            embedding_cache_size=0,
+        )
+        try:
+            queries = [f"q{i} d={0.05 + (i % 40) / 100:.2f}" for i in range(1000)]
+            sequential = [(await router(q)).name for q in queries]
+            results = await asyncio.gather(*(router(q) for q in queries), return_exceptions=True)
+            return sequential, results
+        finally:
+            await router.delete()
+            await router.close()
+
+    sequential, results = asyncio.run(run())
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert errors == []
+    assert [r.name for r in results] == sequential  # type: ignore[union-attr]
+    assert {"near", "far"} <= set(sequential)
+
+
+def test_eight_threads_on_one_sync_router_give_the_sequential_answers(redis_url, name, table):
+    router = SemanticRouter(
+        name=name, routes=tiers(), vectorizer=table, redis_url=redis_url, connection_kwargs={"max_connections": 2}
+    )
+    try:
+        queries = [f"t{i} d={0.02 + (i % 50) / 100:.2f}" for i in range(400)]
+        sequential = [router(q).name for q in queries]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            threaded = list(pool.map(lambda q: router(q).name, queries))
+        assert threaded == sequential
+        assert {"near", "far", None} >= set(sequential) and len(set(sequential)) >= 2
+    finally:
+        router.delete()
+        router.close()
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_pool_timeout_is_its_own_error_not_an_unreachable_redis(flavour, redis_url, name, table):
+    kwargs = {"max_connections": 1, "timeout": 0.2}
+    if flavour == "sync":
+        router = SemanticRouter(
+            name=name, routes=tiers(), vectorizer=table, redis_url=redis_url, connection_kwargs=kwargs
+        )
+        held = router._client.connection_pool.get_connection()  # the pool's only connection, kept busy
+        try:
+            with pytest.raises(RedisPoolTimeoutError) as caught:
+                router(vector=QUERY)
+        finally:
+            router._client.connection_pool.release(held)
+        router.delete()
+        message = str(caught.value)
+    else:
+
+        async def run() -> str:
+            router = await AsyncSemanticRouter.create(
+                name=name, routes=tiers(), vectorizer=table, redis_url=redis_url, connection_kwargs=kwargs
+            )
+            held = await router._client.connection_pool.get_connection()
+            try:
+                with pytest.raises(RedisPoolTimeoutError) as caught:
+                    await router(vector=QUERY)
+            finally:
+                await router._client.connection_pool.release(held)
+            await router.delete()
+            return str(caught.value)
+
+        message = asyncio.run(run())
+    assert "Cannot reach" not in message
+    assert "is up" in message and "all 1 connections" in message and "0.2 s" in message
+
+
+# ----------------------------------------------------------------------------- recovery
+@pytest.fixture
+def own_redis() -> Iterator[EmbeddedRedis]:
+    """A Redis of the test's own (no persistence), so it can be killed and restarted."""
+    server = EmbeddedRedis().start()
+    yield server
+    server.stop()
+
+
+def restart_empty(server: EmbeddedRedis) -> None:
+    """Stop the server and start a new, empty one on the same port (it has no persistence)."""
+    port = server.port
+    server.stop()
+    server.start()
+    assert server.port == port and redis.Redis.from_url(server.url).dbsize() == 0
+
+
+def test_routing_rebuilds_the_router_after_redis_restarts_empty(api, own_redis, table):
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    router = api.create(name=name, routes=tiers(), vectorizer=table, redis_url=own_redis.url)
+    router.add_route(Route(name="added", model="m/a", cost=2.0, references=["added d=0.05"], distance_threshold=0.5))
+    before = router(vector=QUERY)
+    restart_empty(own_redis)
+
+    after = router(vector=QUERY)
+
+    assert (
+        (after.name, after.model, after.distance)
+        == (before.name, before.model, before.distance)
+        == (
+            "added",
+            "m/a",
+            pytest.approx(0.05, abs=1e-6),
+        )
+    )
+    again = api.from_existing(name, vectorizer=table, redis_url=own_redis.url)
+    assert again.route_names == ["near", "far", "added"]
+    assert again(vector=QUERY).name == "added"
+    assert len(again.get_route_references("near")) == 2  # every reference is back in Redis
+
+
+def test_with_auto_recover_off_the_loss_is_a_typed_error_and_recover_rebuilds(api, own_redis, table):
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    router = api.create(name=name, routes=tiers(), vectorizer=table, redis_url=own_redis.url)
+    getattr(router, "unwrapped", router).auto_recover = False
+    restart_empty(own_redis)
+
+    with pytest.raises(RouterStateLostError, match="index .* is gone.*restarted without persistence.*recover()"):
+        router(vector=QUERY)
+    assert router.recover() is True
+    assert router.recover() is False  # idempotent: nothing left to rebuild
+    assert router(vector=QUERY).name == "near"
+
+
+def test_a_pretrained_router_recovers_from_its_own_vectors_without_embedding(
+    api, redis_url, own_redis, table, tmp_path
+):
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    source = api.create(name=name, routes=tiers(), vectorizer=table, redis_url=redis_url)
+    path = source.export_with_embeddings(tmp_path / "r.json")
+    embedded: list[str] = []
+
+    def counting(text: str) -> list[float]:
+        embedded.append(text)
+        return table.embed(text)
+
+    from redisvl.utils.vectorize import CustomVectorizer
+
+    vectorizer = CustomVectorizer(embed=counting, embed_many=lambda texts, **_: [counting(t) for t in texts])
+    router = api.from_pretrained(str(path), vectorizer=vectorizer, redis_url=own_redis.url)
+    embedded.clear()  # the vectorizer's own probe at construction
+    restart_empty(own_redis)
+    assert router(vector=QUERY).name == "near"
+    assert embedded == []  # the references came back from the file's vectors the router kept
+
+
+def test_with_persistence_nothing_the_caller_gave_is_lost(api, tmp_path, table):
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    server = EmbeddedRedis(data_dir=tmp_path / "data").start()
+    try:
+        router = api.create(name=name, routes=tiers(), vectorizer=table, redis_url=server.url)
+        router.add_route(
+            Route(name="added", model="m/a", cost=2.0, references=["added d=0.05"], distance_threshold=0.5)
+        )
+        router.update_route_thresholds({"far": 0.7})
+        server.stop()  # SIGTERM: Redis flushes its append-only file
+        server.start()  # the same directory and port
+
+        assert router(vector=QUERY).name == "added"
+        again = api.from_existing(name, vectorizer=table, redis_url=server.url)
+        assert again.route_names == ["near", "far", "added"]
+        assert again.route_thresholds["far"] == 0.7
+        assert len(again.get_route_references("near")) == 2
+    finally:
+        server.stop()
+
+
+# ----------------------------------------------------------------------------- correctness at scale
+def test_a_route_with_ten_thousand_and_one_references_does_not_hide_a_closer_route(api, name, table):
+    big = [f"big{i} d=0.99" for i in range(10_001)]
+    routes = [
+        Route(name="big", model="m/big", cost=1.0, references=big, distance_threshold=1.0),
+        Route(name="target", model="m/t", cost=1.0, references=["target d=0.0"], distance_threshold=1.0),
+    ]
+    router = api.create(name=name, routes=routes, vectorizer=table)
+    match = router(vector=QUERY, aggregation_method="min")
+    assert (match.name, match.distance) == ("target", pytest.approx(0.0, abs=1e-6))
+
+
+def test_two_router_objects_adding_routes_both_land(api, name, table):
+    first = api.create(name=name, routes=tiers(), vectorizer=table)
+    second = api.from_existing(name, vectorizer=table)
+    first.add_route(Route(name="x", model="m/x", cost=1.0, references=["x d=0.01"], distance_threshold=0.5))
+    second.add_route(Route(name="y", model="m/y", cost=1.0, references=["y d=0.02"], distance_threshold=0.5))
+
+    stored = api.from_existing(name, vectorizer=table)
+    assert sorted(stored.route_names) == ["far", "near", "x", "y"]
+    assert sorted(second.route_names) == ["far", "near", "x", "y"]  # the later writer merged, not overwrote
+    assert stored(vector=QUERY).name == "x"  # and x's references are reachable, not orphaned
+
+
+def test_concurrent_writers_on_the_same_route_keep_every_reference(redis_url, name, table):
+    routers = [SemanticRouter(name=name, routes=tiers(), vectorizer=table, redis_url=redis_url) for _ in range(6)]
+    try:
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            list(pool.map(lambda i: routers[i].add_route_references("far", [f"r{i} d=0.4"]), range(6)))
+        stored = SemanticRouter.from_existing(name, redis_url=redis_url, vectorizer=table)
+        assert sorted(stored.get("far").references) == sorted(["far d=0.3", *(f"r{i} d=0.4" for i in range(6))])
+    finally:
+        routers[0].delete()
+        for router in routers:
+            router.close()
+
+
+def test_eight_threads_creating_the_same_new_router_all_succeed(redis_url, name, table):
+    barrier = threading.Barrier(8)
+
+    def create(_: int) -> SemanticRouter:
+        barrier.wait()
+        return SemanticRouter(name=name, routes=tiers(), vectorizer=table, redis_url=redis_url)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda i: _outcome(create, i), range(8)))
+    errors = [r for r in results if isinstance(r, BaseException)]
+    try:
+        assert errors == []
+        assert all(r(vector=QUERY).name == "near" for r in results)  # type: ignore[union-attr]
+    finally:
+        SemanticRouter.from_existing(name, redis_url=redis_url, vectorizer=table).delete()
+
+
+def test_eight_concurrent_async_creators_all_succeed(redis_url, name, table):
+    async def run() -> list[object]:
+        return await asyncio.gather(
+            *(
+                AsyncSemanticRouter.create(name=name, routes=tiers(), vectorizer=table, redis_url=redis_url)
+                for _ in range(8)
+            ),
+            return_exceptions=True,
+        )
+
+    results = asyncio.run(run())
+    try:
+        assert [r for r in results if isinstance(r, BaseException)] == []
+    finally:
+        SemanticRouter.from_existing(name, redis_url=redis_url, vectorizer=table).delete()
+
+
+CREATE_IN_A_PROCESS = """
+import sys, time
+sys.path.insert(0, sys.argv[4])
+from conftest import TableVectorizer
+from redisvl_llmrouter import Route, SemanticRouter
+routes = [Route(name="near", model="m/near", cost=1.0, references=[f"n{i} d=0.1" for i in range(200)], distance_threshold=0.5)]
+while time.time() < float(sys.argv[3]):  # every process starts creating at the same moment
+    time.sleep(0.001)
+router = SemanticRouter(name=sys.argv[1], routes=routes, vectorizer=TableVectorizer.make(), redis_url=sys.argv[2])
+print(router(vector=[1.0, 0.0, 0.0]).name)
+"""
+
+
+def test_four_processes_creating_the_same_new_router_all_succeed(redis_url, name, table):
+    tests = str(Path(__file__).resolve().parents[1])
+    start_at = str(time.time() + 8)  # after every interpreter has imported the library
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CREATE_IN_A_PROCESS, name, redis_url, start_at, tests],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    try:
+        assert [p.returncode for p in procs] == [0, 0, 0, 0], [err[-500:] for _, err in outputs]
+        assert [out.strip() for out, _ in outputs] == ["near"] * 4
+        assert len(redis.Redis.from_url(redis_url).keys(f"{name}:near:*")) == 200
+    finally:
+        SemanticRouter.from_existing(name, redis_url=redis_url, vectorizer=table).delete()
+
+
+def _outcome(fn, *args):  # type: ignore[no-untyped-def]
+    try:
+        return fn(*args)
+    except Exception as exc:  # collected, so the test reports every failure
+        return exc
+
+
+def test_router_exists_error_says_what_differs(api, name, table):
+    api.create(name=name, routes=tiers(), vectorizer=table)
+    changed = tiers()
+    changed[1] = changed[1].model_copy(update={"distance_threshold": 0.6, "references": ["far d=0.3", "far2 d=0.35"]})
+    changed.append(Route(name="new", model="m/n", cost=1.0, references=["n d=0.2"], distance_threshold=0.5))
+    with pytest.raises(RouterExistsError) as caught:
+        api.create(name=name, routes=changed, vectorizer=table)
+    message = str(caught.value)
+    assert "routes only in the given definition: ['new']" in message
+    assert "route 'far': 1 reference(s) given but not stored, 0 stored but not given" in message
+    assert "route 'far' distance_threshold: stored 0.5, given 0.6" in message
+
+
+# ----------------------------------------------------------------------------- trust boundary
+def test_a_config_naming_another_vectorizer_fails_fast_without_the_network(api, name, tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # nothing may rely on the hub being switched off
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    path = tmp_path / "router.yaml"
+    path.write_text(
+        json.dumps(
+            {
+                "name": name,
+                "routes": [{"name": "a", "model": "m", "references": ["hi"], "distance_threshold": 0.5}],
+                "vectorizer": {"type": "hf", "model": "someone/unknown-model", "dims": 384, "dtype": "float32"},
+            }
+        )
+    )
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match="someone/unknown-model.*pass it as vectorizer="):
+        api.from_yaml(str(path))
+    assert time.perf_counter() - started < 1.0
+
+
+def test_delete_and_overwrite_touch_only_the_routers_own_keys(api, name, table, redis_url):
+    client = redis.Redis.from_url(redis_url)
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    client.hset(f"{name}:session:1", mapping={"user": "alice"})
+    client.hset(f"{name}:other", mapping={"vector": b"\0" * 12, "route_name": "near"})
+    try:
+        api.create(name=name, routes=tiers()[:1], vectorizer=table, overwrite=True).delete()
+        assert client.hgetall(f"{name}:session:1") == {b"user": b"alice"}
+        assert client.exists(f"{name}:other") == 1
+        assert client.keys(f"{name}:near:*") == [] and client.exists(f"{name}:route_config") == 0
+        router.delete()
+        assert client.exists(f"{name}:session:1") == 1
+    finally:
+        client.delete(f"{name}:session:1", f"{name}:other")
+
+
+# ----------------------------------------------------------------------------- errors that escaped
+def test_a_lone_surrogate_is_an_invalid_query(api, name, table):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    with pytest.raises(InvalidQueryError, match="unpaired surrogate '\\\\ud800' at position 2"):
+        router("hi\ud800 d=0.1")
+    with pytest.raises(InvalidQueryError, match="surrogate"):
+        router.add_route_references("near", ["x\udcff d=0.1"])
+
+
+def test_an_unknown_aggregation_method_is_an_invalid_query(api, name, table):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    for call in (
+        lambda: router(vector=QUERY, aggregation_method="bogus"),
+        lambda: router.route_many(vector=QUERY, aggregation_method="bogus"),
+        lambda: router.route_batch(vectors=[QUERY], aggregation_method="bogus"),
+    ):
+        with pytest.raises(InvalidQueryError, match="Unknown aggregation_method 'bogus'; choose one of avg, min"):
+            call()
+
+
+def test_an_acl_denial_is_a_permission_error_without_the_password(api, name, table, redis_url):
+    admin = redis.Redis.from_url(redis_url)
+    user, secret = f"u{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
+    api.create(name=name, routes=tiers(), vectorizer=table)
+    admin.acl_setuser(user, enabled=True, passwords=[f"+{secret}"], keys=["*"], commands=["+@all", "-ft.search"])
+    try:
+        host_port = redis_url.split("://", 1)[1]
+        limited = api.create(
+            name=name, routes=tiers(), vectorizer=table, redis_url=f"redis://{user}:{secret}@{host_port}"
+        )
+        with pytest.raises(RedisPermissionError, match="refused a command for this user") as caught:
+            limited(vector=QUERY)
+        assert secret not in str(caught.value)
+    finally:
+        admin.acl_deluser(user)
+
+
+def test_a_pretrained_file_with_duplicate_references_is_a_config_error(api, name, table, tmp_path):
+    path = api.create(name=name, routes=tiers(), vectorizer=table).export_with_embeddings(tmp_path / "r.json")
+    data = json.loads(path.read_text())
+    data["routes"][0]["references"].append(data["routes"][0]["references"][0])
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="Duplicate references"):
+        api.from_pretrained(str(path), name=f"{name}-2", vectorizer=table)
+
+
+def test_a_yaml_file_that_is_not_utf8_is_a_config_error(api, tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        api.from_yaml(str(path))
+
+
+def test_a_config_key_of_the_wrong_redis_type_is_a_config_error(api, name, table, redis_url):
+    client = redis.Redis.from_url(redis_url)
+    client.set(f"{name}:route_config", "someone else's string")
+    try:
+        with pytest.raises(ConfigError, match=f"'{name}:route_config' holds another Redis type"):
+            api.create(name=name, routes=tiers(), vectorizer=table)
+        with pytest.raises(ConfigError, match="holds another Redis type"):
+            api.from_existing(name, vectorizer=table)
+    finally:
+        client.delete(f"{name}:route_config")
+
+
+def test_every_redis_error_reaching_the_caller_is_typed(api, name, table, redis_url):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    redis.Redis.from_url(redis_url).delete(f"{name}:route_config")
+    redis.Redis.from_url(redis_url).set(f"{name}:route_config", "clobbered")
+    with pytest.raises(LLMRouterError):
+        router.add_route(Route(name="z", model="m", cost=1.0, references=["z d=0.1"], distance_threshold=0.5))
+    redis.Redis.from_url(redis_url).delete(f"{name}:route_config")
+
+
+# ----------------------------------------------------------------------------- silent wrong answers
+@pytest.mark.parametrize("vector", [[1e39, 0.0, 0.0], [1e-46, 0.0, 0.0], [3.5e38, 3.5e38, 0.0]])
+def test_vectors_outside_float32_range_are_refused(api, name, table, vector):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    with pytest.raises(InvalidQueryError, match="do not fit float32"):
+        router(vector=vector)
+
+
+def test_a_route_name_with_nul_is_refused(api, name, table):
+    bad = {"name": "a\x00b", "model": "m", "cost": 1.0, "references": ["a d=0.1"], "distance_threshold": 0.5}
+    with pytest.raises(ConfigError, match="NUL"):
+        api.create(name=name, routes=[bad], vectorizer=table)
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    with pytest.raises(ConfigError, match="NUL"):
+        router.add_route(bad)
+
+
+def test_an_all_zero_reference_vector_in_a_file_is_refused(api, name, table, tmp_path):
+    path = api.create(name=name, routes=tiers(), vectorizer=table).export_with_embeddings(tmp_path / "r.json")
+    data = json.loads(path.read_text())
+    data["routes"][0]["references"][0]["vector"] = base64.b64encode(b"\0" * 12).decode()
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="all-zero vector"):
+        api.from_pretrained(str(path), name=f"{name}-2", vectorizer=table)
+
+
+def test_a_statement_and_a_vector_together_are_refused(api, name, table):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    for call in (lambda: router("far d=0.3", vector=QUERY), lambda: router.route_many("far d=0.3", vector=QUERY)):
+        with pytest.raises(InvalidQueryError, match="not both"):
+            call()
+
+
+def test_the_gateway_keeps_serving_after_redis_restarts_empty(own_redis, tmp_path):
+    """The gateway routes through the core, so the core's recovery keeps it answering: no 500s."""
+    ask = [{"role": "user", "content": "explain garbage collection"}]
+    with upstream() as up, gateway(own_redis.url, up.url, tmp_path) as server:
+        with openai.OpenAI(base_url=server.v1, api_key="none", max_retries=0) as client:
+            before = client.chat.completions.create(model="auto", messages=ask).model
+            restart_empty(own_redis)
+            after = [client.chat.completions.create(model="auto", messages=ask).model for _ in range(3)]
+    assert after == [before] * 3

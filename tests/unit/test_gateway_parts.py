@@ -1,0 +1,132 @@
+"""The gateway's pure parts: the breaker rule, priority admission, accounting."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from redisvl_llmrouter.errors import InvalidRequestError, QueueFullError
+from redisvl_llmrouter.gateway import breaker
+from redisvl_llmrouter.gateway.accounting import Usage, baseline_model, cost_of, usage_of
+from redisvl_llmrouter.gateway.breaker import BreakerState, state_at, transition
+from redisvl_llmrouter.gateway.queue import ModelQueue, priority_rank
+from redisvl_llmrouter.policy.catalog import ModelCatalog, ModelSpec
+
+RULE = {"failures": 3, "successes": 2, "cooldown_ms": 1_000}
+
+
+def run(state: BreakerState, outcomes: str, now_ms: int = 0) -> BreakerState:
+    for mark in outcomes:
+        state = transition(state, mark == "+", now_ms, **RULE)
+    return state
+
+
+class TestBreaker:
+    def test_opens_after_n_consecutive_failures_and_counts_the_trip(self):
+        assert run(BreakerState(), "--").state == "closed"
+        opened = run(BreakerState(), "---", now_ms=50)
+        assert (opened.state, opened.opened_ms, opened.trips) == ("open", 50, 1)
+
+    def test_a_success_resets_the_failure_count(self):
+        assert run(BreakerState(), "--+--").state == "closed"
+
+    def test_open_turns_half_open_after_the_cooldown_only(self):
+        opened = run(BreakerState(), "---", now_ms=0)
+        assert state_at(opened, 999, RULE["cooldown_ms"]).state == "open"
+        assert state_at(opened, 1_000, RULE["cooldown_ms"]).state == "half_open"
+
+    def test_outcomes_while_open_count_for_nothing(self):
+        opened = run(BreakerState(), "---", now_ms=0)
+        assert run(opened, "+++", now_ms=10) == opened
+
+    def test_half_open_closes_after_m_successes_and_reopens_on_one_failure(self):
+        opened = run(BreakerState(), "---", now_ms=0)
+        assert run(opened, "+", now_ms=2_000).state == "half_open"
+        closed = run(opened, "++", now_ms=2_000)
+        assert (closed.state, closed.trips) == ("closed", 1)
+        reopened = run(opened, "+-", now_ms=2_000)
+        assert (reopened.state, reopened.opened_ms, reopened.trips) == ("open", 2_000, 2)
+
+    def test_parse_reads_a_missing_hash_as_closed(self):
+        assert breaker.parse(None) == BreakerState()
+        assert breaker.parse([b"open", b"3", b"0", b"5", b"2"]) == BreakerState("open", 3, 0, 5, 2)
+
+
+class TestPriorityQueue:
+    def test_priorities_are_named(self):
+        assert priority_rank(None) == priority_rank("normal") > priority_rank("high") > priority_rank("critical")
+        with pytest.raises(InvalidRequestError, match="priority must be one of"):
+            priority_rank("urgent")
+
+    def test_a_critical_request_never_waits_behind_a_low_one(self):
+        async def scenario() -> list[str]:
+            queue = ModelQueue("m", concurrency=1, depth=10, wait_timeout_s=5)
+            order: list[str] = []
+            await queue.acquire(priority_rank("normal"))  # the one running call
+
+            async def wait(name: str) -> None:
+                await queue.acquire(priority_rank(name))
+                order.append(name)
+                queue.release()
+
+            waiters = [asyncio.create_task(wait(p)) for p in ("low", "normal", "critical", "high")]
+            await asyncio.sleep(0)
+            queue.release()
+            await asyncio.gather(*waiters)
+            return order
+
+        assert asyncio.run(scenario()) == ["critical", "high", "normal", "low"]
+
+    def test_when_full_the_lowest_priority_is_shed_first(self):
+        async def scenario() -> tuple[str, str]:
+            queue = ModelQueue("m", concurrency=1, depth=1, wait_timeout_s=5)
+            await queue.acquire(priority_rank("normal"))
+            low = asyncio.create_task(queue.acquire(priority_rank("low")))
+            await asyncio.sleep(0)
+            high = asyncio.create_task(queue.acquire(priority_rank("high")))
+            await asyncio.sleep(0)
+            with pytest.raises(QueueFullError) as shed:
+                await low
+            with pytest.raises(QueueFullError) as refused:  # a newcomer no better than the waiters is refused
+                await queue.acquire(priority_rank("high"))
+            queue.release()
+            await high
+            return str(shed.value), str(refused.value)
+
+        shed, refused = asyncio.run(scenario())
+        assert "Shed for a higher-priority request" in shed and "Too many requests waiting" in refused
+
+    def test_a_waiter_not_admitted_in_time_gets_a_typed_error_with_retry_after(self):
+        async def scenario() -> QueueFullError:
+            queue = ModelQueue("m", concurrency=1, depth=5, wait_timeout_s=0.01)
+            await queue.acquire(0)
+            with pytest.raises(QueueFullError) as caught:
+                await queue.acquire(0)
+            assert queue.waiting == 0
+            return caught.value
+
+        assert asyncio.run(scenario()).retry_after == 1.0
+
+
+class TestAccounting:
+    CATALOG = ModelCatalog(
+        models=[
+            ModelSpec(name="a/cheap", input_price=0.1, output_price=0.4),
+            ModelSpec(name="a/dear", input_price=5, output_price=25),
+            ModelSpec(name="a/unpriced"),
+        ]
+    )
+
+    def test_cost_is_usage_at_catalog_prices(self):
+        usage = usage_of({"usage": {"prompt_tokens": 1000, "completion_tokens": 500}})
+        assert cost_of(self.CATALOG.get("a/cheap"), usage) == pytest.approx((1000 * 0.1 + 500 * 0.4) / 1e6)
+
+    def test_unknown_usage_or_price_is_none_never_a_guess(self):
+        assert usage_of({"usage": {"prompt_tokens": -1}}) == Usage(None, None)
+        assert cost_of(self.CATALOG.get("a/unpriced"), Usage(10, 10)) is None
+        assert cost_of(self.CATALOG.get("a/cheap"), Usage(10, None)) is None
+
+    def test_the_baseline_is_the_dearest_model_unless_configured(self):
+        assert baseline_model(self.CATALOG, None) == "a/dear"
+        assert baseline_model(self.CATALOG, "a/cheap") == "a/cheap"

@@ -1,0 +1,84 @@
+"""Reports on the decisions log: each figure checkable by hand from the entries."""
+
+from __future__ import annotations
+
+import pytest
+
+from redisvl_llmrouter.observability.report import parse_since, render, summarise
+
+
+def completion(ts: int, route: str, model: str, cost: float | None, baseline: float | None, **kw):
+    return {"type": "completion", "ts": ts, "route": route, "model": model, "cost": cost,
+            "baseline_cost": baseline, "status": "ok", "latency_ms": 10.0, **kw}  # fmt: skip
+
+
+ENTRIES = [
+    completion(1_000, "simple", "cheap", 0.001, 0.010, request_id="r1", latency_ms=5.0),
+    completion(2_000, "simple", "cheap", 0.001, 0.010, request_id="r2", latency_ms=7.0, cache=True),
+    completion(3_000, "expert", "dear", 0.010, 0.010, request_id="r3", latency_ms=100.0, fallbacks=1),
+    completion(4_000, "expert", "dear", None, None, status="error", error="all_models_failed", latency_ms=3.0),
+    {"type": "feedback", "ts": 5_000, "request_id": "r1", "model": "cheap", "quality": 1.0},
+    {"type": "feedback", "ts": 5_001, "request_id": "r3", "model": "dear", "quality": 0.5},
+    {"type": "feedback", "ts": 5_002, "request_id": "gone", "model": "cheap", "quality": 0.0},
+]
+
+
+def test_totals_cost_saving_and_errors():
+    report = summarise(ENTRIES, router="r")
+    t = report.total
+    assert (t.requests, t.errors, t.fallbacks, t.cache_hits) == (4, 1, 1, 1)
+    assert t.cost_usd == pytest.approx(0.012) and t.baseline_usd == pytest.approx(0.030)
+    assert t.saving_usd == pytest.approx(0.018) and t.saving_fraction == pytest.approx(0.6)
+    assert report.errors_by_kind == {"all_models_failed": 1}
+    assert report.cache_hit_rate == pytest.approx(1 / 3)  # of the three answered requests
+
+
+def test_latency_percentiles_are_over_answered_requests_nearest_rank():
+    t = summarise(ENTRIES, router="r").total
+    assert (t.latency_p50_ms, t.latency_p99_ms) == (7.0, 100.0)
+
+
+def test_quality_from_feedback_by_tier_and_model():
+    report = summarise(ENTRIES, router="r")
+    assert report.by_route["simple"].quality == 1.0 and report.by_route["expert"].quality == 0.5
+    # feedback naming a request outside the log still counts under its model
+    assert report.by_model["cheap"].quality == pytest.approx(0.5) and report.by_model["cheap"].feedback == 2
+    assert report.total.feedback == 3
+
+
+def test_since_drops_older_entries():
+    report = summarise(ENTRIES, router="r", since_ms=3_000)
+    assert report.total.requests == 2 and set(report.by_route) == {"expert"}
+
+
+def test_the_series_buckets_traffic_and_cost_over_time():
+    report = summarise(ENTRIES, router="r")
+    s = report.series
+    assert s.bucket_s == 1 and len(s.t_ms) == 4
+    assert s.requests_by_model == {"cheap": [1, 1, 0, 0], "dear": [0, 0, 1, 1]}
+    assert sum(s.cost_usd) == pytest.approx(0.012) and sum(s.baseline_usd) == pytest.approx(0.030)
+
+
+def test_an_empty_log_reports_zeros_not_errors():
+    report = summarise([], router="r")
+    assert report.total.requests == 0 and report.total.saving_fraction is None
+    assert "0 requests" in render(report)
+
+
+def test_render_names_the_figures():
+    text = render(summarise(ENTRIES, router="r", breakers={"dear": {"state": "open", "trips": 2}}))
+    assert "saved $0.0180 (60.0%)" in text and "dear open (2 trips)" in text and "all_models_failed 1" in text
+
+
+def test_since_accepts_durations_and_dates():
+    assert parse_since("2h", now_s=10_000) == (10_000 - 7_200) * 1000
+    assert parse_since("2026-11-23T00:00") == 1_795_392_000_000
+    with pytest.raises(ValueError, match="duration back from now"):
+        parse_since("yesterday")
+
+
+def test_a_live_window_spans_since_to_now_with_idle_buckets_as_zeros():
+    report = summarise(ENTRIES, router="r", since_ms=0, until_ms=600_000)
+    s = report.series
+    assert s.bucket_s == 10 and s.t_ms[0] == 0 and s.t_ms[-1] == 600_000
+    assert sum(s.requests_by_model["cheap"]) == 2 and s.requests_by_model["cheap"][-1] == 0
