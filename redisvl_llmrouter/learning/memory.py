@@ -13,7 +13,8 @@ tag ``{NAME}``, so a Lua script may touch several of them on a Redis Cluster too
 * ``llmrouter:{NAME}:outcomes:stats`` — a hash of running sums per model: ``n:<model>`` and
   ``q:<model>`` (observations and summed quality), ``nc:<model>`` and ``c:<model>`` (cost).
   The priors (each model's mean over the whole memory) come from it without a scan.
-* ``llmrouter:{NAME}:outcomes:order`` — a sorted set of row ids by creation time, for eviction.
+* ``llmrouter:{NAME}:outcomes:order`` — a sorted set of row ids in the order they were first written
+  (a counter kept in the stats hash), for eviction.
 * ``llmrouter:{NAME}:request:<request id>`` — a routed request awaiting feedback: its
   ``embedding``, ``model``, ``route`` and (optionally) ``text``; it expires after
   ``feedback_ttl_s``.
@@ -237,7 +238,8 @@ local fields = {'o', encode(vals)}
 if not exists then
   for _, v in ipairs({'embedding', vec, 'created', now, 'source', source, 'id', rid}) do fields[#fields + 1] = v end
   if text ~= '' then fields[#fields + 1] = 'text'; fields[#fields + 1] = text end
-  redis.call('ZADD', order, now, rid)
+  -- A counter, not the clock: rows written in the same millisecond still leave in write order.
+  redis.call('ZADD', order, redis.call('HINCRBY', stats, 'seq', 1), rid)
 end
 redis.call('HSET', row, unpack(fields))
 local evicted = 0
