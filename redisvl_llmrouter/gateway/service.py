@@ -296,9 +296,10 @@ class Gateway:
         """Per-model requests, successes, failures, latency, in-flight calls, queue and breaker state; cache hits."""
         models = self.models()
         live_stats = await self.router.live_stats(models)
-        replies = await adrive(_pipeline(breaker.read_commands(models)), self.router._client)
-        cache_hits = await adrive(_pipeline([("HGETALL", "llmrouter:cache:stats")]), self.router._client)
-        hits = {_text(k): int(v) for k, v in _pairs(cache_hits[0])}
+        *replies, cache_hits = await adrive(
+            _pipeline([*breaker.read_commands(models), ("HGETALL", "llmrouter:cache:stats")]), self.router._client
+        )
+        hits = {_text(k): int(v) for k, v in _pairs(cache_hits)}
         queues = self.queues.snapshot()
         out = {}
         for model, reply in zip(models, replies, strict=True):
@@ -334,10 +335,8 @@ class Gateway:
 
     async def recent_decisions(self, count: int = 50) -> list[dict[str, Any]]:
         """The newest ``count`` entries of the decisions log, newest first."""
-        key = decisions.stream_key(self.router.name)
-        return decisions.parse_entries(
-            await self.router._client.execute_command("XREVRANGE", key, "+", "-", "COUNT", count)
-        )
+        reply = await self.router._client.execute_command(*report.read_command(self.router.name, limit=count))
+        return decisions.parse_entries(reply)
 
     def models(self) -> list[str]:
         """Every model the gateway may call: the router's (routes and catalog)."""

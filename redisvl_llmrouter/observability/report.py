@@ -2,7 +2,7 @@
 
 Pure: :func:`summarise` turns log entries (as :func:`~redisvl_llmrouter.observability.decisions.parse_entries`
 returns them) into a :class:`Report`; :func:`render` prints it; :func:`plot` draws it. Reading the
-log is the shells' job (:func:`read_commands` builds the commands; the CLI and the dashboard send them).
+log is the shells' job (:func:`read_command` builds the command; the CLI and the dashboard send them).
 
 Definitions, so the numbers can be checked by hand:
 
@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 from redisvl_llmrouter.observability.decisions import parse_entries, stream_key
 from redisvl_llmrouter.ops import Command, Op, Pipeline
 
-__all__ = ["Breakdown", "Report", "load", "parse_since", "plot", "read_commands", "render", "summarise"]
+__all__ = ["Breakdown", "Report", "load", "parse_since", "plot", "read_command", "render", "summarise"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -103,12 +103,13 @@ def parse_since(value: str | None, now_s: float | None = None) -> int | None:
     return int(moment.timestamp() * 1000)
 
 
-def read_commands(router: str, since_ms: int | None = None, limit: int | None = None) -> list[tuple[Any, ...]]:
-    """The log entries since ``since_ms`` (all of them without it); with ``limit``, only the newest ``limit``."""
+def read_command(router: str, since_ms: int | None = None, limit: int | None = None) -> tuple[Any, ...]:
+    """The log entries since ``since_ms`` (all of them without it), oldest first; with ``limit``, only the
+    newest ``limit``, newest first."""
     start = "-" if since_ms is None else f"{since_ms}-0"
     if limit is None:
-        return [("XRANGE", stream_key(router), start, "+")]
-    return [("XREVRANGE", stream_key(router), "+", start, "COUNT", str(limit))]
+        return ("XRANGE", stream_key(router), start, "+")
+    return ("XREVRANGE", stream_key(router), "+", start, "COUNT", str(limit))
 
 
 def load(router: str, since_ms: int | None = None, limit: int | None = None, until_ms: int | None = None) -> Op[Report]:
@@ -116,7 +117,7 @@ def load(router: str, since_ms: int | None = None, limit: int | None = None, unt
 
     ``limit`` keeps only the newest entries (the dashboard's refreshes stay cheap on a busy log).
     """
-    entries = parse_entries((yield Command(read_commands(router, since_ms, limit)[0])))
+    entries = parse_entries((yield Command(read_command(router, since_ms, limit))))
     models = sorted({str(e["model"]) for e in entries if e.get("model")})
     breakers: dict[str, dict[str, Any]] = {}
     try:
