@@ -276,9 +276,10 @@ class OnnxEncoder:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        # Workers spin while a forward pass runs (a short query is ~100 tiny parallel sections, and
-        # waking a sleeping worker for each cost ~1.5 ms of a ~4 ms pass here) and stop spinning
-        # when it ends, so they burn no CPU between requests that Redis and the app could use.
+        # Workers spin while a forward pass runs (a short query is dozens of tiny parallel sections;
+        # waking a sleeping worker for each cost ~1 ms of a ~5 ms pass here, benchmarks/LATENCY.md)
+        # and stop spinning when it ends, so they burn no CPU between requests that Redis and the
+        # app could use.
         options.add_session_config_entry("session.intra_op.allow_spinning", "1")
         options.add_session_config_entry("session.force_spinning_stop", "1")
         options.log_severity_level = 3
