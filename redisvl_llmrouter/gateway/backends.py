@@ -5,9 +5,10 @@ A :class:`Backend` turns a :class:`Call` (a model, messages and OpenAI parameter
 :class:`~redisvl_llmrouter.errors.UpstreamError` with ``retryable`` set for timeouts, connection
 errors, 429 and 5xx answers, and unset for the rest; the gateway retries and falls back on that.
 
-* :class:`OpenAIBackend` uses ``openai.AsyncOpenAI`` against any OpenAI-compatible endpoint
-  (OpenAI, vLLM, Ollama, Groq, OpenRouter, a LiteLLM proxy, Anthropic's compatible endpoint, the
-  local test upstream). Its own retries are off: the gateway owns retrying.
+* :class:`OpenAIBackend` calls any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, Groq,
+  OpenRouter, a LiteLLM proxy, Anthropic's compatible endpoint, the local test upstream): a plain
+  JSON POST on aiohttp for a completion, ``openai.AsyncOpenAI`` for a stream. No retries of its
+  own: the gateway owns retrying.
 * :class:`LiteLLMBackend` uses ``litellm.acompletion`` for every other provider (the ``litellm``
   extra); it is imported on first use with ``LITELLM_LOCAL_MODEL_COST_MAP=True`` so it never
   fetches its price map.
@@ -26,7 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 from redisvl_llmrouter.errors import UpstreamError
 from redisvl_llmrouter.gateway.config import Upstream
 
-__all__ = ["Backend", "Call", "LiteLLMBackend", "OpenAIBackend", "upstream_error"]
+__all__ = ["Backend", "Call", "LiteLLMBackend", "OpenAIBackend", "status_error", "upstream_error"]
 
 
 @dataclass
@@ -62,8 +63,33 @@ def _retry_after(headers: Any) -> float | None:
         return None
 
 
+def status_error(model: str, status: int, message: str, headers: Any = None) -> UpstreamError:
+    """A provider's HTTP error answer: retryable for 408, 409, 429 and 5xx."""
+    retryable = status == 429 or status >= 500 or status in (408, 409)
+    reason = "rate_limit" if status == 429 else "server" if status >= 500 else "client"
+    return UpstreamError(
+        f"{model}: the provider answered {status}: {message}"[:500],
+        retryable=retryable,
+        upstream_status=status,
+        reason=reason,
+        retry_after=_retry_after(headers),
+    )
+
+
+def _error_message(content: bytes) -> str:
+    """The ``error.message`` of an OpenAI-style error body, else the body's text."""
+    text = content.decode("utf-8", "replace").strip()
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text[:300]
+    error = body.get("error") if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else error
+    return str(message)[:300] if message else text[:300]
+
+
 def upstream_error(exc: BaseException, model: str) -> UpstreamError:
-    """An ``openai`` (or LiteLLM, whose errors derive from them) exception as an ``UpstreamError``.
+    """An ``openai`` (or LiteLLM, whose errors derive from them) or ``aiohttp`` exception as an ``UpstreamError``.
 
     The message names the model and the provider's status, never the request's key.
     """
@@ -71,29 +97,35 @@ def upstream_error(exc: BaseException, model: str) -> UpstreamError:
 
     if isinstance(exc, UpstreamError):
         return exc
-    if isinstance(exc, openai.APITimeoutError):
+    # Before the connection errors: aiohttp's read timeout is both a TimeoutError and a connection error.
+    if isinstance(exc, (openai.APITimeoutError, TimeoutError)):
         return UpstreamError(f"{model}: the provider did not answer in time", retryable=True, reason="timeout")
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, openai.APIConnectionError) or _is_aiohttp_connection_error(exc):
         return UpstreamError(f"{model}: cannot connect to the provider", retryable=True, reason="connection")
     if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        retryable = status == 429 or status >= 500 or status in (408, 409)
-        reason = "rate_limit" if status == 429 else "server" if status >= 500 else "client"
         message = getattr(exc, "message", None) or str(exc)
-        return UpstreamError(
-            f"{model}: the provider answered {status}: {message}"[:500],
-            retryable=retryable,
-            upstream_status=status,
-            reason=reason,
-            retry_after=_retry_after(getattr(exc.response, "headers", None)),
-        )
-    if isinstance(exc, TimeoutError):
-        return UpstreamError(f"{model}: the provider did not answer in time", retryable=True, reason="timeout")
+        return status_error(model, exc.status_code, message, getattr(exc.response, "headers", None))
     return UpstreamError(f"{model}: the call failed ({type(exc).__name__})", retryable=False, reason="error")
 
 
+def _is_aiohttp_connection_error(exc: BaseException) -> bool:
+    try:
+        import aiohttp
+    except ImportError:  # pragma: no cover - the gateway extra installs it
+        return False
+    # A connection refused, reset or closed mid-answer (ClientPayloadError: a truncated body).
+    return isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError))
+
+
 class OpenAIBackend:
-    """The official ``openai`` async client against one OpenAI-compatible endpoint."""
+    """One OpenAI-compatible endpoint: completions as plain JSON over aiohttp, streams through ``openai``.
+
+    A completion needs no SDK: the body is already OpenAI's JSON and the answer goes back as the
+    provider sent it. A POST on aiohttp takes 0.3 ms against the local upstream where the SDK's
+    generic POST (request options, httpx over aiohttp, its response object) takes 0.7 ms. Streams
+    keep the SDK for its server-sent-events parsing. Both use the SDK's base URL and key
+    resolution (``api_base``, else ``OPENAI_BASE_URL``, else OpenAI's own).
+    """
 
     def __init__(self, upstream: Upstream) -> None:
         import openai
@@ -107,6 +139,9 @@ class OpenAIBackend:
             http_client=_http_client(upstream.timeout_s),
         )
         self._client.chat.completions  # noqa: B018 - the SDK imports its resources lazily: now, not mid-request
+        self._url = str(self._client.base_url).rstrip("/") + "/chat/completions"
+        self._headers = {"Authorization": f"Bearer {self._client.api_key}", "Accept": "application/json"}
+        self._session: Any = None  # an aiohttp session, opened on the event loop of the first call
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(upstream={self.upstream.name!r}, api_base={self.upstream.api_base!r})"
@@ -119,19 +154,29 @@ class OpenAIBackend:
             **call.params,
         }
 
+    def _open_session(self) -> Any:
+        import aiohttp
+
+        # As many connections as the SDK's aiohttp transport keeps (100); more requests wait for one.
+        connector = aiohttp.TCPConnector(limit=100)
+        self._session = aiohttp.ClientSession(connector=connector, headers=self._headers)
+        return self._session
+
     async def complete(self, call: Call) -> dict[str, Any]:
-        import httpx
+        import aiohttp
 
         kwargs = self._kwargs(call)
-        timeout = kwargs.pop("timeout")
+        timeout = aiohttp.ClientTimeout(total=kwargs.pop("timeout"))
         try:
-            # The client's generic POST: the same transport, errors and auth as chat.completions.create,
-            # without re-validating a body that is already plain JSON (that costs ~1 ms a call), and the
-            # answer as the provider sent it (nothing dropped by the SDK's models).
-            response = await self._client.post(
-                "/chat/completions", body=kwargs, cast_to=httpx.Response, options={"timeout": timeout}
-            )
-            return json.loads(response.content)  # type: ignore[no-any-return]
+            session = self._session or self._open_session()
+            async with session.post(self._url, json=kwargs, timeout=timeout) as response:
+                content = await response.read()
+                if response.status >= 400:
+                    raise status_error(call.model, response.status, _error_message(content), response.headers)
+            body = json.loads(content)
+            if not isinstance(body, dict):
+                raise UpstreamError(f"{call.model}: the provider answered with no JSON object", retryable=False)
+            return body
         except Exception as exc:
             raise upstream_error(exc, call.model) from None
 
@@ -139,6 +184,9 @@ class OpenAIBackend:
         return _chunks(self._client.chat.completions.create(**_streaming(self._kwargs(call))), call.model)
 
     async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
         await self._client.close()
 
 

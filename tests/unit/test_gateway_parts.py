@@ -9,6 +9,7 @@ import pytest
 from redisvl_llmrouter.errors import InvalidRequestError, QueueFullError
 from redisvl_llmrouter.gateway import breaker
 from redisvl_llmrouter.gateway.accounting import Usage, baseline_model, cost_of, usage_of
+from redisvl_llmrouter.gateway.backends import _error_message, status_error, upstream_error
 from redisvl_llmrouter.gateway.breaker import BreakerState, state_at, transition
 from redisvl_llmrouter.gateway.queue import ModelQueue, priority_rank
 from redisvl_llmrouter.policy.catalog import ModelCatalog, ModelSpec
@@ -130,3 +131,31 @@ class TestAccounting:
     def test_the_baseline_is_the_dearest_model_unless_configured(self):
         assert baseline_model(self.CATALOG, None) == "a/dear"
         assert baseline_model(self.CATALOG, "a/cheap") == "a/cheap"
+
+
+# --------------------------------------------------------------------------- provider errors
+@pytest.mark.parametrize(
+    ("status", "retryable", "reason"),
+    [(429, True, "rate_limit"), (500, True, "server"), (503, True, "server"), (408, True, "client"),
+     (400, False, "client"), (401, False, "client"), (404, False, "client")],
+)  # fmt: skip
+def test_a_providers_status_is_retried_only_when_it_may_pass(status: int, retryable: bool, reason: str) -> None:
+    error = status_error("m", status, "nope", {"retry-after": "2"})
+    assert (error.retryable, error.reason, error.upstream_status) == (retryable, reason, status)
+    assert error.retry_after == 2.0 and "m: the provider answered" in str(error)
+
+
+def test_an_error_body_gives_its_message_else_its_text() -> None:
+    assert _error_message(b'{"error": {"message": "quota exceeded", "type": "x"}}') == "quota exceeded"
+    assert _error_message(b'{"error": "overloaded"}') == "overloaded"
+    assert _error_message(b"<html>bad gateway</html>") == "<html>bad gateway</html>"
+
+
+def test_transport_failures_are_retryable_timeouts_or_connection_errors() -> None:
+    aiohttp = pytest.importorskip("aiohttp")
+    timeout = upstream_error(aiohttp.ServerTimeoutError("read timeout"), "m")
+    assert (timeout.retryable, timeout.reason) == (True, "timeout")
+    refused = upstream_error(aiohttp.ClientConnectionError("refused"), "m")
+    assert (refused.retryable, refused.reason) == (True, "connection")
+    other = upstream_error(ValueError("not JSON"), "m")
+    assert (other.retryable, other.reason) == (False, "error")
