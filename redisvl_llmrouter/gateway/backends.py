@@ -123,8 +123,8 @@ class OpenAIBackend:
     A completion needs no SDK: the body is already OpenAI's JSON and the answer goes back as the
     provider sent it. A POST on aiohttp takes 0.3 ms against the local upstream where the SDK's
     generic POST (request options, httpx over aiohttp, its response object) takes 0.7 ms. Streams
-    keep the SDK for its server-sent-events parsing. Both use the SDK's base URL and key
-    resolution (``api_base``, else ``OPENAI_BASE_URL``, else OpenAI's own).
+    keep the SDK for its server-sent-events parsing. Both use the SDK's base URL and headers
+    (``api_base``, else ``OPENAI_BASE_URL``, else OpenAI's own; the key; ``OPENAI_ORG_ID``...).
     """
 
     def __init__(self, upstream: Upstream) -> None:
@@ -140,7 +140,8 @@ class OpenAIBackend:
         )
         self._client.chat.completions  # noqa: B018 - the SDK imports its resources lazily: now, not mid-request
         self._url = str(self._client.base_url).rstrip("/") + "/chat/completions"
-        self._headers = {"Authorization": f"Bearer {self._client.api_key}", "Accept": "application/json"}
+        # The SDK's own headers: the key, and the organization and project from the environment.
+        self._headers = {k: v for k, v in self._client.default_headers.items() if isinstance(v, str)}
         self._session: Any = None  # an aiohttp session, opened on the event loop of the first call
 
     def __repr__(self) -> str:
