@@ -313,6 +313,9 @@ class RouteOptions:
     """Live statistics given by the caller instead of reading them from Redis."""
     record: bool = False
     """Keep the request's vector (and text) for ``feedback_ttl_s`` so feedback can name its request id."""
+    record_model: bool = True
+    """With ``record``: note the routed model as the one feedback is about unless it names another
+    (one more write after the decision). The gateway turns it off: it notes the model that answered."""
 
 
 @dataclass(frozen=True)
@@ -932,7 +935,10 @@ class RouterCore:
         decision = decide(
             ranked, floors, self._policy_input(options, strategy, prompt_tokens, view, stats, rr_position)
         )
-        return self._match(ranked, decision, request_id)
+        match = self._match(ranked, decision, request_id)
+        if options.record and options.record_model and match.model is not None:
+            yield Command(self.store.answered_commands(request_id, match.model)[0])
+        return match
 
     def route_many(
         self,

@@ -496,6 +496,7 @@ class SemanticRouter(BaseSemanticRouter):
     ) -> FeedbackResult:
         """Record one observed outcome for a routed request (``match.request_id``) or a statement.
 
+        ``model`` defaults to the model the request was routed to (a statement needs it).
         Idempotent per request (or statement) and model: sending it again replaces the value.
         """
         rid, text = feedback_target(request_id_or_statement, request_id, statement)

@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from redisvl_llmrouter.aio import AsyncSemanticRouter, adrive
@@ -458,6 +458,8 @@ class Gateway:
 
     async def _route(self, text: str, options: RouteOptions) -> RouteMatch:
         core = self.router._core
+        if options.record:  # the model that answers is noted with the outcome, in the write-behind
+            options = replace(options, record_model=False)
         return await adrive(core.route(text, None, None, options), self.router._client, core.vectorizer)
 
     async def _decide(self, request: _Request, outcome: Outcome) -> list[str]:

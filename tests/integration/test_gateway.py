@@ -234,13 +234,24 @@ def test_a_failing_primary_is_answered_by_its_fallback(redis_url, local_upstream
     assert local_upstream.calls(f"{tag}/primary") == 2  # retried once (500 is retryable), then fell back
 
 
+def wait_for(read, wanted, timeout: float = 10.0):
+    """Poll ``read()`` until it returns ``wanted`` (outcomes are written just after the answer)."""
+    deadline = time.monotonic() + timeout
+    while (value := read()) != wanted and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return value
+
+
 def test_the_breaker_opens_after_n_failures_and_half_opens_after_the_cooldown_for_two_processes(
     redis_url, local_upstream, tmp_path
 ):
     tag = f"br{uuid.uuid4().hex[:6]}"
     model = f"{tag}/flaky"
-    settings = {"breaker": {"failures": 3, "cooldown_s": 2, "successes": 1}, "retry": {"attempts": 1}}
+    cooldown_s = 3
+    settings = {"breaker": {"failures": 3, "cooldown_s": cooldown_s, "successes": 1}, "retry": {"attempts": 1}}
     local_upstream.control(model=model, fail=3, status=503)
+    store = redis.Redis.from_url(redis_url)
+    key = f"llmrouter:breaker:{{{model}}}"
     with (
         gateway(redis_url, local_upstream.url, tmp_path, settings) as a,
         gateway(redis_url, local_upstream.url, tmp_path, settings) as b,
@@ -249,21 +260,21 @@ def test_the_breaker_opens_after_n_failures_and_half_opens_after_the_cooldown_fo
             for _ in range(3):
                 with pytest.raises(openai.APIStatusError):
                     ca.chat.completions.create(model=model, messages=ask("x"))
-        time.sleep(0.3)  # the outcome is written just after the answer
+        assert wait_for(lambda: store.hget(key, "state"), b"open") == b"open"
+        opened_s = int(store.hget(key, "opened_ms")) / 1000
         assert b.get("/stats").json()["models"].get(model) is None  # not a catalog model: read it directly
-        state = redis.Redis.from_url(redis_url).hgetall(f"llmrouter:breaker:{{{model}}}")
-        assert state[b"state"] == b"open"
         calls = local_upstream.calls(model)
         with openai.OpenAI(base_url=b.v1, api_key="none", max_retries=0) as cb:
             with pytest.raises(openai.InternalServerError) as caught:  # 503: B sees A's breaker, calls nothing
                 cb.chat.completions.create(model=model, messages=ask("x"))
+            refused_s = time.time()
+            assert refused_s - opened_s < cooldown_s, "the machine stalled past the cooldown: nothing was tested"
             assert caught.value.status_code == 503 and caught.value.body["code"] == "circuit_open"
-            assert caught.value.response.headers["retry-after"] == "2"
+            assert 1 <= int(caught.value.response.headers["retry-after"]) <= cooldown_s
             assert local_upstream.calls(model) == calls
-            time.sleep(2.2)  # cooldown over: half-open, one success closes it
-            assert cb.chat.completions.create(model=model, messages=ask("x")).model == model
-        time.sleep(0.3)
-        assert redis.Redis.from_url(redis_url).hget(f"llmrouter:breaker:{{{model}}}", "state") == b"closed"
+            time.sleep(max(0.0, opened_s + cooldown_s + 0.1 - time.time()))  # cooldown over: half-open
+            assert cb.chat.completions.create(model=model, messages=ask("x")).model == model  # one success closes it
+        assert wait_for(lambda: store.hget(key, "state"), b"closed") == b"closed"
 
 
 def test_a_timeout_is_retried(redis_url, local_upstream, tmp_path):

@@ -116,6 +116,21 @@ def test_feedback_by_request_id_is_idempotent_and_counts_once(api, name, table):
     assert info.rows == 1 and info.observations == {"m/cheap": 1} and info.mean_quality == {"m/cheap": 1.0}
 
 
+def test_feedback_on_a_recorded_request_is_about_the_routed_model_unless_it_names_another(api, name, table):
+    router = make(api, name, table)
+    match = router("near d=0.05", record=True)
+    assert match.model is not None
+    result = router.feedback(match.request_id, quality=0.0)
+    other = next(m for m in ("m/cheap", "m/pricey") if m != match.model)
+    router.feedback(match.request_id, other, 1.0)
+    info = router.memory_info()
+    assert result.created and info.rows == 1
+    assert info.observations == {match.model: 1, other: 1}
+    assert info.mean_quality == {match.model: 0.0, other: 1.0}
+    with pytest.raises(InvalidFeedbackError, match="model="):
+        router.feedback("a statement has no routed model", quality=1.0)
+
+
 def test_feedback_refuses_bad_values_unknown_models_and_unknown_requests(api, name, table):
     router = make(api, name, table)
     match = router("near d=0.05", record=True)
