@@ -288,15 +288,28 @@ def cmd_upstream(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from redisvl_llmrouter.connection import sync_client
+    from redisvl_llmrouter.errors import ConfigError
     from redisvl_llmrouter.observability import report
+    from redisvl_llmrouter.observability.decisions import stream_key
     from redisvl_llmrouter.router import drive
 
     try:
         since_ms = report.parse_since(args.since)
     except ValueError as exc:
         raise LLMRouterError(str(exc)) from None
+    if not _configured_redis(args):
+        raise ConfigError(
+            "report reads the decisions log a gateway wrote to its Redis, but no Redis is configured: this "
+            "command would start a new, empty embedded Redis. Pass --redis-url (the gateway prints its Redis "
+            "URL when it starts) or set REDIS_URL."
+        )
     client = sync_client(redis_url=args.redis_url)
     result = drive(report.load(args.router, since_ms), client)
+    if result.total.requests == 0 and not client.exists(stream_key(args.router)):
+        raise ConfigError(
+            f"No decisions log for router {args.router!r} in this Redis: no gateway has served it here "
+            "(check --router and --redis-url)."
+        )
     if args.json:
         print(result.model_dump_json(indent=2))
     else:

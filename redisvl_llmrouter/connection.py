@@ -21,11 +21,13 @@ from redis.exceptions import NoPermissionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redisvl_llmrouter.errors import (
+    ConfigError,
     LLMRouterError,
     RedisCommandError,
     RedisPermissionError,
     RedisPoolTimeoutError,
     RedisUnavailableError,
+    redact,
 )
 
 __all__ = [
@@ -82,7 +84,7 @@ def sync_client(
     """The caller's client, or a new one on a blocking pool (callers wait for a free connection)."""
     if redis_client is not None:
         return redis_client
-    pool = redis.BlockingConnectionPool.from_url(resolve_url(redis_url), **_pool_kwargs(connection_kwargs))
+    pool = _pool(redis.BlockingConnectionPool, resolve_url(redis_url), _pool_kwargs(connection_kwargs))
     return redis.Redis(connection_pool=pool)
 
 
@@ -99,8 +101,19 @@ def async_client(
     # default, its asyncio client does not: after a Redis restart every pooled connection is
     # stale, so without this each one would fail once before reconnecting.
     kwargs.setdefault("retry", AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), 3))
-    pool = aredis.BlockingConnectionPool.from_url(resolve_url(redis_url), **kwargs)
+    pool = _pool(aredis.BlockingConnectionPool, resolve_url(redis_url), kwargs)
     return aredis.Redis(connection_pool=pool)
+
+
+def _pool(cls: Any, url: str, kwargs: dict[str, Any]) -> Any:
+    """``cls.from_url``, a malformed URL refused as a ``ConfigError`` (its password masked)."""
+    try:
+        return cls.from_url(url, **kwargs)
+    except ValueError as exc:
+        raise ConfigError(
+            f"Invalid Redis URL {redact(url)!r}: {redact(str(exc))} "
+            "(expected redis://host:port/db, with user:password@ before the host if needed)"
+        ) from None
 
 
 def is_pool_timeout(exc: BaseException) -> bool:

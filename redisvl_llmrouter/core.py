@@ -1114,6 +1114,8 @@ class RouterCore:
         quality, cost, latency_ms = self._checked_outcome(quality, cost, latency_ms)
         if model is None and request_id is not None and isinstance(request_id, str) and REQUEST_ID.match(request_id):
             model = yield from self.store.answered_model(request_id)
+            if model is None and (yield from self.store.load_request(request_id)) is None:
+                raise self._unknown_request(request_id)
         if model is None:
             raise InvalidFeedbackError(
                 "Say which model the feedback is about (model=...): a statement, or a request that was not "
@@ -1127,11 +1129,7 @@ class RouterCore:
                 raise UnknownRequestError(f"{request_id!r} is not a request id of this router (req-<32 hex digits>).")
             loaded = yield from self.store.load_request(request_id)
             if loaded is None:
-                raise UnknownRequestError(
-                    f"No request {request_id!r} awaits feedback in router {self.name!r}: it was not recorded "
-                    f"(route with record=True, or through the gateway) or its {self.learning.feedback_ttl_s} s "
-                    "feedback window has passed. Give the statement instead."
-                )
+                raise self._unknown_request(request_id)
             vector, text = loaded
             if not vector:  # recorded without a vector (a passthrough request): embed its text now
                 if not text:
@@ -1152,6 +1150,13 @@ class RouterCore:
         if rule is not None and quality < rule.fail_below and text:
             promoted = yield from self._promote(vector, text, model)
         return FeedbackResult(row_id=row_id, created=report.created == 1, promoted_to=promoted)
+
+    def _unknown_request(self, request_id: str) -> UnknownRequestError:
+        return UnknownRequestError(
+            f"No request {request_id!r} awaits feedback in router {self.name!r}: it was not recorded "
+            f"(route with record=True, or through the gateway) or its {self.learning.feedback_ttl_s} s "
+            "feedback window has passed. Give the statement instead."
+        )
 
     def _promote(self, vector: bytes, text: str, model: str) -> Op[str | None]:
         """Apply the promotion rule (:class:`~redisvl_llmrouter.schema.PromotionRule`) after a failure."""

@@ -153,6 +153,8 @@ def route_options(
         raise InvalidQueryError(
             f"Unknown strategy {strategy!r}; choose one of {', '.join(s.value for s in Strategy)}."
         ) from None
+    if constraints is not None and not isinstance(constraints, (Constraints, Mapping)):
+        raise InvalidQueryError(f"constraints must be a mapping (or Constraints), got {type(constraints).__name__}")
     try:
         checked = (
             constraints if isinstance(constraints, Constraints) else Constraints.model_validate(dict(constraints or {}))

@@ -29,6 +29,7 @@ import functools
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -41,11 +42,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from redisvl_llmrouter.errors import (
     AuthenticationError,
+    ConflictError,
     GatewayError,
     InvalidRequestError,
     LLMRouterError,
+    RedisCommandError,
+    RedisPermissionError,
     RedisPoolTimeoutError,
     RedisUnavailableError,
+    RouterStateLostError,
     UnknownRequestError,
 )
 from redisvl_llmrouter.gateway.config import GatewayConfig
@@ -59,6 +64,8 @@ logger = logging.getLogger(__name__)
 #: Environment variable through which ``llmrouter serve`` hands the config to its workers.
 CONFIG_ENV = "LLMROUTER_GATEWAY_CONFIG"
 _GATEWAY_FIELDS = ("priority", "strategy", "constraints", "cache", "timeout")
+#: Keyword names of ``Gateway.complete`` that a body field must not shadow.
+_RESERVED_FIELDS = {"tenant"}
 
 
 def _error(
@@ -100,11 +107,21 @@ def _headers_options(request: Request) -> dict[str, Any]:
     return out
 
 
+def error_code(exc: LLMRouterError) -> str:
+    """An error's ``code``: its class in snake case (``UnknownModelError``: ``unknown_model``)."""
+    words = re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+    return words.removesuffix("_error") or "error"
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 async def _json_body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
-        body = json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        body = json.loads(raw or b"null", parse_constant=_no_constant)  # NaN and Infinity are not JSON
+    except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidRequestError("The request body must be a JSON object.")
@@ -158,7 +175,13 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
 
     @app.exception_handler(LLMRouterError)
     async def router_error(request: Request, exc: LLMRouterError) -> JSONResponse:
-        return _error(400, str(exc), "invalid_request_error", type(exc).__name__)
+        if isinstance(exc, (RedisCommandError, RedisPermissionError, RouterStateLostError, ConflictError)):
+            # The server's own trouble, not the request's; the details (Redis host, command) go to the log only.
+            logger.error("gateway Redis error: %s", exc)
+            return _error(
+                500, "The gateway's Redis refused an operation; see the server log.", "api_error", "redis_error"
+            )
+        return _error(400, str(exc), "invalid_request_error", error_code(exc))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -188,7 +211,14 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
         if model is None:
             raise InvalidRequestError("'model' is required: 'auto', 'router/<name>' or a model name.")
         messages = body.pop("messages")
-        stream = bool(body.pop("stream", False))
+        stream = body.pop("stream", False)
+        if stream is None:
+            stream = False
+        if not isinstance(stream, bool):
+            raise InvalidRequestError(f"'stream' must be true or false, got {stream!r}")
+        taken = sorted(set(body) & _RESERVED_FIELDS)
+        if taken:
+            raise InvalidRequestError(f"Unknown field(s) {taken}: the gateway reserves these names.")
         result = await gw(request).complete(messages, model=model, stream=stream, tenant=tenant, **options, **body)
         headers = result.outcome.headers()
         if isinstance(result, Completion):

@@ -105,6 +105,8 @@ def upstream_error(exc: BaseException, model: str) -> UpstreamError:
     if isinstance(exc, openai.APIStatusError):
         message = getattr(exc, "message", None) or str(exc)
         return status_error(model, exc.status_code, message, getattr(exc.response, "headers", None))
+    if isinstance(exc, openai.APIError) and getattr(exc, "message", None):  # an error event inside a stream
+        return UpstreamError(f"{model}: the provider reported an error: {exc.message}"[:500], retryable=False)
     return UpstreamError(f"{model}: the call failed ({type(exc).__name__})", retryable=False, reason="error")
 
 
@@ -259,7 +261,7 @@ def _http_client(timeout_s: float) -> Any:
 def _streaming(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Call arguments asking for a stream that ends with the usage (for the cost)."""
     kwargs["stream"] = True
-    kwargs.setdefault("stream_options", {"include_usage": True})
+    kwargs["stream_options"] = {**(kwargs.get("stream_options") or {}), "include_usage": True}
     return kwargs
 
 

@@ -1,28 +1,37 @@
 """The gateway's response cache: RedisVL's ``SemanticCache`` on the router's Redis, safely scoped.
 
 A request is answered from the cache when a stored request is within ``distance_threshold``
-(cosine) of it **and** shares its scope. The semantic part is the request's routing text (its
-last user message); the scope is an exact match on a hash of everything else that decides the
-answer:
+(cosine) of it **and** shares its scope. The semantic part is what the router embeds: the last
+user message's text, or its head and tail window when it is longer. The scope is an exact match
+on a hash of everything else that decides the answer:
 
 * what was asked for: ``auto`` on this router, or the concrete model of a passthrough request;
+* how it was to be routed: the request's ``strategy`` and ``constraints``;
 * who asked: the client's API key (hashed), so tenants never read each other's answers;
 * the conversation before the last user message (system prompt and history);
+* what the embedding does not see of the last user message: its images and other non-text
+  parts, and its whole text when only a window of it is embedded;
 * the parameters that change the answer (``max_tokens``, ``stop``, ``response_format``, ...).
 
-Only deterministic requests are cached: ``temperature`` set at or below ``max_temperature``
-(default 0), one choice, no tools. Clients can bypass it per request. Entries expire after
-``ttl_s``. The index and keys live under ``llmrouter:cache`` (a prefix no router can take).
+Off by default: a semantic match is a guess, and prompts that differ in one number or one "not"
+sit well within any useful threshold. Only deterministic requests are cached: ``temperature``
+set at or below ``max_temperature`` (default 0), one choice, no tools. Clients can bypass it per
+request. Entries expire after ``ttl_s``. The index and keys live under ``llmrouter:cache`` (a
+prefix no router can take). A cache that fails (Redis restarted empty, say) costs its hit rate,
+never the request: the lookup counts as a miss and the index is created again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from redisvl_llmrouter.errors import InvalidQueryError
 from redisvl_llmrouter.gateway.config import CacheConfig
+from redisvl_llmrouter.request_text import messages_text
 
 __all__ = ["CACHE_NAME", "ResponseCache", "cacheable", "scope_of"]
 
@@ -41,12 +50,37 @@ def cacheable(params: Mapping[str, Any], config: CacheConfig) -> bool:
     return not (params.get("n", 1) != 1 or params.get("tools") or params.get("functions"))
 
 
-def scope_of(target: str, tenant: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> str:
-    """The exact part of a cache key: target, tenant, conversation before the last user message, parameters."""
+def scope_of(
+    target: str,
+    tenant: str,
+    messages: Sequence[Mapping[str, Any]],
+    params: Mapping[str, Any],
+    policy: Any = None,
+    embedded: str | None = None,
+) -> str:
+    """The exact part of a cache key (see the module docstring).
+
+    ``policy`` is the request's strategy and constraints; ``embedded`` the text the semantic part
+    compares (the routing window), so that whatever of the last user message lies outside it is
+    matched exactly.
+    """
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=len(messages))
     context = [messages[i] for i in range(len(messages)) if i != last_user]
+    unseen: dict[str, Any] = {}
+    if last_user < len(messages):
+        last = messages[last_user]
+        unseen = {k: v for k, v in last.items() if k not in ("role", "content")}  # a name, say
+        content = last.get("content")
+        if isinstance(content, Sequence) and not isinstance(content, str):
+            unseen["parts"] = [p for p in content if not (isinstance(p, Mapping) and p.get("type") == "text")]
+        try:
+            text = messages_text([last])
+        except InvalidQueryError:  # no text in it (an image alone): the request was routed on another message
+            text = ""
+        if embedded is not None and embedded != text.strip():
+            unseen["text"] = hashlib.sha256(text.encode()).hexdigest()
     shaping = {k: v for k, v in params.items() if k not in _NEUTRAL}
-    blob = json.dumps([target, tenant, context, shaping], sort_keys=True, default=str)
+    blob = json.dumps([target, tenant, context, unseen, shaping, policy], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -81,6 +115,10 @@ class ResponseCache:
 
     async def store(self, text: str, vector: list[float], scope: str, body: Mapping[str, Any]) -> None:
         await self._cache.astore(prompt=text, response=json.dumps(body), vector=vector, filters={"scope": scope})
+
+    async def repair(self) -> None:
+        """Create the index again if it is gone (Redis restarted empty, say); nothing if it exists."""
+        await asyncio.to_thread(self._cache.index.create, overwrite=False, drop=False)
 
     async def clear(self) -> None:
         await self._cache.aclear()

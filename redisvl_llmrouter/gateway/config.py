@@ -131,9 +131,12 @@ class QueueConfig(BaseModel):
 
 
 class CacheConfig(BaseModel):
-    """RedisVL ``SemanticCache`` in front of the models, for deterministic requests only."""
+    """RedisVL ``SemanticCache`` in front of the models, for deterministic requests only.
 
-    enabled: bool = True
+    Off by default: it answers a request with the answer to a *similar* one, and prompts that
+    differ in one number or one "not" are similar (see ``docs/gateway.md``)."""
+
+    enabled: bool = False
     distance_threshold: Annotated[float, Field(gt=0, le=2)] = 0.1
     ttl_s: Annotated[int, Field(ge=1)] = 3600
     max_temperature: Annotated[float, Field(ge=0)] = 0.0

@@ -45,6 +45,7 @@ from redisvl_llmrouter.errors import (
     ModelNotFoundError,
     NoEligibleModelError,
     QueueFullError,
+    UnknownRequestError,
     UpstreamError,
 )
 from redisvl_llmrouter.gateway import breaker
@@ -68,6 +69,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: Parameters the gateway understands itself and does not pass to the provider.
+#: The longest per-request ``timeout`` accepted (a day): beyond it the event loop's clock overflows.
+MAX_TIMEOUT_S = 86_400
 OWN_PARAMS = {"priority", "strategy", "constraints", "cache", "timeout"}
 #: Seconds a provider call may take unless the request or the upstream says less.
 DEFAULT_TIMEOUT_S = 60.0
@@ -182,6 +185,7 @@ class Gateway:
         limits = {m.name: m.max_concurrency for m in router.catalog if m.max_concurrency}
         self.queues = Queues(config.queue.concurrency, config.queue.depth, config.queue.wait_timeout_s, limits)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._cache_repair: asyncio.Future[Any] | None = None
         self._baseline = baseline_model(router._core.effective_catalog(), config.baseline_model)
         self._writes = _WriteBehind(router)
         self._breakers: dict[str, tuple[float, bool]] = {}
@@ -245,12 +249,18 @@ class Gateway:
         scope = ""
         if request.cache_allowed and self.cache is not None:
             vector = await self._vector(request.text)
-            scope = scope_of(request.requested, request.tenant, request.messages, request.params)
-            hit = await self.cache.lookup(self._window(request.text), vector, scope)
-            outcome.cache = "hit" if hit is not None else "miss"
-            self.metrics.child(self.metrics.cache, result=outcome.cache).inc()
-            if hit is not None:
-                return self._cached(request, outcome, hit, started, stream)
+            window = self._window(request.text)
+            policy = [request.options.strategy, request.options.constraints.model_dump(exclude_none=True)]
+            scope = scope_of(request.requested, request.tenant, request.messages, request.params, policy, window)
+            try:
+                hit = await self.cache.lookup(window, vector, scope)
+            except Exception as exc:  # the cache is an optimisation: without it the request goes on
+                self._cache_failed(exc)
+            else:
+                outcome.cache = "hit" if hit is not None else "miss"
+                self.metrics.child(self.metrics.cache, result=outcome.cache).inc()
+                if hit is not None:
+                    return self._cached(request, outcome, hit, started, stream)
         candidates = await self._decide(request, outcome)
         if stream:
             return await self._stream(request, outcome, candidates, started, vector, scope)
@@ -284,11 +294,12 @@ class Gateway:
         if model is None:
             model = await adrive(self.router._core.store.answered_model(request_id), self.router._client)
             if model is None:
-                raise InvalidRequestError(
+                raise UnknownRequestError(
                     f"Request {request_id!r} is unknown or its feedback window has passed; "
-                    "check the id, or give the model."
+                    "check the id (the x-llmrouter-request-id header of the answer)."
                 )
-        result = await self.router.feedback(request_id, model, quality, cost)
+        # By keyword: an id that is not one is refused, never taken for a statement to learn.
+        result = await self.router.feedback(request_id=request_id, model=model, quality=quality, cost=cost)
         self._log({"type": "feedback", "request_id": request_id, "model": model, "quality": quality}, None)
         return {"request_id": request_id, "model": model, "quality": quality, "row_id": result.row_id}
 
@@ -384,8 +395,10 @@ class Gateway:
             raise InvalidRequestError("model must be a non-empty string: 'auto', 'router/<name>' or a model name.")
         target = self._target(model)
         rank = priority_rank(priority)
-        if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0):
-            raise InvalidRequestError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if timeout is not None and (
+            not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= MAX_TIMEOUT_S
+        ):
+            raise InvalidRequestError(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT_S}], got {timeout!r}")
         if cache is not None and not isinstance(cache, bool):
             raise InvalidRequestError(f"cache must be true or false, got {cache!r}")
         prompt_tokens = estimate_tokens(prompt_text(messages) or text)
@@ -488,7 +501,10 @@ class Gateway:
         outcome.decision, outcome.route, outcome.strategy = decision, match.name, decision.strategy.value
         outcome.confidence = match.confidence
         self.metrics.child(
-            self.metrics.decisions, route=str(match.name), model=decision.model, strategy=decision.strategy.value
+            self.metrics.decisions,
+            route=match.name or "unmatched",
+            model=decision.model,
+            strategy=decision.strategy.value,
         ).inc()
         return [decision.model, *decision.fallbacks][: self.config.max_models]
 
@@ -558,7 +574,9 @@ class Gateway:
                     self._started(model, outcome.request_id, request.timeout_s)
                     async for attempt in self._retrying():
                         with attempt:
-                            body = await self._attempt(model, outcome, lambda c=call, b=backend: b.complete(c))
+                            body = await self._attempt(
+                                model, outcome, lambda c=call, b=backend, m=model: _answer(b.complete(c), m)
+                            )
             except QueueFullError as exc:
                 self.metrics.child(self.metrics.shed, model=model).inc()
                 outcome.attempts.append({"model": model, "error": "queue full", "status": 429})
@@ -571,8 +589,11 @@ class Gateway:
             return body
         raise self._failure(outcome, queue_errors)
 
-    async def _attempt(self, model: str, outcome: Outcome, send: Any) -> Any:
-        """One provider call: timed, recorded (breaker, live statistics, metrics), errors kept."""
+    async def _attempt(self, model: str, outcome: Outcome, send: Any, stream: bool = False) -> Any:
+        """One provider call: timed, recorded (breaker, live statistics, metrics), errors kept.
+
+        For a stream the call is its first chunk; its success counts for the breaker only when the
+        stream ends whole (:meth:`_relay`), so a model that always fails mid-stream still trips it."""
         started = time.perf_counter()
         try:
             result = await send()
@@ -580,6 +601,7 @@ class Gateway:
             latency = (time.perf_counter() - started) * 1000
             outcome.attempts.append(
                 {"model": model, "error": exc.reason, "status": exc.upstream_status, "message": str(exc)[:300]}
+                | ({"retry_after": exc.retry_after} if exc.retry_after is not None else {})
             )
             self.metrics.child(self.metrics.errors, model=model, reason=exc.reason).inc()
             self._record_call(model, False, latency, outcome.request_id)
@@ -587,7 +609,7 @@ class Gateway:
         latency = (time.perf_counter() - started) * 1000
         outcome.attempts.append({"model": model, "status": 200, "latency_ms": round(latency, 3)})
         self.metrics.child(self.metrics.upstream_latency, model=model).observe(latency / 1000)
-        self._record_call(model, True, latency, outcome.request_id)
+        self._record_call(model, True, latency, outcome.request_id, breaker_too=not stream)
         return result
 
     def _failure(self, outcome: Outcome, queue_errors: list[QueueFullError]) -> GatewayError:
@@ -600,11 +622,16 @@ class Gateway:
         error = AllModelsFailedError(f"No model could answer: {summary or 'every model is unavailable'}.", tried)
         statuses = [a.get("status") for a in tried]
         # Every model refused the request itself (a 4xx other than 429): the client's error, not ours.
-        if statuses and all(isinstance(s, int) and 400 <= s < 500 and s != 429 for s in statuses):
+        # (401, 403 and 407 are the upstream refusing the gateway's credentials: a 502, never the client's 401.)
+        if statuses and all(isinstance(s, int) and 400 <= s < 500 and s not in (401, 403, 407, 429) for s in statuses):
             error.status, error.kind, error.code = min(statuses), "invalid_request_error", "upstream_rejected"  # type: ignore[type-var]
+        elif statuses and all(s == 429 for s in statuses):  # every model is rate-limited: the client may come back
+            waits = [a["retry_after"] for a in tried if a.get("retry_after") is not None]
+            error.status, error.kind, error.code = 429, "rate_limit_error", "rate_limited"
+            error.retry_after = max(waits) if waits else 1.0
         self._log({"type": "completion", **self._entry(outcome), "status": "error", "error": error.code}, None)
         self.metrics.child(
-            self.metrics.requests, model=str(outcome.model), route=str(outcome.route), status="error"
+            self.metrics.requests, model=str(outcome.model), route=_route_label(outcome), status="error"
         ).inc()
         return error
 
@@ -630,7 +657,7 @@ class Gateway:
                 async for attempt in self._retrying():
                     with attempt:
                         chunks = backend.stream(call).__aiter__()
-                        first = await self._attempt(model, outcome, lambda c=chunks: c.__anext__())
+                        first = await self._attempt(model, outcome, lambda c=chunks: c.__anext__(), stream=True)
             except QueueFullError as exc:
                 await stack.aclose()
                 outcome.attempts.append({"model": model, "error": "queue full", "status": 429})
@@ -657,29 +684,47 @@ class Gateway:
         scope: str,
     ) -> AsyncIterator[dict[str, Any]]:
         parts: list[str] = []
-        last: dict[str, Any] = first
+        usage: Any = None
+        # The gateway always asks for usage (accounting needs it); the client gets the usage-only
+        # last chunk only if it asked for it too, as from OpenAI.
+        wants_usage = bool((request.params.get("stream_options") or {}).get("include_usage"))
+        model = str(outcome.model)
+        last_id = first.get("id")
         try:
             chunk: dict[str, Any] | None = first
             while chunk is not None:
                 chunk["model"] = outcome.model
-                for choice in chunk.get("choices") or []:
+                choices = chunk.get("choices") or []
+                for choice in choices:
                     parts.append((choice.get("delta") or {}).get("content") or "")
-                last = chunk
-                yield chunk
+                usage = chunk.get("usage") or usage
+                if choices or wants_usage:
+                    if not wants_usage:
+                        chunk.pop("usage", None)
+                    yield chunk
+                last_id = chunk.get("id")
                 chunk = await anext(chunks, None)
         except UpstreamError as exc:
-            outcome.attempts.append({"model": outcome.model, "error": exc.reason, "message": str(exc)[:300]})
+            outcome.attempts.append({"model": model, "error": exc.reason, "message": str(exc)[:300]})
+            self.metrics.child(self.metrics.errors, model=model, reason=exc.reason).inc()
+            self._record_breaker(model, False, live_now_ms())
+            self._log(
+                {"type": "completion", **self._entry(outcome), "status": "error", "error": "stream_interrupted"}, None
+            )
+            self.metrics.child(self.metrics.requests, model=model, route=_route_label(outcome), status="error").inc()
             raise
         finally:
             await stack.aclose()
+        self._record_breaker(model, True, live_now_ms())
         body = {
-            "id": last.get("id"),
+            "id": last_id,
             "object": "chat.completion",
+            "created": int(time.time()),
             "model": outcome.model,
             "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": "".join(parts)}, "finish_reason": "stop"}
             ],
-            "usage": last.get("usage"),
+            "usage": usage,
         }
         self._finish(request, outcome, body, started, vector, scope)
 
@@ -692,19 +737,33 @@ class Gateway:
         outcome.baseline_cost = cost_of(self._baseline_spec(), outcome.usage)
         outcome.cost = 0.0 if spec is not None else None
         outcome.latency_ms = (time.perf_counter() - started) * 1000
-        self._log({"type": "completion", **self._entry(outcome), "status": "ok"}, request.text)
+        extra: list[tuple[Any, ...]] = []
+        if self.config.record_requests and outcome.model is not None:  # feedback on a cached answer works too
+            extra = self.router._core.store.record_request_commands(
+                outcome.request_id, b"", request.text, str(outcome.model)
+            )
+        self._log({"type": "completion", **self._entry(outcome), "status": "ok"}, request.text, extra)
         self.metrics.child(self.metrics.requests, model=str(outcome.model), route="cache", status="ok").inc()
+        body.setdefault("created", int(time.time()))
         if not stream:
             return Completion(body, outcome)
+        wants_usage = bool((request.params.get("stream_options") or {}).get("include_usage"))
 
         async def replay() -> AsyncIterator[dict[str, Any]]:
             message = (body.get("choices") or [{}])[0].get("message") or {}
-            base = {"id": body.get("id"), "object": "chat.completion.chunk", "model": outcome.model}
+            base = {
+                "id": body.get("id"),
+                "object": "chat.completion.chunk",
+                "created": body["created"],
+                "model": outcome.model,
+            }
             yield {
                 **base,
                 "choices": [{"index": 0, "delta": {"role": "assistant", "content": message.get("content", "")}}],
             }
-            yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": body.get("usage")}
+            yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            if wants_usage:
+                yield {**base, "choices": [], "usage": body.get("usage")}
 
         return StreamedCompletion(outcome, replay())
 
@@ -728,7 +787,7 @@ class Gateway:
         outcome.latency_ms = (time.perf_counter() - started) * 1000
         model = str(outcome.model)
         m = self.metrics
-        m.child(m.requests, model=model, route=str(outcome.route), status="ok").inc()
+        m.child(m.requests, model=model, route=_route_label(outcome), status="ok").inc()
         m.child(m.latency, model=model).observe(outcome.latency_ms / 1000)
         if outcome.cost is not None:
             m.child(m.cost, model=model).inc(outcome.cost)
@@ -749,7 +808,7 @@ class Gateway:
                 extra += store.answered_commands(outcome.request_id, model)
         self._log({"type": "completion", **self._entry(outcome), "status": "ok"}, request.text, extra)
         if outcome.cache == "miss" and self.cache is not None and vector is not None:
-            self._spawn(self.cache.store(self._window(request.text), vector, scope, body))
+            self._spawn(self._cache_store(self._window(request.text), vector, scope, body))
 
     def _entry(self, outcome: Outcome) -> dict[str, Any]:
         decision = outcome.decision
@@ -791,15 +850,35 @@ class Gateway:
         timeout_ms = int(1000 * timeout_s * self.config.retry.attempts + 60_000)
         self._writes.add(commands=live.start_commands(model, request_id, live_now_ms(), timeout_ms))
 
-    def _record_call(self, model: str, success: bool, latency_ms: float, request_id: str) -> None:
-        cfg = self.config.breaker
+    def _record_call(
+        self, model: str, success: bool, latency_ms: float, request_id: str, breaker_too: bool = True
+    ) -> None:
         now = live_now_ms()
-        cooldown = int(cfg.cooldown_s * 1000)
-        record = breaker.record_args(model, success, now, cfg.failures, cfg.successes, cooldown)
         finish = live.finish_args(model, success=success, latency_ms=latency_ms, request_id=request_id, now_ms=now)
-        self._writes.add(scripts=[(breaker.RECORD_SCRIPT, record), (live.FINISH_SCRIPT, finish)])
+        self._writes.add(scripts=[(live.FINISH_SCRIPT, finish)])
+        if breaker_too:
+            self._record_breaker(model, success, now)
+
+    def _record_breaker(self, model: str, success: bool, now_ms: int) -> None:
+        cfg = self.config.breaker
+        record = breaker.record_args(model, success, now_ms, cfg.failures, cfg.successes, int(cfg.cooldown_s * 1000))
+        self._writes.add(scripts=[(breaker.RECORD_SCRIPT, record)])
         if not success:
             self._breakers.pop(model, None)  # a failure may open the breaker: reread it next time
+
+    async def _cache_store(self, text: str, vector: list[float], scope: str, body: Mapping[str, Any]) -> None:
+        assert self.cache is not None
+        try:
+            await self.cache.store(text, vector, scope, body)
+        except Exception as exc:
+            self._cache_failed(exc)
+
+    def _cache_failed(self, exc: BaseException) -> None:
+        """Log a failed cache lookup or store and, once at a time, create the index again if it is gone."""
+        logger.warning("semantic cache unavailable, request served without it: %s", exc)
+        if self.cache is not None and (self._cache_repair is None or self._cache_repair.done()):
+            self._cache_repair = asyncio.ensure_future(self.cache.repair())
+            self._spawn(self._cache_repair)
 
     def _spawn(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)
@@ -810,6 +889,21 @@ class Gateway:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.warning("gateway background write failed: %s", task.exception())
+
+
+async def _answer(call: Awaitable[Any], model: str) -> dict[str, Any]:
+    """A provider's answer, refused (as a server error: retried, then the next model) without choices."""
+    body = await call
+    if not isinstance(body, dict) or not isinstance(body.get("choices"), list) or not body["choices"]:
+        raise UpstreamError(f"{model}: the provider answered without choices", retryable=True, reason="server")
+    return body
+
+
+def _route_label(outcome: Outcome) -> str:
+    """The ``route`` label of a request's metrics: its route, ``passthrough`` or ``unmatched``."""
+    if outcome.route is not None:
+        return str(outcome.route)
+    return "passthrough" if outcome.decision is None else "unmatched"
 
 
 class _WriteBehind:

@@ -12,6 +12,8 @@ programmable per model through ``POST /control``::
     {"model": "m", "fail_rate": 0.5, "seed": 1}  # half of the calls fail (reproducibly)
     {"model": "m", "hang_s": 30}               # calls to m stall (for client timeouts)
     {"model": "m", "hang_s": 30, "slow": 1}    # only the next call to m stalls
+    {"model": "m", "break_stream": 2}          # the next 2 streams to m break after two chunks
+    {"model": "m", "no_choices": 1}            # the next answer from m is a 200 without choices
     {"reset": true}                             # forget every setting and count
 
 ``GET /control`` returns what each model has served (``calls``, ``failures``, ``ok``), so tests
@@ -59,12 +61,22 @@ class _State:
         if "seed" in body:
             self.rngs[model] = random.Random(body["seed"])
 
-    def outcome(self, model: str) -> tuple[int, float, float]:
-        """(status to answer, extra latency in s, stall in s) for the next call to ``model``."""
+    def outcome(self, model: str, stream: bool = False) -> tuple[int, float, float, str]:
+        """(status to answer, extra latency in s, stall in s, fault) for the next call to ``model``.
+
+        A fault is ``""``, ``"break_stream"`` or ``"no_choices"`` (a 200 that is not an answer)."""
         counts = self.counts.setdefault(model, {"calls": 0, "failures": 0, "ok": 0})
         counts["calls"] += 1
         settings = {**self.settings.get("*", {}), **self.settings.get(model, {})}
-        status = 200
+        status, fault = 200, ""
+        for kind in ("break_stream", "no_choices"):
+            if settings.get(kind, 0) > 0 and stream == (kind == "break_stream"):
+                self.settings.setdefault(model, {})[kind] = settings[kind] - 1
+                fault = kind
+                break
+        if fault:
+            counts["failures"] += 1
+            return status, float(settings.get("latency_ms", 0)) / 1000.0, 0.0, fault
         if settings.get("fail", 0) > 0:
             self.settings.setdefault(model, {})["fail"] = settings["fail"] - 1
             status = int(settings.get("status", 500))
@@ -79,7 +91,7 @@ class _State:
                 self.settings.setdefault(model, {})["slow"] = settings["slow"] - 1
             else:
                 hang = 0.0
-        return status, float(settings.get("latency_ms", 0)) / 1000.0, hang
+        return status, float(settings.get("latency_ms", 0)) / 1000.0, hang, fault
 
     def snapshot(self) -> dict[str, Any]:
         return {"counts": json.loads(json.dumps(self.counts)), "settings": json.loads(json.dumps(self.settings))}
@@ -166,7 +178,7 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         error = {"error": {"message": "model and messages are required", "type": "invalid_request_error"}}
         await _send_json(send, 400, error)
         return
-    status, delay, hang = STATE.outcome(model)
+    status, delay, hang, fault = STATE.outcome(model, stream=bool(body.get("stream")))
     if hang or delay:
         await asyncio.sleep(hang + delay)
     if status != 200:
@@ -183,7 +195,10 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     }
     if body.get("stream"):
         with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        await _stream(send, ident, created, model, text, usage, with_usage)
+        await _stream(send, ident, created, model, text, usage, with_usage, broken=fault == "break_stream")
+        return
+    if fault == "no_choices":
+        await _send_json(send, 200, {"id": ident, "object": "chat.completion", "created": created, "model": model})
         return
     message = {"role": "assistant", "content": text}
     await _send_json(
@@ -201,7 +216,14 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
 
 
 async def _stream(
-    send: Send, ident: str, created: int, model: str, text: str, usage: dict[str, int], with_usage: bool
+    send: Send,
+    ident: str,
+    created: int,
+    model: str,
+    text: str,
+    usage: dict[str, int],
+    with_usage: bool,
+    broken: bool = False,
 ) -> None:
     headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -214,6 +236,8 @@ async def _stream(
     events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     if with_usage:
         events.append({**base, "choices": [], "usage": usage})
+    if broken:  # two chunks, then an error event in the stream, as providers report a failure mid-answer
+        events = [*events[:2], {"error": {"message": f"injected stream failure for {model}", "type": "server_error"}}]
     for event in events:
         await send(
             {"type": "http.response.body", "body": b"data: " + json.dumps(event).encode() + b"\n\n", "more_body": True}

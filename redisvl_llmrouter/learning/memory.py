@@ -188,6 +188,8 @@ local rid, now, maxrows = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local vec, text, source, prefix = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local NAN = 0/0
 local function isnan(v) return v ~= v end
+-- The row keeps float32: the running sums move by the stored values, so a repeat changes nothing.
+local function f32(v) if v == nil then return nil end return (struct.unpack('<f', struct.pack('<f', v))) end
 local function decode(h)
   local vals = {}
   if h then
@@ -210,7 +212,7 @@ local names = redis.call('LRANGE', models, 0, -1)
 local column = {}
 for i, n in ipairs(names) do column[n] = i end
 for j = 8, #ARGV, 4 do
-  local m, q, c, l = ARGV[j], tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3])
+  local m, q, c, l = ARGV[j], f32(tonumber(ARGV[j + 1])), f32(tonumber(ARGV[j + 2])), tonumber(ARGV[j + 3])
   local i = column[m]
   if not i then
     names[#names + 1] = m

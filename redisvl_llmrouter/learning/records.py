@@ -50,7 +50,16 @@ class OutcomeRecord(BaseModel):
         """The record with its models renamed (``{"dataset name": "catalog name"}``)."""
         if not model_map:
             return self
-        return self.model_copy(update={"outcomes": {model_map.get(m, m): o for m, o in self.outcomes.items()}})
+        outcomes: dict[str, ModelOutcome] = {}
+        for model, outcome in self.outcomes.items():
+            name = model_map.get(model, model)
+            if name in outcomes:  # two outcomes for one model: keeping either would drop the other unseen
+                sources = sorted(m for m in self.outcomes if model_map.get(m, m) == name)
+                raise InvalidFeedbackError(
+                    f"model_map maps {sources} to the same model {name!r} in record {self.id or self.prompt[:40]!r}"
+                )
+            outcomes[name] = outcome
+        return self.model_copy(update={"outcomes": outcomes})
 
 
 def parse_record(data: Any, where: str = "record") -> OutcomeRecord:

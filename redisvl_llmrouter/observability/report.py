@@ -89,7 +89,7 @@ def parse_since(value: str | None, now_s: float | None = None) -> int | None:
     now_s = time.time() if now_s is None else now_s
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", value)
     if match:
-        return int((now_s - float(match.group(1)) * _UNITS[match.group(2)]) * 1000)
+        return max(0, int((now_s - float(match.group(1)) * _UNITS[match.group(2)]) * 1000))  # before 1970: all
     from datetime import datetime, timezone
 
     try:
@@ -100,7 +100,7 @@ def parse_since(value: str | None, now_s: float | None = None) -> int | None:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1000)
+    return max(0, int(moment.timestamp() * 1000))
 
 
 def read_command(router: str, since_ms: int | None = None, limit: int | None = None) -> tuple[Any, ...]:

@@ -72,12 +72,18 @@ BAD_INPUTS = {
         ["--redis-url", DEAD_REDIS, "route", "--redis-url", DEAD_REDIS, "hi"],
         "--redis-url: given more than once",
     ),
+    "a malformed Redis URL": (["--redis-url", "notaurl", "route", "hi"], "Invalid Redis URL 'notaurl'"),
+    "a Redis URL with a bad port": (
+        ["route", "hi", "--redis-url", "redis://alice:S3cretPW@localhost:abc"],
+        "Invalid Redis URL 'redis://alice:***@localhost:abc'",
+    ),
     "an unknown command": (["rout", "hi"], "invalid choice: 'rout'"),
     "route without text": (["route"], "the following arguments are required: text"),
     "learn on a directory": (["learn", "a-directory", "--router", "default"], "is a directory"),
     "learn without --router": (["learn", "good.jsonl"], "required: --router"),
     "serve --workers 0": (["serve", "--workers", "0"], "--workers: must be at least 1"),
     "an unknown config": (["info", "--config", "no-such-config"], "No pretrained config named 'no-such-config'"),
+    "report on the embedded Redis": (["report"], "no Redis is configured: this command would start a new, empty"),
     "export --from-redis on the embedded Redis": (
         ["export", "my-router", "out.json", "--from-redis"],
         "no Redis is configured: this command would start a new, empty embedded Redis",
@@ -88,6 +94,13 @@ BAD_INPUTS = {
 @pytest.mark.parametrize(("args", "expected"), BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
 def test_a_user_error_is_one_line_on_stderr_and_exit_code_2(files, args, expected):
     assert_one_line_error(run(args, files), expected)
+
+
+def test_a_report_on_a_router_no_gateway_served_says_so(files, redis_url):
+    assert_one_line_error(
+        run(["report", "--router", "no-such-router"], files, redis_url=redis_url),
+        "No decisions log for router 'no-such-router'",
+    )
 
 
 def test_an_unsupported_plot_format_fails_before_any_routing(files):

@@ -10,7 +10,14 @@ import time
 import pytest
 import redis
 
-from redisvl_llmrouter import AsyncSemanticRouter, RedisModuleMissingError, RedisUnavailableError, Route, SemanticRouter
+from redisvl_llmrouter import (
+    AsyncSemanticRouter,
+    ConfigError,
+    RedisModuleMissingError,
+    RedisUnavailableError,
+    Route,
+    SemanticRouter,
+)
 from redisvl_llmrouter.connection import resolve_url
 from redisvl_llmrouter.embedded import EmbeddedRedis, _free_port, get_embedded_redis
 
@@ -40,6 +47,17 @@ def test_unreachable_redis_raises_one_clear_error(flavour, table):
             SemanticRouter(name="x", routes=ROUTES, vectorizer=table, redis_url=url)
         else:
             asyncio.run(AsyncSemanticRouter.create(name="x", routes=ROUTES, vectorizer=table, redis_url=url))
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_malformed_redis_url_is_a_config_error_without_the_password(flavour, table):
+    url = "redis://alice:S3cretPW@localhost:abc"
+    with pytest.raises(ConfigError, match="Invalid Redis URL") as caught:
+        if flavour == "sync":
+            SemanticRouter(name="x", routes=ROUTES, vectorizer=table, redis_url=url)
+        else:
+            asyncio.run(AsyncSemanticRouter.create(name="x", routes=ROUTES, vectorizer=table, redis_url=url))
+    assert "S3cretPW" not in str(caught.value)
 
 
 @pytest.fixture

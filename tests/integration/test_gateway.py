@@ -92,10 +92,19 @@ def test_router_name_routes_too_and_an_other_router_is_404(client, server):
 
 def test_streaming_gives_the_same_answer_chunk_by_chunk(client):
     chunks = list(client.chat.completions.create(model="auto", messages=ask("explain garbage collection"), stream=True))
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    text = "".join(c.choices[0].delta.content for c in chunks if c.choices[0].delta.content)  # every chunk has one
     assert text == "[anthropic/claude-sonnet-4-5] explain garbage collection"
     assert {c.model for c in chunks} == {"anthropic/claude-sonnet-4-5"}
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 4
+    assert all(c.usage is None for c in chunks)  # usage only when asked for, as from OpenAI
+    asked = list(
+        client.chat.completions.create(
+            model="auto",
+            messages=ask("explain garbage collection"),
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert asked[-1].choices == [] and asked[-1].usage.completion_tokens == 4
 
 
 def test_a_concrete_model_passes_through(client, local_upstream):
@@ -142,6 +151,13 @@ def test_a_concrete_model_passes_through(client, local_upstream):
             400,
             "No model satisfies",
         ),
+        ('{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "temperature": NaN}', 400, "NaN"),
+        ('{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "timeout": Infinity}', 400, "Infinity"),
+        ('{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "timeout": 1e308}', 400, "timeout"),
+        ('{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "constraints": "cheap"}', 400, "mapping"),
+        ('{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "constraints": [1]}', 400, "mapping"),
+        ('{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "stream": "false"}', 400, "stream"),
+        ('{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "tenant": "x"}', 400, "tenant"),
     ],
 )
 def test_malformed_requests_get_openai_style_4xx(server, body, status, fragment):
@@ -203,7 +219,10 @@ def test_feedback_by_the_request_id_on_the_answer(client, server, redis_url):
     bad = server.post("/v1/feedback", json={"request_id": request_id, "quality": 2})
     assert bad.status_code == 400 and "quality" in bad.json()["error"]["message"]
     unknown = server.post("/v1/feedback", json={"request_id": "req-" + "0" * 32, "quality": 1.0})
-    assert unknown.status_code == 400
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_request"
+    typo = server.post("/v1/feedback", json={"request_id": "req-nope", "quality": 1.0, "model": "openai/gpt-4.1-nano"})
+    assert typo.status_code == 404  # never taken for a statement to learn
+    assert SemanticRouter.from_existing(server.router, redis_url=redis_url).memory_info().rows == 1
 
 
 # ---------------------------------------------------------------------------- keys
@@ -290,6 +309,55 @@ def test_a_timeout_is_retried(redis_url, local_upstream, tmp_path):
     assert local_upstream.calls(model) == 2
 
 
+def test_upstream_refusals_of_the_gateway_are_502_and_rate_limits_everywhere_are_429(
+    redis_url, local_upstream, tmp_path
+):
+    tag = f"rf{uuid.uuid4().hex[:6]}"
+    local_upstream.control(model=f"{tag}/locked", fail=100, status=401)
+    local_upstream.control(model=f"{tag}/busy", fail=100, status=429)
+    with gateway(redis_url, local_upstream.url, tmp_path, {"retry": {"attempts": 1}}) as srv:
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+            # the client's key is fine: the upstream refused the gateway's, which is the gateway's problem
+            with pytest.raises(openai.APIStatusError) as refused:
+                c.chat.completions.create(model=f"{tag}/locked", messages=ask("hi"))
+            assert refused.value.status_code == 502 and refused.value.body["code"] == "all_models_failed"
+            with pytest.raises(openai.RateLimitError) as limited:
+                c.chat.completions.create(model=f"{tag}/busy", messages=ask("hi"))
+            assert limited.value.body["code"] == "rate_limited"
+            assert int(limited.value.response.headers["retry-after"]) >= 1
+
+
+def test_an_answer_without_choices_is_not_passed_on_but_retried(redis_url, local_upstream, tmp_path):
+    model = f"nc{uuid.uuid4().hex[:6]}/sloppy"
+    local_upstream.control(model=model, no_choices=1)
+    with gateway(redis_url, local_upstream.url, tmp_path, {"retry": {"attempts": 2, "initial_s": 0}}) as srv:
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+            answer = c.chat.completions.create(model=model, messages=ask("hi"))
+    assert answer.choices[0].message.content == f"[{model}] hi"
+    assert local_upstream.calls(model) == 2
+
+
+def test_a_stream_broken_midway_ends_in_band_is_counted_and_trips_the_breaker(redis_url, local_upstream, tmp_path):
+    model = f"bs{uuid.uuid4().hex[:6]}/fragile"
+    local_upstream.control(model=model, break_stream=2)
+    settings = {"breaker": {"failures": 2, "cooldown_s": 60}, "retry": {"attempts": 1}}
+    store = redis.Redis.from_url(redis_url)
+    with gateway(redis_url, local_upstream.url, tmp_path, settings) as srv:
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+            for _ in range(2):
+                received = []
+                with pytest.raises(openai.APIError, match="injected stream failure"):
+                    for chunk in c.chat.completions.create(model=model, messages=ask("tell me more"), stream=True):
+                        received.append(chunk)
+                assert received  # the answer had started: the error comes in the stream
+        key = f"llmrouter:breaker:{{{model}}}"
+        assert wait_for(lambda: store.hget(key, "state"), b"open") == b"open"
+        metrics = srv.get("/metrics").text
+    errors = [line for line in metrics.splitlines() if line.startswith("llmrouter_requests_total{") and model in line]
+    assert errors and all('status="error"' in line and 'route="passthrough"' in line for line in errors)
+    assert float(errors[0].rsplit(" ", 1)[1]) == 2.0
+
+
 def test_every_request_ends_answered_or_with_a_clear_error_and_the_counts_add_up(redis_url, local_upstream, tmp_path):
     tag = f"ct{uuid.uuid4().hex[:6]}"
     router = own_router(redis_url, tag)
@@ -368,14 +436,16 @@ def test_the_semantic_cache_answers_repeats_without_calling_and_never_crosses_sc
     redis_url, local_upstream, tmp_path
 ):
     model = f"c{uuid.uuid4().hex[:6]}/cached"
-    with gateway(redis_url, local_upstream.url, tmp_path, env={"LLMROUTER_API_KEYS": "alice,bob"}) as srv:
+    on = {"cache": {"enabled": True}}
+    with gateway(redis_url, local_upstream.url, tmp_path, on, env={"LLMROUTER_API_KEYS": "alice,bob"}) as srv:
         with (
             openai.OpenAI(base_url=srv.v1, api_key="alice", max_retries=0) as alice,
             openai.OpenAI(base_url=srv.v1, api_key="bob", max_retries=0) as bob,
         ):
 
-            def cache_header(c, text, **kw):
-                raw = c.chat.completions.with_raw_response.create(model=model, messages=ask(text), **kw)
+            def cache_header(c, text, to=model, **kw):
+                messages = text if isinstance(text, list) else ask(text)
+                raw = c.chat.completions.with_raw_response.create(model=to, messages=messages, **kw)
                 time.sleep(0.2)  # the entry is stored just after the answer
                 return raw.headers["x-llmrouter-cache"]
 
@@ -396,6 +466,50 @@ def test_the_semantic_cache_answers_repeats_without_calling_and_never_crosses_sc
                 )
                 == "bypass"
             )
+
+            # what the embedding cannot see must match exactly: images, and the middle of a long message
+            def picture(url):
+                return [{"role": "user", "content": [
+                    {"type": "text", "text": "describe this picture"}, {"type": "image_url", "image_url": {"url": url}}
+                ]}]  # fmt: skip
+
+            assert cache_header(alice, picture("https://example.com/cat.png"), temperature=0) == "miss"
+            assert cache_header(alice, picture("https://example.com/cat.png"), temperature=0) == "hit"
+            assert cache_header(alice, picture("https://example.com/dog.png"), temperature=0) == "miss"
+
+            def clause(middle):  # longer than the embedded window (its head and tail)
+                return "Summarise this contract clause. " * 10 + f"{middle} " * 40 + "What is owed? " * 60
+
+            assert cache_header(alice, clause("pay ONE HUNDRED dollars"), temperature=0) == "miss"
+            assert cache_header(alice, clause("pay ONE HUNDRED dollars"), temperature=0) == "hit"
+            assert cache_header(alice, clause("pay NINE THOUSAND dollars"), temperature=0) == "miss"
+            # and so must the routing asked for
+            assert cache_header(alice, "name a prime number", to="auto", temperature=0) == "miss"
+            assert cache_header(alice, "name a prime number", to="auto", temperature=0) == "hit"
+            assert cache_header(alice, "name a prime number", to="auto", temperature=0, extra_body={
+                "strategy": "quality"}) == "miss"  # fmt: skip
+
+
+def test_the_cache_is_off_by_default_and_a_lost_cache_index_costs_hits_not_requests(
+    redis_url, local_upstream, tmp_path
+):
+    model = f"cl{uuid.uuid4().hex[:6]}/cached"
+    with gateway(redis_url, local_upstream.url, tmp_path) as srv:
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+            raw = c.chat.completions.with_raw_response.create(model=model, messages=ask("hi"), temperature=0)
+            assert raw.headers["x-llmrouter-cache"] == "bypass"
+    store = redis.Redis.from_url(redis_url)
+    with gateway(redis_url, local_upstream.url, tmp_path, {"cache": {"enabled": True}}) as srv:
+        store.execute_command("FT.DROPINDEX", "llmrouter:cache")  # as after a restart of an empty Redis
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+            raw = c.chat.completions.with_raw_response.create(model=model, messages=ask("hi"), temperature=0)
+            assert raw.parse().choices[0].message.content == f"[{model}] hi"
+            assert raw.headers["x-llmrouter-cache"] == "bypass"  # not looked up
+            indexes = lambda: b"llmrouter:cache" in store.execute_command("FT._LIST")  # noqa: E731
+            assert wait_for(indexes, True)  # created again
+            assert c.chat.completions.with_raw_response.create(model=model, messages=ask("hi"), temperature=0).headers[
+                "x-llmrouter-cache"
+            ] in ("miss", "hit")
 
 
 def test_a_thousand_concurrent_requests_end_without_an_error(server):

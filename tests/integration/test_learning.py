@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import redis
 
@@ -96,6 +97,10 @@ def test_unknown_models_are_refused_before_anything_is_written(api, name, table)
     assert router.memory_info().rows == 0
     router.learn([{"prompt": "x d=0.1", "outcomes": {"gpt-9": {"quality": 1.0}}}], model_map={"gpt-9": "m/pricey"})
     assert router.memory_info().observations == {"m/pricey": 1}
+    both = {"prompt": "y d=0.2", "outcomes": {"gpt-9": {"quality": 1.0}, "gpt-8": {"quality": 0.0}}}
+    with pytest.raises(InvalidFeedbackError, match="same model 'm/pricey'"):  # one outcome would vanish
+        router.learn([both], model_map={"gpt-9": "m/pricey", "gpt-8": "m/pricey"})
+    assert router.memory_info().rows == 1
 
 
 def test_learn_reads_the_shared_jsonl_format(api, name, table, tmp_path):
@@ -114,6 +119,13 @@ def test_feedback_by_request_id_is_idempotent_and_counts_once(api, name, table):
     router.feedback(match.request_id, model="m/cheap", quality=1.0)  # a correction replaces the value
     info = router.memory_info()
     assert info.rows == 1 and info.observations == {"m/cheap": 1} and info.mean_quality == {"m/cheap": 1.0}
+    router.feedback(match.request_id, model="m/cheap", quality=0.9, cost=0.0004)
+    first = router.memory_info()
+    for _ in range(4):  # repeats leave the running sums exactly where they were: no float drift
+        router.feedback(match.request_id, model="m/cheap", quality=0.9, cost=0.0004)
+    again = router.memory_info()
+    assert again.mean_quality == first.mean_quality == {"m/cheap": float(np.float32(0.9))}
+    assert again.mean_cost == first.mean_cost and again.mean_cost["m/cheap"] == pytest.approx(0.0004, rel=1e-6)
 
 
 def test_feedback_on_a_recorded_request_is_about_the_routed_model_unless_it_names_another(api, name, table):

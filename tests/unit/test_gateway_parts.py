@@ -11,8 +11,11 @@ from redisvl_llmrouter.gateway import breaker
 from redisvl_llmrouter.gateway.accounting import Usage, baseline_model, cost_of, usage_of
 from redisvl_llmrouter.gateway.backends import _error_message, status_error, upstream_error
 from redisvl_llmrouter.gateway.breaker import BreakerState, state_at, transition
+from redisvl_llmrouter.gateway.cache import cacheable, scope_of
+from redisvl_llmrouter.gateway.config import CacheConfig
 from redisvl_llmrouter.gateway.queue import ModelQueue, priority_rank
 from redisvl_llmrouter.policy.catalog import ModelCatalog, ModelSpec
+from redisvl_llmrouter.request_text import routing_text
 
 RULE = {"failures": 3, "successes": 2, "cooldown_ms": 1_000}
 
@@ -159,3 +162,49 @@ def test_transport_failures_are_retryable_timeouts_or_connection_errors() -> Non
     assert (refused.retryable, refused.reason) == (True, "connection")
     other = upstream_error(ValueError("not JSON"), "m")
     assert (other.retryable, other.reason) == (False, "error")
+
+
+class TestCacheScope:
+    """What must match exactly before a semantic hit may be served (``gateway.cache.scope_of``)."""
+
+    @staticmethod
+    def scope(content, policy=None, embedded=None, **params):
+        messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": content}]
+        text = content if isinstance(content, str) else " ".join(p["text"] for p in content if p["type"] == "text")
+        return scope_of("auto", "tenant", messages, params, policy, text if embedded is None else embedded)
+
+    def test_the_last_user_text_is_left_to_the_semantic_match_when_it_is_all_embedded(self):
+        assert self.scope("what is the capital of France?") == self.scope("What is the capital of France")
+
+    def test_strategy_and_constraints_split_the_scope(self):
+        assert self.scope("hi", ["cost", {}]) != self.scope("hi", ["quality", {}])
+        assert self.scope("hi", [None, {}]) != self.scope("hi", [None, {"min_quality": 0.9}])
+
+    def test_images_and_other_non_text_parts_must_match_exactly(self):
+        def ask(url):
+            return [{"type": "text", "text": "describe this"}, {"type": "image_url", "image_url": {"url": url}}]
+
+        assert self.scope(ask("https://x/cat.png")) != self.scope(ask("https://x/dog.png"))
+        assert self.scope(ask("https://x/cat.png")) == self.scope(ask("https://x/cat.png"))
+
+    def test_a_text_longer_than_the_embedded_window_must_match_exactly(self):
+        def long(middle):
+            text = "head " * 60 + middle * 40 + " tail" * 150
+            return text, routing_text(text)
+
+        (one, window_one), (two, window_two) = long("ONE HUNDRED "), long("NINE THOUSAND ")
+        assert window_one == window_two  # the embedding cannot tell them apart
+        assert self.scope(one, embedded=window_one) != self.scope(two, embedded=window_two)
+
+    def test_parameters_that_change_the_answer_split_it_and_neutral_ones_do_not(self):
+        assert self.scope("hi", max_tokens=3) != self.scope("hi", max_tokens=4)
+        assert self.scope("hi", stream=True, user="u1") == self.scope("hi")
+        assert scope_of("auto", "alice", [{"role": "user", "content": "hi"}], {}) != scope_of(
+            "auto", "bob", [{"role": "user", "content": "hi"}], {}
+        )
+
+    def test_only_deterministic_single_answer_requests_without_tools_are_cacheable_and_only_when_on(self):
+        on = CacheConfig(enabled=True)
+        assert cacheable({"temperature": 0}, on) and not cacheable({"temperature": 0}, CacheConfig())
+        assert not cacheable({}, on) and not cacheable({"temperature": 0.7}, on)
+        assert not cacheable({"temperature": 0, "n": 2}, on) and not cacheable({"temperature": 0, "tools": [{}]}, on)

@@ -73,6 +73,7 @@ def test_render_names_the_figures():
 def test_since_accepts_durations_and_dates():
     assert parse_since("2h", now_s=10_000) == (10_000 - 7_200) * 1000
     assert parse_since("2026-11-23T00:00") == 1_795_392_000_000
+    assert parse_since("99999999999d") == 0 and parse_since("1900-01-01") == 0  # before the epoch: everything
     with pytest.raises(ValueError, match="duration back from now"):
         parse_since("yesterday")
 
