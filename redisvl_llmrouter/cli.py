@@ -225,6 +225,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
     from redisvl_llmrouter.learning.records import read_records
 
     records = list(read_records(args.datasets))
+    if not records:  # as eval says: an empty file is more likely a mistake than an intention
+        raise ConfigError(f"{', '.join(args.datasets)}: no outcome rows to learn")
     model_map = dict(_pairs(args.map, "--map", "DATA_MODEL=MODEL"))
     try:  # a router already in Redis ...
         router = SemanticRouter.from_existing(args.name or args.router, redis_url=args.redis_url)

@@ -1051,6 +1051,8 @@ class RouterCore:
         replaces its outcomes instead of adding a second row. Unknown models are refused before
         anything is written.
         """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidFeedbackError(f"batch_size must be a whole number, 1 or more, got {batch_size!r}")
         records = [r.renamed(model_map or {}) for r in records]
         self._check_models(m for r in records for m in r.outcomes)
         if vectors is not None and len(vectors) != len(records):
@@ -1286,6 +1288,12 @@ class RouterCore:
         the row's text and ``output_tokens``, else what similar requests cost), and the knob is
         set where the goal is met (:func:`redisvl_llmrouter.learning.calibration.solve`).
         """
+        if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
+            raise ConfigError(f"sample must be a whole number of rows, 1 or more, got {sample!r}")
+        if output_tokens is not None and (
+            isinstance(output_tokens, bool) or not isinstance(output_tokens, int) or output_tokens < 1
+        ):
+            raise ConfigError(f"output_tokens must be a whole number, 1 or more, got {output_tokens!r}")
         rows = yield from self.store.sample_rows(sample)
         if not rows:
             raise ConfigError(f"Router {self.name!r} has no outcomes to calibrate on; learn() some first.")

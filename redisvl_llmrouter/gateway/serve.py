@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import tempfile
+import threading
+import time
 from typing import Any
 
 from redisvl_llmrouter.gateway.config import GatewayConfig
 
 __all__ = ["serve", "worker_config"]
+
+logger = logging.getLogger(__name__)
 
 
 def worker_config(config: GatewayConfig) -> str:
@@ -33,6 +38,27 @@ def worker_config(config: GatewayConfig) -> str:
         return value
 
     return json.dumps(reveal(config.model_dump(mode="python")))
+
+
+def _keep_embedded_redis(every_s: float = 1.0) -> None:
+    """Start the embedded Redis again, on the same port, whenever it has died (this parent owns it).
+
+    A library process does this on its next router; a server makes no new routers, so without this
+    one killed ``redis-server`` would leave every worker answering 503 for good. Without a data
+    directory the new server starts empty, and the routers rebuild themselves on their next call."""
+    from redisvl_llmrouter.embedded import get_embedded_redis
+
+    current = get_embedded_redis()
+    while True:
+        time.sleep(every_s)
+        try:
+            server = get_embedded_redis()  # the same object while it runs; a new server if it had died
+        except Exception as exc:  # keep trying: the port may be free again next time
+            logger.warning("the embedded Redis is down and could not be restarted: %s", exc)
+            continue
+        if server is not current:
+            logger.warning("the embedded Redis had stopped: started again on port %s", server.port)
+            current = server
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -56,8 +82,11 @@ def serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
 
+    embedded = not (args.redis_url or os.environ.get("REDIS_URL"))
     url = connection.resolve_url(args.redis_url)  # starts the embedded Redis here, for every worker
     os.environ["REDIS_URL"] = url
+    if embedded:
+        threading.Thread(target=_keep_embedded_redis, name="llmrouter-embedded-redis", daemon=True).start()
     try:  # load (or attach to) the router once, so the workers only attach
         router = SemanticRouter.from_existing(config.router_name or config.router, redis_url=url)
     except ConfigError:

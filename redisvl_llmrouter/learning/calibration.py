@@ -18,6 +18,7 @@ same request), so each goal has a well-defined answer found on a fine grid of ``
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,6 +125,17 @@ def solve(
     if len(given) != 1:
         raise ValueError("Give exactly one goal: budget, strong_share or quality.")
     goal = given[0]
+    value = goals[goal]
+    bounded = goal != "budget"  # a share and a quality are fractions; a budget is any USD amount
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+        or (bounded and value > 1)
+    ):
+        expected = "a number from 0 to 1" if bounded else "a number of USD per request, 0 or more"
+        raise ValueError(f"{goal} must be {expected}, got {value!r}")
     with np.errstate(invalid="ignore"):
         top = np.nanmax(cost_hat) if np.any(~np.isnan(cost_hat)) else 0.0
     points = sweep(quality_hat, cost_hat, cost=np.where(np.isnan(cost_hat), top, cost_hat), grid=grid)

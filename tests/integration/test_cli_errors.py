@@ -81,6 +81,7 @@ BAD_INPUTS = {
     "route without text": (["route"], "the following arguments are required: text"),
     "learn on a directory": (["learn", "a-directory", "--router", "default"], "is a directory"),
     "learn without --router": (["learn", "good.jsonl"], "required: --router"),
+    "learn on an empty file": (["learn", "empty.jsonl", "--router", "default"], "empty.jsonl: no outcome rows"),
     "serve --workers 0": (["serve", "--workers", "0"], "--workers: must be at least 1"),
     "an unknown config": (["info", "--config", "no-such-config"], "No pretrained config named 'no-such-config'"),
     "report on the embedded Redis": (["report"], "no Redis is configured: this command would start a new, empty"),

@@ -8,7 +8,10 @@ makes a model fail uses model names of its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import re
 import time
 import uuid
 
@@ -16,7 +19,7 @@ import httpx
 import openai
 import pytest
 import redis
-from gateway_support import gateway, upstream
+from gateway_support import LLMROUTER, free_port, gateway, launch, output, stop, upstream, wait_ready
 
 from redisvl_llmrouter import ModelCatalog, ModelSpec, Route, SemanticRouter
 
@@ -356,6 +359,34 @@ def test_a_stream_broken_midway_ends_in_band_is_counted_and_trips_the_breaker(re
     errors = [line for line in metrics.splitlines() if line.startswith("llmrouter_requests_total{") and model in line]
     assert errors and all('status="error"' in line and 'route="passthrough"' in line for line in errors)
     assert float(errors[0].rsplit(" ", 1)[1]) == 2.0
+
+
+def test_a_gateway_on_the_embedded_redis_starts_it_again_when_it_dies(local_upstream):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "LLMROUTER_DATA_DIR")}
+    proc = launch([LLMROUTER, "serve", "--port", str(port), "--upstream", local_upstream.url], env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(f"{base}/health", proc)
+        redis_port = int(re.search(r"Redis 127\.0\.0\.1:(\d+)", output(proc)).group(1))
+        first = redis.Redis(port=redis_port).info("server")["run_id"]
+        with contextlib.suppress(redis.ConnectionError):  # the server is gone before it can answer
+            redis.Redis(port=redis_port).shutdown(nosave=True)
+
+        def server_id() -> str | None:
+            with contextlib.suppress(redis.ConnectionError):
+                return str(redis.Redis(port=redis_port).info("server")["run_id"])
+            return None
+
+        assert wait_for(lambda: server_id() not in (None, first), True)  # a new server on the same port
+        healthy = lambda: httpx.get(f"{base}/health", timeout=5).status_code  # noqa: E731
+        assert wait_for(healthy, 200) == 200
+        with openai.OpenAI(base_url=f"{base}/v1", api_key="none", max_retries=0) as c:
+            answer = c.chat.completions.create(model="auto", messages=ask("prove there are infinitely many primes"))
+        assert answer.model == "anthropic/claude-opus-4-5"  # the router rebuilt itself on the new server
+        assert "started again on port" in output(proc)
+    finally:
+        stop(proc)
 
 
 def test_every_request_ends_answered_or_with_a_clear_error_and_the_counts_add_up(redis_url, local_upstream, tmp_path):

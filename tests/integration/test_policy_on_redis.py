@@ -11,6 +11,7 @@ import textwrap
 import pytest
 
 from redisvl_llmrouter import (
+    ConfigError,
     InvalidQueryError,
     LearningConfig,
     ModelCatalog,
@@ -161,3 +162,6 @@ def test_calibration_sets_the_knob_for_each_goal_and_persists_it(api, name, tabl
     assert router.routing_config.cost_weight == pytest.approx(generous.cost_weight)  # apply=False left it
     with pytest.raises(ValueError, match="cheapest setting costs"):
         router.calibrate(budget=1e-9)
+    for bad in ({"sample": -5}, {"sample": 0}, {"output_tokens": -1}, {"strong_share": 2}):
+        with pytest.raises(ConfigError, match="must be"):
+            router.calibrate(**({"budget": 0.01} | bad if "strong_share" not in bad else bad))

@@ -45,3 +45,14 @@ def test_solve_refuses_unreachable_or_ambiguous_goals():
         solve(QUALITY, COST, ["weak", "strong"], budget=0.01)
     with pytest.raises(ValueError, match="exactly one goal"):
         solve(QUALITY, COST, ["weak", "strong"], budget=1.0, quality_target=0.5)
+
+
+@pytest.mark.parametrize(
+    "goal",
+    [{"budget": -1.0}, {"budget": "cheap"}, {"budget": float("inf")}, {"strong_share": 1.5}, {"quality_target": -0.1},
+     {"quality_target": float("nan")}, {"strong_share": True}],
+)  # fmt: skip
+def test_solve_refuses_a_goal_out_of_its_range_by_name(goal):
+    (name,) = goal
+    with pytest.raises(ValueError, match=f"{name.removesuffix('_target')} must be a number"):
+        solve(QUALITY, COST, ["weak", "strong"], **goal)
