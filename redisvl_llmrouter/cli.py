@@ -221,7 +221,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from redisvl_llmrouter import SemanticRouter
-    from redisvl_llmrouter.errors import ConfigError
+    from redisvl_llmrouter.errors import ConfigError, UnknownModelError
     from redisvl_llmrouter.learning.records import read_records
 
     records = list(read_records(args.datasets))
@@ -241,6 +241,15 @@ def cmd_learn(args: argparse.Namespace) -> int:
         new = [ModelSpec(name=m) for m in sorted(seen) if m not in router.models]
         if new:
             router.update_catalog(router.catalog.with_models(new))
+    unknown = sorted({model_map.get(m, m) for r in records for m in r.outcomes} - set(router.models))
+    if unknown:
+        if origin == "created":  # nothing will be learned: leave no half-made router behind
+            router.delete()
+        raise UnknownModelError(
+            f"Router {router.name!r} does not know the model(s) {unknown[:5]}"
+            f"{f' and {len(unknown) - 5} more' if len(unknown) > 5 else ''}. Name each dataset model's catalog "
+            "model with --map DATA_MODEL=MODEL, or add them to the catalog with --add-models."
+        )
     with tqdm(total=len(records), desc="learning", unit="prompt", file=sys.stderr) as bar:
         report = router.learn(records, model_map=model_map, progress=bar.update)
     info = router.memory_info()

@@ -104,6 +104,17 @@ def test_a_report_on_a_router_no_gateway_served_says_so(files, redis_url):
     )
 
 
+def test_learning_unknown_models_names_the_options_and_leaves_no_new_router(files, redis_url):
+    import redis
+
+    path = files / "unknown-models.jsonl"
+    path.write_text(json.dumps({"prompt": "hi", "outcomes": {"gpt-9": {"quality": 1.0}}}) + "\n")
+    result = run(["learn", path.name, "--router", "default", "--name", "cli-unknown-models"], files, redis_url)
+    assert_one_line_error(result, "--map DATA_MODEL=MODEL, or add them to the catalog with --add-models")
+    assert "gpt-9" in result.stderr
+    assert not redis.Redis.from_url(redis_url).exists("cli-unknown-models:route_config")
+
+
 def test_an_unsupported_plot_format_fails_before_any_routing(files):
     # With an unreachable Redis, a check made after routing would report "Cannot reach Redis" instead.
     result = run(["eval", "good.jsonl", "--plot", "x.txt"], files, redis_url=DEAD_REDIS)
