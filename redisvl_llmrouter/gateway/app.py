@@ -123,6 +123,8 @@ async def _json_body(request: Request) -> dict[str, Any]:
         body = json.loads(raw or b"null", parse_constant=_no_constant)  # NaN and Infinity are not JSON
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequestError("The request body is nested too deeply.") from None
     if not isinstance(body, dict):
         raise InvalidRequestError("The request body must be a JSON object.")
     return body
@@ -190,7 +192,8 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = "invalid_request_error" if exc.status_code < 500 else "api_error"
-        return _error(exc.status_code, str(exc.detail), kind, None)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, str(exc.detail), kind, code, dict(exc.headers or {}) or None)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

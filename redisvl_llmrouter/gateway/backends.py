@@ -18,6 +18,8 @@ Keys come from the upstream's config or environment and never appear in errors o
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable
@@ -184,7 +186,13 @@ class OpenAIBackend:
             raise upstream_error(exc, call.model) from None
 
     def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
-        return _chunks(self._client.chat.completions.create(**_streaming(self._kwargs(call))), call.model)
+        kwargs = _streaming(self._kwargs(call))
+        # Parameters the SDK has no argument for (a provider's top_k, say) go in the body as given,
+        # as a completion's plain POST sends them, instead of failing the SDK's call.
+        extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in _sdk_arguments()}
+        if extra:
+            kwargs["extra_body"] = extra
+        return _chunks(self._client.chat.completions.create(**kwargs), call.model)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -256,6 +264,14 @@ def _http_client(timeout_s: float) -> Any:
 
         limits = httpx.Limits(max_connections=512, max_keepalive_connections=128)
         return httpx.AsyncClient(limits=limits, timeout=timeout_s)
+
+
+@functools.cache
+def _sdk_arguments() -> frozenset[str]:
+    """The keyword arguments of the ``openai`` SDK's ``chat.completions.create``."""
+    from openai.resources.chat.completions import AsyncCompletions
+
+    return frozenset(inspect.signature(AsyncCompletions.create).parameters) - {"self"}
 
 
 def _streaming(kwargs: dict[str, Any]) -> dict[str, Any]:

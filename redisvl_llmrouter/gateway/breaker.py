@@ -98,7 +98,9 @@ else
     end
   end
 end
-redis.call('HSET', k, 'state', state, 'failures', f, 'successes', s, 'opened_ms', opened)
+-- The cooldown is kept with the state so readers without the gateway's config (the report) can tell
+-- an open breaker from a half-open one.
+redis.call('HSET', k, 'state', state, 'failures', f, 'successes', s, 'opened_ms', opened, 'cooldown_ms', cool)
 return state
 """
 
@@ -111,7 +113,14 @@ def record_args(
 
 
 def read_commands(models: Sequence[str]) -> list[tuple[Any, ...]]:
-    return [("HMGET", key(m), "state", "failures", "successes", "opened_ms", "trips") for m in models]
+    return [("HMGET", key(m), "state", "failures", "successes", "opened_ms", "trips", "cooldown_ms") for m in models]
+
+
+def stored_cooldown_ms(reply: Sequence[Any] | None) -> int | None:
+    """The cooldown the last writer used (from a :func:`read_commands` reply), if stored."""
+    values = list(reply or [])
+    value = values[5] if len(values) > 5 else None
+    return None if value is None else int(as_text(value))
 
 
 def parse(reply: Sequence[Any] | None) -> BreakerState:

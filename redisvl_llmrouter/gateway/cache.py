@@ -18,7 +18,8 @@ sit well within any useful threshold. Only deterministic requests are cached: ``
 set at or below ``max_temperature`` (default 0), one choice, no tools. Clients can bypass it per
 request. Entries expire after ``ttl_s``. The index and keys live under ``llmrouter:cache`` (a
 prefix no router can take). A cache that fails (Redis restarted empty, say) costs its hit rate,
-never the request: the lookup counts as a miss and the index is created again.
+never the request: it is served uncached (``x-llmrouter-cache: bypass``) and the index is created
+again.
 """
 
 from __future__ import annotations

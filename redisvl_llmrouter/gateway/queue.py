@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from redisvl_llmrouter.errors import InvalidRequestError, QueueFullError
@@ -49,8 +49,16 @@ class _Waiter:
 class ModelQueue:
     """Admission for one model in one process (see the module docstring)."""
 
-    def __init__(self, model: str, concurrency: int, depth: int, wait_timeout_s: float) -> None:
+    def __init__(
+        self,
+        model: str,
+        concurrency: int,
+        depth: int,
+        wait_timeout_s: float,
+        on_change: Callable[[ModelQueue], None] | None = None,
+    ) -> None:
         self.model = model
+        self.on_change = on_change
         self.concurrency = concurrency
         self.depth = depth
         self.wait_timeout_s = wait_timeout_s
@@ -66,8 +74,18 @@ class ModelQueue:
     def _full(self, message: str) -> QueueFullError:
         return QueueFullError(f"{message} (model {self.model!r})", retry_after=RETRY_AFTER_S)
 
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self)
+
     async def acquire(self, rank: int) -> None:
         """Wait for a slot; raises ``QueueFullError`` when refused, shed or kept waiting too long."""
+        try:
+            await self._acquire(rank)
+        finally:
+            self._changed()
+
+    async def _acquire(self, rank: int) -> None:
         if self.active < self.concurrency and not self.waiting:
             self.active += 1
             return
@@ -83,7 +101,16 @@ class ModelQueue:
             self.shed += 1
         waiter = _Waiter(rank, next(self._seq), asyncio.get_running_loop().create_future())
         heapq.heappush(self._waiters, waiter)
-        done, _ = await asyncio.wait({waiter.future}, timeout=self.wait_timeout_s)
+        self._changed()
+        try:
+            done, _ = await asyncio.wait({waiter.future}, timeout=self.wait_timeout_s)
+        except asyncio.CancelledError:  # the caller gave up while waiting
+            handed = waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is None
+            if handed:  # the slot had just been passed to it: pass it on, or it is lost for good
+                self.release()
+            else:
+                waiter.future.cancel()
+            raise
         if not done:
             waiter.future.cancel()  # release() skips it; the slot was never handed over
             raise self._full(f"Waited more than {self.wait_timeout_s:g} s for a free slot")
@@ -91,18 +118,30 @@ class ModelQueue:
 
     def release(self) -> None:
         """Free a slot: it passes straight to the best waiter, if any."""
-        while self._waiters:
-            waiter = heapq.heappop(self._waiters)
-            if not waiter.future.done():
-                waiter.future.set_result(None)  # the slot moves to the waiter; ``active`` is unchanged
-                return
-        self.active -= 1
+        try:
+            while self._waiters:
+                waiter = heapq.heappop(self._waiters)
+                if not waiter.future.done():
+                    waiter.future.set_result(None)  # the slot moves to the waiter; ``active`` is unchanged
+                    return
+            self.active -= 1
+        finally:
+            self._changed()
 
 
 class Queues:
     """The per-model queues of one gateway process."""
 
-    def __init__(self, default_concurrency: int, depth: int, wait_timeout_s: float, limits: dict[str, int]) -> None:
+    def __init__(
+        self,
+        default_concurrency: int,
+        depth: int,
+        wait_timeout_s: float,
+        limits: dict[str, int],
+        on_change: Callable[[ModelQueue], None] | None = None,
+    ) -> None:
+        """``on_change`` is called with a queue whenever its active or waiting count may have changed."""
+        self.on_change = on_change
         self.default_concurrency = default_concurrency
         self.depth = depth
         self.wait_timeout_s = wait_timeout_s
@@ -113,7 +152,7 @@ class Queues:
         queue = self._queues.get(model)
         if queue is None:
             limit = self.limits.get(model) or self.default_concurrency
-            queue = self._queues[model] = ModelQueue(model, limit, self.depth, self.wait_timeout_s)
+            queue = self._queues[model] = ModelQueue(model, limit, self.depth, self.wait_timeout_s, self.on_change)
         return queue
 
     @contextlib.asynccontextmanager

@@ -53,7 +53,7 @@ from redisvl_llmrouter.gateway.accounting import Usage, baseline_model, cost_of,
 from redisvl_llmrouter.gateway.backends import Backend, Call, LiteLLMBackend, OpenAIBackend
 from redisvl_llmrouter.gateway.cache import ResponseCache, cacheable, scope_of
 from redisvl_llmrouter.gateway.config import PROVIDERS, GatewayConfig, Upstream
-from redisvl_llmrouter.gateway.queue import Queues, priority_rank
+from redisvl_llmrouter.gateway.queue import PRIORITIES, ModelQueue, Queues, priority_rank
 from redisvl_llmrouter.observability import decisions, report
 from redisvl_llmrouter.observability.metrics import BREAKER_VALUES, Metrics
 from redisvl_llmrouter.observability.report import Report
@@ -71,6 +71,7 @@ T = TypeVar("T")
 #: Parameters the gateway understands itself and does not pass to the provider.
 #: The longest per-request ``timeout`` accepted (a day): beyond it the event loop's clock overflows.
 MAX_TIMEOUT_S = 86_400
+PRIORITY_NAMES = {rank: name for name, rank in PRIORITIES.items()}
 OWN_PARAMS = {"priority", "strategy", "constraints", "cache", "timeout"}
 #: Seconds a provider call may take unless the request or the upstream says less.
 DEFAULT_TIMEOUT_S = 60.0
@@ -89,6 +90,7 @@ class Outcome:
 
     request_id: str
     requested: str
+    priority: str = "normal"
     model: str | None = None
     route: str | None = None
     strategy: str | None = None
@@ -183,7 +185,9 @@ class Gateway:
         self._custom_backends = dict(backends or {})
         self._backends: dict[str, Backend] = {}
         limits = {m.name: m.max_concurrency for m in router.catalog if m.max_concurrency}
-        self.queues = Queues(config.queue.concurrency, config.queue.depth, config.queue.wait_timeout_s, limits)
+        self.queues = Queues(
+            config.queue.concurrency, config.queue.depth, config.queue.wait_timeout_s, limits, self._queue_changed
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._cache_repair: asyncio.Future[Any] | None = None
         self._baseline = baseline_model(router._core.effective_catalog(), config.baseline_model)
@@ -244,7 +248,8 @@ class Gateway:
         """Answer a chat request (see the module docstring); ``params`` are OpenAI parameters passed on."""
         started = time.perf_counter()
         request = self._request(messages, model, priority, strategy, constraints, cache, tenant, timeout, params)
-        outcome = Outcome(request_id=new_request_id(), requested=request.requested)
+        priority_name = PRIORITY_NAMES[request.rank]
+        outcome = Outcome(request_id=new_request_id(), requested=request.requested, priority=priority_name)
         vector: list[float] | None = None
         scope = ""
         if request.cache_allowed and self.cache is not None:
@@ -282,7 +287,12 @@ class Gateway:
         options = RouteOptions(**{**request.options.__dict__, "unavailable": unavailable, "record": False})
         match = await self._route(request.text, options)
         self._log(
-            {"type": "route", "request_id": match.request_id, "requested": "auto", **_decision_fields(match)},
+            {
+                "type": "route",
+                "request_id": match.request_id,
+                "requested": "auto",
+                **_decision_fields(match, self.router.name),
+            },
             request.text,
         )
         return match
@@ -401,6 +411,8 @@ class Gateway:
             raise InvalidRequestError(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT_S}], got {timeout!r}")
         if cache is not None and not isinstance(cache, bool):
             raise InvalidRequestError(f"cache must be true or false, got {cache!r}")
+        if params.get("stream_options") is not None and not isinstance(params["stream_options"], Mapping):
+            raise InvalidRequestError(f"stream_options must be an object, got {params['stream_options']!r}")
         prompt_tokens = estimate_tokens(prompt_text(messages) or text)
         clean = {k: v for k, v in params.items() if k not in OWN_PARAMS and v is not None}
         if target is None or strategy is not None or constraints is not None:
@@ -491,7 +503,9 @@ class Gateway:
         try:
             match = await self._route(request.text, options)
         except NoEligibleModelError as exc:
-            raise InvalidRequestError(str(exc)) from None
+            error = InvalidRequestError(str(exc))
+            error.code = "no_eligible_model"  # as /v1/route names it
+            raise error from None
         decision = match.decision
         if decision is None or decision.model is None:
             raise ModelNotFoundError(
@@ -604,7 +618,11 @@ class Gateway:
                 | ({"retry_after": exc.retry_after} if exc.retry_after is not None else {})
             )
             self.metrics.child(self.metrics.errors, model=model, reason=exc.reason).inc()
-            self._record_call(model, False, latency, outcome.request_id)
+            # A request the provider refused as malformed (a 4xx other than 401, 403, 408, 409 and 429)
+            # says nothing about the model's health: it must not open the breaker for everyone.
+            faulty = not (exc.upstream_status is not None and 400 <= exc.upstream_status < 500
+                          and exc.upstream_status not in (401, 403, 408, 409, 429))  # fmt: skip
+            self._record_call(model, False, latency, outcome.request_id, breaker_too=faulty)
             raise
         latency = (time.perf_counter() - started) * 1000
         outcome.attempts.append({"model": model, "status": 200, "latency_ms": round(latency, 3)})
@@ -614,8 +632,16 @@ class Gateway:
 
     def _failure(self, outcome: Outcome, queue_errors: list[QueueFullError]) -> GatewayError:
         tried = [a for a in outcome.attempts if a.get("model")]
+        if outcome.model is None and tried:  # logged and counted under the model chosen first
+            outcome.model = tried[0]["model"]
+        error: GatewayError
         if tried and all(a.get("status") == 429 and a.get("error") == "queue full" for a in tried) and queue_errors:
-            return queue_errors[-1]
+            error = queue_errors[-1]
+            self._log({"type": "completion", **self._entry(outcome), "status": "error", "error": error.code}, None)
+            self.metrics.child(
+                self.metrics.requests, model=str(outcome.model), route=_route_label(outcome), status="error"
+            ).inc()
+            return error
         summary = "; ".join(
             f"{a['model']}: {a.get('error')}" + (f" ({a['status']})" if a.get("status") else "") for a in tried
         )
@@ -624,6 +650,9 @@ class Gateway:
         # Every model refused the request itself (a 4xx other than 429): the client's error, not ours.
         # (401, 403 and 407 are the upstream refusing the gateway's credentials: a 502, never the client's 401.)
         if statuses and all(isinstance(s, int) and 400 <= s < 500 and s not in (401, 403, 407, 429) for s in statuses):
+            error = AllModelsFailedError(  # the provider's own words tell the client what to fix
+                "The request was refused: " + "; ".join(str(a.get("message") or a["model"]) for a in tried), tried
+            )
             error.status, error.kind, error.code = min(statuses), "invalid_request_error", "upstream_rejected"  # type: ignore[type-var]
         elif statuses and all(s == 429 for s in statuses):  # every model is rate-limited: the client may come back
             waits = [a["retry_after"] for a in tried if a.get("retry_after") is not None]
@@ -666,6 +695,9 @@ class Gateway:
             except (UpstreamError, StopAsyncIteration):
                 await stack.aclose()
                 continue
+            except BaseException:  # anything else (a cancellation, a bug): never keep the slot
+                await stack.aclose()
+                raise
             outcome.model = model
             return StreamedCompletion(
                 outcome, self._relay(request, outcome, chunks, first, stack, started, vector, scope)
@@ -815,6 +847,7 @@ class Gateway:
         return {
             "request_id": outcome.request_id,
             "requested": outcome.requested,
+            "priority": outcome.priority,
             "router": self.router.name,
             "route": outcome.route,
             "model": outcome.model,
@@ -872,6 +905,11 @@ class Gateway:
             await self.cache.store(text, vector, scope, body)
         except Exception as exc:
             self._cache_failed(exc)
+
+    def _queue_changed(self, queue: ModelQueue) -> None:
+        """Keep this process's queue gauges current (with several workers, /metrics sums every worker's)."""
+        self.metrics.child(self.metrics.queue_depth, model=queue.model).set(queue.waiting)
+        self.metrics.child(self.metrics.queue_active, model=queue.model).set(queue.active)
 
     def _cache_failed(self, exc: BaseException) -> None:
         """Log a failed cache lookup or store and, once at a time, create the index again if it is gone."""
@@ -990,10 +1028,10 @@ def _pairs(reply: Any) -> list[tuple[Any, Any]]:
     return [(flat[i], flat[i + 1]) for i in range(0, len(flat) - 1, 2)]
 
 
-def _decision_fields(match: RouteMatch) -> dict[str, Any]:
+def _decision_fields(match: RouteMatch, router: str) -> dict[str, Any]:
     decision = match.decision
     return {
-        "router": None,
+        "router": router,
         "route": match.name,
         "model": match.model,
         "strategy": decision.strategy.value if decision else None,

@@ -59,7 +59,8 @@ class Metrics:
         self.queue_depth = Gauge("llmrouter_queue_depth", "Requests waiting", ["model"], registry=r, **gauge_mode)
         self.queue_active = Gauge("llmrouter_queue_active", "Calls in progress", ["model"], registry=r, **gauge_mode)
         self.shed = Counter("llmrouter_queue_shed", "Requests refused or shed by a full queue", ["model"], registry=r)
-        breaker_mode: dict[str, Any] = {"multiprocess_mode": "max"} if multiprocess else {}
+        # Every process reads the breakers from Redis: the latest read is the truth, whichever worker made it.
+        breaker_mode: dict[str, Any] = {"multiprocess_mode": "livemostrecent"} if multiprocess else {}
         self.breaker = Gauge(
             "llmrouter_breaker_state", "0 closed, 1 half-open, 2 open", ["model"], registry=r, **breaker_mode
         )

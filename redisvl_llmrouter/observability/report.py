@@ -13,6 +13,8 @@ Definitions, so the numbers can be checked by hand:
 * *quality* is the mean of ``feedback`` entries, attributed to the route and model of the request they
   name (feedback on a request outside the window still counts under its model);
 * latency percentiles are over answered requests (cache hits included), nearest-rank;
+* *fallbacks* counts answered requests whose answer came from a fallback model (not the models a
+  failed request went through);
 * *breaker trips* come from the breakers' own counters in Redis (how often each opened, ever).
 """
 
@@ -126,8 +128,12 @@ def load(router: str, since_ms: int | None = None, limit: int | None = None, unt
         models = []
     if models:
         replies = yield Pipeline(tuple(breaker.read_commands(models)))
+        now_ms = int(time.time() * 1000)
         for model, reply in zip(models, replies, strict=True):
             state = breaker.parse(reply)
+            cooldown = breaker.stored_cooldown_ms(reply)
+            if cooldown is not None:  # an open breaker past its cooldown is half-open, as the gateways see it
+                state = breaker.state_at(state, now_ms, cooldown)
             breakers[model] = {"state": state.state, "trips": state.trips}
     return summarise(entries, router, since_ms, breakers, until_ms=until_ms)
 
@@ -175,7 +181,8 @@ class _Accumulator:
                 self.baseline += baseline
                 self.saving += baseline - cost
         self.cache += bool(entry.get("cache"))
-        self.fallbacks += int(_number(entry.get("fallbacks")) or 0)
+        if entry.get("status") != "error" and (_number(entry.get("fallbacks")) or 0) > 0:
+            self.fallbacks += 1
 
     def result(self) -> Breakdown:
         return Breakdown(

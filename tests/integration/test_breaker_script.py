@@ -45,3 +45,23 @@ def test_after_redis_forgets_its_scripts_the_batch_is_applied_once(redis_url):
     assert client.xlen(stream) == 1 and client.get(f"{stream}:n") == b"1"
     assert breaker.parse(client.execute_command(*breaker.read_commands([model])[0])).trips == 1
     client.delete(stream, f"{stream}:n", breaker.key(model))
+
+
+def test_the_report_shows_an_open_breaker_past_its_cooldown_as_half_open(redis_url):
+    """The report has no gateway config: the cooldown stored with the state tells it what the gateways see."""
+    import json
+    import time
+
+    from redisvl_llmrouter.observability import decisions, report
+    from redisvl_llmrouter.router import drive
+
+    client = redis.Redis.from_url(redis_url)
+    router, model = f"rep-{uuid.uuid4().hex[:8]}", f"test/{uuid.uuid4().hex[:8]}"
+    now = int(time.time() * 1000)
+    client.xadd(decisions.stream_key(router), {"d": json.dumps({"type": "completion", "ts": now, "model": model})})
+    sha = client.script_load(breaker.RECORD_SCRIPT)
+    client.evalsha(sha, *breaker.record_args(model, False, now - 5_000, 1, 1, 1_000))  # opened 5 s ago, 1 s cooldown
+    assert drive(report.load(router), client).breakers[model] == {"state": "half_open", "trips": 1}
+    client.evalsha(sha, *breaker.record_args(model, False, now, 1, 1, 1_000))  # a failure half-open: open again
+    assert drive(report.load(router), client).breakers[model] == {"state": "open", "trips": 2}
+    client.delete(decisions.stream_key(router), breaker.key(model))

@@ -161,6 +161,16 @@ def test_a_concrete_model_passes_through(client, local_upstream):
         ('{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "constraints": [1]}', 400, "mapping"),
         ('{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "stream": "false"}', 400, "stream"),
         ('{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "tenant": "x"}', 400, "tenant"),
+        (
+            '{"model": "auto", "stream": true, "stream_options": "yes", "messages": [{"role": "user", "content": "hi"}]}',
+            400,
+            "stream_options",
+        ),
+        (
+            '{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "x": ' + "[" * 5000 + "]" * 5000 + "}",
+            400,
+            "nested too deeply",
+        ),
     ],
 )
 def test_malformed_requests_get_openai_style_4xx(server, body, status, fragment):
@@ -169,6 +179,26 @@ def test_malformed_requests_get_openai_style_4xx(server, body, status, fragment)
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
     assert fragment in error["message"]
+
+
+def test_error_codes_name_the_error_on_every_path(server):
+    assert server.get("/v1/nowhere").json()["error"]["code"] == "not_found"
+    wrong = server.get("/v1/chat/completions")
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+    assert "POST" in wrong.headers["allow"]
+    body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "constraints": {"max_cost": 0}}
+    assert server.post("/v1/chat/completions", json=body).json()["error"]["code"] == "no_eligible_model"
+
+
+def test_a_stream_passes_parameters_the_sdk_does_not_know_and_holds_no_slot(client, server):
+    chunks = list(
+        client.chat.completions.create(
+            model="openai/gpt-4.1-nano", messages=ask("hi there"), stream=True, extra_body={"top_k": 3}
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "[openai/gpt-4.1-nano] hi there"
+    model = server.get("/stats").json()["models"]["openai/gpt-4.1-nano"]
+    assert model["queue_active"] == 0 and model["in_flight"] == 0
 
 
 def test_the_openai_client_raises_its_own_error_types(client):
@@ -330,6 +360,25 @@ def test_upstream_refusals_of_the_gateway_are_502_and_rate_limits_everywhere_are
             assert int(limited.value.response.headers["retry-after"]) >= 1
 
 
+def test_a_request_the_upstream_refuses_is_the_clients_error_and_never_opens_the_breaker(
+    redis_url, local_upstream, tmp_path
+):
+    model = f"rj{uuid.uuid4().hex[:6]}/strict"
+    local_upstream.control(model=model, fail=4, status=400)
+    store = redis.Redis.from_url(redis_url)
+    settings = {"breaker": {"failures": 2}, "retry": {"attempts": 1}}
+    with gateway(redis_url, local_upstream.url, tmp_path, settings) as srv:
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+            for _ in range(4):
+                with pytest.raises(openai.BadRequestError) as refused:
+                    c.chat.completions.create(model=model, messages=ask("hi"))
+                assert refused.value.body["code"] == "upstream_rejected"
+                assert "injected failure" in refused.value.body["message"]  # the provider's own words
+            time.sleep(0.3)
+            assert store.hget(f"llmrouter:breaker:{{{model}}}", "state") in (None, b"closed")
+            assert c.chat.completions.create(model=model, messages=ask("hi")).model == model
+
+
 def test_an_answer_without_choices_is_not_passed_on_but_retried(redis_url, local_upstream, tmp_path):
     model = f"nc{uuid.uuid4().hex[:6]}/sloppy"
     local_upstream.control(model=model, no_choices=1)
@@ -459,8 +508,18 @@ def test_a_full_queue_answers_429_with_retry_after_and_critical_requests_go_firs
                 return {"results": results, "order": finished}
 
         out = asyncio.run(run())
+        time.sleep(0.3)  # the log is written just after each answer
+        metrics = srv.get("/metrics").text
     assert out["results"].count("429") == 2  # low-3 refused (queue full), then low-2 shed by the critical one
     assert out["order"][:2] == ["first", "critical"]
+    counted = {  # refusals are requests too: counted as errors, as in the decisions log
+        line.rsplit(" ", 1)[0].split('status="')[1].rstrip('"}'): float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("llmrouter_requests_total{") and model in line
+    }
+    assert counted == {"ok": 3.0, "error": 2.0}
+    shed = [line for line in metrics.splitlines() if line.startswith("llmrouter_queue_depth{") and model in line]
+    assert shed and float(shed[0].rsplit(" ", 1)[1]) == 0.0  # the gauges follow the queue, not only scrapes
 
 
 def test_the_semantic_cache_answers_repeats_without_calling_and_never_crosses_scopes(

@@ -112,6 +112,27 @@ class TestPriorityQueue:
 
         assert asyncio.run(scenario()).retry_after == 1.0
 
+    @pytest.mark.parametrize("when", ["while waiting", "just after the slot was handed over"])
+    def test_a_waiter_cancelled_never_takes_a_slot_with_it(self, when):
+        async def scenario() -> tuple[int, int]:
+            queue = ModelQueue("m", concurrency=1, depth=5, wait_timeout_s=5)
+            await queue.acquire(0)
+            waiter = asyncio.create_task(queue.acquire(0))
+            await asyncio.sleep(0)
+            if when == "while waiting":
+                waiter.cancel()
+                await asyncio.sleep(0)
+                queue.release()
+            else:
+                queue.release()  # hands the slot to the waiter, which is cancelled before it runs
+                waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            await asyncio.wait_for(queue.acquire(0), timeout=1)  # the slot is free for the next caller
+            return queue.active, queue.waiting
+
+        assert asyncio.run(scenario()) == (1, 0)
+
 
 class TestAccounting:
     CATALOG = ModelCatalog(

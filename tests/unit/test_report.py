@@ -16,7 +16,9 @@ ENTRIES = [
     completion(1_000, "simple", "cheap", 0.001, 0.010, request_id="r1", latency_ms=5.0),
     completion(2_000, "simple", "cheap", 0.001, 0.010, request_id="r2", latency_ms=7.0, cache=True),
     completion(3_000, "expert", "dear", 0.010, 0.010, request_id="r3", latency_ms=100.0, fallbacks=1),
-    completion(4_000, "expert", "dear", None, None, status="error", error="all_models_failed", latency_ms=3.0),
+    completion(
+        4_000, "expert", "dear", None, None, status="error", error="all_models_failed", latency_ms=3.0, fallbacks=2
+    ),  # a failed request went through fallbacks: no answer came from one
     {"type": "feedback", "ts": 5_000, "request_id": "r1", "model": "cheap", "quality": 1.0},
     {"type": "feedback", "ts": 5_001, "request_id": "r3", "model": "dear", "quality": 0.5},
     {"type": "feedback", "ts": 5_002, "request_id": "gone", "model": "cheap", "quality": 0.0},
