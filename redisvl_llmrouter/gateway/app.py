@@ -243,6 +243,8 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
         tenant = authorise(request)
         body = await _json_body(request)
         messages = body.get("messages")
+        if messages is not None and "text" in body:
+            raise InvalidRequestError("Give 'messages' or 'text', not both.")
         if messages is None and isinstance(body.get("text"), str):
             messages = [{"role": "user", "content": body["text"]}]
         if messages is None:

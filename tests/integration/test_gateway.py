@@ -228,6 +228,8 @@ def test_models_health_route_and_metrics(server):
     assert server.get("/health").json() == {"status": "ok", "router": server.router, "redis": "ok"}
     decision = server.post("/v1/route", json={"text": "what is a normal resting heart rate?"}).json()
     assert decision["decision"]["floors"] == ["medical"] and decision["model"] != "openai/gpt-4.1-nano"
+    both = server.post("/v1/route", json={"text": "hi", "messages": [{"role": "user", "content": "hello"}]})
+    assert both.status_code == 400 and "not both" in both.json()["error"]["message"]
     metrics = server.get("/metrics").text
     for name in (
         "llmrouter_requests_total",
