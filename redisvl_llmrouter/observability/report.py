@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
+from redis.exceptions import ResponseError
 
 from redisvl_llmrouter.observability.decisions import parse_entries, stream_key
 from redisvl_llmrouter.ops import Command, Op, Pipeline
+from redisvl_llmrouter.search import config_key
 
 __all__ = ["Breakdown", "Report", "load", "parse_since", "plot", "read_command", "render", "summarise"]
 
@@ -115,12 +117,19 @@ def read_command(router: str, since_ms: int | None = None, limit: int | None = N
 
 
 def load(router: str, since_ms: int | None = None, limit: int | None = None, until_ms: int | None = None) -> Op[Report]:
-    """Read the log (and the breakers of the models in it) and summarise: one operation for every shell.
+    """Read the log (and the breakers of its models and of the router's own) and summarise: one
+    operation for every shell.
 
     ``limit`` keeps only the newest entries (the dashboard's refreshes stay cheap on a busy log).
+    The router's models that the log does not name are listed only when their breaker ever opened.
     """
     entries = parse_entries((yield Command(read_command(router, since_ms, limit))))
-    models = sorted({str(e["model"]) for e in entries if e.get("model")})
+    logged = {str(e["model"]) for e in entries if e.get("model")}
+    try:
+        raw = yield Command(("JSON.GET", config_key(router)))
+    except ResponseError:  # not a router's config (another application's key): only the log's models
+        raw = None
+    models = sorted(logged | _config_models(raw))
     breakers: dict[str, dict[str, Any]] = {}
     try:
         from redisvl_llmrouter.gateway import breaker
@@ -134,8 +143,29 @@ def load(router: str, since_ms: int | None = None, limit: int | None = None, unt
             cooldown = breaker.stored_cooldown_ms(reply)
             if cooldown is not None:  # an open breaker past its cooldown is half-open, as the gateways see it
                 state = breaker.state_at(state, now_ms, cooldown)
-            breakers[model] = {"state": state.state, "trips": state.trips}
+            if model in logged or state.trips or state.state != "closed":
+                breakers[model] = {"state": state.state, "trips": state.trips}
     return summarise(entries, router, since_ms, breakers, until_ms=until_ms)
+
+
+def _config_models(raw: Any) -> set[str]:
+    """The models a stored router config names (routes and catalog); none if it is absent or unreadable."""
+    import json
+
+    try:
+        data = json.loads(raw.decode() if isinstance(raw, bytes) else raw) if raw else {}
+    except (ValueError, UnicodeDecodeError):
+        return set()
+    if not isinstance(data, dict):
+        return set()
+    names: set[str] = set()
+    for route in data.get("routes") or []:
+        if isinstance(route, dict):
+            names.update(m for m in [route.get("model"), *(route.get("models") or [])] if isinstance(m, str))
+    catalog = data.get("catalog") if isinstance(data.get("catalog"), dict) else {}
+    specs = catalog.get("models") or []
+    names.update(m["name"] for m in specs if isinstance(m, dict) and isinstance(m.get("name"), str))
+    return names
 
 
 def _percentile(values: Sequence[float], q: float) -> float | None:

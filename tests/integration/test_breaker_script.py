@@ -65,3 +65,24 @@ def test_the_report_shows_an_open_breaker_past_its_cooldown_as_half_open(redis_u
     client.evalsha(sha, *breaker.record_args(model, False, now, 1, 1, 1_000))  # a failure half-open: open again
     assert drive(report.load(router), client).breakers[model] == {"state": "open", "trips": 2}
     client.delete(decisions.stream_key(router), breaker.key(model))
+
+
+def test_the_report_lists_a_tripped_breaker_of_the_routers_models_though_the_log_never_named_it(redis_url):
+    from redisvl_llmrouter import ModelCatalog, ModelSpec, Route, SemanticRouter
+    from redisvl_llmrouter.observability import report
+    from redisvl_llmrouter.router import drive
+
+    tag = uuid.uuid4().hex[:8]
+    quiet, tripped = f"test/{tag}-quiet", f"test/{tag}-tripped"
+    router = SemanticRouter(
+        name=f"rep-{tag}",
+        routes=[Route(name="chat", models=[quiet, tripped], references=["hello"], distance_threshold=2.0)],
+        catalog=ModelCatalog(models=[ModelSpec(name=quiet), ModelSpec(name=tripped)]),
+        redis_url=redis_url,
+    )
+    client = redis.Redis.from_url(redis_url)
+    client.evalsha(client.script_load(breaker.RECORD_SCRIPT), *breaker.record_args(tripped, False, 0, 1, 1, 1_000))
+    breakers = drive(report.load(router.name), client).breakers
+    assert breakers == {tripped: {"state": "half_open", "trips": 1}}  # the quiet model's closed breaker is noise
+    router.delete()
+    client.delete(breaker.key(tripped))
