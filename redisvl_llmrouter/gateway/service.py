@@ -256,7 +256,9 @@ class Gateway:
             vector = await self._vector(request.text)
             window = self._window(request.text)
             policy = [request.options.strategy, request.options.constraints.model_dump(exclude_none=True)]
-            scope = scope_of(request.requested, request.tenant, request.messages, request.params, policy, window)
+            # "auto" means this router's choice: the scope names the router, so routers never share answers.
+            target = request.target or f"router/{self.router.name}"
+            scope = scope_of(target, request.tenant, request.messages, request.params, policy, window)
             try:
                 hit = await self.cache.lookup(window, vector, scope)
             except Exception as exc:  # the cache is an optimisation: without it the request goes on
@@ -266,7 +268,14 @@ class Gateway:
                 self.metrics.child(self.metrics.cache, result=outcome.cache).inc()
                 if hit is not None:
                     return self._cached(request, outcome, hit, started, stream)
-        candidates = await self._decide(request, outcome)
+        try:
+            candidates = await self._decide(request, outcome)
+        except GatewayError as exc:  # refused before any call (open breakers, no eligible model): still a request
+            self._log({"type": "completion", **self._entry(outcome), "status": "error", "error": exc.code}, None)
+            self.metrics.child(
+                self.metrics.requests, model=outcome.model or "none", route=_route_label(outcome), status="error"
+            ).inc()
+            raise
         if stream:
             return await self._stream(request, outcome, candidates, started, vector, scope)
         body = await self._call_first(request, outcome, candidates)
@@ -285,7 +294,16 @@ class Gateway:
         request = self._request(messages, "auto", None, strategy, constraints, False, tenant, None, {})
         unavailable = await self._open_breakers()
         options = RouteOptions(**{**request.options.__dict__, "unavailable": unavailable, "record": False})
-        match = await self._route(request.text, options)
+        try:
+            match = await self._route(request.text, options)
+        except NoEligibleModelError:
+            if unavailable and set(self.models()) <= set(unavailable):
+                raise CircuitOpenError(
+                    "Every model's circuit breaker is open after repeated failures; retry after the cooldown "
+                    f"({self.config.breaker.cooldown_s:g} s).",
+                    retry_after=self.config.breaker.cooldown_s,
+                ) from None
+            raise
         self._log(
             {
                 "type": "route",
@@ -503,6 +521,12 @@ class Gateway:
         try:
             match = await self._route(request.text, options)
         except NoEligibleModelError as exc:
+            if unavailable and set(self.models()) <= set(unavailable):  # every breaker is open: come back later
+                raise CircuitOpenError(
+                    "Every model's circuit breaker is open after repeated failures; retry after the cooldown "
+                    f"({self.config.breaker.cooldown_s:g} s).",
+                    retry_after=self.config.breaker.cooldown_s,
+                ) from None
             error = InvalidRequestError(str(exc))
             error.code = "no_eligible_model"  # as /v1/route names it
             raise error from None

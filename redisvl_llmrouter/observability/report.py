@@ -11,7 +11,10 @@ Definitions, so the numbers can be checked by hand:
   would have cost on the dearest model (the "always use the most expensive model" bill), and *saving* is
   ``baseline - cost`` over the requests where both are known;
 * *quality* is the mean of ``feedback`` entries, attributed to the route and model of the request they
-  name (feedback on a request outside the window still counts under its model);
+  name (feedback on a request outside the window still counts under its model); repeated feedback on
+  one request and model counts once, the latest value, as in the outcome memory;
+* a request without a tier is reported under ``(passthrough)`` (a concrete model was asked for),
+  ``(cache)`` (a routed request answered from the cache) or ``(unmatched)``;
 * latency percentiles are over answered requests (cache hits included), nearest-rank;
 * *fallbacks* counts answered requests whose answer came from a fallback model (not the models a
   failed request went through);
@@ -231,6 +234,15 @@ class _Accumulator:
         )
 
 
+def _route_of(entry: Mapping[str, Any]) -> str:
+    """The tier a request is reported under: its route, else what kind of request it was."""
+    if entry.get("route"):
+        return str(entry["route"])
+    if entry.get("strategy") == "passthrough":
+        return "(passthrough)"
+    return "(cache)" if entry.get("cache") else "(unmatched)"
+
+
 def _bucket_seconds(first_ms: int, last_ms: int, buckets: int) -> int:
     """A round bucket width giving at most about ``buckets`` buckets over the span."""
     span_s = max(1.0, (last_ms - first_ms) / 1000)
@@ -257,14 +269,18 @@ def summarise(
     completions = [
         e for e in entries if e.get("type") == "completion" and (since_ms is None or int(e.get("ts") or 0) >= since_ms)
     ]
-    feedback = [e for e in entries if e.get("type") == "feedback"]
+    # Feedback is idempotent per request and model, as in the outcome memory: the latest report stands.
+    latest: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for e in sorted((e for e in entries if e.get("type") == "feedback"), key=lambda e: int(e.get("ts") or 0)):
+        latest[(str(e.get("request_id")), str(e.get("model")))] = e
+    feedback = list(latest.values())
     completions.sort(key=lambda e: int(e.get("ts") or 0))
 
     total, by_route, by_model = _Accumulator(), defaultdict(_Accumulator), defaultdict(_Accumulator)
     errors: dict[str, int] = defaultdict(int)
     served: dict[str, tuple[str, str]] = {}
     for entry in completions:
-        route = str(entry.get("route") or "(passthrough)")
+        route = _route_of(entry)
         model = str(entry.get("model") or "(none)")
         total.add(entry)
         by_route[route].add(entry)
@@ -312,7 +328,7 @@ def _series(completions: Sequence[Mapping[str, Any]], first_ms: int, last_ms: in
     series.cost_usd, series.baseline_usd = [0.0] * n, [0.0] * n
     for entry in completions:
         i = (int(entry.get("ts") or 0) - start) // (width * 1000)
-        model, route = str(entry.get("model") or "(none)"), str(entry.get("route") or "(passthrough)")
+        model, route = str(entry.get("model") or "(none)"), _route_of(entry)
         series.requests_by_model.setdefault(model, [0] * n)[i] += 1
         series.requests_by_route.setdefault(route, [0] * n)[i] += 1
         cost, baseline = _number(entry.get("cost")), _number(entry.get("baseline_cost"))

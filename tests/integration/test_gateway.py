@@ -381,6 +381,48 @@ def test_a_request_the_upstream_refuses_is_the_clients_error_and_never_opens_the
             assert c.chat.completions.create(model=model, messages=ask("hi")).model == model
 
 
+def test_with_every_breaker_open_auto_is_a_503_to_retry_and_still_a_logged_request(redis_url, local_upstream, tmp_path):
+    tag = f"ab{uuid.uuid4().hex[:6]}"
+    router = own_router(redis_url, tag)
+    for model in (f"{tag}/primary", f"{tag}/backup"):
+        local_upstream.control(model=model, fail=100, status=500)
+    config = {"router": router, "breaker": {"failures": 1, "cooldown_s": 60}, "retry": {"attempts": 1}}
+    with gateway(redis_url, local_upstream.url, tmp_path, config) as srv:
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+            with pytest.raises(openai.APIStatusError) as failed:
+                c.chat.completions.create(model="auto", messages=ask("hello there"))
+            assert failed.value.status_code == 502
+            time.sleep(0.3)  # the breakers are written just after the answer
+            with pytest.raises(openai.APIStatusError) as refused:
+                c.chat.completions.create(model="auto", messages=ask("hello there"))
+            assert refused.value.status_code == 503 and refused.value.body["code"] == "circuit_open"
+            assert refused.value.response.headers["retry-after"] == "60"
+        assert srv.post("/v1/route", json={"text": "hello there"}).status_code == 503
+        time.sleep(0.3)
+        metrics = srv.get("/metrics").text
+    errors = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("llmrouter_requests_total{") and 'status="error"' in line  # this gateway's only
+    )
+    assert errors == 2.0  # the refused request is counted (and logged) like the failed one
+
+
+def test_routers_never_share_cached_answers(redis_url, local_upstream, tmp_path):
+    on = {"cache": {"enabled": True}}
+    question = [{"role": "user", "content": f"explain how a TCP handshake works {uuid.uuid4().hex[:6]}"}]
+    with (
+        gateway(redis_url, local_upstream.url, tmp_path, on) as a,
+        gateway(redis_url, local_upstream.url, tmp_path, on) as b,
+    ):
+        assert a.router != b.router
+        for srv, expected in ((a, "miss"), (a, "hit"), (b, "miss")):
+            with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+                raw = c.chat.completions.with_raw_response.create(model="auto", messages=question, temperature=0)
+                assert raw.headers["x-llmrouter-cache"] == expected
+            time.sleep(0.2)  # the entry is stored just after the answer
+
+
 def test_an_answer_without_choices_is_not_passed_on_but_retried(redis_url, local_upstream, tmp_path):
     model = f"nc{uuid.uuid4().hex[:6]}/sloppy"
     local_upstream.control(model=model, no_choices=1)

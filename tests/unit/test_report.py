@@ -85,3 +85,23 @@ def test_a_live_window_spans_since_to_now_with_idle_buckets_as_zeros():
     s = report.series
     assert s.bucket_s == 10 and s.t_ms[0] == 0 and s.t_ms[-1] == 600_000
     assert sum(s.requests_by_model["cheap"]) == 2 and s.requests_by_model["cheap"][-1] == 0
+
+
+def test_repeated_feedback_on_a_request_counts_once_with_its_latest_value():
+    entries = [
+        completion(1_000, "simple", "cheap", 0.001, 0.010, request_id="r1"),
+        {"type": "feedback", "ts": 2_000, "request_id": "r1", "model": "cheap", "quality": 0.2},
+        {"type": "feedback", "ts": 3_000, "request_id": "r1", "model": "cheap", "quality": 0.8},
+        {"type": "feedback", "ts": 4_000, "request_id": "r1", "model": "cheap", "quality": 0.4},
+    ]
+    report = summarise(entries, router="r")
+    assert report.by_model["cheap"].feedback == 1 and report.by_model["cheap"].quality == pytest.approx(0.4)
+
+
+def test_requests_without_a_tier_say_what_they_were():
+    entries = [
+        completion(1_000, None, "m", 0.001, 0.010, strategy="passthrough"),
+        completion(2_000, None, "m", 0.0, 0.010, strategy=None, cache=True),
+        completion(3_000, None, "m", None, None, strategy=None, status="error", error="circuit_open"),
+    ]
+    assert set(summarise(entries, router="r").by_route) == {"(passthrough)", "(cache)", "(unmatched)"}
