@@ -271,10 +271,7 @@ class Gateway:
         try:
             candidates = await self._decide(request, outcome)
         except GatewayError as exc:  # refused before any call (open breakers, no eligible model): still a request
-            self._log({"type": "completion", **self._entry(outcome), "status": "error", "error": exc.code}, None)
-            self.metrics.child(
-                self.metrics.requests, model=outcome.model or "none", route=_route_label(outcome), status="error"
-            ).inc()
+            self._failed(outcome, exc.code)
             raise
         if stream:
             return await self._stream(request, outcome, candidates, started, vector, scope)
@@ -297,12 +294,7 @@ class Gateway:
         try:
             match = await self._route(request.text, options)
         except NoEligibleModelError:
-            if unavailable and set(self.models()) <= set(unavailable):
-                raise CircuitOpenError(
-                    "Every model's circuit breaker is open after repeated failures; retry after the cooldown "
-                    f"({self.config.breaker.cooldown_s:g} s).",
-                    retry_after=self.config.breaker.cooldown_s,
-                ) from None
+            self._raise_if_all_open(unavailable)
             raise
         self._log(
             {
@@ -521,12 +513,7 @@ class Gateway:
         try:
             match = await self._route(request.text, options)
         except NoEligibleModelError as exc:
-            if unavailable and set(self.models()) <= set(unavailable):  # every breaker is open: come back later
-                raise CircuitOpenError(
-                    "Every model's circuit breaker is open after repeated failures; retry after the cooldown "
-                    f"({self.config.breaker.cooldown_s:g} s).",
-                    retry_after=self.config.breaker.cooldown_s,
-                ) from None
+            self._raise_if_all_open(unavailable)
             error = InvalidRequestError(str(exc))
             error.code = "no_eligible_model"  # as /v1/route names it
             raise error from None
@@ -661,10 +648,7 @@ class Gateway:
         error: GatewayError
         if tried and all(a.get("status") == 429 and a.get("error") == "queue full" for a in tried) and queue_errors:
             error = queue_errors[-1]
-            self._log({"type": "completion", **self._entry(outcome), "status": "error", "error": error.code}, None)
-            self.metrics.child(
-                self.metrics.requests, model=str(outcome.model), route=_route_label(outcome), status="error"
-            ).inc()
+            self._failed(outcome, error.code)
             return error
         summary = "; ".join(
             f"{a['model']}: {a.get('error')}" + (f" ({a['status']})" if a.get("status") else "") for a in tried
@@ -682,11 +666,24 @@ class Gateway:
             waits = [a["retry_after"] for a in tried if a.get("retry_after") is not None]
             error.status, error.kind, error.code = 429, "rate_limit_error", "rate_limited"
             error.retry_after = max(waits) if waits else 1.0
-        self._log({"type": "completion", **self._entry(outcome), "status": "error", "error": error.code}, None)
-        self.metrics.child(
-            self.metrics.requests, model=str(outcome.model), route=_route_label(outcome), status="error"
-        ).inc()
+        self._failed(outcome, error.code)
         return error
+
+    def _failed(self, outcome: Outcome, code: str) -> None:
+        """A request that ends in an error: one log entry and one count, whatever ended it."""
+        self._log({"type": "completion", **self._entry(outcome), "status": "error", "error": code}, None)
+        self.metrics.child(
+            self.metrics.requests, model=outcome.model or "none", route=_route_label(outcome), status="error"
+        ).inc()
+
+    def _raise_if_all_open(self, unavailable: Mapping[str, str]) -> None:
+        """With every model's breaker open nothing is eligible: a 503 to retry later, not the request's fault."""
+        if unavailable and set(self.models()) <= set(unavailable):
+            raise CircuitOpenError(
+                "Every model's circuit breaker is open after repeated failures; retry after the cooldown "
+                f"({self.config.breaker.cooldown_s:g} s).",
+                retry_after=self.config.breaker.cooldown_s,
+            ) from None
 
     # ----------------------------------------------------------------- streaming
     async def _stream(
@@ -743,7 +740,7 @@ class Gateway:
         usage: Any = None
         # The gateway always asks for usage (accounting needs it); the client gets the usage-only
         # last chunk only if it asked for it too, as from OpenAI.
-        wants_usage = bool((request.params.get("stream_options") or {}).get("include_usage"))
+        wants_usage = _wants_usage(request)
         model = str(outcome.model)
         last_id = first.get("id")
         try:
@@ -764,10 +761,7 @@ class Gateway:
             outcome.attempts.append({"model": model, "error": exc.reason, "message": str(exc)[:300]})
             self.metrics.child(self.metrics.errors, model=model, reason=exc.reason).inc()
             self._record_breaker(model, False, live_now_ms())
-            self._log(
-                {"type": "completion", **self._entry(outcome), "status": "error", "error": "stream_interrupted"}, None
-            )
-            self.metrics.child(self.metrics.requests, model=model, route=_route_label(outcome), status="error").inc()
+            self._failed(outcome, "stream_interrupted")
             raise
         finally:
             await stack.aclose()
@@ -803,7 +797,7 @@ class Gateway:
         body.setdefault("created", int(time.time()))
         if not stream:
             return Completion(body, outcome)
-        wants_usage = bool((request.params.get("stream_options") or {}).get("include_usage"))
+        wants_usage = _wants_usage(request)
 
         async def replay() -> AsyncIterator[dict[str, Any]]:
             message = (body.get("choices") or [{}])[0].get("message") or {}
@@ -951,6 +945,11 @@ class Gateway:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.warning("gateway background write failed: %s", task.exception())
+
+
+def _wants_usage(request: _Request) -> bool:
+    """Whether the client asked for a stream's usage-only last chunk (the gateway always asks upstream)."""
+    return bool((request.params.get("stream_options") or {}).get("include_usage"))
 
 
 async def _answer(call: Awaitable[Any], model: str) -> dict[str, Any]:
