@@ -65,9 +65,26 @@ def _retry_after(headers: Any) -> float | None:
         return None
 
 
+#: Answers that may succeed if the same call is tried again.
+RETRYABLE_STATUSES = frozenset({408, 409, 429})
+#: The provider refusing the gateway's own credentials: the gateway's problem, never the client's.
+CREDENTIAL_STATUSES = frozenset({401, 403, 407})
+
+
+def refused(status: int | None) -> bool:
+    """Whether a provider's answer refuses the request itself (a 4xx neither retryable nor about our
+    credentials): the client's error, which says nothing about the model's health."""
+    return (
+        isinstance(status, int)
+        and 400 <= status < 500
+        and status not in RETRYABLE_STATUSES
+        and status not in CREDENTIAL_STATUSES
+    )
+
+
 def status_error(model: str, status: int, message: str, headers: Any = None) -> UpstreamError:
     """A provider's HTTP error answer: retryable for 408, 409, 429 and 5xx."""
-    retryable = status == 429 or status >= 500 or status in (408, 409)
+    retryable = status >= 500 or status in RETRYABLE_STATUSES
     reason = "rate_limit" if status == 429 else "server" if status >= 500 else "client"
     return UpstreamError(
         f"{model}: the provider answered {status}: {message}"[:500],

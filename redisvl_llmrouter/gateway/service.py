@@ -50,7 +50,7 @@ from redisvl_llmrouter.errors import (
 )
 from redisvl_llmrouter.gateway import breaker
 from redisvl_llmrouter.gateway.accounting import Usage, baseline_model, cost_of, usage_of
-from redisvl_llmrouter.gateway.backends import Backend, Call, LiteLLMBackend, OpenAIBackend
+from redisvl_llmrouter.gateway.backends import Backend, Call, LiteLLMBackend, OpenAIBackend, refused
 from redisvl_llmrouter.gateway.cache import ResponseCache, cacheable, scope_of
 from redisvl_llmrouter.gateway.config import PROVIDERS, GatewayConfig, Upstream
 from redisvl_llmrouter.gateway.queue import PRIORITIES, ModelQueue, Queues, priority_rank
@@ -68,10 +68,10 @@ __all__ = ["Completion", "Gateway", "Outcome", "StreamedCompletion", "SyncGatewa
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Parameters the gateway understands itself and does not pass to the provider.
 #: The longest per-request ``timeout`` accepted (a day): beyond it the event loop's clock overflows.
 MAX_TIMEOUT_S = 86_400
 PRIORITY_NAMES = {rank: name for name, rank in PRIORITIES.items()}
+#: Parameters the gateway understands itself and does not pass to the provider.
 OWN_PARAMS = {"priority", "strategy", "constraints", "cache", "timeout"}
 #: Seconds a provider call may take unless the request or the upstream says less.
 DEFAULT_TIMEOUT_S = 60.0
@@ -629,11 +629,9 @@ class Gateway:
                 | ({"retry_after": exc.retry_after} if exc.retry_after is not None else {})
             )
             self.metrics.child(self.metrics.errors, model=model, reason=exc.reason).inc()
-            # A request the provider refused as malformed (a 4xx other than 401, 403, 408, 409 and 429)
-            # says nothing about the model's health: it must not open the breaker for everyone.
-            faulty = not (exc.upstream_status is not None and 400 <= exc.upstream_status < 500
-                          and exc.upstream_status not in (401, 403, 408, 409, 429))  # fmt: skip
-            self._record_call(model, False, latency, outcome.request_id, breaker_too=faulty)
+            # A request the provider refused says nothing about the model's health: it must not open
+            # the breaker for everyone.
+            self._record_call(model, False, latency, outcome.request_id, breaker_too=not refused(exc.upstream_status))
             raise
         latency = (time.perf_counter() - started) * 1000
         outcome.attempts.append({"model": model, "status": 200, "latency_ms": round(latency, 3)})
@@ -655,9 +653,7 @@ class Gateway:
         )
         error = AllModelsFailedError(f"No model could answer: {summary or 'every model is unavailable'}.", tried)
         statuses = [a.get("status") for a in tried]
-        # Every model refused the request itself (a 4xx other than 429): the client's error, not ours.
-        # (401, 403 and 407 are the upstream refusing the gateway's credentials: a 502, never the client's 401.)
-        if statuses and all(isinstance(s, int) and 400 <= s < 500 and s not in (401, 403, 407, 429) for s in statuses):
+        if statuses and all(refused(s) for s in statuses):  # the client's error, not ours
             error = AllModelsFailedError(  # the provider's own words tell the client what to fix
                 "The request was refused: " + "; ".join(str(a.get("message") or a["model"]) for a in tried), tried
             )

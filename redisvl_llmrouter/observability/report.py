@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
-from redis.exceptions import ResponseError
 
+from redisvl_llmrouter.core import load_definition, parse_definition
+from redisvl_llmrouter.errors import ConfigError
 from redisvl_llmrouter.observability.decisions import parse_entries, stream_key
 from redisvl_llmrouter.ops import Command, Op, Pipeline
-from redisvl_llmrouter.search import config_key
 
 __all__ = ["Breakdown", "Report", "load", "parse_since", "plot", "read_command", "render", "summarise"]
 
@@ -129,10 +129,11 @@ def load(router: str, since_ms: int | None = None, limit: int | None = None, unt
     entries = parse_entries((yield Command(read_command(router, since_ms, limit))))
     logged = {str(e["model"]) for e in entries if e.get("model")}
     try:
-        raw = yield Command(("JSON.GET", config_key(router)))
-    except ResponseError:  # not a router's config (another application's key): only the log's models
-        raw = None
-    models = sorted(logged | _config_models(raw))
+        definition = parse_definition((yield from load_definition(router)))
+        own = {m for r in definition.routes for m in r.models} | set(definition.catalog.names)
+    except ConfigError:  # no router stored under that name (or not one): only the log's models
+        own = set()
+    models = sorted(logged | own)
     breakers: dict[str, dict[str, Any]] = {}
     try:
         from redisvl_llmrouter.gateway import breaker
@@ -149,26 +150,6 @@ def load(router: str, since_ms: int | None = None, limit: int | None = None, unt
             if model in logged or state.trips or state.state != "closed":
                 breakers[model] = {"state": state.state, "trips": state.trips}
     return summarise(entries, router, since_ms, breakers, until_ms=until_ms)
-
-
-def _config_models(raw: Any) -> set[str]:
-    """The models a stored router config names (routes and catalog); none if it is absent or unreadable."""
-    import json
-
-    try:
-        data = json.loads(raw.decode() if isinstance(raw, bytes) else raw) if raw else {}
-    except (ValueError, UnicodeDecodeError):
-        return set()
-    if not isinstance(data, dict):
-        return set()
-    names: set[str] = set()
-    for route in data.get("routes") or []:
-        if isinstance(route, dict):
-            names.update(m for m in [route.get("model"), *(route.get("models") or [])] if isinstance(m, str))
-    catalog = data.get("catalog") if isinstance(data.get("catalog"), dict) else {}
-    specs = catalog.get("models") or []
-    names.update(m["name"] for m in specs if isinstance(m, dict) and isinstance(m.get("name"), str))
-    return names
 
 
 def _percentile(values: Sequence[float], q: float) -> float | None:
