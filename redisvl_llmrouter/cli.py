@@ -294,11 +294,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_upstream(args: argparse.Namespace) -> int:
     from redisvl_llmrouter.gateway.upstream import main as upstream_main
 
-    return upstream_main(["--host", args.host, "--port", str(args.port)])
+    key = ["--api-key", args.api_key] if args.api_key else []
+    return upstream_main(["--host", args.host, "--port", str(args.port), *key])
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from redisvl_llmrouter.connection import sync_client
+    from redisvl_llmrouter.core import load_definition
     from redisvl_llmrouter.errors import ConfigError
     from redisvl_llmrouter.observability import report
     from redisvl_llmrouter.observability.decisions import stream_key
@@ -317,10 +319,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     client = sync_client(redis_url=args.redis_url)
     result = drive(report.load(args.router, since_ms), client)
     if result.total.requests == 0 and not client.exists(stream_key(args.router)):
-        raise ConfigError(
-            f"No decisions log for router {args.router!r} in this Redis: no gateway has served it here "
-            "(check --router and --redis-url)."
-        )
+        try:  # a router stored here with no traffic yet is an empty report, not an error
+            drive(load_definition(args.router), client)
+        except ConfigError:
+            raise ConfigError(
+                f"No router {args.router!r} and no decisions log for it in this Redis (check --router and --redis-url)."
+            ) from None
     if args.json:
         print(result.model_dump_json(indent=2))
     else:
@@ -523,6 +527,7 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
 def _upstream_arguments(upstream: argparse.ArgumentParser) -> None:
     upstream.add_argument("--host", default="127.0.0.1")
     upstream.add_argument("--port", type=int, default=8001, help="0 picks a free port")
+    upstream.add_argument("--api-key", default=None, metavar="KEY", help="answer only requests bearing this key")
 
 
 @add_command("report", "cost, savings, quality and latency from the gateway's decisions log", cmd_report)
@@ -615,6 +620,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse_args(argv)
         return int(args.func(args))
+    except BrokenPipeError:  # the reader went away (``llmrouter report --json | head``): nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 0
     except (LLMRouterError, OSError) as exc:  # OSError: unreadable, missing or unwritable files
         print(f"llmrouter: error: {redact(_one_line(exc))}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ Resolution order, the same for every entry point (sync, async, CLI):
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import redis
@@ -28,6 +29,7 @@ from redisvl_llmrouter.errors import (
     RedisPoolTimeoutError,
     RedisUnavailableError,
     redact,
+    redact_url,
 )
 
 __all__ = [
@@ -110,9 +112,13 @@ def _pool(cls: Any, url: str, kwargs: dict[str, Any]) -> Any:
     try:
         return cls.from_url(url, **kwargs)
     except ValueError as exc:
+        # redis-py quotes the part it could not read, which may be a piece of the password.
+        userinfo = url.rpartition("@")[0]
+        detail = re.sub(r"'([^']*)'", lambda m: "'***'" if m[1] and m[1] in userinfo else m[0], str(exc))
         raise ConfigError(
-            f"Invalid Redis URL {redact(url)!r}: {redact(str(exc))} "
-            "(expected redis://host:port/db, with user:password@ before the host if needed)"
+            f"Invalid Redis URL {redact_url(url)!r}: {redact(detail)} "
+            "(expected redis://host:port/db, with user:password@ before the host if needed; "
+            "percent-encode / # ? in a password)"
         ) from None
 
 

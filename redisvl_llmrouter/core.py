@@ -54,6 +54,7 @@ from redisvl_llmrouter.learning.memory import Observation, row_id_for_text
 from redisvl_llmrouter.learning.prediction import Prediction, predict
 from redisvl_llmrouter.learning.records import OutcomeRecord
 from redisvl_llmrouter.learning.store import MemoryInfo, MemoryView, OutcomeStore, PendingRow, WriteReport
+from redisvl_llmrouter.observability import decisions
 from redisvl_llmrouter.ops import Command, Embed, Op, Pipeline, run_script
 from redisvl_llmrouter.policy import stats as live
 from redisvl_llmrouter.policy.catalog import ModelCatalog, estimate_tokens
@@ -163,10 +164,30 @@ def read_config(name: str) -> Op[dict[str, Any] | None]:
     return data
 
 
+#: Keys of a stored config document that are about the stored copy, not the router's definition.
+STORAGE_KEYS = frozenset({"version", "generation"})
+
+
+def definition_only(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored config document without its storage keys (version, generation)."""
+    return {k: v for k, v in document.items() if k not in STORAGE_KEYS}
+
+
 def stored_version(document: Mapping[str, Any] | None) -> int:
     """The version of a stored config document (0: none, or written before configs were versioned)."""
     version = (document or {}).get("version", 0)
     return version if isinstance(version, int) and not isinstance(version, bool) else 0
+
+
+def stored_generation(document: Mapping[str, Any] | None) -> str:
+    """Which creation of the router a stored config belongs to ("" before generations were stored).
+
+    Versions count saves from 1 again whenever a router is created anew (``overwrite=True``, or
+    deleted and created again); the generation, new at each creation, keeps an object that read an
+    earlier creation from passing the compare-and-set by a coincidence of version numbers.
+    """
+    generation = (document or {}).get("generation", "")
+    return generation if isinstance(generation, str) else ""
 
 
 def load_definition(name: str) -> Op[dict[str, Any]]:
@@ -174,7 +195,7 @@ def load_definition(name: str) -> Op[dict[str, Any]]:
     data = yield from read_config(name)
     if data is None:
         raise ConfigError(f"No router named {name!r} in this Redis (no key {config_key(name)!r}).")
-    return {k: v for k, v in data.items() if k != "version"}
+    return definition_only(data)
 
 
 def definition_difference(stored: Mapping[str, Any], given: Mapping[str, Any]) -> str:
@@ -226,7 +247,7 @@ def _normal(definition: Mapping[str, Any]) -> dict[str, Any]:
     The vectorizer is compared apart, by :func:`vectorizer_difference`, which tolerates identities
     without dims or dtype (RedisVL stores only type and model), so RedisVL's routers attach.
     """
-    body = {k: v for k, v in definition.items() if k != "version"}
+    body = definition_only(definition)
     try:
         return parse_definition(body).model_dump(mode="json")
     except ConfigError:
@@ -399,6 +420,8 @@ class RouterCore:
         self._effective: ModelCatalog | None = None
         self.version = 0
         """The stored config's version this object's definition is based on (see :meth:`_commit`)."""
+        self.generation = ""
+        """The creation of the router this object follows (see :func:`stored_generation`)."""
         self.auto_recover = True
         """Rebuild the index and config when they vanish from Redis (see :meth:`recover`)."""
         # Reference vectors this object wrote or loaded: what recovery rewrites without re-embedding.
@@ -498,20 +521,21 @@ class RouterCore:
 
     def _adopt(self, document: Mapping[str, Any]) -> None:
         """Take the stored definition (another writer's newer one) as this object's own."""
-        definition = parse_definition({k: v for k, v in document.items() if k != "version"})
+        definition = parse_definition(definition_only(document))
         self.routes = list(definition.routes)
         self.routing_config = definition.routing_config
         self.catalog = _as_catalog(definition.catalog)
         self.learning = _as_learning(definition.learning)
         self.store.config = self.learning
-        self.version = stored_version(document)
+        self.version, self.generation = stored_version(document), stored_generation(document)
         self._effective = None
 
     def _try_save(self) -> Op[int]:
         """Compare-and-set the config at ``version + 1``; returns -1 when written, else the stored version."""
-        document = json.dumps({**self.to_dict(), "version": self.version + 1})
+        document = json.dumps({**self.to_dict(), "version": self.version + 1, "generation": self.generation})
+        args = (1, config_key(self.name), self.version, document, self.generation)
         try:
-            (result,) = yield from run_script(SAVE_CONFIG_SCRIPT, [(1, config_key(self.name), self.version, document)])
+            (result,) = yield from run_script(SAVE_CONFIG_SCRIPT, [args])
         except ResponseError as exc:
             if is_wrong_type(exc):
                 yield from read_config(self.name)  # raises the ConfigError naming the key
@@ -578,7 +602,7 @@ class RouterCore:
         if not isinstance(statement, str):
             raise InvalidQueryError(f"The statement must be a string, got {type(statement).__name__}.")
         if not statement.strip():
-            raise InvalidQueryError("The statement is empty; there is nothing to route.")
+            raise InvalidQueryError("The statement is empty or only whitespace: there is no text to embed.")
         problem = text_problem(statement)
         if problem:
             raise InvalidQueryError(f"The statement {problem}.")
@@ -646,7 +670,7 @@ class RouterCore:
         self._vectors.update(precomputed or {})
         if stored is not None and not overwrite:
             self._check_same_router(stored)
-            self.version = stored_version(stored)
+            self.version, self.generation = stored_version(stored), stored_generation(stored)
             if not index_exists:  # the config survived, the index did not: rebuild it
                 yield from self.recover()
             yield from self._ensure_store_index(indexes)
@@ -665,12 +689,12 @@ class RouterCore:
         if not index_exists:
             yield from self._create_index()
         yield from self._write_references(self._pairs(), precomputed or {})
-        self.version = 0
+        self.version, self.generation = 0, uuid.uuid4().hex  # a creation: a generation of its own
         if (yield from self._try_save()) != -1:  # another creator committed first: same router, or refuse
             stored = yield from read_config(self.name)
             if stored is not None:
                 self._check_same_router(stored)
-                self.version = stored_version(stored)
+                self.version, self.generation = stored_version(stored), stored_generation(stored)
         yield from self._ensure_store_index(indexes)
 
     def _pairs(self) -> list[tuple[str, str]]:
@@ -1393,7 +1417,7 @@ class RouterCore:
                 f"{route_name!r} is the default route; change routing_config.default_route before removing it."
             )
         keys = [reference_key(self.name, route.name, ref) for ref in route.references]
-        yield Command(("DEL", *keys))
+        yield Command(("DEL", *keys, live.round_robin_key(self.name, route.name)))
 
         def change() -> None:
             self.routes = [r for r in self.routes if r.name != route_name]
@@ -1501,7 +1525,8 @@ class RouterCore:
         yield from self._commit(change)
 
     def delete(self) -> Op[None]:
-        """Drop the routes, their index and config, and the outcome memory with everything it holds.
+        """Drop the routes, their index and config, the outcome memory with everything it holds, the
+        routes' round-robin positions and the gateway's decisions log of this router.
 
         Only the router's own keys go: its references and config, not other applications'
         keys under the ``NAME:`` prefix (the index is dropped without its documents).
@@ -1514,6 +1539,10 @@ class RouterCore:
         stored = yield from read_config(self.name)
         yield from self._drop(stored)
         yield from self.store.delete()
+        stored_routes = (stored or {}).get("routes", [])
+        routes = {r.name for r in self.routes} | {str(r.get("name")) for r in stored_routes if isinstance(r, Mapping)}
+        positions = [live.round_robin_key(self.name, route) for route in sorted(routes)]
+        yield Command(("DEL", *positions, decisions.stream_key(self.name)))
         self._cache.clear()
 
     def clear(self) -> Op[None]:

@@ -49,8 +49,9 @@ __all__ = [
 ]
 
 # ``scheme://[user]:password@``: the password is whatever follows the first colon of the userinfo,
-# up to the last ``@`` before the host (passwords may themselves contain ``@`` or ``:``).
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^\s/]*)@")
+# up to the last ``@`` of the same word (passwords may themselves contain ``@``, ``:`` or ``/``; masking
+# too much is harmless). ``scheme//`` too: a URL missing its colon is still someone's secret.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*:?//[^:/@\s]*:)(?P<password>\S*)@")
 
 
 def redact(text: str) -> str:
@@ -60,6 +61,19 @@ def redact(text: str) -> str:
     URL such as ``redis://alice:PW@host`` carries its secret inline.
     """
     return _URL_PASSWORD.sub(lambda m: f"{m['head']}***@", text)
+
+
+def redact_url(url: str) -> str:
+    """One URL the user gave, safe to show however malformed: its userinfo (everything between the
+    scheme and the last ``@``) keeps only a user name before a colon."""
+    head, at, host = url.rpartition("@")
+    if not at:
+        return url
+    scheme, slashes, userinfo = head.partition("//")
+    if not slashes:
+        scheme, userinfo = "", head
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}{slashes}{user}{colon}***@{host}" if colon else f"{scheme}{slashes}***@{host}"
 
 
 class LLMRouterError(Exception):

@@ -155,7 +155,7 @@ def _parse_row(line: str, where: str) -> tuple[str, str, dict[str, tuple[float, 
     if not isinstance(row, dict):
         kind = type(row).__name__
         raise ValueError(f"{where}: expected a JSON object, got {kind}")
-    for key in ("id", "prompt", "outcomes"):
+    for key in ("prompt", "outcomes"):
         if key not in row:
             raise ValueError(f"{where}: missing key {key!r}")
     outcomes = row["outcomes"]
@@ -176,14 +176,16 @@ def _parse_row(line: str, where: str) -> tuple[str, str, dict[str, tuple[float, 
         if cost < 0.0:
             raise ValueError(f"{where}: cost of {model!r} is negative ({cost})")
         parsed[str(model)] = (quality, cost)
-    return str(row["id"]), str(row["prompt"]), parsed
+    # Without an id the row is named by its place in the file, as records for learning may be.
+    return str(row.get("id", where)), str(row["prompt"]), parsed
 
 
 def load_outcomes(path: str | Path, limit: int | None = None) -> OutcomeSet:
     """Read a routing outcome file (jsonl) into an ``OutcomeSet``.
 
     Each non-blank line is ``{"id", "prompt", "outcomes": {model: {"quality",
-    "cost"}}}`` (other keys such as ``task`` are ignored). At most ``limit`` rows are
+    "cost"}}}`` (``id`` optional: ``FILE:LINE`` without it; other keys such as ``task``
+    are ignored; a cost is required, the curves need it). At most ``limit`` rows are
     read, for quick runs on large files.
 
     The model set is every model present in more than half of the rows read: a model

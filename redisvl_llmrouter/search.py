@@ -141,7 +141,8 @@ def is_wrong_type(exc: BaseException) -> bool:
 
 
 #: Compare-and-set of the stored config. KEYS[1]: the config key; ARGV[1]: the version the
-#: writer last saw (0: none); ARGV[2]: the new document, whose ``version`` is ARGV[1] + 1.
+#: writer last saw (0: none); ARGV[2]: the new document, whose ``version`` is ARGV[1] + 1; ARGV[3]: the
+#: generation (creation) the writer follows, which a stored document must match.
 #: Returns -1 when written, else the stored version (0 when the key is gone), so concurrent
 #: writers never overwrite each other's changes unknowingly.
 SAVE_CONFIG_SCRIPT = """
@@ -149,6 +150,9 @@ local current = 0
 if redis.call('EXISTS', KEYS[1]) == 1 then
   local found = cjson.decode(redis.call('JSON.GET', KEYS[1], '$.version'))[1]
   if type(found) == 'number' then current = found end
+  local generation = cjson.decode(redis.call('JSON.GET', KEYS[1], '$.generation'))[1]
+  if type(generation) ~= 'string' then generation = '' end
+  if generation ~= ARGV[3] then return current end
 end
 if current ~= tonumber(ARGV[1]) then return current end
 redis.call('JSON.SET', KEYS[1], '$', ARGV[2])

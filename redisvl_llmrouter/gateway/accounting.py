@@ -40,8 +40,19 @@ def cost_of(spec: ModelSpec | None, usage: Usage) -> float | None:
 
 
 def baseline_model(catalog: ModelCatalog, configured: str | None) -> str | None:
-    """The model savings are measured against: the configured one, else the catalog's dearest (by output price)."""
+    """The model savings are measured against: the configured one, else the catalog's dearest (by output price).
+
+    A configured model must be priced in the catalog: otherwise no saving could ever be reported.
+    """
     if configured:
+        spec = catalog.get(configured)
+        if spec is None or not spec.priced:
+            from redisvl_llmrouter.errors import ConfigError
+
+            priced = ", ".join(m.name for m in catalog if m.priced) or "none"
+            raise ConfigError(
+                f"baseline_model {configured!r} is not a priced model of the router's catalog (priced: {priced})"
+            )
         return configured
     priced = [m for m in catalog if m.priced]
     if not priced:

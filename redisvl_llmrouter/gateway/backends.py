@@ -161,8 +161,10 @@ class OpenAIBackend:
         )
         self._client.chat.completions  # noqa: B018 - the SDK imports its resources lazily: now, not mid-request
         self._url = str(self._client.base_url).rstrip("/") + "/chat/completions"
-        # The SDK's own headers: the key, and the organization and project from the environment.
-        self._headers = {k: v for k, v in self._client.default_headers.items() if isinstance(v, str)}
+        # The SDK's own headers (organization and project from the environment) and its key: the key
+        # is not among ``default_headers`` but in ``auth_headers``, which the SDK adds per request.
+        sdk_headers = {**self._client.default_headers, **self._client.auth_headers}
+        self._headers = {k: v for k, v in sdk_headers.items() if isinstance(v, str)}
         self._session: Any = None  # an aiohttp session, opened on the event loop of the first call
 
     def __repr__(self) -> str:

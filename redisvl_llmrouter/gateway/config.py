@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from redisvl_llmrouter.errors import ConfigError
 from redisvl_llmrouter.policy.catalog import read_data_file
@@ -58,6 +58,18 @@ PROVIDERS: dict[str, tuple[str, str | None]] = {
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
+def _http_url(value: str | None) -> str | None:
+    """An upstream's base URL: ``http(s)://host...``, refused at start rather than failing every request."""
+    from urllib.parse import urlsplit
+
+    if value is None:
+        return None
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("expected an http:// or https:// base URL such as http://127.0.0.1:8001/v1")
+    return value.strip()
+
+
 class Upstream(BaseModel):
     """Where calls for the models matching ``models`` go."""
 
@@ -78,6 +90,11 @@ class Upstream(BaseModel):
     """Per attempt; a request may set a lower one."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("api_base")
+    @classmethod
+    def _api_base_is_http(cls, value: str | None) -> str | None:
+        return _http_url(value)
 
     def serves(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
@@ -183,6 +200,18 @@ class GatewayConfig(BaseModel):
     """Keep each request for ``feedback`` by its id (see the router's ``feedback_ttl_s``)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("upstream_url")
+    @classmethod
+    def _upstream_url_is_http(cls, value: str | None) -> str | None:
+        return _http_url(value)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _no_empty_key(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        if any(not k.get_secret_value().strip() for k in keys):
+            raise ValueError("an empty key would let in any client that sends 'Bearer' and nothing after it")
+        return keys
 
     def server_keys(self) -> set[str]:
         keys = {k.get_secret_value() for k in self.api_keys}

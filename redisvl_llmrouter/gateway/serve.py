@@ -61,11 +61,33 @@ def _keep_embedded_redis(every_s: float = 1.0) -> None:
             current = server
 
 
+def check_listen_address(host: str, port: int) -> None:
+    """Refuse, before announcing anything, an address the server could not listen on (a port out of
+    range or taken, a host that does not resolve): one clear error instead of uvicorn's after the banner."""
+    import socket
+
+    from redisvl_llmrouter.errors import ConfigError
+
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be between 0 and 65535, got {port}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host!r} does not resolve: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from redisvl_llmrouter import SemanticRouter, connection
-    from redisvl_llmrouter.errors import ConfigError, redact
+    from redisvl_llmrouter.errors import ConfigError, redact_url
     from redisvl_llmrouter.gateway.app import CONFIG_ENV, create_app
 
     config = GatewayConfig.from_file(args.config) if args.config else GatewayConfig()
@@ -78,9 +100,11 @@ def serve(args: argparse.Namespace) -> int:
         updates["upstream_api_key_env"] = args.upstream_key_env
     if args.api_key_env:
         updates["api_keys_env"] = args.api_key_env
-    config = config.model_copy(update=updates)
+    if updates:  # validated like the file's own values
+        config = GatewayConfig.parse({**config.model_dump(exclude_unset=True), **updates}, where="llmrouter serve")
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    check_listen_address(args.host, args.port)
 
     embedded = not (args.redis_url or os.environ.get("REDIS_URL"))
     url = connection.resolve_url(args.redis_url)  # starts the embedded Redis here, for every worker
@@ -92,13 +116,12 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError:
         router = SemanticRouter.from_pretrained(config.router, name=config.router_name, redis_url=url)
     config = config.model_copy(update={"router": router.name, "router_name": None})
-    where = connection.describe(router._client)
     router.close()
 
     print(
-        f"llmrouter gateway: http://{args.host}:{args.port}/v1 (router {config.router!r}, Redis {where}, "
+        f"llmrouter gateway: http://{args.host}:{args.port}/v1 (router {config.router!r}, Redis {redact_url(url)}, "
         f"{args.workers} worker{'s' if args.workers > 1 else ''}"
-        + (f", upstream {redact(config.upstream_url)}" if config.upstream_url else "")
+        + (f", upstream {redact_url(config.upstream_url)}" if config.upstream_url else "")
         + (", API keys required" if config.server_keys() else "")
         + ")",
         flush=True,

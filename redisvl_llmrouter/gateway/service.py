@@ -50,7 +50,14 @@ from redisvl_llmrouter.errors import (
 )
 from redisvl_llmrouter.gateway import breaker
 from redisvl_llmrouter.gateway.accounting import Usage, baseline_model, cost_of, usage_of
-from redisvl_llmrouter.gateway.backends import Backend, Call, LiteLLMBackend, OpenAIBackend, refused
+from redisvl_llmrouter.gateway.backends import (
+    Backend,
+    Call,
+    LiteLLMBackend,
+    OpenAIBackend,
+    refused,
+    upstream_error,
+)
 from redisvl_llmrouter.gateway.cache import ResponseCache, cacheable, scope_of
 from redisvl_llmrouter.gateway.config import PROVIDERS, GatewayConfig, Upstream
 from redisvl_llmrouter.gateway.queue import PRIORITIES, ModelQueue, Queues, priority_rank
@@ -82,6 +89,9 @@ _PASSTHROUGH = RouteOptions()
 WRITE_BEHIND_S = 0.002
 #: How long closing waits for the write-behind's last round trip.
 CLOSE_TIMEOUT_S = 5.0
+#: Feedback on an id not (yet) recorded tries again after these pauses (None: give up): the record is
+#: written just after the answer, maybe by another process, and a quick client can get there first.
+FEEDBACK_WAITS_S: tuple[float | None, ...] = (0.0, 0.02, 0.05, 0.1, None)
 
 
 @dataclass
@@ -91,6 +101,10 @@ class Outcome:
     request_id: str
     requested: str
     priority: str = "normal"
+    passthrough: bool = False
+    """A concrete model was asked for (nothing routed)."""
+    started: float = field(default_factory=time.perf_counter, repr=False)
+    """``time.perf_counter()`` when the request arrived: every latency is measured from it."""
     model: str | None = None
     route: str | None = None
     strategy: str | None = None
@@ -108,7 +122,7 @@ class Outcome:
     def saving(self) -> float | None:
         if self.baseline_cost is None:
             return None
-        return self.baseline_cost - (self.cost or 0.0) if (self.cost is not None or self.cache == "hit") else None
+        return self.baseline_cost - self.cost if self.cost is not None else None
 
     @property
     def fallbacks_used(self) -> int:
@@ -248,8 +262,13 @@ class Gateway:
         """Answer a chat request (see the module docstring); ``params`` are OpenAI parameters passed on."""
         started = time.perf_counter()
         request = self._request(messages, model, priority, strategy, constraints, cache, tenant, timeout, params)
-        priority_name = PRIORITY_NAMES[request.rank]
-        outcome = Outcome(request_id=new_request_id(), requested=request.requested, priority=priority_name)
+        outcome = Outcome(
+            request_id=new_request_id(),
+            requested=request.requested,
+            priority=PRIORITY_NAMES[request.rank],
+            passthrough=request.target is not None,
+            started=started,
+        )
         vector: list[float] | None = None
         scope = ""
         if request.cache_allowed and self.cache is not None:
@@ -267,16 +286,16 @@ class Gateway:
                 outcome.cache = "hit" if hit is not None else "miss"
                 self.metrics.child(self.metrics.cache, result=outcome.cache).inc()
                 if hit is not None:
-                    return self._cached(request, outcome, hit, started, stream)
+                    return self._cached(request, outcome, hit, stream)
         try:
             candidates = await self._decide(request, outcome)
         except GatewayError as exc:  # refused before any call (open breakers, no eligible model): still a request
-            self._failed(outcome, exc.code)
+            self._failed(request, outcome, exc.code)
             raise
         if stream:
-            return await self._stream(request, outcome, candidates, started, vector, scope)
+            return await self._stream(request, outcome, candidates, vector, scope)
         body = await self._call_first(request, outcome, candidates)
-        self._finish(request, outcome, body, started, vector, scope)
+        self._finish(request, outcome, body, vector, scope)
         return Completion(body, outcome)
 
     async def route(
@@ -310,7 +329,23 @@ class Gateway:
     async def feedback(
         self, request_id: str, quality: float, model: str | None = None, cost: float | None = None
     ) -> dict[str, Any]:
-        """Record how an answer went (quality in [0, 1]); ``model`` defaults to the model that answered."""
+        """Record how an answer went (quality in [0, 1]); ``model`` defaults to the model that answered.
+
+        The answer's record is written just after the answer went out (off the request path), by this
+        process or another: feedback that arrives first waits for it, briefly, before the id counts as
+        unknown.
+        """
+        for wait_s in FEEDBACK_WAITS_S:
+            try:
+                return await self._feedback(request_id, quality, model, cost)
+            except UnknownRequestError:
+                if wait_s is None:
+                    raise
+                await self._writes.flush()
+                await asyncio.sleep(wait_s)
+        raise AssertionError("unreachable")  # the last wait is None
+
+    async def _feedback(self, request_id: str, quality: float, model: str | None, cost: float | None) -> dict[str, Any]:
         if model is None:
             model = await adrive(self.router._core.store.answered_model(request_id), self.router._client)
             if model is None:
@@ -378,7 +413,9 @@ class Gateway:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._writes.close()
-        for backend in self._backends.values():
+        # Its own backends and the ones it was given (their protocol includes ``aclose``), each once.
+        backends = {id(b): b for b in [*self._backends.values(), *self._custom_backends.values()]}
+        for backend in backends.values():
             with contextlib.suppress(Exception):
                 await backend.aclose()
         if self.cache is not None:
@@ -612,16 +649,23 @@ class Gateway:
             outcome.model = model
             body["model"] = model
             return body
-        raise self._failure(outcome, queue_errors)
+        raise self._failure(request, outcome, queue_errors)
 
     async def _attempt(self, model: str, outcome: Outcome, send: Any, stream: bool = False) -> Any:
         """One provider call: timed, recorded (breaker, live statistics, metrics), errors kept.
 
-        For a stream the call is its first chunk; its success counts for the breaker only when the
-        stream ends whole (:meth:`_relay`), so a model that always fails mid-stream still trips it."""
+        For a stream the call is its first chunk, and a first chunk is not yet a success: :meth:`_relay`
+        records the call when the stream ends, so a model that always fails mid-stream trips its
+        breaker and shows its failures in the live statistics."""
         started = time.perf_counter()
         try:
-            result = await send()
+            try:
+                result = await send()
+            except (UpstreamError, StopAsyncIteration):
+                raise
+            except Exception as exc:  # a custom backend's own error: a failed call like any other
+                logger.warning("backend for %s raised %s", model, type(exc).__name__, exc_info=True)
+                raise upstream_error(exc, model) from None
         except UpstreamError as exc:
             latency = (time.perf_counter() - started) * 1000
             outcome.attempts.append(
@@ -636,17 +680,18 @@ class Gateway:
         latency = (time.perf_counter() - started) * 1000
         outcome.attempts.append({"model": model, "status": 200, "latency_ms": round(latency, 3)})
         self.metrics.child(self.metrics.upstream_latency, model=model).observe(latency / 1000)
-        self._record_call(model, True, latency, outcome.request_id, breaker_too=not stream)
+        if not stream:
+            self._record_call(model, True, latency, outcome.request_id)
         return result
 
-    def _failure(self, outcome: Outcome, queue_errors: list[QueueFullError]) -> GatewayError:
+    def _failure(self, request: _Request, outcome: Outcome, queue_errors: list[QueueFullError]) -> GatewayError:
         tried = [a for a in outcome.attempts if a.get("model")]
         if outcome.model is None and tried:  # logged and counted under the model chosen first
             outcome.model = tried[0]["model"]
         error: GatewayError
         if tried and all(a.get("status") == 429 and a.get("error") == "queue full" for a in tried) and queue_errors:
             error = queue_errors[-1]
-            self._failed(outcome, error.code)
+            self._failed(request, outcome, error.code)
             return error
         summary = "; ".join(
             f"{a['model']}: {a.get('error')}" + (f" ({a['status']})" if a.get("status") else "") for a in tried
@@ -662,12 +707,14 @@ class Gateway:
             waits = [a["retry_after"] for a in tried if a.get("retry_after") is not None]
             error.status, error.kind, error.code = 429, "rate_limit_error", "rate_limited"
             error.retry_after = max(waits) if waits else 1.0
-        self._failed(outcome, error.code)
+        self._failed(request, outcome, error.code)
         return error
 
-    def _failed(self, outcome: Outcome, code: str) -> None:
+    def _failed(self, request: _Request, outcome: Outcome, code: str) -> None:
         """A request that ends in an error: one log entry and one count, whatever ended it."""
-        self._log({"type": "completion", **self._entry(outcome), "status": "error", "error": code}, None)
+        outcome.latency_ms = (time.perf_counter() - outcome.started) * 1000  # how long the client waited
+        entry = {"type": "completion", **self._entry(outcome), "status": "error", "error": code}
+        self._log(entry, request.text)
         self.metrics.child(
             self.metrics.requests, model=outcome.model or "none", route=_route_label(outcome), status="error"
         ).inc()
@@ -687,7 +734,6 @@ class Gateway:
         request: _Request,
         outcome: Outcome,
         candidates: list[str],
-        started: float,
         vector: list[float] | None,
         scope: str,
     ) -> StreamedCompletion:
@@ -716,10 +762,8 @@ class Gateway:
                 await stack.aclose()
                 raise
             outcome.model = model
-            return StreamedCompletion(
-                outcome, self._relay(request, outcome, chunks, first, stack, started, vector, scope)
-            )
-        raise self._failure(outcome, queue_errors)
+            return StreamedCompletion(outcome, self._relay(request, outcome, chunks, first, stack, vector, scope))
+        raise self._failure(request, outcome, queue_errors)
 
     async def _relay(
         self,
@@ -728,7 +772,6 @@ class Gateway:
         chunks: AsyncIterator[dict[str, Any]],
         first: dict[str, Any],
         stack: contextlib.AsyncExitStack,
-        started: float,
         vector: list[float] | None,
         scope: str,
     ) -> AsyncIterator[dict[str, Any]]:
@@ -739,6 +782,10 @@ class Gateway:
         wants_usage = _wants_usage(request)
         model = str(outcome.model)
         last_id = first.get("id")
+        # The call is recorded when the stream ends (live statistics and breaker alike), with the
+        # latency of its first chunk; a client that goes away mid-stream says nothing about the model.
+        first_latency = float(outcome.attempts[-1].get("latency_ms") or 0.0)
+        ended: bool | None = None
         try:
             chunk: dict[str, Any] | None = first
             while chunk is not None:
@@ -752,16 +799,19 @@ class Gateway:
                         chunk.pop("usage", None)
                     yield chunk
                 last_id = chunk.get("id")
-                chunk = await anext(chunks, None)
+                chunk = await _next_chunk(chunks, model)
+            ended = True
         except UpstreamError as exc:
+            ended = False
             outcome.attempts.append({"model": model, "error": exc.reason, "message": str(exc)[:300]})
             self.metrics.child(self.metrics.errors, model=model, reason=exc.reason).inc()
-            self._record_breaker(model, False, live_now_ms())
-            self._failed(outcome, "stream_interrupted")
+            self._failed(request, outcome, "stream_interrupted")
             raise
         finally:
             await stack.aclose()
-        self._record_breaker(model, True, live_now_ms())
+            self._record_call(
+                model, ended is not False, first_latency, outcome.request_id, breaker_too=ended is not None
+            )
         body = {
             "id": last_id,
             "object": "chat.completion",
@@ -772,24 +822,23 @@ class Gateway:
             ],
             "usage": usage,
         }
-        self._finish(request, outcome, body, started, vector, scope)
+        self._finish(request, outcome, body, vector, scope)
 
     def _cached(
-        self, request: _Request, outcome: Outcome, body: dict[str, Any], started: float, stream: bool
+        self, request: _Request, outcome: Outcome, body: dict[str, Any], stream: bool
     ) -> Completion | StreamedCompletion:
         outcome.model = body.get("model")
         outcome.usage = usage_of(body)
-        spec = self.router._core.effective_catalog().get(str(outcome.model))
         outcome.baseline_cost = cost_of(self._baseline_spec(), outcome.usage)
-        outcome.cost = 0.0 if spec is not None else None
-        outcome.latency_ms = (time.perf_counter() - started) * 1000
+        outcome.cost = 0.0  # an answer from the cache costs nothing, whatever the model and its price
+        outcome.latency_ms = (time.perf_counter() - outcome.started) * 1000
         extra: list[tuple[Any, ...]] = []
         if self.config.record_requests and outcome.model is not None:  # feedback on a cached answer works too
             extra = self.router._core.store.record_request_commands(
                 outcome.request_id, b"", request.text, str(outcome.model)
             )
         self._log({"type": "completion", **self._entry(outcome), "status": "ok"}, request.text, extra)
-        self.metrics.child(self.metrics.requests, model=str(outcome.model), route="cache", status="ok").inc()
+        self._count_answer(outcome)
         body.setdefault("created", int(time.time()))
         if not stream:
             return Completion(body, outcome)
@@ -822,7 +871,6 @@ class Gateway:
         request: _Request,
         outcome: Outcome,
         body: dict[str, Any],
-        started: float,
         vector: list[float] | None,
         scope: str,
     ) -> None:
@@ -830,15 +878,10 @@ class Gateway:
         spec = self.router._core.effective_catalog().get(str(outcome.model))
         outcome.cost = cost_of(spec, outcome.usage)
         outcome.baseline_cost = cost_of(self._baseline_spec(), outcome.usage)
-        outcome.latency_ms = (time.perf_counter() - started) * 1000
+        outcome.latency_ms = (time.perf_counter() - outcome.started) * 1000
         model = str(outcome.model)
+        self._count_answer(outcome)
         m = self.metrics
-        m.child(m.requests, model=model, route=_route_label(outcome), status="ok").inc()
-        m.child(m.latency, model=model).observe(outcome.latency_ms / 1000)
-        if outcome.cost is not None:
-            m.child(m.cost, model=model).inc(outcome.cost)
-        if outcome.saving is not None and outcome.saving > 0:
-            m.child(m.saving, model=model).inc(outcome.saving)
         if outcome.usage.prompt_tokens is not None:
             m.child(m.tokens, model=model, kind="prompt").inc(outcome.usage.prompt_tokens)
         if outcome.usage.completion_tokens is not None:
@@ -856,6 +899,16 @@ class Gateway:
         if outcome.cache == "miss" and self.cache is not None and vector is not None:
             self._spawn(self._cache_store(self._window(request.text), vector, scope, body))
 
+    def _count_answer(self, outcome: Outcome) -> None:
+        """The metrics every answered request moves, from a provider or from the cache alike (as the report counts)."""
+        model, m = str(outcome.model), self.metrics
+        m.child(m.requests, model=model, route=_route_label(outcome), status="ok").inc()
+        m.child(m.latency, model=model).observe(outcome.latency_ms / 1000)
+        if outcome.cost is not None:
+            m.child(m.cost, model=model).inc(outcome.cost)
+        if outcome.saving is not None and outcome.saving > 0:
+            m.child(m.saving, model=model).inc(outcome.saving)
+
     def _entry(self, outcome: Outcome) -> dict[str, Any]:
         decision = outcome.decision
         return {
@@ -865,7 +918,7 @@ class Gateway:
             "router": self.router.name,
             "route": outcome.route,
             "model": outcome.model,
-            "strategy": outcome.strategy or ("passthrough" if outcome.requested != "auto" else None),
+            "strategy": outcome.strategy or ("passthrough" if outcome.passthrough else None),
             "confidence": outcome.confidence,
             "attempts": len([a for a in outcome.attempts if a.get("model")]),
             "fallbacks": outcome.fallbacks_used,
@@ -956,11 +1009,25 @@ async def _answer(call: Awaitable[Any], model: str) -> dict[str, Any]:
     return body
 
 
+async def _next_chunk(chunks: AsyncIterator[dict[str, Any]], model: str) -> dict[str, Any] | None:
+    """The stream's next chunk, None at its end; a custom backend's own error is a failed call."""
+    try:
+        return await anext(chunks, None)
+    except UpstreamError:
+        raise
+    except Exception as exc:
+        logger.warning("backend for %s raised %s mid-stream", model, type(exc).__name__, exc_info=True)
+        raise upstream_error(exc, model) from None
+
+
 def _route_label(outcome: Outcome) -> str:
-    """The ``route`` label of a request's metrics: its route, ``passthrough`` or ``unmatched``."""
+    """The ``route`` label of a request's metrics, as the report names it: its route, else ``passthrough``
+    (a concrete model was asked for), ``cache`` (a routed request answered from the cache) or ``unmatched``."""
     if outcome.route is not None:
         return str(outcome.route)
-    return "passthrough" if outcome.decision is None else "unmatched"
+    if outcome.passthrough:
+        return "passthrough"
+    return "cache" if outcome.cache == "hit" else "unmatched"
 
 
 class _WriteBehind:
@@ -978,6 +1045,7 @@ class _WriteBehind:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._sending = asyncio.Lock()  # a flush waits for a round trip already under way
 
     def add(
         self, commands: Sequence[tuple[Any, ...]] = (), scripts: Sequence[tuple[str, tuple[Any, ...]]] = ()
@@ -993,10 +1061,18 @@ class _WriteBehind:
         self._wake.set()
 
     async def _take_and_send(self) -> None:
-        commands, scripts = self._commands, self._scripts
-        self._commands, self._scripts = [], []
-        if commands or scripts:
-            await adrive(run_scripts(scripts, commands), self._router._client)
+        async with self._sending:
+            commands, scripts = self._commands, self._scripts
+            self._commands, self._scripts = [], []
+            if commands or scripts:
+                await adrive(run_scripts(scripts, commands), self._router._client)
+
+    async def flush(self) -> None:
+        """Return once every write added so far is in Redis (or failed and was logged)."""
+        try:
+            await self._take_and_send()
+        except Exception as exc:
+            logger.warning("gateway write-behind failed: %s", exc)
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -1084,7 +1160,19 @@ class SyncGateway:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="llmrouter-gateway", daemon=True)
         self._thread.start()
-        self._gateway: Gateway = self._run(Gateway.create(config, **kwargs))
+        try:
+            self._gateway: Gateway = self._run(Gateway.create(config, **kwargs))
+        except BaseException:  # no gateway: leave no loop thread behind either
+            self._stop_loop()
+            raise
+
+    def _stop_loop(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
@@ -1107,10 +1195,11 @@ class SyncGateway:
         return self._run(self._gateway.stats())
 
     def close(self) -> None:
+        if self._loop.is_closed():  # closed already
+            return
         with contextlib.suppress(Exception):
             self._run(self._gateway.aclose())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
+        self._stop_loop()
 
     def __enter__(self) -> SyncGateway:
         return self

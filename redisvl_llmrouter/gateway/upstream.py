@@ -16,6 +16,9 @@ programmable per model through ``POST /control``::
     {"model": "m", "no_choices": 1}            # the next answer from m is a 200 without choices
     {"reset": true}                             # forget every setting and count
 
+With ``--api-key KEY`` it answers ``/v1/...`` only with ``Authorization: Bearer KEY`` (401 otherwise),
+as a provider does, so a test can check that the gateway sends the key it was given.
+
 ``GET /control`` returns what each model has served (``calls``, ``failures``, ``ok``), so tests
 can check that every request is accounted for. A bare ASGI app on uvicorn (one event loop, so the
 state needs no locks): it takes thousands of concurrent connections, which the gateway's load
@@ -173,6 +176,10 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     if not path.startswith("/v1/chat/completions"):
         await _send_json(send, 404, _not_found(path))
         return
+    if REQUIRED_KEY is not None and _bearer(scope) != REQUIRED_KEY:
+        error = {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error"}}
+        await _send_json(send, 401, {**error, "code": "invalid_api_key"})
+        return
     model = str(body.get("model") or "")
     if not model or not isinstance(body.get("messages"), list) or not body["messages"]:
         error = {"error": {"message": "model and messages are required", "type": "invalid_request_error"}}
@@ -215,6 +222,18 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     )
 
 
+#: The key ``/v1/chat/completions`` requires (``--api-key``); None: any or none.
+REQUIRED_KEY: str | None = None
+
+
+def _bearer(scope: dict[str, Any]) -> str | None:
+    for name, value in scope.get("headers") or ():
+        if name.lower() == b"authorization":
+            text = value.decode("latin-1")
+            return text[7:] if text.lower().startswith("bearer ") else None
+    return None
+
+
 async def _stream(
     send: Send,
     ident: str,
@@ -251,7 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llmrouter upstream", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001, help="0 picks a free port")
+    parser.add_argument("--api-key", default=None, metavar="KEY", help="answer only requests bearing this key")
     args = parser.parse_args(argv)
+    global REQUIRED_KEY
+    REQUIRED_KEY = args.api_key
+    from redisvl_llmrouter.gateway.serve import check_listen_address
+
+    check_listen_address(args.host, args.port)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     # Announce the real address (a free port when --port 0) once uvicorn is listening.

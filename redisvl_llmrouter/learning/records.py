@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from redisvl_llmrouter.errors import ConfigError, InvalidFeedbackError
 
@@ -45,6 +45,14 @@ class OutcomeRecord(BaseModel):
     id: str | None = None
 
     model_config = ConfigDict(extra="ignore")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_has_text(cls, prompt: str) -> str:
+        # Refused here, where the error can name the file and line, rather than when it is embedded.
+        if not prompt.strip():
+            raise ValueError("the prompt is empty or only whitespace")
+        return prompt
 
     def renamed(self, model_map: Mapping[str, str]) -> OutcomeRecord:
         """The record with its models renamed (``{"dataset name": "catalog name"}``)."""

@@ -10,9 +10,10 @@ Definitions, so the numbers can be checked by hand:
 * *cost* sums the provider-reported usage priced by the catalog; *baseline* sums what the same tokens
   would have cost on the dearest model (the "always use the most expensive model" bill), and *saving* is
   ``baseline - cost`` over the requests where both are known;
-* *quality* is the mean of ``feedback`` entries, attributed to the route and model of the request they
-  name (feedback on a request outside the window still counts under its model); repeated feedback on
-  one request and model counts once, the latest value, as in the outcome memory;
+* *quality* is the mean of ``feedback`` entries. Each counts under the model it names (the one that
+  answered, unless the feedback named another) and, when that is the model that answered, under the
+  request's route too (feedback on a request outside the window counts under its model only);
+  repeated feedback on one request and model counts once, the latest value, as in the outcome memory;
 * a request without a tier is reported under ``(passthrough)`` (a concrete model was asked for),
   ``(cache)`` (a routed request answered from the cache) or ``(unmatched)``;
 * latency percentiles are over answered requests (cache hits included), nearest-rank;
@@ -86,6 +87,9 @@ class Report(BaseModel):
     errors_by_kind: dict[str, int] = Field(default_factory=dict)
     breakers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     series: Series = Field(default_factory=Series)
+    truncated_ms: int | None = None
+    """Set when only the newest entries were read (a ``limit``): the time of the oldest one read.
+    The figures then cover the window from there on, not all of it."""
 
 
 def parse_since(value: str | None, now_s: float | None = None) -> int | None:
@@ -127,6 +131,9 @@ def load(router: str, since_ms: int | None = None, limit: int | None = None, unt
     The router's models that the log does not name are listed only when their breaker ever opened.
     """
     entries = parse_entries((yield Command(read_command(router, since_ms, limit))))
+    truncated_ms = (
+        min((int(e.get("ts") or 0) for e in entries), default=None) if limit and len(entries) >= limit else None
+    )
     logged = {str(e["model"]) for e in entries if e.get("model")}
     try:
         definition = parse_definition((yield from load_definition(router)))
@@ -149,7 +156,9 @@ def load(router: str, since_ms: int | None = None, limit: int | None = None, unt
                 state = breaker.state_at(state, now_ms, cooldown)
             if model in logged or state.trips or state.state != "closed":
                 breakers[model] = {"state": state.state, "trips": state.trips}
-    return summarise(entries, router, since_ms, breakers, until_ms=until_ms)
+    report = summarise(entries, router, since_ms, breakers, until_ms=until_ms)
+    report.truncated_ms = truncated_ms
+    return report
 
 
 def _percentile(values: Sequence[float], q: float) -> float | None:
@@ -259,7 +268,7 @@ def summarise(
 
     total, by_route, by_model = _Accumulator(), defaultdict(_Accumulator), defaultdict(_Accumulator)
     errors: dict[str, int] = defaultdict(int)
-    served: dict[str, tuple[str, str]] = {}
+    served: dict[str, tuple[str, str]] = {}  # request id -> (route, model that answered)
     for entry in completions:
         route = _route_of(entry)
         model = str(entry.get("model") or "(none)")
@@ -274,10 +283,11 @@ def summarise(
         quality = _number(entry.get("quality"))
         if quality is None or (since_ms is not None and int(entry.get("ts") or 0) < since_ms):
             continue
-        route, model = served.get(str(entry.get("request_id")), (None, str(entry.get("model") or "(none)")))
+        route, answered = served.get(str(entry.get("request_id")), (None, None))
+        model = str(entry.get("model") or answered or "(none)")
         total.qualities.append(quality)
         by_model[model].qualities.append(quality)
-        if route is not None:
+        if route is not None and model == answered:  # a route's quality is that of the answers it gave
             by_route[route].qualities.append(quality)
 
     report = Report(
@@ -302,6 +312,10 @@ def summarise(
 
 
 def _series(completions: Sequence[Mapping[str, Any]], first_ms: int, last_ms: int, buckets: int) -> Series:
+    # The span covers every entry: one written after the reader took its clock (or by a host whose
+    # clock runs ahead) lands in the last bucket's successors, not past the end of the lists.
+    stamps = [int(e.get("ts") or 0) for e in completions]
+    first_ms, last_ms = min([first_ms, *stamps]), max([last_ms, *stamps])
     width = _bucket_seconds(first_ms, last_ms, buckets)
     start = first_ms // (width * 1000) * width * 1000
     n = (last_ms - start) // (width * 1000) + 1
@@ -386,6 +400,13 @@ def plot(report: Report, path: str | Path) -> Path:
     times = [datetime.fromtimestamp(t / 1000, timezone.utc) for t in s.t_ms]
     figure = Figure(figsize=(10, 6.5), layout="constrained")
     traffic, spend = figure.subplots(2, 1, sharex=True)
+    if not times:  # nothing in the window: say so rather than draw an axis of 1 January 1970
+        for axes in (traffic, spend):
+            axes.set_axis_off()
+        figure.suptitle(f"router {report.router}: no requests in this window")
+        path = Path(path)
+        figure.savefig(path, dpi=110)
+        return path
     bottom = [0] * len(times)
     width = s.bucket_s / 86400 * 0.9  # bar width in days, matplotlib's date unit
     for model, counts in sorted(s.requests_by_model.items()):
@@ -403,7 +424,11 @@ def plot(report: Report, path: str | Path) -> Path:
     spend.set_ylabel("cumulative cost (USD)")
     spend.set_title(f"cost {_money(report.total.cost_usd)}, saved {_share(report.total.saving_fraction)}")
     spend.legend(fontsize="small", loc="upper left")
-    spend.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M" if s.bucket_s < 3600 else "%m-%d %H:%M"))
+    # Ticks that fit the span, from seconds to months (UTC, as the report's times).
+    locator = mdates.AutoDateLocator(tz=timezone.utc)
+    spend.xaxis.set_major_locator(locator)
+    spend.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=timezone.utc))
+    spend.set_xlabel("time (UTC)")
     path = Path(path)
     figure.savefig(path, dpi=110)
     return path

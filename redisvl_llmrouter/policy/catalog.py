@@ -208,4 +208,13 @@ def read_data_file(path: str | Path, what: str) -> Any:
 
         return yaml.safe_load(text)
     except Exception as exc:  # JSON and YAML parse errors alike (yaml.YAMLError is not a ValueError)
-        raise ConfigError(f"{path} cannot be parsed: {exc}") from None
+        raise ConfigError(f"{path} cannot be parsed: {_parse_error(exc)}") from None
+
+
+def _parse_error(exc: Exception) -> str:
+    """What went wrong and where, without the file's text: the line may hold a secret (an API key)."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None:  # JSON's messages name a position only; other YAML errors carry no excerpt either
+        return str(exc) if not hasattr(exc, "problem") else str(getattr(exc, "problem", None) or type(exc).__name__)
+    problem = " ".join(str(p) for p in (getattr(exc, "context", None), getattr(exc, "problem", None)) if p)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem or type(exc).__name__}"

@@ -112,13 +112,15 @@ def _floor_limits(floors: Sequence[Route], tiers: Sequence[Route]) -> tuple[int 
     return min_position, min_quality, source
 
 
-def _choice(model: str, route: str | None, inp: PolicyInput, learned: bool) -> ModelChoice:
+def _choice(model: str, route: str | None, inp: PolicyInput, evidence: bool) -> ModelChoice:
+    """One model's expected quality, cost, latency and load. Its quality is the learned prediction
+    when the memory holds similar requests (``evidence``), whatever the strategy, else the catalog's."""
     spec = inp.catalog.get(model) or _unknown(model)
     estimate = inp.prediction.models.get(model) if inp.prediction is not None else None
     quality = spec.quality
     support = 0.0
-    if estimate is not None and (learned or quality is None):
-        quality, support = estimate.quality, estimate.support if learned else 0.0
+    if estimate is not None and (evidence or quality is None):
+        quality, support = estimate.quality, estimate.support if evidence else 0.0
     output_tokens = inp.constraints.output_tokens or inp.config.expected_output_tokens
     cost = spec.estimate_cost(inp.prompt_tokens, output_tokens)
     if cost is None and estimate is not None:
@@ -195,9 +197,8 @@ def decide(ranked: Sequence[Candidate], floors: Sequence[Route], inp: PolicyInpu
         return _decision(
             model=None, strategy=inp.strategy, route=route, constraints=inp.constraints, floors=floor_names
         )
-    learned = (
-        inp.strategy is Strategy.learned and inp.prediction is not None and inp.prediction.support >= inp.min_support
-    )
+    evidence = inp.prediction is not None and inp.prediction.support >= inp.min_support
+    learned = inp.strategy is Strategy.learned and evidence
     pool: dict[str, str | None] = {}
     for route in groups:
         for model in route.models:
@@ -205,7 +206,7 @@ def decide(ranked: Sequence[Candidate], floors: Sequence[Route], inp: PolicyInpu
     if learned:
         for spec in inp.catalog:
             pool.setdefault(spec.name, None)
-    choices = {m: _choice(m, route, inp, learned) for m, route in pool.items()}
+    choices = {m: _choice(m, route, inp, evidence) for m, route in pool.items()}
     limits = _floor_limits(floors, tiers)
 
     constraints, relaxed = inp.constraints, []

@@ -241,7 +241,13 @@ def read(name_or_path: str | Path) -> PretrainedConfig:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path} is not a JSON file: {exc}") from None
+        hint = ""
+        if path.suffix.lower() in (".yaml", ".yml"):
+            hint = (
+                " (a config here is the JSON with embeddings that `llmrouter export` or export_with_embeddings()"
+                " writes; load a to_yaml() file with SemanticRouter.from_yaml)"
+            )
+        raise ConfigError(f"{path} is not a JSON file: {exc}{hint}") from None
     return parse(data, where=str(path))
 
 

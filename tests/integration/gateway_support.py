@@ -81,9 +81,10 @@ class Upstream:
 
 
 @contextlib.contextmanager
-def upstream() -> Iterator[Upstream]:
+def upstream(api_key: str | None = None) -> Iterator[Upstream]:
+    """The local upstream on a free port; with ``api_key``, answering only requests that bear it."""
     port = free_port()
-    proc = launch([LLMROUTER, "upstream", "--port", str(port)])
+    proc = launch([LLMROUTER, "upstream", "--port", str(port), *(["--api-key", api_key] if api_key else [])])
     url = f"http://127.0.0.1:{port}/v1"
     try:
         wait_ready(f"{url}/models", proc)

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -100,8 +101,20 @@ def test_a_user_error_is_one_line_on_stderr_and_exit_code_2(files, args, expecte
 def test_a_report_on_a_router_no_gateway_served_says_so(files, redis_url):
     assert_one_line_error(
         run(["report", "--router", "no-such-router"], files, redis_url=redis_url),
-        "No decisions log for router 'no-such-router'",
+        "No router 'no-such-router' and no decisions log",
     )
+
+
+def test_a_report_on_a_stored_router_with_no_traffic_yet_is_an_empty_report(files, redis_url):
+    from redisvl_llmrouter import SemanticRouter
+
+    router = SemanticRouter.from_pretrained("default", name=f"quiet-{uuid.uuid4().hex[:6]}", redis_url=redis_url)
+    try:
+        result = run(["report", "--router", router.name], files, redis_url=redis_url)
+    finally:
+        router.delete()
+    assert result.returncode == 0, result.stderr
+    assert f"router {router.name}: 0 requests" in result.stdout
 
 
 def test_learning_unknown_models_names_the_options_and_leaves_no_new_router(files, redis_url):

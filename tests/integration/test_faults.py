@@ -250,6 +250,20 @@ def test_two_router_objects_adding_routes_both_land(api, name, table):
     assert stored(vector=QUERY).name == "x"  # and x's references are reachable, not orphaned
 
 
+@pytest.mark.parametrize("recreate", ["overwrite", "delete and create"])
+def test_an_object_of_an_earlier_creation_never_overwrites_the_router_created_since(api, name, table, recreate):
+    stale = api.create(name=name, routes=tiers(), vectorizer=table)
+    other = [Route(name="other", model="m/o", cost=1.0, references=["other d=0.05"], distance_threshold=0.5)]
+    if recreate == "delete and create":
+        api.from_existing(name, vectorizer=table).delete()
+    api.create(name=name, routes=other, vectorizer=table, overwrite=True)  # versions count from 1 again
+    stale.add_route(Route(name="x", model="m/x", cost=1.0, references=["x d=0.01"], distance_threshold=0.5))
+
+    stored = api.from_existing(name, vectorizer=table)
+    assert sorted(stored.route_names) == ["other", "x"]  # the change merged into the new router
+    assert sorted(stale.route_names) == ["other", "x"]
+
+
 def test_concurrent_writers_on_the_same_route_keep_every_reference(redis_url, name, table):
     routers = [SemanticRouter(name=name, routes=tiers(), vectorizer=table, redis_url=redis_url) for _ in range(6)]
     try:
@@ -385,6 +399,18 @@ def test_delete_and_overwrite_touch_only_the_routers_own_keys(api, name, table, 
         assert client.exists(f"{name}:session:1") == 1
     finally:
         client.delete(f"{name}:session:1", f"{name}:other")
+
+
+def test_delete_leaves_nothing_of_the_router_behind(api, name, table, redis_url):
+    from redisvl_llmrouter.observability import decisions
+
+    client = redis.Redis.from_url(redis_url)
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    router(vector=QUERY, strategy="round_robin")  # a rotation position in Redis
+    client.execute_command(*decisions.append_command(name, {"type": "completion"}, 100))  # a gateway's log
+    assert client.keys(f"*{name}*")
+    router.delete()
+    assert client.keys(f"*{name}*") == []
 
 
 # ----------------------------------------------------------------------------- errors that escaped

@@ -449,9 +449,12 @@ def test_a_stream_broken_midway_ends_in_band_is_counted_and_trips_the_breaker(re
         key = f"llmrouter:breaker:{{{model}}}"
         assert wait_for(lambda: store.hget(key, "state"), b"open") == b"open"
         metrics = srv.get("/metrics").text
+        with SemanticRouter.from_existing(srv.router, redis_url=redis_url) as router:
+            live = router.live_stats([model])[model]  # the live statistics agree: two failures
     errors = [line for line in metrics.splitlines() if line.startswith("llmrouter_requests_total{") and model in line]
     assert errors and all('status="error"' in line and 'route="passthrough"' in line for line in errors)
     assert float(errors[0].rsplit(" ", 1)[1]) == 2.0
+    assert (live.successes, live.failures, live.inflight) == (0, 2, 0)
 
 
 def test_a_gateway_on_the_embedded_redis_starts_it_again_when_it_dies(local_upstream):
@@ -461,7 +464,7 @@ def test_a_gateway_on_the_embedded_redis_starts_it_again_when_it_dies(local_upst
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(f"{base}/health", proc)
-        redis_port = int(re.search(r"Redis 127\.0\.0\.1:(\d+)", output(proc)).group(1))
+        redis_port = int(re.search(r"Redis redis://127\.0\.0\.1:(\d+)", output(proc)).group(1))
         first = redis.Redis(port=redis_port).info("server")["run_id"]
         with contextlib.suppress(redis.ConnectionError):  # the server is gone before it can answer
             redis.Redis(port=redis_port).shutdown(nosave=True)
@@ -517,6 +520,11 @@ def test_every_request_ends_answered_or_with_a_clear_error_and_the_counts_add_up
     assert local_upstream.calls(backup) == 100 - answered[primary]
     assert stats[primary]["requests"] == 100 and stats[primary]["successes"] == answered[primary]
     assert stats[backup]["requests"] == 100 - answered[primary] and stats[backup]["failures"] == errors
+    # The log has every request, failed ones with how long the client waited and what was asked.
+    log = redis.Redis.from_url(redis_url).xrange(f"llmrouter:{{{router}}}:decisions")
+    failed = [e for e in (json.loads(f[b"d"]) for _, f in log) if e["type"] == "completion" and e["status"] == "error"]
+    assert len(failed) == errors
+    assert all(e["latency_ms"] > 0 and e.get("text_sha256") for e in failed)
 
 
 def test_a_full_queue_answers_429_with_retry_after_and_critical_requests_go_first(redis_url, local_upstream, tmp_path):
@@ -622,6 +630,44 @@ def test_the_semantic_cache_answers_repeats_without_calling_and_never_crosses_sc
             assert cache_header(alice, "name a prime number", to="auto", temperature=0) == "hit"
             assert cache_header(alice, "name a prime number", to="auto", temperature=0, extra_body={
                 "strategy": "quality"}) == "miss"  # fmt: skip
+
+        # /metrics counts cache hits as the report does: answered, with their latency and their saving
+        log = redis.Redis.from_url(redis_url).xrange(f"llmrouter:{{{srv.router}}}:decisions")
+        entries = [json.loads(fields[b"d"]) for _, fields in log]
+        answered = [e for e in entries if e["type"] == "completion" and e["status"] == "ok"]
+        hits = [e for e in answered if e["cache"]]
+        assert hits and {_route_of(e) for e in hits} == {"passthrough", "cache"}
+        samples = metric_samples(srv.get("/metrics").text)
+        assert sum(v for k, v in samples.items() if k.startswith("llmrouter_request_latency_seconds_count")) == len(
+            answered
+        )
+        saving = sum(v for k, v in samples.items() if k.startswith("llmrouter_saving_usd_total"))
+        priced = [e for e in answered if e["cost"] is not None and e["baseline_cost"] is not None]  # catalog models
+        assert any(e["cache"] for e in priced)
+        assert saving == pytest.approx(sum(e["baseline_cost"] - e["cost"] for e in priced), rel=1e-6)
+        by_route = {}
+        for k, v in samples.items():
+            if k.startswith("llmrouter_requests_total{") and 'status="ok"' in k:
+                route = k.split('route="', 1)[1].split('"', 1)[0]
+                by_route[route] = by_route.get(route, 0) + v
+        assert by_route.get("cache") == sum(1 for e in hits if _route_of(e) == "cache")
+
+
+def _route_of(entry: dict) -> str:
+    """The metrics label of a logged request: its route, else what kind of request it was."""
+    if entry.get("route"):
+        return entry["route"]
+    return "passthrough" if entry.get("strategy") == "passthrough" else "cache" if entry.get("cache") else "unmatched"
+
+
+def metric_samples(text: str) -> dict[str, float]:
+    """Prometheus text as ``{"name{labels}": value}`` (comments skipped)."""
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            samples[key] = float(value)
+    return samples
 
 
 def test_the_cache_is_off_by_default_and_a_lost_cache_index_costs_hits_not_requests(

@@ -90,6 +90,84 @@ def test_when_every_model_fails_the_error_lists_each_attempt(redis_url):
     assert "openai/gpt-4.1-nano: server (500)" in str(error)
 
 
+class Broken(Scripted):
+    """A custom backend with a bug: the first model it is asked for raises a plain exception."""
+
+    def __init__(self, broken: str) -> None:
+        super().__init__()
+        self.broken = broken
+        self.closed = False
+
+    async def complete(self, call: Call) -> dict[str, Any]:
+        if call.model == self.broken:
+            raise RuntimeError("bug in a custom backend")
+        return await super().complete(call)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def test_a_custom_backend_raising_its_own_error_is_a_failed_call_the_fallback_answers(redis_url):
+    async def run() -> tuple[Any, dict[str, Any], Broken]:
+        backend = Broken("openai/gpt-4.1-nano")
+        config = {"router_name": f"lib-{uuid.uuid4().hex[:6]}", "retry": {"attempts": 1}}
+        gw = await Gateway.create(config, redis_url=redis_url, backends={"*": backend})
+        try:
+            before = (await gw.stats())["models"]["openai/gpt-4.1-nano"]  # models' statistics are Redis-wide
+            answer = await gw.complete([{"role": "user", "content": "hello, how are you?"}])
+            await gw._writes.flush()
+            after = (await gw.stats())["models"]["openai/gpt-4.1-nano"]
+            return answer, {k: after[k] - before[k] for k in ("failures", "in_flight")}, backend
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    answer, models, backend = asyncio.run(run())
+    assert answer.outcome.model == "openai/gpt-4.1-mini" and answer.outcome.fallbacks_used == 1
+    assert (models["failures"], models["in_flight"]) == (1, 0)  # recorded, and no longer counted in flight
+    assert backend.closed  # the gateway closes the backends it was given
+
+
+def test_feedback_right_after_the_answer_finds_it(redis_url):
+    async def run() -> list[dict[str, Any]]:
+        gw = await Gateway.create({"router_name": f"lib-{uuid.uuid4().hex[:6]}"}, redis_url=redis_url,
+                                  backends={"*": Scripted()})  # fmt: skip
+        try:
+            results = []
+            for i in range(10):  # the answer's record is written behind it: feedback must not outrun it
+                answer = await gw.complete([{"role": "user", "content": f"hello number {i}"}])
+                results.append(await gw.feedback(answer.outcome.request_id, quality=1.0))
+            return results
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    assert [r["model"] for r in asyncio.run(run())] == ["openai/gpt-4.1-nano"] * 10
+
+
+def test_the_provider_key_goes_with_every_call_plain_and_streamed(redis_url, monkeypatch):
+    monkeypatch.setenv("LOCAL_UPSTREAM_KEY", "sk-local-test")
+    with upstream(api_key="sk-local-test") as keyed:
+
+        async def run(key_env: str) -> Any:
+            config = {"router_name": f"lib-{uuid.uuid4().hex[:6]}", "upstream_url": keyed.url,
+                      "upstream_api_key_env": key_env, "max_models": 1, "retry": {"attempts": 1}}  # fmt: skip
+            gw = await Gateway.create(config, redis_url=redis_url)
+            try:
+                plain = await gw.complete([{"role": "user", "content": "hi"}], model="k/plain")
+                streamed = await gw.complete([{"role": "user", "content": "hi"}], model="k/streamed", stream=True)
+                chunks = [chunk async for chunk in streamed]
+                return plain, chunks
+            finally:
+                await gw.router.delete()
+                await gw.aclose()
+
+        plain, chunks = asyncio.run(run("LOCAL_UPSTREAM_KEY"))
+        assert plain.body["choices"][0]["message"]["content"] == "[k/plain] hi" and chunks
+        with pytest.raises(AllModelsFailedError, match="401"):  # the upstream checks: a missing key is refused
+            asyncio.run(run("NO_SUCH_KEY_VARIABLE"))
+
+
 def test_the_sync_wrapper(redis_url, local_upstream):
     name = f"lib-{uuid.uuid4().hex[:6]}"
     with SyncGateway({"router_name": name, "upstream_url": local_upstream.url}, redis_url=redis_url) as gw:

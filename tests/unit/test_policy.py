@@ -229,6 +229,19 @@ def test_learned_without_support_is_exactly_the_tier_decision():
     assert not cold.learned and cold.model == tier.model and cold.fallbacks == tier.fallbacks
 
 
+@pytest.mark.parametrize("strategy", [Strategy.quality, Strategy.balanced])
+def test_quality_strategies_and_min_quality_read_the_learned_prediction_where_it_has_support(strategy):
+    # The catalog says mini (0.7) beats nano (0.5); the memory says the opposite on requests like this one.
+    pred = prediction({"p/nano": 1.0, "p/mini": 0.0})
+    assert decide(matched(SIMPLE), [], inp(strategy, prediction=pred, min_support=1.0)).model == "p/nano"
+    d = decide(matched(SIMPLE), [], inp(Strategy.semantic, prediction=pred, min_support=1.0,
+                                        constraints=Constraints(output_tokens=1000, min_quality=0.8)))  # fmt: skip
+    assert d.model == "p/nano" and "p/mini" in {e.model for e in d.excluded}
+    # Without enough support the catalog's priors stand.
+    cold = decide(matched(SIMPLE), [], inp(strategy, prediction=pred, min_support=10.0))
+    assert {c.model: c.quality for c in cold.candidates}["p/mini"] == 0.7
+
+
 def test_the_knob_sweeps_from_best_quality_to_cheapest():
     pred = prediction({"p/nano": 0.2, "p/mini": 0.5, "p/big": 0.8, "p/top": 0.9})
 

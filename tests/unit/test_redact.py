@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from redisvl_llmrouter.errors import redact
+from redisvl_llmrouter.errors import redact, redact_url
 
 
 @pytest.mark.parametrize(
@@ -26,3 +26,25 @@ def test_the_password_of_every_url_is_replaced(text, shown):
 @pytest.mark.parametrize("text", ["redis://host:6379/0", "redis://alice@host", "mail me at a:b@c", "host:1 x@y"])
 def test_text_without_a_url_password_is_unchanged(text):
     assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["redis://:Zz9/SecretPw@127.0.0.1:7699", "redis//admin:Zz9SecretPw@127.0.0.1:7699", "rediss://u:a/b/SecretPw@h"],
+)
+def test_a_password_with_a_slash_or_a_url_missing_its_colon_is_masked_too(text):
+    assert "SecretPw" not in redact(text) and "***@" in redact(text)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://alice:PW@host:6379/0", "redis://alice:***@host:6379/0"),
+        ("redis//admin:PW@host", "redis//admin:***@host"),
+        ("redis://:P/W#?@host", "redis://:***@host"),
+        ("PW@host", "***@host"),
+        ("redis://host:6379", "redis://host:6379"),
+    ],
+)
+def test_redact_url_masks_the_userinfo_of_one_url_however_malformed(url, shown):
+    assert redact_url(url) == shown

@@ -105,3 +105,31 @@ def test_requests_without_a_tier_say_what_they_were():
         completion(3_000, None, "m", None, None, strategy=None, status="error", error="circuit_open"),
     ]
     assert set(summarise(entries, router="r").by_route) == {"(passthrough)", "(cache)", "(unmatched)"}
+
+
+def test_feedback_naming_another_model_counts_under_that_model_and_not_the_route():
+    entries = [
+        completion(1_000, "simple", "cheap", 0.001, 0.010, request_id="r1"),
+        {"type": "feedback", "ts": 2_000, "request_id": "r1", "model": "cheap", "quality": 1.0},
+        {"type": "feedback", "ts": 2_001, "request_id": "r1", "model": "dear", "quality": 0.0},
+    ]
+    report = summarise(entries, router="r")
+    assert (report.by_model["cheap"].quality, report.by_model["cheap"].feedback) == (1.0, 1)
+    assert (report.by_model["dear"].quality, report.by_model["dear"].feedback) == (0.0, 1)
+    assert (report.by_route["simple"].quality, report.by_route["simple"].feedback) == (1.0, 1)
+
+
+def test_an_entry_newer_than_the_live_window_lengthens_the_series_instead_of_failing():
+    late = [completion(130_000, "simple", "cheap", 0.001, 0.010)]  # written after the reader's clock
+    series = summarise(late, router="r", since_ms=0, until_ms=60_000).series
+    assert sum(series.requests_by_model["cheap"]) == 1
+    assert len(series.t_ms) == len(series.cost_usd) == len(series.requests_by_model["cheap"])
+    assert series.t_ms[-1] <= 130_000 < series.t_ms[-1] + series.bucket_s * 1000
+
+
+@pytest.mark.parametrize("entries", [[], ENTRIES], ids=["empty", "seconds apart"])
+def test_the_plot_is_written_for_an_empty_window_and_a_short_one(tmp_path, entries):
+    from redisvl_llmrouter.observability.report import plot
+
+    path = plot(summarise(entries, router="r"), tmp_path / "p.png")
+    assert path.stat().st_size > 1000
