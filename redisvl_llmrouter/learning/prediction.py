@@ -98,6 +98,8 @@ class ModelEstimate:
     support: float
     cost: float | None
     latency_ms: float | None
+    observed: bool = True
+    """Whether the memory holds any outcome of this model (else ``quality`` is a catalog or borrowed prior)."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,10 @@ def predict(
         est.cost[0].tolist(),
         est.latency_ms[0].tolist(),
     )
+    observed = {m for m in stats.n if stats.mean_quality(m) is not None}
     return Prediction(
         support=float(est.support[0]),
-        models={m: ModelEstimate(_known(q), s, _known(c), _known(lat)) for m, q, s, c, lat in rows},
+        models={
+            m: ModelEstimate(_known(q), s, _known(c), _known(lat), observed=m in observed) for m, q, s, c, lat in rows
+        },
     )

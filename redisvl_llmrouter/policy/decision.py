@@ -112,15 +112,24 @@ def _floor_limits(floors: Sequence[Route], tiers: Sequence[Route]) -> tuple[int 
     return min_position, min_quality, source
 
 
-def _choice(model: str, route: str | None, inp: PolicyInput, evidence: bool) -> ModelChoice:
+def _choice(
+    model: str, route: str | None, inp: PolicyInput, evidence: bool, tier_quality: float | None = None
+) -> ModelChoice:
     """One model's expected quality, cost, latency and load. Its quality is the learned prediction
-    when the memory holds similar requests (``evidence``), whatever the strategy, else the catalog's."""
+    when the memory holds similar requests (``evidence``), whatever the strategy, else the catalog's.
+
+    ``tier_quality`` (learned choices only): what the tier router's own pick is expected to reach. A
+    model the memory has never observed is expected to do no better than that on this request: the
+    tier router judged its pick enough for it, and only evidence (outcomes, feedback) says otherwise.
+    """
     spec = inp.catalog.get(model) or _unknown(model)
     estimate = inp.prediction.models.get(model) if inp.prediction is not None else None
     quality = spec.quality
     support = 0.0
     if estimate is not None and (evidence or quality is None):
         quality, support = estimate.quality, estimate.support if evidence else 0.0
+        if tier_quality is not None and not estimate.observed and quality is not None:
+            quality = min(quality, tier_quality)
     output_tokens = inp.constraints.output_tokens or inp.config.expected_output_tokens
     cost = spec.estimate_cost(inp.prompt_tokens, output_tokens)
     if cost is None and estimate is not None:
@@ -206,7 +215,11 @@ def decide(ranked: Sequence[Candidate], floors: Sequence[Route], inp: PolicyInpu
     if learned:
         for spec in inp.catalog:
             pool.setdefault(spec.name, None)
-    choices = {m: _choice(m, route, inp, evidence) for m, route in pool.items()}
+    # The tier router's pick (the matched route's first model) and its catalog quality: the most a
+    # model the memory has never seen is expected to reach on this request (see _choice).
+    tier_pick = inp.catalog.get(groups[0].models[0]) if learned else None
+    tier_quality = tier_pick.quality if tier_pick is not None else None
+    choices = {m: _choice(m, route, inp, evidence, tier_quality) for m, route in pool.items()}
     limits = _floor_limits(floors, tiers)
 
     constraints, relaxed = inp.constraints, []

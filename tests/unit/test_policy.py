@@ -222,6 +222,20 @@ def test_learned_picks_by_utility_over_every_model_once_the_memory_has_support()
     assert [c.score for c in d.candidates] == sorted((c.score for c in d.candidates), reverse=True)
 
 
+def test_a_model_the_memory_never_saw_is_expected_no_better_than_the_tier_routers_pick():
+    def learned(nano: float) -> str:
+        # Only nano has outcomes (one feedback, say); the others stand on their catalog quality alone.
+        pred = Prediction(support=5.0, models={
+            "p/nano": ModelEstimate(nano, 5.0, None, None),
+            **{m: ModelEstimate(q, 0.0, None, None, observed=False)
+               for m, q in (("p/mini", 0.7), ("p/big", 0.9), ("p/top", 0.95))},
+        })  # fmt: skip
+        return decide(matched(SIMPLE), [], inp(Strategy.learned, prediction=pred, min_support=1.0)).model
+
+    assert learned(0.6) == "p/nano"  # nano does well here: no jump to a model rated higher on paper
+    assert learned(0.0) == "p/mini"  # nano fails here: the cheapest model not known to fail takes over
+
+
 def test_learned_without_support_is_exactly_the_tier_decision():
     weak = prediction({"p/nano": 0.0, "p/mini": 1.0}, support=0.5)
     cold = decide(matched(SIMPLE), [], inp(Strategy.learned, prediction=weak, min_support=1.0))
