@@ -743,12 +743,15 @@ class RouterCore:
             yield Pipeline(tuple(self._reference_hset(route, ref, vectors[(route, ref)]) for route, ref in chunk))
 
     def _drop(self, stored: Mapping[str, Any] | None = None) -> Op[None]:
-        """Drop the index and this router's own keys: its references (as this object and the stored
-        config list them) and its config, never other keys that happen to share the ``NAME:`` prefix."""
+        """Drop the index and this router's own keys: its references and its routes' round-robin
+        positions (as this object and the stored config list them) and its config, never other keys
+        that happen to share the ``NAME:`` prefix."""
         keys = {reference_key(self.name, *pair) for pair in self._pairs()}
+        keys.update(live.round_robin_key(self.name, route.name) for route in self.routes)
         for route in (stored or {}).get("routes", []):
             if isinstance(route, Mapping):
                 keys.update(reference_key(self.name, route.get("name", ""), ref) for ref in route.get("references", []))
+                keys.add(live.round_robin_key(self.name, str(route.get("name", ""))))
         try:
             yield Command(("FT.DROPINDEX", self.name))  # without DD: the index alone, not every hash it covers
         except ResponseError as exc:
@@ -1539,10 +1542,7 @@ class RouterCore:
         stored = yield from read_config(self.name)
         yield from self._drop(stored)
         yield from self.store.delete()
-        stored_routes = (stored or {}).get("routes", [])
-        routes = {r.name for r in self.routes} | {str(r.get("name")) for r in stored_routes if isinstance(r, Mapping)}
-        positions = [live.round_robin_key(self.name, route) for route in sorted(routes)]
-        yield Command(("DEL", *positions, decisions.stream_key(self.name)))
+        yield Command(("DEL", decisions.stream_key(self.name)))
         self._cache.clear()
 
     def clear(self) -> Op[None]:

@@ -54,18 +54,24 @@ __all__ = [
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*:?//[^:/@\s]*:)(?P<password>\S*)@")
 
 
+# ``?password=...`` / ``&password=...``: redis-py also reads a password from the query string.
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:password|passwd|pwd|api_key|key|token)=)[^&#\s'\"]*", re.IGNORECASE)
+
+
 def redact(text: str) -> str:
     """``text`` with the password of every URL in it replaced by ``***``.
 
     Use it wherever a URL the user gave may be shown (errors, logs, the CLI): a Redis or upstream
-    URL such as ``redis://alice:PW@host`` carries its secret inline.
+    URL such as ``redis://alice:PW@host`` (or ``redis://host?password=PW``) carries its secret inline.
     """
-    return _URL_PASSWORD.sub(lambda m: f"{m['head']}***@", text)
+    text = _URL_PASSWORD.sub(lambda m: f"{m['head']}***@", text)
+    return _QUERY_PASSWORD.sub(lambda m: f"{m['head']}***", text)
 
 
 def redact_url(url: str) -> str:
     """One URL the user gave, safe to show however malformed: its userinfo (everything between the
     scheme and the last ``@``) keeps only a user name before a colon."""
+    url = _QUERY_PASSWORD.sub(lambda m: f"{m['head']}***", url)
     head, at, host = url.rpartition("@")
     if not at:
         return url

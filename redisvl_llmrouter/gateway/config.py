@@ -67,6 +67,12 @@ def _http_url(value: str | None) -> str | None:
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("expected an http:// or https:// base URL such as http://127.0.0.1:8001/v1")
+    try:
+        parts.port  # noqa: B018 - parsing it is the check (a number in 0-65535)
+    except ValueError:  # the message would quote what stood for the port: maybe part of a password
+        raise ValueError(
+            "its port is not a number from 0 to 65535 (in a password, percent-encode / # ? and @)"
+        ) from None
     return value.strip()
 
 

@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Any
 
+from redisvl_llmrouter.gateway.accounting import baseline_model
 from redisvl_llmrouter.gateway.config import GatewayConfig
 
 __all__ = ["serve", "worker_config"]
@@ -61,9 +62,12 @@ def _keep_embedded_redis(every_s: float = 1.0) -> None:
             current = server
 
 
-def check_listen_address(host: str, port: int) -> None:
+def check_listen_address(host: str, port: int) -> int:
     """Refuse, before announcing anything, an address the server could not listen on (a port out of
-    range or taken, a host that does not resolve): one clear error instead of uvicorn's after the banner."""
+    range or taken, a host that does not resolve): one clear error instead of uvicorn's after the banner.
+
+    Returns the port, a free one chosen here for ``0`` (so the banner can name it).
+    """
     import socket
 
     from redisvl_llmrouter.errors import ConfigError
@@ -81,6 +85,7 @@ def check_listen_address(host: str, port: int) -> None:
             probe.bind(address)
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        return int(probe.getsockname()[1])
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -104,7 +109,7 @@ def serve(args: argparse.Namespace) -> int:
         config = GatewayConfig.parse({**config.model_dump(exclude_unset=True), **updates}, where="llmrouter serve")
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
-    check_listen_address(args.host, args.port)
+    args.port = check_listen_address(args.host, args.port)
 
     embedded = not (args.redis_url or os.environ.get("REDIS_URL"))
     url = connection.resolve_url(args.redis_url)  # starts the embedded Redis here, for every worker
@@ -116,7 +121,10 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError:
         router = SemanticRouter.from_pretrained(config.router, name=config.router_name, redis_url=url)
     config = config.model_copy(update={"router": router.name, "router_name": None})
-    router.close()
+    try:  # checked here, once, rather than by every worker as it starts (a traceback, or silence)
+        baseline_model(router._core.effective_catalog(), config.baseline_model)
+    finally:
+        router.close()
 
     print(
         f"llmrouter gateway: http://{args.host}:{args.port}/v1 (router {config.router!r}, Redis {redact_url(url)}, "

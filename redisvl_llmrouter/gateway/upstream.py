@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     REQUIRED_KEY = args.api_key
     from redisvl_llmrouter.gateway.serve import check_listen_address
 
-    check_listen_address(args.host, args.port)
+    check_listen_address(args.host, args.port)  # the real port is announced once listening
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     # Announce the real address (a free port when --port 0) once uvicorn is listening.

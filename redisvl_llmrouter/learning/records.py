@@ -25,6 +25,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from redisvl_llmrouter.errors import ConfigError, InvalidFeedbackError
+from redisvl_llmrouter.schema import MAX_STATEMENT_CHARS, text_problem
 
 __all__ = ["ModelOutcome", "OutcomeRecord", "parse_record", "read_records"]
 
@@ -52,6 +53,11 @@ class OutcomeRecord(BaseModel):
         # Refused here, where the error can name the file and line, rather than when it is embedded.
         if not prompt.strip():
             raise ValueError("the prompt is empty or only whitespace")
+        if len(prompt) > MAX_STATEMENT_CHARS:
+            raise ValueError(f"the prompt is {len(prompt):,} characters; the limit is {MAX_STATEMENT_CHARS:,}")
+        problem = text_problem(prompt)
+        if problem:
+            raise ValueError(f"the prompt {problem}")
         return prompt
 
     def renamed(self, model_map: Mapping[str, str]) -> OutcomeRecord:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -52,7 +53,11 @@ def append_command(router: str, entry: Mapping[str, Any], max_entries: int) -> t
 
 
 def parse_entries(reply: Sequence[Any] | None) -> list[dict[str, Any]]:
-    """``XRANGE``/``XREVRANGE`` replies as dicts, with the stream id under ``id`` (malformed entries skipped)."""
+    """``XRANGE``/``XREVRANGE`` replies as dicts, with the stream id under ``id``.
+
+    Malformed entries are skipped: not a JSON object, or without a finite numeric ``ts`` (a foreign
+    or corrupted entry must not break every report on the log).
+    """
     out = []
     for item in reply or []:
         entry_id, fields = item[0], item[1]
@@ -62,7 +67,11 @@ def parse_entries(reply: Sequence[Any] | None) -> list[dict[str, Any]]:
             data = json.loads(as_text(raw)) if raw is not None else None
         except json.JSONDecodeError:
             data = None
-        if isinstance(data, dict):
-            data["id"] = as_text(entry_id)
-            out.append(data)
+        if not isinstance(data, dict):
+            continue
+        ts = data.get("ts")
+        if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
+            continue
+        data["ts"], data["id"] = int(ts), as_text(entry_id)
+        out.append(data)
     return out

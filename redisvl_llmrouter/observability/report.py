@@ -418,8 +418,9 @@ def plot(report: Report, path: str | Path) -> Path:
         traffic.legend(fontsize="small", loc="upper left")
     cumulative_cost = _cumulative(s.cost_usd)
     cumulative_baseline = _cumulative(s.baseline_usd)
-    spend.plot(times, cumulative_baseline, label="always the dearest model", linestyle="--")
-    spend.plot(times, cumulative_cost, label="routed")
+    marker = "o" if len(times) == 1 else None  # one bucket is one point: a line alone would not show
+    spend.plot(times, cumulative_baseline, label="always the dearest model", linestyle="--", marker=marker)
+    spend.plot(times, cumulative_cost, label="routed", marker=marker)
     spend.fill_between(times, cumulative_cost, cumulative_baseline, alpha=0.15, label="saving")
     spend.set_ylabel("cumulative cost (USD)")
     spend.set_title(f"cost {_money(report.total.cost_usd)}, saved {_share(report.total.saving_fraction)}")

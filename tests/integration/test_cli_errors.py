@@ -84,6 +84,8 @@ BAD_INPUTS = {
     "learn without --router": (["learn", "good.jsonl"], "required: --router"),
     "learn on an empty file": (["learn", "empty.jsonl", "--router", "default"], "empty.jsonl: no outcome rows"),
     "serve --workers 0": (["serve", "--workers", "0"], "--workers: must be at least 1"),
+    "serve on a port out of range": (["serve", "--port", "72001"], "--port must be between 0 and 65535"),
+    "upstream on a port out of range": (["upstream", "--port", "-1"], "--port must be between 0 and 65535"),
     "an unknown config": (["info", "--config", "no-such-config"], "No pretrained config named 'no-such-config'"),
     "report on the embedded Redis": (["report"], "no Redis is configured: this command would start a new, empty"),
     "export --from-redis on the embedded Redis": (
@@ -103,6 +105,20 @@ def test_a_report_on_a_router_no_gateway_served_says_so(files, redis_url):
         run(["report", "--router", "no-such-router"], files, redis_url=redis_url),
         "No router 'no-such-router' and no decisions log",
     )
+
+
+def test_serve_refuses_a_taken_port_and_an_unpriced_baseline_before_announcing_anything(files, redis_url):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert_one_line_error(run(["serve", "--port", port], files), f"cannot listen on 127.0.0.1:{port}")
+    config = files / "baseline.json"
+    config.write_text(json.dumps({"router_name": f"bl-{uuid.uuid4().hex[:6]}", "baseline_model": "nope/model"}))
+    result = run(["serve", "--config", str(config), "--port", "0"], files, redis_url=redis_url)
+    assert_one_line_error(result, "baseline_model 'nope/model' is not a priced model")
 
 
 def test_a_report_on_a_stored_router_with_no_traffic_yet_is_an_empty_report(files, redis_url):

@@ -405,8 +405,11 @@ def test_delete_leaves_nothing_of_the_router_behind(api, name, table, redis_url)
     from redisvl_llmrouter.observability import decisions
 
     client = redis.Redis.from_url(redis_url)
-    router = api.create(name=name, routes=tiers(), vectorizer=table)
-    router(vector=QUERY, strategy="round_robin")  # a rotation position in Redis
+    first = api.create(name=name, routes=tiers(), vectorizer=table)
+    first(vector=QUERY, strategy="round_robin")  # a rotation position in Redis, for route "near"
+    # Created again without "near": its position goes with it, as do the rest on delete.
+    router = api.create(name=name, routes=tiers()[1:], vectorizer=table, overwrite=True)
+    router(vector=QUERY, strategy="round_robin")
     client.execute_command(*decisions.append_command(name, {"type": "completion"}, 100))  # a gateway's log
     assert client.keys(f"*{name}*")
     router.delete()

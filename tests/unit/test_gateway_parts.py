@@ -229,3 +229,31 @@ class TestCacheScope:
         assert cacheable({"temperature": 0}, on) and not cacheable({"temperature": 0}, CacheConfig())
         assert not cacheable({}, on) and not cacheable({"temperature": 0.7}, on)
         assert not cacheable({"temperature": 0, "n": 2}, on) and not cacheable({"temperature": 0, "tools": [{}]}, on)
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"upstream_url": "not a url"}, "upstream_url"),
+        ({"upstream_url": "http://u:Zz9/Secret@127.0.0.1:8001/v1"}, "upstream_url"),  # a / in the password
+        ({"upstream_url": "http://127.0.0.1:99999/v1"}, "upstream_url"),
+        ({"upstreams": [{"api_base": "127.0.0.1:8001/v1"}]}, "upstreams.0.api_base"),
+        ({"api_keys": ["sk-ok", " "]}, "api_keys"),
+    ],
+)
+def test_a_config_that_could_only_fail_later_is_refused_by_field_and_without_its_secret(config, field) -> None:
+    from redisvl_llmrouter.errors import ConfigError
+    from redisvl_llmrouter.gateway.config import GatewayConfig
+
+    with pytest.raises(ConfigError, match=field) as caught:
+        GatewayConfig.parse(config)
+    assert "Zz9" not in str(caught.value) and "Secret" not in str(caught.value)
+
+
+def test_a_baseline_model_must_be_priced_in_the_catalog() -> None:
+    from redisvl_llmrouter.errors import ConfigError
+
+    catalog = ModelCatalog(models=[ModelSpec(name="a/cheap", input_price=0.1, output_price=0.4)])
+    assert baseline_model(catalog, "a/cheap") == "a/cheap"
+    with pytest.raises(ConfigError, match="baseline_model 'a/typo' is not a priced model"):
+        baseline_model(catalog, "a/typo")

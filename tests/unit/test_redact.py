@@ -48,3 +48,11 @@ def test_a_password_with_a_slash_or_a_url_missing_its_colon_is_masked_too(text):
 )
 def test_redact_url_masks_the_userinfo_of_one_url_however_malformed(url, shown):
     assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:77x8?password=Zz9Secret", "redis://h:1?db=x&password=Zz9Secret&ssl=1"]
+)
+def test_a_password_in_the_query_string_is_masked(url):
+    for shown in (redact(url), redact_url(url), redact(f"Invalid Redis URL '{url}': bad port")):
+        assert "Zz9Secret" not in shown and "password=***" in shown

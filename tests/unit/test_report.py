@@ -133,3 +133,24 @@ def test_the_plot_is_written_for_an_empty_window_and_a_short_one(tmp_path, entri
 
     path = plot(summarise(entries, router="r"), tmp_path / "p.png")
     assert path.stat().st_size > 1000
+
+
+def test_log_entries_without_a_numeric_time_are_skipped_not_fatal():
+    import json
+
+    from redisvl_llmrouter.observability.decisions import parse_entries
+
+    def item(i: int, ts: object) -> tuple:
+        return (f"{i}-0".encode(), [b"d", json.dumps({"type": "completion", "ts": ts, "status": "ok"}).encode()])
+
+    reply = [
+        item(1, 1_000),
+        item(2, "abc"),
+        item(3, float("nan")),
+        item(4, None),
+        item(5, 2_000.0),
+        (b"6-0", [b"d", b"{"]),
+    ]
+    entries = parse_entries(reply)
+    assert [e["ts"] for e in entries] == [1_000, 2_000]
+    assert summarise(entries, router="r").total.requests == 2
