@@ -90,8 +90,20 @@ class AsyncSemanticRouter(BaseSemanticRouter):
 
     _index_class = AsyncSearchIndex
 
-    def __init__(self, core: RouterCore, client: aredis.Redis, owns_client: bool) -> None:
+    def __init__(
+        self,
+        core: RouterCore | None = None,
+        client: aredis.Redis | None = None,
+        owns_client: bool = False,
+        **kwargs: Any,
+    ) -> None:
         # Private: construction needs I/O, which __init__ cannot await. Use create().
+        if kwargs or not isinstance(core, RouterCore) or client is None:
+            raise TypeError(
+                "AsyncSemanticRouter is built with `await AsyncSemanticRouter.create(name=..., routes=...)` "
+                "(or `await AsyncSemanticRouter.from_pretrained(...)` / `.from_existing(...)`): building it "
+                "talks to Redis, which __init__ cannot await."
+            )
         self._core = core
         self._client = client
         self._owns_client = owns_client

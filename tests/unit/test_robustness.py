@@ -146,3 +146,10 @@ def test_a_config_naming_another_model_never_builds_it():
         vectorizer_from_identity({"type": "hf", "model": "org/other", "dims": 384, "dtype": "float32"})
     with pytest.raises(ConfigError, match="pass it as vectorizer="):
         vectorizer_from_identity({"type": "openai", "model": "text-embedding-3-small"})
+
+
+def test_building_the_async_router_like_the_sync_one_points_to_create():
+    from redisvl_llmrouter import AsyncSemanticRouter
+
+    with pytest.raises(TypeError, match=r"await AsyncSemanticRouter.create\(name=\.\.\., routes=\.\.\.\)"):
+        AsyncSemanticRouter(name="x", routes=[])
