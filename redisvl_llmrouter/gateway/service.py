@@ -28,7 +28,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -154,14 +154,39 @@ class Completion:
 
 
 class StreamedCompletion:
-    """A streamed request: iterate for ``chat.completion.chunk`` bodies; ``outcome`` is final at the end."""
+    """A streamed request: iterate for ``chat.completion.chunk`` bodies; ``outcome`` is final at the end.
 
-    def __init__(self, outcome: Outcome, chunks: AsyncIterator[dict[str, Any]]) -> None:
+    The stream holds its model's queue slot until it ends: iterate it to the end, or leave it early
+    with ``await stream.aclose()`` (or ``async with stream:``), which frees the slot even when no chunk
+    was read.
+    """
+
+    def __init__(
+        self,
+        outcome: Outcome,
+        chunks: AsyncIterator[dict[str, Any]],
+        release: Callable[[], Awaitable[Any]] | None = None,
+    ) -> None:
         self.outcome = outcome
         self._chunks = chunks
+        self._release = release
 
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
         return self._chunks
+
+    async def aclose(self) -> None:
+        """Stop the stream and free what it holds (idempotent)."""
+        closer = getattr(self._chunks, "aclose", None)
+        if closer is not None:
+            await closer()
+        if self._release is not None:  # a stream never started has not run its own clean-up
+            await self._release()
+
+    async def __aenter__(self) -> StreamedCompletion:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 @dataclass
@@ -762,7 +787,8 @@ class Gateway:
                 await stack.aclose()
                 raise
             outcome.model = model
-            return StreamedCompletion(outcome, self._relay(request, outcome, chunks, first, stack, vector, scope))
+            relay = self._relay(request, outcome, chunks, first, stack, vector, scope)
+            return StreamedCompletion(outcome, relay, release=stack.aclose)
         raise self._failure(request, outcome, queue_errors)
 
     async def _relay(

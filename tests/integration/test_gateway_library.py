@@ -168,6 +168,28 @@ def test_the_provider_key_goes_with_every_call_plain_and_streamed(redis_url, mon
             asyncio.run(run("NO_SUCH_KEY_VARIABLE"))
 
 
+def test_a_stream_left_unread_frees_its_queue_slot_when_closed(redis_url):
+    async def run() -> list[int]:
+        gw = await Gateway.create({"router_name": f"lib-{uuid.uuid4().hex[:6]}"}, redis_url=redis_url,
+                                  backends={"*": Scripted()})  # fmt: skip
+        model = "openai/gpt-4.1-nano"
+        try:
+            active = []
+            stream = await gw.complete([{"role": "user", "content": "hi"}], model=model, stream=True)
+            active.append(gw.queues.snapshot()[model]["active"])  # held while the stream is open
+            await stream.aclose()  # never read a chunk
+            active.append(gw.queues.snapshot()[model]["active"])
+            async with await gw.complete([{"role": "user", "content": "hi"}], model=model, stream=True) as s:
+                active.append(len([chunk async for chunk in s]))
+            active.append(gw.queues.snapshot()[model]["active"])
+            return active
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    assert asyncio.run(run()) == [1, 0, 1, 0]
+
+
 def test_the_sync_wrapper(redis_url, local_upstream):
     name = f"lib-{uuid.uuid4().hex[:6]}"
     with SyncGateway({"router_name": name, "upstream_url": local_upstream.url}, redis_url=redis_url) as gw:
