@@ -28,6 +28,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -117,10 +118,19 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: a number JSON allows but no float holds (and no provider reads back)
+        raise ValueError(f"{text[:40]} is too large a number")
+    return value
+
+
 async def _json_body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
-        body = json.loads(raw or b"null", parse_constant=_no_constant)  # NaN and Infinity are not JSON
+        body = json.loads(
+            raw or b"null", parse_constant=_no_constant, parse_float=_finite
+        )  # NaN and Infinity are not JSON
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
     except RecursionError:
@@ -234,6 +244,8 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
             except GatewayError as exc:  # the stream had started: report in-band, as OpenAI does
                 error = {"error": {"message": str(exc), "type": exc.kind, "code": exc.code}}
                 yield b"data: " + json.dumps(error).encode() + b"\n\n"
+            finally:  # a client that left: the provider's call, the queue slot and the log entry end here
+                await result.aclose()
             yield b"data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
@@ -297,7 +309,10 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
         from prometheus_client import CONTENT_TYPE_LATEST
 
         gateway_ = gw(request)
-        await gateway_.stats()  # refreshes the gauges read from Redis (breakers) and the queues
+        try:
+            await gateway_.stats()  # refreshes the gauges read from Redis (breakers) and the queues
+        except RedisUnavailableError:  # this process's own counters still tell what it did
+            logger.warning("/metrics: Redis unavailable, breaker gauges not refreshed")
         return Response(gateway_.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/dashboard")

@@ -85,7 +85,15 @@ def refused(status: int | None) -> bool:
 def status_error(model: str, status: int, message: str, headers: Any = None) -> UpstreamError:
     """A provider's HTTP error answer: retryable for 408, 409, 429 and 5xx."""
     retryable = status >= 500 or status in RETRYABLE_STATUSES
-    reason = "rate_limit" if status == 429 else "server" if status >= 500 else "client"
+    reason = (
+        "rate_limit"
+        if status == 429
+        else "server"
+        if status >= 500
+        else "credentials"  # the gateway's own key was refused: its operator's problem, not the client's
+        if status in CREDENTIAL_STATUSES
+        else "client"
+    )
     return UpstreamError(
         f"{model}: the provider answered {status}: {message}"[:500],
         retryable=retryable,
@@ -122,7 +130,11 @@ def upstream_error(exc: BaseException, model: str) -> UpstreamError:
     if isinstance(exc, openai.APIConnectionError) or _is_aiohttp_connection_error(exc):
         return UpstreamError(f"{model}: cannot connect to the provider", retryable=True, reason="connection")
     if isinstance(exc, openai.APIStatusError):
-        message = getattr(exc, "message", None) or str(exc)
+        # The provider's own ``error.message`` (as a completion reports it), not the SDK's repr of the body.
+        error = exc.body.get("error", exc.body) if isinstance(exc.body, dict) else None
+        message = (
+            (error.get("message") if isinstance(error, dict) else None) or getattr(exc, "message", None) or str(exc)
+        )
         return status_error(model, exc.status_code, message, getattr(exc.response, "headers", None))
     if isinstance(exc, openai.APIError) and getattr(exc, "message", None):  # an error event inside a stream
         return UpstreamError(f"{model}: the provider reported an error: {exc.message}"[:500], retryable=False)

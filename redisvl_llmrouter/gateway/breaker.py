@@ -8,7 +8,7 @@ The transition rule is written once as a pure function (:func:`transition`, unit
 mirrored by a Lua script (:data:`RECORD_SCRIPT`) that applies it atomically in Redis, so two
 processes recording outcomes at the same moment never lose one. Layout, per model ``M``:
 ``llmrouter:breaker:{M}`` — a hash with ``state``, ``failures``, ``successes``, ``opened_ms`` and
-``trips`` (how many times it has opened, for reports).
+``trips`` (how many times it has opened, for reports); it expires after a week without a recorded call.
 An open breaker turns half-open by itself once its cooldown has passed: :func:`state_at` reads it
 that way, and the next recorded outcome stores it.
 """
@@ -101,6 +101,8 @@ end
 -- The cooldown is kept with the state so readers without the gateway's config (the report) can tell
 -- an open breaker from a half-open one.
 redis.call('HSET', k, 'state', state, 'failures', f, 'successes', s, 'opened_ms', opened, 'cooldown_ms', cool)
+-- A breaker no call has touched for a week goes (a model name sent once leaves nothing behind).
+redis.call('PEXPIRE', k, math.max(604800000, 10 * cool))
 return state
 """
 

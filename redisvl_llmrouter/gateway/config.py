@@ -67,12 +67,12 @@ def _http_url(value: str | None) -> str | None:
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("expected an http:// or https:// base URL such as http://127.0.0.1:8001/v1")
+    if "@" in parts.netloc:  # the HTTP client cannot send them beside the key's Authorization header
+        raise ValueError("credentials in the URL are not sent: give the key as api_key or api_key_env")
     try:
         parts.port  # noqa: B018 - parsing it is the check (a number in 0-65535)
     except ValueError:  # the message would quote what stood for the port: maybe part of a password
-        raise ValueError(
-            "its port is not a number from 0 to 65535 (in a password, percent-encode / # ? and @)"
-        ) from None
+        raise ValueError("its port is not a number from 0 to 65535") from None
     return value.strip()
 
 
@@ -220,9 +220,20 @@ class GatewayConfig(BaseModel):
         return keys
 
     def server_keys(self) -> set[str]:
+        """The client keys the server accepts (none: no authentication).
+
+        Raises ConfigError when ``api_keys_env`` is named (not left at its default) but holds no key:
+        the operator asked for keys, and a server that quietly lets everyone in is the worst reading of that."""
         keys = {k.get_secret_value() for k in self.api_keys}
-        if self.api_keys_env and os.environ.get(self.api_keys_env):
-            keys |= {k.strip() for k in os.environ[self.api_keys_env].split(",") if k.strip()}
+        if self.api_keys_env:
+            from_env = {k.strip() for k in os.environ.get(self.api_keys_env, "").split(",") if k.strip()}
+            named = self.api_keys_env != type(self).model_fields["api_keys_env"].default
+            if not from_env and not keys and named:
+                raise ConfigError(
+                    f"api_keys_env names ${self.api_keys_env}, which holds no key: set it to comma-separated "
+                    "keys, or leave the option out to run without authentication."
+                )
+            keys |= from_env
         return keys
 
     @classmethod

@@ -113,6 +113,7 @@ class ModelQueue:
             raise
         if not done:
             waiter.future.cancel()  # release() skips it; the slot was never handed over
+            self.shed += 1
             raise self._full(f"Waited more than {self.wait_timeout_s:g} s for a free slot")
         waiter.future.result()  # raises if it was shed
 

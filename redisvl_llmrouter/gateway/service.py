@@ -84,6 +84,9 @@ OWN_PARAMS = {"priority", "strategy", "constraints", "cache", "timeout"}
 DEFAULT_TIMEOUT_S = 60.0
 #: How stale a process's view of the shared breaker states may be.
 BREAKER_REFRESH_S = 0.2
+#: A relayed stream gives the event loop a turn every this many chunks (a fast provider's chunks arrive
+#: buffered, and a long stream would otherwise hold every other request on this process).
+YIELD_EVERY_CHUNKS = 8
 _PASSTHROUGH = RouteOptions()
 #: How long the write-behind waits to gather writes into one pipeline.
 WRITE_BEHIND_S = 0.002
@@ -286,6 +289,8 @@ class Gateway:
     ) -> Completion | StreamedCompletion:
         """Answer a chat request (see the module docstring); ``params`` are OpenAI parameters passed on."""
         started = time.perf_counter()
+        if not stream and params.get("stream_options") is not None:  # refused by OpenAI as well
+            raise InvalidRequestError("'stream_options' is only allowed when 'stream' is true.")
         request = self._request(messages, model, priority, strategy, constraints, cache, tenant, timeout, params)
         outcome = Outcome(
             request_id=new_request_id(),
@@ -665,9 +670,7 @@ class Gateway:
                                 model, outcome, lambda c=call, b=backend, m=model: _answer(b.complete(c), m)
                             )
             except QueueFullError as exc:
-                self.metrics.child(self.metrics.shed, model=model).inc()
-                outcome.attempts.append({"model": model, "error": "queue full", "status": 429})
-                queue_errors.append(exc)
+                self._shed(model, exc, outcome, queue_errors)
                 continue
             except UpstreamError:
                 continue
@@ -675,6 +678,12 @@ class Gateway:
             body["model"] = model
             return body
         raise self._failure(request, outcome, queue_errors)
+
+    def _shed(self, model: str, exc: QueueFullError, outcome: Outcome, queue_errors: list[QueueFullError]) -> None:
+        """A model's queue refused the request (full, shed for a higher priority, or waited too long)."""
+        self.metrics.child(self.metrics.shed, model=model).inc()
+        outcome.attempts.append({"model": model, "error": "queue full", "status": 429})
+        queue_errors.append(exc)
 
     async def _attempt(self, model: str, outcome: Outcome, send: Any, stream: bool = False) -> Any:
         """One provider call: timed, recorded (breaker, live statistics, metrics), errors kept.
@@ -686,7 +695,7 @@ class Gateway:
         try:
             try:
                 result = await send()
-            except (UpstreamError, StopAsyncIteration):
+            except UpstreamError:
                 raise
             except Exception as exc:  # a custom backend's own error: a failed call like any other
                 logger.warning("backend for %s raised %s", model, type(exc).__name__, exc_info=True)
@@ -774,22 +783,61 @@ class Gateway:
                 async for attempt in self._retrying():
                     with attempt:
                         chunks = backend.stream(call).__aiter__()
-                        first = await self._attempt(model, outcome, lambda c=chunks: c.__anext__(), stream=True)
+                        try:
+                            first = await self._attempt(
+                                model, outcome, lambda c=chunks, m=model: _first_chunk(c, m), stream=True
+                            )
+                        except BaseException:
+                            self._spawn(_close_chunks(chunks))  # the failed call's connection goes back
+                            raise
             except QueueFullError as exc:
                 await stack.aclose()
-                outcome.attempts.append({"model": model, "error": "queue full", "status": 429})
-                queue_errors.append(exc)
+                self._shed(model, exc, outcome, queue_errors)
                 continue
-            except (UpstreamError, StopAsyncIteration):
+            except UpstreamError:
                 await stack.aclose()
                 continue
             except BaseException:  # anything else (a cancellation, a bug): never keep the slot
                 await stack.aclose()
                 raise
             outcome.model = model
-            relay = self._relay(request, outcome, chunks, first, stack, vector, scope)
-            return StreamedCompletion(outcome, relay, release=stack.aclose)
+            end = self._stream_end(request, outcome, chunks, stack)
+            relay = self._relay(request, outcome, chunks, first, end, vector, scope)
+            return StreamedCompletion(outcome, relay, release=end)
         raise self._failure(request, outcome, queue_errors)
+
+    def _stream_end(
+        self,
+        request: _Request,
+        outcome: Outcome,
+        chunks: AsyncIterator[dict[str, Any]],
+        stack: contextlib.AsyncExitStack,
+    ) -> Callable[..., Awaitable[None]]:
+        """What ends a stream, run once: by the relay when the stream ends, errs or is left, or by
+        ``StreamedCompletion.aclose`` when it is closed before a chunk was read.
+
+        ``ended`` is True at the provider's end, False when the provider failed mid-stream, None when
+        the client left first. The call is recorded then (live statistics and breaker alike), with the
+        latency of its first chunk; a client that goes away says nothing about the model's health."""
+        model = str(outcome.model)
+        first_latency = float(outcome.attempts[-1].get("latency_ms") or 0.0)
+        done = False
+
+        async def end(ended: bool | None = None) -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            await stack.aclose()
+            if ended is not True:  # the provider's call is still open: close it, off a task that may be cancelled
+                self._spawn(_close_chunks(chunks))
+            if ended is None:  # left before its end: still one request, logged and counted
+                self._failed(request, outcome, "client_closed")
+            self._record_call(
+                model, ended is not False, first_latency, outcome.request_id, breaker_too=ended is not None
+            )
+
+        return end
 
     async def _relay(
         self,
@@ -797,7 +845,7 @@ class Gateway:
         outcome: Outcome,
         chunks: AsyncIterator[dict[str, Any]],
         first: dict[str, Any],
-        stack: contextlib.AsyncExitStack,
+        end: Callable[..., Awaitable[None]],
         vector: list[float] | None,
         scope: str,
     ) -> AsyncIterator[dict[str, Any]]:
@@ -808,13 +856,16 @@ class Gateway:
         wants_usage = _wants_usage(request)
         model = str(outcome.model)
         last_id = first.get("id")
-        # The call is recorded when the stream ends (live statistics and breaker alike), with the
-        # latency of its first chunk; a client that goes away mid-stream says nothing about the model.
-        first_latency = float(outcome.attempts[-1].get("latency_ms") or 0.0)
         ended: bool | None = None
+        relayed = 0
         try:
             chunk: dict[str, Any] | None = first
             while chunk is not None:
+                relayed += 1
+                if relayed % YIELD_EVERY_CHUNKS == 0:
+                    # Chunks already buffered arrive without a pause: let other requests (and the
+                    # server's check for a client that left) run between them.
+                    await asyncio.sleep(0)
                 chunk["model"] = outcome.model
                 choices = chunk.get("choices") or []
                 for choice in choices:
@@ -834,10 +885,7 @@ class Gateway:
             self._failed(request, outcome, "stream_interrupted")
             raise
         finally:
-            await stack.aclose()
-            self._record_call(
-                model, ended is not False, first_latency, outcome.request_id, breaker_too=ended is not None
-            )
+            await end(ended)
         body = {
             "id": last_id,
             "object": "chat.completion",
@@ -1033,6 +1081,22 @@ async def _answer(call: Awaitable[Any], model: str) -> dict[str, Any]:
     if not isinstance(body, dict) or not isinstance(body.get("choices"), list) or not body["choices"]:
         raise UpstreamError(f"{model}: the provider answered without choices", retryable=True, reason="server")
     return body
+
+
+async def _first_chunk(chunks: AsyncIterator[dict[str, Any]], model: str) -> dict[str, Any]:
+    """A stream's first chunk; a stream that ends before it is a failed call (retried, then the next model)."""
+    chunk = await _next_chunk(chunks, model)
+    if chunk is None:
+        raise UpstreamError(f"{model}: the provider's stream ended without a chunk", retryable=True, reason="server")
+    return chunk
+
+
+async def _close_chunks(chunks: AsyncIterator[dict[str, Any]]) -> None:
+    """Close a provider's stream left before its end (its HTTP response goes back to the pool)."""
+    closer = getattr(chunks, "aclose", None)
+    if closer is not None:
+        with contextlib.suppress(Exception):
+            await closer()
 
 
 async def _next_chunk(chunks: AsyncIterator[dict[str, Any]], model: str) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ programmable per model through ``POST /control``::
     {"model": "m", "hang_s": 30}               # calls to m stall (for client timeouts)
     {"model": "m", "hang_s": 30, "slow": 1}    # only the next call to m stalls
     {"model": "m", "break_stream": 2}          # the next 2 streams to m break after two chunks
+    {"model": "m", "chunk_delay_ms": 50}       # streams from m pause 50 ms between chunks
     {"model": "m", "no_choices": 1}            # the next answer from m is a 200 without choices
     {"reset": true}                             # forget every setting and count
 
@@ -202,7 +203,10 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     }
     if body.get("stream"):
         with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        await _stream(send, ident, created, model, text, usage, with_usage, broken=fault == "break_stream")
+        pause = float(STATE.settings.get(model, {}).get("chunk_delay_ms", 0)) / 1000.0
+        events = _stream_events(ident, created, model, text, usage, with_usage, broken=fault == "break_stream")
+        if not await _stream(send, receive, events, pause):  # the client left: counted, as a provider bills it
+            STATE.counts[model]["cut"] = STATE.counts[model].get("cut", 0) + 1
         return
     if fault == "no_choices":
         await _send_json(send, 200, {"id": ident, "object": "chat.completion", "created": created, "model": model})
@@ -234,8 +238,7 @@ def _bearer(scope: dict[str, Any]) -> str | None:
     return None
 
 
-async def _stream(
-    send: Send,
+def _stream_events(
     ident: str,
     created: int,
     model: str,
@@ -243,9 +246,7 @@ async def _stream(
     usage: dict[str, int],
     with_usage: bool,
     broken: bool = False,
-) -> None:
-    headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
+) -> list[dict[str, Any]]:
     base = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
     words = text.split(" ")
     events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
@@ -257,11 +258,33 @@ async def _stream(
         events.append({**base, "choices": [], "usage": usage})
     if broken:  # two chunks, then an error event in the stream, as providers report a failure mid-answer
         events = [*events[:2], {"error": {"message": f"injected stream failure for {model}", "type": "server_error"}}]
-    for event in events:
-        await send(
-            {"type": "http.response.body", "body": b"data: " + json.dumps(event).encode() + b"\n\n", "more_body": True}
-        )
-    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+    return events
+
+
+async def _stream(send: Send, receive: Receive, events: list[dict[str, Any]], pause_s: float) -> bool:
+    """Send the events as server-sent events; False if the client left before the end."""
+    gone = asyncio.Event()
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for i, event in enumerate(events):
+            if i and pause_s:
+                await asyncio.sleep(pause_s)
+            if gone.is_set():
+                return False
+            data = b"data: " + json.dumps(event).encode() + b"\n\n"
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+        return True
+    finally:
+        watcher.cancel()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,17 @@ def test_the_script_and_the_pure_rule_agree_on_random_histories(redis_url):
         client.delete(breaker.key(model))
 
 
+def test_a_breaker_expires_after_a_week_without_a_call(redis_url):
+    """A model name sent once (any name passes through with an ``upstream_url``) leaves nothing for good."""
+    client = redis.Redis.from_url(redis_url)
+    model = f"test/{uuid.uuid4().hex[:8]}"
+    client.eval(breaker.RECORD_SCRIPT, *breaker.record_args(model, False, 0, 5, 1, 30_000))
+    assert 7 * 86_400_000 - 60_000 < client.pttl(breaker.key(model)) <= 7 * 86_400_000
+    client.eval(breaker.RECORD_SCRIPT, *breaker.record_args(model, False, 0, 5, 1, 86_400_000))  # a day's cooldown
+    assert client.pttl(breaker.key(model)) > 9 * 86_400_000  # outlives ten cooldowns
+    client.delete(breaker.key(model))
+
+
 def test_after_redis_forgets_its_scripts_the_batch_is_applied_once(redis_url):
     """A NOSCRIPT retry reruns the scripts, never the plain commands sent with them."""
     from redisvl_llmrouter.ops import run_scripts

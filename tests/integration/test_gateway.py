@@ -22,6 +22,7 @@ import redis
 from gateway_support import LLMROUTER, free_port, gateway, launch, output, stop, upstream, wait_ready
 
 from redisvl_llmrouter import ModelCatalog, ModelSpec, Route, SemanticRouter
+from redisvl_llmrouter.observability.decisions import parse_entries, stream_key
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +167,12 @@ def test_a_concrete_model_passes_through(client, local_upstream):
             400,
             "stream_options",
         ),
+        (
+            '{"model": "auto", "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "hi"}]}',
+            400,
+            "only allowed when 'stream' is true",
+        ),
+        ('{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "temperature": 1e400}', 400, "too large"),
         (
             '{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "x": ' + "[" * 5000 + "]" * 5000 + "}",
             400,
@@ -455,6 +462,24 @@ def test_a_stream_broken_midway_ends_in_band_is_counted_and_trips_the_breaker(re
     assert errors and all('status="error"' in line and 'route="passthrough"' in line for line in errors)
     assert float(errors[0].rsplit(" ", 1)[1]) == 2.0
     assert (live.successes, live.failures, live.inflight) == (0, 2, 0)
+
+
+def test_a_client_leaving_mid_stream_ends_the_providers_call_and_is_logged(redis_url, local_upstream, tmp_path):
+    model = f"cut{uuid.uuid4().hex[:6]}/slow"
+    local_upstream.control(model=model, chunk_delay_ms=50)  # 40 words: a 2 s stream
+    store = redis.Redis.from_url(redis_url)
+    with gateway(redis_url, local_upstream.url, tmp_path) as srv:
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+            stream = c.chat.completions.create(model=model, messages=ask(" ".join(["word"] * 40)), stream=True)
+            received = [next(iter(stream)) for _ in range(2)]
+            stream.close()
+        cut = wait_for(lambda: httpx.get(f"{local_upstream.root}/control").json()["counts"][model].get("cut"), 1)
+        key, deadline = stream_key(srv.router), time.monotonic() + 10
+        while not (entries := [e for e in parse_entries(store.xrange(key)) if e["model"] == model]):
+            assert time.monotonic() < deadline, "the request was never logged"
+            time.sleep(0.05)
+    assert len(received) == 2 and cut == 1 and len(entries) == 1
+    assert (entries[0]["status"], entries[0]["error"]) == ("error", "client_closed")
 
 
 def test_a_gateway_on_the_embedded_redis_starts_it_again_when_it_dies(local_upstream):

@@ -11,7 +11,7 @@ import openai
 import pytest
 from gateway_support import gateway, upstream
 
-from redisvl_llmrouter.errors import AllModelsFailedError, UpstreamError
+from redisvl_llmrouter.errors import AllModelsFailedError, QueueFullError, UpstreamError
 from redisvl_llmrouter.gateway import Call, Gateway, SyncGateway
 
 
@@ -188,6 +188,108 @@ def test_a_stream_left_unread_frees_its_queue_slot_when_closed(redis_url):
             await gw.aclose()
 
     assert asyncio.run(run()) == [1, 0, 1, 0]
+
+
+async def aenumerate(items: AsyncIterator[Any]) -> AsyncIterator[tuple[int, Any]]:
+    i = 0
+    async for item in items:
+        yield i, item
+        i += 1
+
+
+class Streams(Scripted):
+    """A custom backend whose streams are empty for ``empty`` models and long otherwise; it notes
+    which streams were closed before their end."""
+
+    def __init__(self, empty: str) -> None:
+        super().__init__()
+        self.empty = empty
+        self.closed_early: list[str] = []
+
+    async def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+        if call.model == self.empty:
+            return
+        finished = False
+        try:
+            for i in range(1000):
+                yield {"id": "x", "model": call.model, "choices": [{"index": 0, "delta": {"content": f"{i} "}}]}
+            finished = True
+        finally:
+            if not finished:
+                self.closed_early.append(call.model)
+
+
+def test_a_stream_that_ends_before_its_first_chunk_is_a_failed_call_and_frees_its_slot(redis_url):
+    async def run() -> tuple[Any, list[str], int]:
+        config = {"router_name": f"lib-{uuid.uuid4().hex[:6]}", "retry": {"attempts": 1}}
+        gw = await Gateway.create(config, redis_url=redis_url, backends={"*": Streams(empty="openai/gpt-4.1-nano")})
+        try:
+            stream = await gw.complete([{"role": "user", "content": "hello, how are you?"}], stream=True)
+            async with stream:
+                text = "".join([c["choices"][0]["delta"]["content"] async for c in stream][:3])
+            return stream.outcome, text, gw.queues.snapshot()["openai/gpt-4.1-nano"]["active"]
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    outcome, text, active = asyncio.run(run())
+    assert outcome.attempts[0] == {**outcome.attempts[0], "model": "openai/gpt-4.1-nano", "error": "server"}
+    assert outcome.model == "openai/gpt-4.1-mini" and text == "0 1 2 "  # the fallback answered
+    assert active == 0
+
+
+@pytest.mark.parametrize("read", [0, 3], ids=["unread", "partly-read"])
+def test_a_stream_left_early_closes_the_providers_call_and_is_logged(redis_url, read):
+    async def run() -> tuple[list[str], list[dict[str, Any]], int]:
+        backend = Streams(empty="none")
+        gw = await Gateway.create({"router_name": f"lib-{uuid.uuid4().hex[:6]}"}, redis_url=redis_url,
+                                  backends={"*": backend})  # fmt: skip
+        model = "openai/gpt-4.1-nano"
+        try:
+            stream = await gw.complete([{"role": "user", "content": "hi"}], model=model, stream=True)
+            if read:
+                async for i, _ in aenumerate(stream):
+                    if i + 1 == read:
+                        break
+            await stream.aclose()
+            await asyncio.sleep(0.05)  # the provider's stream is closed off the caller's task
+            await gw._writes.flush()
+            return backend.closed_early, await gw.recent_decisions(5), gw.queues.snapshot()[model]["active"]
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    closed, entries, active = asyncio.run(run())
+    assert closed == ["openai/gpt-4.1-nano"] and active == 0
+    assert [(e["status"], e["error"]) for e in entries] == [("error", "client_closed")]
+
+
+def test_every_refusal_by_a_full_queue_is_counted_alike_in_stats_and_metrics(redis_url):
+    """Streamed or not, shed for being last or for waiting too long: /stats and /metrics agree."""
+
+    async def run() -> tuple[int, float]:
+        config = {
+            "router_name": f"lib-{uuid.uuid4().hex[:6]}",
+            "queue": {"concurrency": 1, "depth": 1, "wait_timeout_s": 0.1},
+        }
+        gw = await Gateway.create(config, redis_url=redis_url, backends={"*": Streams(empty="none")})
+        model, ask = "openai/gpt-4.1-nano", [{"role": "user", "content": "hi"}]
+        try:
+            held = await gw.complete(ask, model=model, stream=True)  # holds the only slot
+            for stream in (False, True, False, True):  # each waits 0.1 s, then is refused
+                with pytest.raises(QueueFullError):
+                    await gw.complete(ask, model=model, stream=stream)
+            await held.aclose()
+            shed = gw.queues.snapshot()[model]["shed"]
+            line = next(
+                x for x in gw.metrics.render().decode().splitlines() if x.startswith("llmrouter_queue_shed_total{")
+            )
+            return shed, float(line.rsplit(" ", 1)[1])
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    assert asyncio.run(run()) == (4, 4.0)
 
 
 def test_the_sync_wrapper(redis_url, local_upstream):

@@ -161,7 +161,7 @@ class TestAccounting:
 @pytest.mark.parametrize(
     ("status", "retryable", "reason"),
     [(429, True, "rate_limit"), (500, True, "server"), (503, True, "server"), (408, True, "client"),
-     (400, False, "client"), (401, False, "client"), (404, False, "client")],
+     (400, False, "client"), (401, False, "credentials"), (403, False, "credentials"), (404, False, "client")],
 )  # fmt: skip
 def test_a_providers_status_is_retried_only_when_it_may_pass(status: int, retryable: bool, reason: str) -> None:
     error = status_error("m", status, "nope", {"retry-after": "2"})
@@ -236,6 +236,7 @@ class TestCacheScope:
     [
         ({"upstream_url": "not a url"}, "upstream_url"),
         ({"upstream_url": "http://u:Zz9/Secret@127.0.0.1:8001/v1"}, "upstream_url"),  # a / in the password
+        ({"upstream_url": "http://u:Zz9Secret@127.0.0.1:8001/v1"}, "credentials in the URL"),
         ({"upstream_url": "http://127.0.0.1:99999/v1"}, "upstream_url"),
         ({"upstreams": [{"api_base": "127.0.0.1:8001/v1"}]}, "upstreams.0.api_base"),
         ({"api_keys": ["sk-ok", " "]}, "api_keys"),
@@ -248,6 +249,19 @@ def test_a_config_that_could_only_fail_later_is_refused_by_field_and_without_its
     with pytest.raises(ConfigError, match=field) as caught:
         GatewayConfig.parse(config)
     assert "Zz9" not in str(caught.value) and "Secret" not in str(caught.value)
+
+
+def test_api_keys_env_named_but_empty_is_refused_rather_than_running_open(monkeypatch) -> None:
+    from redisvl_llmrouter.errors import ConfigError
+    from redisvl_llmrouter.gateway.config import GatewayConfig
+
+    monkeypatch.delenv("LLMROUTER_API_KEYS", raising=False)
+    assert GatewayConfig().server_keys() == set()  # the default name, unset: no authentication, as documented
+    monkeypatch.setenv("MY_KEYS", " , ")
+    with pytest.raises(ConfigError, match=r"\$MY_KEYS, which holds no key"):
+        GatewayConfig.parse({"api_keys_env": "MY_KEYS"}).server_keys()
+    monkeypatch.setenv("MY_KEYS", "k1, k2")
+    assert GatewayConfig.parse({"api_keys_env": "MY_KEYS"}).server_keys() == {"k1", "k2"}
 
 
 def test_a_baseline_model_must_be_priced_in_the_catalog() -> None:
