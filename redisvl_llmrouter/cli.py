@@ -29,39 +29,49 @@ from typing import Any, NoReturn
 
 from redisvl_llmrouter.errors import LLMRouterError, redact
 
-__all__ = ["COMMANDS", "add_command", "build_parser", "main", "parse_args", "saving"]
+__all__ = ["COMMANDS", "add_command", "build_parser", "main", "parse_args", "price", "saving"]
 
 
-def decision_saving(match: Any) -> dict[str, Any] | None:
-    """The estimated saving of the chosen model against the dearest model considered, for this request."""
-    decision = match.decision
-    if decision is None or decision.estimated_cost is None:
+def _baseline(catalog: Any) -> Any:
+    """The dearest priced model of the router's catalog (by output, then input price): the "always use the
+    most expensive model" baseline, the same one the gateway's reports measure savings against."""
+    priced = [m for m in catalog if m.priced]
+    return max(priced, key=lambda m: (m.output_price, m.input_price)) if priced else None
+
+
+def saving(match: Any, catalog: Any, output_tokens: int) -> dict[str, Any] | None:
+    """The estimated saving of this request on the chosen model against the same request on the dearest
+    priced model of the catalog (``_baseline``), both priced with the catalog for the decision's prompt
+    tokens and ``output_tokens`` answer tokens (unless the request set its own). None when the chosen
+    model or the catalog has no price.
+
+    ``{"fraction", "cost_usd", "against_model", "against_cost_usd"}``; ``fraction`` is
+    ``1 - cost_usd / against_cost_usd`` (0 when the chosen model is the baseline).
+    """
+    decision = getattr(match, "decision", None)
+    if decision is None or decision.model is None or decision.estimated_cost is None:
         return None
-    priced = [c for c in decision.candidates if c.cost is not None]
-    if not priced:
+    dearest = _baseline(catalog)
+    if dearest is None:
         return None
-    dearest = max(priced, key=lambda c: c.cost)
-    fraction = 0.0 if dearest.cost <= 0 else 1.0 - decision.estimated_cost / dearest.cost
-    return {"fraction": fraction, "against_model": dearest.model, "against_cost_usd": dearest.cost}
+    against = dearest.estimate_cost(decision.prompt_tokens, decision.constraints.output_tokens or output_tokens)
+    cost = decision.estimated_cost  # the policy's estimate for the chosen model: same tokens, same catalog
+    fraction = 0.0 if against <= 0 else 1.0 - cost / against
+    return {"fraction": fraction, "cost_usd": cost, "against_model": dearest.name, "against_cost_usd": against}
 
 
-def saving(chosen_cost: float | None, routes: Sequence[Any]) -> dict[str, Any] | None:
-    """The estimated saving of the chosen route against always using the most expensive route."""
-    priced = [r for r in routes if r.cost is not None]
-    if chosen_cost is None or not priced:
+def price(model: str | None, catalog: Any) -> dict[str, float] | None:
+    """The chosen model's catalog price, USD per 1M input and output tokens (None when not priced)."""
+    spec = catalog.get(model) if model is not None else None
+    if spec is None or not spec.priced:
         return None
-    dearest = max(priced, key=lambda r: r.cost)
-    fraction = 0.0 if dearest.cost <= 0 else 1.0 - chosen_cost / dearest.cost
-    return {
-        "fraction": fraction,
-        "against_route": dearest.name,
-        "against_model": dearest.model,
-        "against_cost": dearest.cost,
-    }
+    return {"input_per_1m": spec.input_price, "output_per_1m": spec.output_price}
 
 
-def _price(cost: float | None) -> str:
-    return "cost unknown" if cost is None else f"${cost:g}/1M tokens"
+def _price(prices: dict[str, float] | None) -> str:
+    if prices is None:
+        return "price unknown"
+    return f"${prices['input_per_1m']:g} in / ${prices['output_per_1m']:g} out per 1M tokens"
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -80,32 +90,28 @@ def _confidence_line(match: Any, calibrated: bool) -> str:
 
 
 def _route_lines(
-    text: str, match: Any, economy: dict[str, Any] | None, calibrated: bool = False
+    text: str, match: Any, economy: dict[str, Any] | None, prices: dict[str, float] | None, calibrated: bool = False
 ) -> list[tuple[str, str]]:
     if not match:
         return [("query", text), ("tier", "no route matched and the config has no default route")]
     rows = [
         ("query", text),
         ("tier", f"{match.name}{'  (default route: nothing matched)' if match.fallback else ''}"),
-        ("model", f"{match.model}  ({_price(match.cost)})"),
+        ("model", f"{match.model}  ({_price(prices)})" if match.model else "none (the route names no model)"),
         ("confidence", _confidence_line(match, calibrated)),
         (
             "alternatives",
             ", ".join(f"{a.name} ({a.model}, distance {a.distance:.3f})" for a in match.alternatives) or "none",
         ),
     ]
-    per_request = decision_saving(match)
-    if per_request is not None:
+    if economy is not None:
         rows.append(
             (
                 "saving",
-                f"{per_request['fraction']:.1%} vs {per_request['against_model']} "
-                f"(${per_request['against_cost_usd']:.6f} for this request)",
+                f"{economy['fraction']:.1%} vs {economy['against_model']} "
+                f"(${economy['against_cost_usd']:.6f} for this request)",
             )
         )
-    elif economy is not None:
-        against = f"{economy['against_route']} ({economy['against_model']}, {_price(economy['against_cost'])})"
-        rows.append(("saving", f"{economy['fraction']:.1%} vs always using {against}"))
     return rows + _decision_lines(match)
 
 
@@ -137,7 +143,7 @@ def _route_options(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, field) is not None:
             constraints[field] = getattr(args, field)
     if args.capability:
-        constraints["capabilities"] = args.capability
+        constraints["capabilities"] = list(dict.fromkeys(args.capability))  # --capability code twice is code
     if args.best_effort:
         constraints["best_effort"] = True
     return {"strategy": args.strategy, "constraints": constraints}
@@ -147,19 +153,25 @@ def cmd_route(args: argparse.Namespace) -> int:
     router = _load(args)
     options = _route_options(args)
     matches = router.route_batch(args.text, **options) if len(args.text) > 1 else [router(args.text[0], **options)]
+    # The catalog the policy priced the candidates with (route models it lacks priced at their route's cost).
+    catalog = router._core.effective_catalog()
+    output_tokens = router.routing_config.expected_output_tokens
     results = []
     for text, match in zip(args.text, matches, strict=True):
-        economy = saving(match.cost, router.routes) if match else None
-        results.append((text, match, economy))
+        economy = saving(match, catalog, output_tokens) if match else None
+        results.append((text, match, economy, price(match.model, catalog) if match else None))
     if args.json:
-        out = [{"query": text, **match.model_dump(), "saving": economy} for text, match, economy in results]
+        out = [
+            {"query": text, **match.model_dump(), "price": prices, "saving": economy}
+            for text, match, economy, prices in results
+        ]
         print(json.dumps(out[0] if len(out) == 1 else out, indent=2, ensure_ascii=False))
     else:
-        for i, (text, match, economy) in enumerate(results):
-            rows = _route_lines(text, match, economy, router.routing_config.confidence is not None)
+        for i, (text, match, economy, prices) in enumerate(results):
+            rows = _route_lines(text, match, economy, prices, router.routing_config.confidence is not None)
             width = max(len(k) for k, _ in rows)
             print(("\n" if i else "") + "\n".join(f"{key:<{width}}  {value}" for key, value in rows))
-    return 0 if all(match for _, match, _ in results) else 1
+    return 0 if all(r[1] for r in results) else 1
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -301,7 +313,7 @@ def cmd_upstream(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from redisvl_llmrouter.connection import sync_client
     from redisvl_llmrouter.core import load_definition
-    from redisvl_llmrouter.errors import ConfigError
+    from redisvl_llmrouter.errors import ConfigError, RedisUnavailableError
     from redisvl_llmrouter.observability import report
     from redisvl_llmrouter.observability.decisions import stream_key
     from redisvl_llmrouter.router import drive
@@ -317,8 +329,18 @@ def cmd_report(args: argparse.Namespace) -> int:
             "URL when it starts) or set REDIS_URL."
         )
     client = sync_client(redis_url=args.redis_url)
-    result = drive(report.load(args.router, since_ms), client)
-    if result.total.requests == 0 and not client.exists(stream_key(args.router)):
+    try:
+        result = drive(report.load(args.router, since_ms), client)
+        logged = result.total.requests > 0 or client.exists(stream_key(args.router))
+    except RedisUnavailableError as exc:
+        # The library's advice ends with "or set neither to let it start its embedded Redis", which
+        # report refuses (an embedded Redis holds no log): say what helps here instead.
+        where = str(exc).split(" Start Redis there", 1)[0]
+        raise RedisUnavailableError(
+            f"{where.rstrip('.')}. report reads the Redis the gateway writes its decisions log to: check that "
+            "it is running and that --redis-url or REDIS_URL is the URL the gateway printed when it started."
+        ) from None
+    if not logged:
         try:  # a router stored here with no traffic yet is an empty report, not an error
             drive(load_definition(args.router), client)
         except ConfigError:
@@ -551,7 +573,8 @@ def _eval_arguments(ev: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="ROUTE=MODEL[,MODEL]",
-        help="dataset model(s) standing for a route (repeatable); routes whose model is in the dataset map themselves",
+        help="dataset model(s) standing for a route (repeatable, once per route); several (A,B) are candidates "
+        "for --strategy, the first being the tier router's pick; routes whose model is in the dataset map themselves",
     )
     ev.add_argument(
         "--learn", nargs="+", type=_input_file, default=None, metavar="TRAIN", help="train the learned router on these"

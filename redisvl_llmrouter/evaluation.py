@@ -26,7 +26,7 @@ import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,9 @@ class OutcomeSet:
     ``quality[i, j]`` is in [0, 1] and ``cost[i, j]`` is the USD that model ``j``
     cost on prompt ``i``. ``load_outcomes`` sorts ``models`` so that column order
     does not depend on the order of keys in the file. ``skipped`` counts the rows of
-    the source file that were left out because a model was missing from them.
+    the source file that were left out because a model was missing from them,
+    ``skipped_for`` how many of those lacked each model, and ``dropped`` names the
+    models left out because they were missing from most rows.
 
     ``eq=False`` because the fields hold numpy arrays, whose ``==`` is elementwise
     and would make a generated ``__eq__`` raise; identity comparison is enough.
@@ -75,6 +77,8 @@ class OutcomeSet:
     cost: np.ndarray
     name: str = "outcomes"
     skipped: int = 0
+    skipped_for: Mapping[str, int] = field(default_factory=dict)
+    dropped: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         """Coerce the tables to float arrays and check they agree in shape."""
@@ -158,6 +162,17 @@ def _parse_row(line: str, where: str) -> tuple[str, str, dict[str, tuple[float, 
     for key in ("prompt", "outcomes"):
         if key not in row:
             raise ValueError(f"{where}: missing key {key!r}")
+    prompt = row["prompt"]
+    if not isinstance(prompt, str):
+        raise ValueError(f"{where}: 'prompt' must be a string, got {prompt!r}")
+    if not prompt.strip():
+        raise ValueError(f"{where}: the prompt is empty or only whitespace")
+    ident = row.get("id")
+    # A null id is a missing one; a number is accepted as its text; anything else is a data error.
+    if ident is not None and (isinstance(ident, bool) or not isinstance(ident, str | int)):
+        raise ValueError(f"{where}: 'id' must be a string, got {ident!r}")
+    if isinstance(ident, str) and not ident.strip():
+        raise ValueError(f"{where}: 'id' is empty; give each row its own id or leave it out")
     outcomes = row["outcomes"]
     if not isinstance(outcomes, dict) or not outcomes:
         raise ValueError(f"{where}: 'outcomes' must be a non-empty object")
@@ -176,15 +191,15 @@ def _parse_row(line: str, where: str) -> tuple[str, str, dict[str, tuple[float, 
         if cost < 0.0:
             raise ValueError(f"{where}: cost of {model!r} is negative ({cost})")
         parsed[str(model)] = (quality, cost)
-    # Without an id the row is named by its place in the file, as records for learning may be.
-    return str(row.get("id", where)), str(row["prompt"]), parsed
+    # Without an id (or with a null one) the row is named by its place in the file, as records for learning may be.
+    return (where if ident is None else str(ident)), prompt, parsed
 
 
 def load_outcomes(path: str | Path, limit: int | None = None) -> OutcomeSet:
     """Read a routing outcome file (jsonl) into an ``OutcomeSet``.
 
     Each non-blank line is ``{"id", "prompt", "outcomes": {model: {"quality",
-    "cost"}}}`` (``id`` optional: ``FILE:LINE`` without it; other keys such as ``task``
+    "cost"}}}`` (``id`` optional: ``FILE:LINE`` without it or when null; other keys such as ``task``
     are ignored; a cost is required, the curves need it). At most ``limit`` rows are
     read, for quick runs on large files.
 
@@ -195,20 +210,32 @@ def load_outcomes(path: str | Path, limit: int | None = None) -> OutcomeSet:
     model on every row, like the published ones, lose nothing.
 
     Raises ``ValueError`` naming the file and line for malformed JSON, a missing
-    key, a quality outside [0, 1] or a negative cost: a bad score silently averaged
-    in would bias every metric computed from the set.
+    key, a prompt that is not a string or is blank, an id given twice (cross-validation
+    folds are by id, so a repeated id would put different prompts in one fold and
+    is almost always a mistake), a quality outside [0, 1] or a negative cost: a bad
+    score silently averaged in would bias every metric computed from the set. A
+    UTF-8 byte order mark at the start of the file is accepted.
     """
     path = Path(path)
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
     rows: list[tuple[str, str, dict[str, tuple[float, float]]]] = []
-    with path.open(encoding="utf-8") as handle:
+    first_line: dict[str, int] = {}
+    # utf-8-sig: a byte order mark (as some Windows editors write) is skipped, not a JSON error.
+    with path.open(encoding="utf-8-sig") as handle:
         for lineno, line in enumerate(handle, start=1):
             if limit is not None and len(rows) >= limit:
                 break
             if not line.strip():
                 continue
-            rows.append(_parse_row(line, f"{path}:{lineno}"))
+            row = _parse_row(line, f"{path}:{lineno}")
+            if row[0] in first_line:
+                raise ValueError(
+                    f"{path}:{lineno}: id {row[0]!r} was already used on line {first_line[row[0]]}; "
+                    "every row needs its own id (or none)"
+                )
+            first_line[row[0]] = lineno
+            rows.append(row)
     if not rows:
         raise ValueError(f"{path}: no outcome rows")
 
@@ -221,6 +248,7 @@ def load_outcomes(path: str | Path, limit: int | None = None) -> OutcomeSet:
         raise ValueError(f"{path}: no model is present in more than half the rows")
 
     kept = [row for row in rows if all(m in row[2] for m in models)]
+    skipped_for = {m: sum(m not in row[2] for row in rows) for m in models}
     # Tables built in one go from the kept rows: (n, m, 2) -> quality, cost.
     table = np.array([[row[2][m] for m in models] for row in kept], dtype=float)
     table = table.reshape(len(kept), len(models), 2)
@@ -232,6 +260,8 @@ def load_outcomes(path: str | Path, limit: int | None = None) -> OutcomeSet:
         cost=table[:, :, 1],
         name=path.stem,
         skipped=len(rows) - len(kept),
+        skipped_for={m: count for m, count in skipped_for.items() if count},
+        dropped=sorted(set(counts) - set(models)),
     )
 
 
@@ -522,7 +552,10 @@ def report(outcomes: OutcomeSet, curve: Sequence[CurvePoint], strong: str | None
     Keys: ``dataset``, ``n``, ``models``, ``aiq`` (the router), ``zero_aiq``,
     ``best_single`` (highest quality, ties to the cheaper), ``cheapest_single``
     (lowest cost, ties to the better), ``oracle``, ``singles``, ``curve`` and
-    ``cost_range`` (cheapest to most expensive single model, the AIQ range). For a
+    ``cost_range`` (cheapest to most expensive single model, the AIQ range), ``skipped``
+    (rows of the file left out because a model was missing from them), ``skipped_for``
+    (how many of them lacked each model) and ``dropped`` (models left out because
+    most rows lack them). For a
     two-model set also ``strong`` (the best single model unless given), ``weak``,
     ``apgr``, ``cpt50`` and ``cpt80`` (strong-call shares in [0, 1]); these are
     ``None`` when the two models score the same and PGR is undefined.
@@ -556,6 +589,9 @@ def report(outcomes: OutcomeSet, curve: Sequence[CurvePoint], strong: str | None
             for p in curve
         ],
         "cost_range": list(cost_range),
+        "skipped": outcomes.skipped,
+        "skipped_for": dict(outcomes.skipped_for),
+        "dropped": list(outcomes.dropped),
     }
     if len(outcomes.models) == 2:
         strong_model = strong if strong is not None else best_model

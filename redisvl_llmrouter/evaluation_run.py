@@ -83,14 +83,26 @@ def route_candidates(routes: Sequence[Route], models: Sequence[str], pairs: Sequ
 
 
 def route_model_map(routes: Sequence[Route], models: Sequence[str], pairs: Sequence[str]) -> dict[str, str]:
-    """Which dataset model stands for each route: ``ROUTE=MODEL`` pairs, else the route's own model if present."""
+    """Which dataset model stands for each route: ``ROUTE=MODEL`` pairs, else the route's own model if present.
+
+    The tier router sends a route to one model (its first), so a pair listing several (``ROUTE=A,B``, which
+    ``--strategy`` can choose among) or a route given twice is refused rather than silently cut to one.
+    """
     mapping: dict[str, str] = {}
     names = {r.name for r in routes if not r.is_floor}
     for pair in pairs:
         route, sep, model = pair.partition("=")
         if not sep or route not in names:
             raise ConfigError(f"--map {pair!r}: expected ROUTE=MODEL with ROUTE one of {sorted(names)}")
-        model = model.split(",")[0]
+        if route in mapping:
+            raise ConfigError(f"--map gives route {route!r} twice; give each route one model")
+        listed = [m.strip() for m in model.split(",") if m.strip()]
+        if len(listed) > 1:
+            raise ConfigError(
+                f"--map {pair!r}: the tier router sends route {route!r} to one model, so give one "
+                "(several models per route are for --strategy, which chooses among them)"
+            )
+        model = listed[0] if listed else model
         if model not in models:
             raise ConfigError(f"--map {pair!r}: model {model!r} is not in the dataset; it has {list(models)}")
         mapping[route] = model
@@ -190,6 +202,11 @@ def concat_outcomes(sets: Sequence[evaluation.OutcomeSet], name: str) -> evaluat
         quality=np.vstack([s.quality for s in sets]),
         cost=np.vstack([s.cost for s in sets]),
         name=name,
+        skipped=sum(s.skipped for s in sets),
+        skipped_for={
+            m: sum(s.skipped_for.get(m, 0) for s in sets) for m in models if any(s.skipped_for.get(m) for s in sets)
+        },
+        dropped=sorted({m for s in sets for m in s.dropped}),
     )
 
 
@@ -323,7 +340,17 @@ def learned_outcome_predictions(
     quality, cost, support = np.full((n, len(models)), np.nan), np.full((n, len(models)), np.nan), np.zeros(n)
     settings = []
     if folds:
-        for fold in folds_by_id(test.ids, folds):
+        if folds > n:
+            raise ConfigError(f"--cv {folds}: {test.name} has only {n} prompt(s); give --cv {n} or fewer")
+        # Folds go by a hash of the id, so a small set may leave one empty (skipped) or even put
+        # every prompt in one, which would leave nothing to learn from.
+        parts = [fold for fold in folds_by_id(test.ids, folds) if fold.size]
+        if len(parts) < 2:
+            raise ConfigError(
+                f"--cv {folds}: every prompt of {test.name} falls in the same fold (folds go by a hash of "
+                "each prompt's id), so no fold has anything to learn from; add prompts or use --learn TRAIN"
+            )
+        for fold in parts:
             rest = np.setdiff1d(np.arange(n), fold)
             got = learned_predictions(
                 router, subset(test, rest), test_vectors[rest], test_vectors[fold], models, tune_settings
@@ -511,9 +538,11 @@ def _run_learned(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
     reports: list[dict[str, Any]] = []
     by_dataset: dict[str, dict[str, Any]] = {}
     for test in _load_sets(args.datasets, args.limit, args.concat):
-        router = learned_router(
-            args.router, test.models, route_candidates(routes, test.models, args.map), args.redis_url
-        )
+        if args.cv and args.cv > test.n:  # before any embedding: the folds would be empty
+            raise ConfigError(f"--cv {args.cv}: {test.name} has only {test.n} prompt(s); give --cv {test.n} or fewer")
+        candidates = route_candidates(routes, test.models, args.map)
+        _warn_single_model_routes(args.strategy, candidates)
+        router = learned_router(args.router, test.models, candidates, args.redis_url)
         try:
             with tqdm(total=test.n, desc=f"embedding {test.name}", unit="prompt", file=sys.stderr) as bar:
                 vectors = embed_prompts(router, test.prompts, progress=bar.update)
@@ -538,8 +567,38 @@ def _run_learned(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
     return reports, by_dataset
 
 
+#: Strategies that choose among the models of the matched route only (``learned`` chooses among all
+#: models, ``semantic`` is the tier router itself).
+WITHIN_ROUTE = ("cost", "quality", "balanced", "latency", "round_robin", "least_loaded")
+
+
+def _warn_single_model_routes(strategies: Sequence[str], candidates: Mapping[str, Sequence[str]]) -> None:
+    """Say so when a compared strategy cannot differ from the tier router: every route has one model."""
+    within = [s for s in dict.fromkeys(strategies) if s in WITHIN_ROUTE]
+    if within and all(len(models) == 1 for models in candidates.values()):
+        names = ", ".join(within)
+        print(
+            f"warning: strategy {names} can only choose within a route; with one model per route "
+            f"{'it equals' if len(within) == 1 else 'they equal'} the tier router (semantic) - map several models "
+            "to a route with --map ROUTE=A,B",
+            file=sys.stderr,
+        )
+
+
+def _skipped_note(r: Mapping[str, Any]) -> str:
+    """What the loader left out of the set, for the printed summary ('' when nothing)."""
+    notes = []
+    if r.get("skipped"):
+        lacking = ", ".join(f"{m} ({k})" if len(r["skipped_for"]) > 1 else m for m, k in r["skipped_for"].items())
+        notes.append(f"skipped {r['skipped']} row{'s' if r['skipped'] != 1 else ''} without outcomes for {lacking}")
+    if r.get("dropped"):
+        notes.append(f"left out model(s) missing from most rows: {', '.join(r['dropped'])}")
+    return "; ".join(notes)
+
+
 def _print_strategies(dataset: str, reports: Mapping[str, Mapping[str, Any]]) -> None:
-    print(f"{dataset}: strategies compared on the same prompts")
+    note = _skipped_note(next(iter(reports.values()))) if reports else ""
+    print(f"{dataset}: strategies compared on the same prompts" + (f" ({note})" if note else ""))
     print(f"  {'strategy':<14} {'quality':>8} {'$/prompt':>10} {'AIQ':>8}")
     for name, r in reports.items():
         top = max(r["curve"], key=lambda p: (p["quality"], -p["cost"]))
@@ -552,5 +611,15 @@ def _print_summary(r: Mapping[str, Any]) -> None:
         f"{r['dataset']}: n={r['n']} AIQ router {r['aiq']:.4f} vs Zero {r['zero_aiq']:.4f}; "
         f"best single {best['model']} q={best['quality']:.3f} ${best['cost']:.2e}; "
         f"oracle q={orc['quality']:.3f} ${orc['cost']:.2e}"
-        + (f"; APGR {r['apgr']:.3f} CPT50 {r['cpt50']} CPT80 {r['cpt80']}" if r.get("apgr") is not None else "")
+        + (
+            f"; APGR {r['apgr']:.3f} CPT50 {_share(r['cpt50'])} CPT80 {_share(r['cpt80'])}"
+            if r.get("apgr") is not None
+            else ""
+        )
+        + (f"; {note}" if (note := _skipped_note(r)) else "")
     )
+
+
+def _share(value: float | None) -> str:
+    """A strong-call share as printed: three decimals, or n/a when the target is never reached."""
+    return "n/a" if value is None else f"{value:.3f}"

@@ -100,7 +100,14 @@ def parse_since(value: str | None, now_s: float | None = None) -> int | None:
     now_s = time.time() if now_s is None else now_s
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", value)
     if match:
-        return max(0, int((now_s - float(match.group(1)) * _UNITS[match.group(2)]) * 1000))  # before 1970: all
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+        if not math.isfinite(seconds):  # a number too long for a float: no such duration, no such time
+            shown = value.strip()
+            raise ValueError(
+                f"--since {shown[:24]!r}{f'... ({len(shown)} characters)' if len(shown) > 24 else ''}: "
+                "the duration is too large to compute; leave --since out to report the whole log"
+            )
+        return max(0, int((now_s - seconds) * 1000))  # before 1970: all
     from datetime import datetime, timezone
 
     try:

@@ -52,6 +52,36 @@ def test_route_applies_strategy_and_constraints_and_explains_exclusions(capsys):
     assert "model         openai/gpt-4.1-mini" in out  # the cheapest candidate that writes code
 
 
+def test_route_shows_the_chosen_models_price_and_one_saving_in_text_and_json(capsys):
+    # Matched tier "standard" (sonnet, route cost 3), but max-cost leaves only nano and mini: cost picks nano.
+    args = ["route", "explain garbage collection", "--strategy", "cost", "--max-cost", "0.001"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert main([*args, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["name"] == "standard" and data["model"] == "openai/gpt-4.1-nano"
+    # The chosen model's catalog price, not the route's cost (3.0, still the JSON's "cost").
+    assert data["price"] == {"input_per_1m": 0.1, "output_per_1m": 0.4} and data["cost"] == 3.0
+    assert "model         openai/gpt-4.1-nano  ($0.1 in / $0.4 out per 1M tokens)" in text
+    # One saving: this request on nano against the same request on the catalog's dearest model (opus).
+    saving = data["saving"]
+    assert saving["against_model"] == "anthropic/claude-opus-4-5"
+    assert saving["cost_usd"] == pytest.approx(data["decision"]["estimated_cost"])
+    tokens = data["decision"]["prompt_tokens"]
+    assert saving["against_cost_usd"] == pytest.approx((tokens * 5 + 256 * 25) / 1e6)
+    assert saving["fraction"] == pytest.approx(1 - saving["cost_usd"] / saving["against_cost_usd"])
+    assert (
+        f"saving        {saving['fraction']:.1%} vs anthropic/claude-opus-4-5 "
+        f"(${saving['against_cost_usd']:.6f} for this request)" in text
+    )
+    assert f"est. cost     ${saving['cost_usd']:.6f} for this request" in text
+
+
+def test_route_counts_a_repeated_capability_once(capsys):
+    assert main(["route", "hello", "--capability", "code", "--capability", "code"]) == 0
+    assert "constraints   capabilities=['code']\n" in capsys.readouterr().out
+
+
 def test_route_with_no_eligible_model_is_one_line_and_exit_2(capsys):
     assert main(["route", "hello", "--max-cost", "0"]) == 2
     err = capsys.readouterr().err

@@ -34,6 +34,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "no-outcomes.jsonl").write_text(json.dumps({"id": "1", "prompt": "hi"}) + "\n")
     (root / "latin1.jsonl").write_bytes(b'{"prompt": "caf\xe9"}\n')
     (root / "a-directory").mkdir()
+    (root / "dup-ids.jsonl").write_text(json.dumps(row) + "\n" + json.dumps({**row, "prompt": "hello"}) + "\n")
+    (root / "null-prompt.jsonl").write_text(json.dumps({**row, "prompt": None}) + "\n")
+    (root / "blank-prompt.jsonl").write_text(json.dumps(row) + "\n" + json.dumps({**row, "id": "2", "prompt": " "}))
     return root
 
 
@@ -63,6 +66,13 @@ BAD_INPUTS = {
     "eval --limit 0": (["eval", "good.jsonl", "--limit", "0"], "--limit: must be at least 1, got 0"),
     "eval --limit x": (["eval", "good.jsonl", "--limit", "x"], "--limit: expected a whole number, got 'x'"),
     "eval --cv 1": (["eval", "good.jsonl", "--cv", "1"], "--cv: must be at least 2"),
+    "eval --cv K on fewer than K prompts": (["eval", "good.jsonl", "--cv", "2"], "--cv 2: good has only 1 prompt(s)"),
+    "eval on a file with an id twice": (
+        ["eval", "dup-ids.jsonl"],
+        "dup-ids.jsonl:2: id '1' was already used on line 1",
+    ),
+    "eval on a null prompt": (["eval", "null-prompt.jsonl"], "null-prompt.jsonl:1: 'prompt' must be a string"),
+    "eval on a blank prompt": (["eval", "blank-prompt.jsonl"], "blank-prompt.jsonl:2: the prompt is empty"),
     "eval --plot x.txt": (["eval", "good.jsonl", "--plot", "x.txt"], "cannot write a plot as 'x.txt': use one of"),
     "eval --plot in a missing directory": (["eval", "good.jsonl", "--plot", "no/such/dir.png"], "does not exist"),
     "eval --json into a directory": (["eval", "good.jsonl", "--json", "a-directory"], "is a directory"),
@@ -88,6 +98,10 @@ BAD_INPUTS = {
     "upstream on a port out of range": (["upstream", "--port", "-1"], "--port must be between 0 and 65535"),
     "an unknown config": (["info", "--config", "no-such-config"], "No pretrained config named 'no-such-config'"),
     "report on the embedded Redis": (["report"], "no Redis is configured: this command would start a new, empty"),
+    "report --since a number too large for a float": (
+        ["report", "--since", "9" * 400 + "d", "--redis-url", DEAD_REDIS],
+        "the duration is too large to compute",
+    ),
     "export --from-redis on the embedded Redis": (
         ["export", "my-router", "out.json", "--from-redis"],
         "no Redis is configured: this command would start a new, empty embedded Redis",
@@ -156,6 +170,12 @@ def test_global_options_are_accepted_before_or_after_the_command(files, where):
     args = ["--redis-url", DEAD_REDIS, *args] if where == "before" else [*args, "--redis-url", DEAD_REDIS]
     # The URL was taken: the command went to that Redis and reports it unreachable.
     assert_one_line_error(run(args, files), f"Cannot reach Redis at 127.0.0.1:{DEAD_REDIS.rsplit(':', 1)[1]}")
+
+
+def test_report_on_an_unreachable_redis_does_not_advise_the_embedded_redis_it_refuses(files):
+    result = run(["report", "--redis-url", DEAD_REDIS], files)
+    assert_one_line_error(result, f"Cannot reach Redis at 127.0.0.1:{DEAD_REDIS.rsplit(':', 1)[1]}")
+    assert "the URL the gateway printed" in result.stderr and "embedded" not in result.stderr
 
 
 PASSWORD_LEAKS = {

@@ -69,6 +69,36 @@ def test_a_route_without_a_dataset_model_is_a_clear_error(tmp_path, capsys):
     assert "No dataset model for route(s) ['standard', 'expert']" in capsys.readouterr().err
 
 
+MAP3 = ["--map", "simple=cheap", "--map", "standard=mid", "--map", "expert=top"]
+
+
+def test_a_bom_file_is_read_and_rows_skipped_for_a_missing_model_are_reported(tmp_path, capsys):
+    data = write_set(tmp_path / "three.jsonl", {"cheap", "mid", "top"})
+    lines = data.read_text().splitlines()
+    row = json.loads(lines[2])
+    del row["outcomes"]["mid"]  # one row without mid: it is left out, and the output says so
+    lines[2] = json.dumps(row)
+    data.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\n")  # as Notepad saves UTF-8
+    out = tmp_path / "out.json"
+    assert main(["eval", str(data), *MAP3, "--json", str(out), "--grid", "3"]) == 0
+    (report,) = json.loads(out.read_text())["reports"]
+    assert report["n"] == 5 and report["skipped"] == 1 and report["skipped_for"] == {"mid": 1}
+    assert "; skipped 1 row without outcomes for mid" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("maps", "message"),
+    [
+        (["--map", "simple=cheap", "--map", "simple=mid"], "--map gives route 'simple' twice"),
+        (["--map", "simple=cheap,mid"], "the tier router sends route 'simple' to one model"),
+    ],
+)
+def test_the_tier_router_refuses_a_route_mapped_twice_or_to_several_models(tmp_path, capsys, maps, message):
+    data = write_set(tmp_path / "three.jsonl", {"cheap", "mid", "top"})
+    assert main(["eval", str(data), *maps, "--map", "standard=mid", "--map", "expert=top"]) == 2
+    assert message in capsys.readouterr().err
+
+
 GREETINGS = ["hi there", "hello!", "good morning", "hey, how are you?", "good evening", "howdy", "hiya",
              "greetings, friend", "good afternoon", "hello, nice to meet you"]  # fmt: skip
 PROOFS = ["prove there are infinitely many primes", "prove the square root of two is irrational",
@@ -78,7 +108,7 @@ PROOFS = ["prove there are infinitely many primes", "prove the square root of tw
           "prove that there is no largest even number", "prove Euclid's lemma about primes"]  # fmt: skip
 
 
-def write_clustered(path, copies=2):
+def write_clustered(path, copies=2, ids=True):
     """Greetings: the cheap model is as good as the top one. Proofs: only the top one succeeds."""
     with path.open("w") as f:
         for c in range(copies):
@@ -87,7 +117,8 @@ def write_clustered(path, copies=2):
                     cheap = 1.0 if kind == "greeting" else 0.0
                     outcomes = {"cheap": {"quality": cheap, "cost": 0.0001}, "top": {"quality": 1.0, "cost": 0.01}}
                     text = prompt if c == 0 else f"{prompt} (variant {c})"
-                    f.write(json.dumps({"id": f"{kind}{i}-{c}", "prompt": text, "outcomes": outcomes}) + "\n")
+                    ident = f"{kind}{i}-{c}" if ids else None
+                    f.write(json.dumps({"id": ident, "prompt": text, "outcomes": outcomes}) + "\n")
     return path
 
 
@@ -103,6 +134,29 @@ def test_cross_validated_learned_router_beats_random_mixing_on_clustered_outcome
     assert report["aiq"] > report["zero_aiq"] + 0.1
     # Perfect ranking (every proof to the top model first) reaches APGR 0.75 here: half the calls are proofs.
     assert report["apgr"] == pytest.approx(0.75) and report["cpt50"] == pytest.approx(0.25)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_null_ids_are_the_file_and_line_so_every_fold_learns_from_the_others(tmp_path):
+    # "id": null used to become "None" on every row: one fold held everything and learned from nothing.
+    data = write_clustered(tmp_path / "nulls.jsonl", ids=False)
+    out = tmp_path / "cv.json"
+    args = ["eval", str(data), "--cv", "4", "--map", "simple=cheap", "--map", "standard=top", "--map", "expert=top"]
+    assert main([*args, "--json", str(out)]) == 0
+    (report,) = json.loads(out.read_text())["reports"]
+    assert len(report["settings"]) == 4 and report["aiq"] > report["zero_aiq"] + 0.1
+
+
+def test_cv_whose_folds_put_every_prompt_together_is_a_clear_error(tmp_path, capsys):
+    # Folds go by a hash of the id: "a" and "b0" both land in fold 0 of 2, so fold 1 is empty and fold 0
+    # would learn from nothing.
+    data = tmp_path / "two.jsonl"
+    outcomes = {"cheap": {"quality": 1.0, "cost": 0.0001}, "top": {"quality": 1.0, "cost": 0.01}}
+    data.write_text("".join(json.dumps({"id": i, "prompt": p, "outcomes": outcomes}) + "\n" for i, p in
+                            [("a", "hello"), ("b0", "prove the four colour theorem")]))  # fmt: skip
+    args = ["eval", str(data), "--cv", "2", "--map", "simple=cheap", "--map", "standard=top", "--map", "expert=top"]
+    assert main(args) == 2
+    assert "--cv 2: every prompt of two falls in the same fold" in capsys.readouterr().err
 
 
 def test_learn_on_one_set_and_evaluate_on_another(tmp_path):
@@ -128,9 +182,30 @@ def test_strategies_side_by_side_in_one_table_and_one_plot(tmp_path, capsys):
     assert set(strategies) == {"semantic", "learned", "cost", "quality"}
     assert strategies["cost"]["curve"][0]["cost"] <= strategies["quality"]["curve"][0]["cost"]
     assert strategies["quality"]["curve"][0]["quality"] == 1.0  # top model everywhere: it was best in training
-    table = capsys.readouterr().out
+    captured = capsys.readouterr()
+    table = captured.out
     assert "strategies compared on the same prompts" in table and "learned" in table
     assert png.stat().st_size > 10_000
+    assert "can only choose within a route" not in captured.err  # simple has two models to choose from
+
+
+def test_within_route_strategies_on_one_model_per_route_warn_that_they_equal_the_tier_router(tmp_path, capsys):
+    data = write_clustered(tmp_path / "clustered.jsonl")
+    out = tmp_path / "s.json"
+    args = ["eval", str(data), "--cv", "4", "--map", "simple=cheap", "--map", "standard=top", "--map",
+            "expert=top", "--strategy", "semantic", "--strategy", "cost", "--strategy", "quality",
+            "--json", str(out)]  # fmt: skip
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert (
+        "warning: strategy cost, quality can only choose within a route; with one model per route they equal "
+        "the tier router (semantic) - map several models to a route with --map ROUTE=A,B" in err
+    )
+    # What the warning says: opposite strategies, the same choices, those of the tier router.
+    strategies = json.loads(out.read_text())["strategies"]["clustered"]
+    (cost,), (quality,) = strategies["cost"]["curve"], strategies["quality"]["curve"]
+    assert cost == quality
+    assert cost["shares"]["cheap"] == strategies["semantic"]["route_shares_at_config"]["simple"]
 
 
 def test_the_learned_strategy_needs_outcomes_to_learn_from(tmp_path, capsys):

@@ -141,6 +141,40 @@ def test_load_outcomes_skips_rows_missing_a_model(tmp_path: Path) -> None:
     assert data.models == ["m1", "m2"]
     assert data.ids == ["r1", "r3"]
     assert data.skipped == 1
+    assert data.skipped_for == {"m2": 1} and list(data.dropped) == ["m3"]
+    # The report says what was left out, so a user sees it without counting lines.
+    summary = report(data, [routing_point(data, [0, 0])])
+    assert (summary["skipped"], summary["skipped_for"], summary["dropped"]) == (1, {"m2": 1}, ["m3"])
+    full = load_outcomes(write_jsonl(tmp_path / "full.jsonl", [row("r1", m1=(1, 1)), row("r2", m1=(0, 1))]))
+    assert report(full, [routing_point(full, [0, 0])])["skipped"] == 0
+
+
+def test_a_missing_or_null_id_is_the_file_and_line_and_a_number_is_its_text(tmp_path: Path) -> None:
+    rows = [
+        row("r1", m=(1, 1)),
+        {**row("x", m=(1, 1)), "id": None},
+        {**row("x", m=(1, 1)), "id": 7},
+        row("r4", m=(1, 1)),
+    ]
+    del rows[3]["id"]
+    path = write_jsonl(tmp_path / "ids.jsonl", rows)
+    # A null id used to become "None" for every such row, so --cv put them all in one fold.
+    assert load_outcomes(path).ids == ["r1", f"{path}:2", "7", f"{path}:4"]
+
+
+def test_an_id_used_twice_is_an_error_naming_both_lines(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "dup.jsonl", [row("a", m=(1, 1)), row("b", m=(1, 1)), "", row("a", m=(0, 1))])
+    with pytest.raises(ValueError, match=r"dup\.jsonl:4: id 'a' was already used on line 1"):
+        load_outcomes(path)
+    # Within --limit, the rows not read are not checked.
+    assert load_outcomes(path, limit=2).ids == ["a", "b"]
+
+
+def test_a_byte_order_mark_at_the_start_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(row("r1", m=(1, 1))).encode() + b"\n")
+    data = load_outcomes(path)
+    assert data.ids == ["r1"] and data.prompts == ["prompt r1"]
 
 
 def test_load_outcomes_reports_file_and_line_of_malformed_json(tmp_path: Path) -> None:
@@ -163,6 +197,13 @@ def test_load_outcomes_reports_file_and_line_of_malformed_json(tmp_path: Path) -
         (row("r2", m=(1.5, 1)), r"outside \[0, 1\]"),
         (row("r2", m=(1, -0.01)), "negative"),
         (row("r2", m=("high", 1)), "must be a number"),
+        ({**row("r2", m=(1, 1)), "prompt": None}, "'prompt' must be a string, got None"),
+        ({**row("r2", m=(1, 1)), "prompt": 123}, "'prompt' must be a string, got 123"),
+        ({**row("r2", m=(1, 1)), "prompt": ""}, "the prompt is empty or only whitespace"),
+        ({**row("r2", m=(1, 1)), "prompt": " \n\t"}, "the prompt is empty or only whitespace"),
+        ({**row("r2", m=(1, 1)), "id": ["r2"]}, "'id' must be a string"),
+        ({**row("r2", m=(1, 1)), "id": True}, "'id' must be a string"),
+        ({**row("r2", m=(1, 1)), "id": "  "}, "'id' is empty"),
     ],
 )
 def test_load_outcomes_rejects_invalid_rows_with_line_number(
@@ -354,7 +395,7 @@ def test_report_for_two_models_has_routellm_metrics() -> None:
     assert set(rep) == {
         "dataset", "n", "models", "aiq", "zero_aiq", "best_single", "cheapest_single",
         "oracle", "singles", "curve", "cost_range", "strong", "weak", "apgr", "cpt50",
-        "cpt80",
+        "cpt80", "skipped", "skipped_for", "dropped",
     }  # fmt: skip
     assert (rep["dataset"], rep["n"], rep["models"]) == ("pair", 10, ["strong", "weak"])
     assert (rep["strong"], rep["weak"]) == ("strong", "weak")
@@ -393,7 +434,7 @@ def test_report_for_three_models_has_no_two_model_metrics() -> None:
     rep = report(data, [oracle(data)])
     assert set(rep) == {
         "dataset", "n", "models", "aiq", "zero_aiq", "best_single", "cheapest_single",
-        "oracle", "singles", "curve", "cost_range",
+        "oracle", "singles", "curve", "cost_range", "skipped", "skipped_for", "dropped",
     }  # fmt: skip
     assert rep["best_single"]["model"] == "c"
     assert rep["cheapest_single"]["model"] == "a"

@@ -80,6 +80,14 @@ def test_since_accepts_durations_and_dates():
         parse_since("yesterday")
 
 
+@pytest.mark.parametrize("value", ["9" * 400 + "d", "9" * 305 + "w"])
+def test_a_duration_too_large_to_compute_is_a_readable_error_not_an_overflow(value):
+    # 400 nines is inf as a float: int(now - inf) raised OverflowError, a traceback from the CLI.
+    with pytest.raises(ValueError, match=r"the duration is too large to compute; leave --since out") as caught:
+        parse_since(value)
+    assert len(str(caught.value)) < 200  # the number is cut, not printed in full
+
+
 def test_a_live_window_spans_since_to_now_with_idle_buckets_as_zeros():
     report = summarise(ENTRIES, router="r", since_ms=0, until_ms=600_000)
     s = report.series
