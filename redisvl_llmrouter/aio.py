@@ -7,6 +7,8 @@ it asks for. Local models are run in a worker thread so the event loop stays fre
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,7 +21,7 @@ from redisvl.index import AsyncSearchIndex
 from redisvl.utils.vectorize import BaseVectorizer
 
 from redisvl_llmrouter import compat, connection
-from redisvl_llmrouter.core import Command, Embed, FeedbackResult, Op, Pipeline, RouterCore, load_definition
+from redisvl_llmrouter.core import Acquire, Command, Embed, FeedbackResult, Op, Pipeline, RouterCore, load_definition
 from redisvl_llmrouter.learning.calibration import Calibration
 from redisvl_llmrouter.learning.prediction import Prediction
 from redisvl_llmrouter.learning.store import MemoryInfo, WriteReport
@@ -50,7 +52,14 @@ __all__ = ["AsyncSemanticRouter", "adrive"]
 T = TypeVar("T")
 
 
-async def _perform(request: Command | Pipeline | Embed, client: aredis.Redis, vectorizer: BaseVectorizer | None) -> Any:
+async def _perform(
+    request: Command | Pipeline | Embed | Acquire, client: aredis.Redis, vectorizer: BaseVectorizer | None
+) -> Any:
+    if isinstance(request, Acquire):
+        acquired = request.lock.acquire()
+        if inspect.isawaitable(acquired):  # an asyncio.Lock; a threading.Lock has already been taken
+            await acquired
+        return None
     if isinstance(request, Command):
         return await client.execute_command(*request.args)
     if isinstance(request, Pipeline):
@@ -79,6 +88,8 @@ async def adrive(op: Op[T], client: aredis.Redis, vectorizer: BaseVectorizer | N
         return stop.value  # type: ignore[no-any-return]
     except RedisError as exc:
         raise connection.translate(exc, client) from exc
+    finally:
+        op.close()  # an operation left mid-way (a lost connection, a cancelled task) releases what it holds
 
 
 class AsyncSemanticRouter(BaseSemanticRouter):
@@ -140,6 +151,7 @@ class AsyncSemanticRouter(BaseSemanticRouter):
             learning,
             manages_index=create_index,
         )
+        core.write_lock = asyncio.Lock()  # writers on this object wait for each other without blocking the loop
         client = connection.async_client(redis_client, redis_url, connection_kwargs)
         router = cls(core, client, owns_client=redis_client is None)
         await router._run(core.setup(overwrite, _precomputed))
@@ -148,6 +160,7 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         return router
 
     async def _run(self, op: Op[T]) -> T:
+        self._core.check_not_deleted()
         return await adrive(op, self._client, self._core.vectorizer)
 
     async def __call__(
@@ -328,7 +341,8 @@ class AsyncSemanticRouter(BaseSemanticRouter):
     async def update_route_thresholds(self, route_thresholds: Mapping[str, float]) -> None:
         await self._run(self._core.update_route_thresholds(route_thresholds))
 
-    async def update_routing_config(self, routing_config: RoutingConfig) -> None:
+    async def update_routing_config(self, routing_config: RoutingConfig | Mapping[str, Any]) -> None:
+        """Replace the routing config with a ``RoutingConfig``, or change the settings a dict names (persisted)."""
         await self._run(self._core.update_routing_config(routing_config))
 
     async def delete(self) -> None:

@@ -42,6 +42,7 @@ from redisvl_llmrouter.errors import (
     InvalidQueryError,
     RouteExistsError,
     RouteNotFoundError,
+    RouterDeletedError,
     RouterExistsError,
     RouterStateLostError,
     UnknownModelError,
@@ -55,7 +56,7 @@ from redisvl_llmrouter.learning.prediction import Prediction, predict
 from redisvl_llmrouter.learning.records import OutcomeRecord
 from redisvl_llmrouter.learning.store import MemoryInfo, MemoryView, OutcomeStore, PendingRow, WriteReport
 from redisvl_llmrouter.observability import decisions
-from redisvl_llmrouter.ops import Command, Embed, Op, Pipeline, run_script
+from redisvl_llmrouter.ops import Acquire, Command, Embed, Op, Pipeline, run_script
 from redisvl_llmrouter.policy import stats as live
 from redisvl_llmrouter.policy.catalog import ModelCatalog, estimate_tokens
 from redisvl_llmrouter.policy.constraints import Constraints
@@ -93,6 +94,7 @@ from redisvl_llmrouter.search import (
 from redisvl_llmrouter.vectorizers import is_default_model, vectorizer_identity
 
 __all__ = [
+    "Acquire",
     "Command",
     "Embed",
     "FeedbackResult",
@@ -113,8 +115,21 @@ logger = logging.getLogger(__name__)
 #: Times a change is re-applied on top of another writer's newer config before ``ConflictError``.
 MAX_SAVE_ATTEMPTS = 20
 
-#: Request ids the router issues: ``req-`` and 32 hex digits.
-REQUEST_ID = re.compile(r"^req-[0-9a-f]{32}$")
+#: Request ids the router issues: ``req-`` and 32 hex digits (match with ``fullmatch``: ``$`` would
+#: also accept a trailing newline).
+REQUEST_ID = re.compile(r"req-[0-9a-f]{32}")
+#: What a request id starts with; a feedback target that starts so is meant as an id, not a statement.
+REQUEST_ID_PREFIX = "req-"
+
+
+def is_request_id(value: Any) -> bool:
+    """Whether ``value`` is exactly a request id the router issues (not a statement)."""
+    return isinstance(value, str) and REQUEST_ID.fullmatch(value) is not None
+
+
+def looks_like_request_id(value: Any) -> bool:
+    """Whether ``value`` was meant as a request id: it starts with ``req-`` in any case, around white space."""
+    return isinstance(value, str) and value.strip().lower().startswith(REQUEST_ID_PREFIX)
 
 
 def new_request_id() -> str:
@@ -426,6 +441,10 @@ class RouterCore:
         """Rebuild the index and config when they vanish from Redis (see :meth:`recover`)."""
         # Reference vectors this object wrote or loaded: what recovery rewrites without re-embedding.
         self._vectors: dict[tuple[str, str], bytes] = {}
+        self.deleted = False
+        """Set by :meth:`delete`: the object then refuses to work (see :meth:`check_not_deleted`)."""
+        #: Serialises this object's commits; the async router replaces it with an ``asyncio.Lock``.
+        self.write_lock: Any = threading.Lock()
 
     # ----------------------------------------------------------------- state (no I/O)
     @property
@@ -532,7 +551,10 @@ class RouterCore:
 
     def _try_save(self) -> Op[int]:
         """Compare-and-set the config at ``version + 1``; returns -1 when written, else the stored version."""
-        document = json.dumps({**self.to_dict(), "version": self.version + 1, "generation": self.generation})
+        try:
+            document = json.dumps({**self.to_dict(), "version": self.version + 1, "generation": self.generation})
+        except (TypeError, ValueError) as exc:  # e.g. a route's metadata changed in place to hold a non-JSON value
+            raise ConfigError(f"Router {self.name!r} cannot be stored as JSON: {exc}") from None
         args = (1, config_key(self.name), self.version, document, self.generation)
         try:
             (result,) = yield from run_script(SAVE_CONFIG_SCRIPT, [args])
@@ -544,6 +566,16 @@ class RouterCore:
             self.version += 1
         return int(result)
 
+    def _state(self) -> tuple[Any, ...]:
+        """What a save may change locally: restored when it fails (see :meth:`_commit`)."""
+        return (list(self.routes), self.routing_config, self.catalog, self.learning, self.version, self.generation)
+
+    def _restore(self, state: tuple[Any, ...]) -> None:
+        routes, self.routing_config, self.catalog, self.learning, self.version, self.generation = state
+        self.routes = list(routes)
+        self.store.config = self.learning
+        self._effective = None
+
     def _commit(self, change: Callable[[], None]) -> Op[None]:
         """Apply ``change`` to the definition and store it, never overwriting another writer's change.
 
@@ -552,19 +584,33 @@ class RouterCore:
         read, ``change`` applied to it again, and the save retried: concurrent ``add_route`` calls
         both land. ``change`` must therefore be written against the current state (it may raise,
         e.g. ``RouteExistsError`` when the other writer added the same route).
+
+        Commits of one object take turns (``write_lock``): ``change`` edits this object's own
+        definition before the save, so two interleaved commits would save each other's halves.
+        When anything fails (``change``, the save, the connection) this object goes back to the
+        definition it last had in step with Redis, so it never holds what Redis does not.
         """
-        for _ in range(MAX_SAVE_ATTEMPTS):
-            change()
-            self._check_size(self.routes)
-            self._effective = None
-            found = yield from self._try_save()
-            if found == -1:
-                return
-            document = yield from read_config(self.name)
-            if document is None:  # the config vanished (Redis restarted empty, flushed): recovery
-                yield from self._state_lost("its stored config is gone")  # saves this definition, change included
-                return
-            self._adopt(document)
+        yield Acquire(self.write_lock)
+        try:
+            for _ in range(MAX_SAVE_ATTEMPTS):
+                before = self._state()
+                try:
+                    change()
+                    self._check_size(self.routes)
+                    self._effective = None
+                    found = yield from self._try_save()
+                    if found == -1:
+                        return
+                    document = yield from read_config(self.name)
+                    if document is None:  # the config vanished (Redis restarted empty, flushed): recovery
+                        yield from self._state_lost("its stored config is gone")  # saves this definition too
+                        return
+                except BaseException:
+                    self._restore(before)
+                    raise
+                self._adopt(document)
+        finally:
+            self.write_lock.release()
         raise ConflictError(
             f"Router {self.name!r} was changed by other writers {MAX_SAVE_ATTEMPTS} times while this change was "
             "being saved; retry it."
@@ -764,8 +810,17 @@ class RouterCore:
         self.version = 0
 
     # ----------------------------------------------------------------- recovery
+    def check_not_deleted(self) -> None:
+        """Raise ``RouterDeletedError`` once :meth:`delete` ran: recovery must not bring the router back."""
+        if self.deleted:
+            raise RouterDeletedError(
+                f"Router {self.name!r} was deleted with this object's delete(); it is not rebuilt. Create it "
+                "again to use it, e.g. SemanticRouter.from_dict(router.to_dict())."
+            )
+
     def _state_lost(self, reason: str) -> Op[None]:
         """React to the router's index or config having vanished: recover, or say so with a typed error."""
+        self.check_not_deleted()
         if not self.auto_recover:
             raise RouterStateLostError(
                 f"Router {self.name!r} lost its state in Redis: {reason} (Redis restarted without persistence, "
@@ -783,6 +838,7 @@ class RouterCore:
         (a pretrained file's vectors); any others are embedded again. Idempotent and safe to run
         from several processes at once. Returns whether anything had to be rebuilt.
         """
+        self.check_not_deleted()
         existing = yield Command(("FT._LIST",))
         indexes = {as_text(n) for n in existing or []}
         document = yield from read_config(self.name)
@@ -902,7 +958,7 @@ class RouterCore:
             unavailable=options.unavailable,
         )
 
-    def _match(self, ranked: Sequence[ranking.Candidate], decision: Decision, request_id: str) -> RouteMatch:
+    def _match(self, ranked: Sequence[ranking.Candidate], decision: Decision, request_id: str | None) -> RouteMatch:
         match = ranking.best_match(ranked, self.tiers, self.routing_config)
         if not match and decision.model is not None:  # only a floor matched: its tier answers
             match = RouteMatch(name=decision.route, fallback=True)
@@ -1043,7 +1099,8 @@ class RouterCore:
             decision = decide(
                 ranked, floors, self._policy_input(options, strategy, tokens, views[i], stats, rr_position)
             )
-            matches.append(self._match(ranked, decision, new_request_id()))
+            # No id: a batch records no request, so an id could never receive feedback (as route_many).
+            matches.append(self._match(ranked, decision, None))
         return matches
 
     # ----------------------------------------------------------------- learning
@@ -1075,7 +1132,8 @@ class RouterCore:
         """Write outcome records into the memory: embedded in batches, each batch one pipelined round trip.
 
         A prompt's row is identified by its routing text, so learning the same prompt again
-        replaces its outcomes instead of adding a second row. Unknown models are refused before
+        updates that row instead of adding a second one: the outcomes of the models the record
+        names are replaced, the other models' outcomes kept. Unknown models are refused before
         anything is written.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -1141,7 +1199,11 @@ class RouterCore:
         ``model`` defaults to the model the request was routed to (a statement needs it).
         """
         quality, cost, latency_ms = self._checked_outcome(quality, cost, latency_ms)
-        if model is None and request_id is not None and isinstance(request_id, str) and REQUEST_ID.match(request_id):
+        if (request_id is None) == (statement is None):
+            raise InvalidFeedbackError("Give a request id or a statement (one of them).")
+        if request_id is not None and not is_request_id(request_id):
+            raise self._malformed_request_id(request_id)
+        if model is None and request_id is not None:
             model = yield from self.store.answered_model(request_id)
             if model is None and (yield from self.store.load_request(request_id)) is None:
                 raise self._unknown_request(request_id)
@@ -1151,11 +1213,7 @@ class RouterCore:
                 "recorded or whose feedback window has passed, has no model on record."
             )
         self._check_models([model])
-        if (request_id is None) == (statement is None):
-            raise InvalidFeedbackError("Give a request id or a statement (one of them).")
         if request_id is not None:
-            if not isinstance(request_id, str) or not REQUEST_ID.match(request_id):
-                raise UnknownRequestError(f"{request_id!r} is not a request id of this router (req-<32 hex digits>).")
             loaded = yield from self.store.load_request(request_id)
             if loaded is None:
                 raise self._unknown_request(request_id)
@@ -1179,6 +1237,16 @@ class RouterCore:
         if rule is not None and quality < rule.fail_below and text:
             promoted = yield from self._promote(vector, text, model)
         return FeedbackResult(row_id=row_id, created=report.created == 1, promoted_to=promoted)
+
+    @staticmethod
+    def _malformed_request_id(request_id: Any) -> UnknownRequestError:
+        hint = ""
+        if isinstance(request_id, str) and is_request_id(request_id.strip().lower()):
+            hint = f" (did you mean {request_id.strip().lower()!r}? it differs by white space or case)"
+        return UnknownRequestError(
+            f"{request_id!r} is not a request id of this router: ids are 'req-' and 32 lower-case hex digits, "
+            f"exactly as match.request_id gives them{hint}. To give feedback on a text, pass statement=..."
+        )
 
     def _unknown_request(self, request_id: str) -> UnknownRequestError:
         return UnknownRequestError(
@@ -1520,12 +1588,29 @@ class RouterCore:
         yield from self._commit(change)
 
     def update_routing_config(self, routing_config: RoutingConfig | Mapping[str, Any]) -> Op[None]:
-        checked = self._checked_config(routing_config)
+        """Replace the routing config (a config object), or change the settings a mapping names.
 
-        def change() -> None:
-            self.routing_config = self._checked_config(checked)
+        A mapping is merged into the current config (top-level keys; the others keep their
+        values), so ``{"cost_weight": 0.5}`` changes that weight alone.
+        """
+        if isinstance(routing_config, Mapping):
+            given = dict(routing_config)
+            self._merged_config(given)  # an invalid setting fails before anything is saved
+
+            def change() -> None:
+                # Merged at save time: onto what another writer may have saved meanwhile.
+                self.routing_config = self._merged_config(given)
+
+        else:
+            checked = self._checked_config(routing_config)
+
+            def change() -> None:
+                self.routing_config = self._checked_config(checked)
 
         yield from self._commit(change)
+
+    def _merged_config(self, given: Mapping[str, Any]) -> RoutingConfig:
+        return self._checked_config({**self.routing_config.model_dump(), **given})
 
     def delete(self) -> Op[None]:
         """Drop the routes, their index and config, the outcome memory with everything it holds, the
@@ -1544,6 +1629,7 @@ class RouterCore:
         yield from self.store.delete()
         yield Command(("DEL", decisions.stream_key(self.name)))
         self._cache.clear()
+        self.deleted = True
 
     def clear(self) -> Op[None]:
         """Delete every route and reference, keeping the (empty) index and a config saying so."""

@@ -145,6 +145,10 @@ class RouterStateLostError(LLMRouterError, RuntimeError):
     failed over) and was not rebuilt: call ``router.recover()``, or keep ``auto_recover`` on."""
 
 
+class RouterDeletedError(LLMRouterError, RuntimeError):
+    """The router object was used after its ``delete()``: it does not rebuild what was deleted on purpose."""
+
+
 class ConflictError(LLMRouterError, RuntimeError):
     """Another writer kept changing the router's stored config while this one tried to save its change."""
 

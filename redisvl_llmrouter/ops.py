@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from redis.exceptions import NoScriptError, ResponseError
 
-__all__ = ["Command", "Embed", "Op", "Pipeline", "run_script", "run_scripts"]
+__all__ = ["Acquire", "Command", "Embed", "Op", "Pipeline", "run_script", "run_scripts"]
 
 T = TypeVar("T")
 
@@ -43,7 +43,18 @@ class Embed:
     texts: tuple[str, ...]
 
 
-Op = Generator[Command | Pipeline | Embed, Any, T]
+@dataclass(frozen=True, slots=True)
+class Acquire:
+    """Wait for ``lock`` (a ``threading.Lock``, or an ``asyncio.Lock`` under the async driver); None is sent back.
+
+    Only the wait needs the driver: the operation releases the lock itself (``release()`` is
+    synchronous for both kinds), in a ``finally`` so that closing the operation releases it too.
+    """
+
+    lock: Any
+
+
+Op = Generator[Command | Pipeline | Embed | Acquire, Any, T]
 
 
 def _sha(script: str) -> str:

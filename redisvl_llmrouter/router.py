@@ -21,6 +21,7 @@ from redisvl.utils.vectorize import BaseVectorizer
 
 from redisvl_llmrouter import compat, connection, pretrained
 from redisvl_llmrouter.core import (
+    Acquire,
     Command,
     Embed,
     FeedbackResult,
@@ -66,7 +67,12 @@ T = TypeVar("T")
 unavailable = connection.unavailable  # kept importable from here
 
 
-def _perform(request: Command | Pipeline | Embed, client: redis.Redis, vectorizer: BaseVectorizer | None) -> Any:
+def _perform(
+    request: Command | Pipeline | Embed | Acquire, client: redis.Redis, vectorizer: BaseVectorizer | None
+) -> Any:
+    if isinstance(request, Acquire):
+        request.lock.acquire()
+        return None
     if isinstance(request, Command):
         return client.execute_command(*request.args)
     if isinstance(request, Pipeline):
@@ -95,6 +101,8 @@ def drive(op: Op[T], client: redis.Redis, vectorizer: BaseVectorizer | None = No
         return stop.value  # type: ignore[no-any-return]
     except RedisError as exc:  # what the core did not handle still reaches the caller typed
         raise connection.translate(exc, client) from exc
+    finally:
+        op.close()  # an operation left mid-way (a lost connection) releases what it holds now, not at GC
 
 
 def prepare_pretrained(name_or_path: str | Path, name: str | None, vectorizer: BaseVectorizer | None) -> dict[str, Any]:
@@ -177,15 +185,19 @@ def route_options(
 
 
 def feedback_target(target: str | None, request_id: str | None, statement: str | None) -> tuple[str | None, str | None]:
-    """``(request_id, statement)`` from ``feedback``'s first argument (a request id or a statement) or keywords."""
-    from redisvl_llmrouter.core import REQUEST_ID
+    """``(request_id, statement)`` from ``feedback``'s first argument (a request id or a statement) or keywords.
+
+    A first argument that starts with ``req-`` (in any case, around white space) is taken as a
+    request id even when malformed, so a mistyped id is refused rather than learned as a prompt.
+    """
+    from redisvl_llmrouter.core import looks_like_request_id
 
     given = [x for x in (target, request_id, statement) if x is not None]
     if len(given) != 1:
         raise InvalidQueryError("feedback() takes one request id or one statement.")
     if request_id is not None or statement is not None:
         return request_id, statement
-    if isinstance(target, str) and REQUEST_ID.match(target):
+    if looks_like_request_id(target):
         return target, None
     return None, target
 
@@ -404,6 +416,7 @@ class SemanticRouter(BaseSemanticRouter):
             self._run(self._core.import_outcomes(_outcomes))
 
     def _run(self, op: Op[T]) -> T:
+        self._core.check_not_deleted()
         return drive(op, self._client, self._core.vectorizer)
 
     # ----------------------------------------------------------------- routing
@@ -500,6 +513,8 @@ class SemanticRouter(BaseSemanticRouter):
 
         ``model`` defaults to the model the request was routed to (a statement needs it).
         Idempotent per request (or statement) and model: sending it again replaces the value.
+        A first argument starting ``req-`` is a request id: a mistyped one raises
+        ``UnknownRequestError`` (pass ``statement=`` for a text that starts so).
         """
         rid, text = feedback_target(request_id_or_statement, request_id, statement)
         return self._run(
@@ -620,8 +635,8 @@ class SemanticRouter(BaseSemanticRouter):
         """Change distance thresholds; persisted, so ``from_existing`` sees them."""
         self._run(self._core.update_route_thresholds(route_thresholds))
 
-    def update_routing_config(self, routing_config: RoutingConfig) -> None:
-        """Replace the routing config (persisted)."""
+    def update_routing_config(self, routing_config: RoutingConfig | Mapping[str, Any]) -> None:
+        """Replace the routing config with a ``RoutingConfig``, or change the settings a dict names (persisted)."""
         self._run(self._core.update_routing_config(routing_config))
 
     def delete(self) -> None:

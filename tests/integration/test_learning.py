@@ -88,6 +88,11 @@ def test_relearning_the_same_prompts_replaces_instead_of_adding(api, name, table
     info = router.memory_info()
     assert info.rows == 4 and info.observations == {"m/cheap": 4, "m/pricey": 4}
     assert info.mean_quality == {"m/cheap": 0.0, "m/pricey": 1.0}
+    # A record naming one model replaces that model's outcome and keeps the other model's.
+    router.learn([{"prompt": r["prompt"], "outcomes": {"m/cheap": {"quality": 1.0}}} for r in failing_cluster()])
+    info = router.memory_info()
+    assert info.rows == 4 and info.observations == {"m/cheap": 4, "m/pricey": 4}
+    assert info.mean_quality == {"m/cheap": 1.0, "m/pricey": 1.0}
 
 
 def test_unknown_models_are_refused_before_anything_is_written(api, name, table):
@@ -159,6 +164,20 @@ def test_feedback_refuses_bad_values_unknown_models_and_unknown_requests(api, na
     with pytest.raises(UnknownRequestError):
         router.feedback(request_id="req-nonsense", model="m/cheap", quality=1.0)
     assert router.memory_info().rows == 0
+
+
+def test_a_mistyped_request_id_is_refused_not_learned_as_a_statement(api, name, table):
+    router = make(api, name, table)
+    rid = router("near d=0.05", record=True).request_id
+    for mistyped in (rid.upper(), f" {rid}", f"{rid}\n", rid[:-1], "REQ-123", "req-"):
+        for model in ("m/cheap", None):  # with the model named, or the routed one
+            with pytest.raises(UnknownRequestError, match="is not a request id of this router"):
+                router.feedback(mistyped, model, 1.0)
+    with pytest.raises(UnknownRequestError, match="did you mean"):
+        router.feedback(rid.upper(), quality=1.0)
+    assert router.memory_info().rows == 0
+    assert router.feedback(rid, quality=1.0).created  # the exact id still works
+    assert router.feedback(statement="req-like text d=0.1", model="m/cheap", quality=1.0).created  # said so
 
 
 def test_feedback_on_a_statement_teaches_the_router(api, name, table):

@@ -6,9 +6,14 @@ text ``query`` (``"cheap d=0.2"`` lies at distance 0.2), so expected winners are
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
+import redis
 import yaml
 
 from redisvl_llmrouter import (
@@ -18,11 +23,14 @@ from redisvl_llmrouter import (
     Route,
     RouteExistsError,
     RouteNotFoundError,
+    RouterDeletedError,
     RouterExistsError,
     RoutingConfig,
     VectorDimensionError,
     VectorizerMismatchError,
 )
+from redisvl_llmrouter.schema import ConfidenceCalibration
+from redisvl_llmrouter.search import config_key
 
 
 def tiers() -> list[Route]:
@@ -210,6 +218,120 @@ def test_references_can_be_added_read_and_deleted_but_a_route_keeps_one(api, nam
         router.add_route_references("ghost", ["x d=0.1"])
 
 
+def at_once(api, router, calls: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+    """Run ``(method, args)`` calls at the same time on ONE router object: threads for the sync
+    router, tasks of one event loop for the async one. Returns each call's result or exception."""
+    if api.flavour == "async":
+        target = router.unwrapped
+
+        async def gathered() -> list[Any]:
+            return await asyncio.gather(*(getattr(target, m)(*a) for m, a in calls), return_exceptions=True)
+
+        return api.run(gathered())
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = [pool.submit(getattr(router, m), *a) for m, a in calls]
+        return [f.exception() or f.result() for f in futures]
+
+
+def extra(i: int) -> Route:
+    return Route(name=f"extra{i}", model=f"m/extra{i}", references=[f"extra{i} d=0.{i + 10}"], distance_threshold=0.5)
+
+
+def test_concurrent_writers_on_one_router_object_all_land(api, name, table, caplog):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    results = at_once(api, router, [("add_route", (extra(i),)) for i in range(20)])
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    everything = {"cheap", "pricey", *(f"extra{i}" for i in range(20))}
+    assert set(router.route_names) == everything
+    assert set(api.from_existing(name, vectorizer=table).route_names) == everything
+    # Removals, additions and settings at once: each lands, none is told its route is missing.
+    calls = [("remove_route", (f"extra{i}",)) for i in range(10)]
+    calls += [("add_route", (extra(i),)) for i in range(20, 25)]
+    calls += [("update_route_thresholds", ({"cheap": 0.4},)), ("update_routing_config", ({"max_k": 2},))]
+    with caplog.at_level(logging.WARNING):
+        results = at_once(api, router, calls)
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    assert "not found" not in caplog.text
+    left = {"cheap", "pricey", *(f"extra{i}" for i in [*range(10, 20), *range(20, 25)])}
+    stored = api.from_existing(name, vectorizer=table)
+    for seen in (router, stored):
+        assert set(seen.route_names) == left
+        assert (seen.route_thresholds["cheap"], seen.routing_config.max_k) == (0.4, 2)
+
+
+def test_a_partial_routing_config_changes_only_the_settings_it_names(api, name, table):
+    config = RoutingConfig(
+        aggregation_method=DistanceAggregationMethod.min,
+        default_route="cheap",
+        max_k=2,
+        confidence=ConfidenceCalibration(sharpness=4.0, fitted_on="held-out queries"),
+    )
+    router = api.create(name=name, routes=tiers(), vectorizer=table, routing_config=config)
+    router.update_routing_config({"cost_weight": 0.5})
+    expected = config.model_copy(update={"cost_weight": 0.5})
+    assert router.routing_config == expected
+    assert api.from_existing(name, vectorizer=table).routing_config == expected
+    for bad in ({"cost_wieght": 0.5}, {"cost_weight": 2.0}, {"default_route": "ghost"}):
+        with pytest.raises(ConfigError):
+            router.update_routing_config(bad)
+    assert router.routing_config == expected
+    router.update_routing_config(RoutingConfig(cost_weight=0.2))  # a whole config replaces every setting
+    assert router.routing_config == RoutingConfig(cost_weight=0.2)
+    assert api.from_existing(name, vectorizer=table).routing_config == RoutingConfig(cost_weight=0.2)
+
+
+def test_a_failed_save_leaves_the_object_as_redis_holds_it(api, name, table, redis_url):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    client = redis.Redis.from_url(redis_url)
+    key = config_key(name)
+    stored = client.execute_command("JSON.GET", key)
+    client.delete(key)
+    client.set(key, "another application's value")  # every save now fails, after the change was made locally
+    try:
+        with pytest.raises(ConfigError, match="another Redis type"):
+            router.add_route(extra(1))
+        with pytest.raises(ConfigError, match="another Redis type"):
+            router.update_routing_config({"cost_weight": 0.9})
+        with pytest.raises(ConfigError, match="another Redis type"):
+            router.remove_route("cheap")
+        assert router.route_names == ["cheap", "pricey"]
+        assert router.routing_config == RoutingConfig()
+    finally:
+        client.delete(key)
+        client.execute_command("JSON.SET", key, "$", stored)
+        client.close()
+    router.add_route(extra(2))  # the object is still in step with Redis: its next write lands
+    assert api.from_existing(name, vectorizer=table).route_names == ["cheap", "pricey", "extra2"]
+    changed_in_place = extra(3)
+    changed_in_place.metadata["handle"] = object()  # past the validator, which refuses it at construction
+    with pytest.raises(ConfigError, match="cannot be stored as JSON"):
+        router.add_route(changed_in_place)
+    assert router.route_names == ["cheap", "pricey", "extra2"]
+    router.update_routing_config({"max_k": 2})
+    assert api.from_existing(name, vectorizer=table).routing_config.max_k == 2
+
+
+def test_a_deleted_router_object_refuses_to_work_instead_of_rebuilding_the_router(api, name, table, caplog):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    definition = router.to_dict()
+    router.delete()
+    calls = [
+        lambda: router("query"),
+        lambda: router.add_route(extra(1)),
+        lambda: router.update_routing_config({"cost_weight": 0.5}),
+        router.recover,
+        router.delete,
+    ]
+    with caplog.at_level(logging.WARNING):
+        for call in calls:
+            with pytest.raises(RouterDeletedError, match=f"Router '{name}' was deleted"):
+                call()
+    assert "rebuilding" not in caplog.text
+    with pytest.raises(ConfigError, match="No router named"):
+        api.from_existing(name, vectorizer=table)
+    assert api.from_dict(definition, vectorizer=table)("query").name == "pricey"  # created again on purpose
+
+
 def test_clear_and_delete(api, name, table):
     router = api.create(name=name, routes=tiers(), vectorizer=table)
     router.clear()
@@ -225,7 +347,10 @@ def test_routing_by_vector_and_in_batches(api, name, table):
     assert router(vector=[1.0, 0.0, 0.0]).name == "pricey"
     matches = router.route_batch(vectors=[[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]])
     assert [m.name for m in matches] == ["pricey", None]
-    assert router.route_batch(["query", "query"])[1].name == "pricey"
+    batch = router.route_batch(["query", "query"])
+    assert batch[1].name == "pricey"
+    # Batches record nothing, so they carry no request id that feedback would refuse (as route_many).
+    assert [m.request_id for m in [*matches, *batch, *router.route_many("query")]] == [None] * 5
 
 
 def test_an_identical_router_is_reused_and_a_different_one_is_refused(api, name, table):

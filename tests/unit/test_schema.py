@@ -35,6 +35,17 @@ def test_invalid_routes_are_rejected(bad):
         Route(**{"name": "a", "references": ["x"], **bad})
 
 
+@pytest.mark.parametrize("value", [object(), {1, 2}, float("nan"), float("inf"), b"bytes", [object()]])
+def test_route_metadata_must_be_json_because_the_route_is_stored_as_json(value):
+    with pytest.raises(ValidationError, match="metadata must hold JSON values"):
+        Route(name="a", references=["x"], metadata={"key": value})
+
+
+def test_route_metadata_takes_any_json_value():
+    metadata = {"s": "x", "n": 1, "f": 0.5, "b": True, "none": None, "list": [1, "two"], "dict": {"a": [None]}}
+    assert Route(name="a", references=["x"], metadata=metadata).metadata == metadata
+
+
 def test_cost_weight_is_bounded():
     with pytest.raises(ValidationError):
         RoutingConfig(cost_weight=1.5)

@@ -208,10 +208,26 @@ def test_auto_falls_back_to_torch_when_the_build_fails(monkeypatch, tmp_path):
 
 
 def test_without_any_backend_the_error_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(vz, "onnxruntime_installed", lambda: False)
     monkeypatch.setattr(vz, "onnx_available", lambda: False)
     monkeypatch.setattr(vz, "torch_available", lambda: False)
     for backend in ("auto", "torch"):
         with pytest.raises(ConfigError, match=r"redisvl-llmrouter\[onnx\].*redisvl-llmrouter\[torch\]"):
+            MiniLMVectorizer(backend=backend)
+
+
+def test_onnxruntime_without_a_model_file_names_the_missing_model_not_the_onnx_extra(monkeypatch):
+    """A source-tree install with the onnx extra: installing that extra again would not help."""
+    assert vz.no_backend_message(onnxruntime=False, bundled=False) == vz._NO_BACKEND
+    assert vz.no_backend_message(onnxruntime=True, bundled=True) == vz._NO_BACKEND
+    message = vz.no_backend_message(onnxruntime=True, bundled=False)
+    assert "model.onnx" in message and "make wheel" in message and "redisvl-llmrouter[torch]" in message
+    assert "redisvl-llmrouter[onnx]" not in message
+    monkeypatch.setattr(vz, "_bundled", lambda: False)
+    monkeypatch.setattr(vz, "onnx_available", lambda: False)  # onnxruntime, but no model and no onnx to build one
+    monkeypatch.setattr(vz, "torch_available", lambda: False)
+    for backend in ("auto", "onnx"):
+        with pytest.raises(ConfigError, match=r"onnxruntime is installed.*model\.onnx.*make wheel"):
             MiniLMVectorizer(backend=backend)
 
 

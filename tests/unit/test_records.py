@@ -1,0 +1,63 @@
+"""Outcome records: what ``learn`` accepts, as strictly as ``feedback`` accepts one outcome."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from redisvl_llmrouter import InvalidFeedbackError
+from redisvl_llmrouter.learning.records import parse_record, read_records
+
+#: The shared outcome data next to the repository (``../shared/data/routing``), where it is checked out.
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "routing"
+
+
+def record(**outcome: object) -> dict:
+    return {"prompt": "what is 2 + 2?", "outcomes": {"m/cheap": outcome}}
+
+
+def test_an_outcome_has_quality_and_optionally_cost_and_latency():
+    parsed = parse_record(record(quality=1, cost=0.0001, latency_ms=250))
+    outcome = parsed.outcomes["m/cheap"]
+    assert (outcome.quality, outcome.cost, outcome.latency_ms) == (1.0, 0.0001, 250.0)
+    assert parse_record(record(quality=0.5)).outcomes["m/cheap"].cost is None
+
+
+@pytest.mark.parametrize("key", ["costt", "latency", "Quality", "tokens"])
+def test_a_misspelt_or_unknown_outcome_key_is_refused_by_name_not_dropped(key):
+    with pytest.raises(
+        InvalidFeedbackError, match=rf"outcomes\.m/cheap\.{key}: unknown key.*quality, cost, latency_ms"
+    ):
+        parse_record(record(quality=1.0, **{key: 1.0}))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("quality", "0.5"), ("quality", True), ("cost", "0.01"), ("latency_ms", False)]
+)
+def test_numbers_must_be_numbers_not_strings_or_booleans(field, value):
+    outcome = {"quality": 1.0, field: value}
+    with pytest.raises(InvalidFeedbackError, match=rf"{field}: must be a number, got {value!r}"):
+        parse_record(record(**outcome))
+    flat = {"prompt": "hi", "model": "m/cheap", **outcome}  # the one-model shape is as strict
+    with pytest.raises(InvalidFeedbackError, match=field):
+        parse_record(flat)
+
+
+def test_other_keys_of_a_record_are_ignored(tmp_path):
+    path = tmp_path / "outcomes.jsonl"
+    path.write_text(json.dumps({"id": "a.1", "task": "math", **record(quality=1.0)}) + "\n")
+    assert [r.id for r in read_records(path)] == ["a.1"]
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="the shared outcome data is not on this machine")
+def test_every_shared_outcome_file_still_loads():
+    for path in sorted(SHARED.glob("*.jsonl")):
+        assert sum(1 for _ in read_records(path)) > 0, path
+
+
+def test_a_file_with_a_byte_order_mark_reads_like_one_without(tmp_path):
+    path = tmp_path / "outcomes.jsonl"
+    path.write_text(json.dumps(record(quality=1.0)) + "\n", encoding="utf-8-sig")
+    assert [r.prompt for r in read_records(path)] == ["what is 2 + 2?"]
