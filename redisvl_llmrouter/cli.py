@@ -51,6 +51,8 @@ def saving(match: Any, catalog: Any, output_tokens: int) -> dict[str, Any] | Non
     decision = getattr(match, "decision", None)
     if decision is None or decision.model is None or decision.estimated_cost is None:
         return None
+    if price(decision.model, catalog) is None:  # the estimate came from learned costs, not a price
+        return None
     dearest = _baseline(catalog)
     if dearest is None:
         return None

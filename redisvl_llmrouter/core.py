@@ -605,10 +605,10 @@ class RouterCore:
                     if document is None:  # the config vanished (Redis restarted empty, flushed): recovery
                         yield from self._state_lost("its stored config is gone")  # saves this definition too
                         return
+                    self._adopt(document)
                 except BaseException:
                     self._restore(before)
                     raise
-                self._adopt(document)
         finally:
             self.write_lock.release()
         raise ConflictError(
@@ -1419,8 +1419,8 @@ class RouterCore:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         if apply:
-            yield from self.update_routing_config(
-                self.routing_config.model_copy(update={"cost_weight": result.cost_weight})
+            yield from self.update_routing_config(  # the weight alone: other writers' settings stay
+                {"cost_weight": result.cost_weight}
             )
         return result
 
@@ -1495,12 +1495,16 @@ class RouterCore:
 
         yield from self._commit(change)
 
-    def _replace_route(self, route_name: str, **changes: Any) -> None:
+    def _updated_route(self, route_name: str, **changes: Any) -> Route:
+        """The route with ``changes``, validated; this object is not touched."""
         current = self.require(route_name)
         try:
-            updated = Route.model_validate({**current.model_dump(), **changes})
+            return Route.model_validate({**current.model_dump(), **changes})
         except ValidationError as exc:
             raise ConfigError(f"Invalid value for route {route_name!r}: {exc.errors()[0]['msg']}") from None
+
+    def _replace_route(self, route_name: str, **changes: Any) -> None:
+        updated = self._updated_route(route_name, **changes)
         self.routes = [updated if r.name == route_name else r for r in self.routes]
 
     def add_route_references(self, route_name: str, references: str | Sequence[str]) -> Op[list[str]]:
@@ -1580,11 +1584,13 @@ class RouterCore:
             if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not math.isfinite(threshold):
                 raise ConfigError(f"Threshold for {name!r} must be a number in (0, 2], got {threshold!r}")
 
+        for name, threshold in route_thresholds.items():  # invalid thresholds fail before anything changes
+            self._updated_route(name, distance_threshold=float(threshold))
+
         def change() -> None:
             for name, threshold in route_thresholds.items():
                 self._replace_route(name, distance_threshold=float(threshold))
 
-        change()  # invalid thresholds fail before anything is saved
         yield from self._commit(change)
 
     def update_routing_config(self, routing_config: RoutingConfig | Mapping[str, Any]) -> Op[None]:
@@ -1624,12 +1630,18 @@ class RouterCore:
                 f"Router {self.name!r} was attached with create_index=False, so its index is not its to drop; "
                 "use clear() to remove the references and keep the index."
             )
-        stored = yield from read_config(self.name)
-        yield from self._drop(stored)
-        yield from self.store.delete()
-        yield Command(("DEL", decisions.stream_key(self.name)))
-        self._cache.clear()
+        # Marked first: a write racing this delete must not rebuild what is going (recovery checks it);
+        # unmarked if the delete fails, so that it can be retried.
         self.deleted = True
+        try:
+            stored = yield from read_config(self.name)
+            yield from self._drop(stored)
+            yield from self.store.delete()
+            yield Command(("DEL", decisions.stream_key(self.name)))
+        except BaseException:
+            self.deleted = False
+            raise
+        self._cache.clear()
 
     def clear(self) -> Op[None]:
         """Delete every route and reference, keeping the (empty) index and a config saying so."""

@@ -13,6 +13,7 @@ from enum import Enum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 from redisvl.extensions.router.schema import Route as _RedisVLRoute
 from redisvl.extensions.router.schema import RouteMatch as _RedisVLRouteMatch
 from redisvl.extensions.router.schema import RoutingConfig as _RedisVLRoutingConfig
@@ -164,9 +165,10 @@ class Route(_RedisVLRoute):
     @classmethod
     def _metadata_is_json(cls, v: dict[str, Any]) -> dict[str, Any]:
         # The route is stored as JSON in Redis: refuse here what could not be saved later.
+        # Checked as it is stored (to_dict: JSON mode), so a YAML date becomes its ISO text, as before.
         try:
-            json.dumps(v, allow_nan=False)
-        except (TypeError, ValueError) as exc:
+            json.dumps(to_jsonable_python(v), allow_nan=False)
+        except (TypeError, ValueError, PydanticSerializationError) as exc:
             raise ValueError(
                 f"metadata must hold JSON values only (strings, finite numbers, booleans, None, lists, dicts): {exc}"
             ) from None

@@ -311,7 +311,7 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
         gateway_ = gw(request)
         try:
             await gateway_.stats()  # refreshes the gauges read from Redis (breakers) and the queues
-        except RedisUnavailableError:  # this process's own counters still tell what it did
+        except (RedisUnavailableError, RedisPoolTimeoutError):  # this process's own counters still tell what it did
             logger.warning("/metrics: Redis unavailable, breaker gauges not refreshed")
         return Response(gateway_.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 

@@ -136,7 +136,7 @@ class BreakerConfig(BaseModel):
     ``cooldown_s``, closed again after ``successes`` consecutive successes."""
 
     failures: Annotated[int, Field(ge=1)] = 5
-    cooldown_s: PositiveFloat = 30.0
+    cooldown_s: Annotated[float, Field(gt=0, le=86_400)] = 30.0  # at most a day: Redis keeps the state a week
     successes: Annotated[int, Field(ge=1)] = 2
 
     model_config = ConfigDict(extra="forbid")
@@ -222,13 +222,12 @@ class GatewayConfig(BaseModel):
     def server_keys(self) -> set[str]:
         """The client keys the server accepts (none: no authentication).
 
-        Raises ConfigError when ``api_keys_env`` is named (not left at its default) but holds no key:
+        Raises ConfigError when ``api_keys_env`` is given (even as the default name) but holds no key:
         the operator asked for keys, and a server that quietly lets everyone in is the worst reading of that."""
         keys = {k.get_secret_value() for k in self.api_keys}
         if self.api_keys_env:
             from_env = {k.strip() for k in os.environ.get(self.api_keys_env, "").split(",") if k.strip()}
-            named = self.api_keys_env != type(self).model_fields["api_keys_env"].default
-            if not from_env and not keys and named:
+            if not from_env and not keys and "api_keys_env" in self.model_fields_set:
                 raise ConfigError(
                     f"api_keys_env names ${self.api_keys_env}, which holds no key: set it to comma-separated "
                     "keys, or leave the option out to run without authentication."

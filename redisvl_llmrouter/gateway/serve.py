@@ -38,7 +38,10 @@ def worker_config(config: GatewayConfig) -> str:
             return [reveal(v) for v in value]
         return value
 
-    return json.dumps(reveal(config.model_dump(mode="python")))
+    data = config.model_dump(mode="python")
+    if "api_keys_env" not in config.model_fields_set:  # left at its default: an unset variable is no error
+        data.pop("api_keys_env")
+    return json.dumps(reveal(data))
 
 
 def _keep_embedded_redis(every_s: float = 1.0) -> None:

@@ -91,6 +91,13 @@ def parse_record(data: Any, where: str = "record") -> OutcomeRecord:
         raise InvalidFeedbackError(f"{where}: an outcome record is a mapping, got {type(data).__name__}")
     data = dict(data)
     if "outcomes" not in data and "model" in data:
+        # One model's outcome at the top level: a misspelt outcome key (latency for latency_ms) would
+        # otherwise pass as one of the record's ignored keys.
+        unknown = sorted(set(data) - FLAT_KEYS)
+        if unknown:
+            raise InvalidFeedbackError(
+                f"{where}: unknown key {unknown[0]!r}; a one-model record has {', '.join(sorted(FLAT_KEYS))}"
+            )
         outcome = {k: data.pop(k) for k in ("quality", "cost", "latency_ms") if k in data}
         data["outcomes"] = {data.pop("model"): outcome}
     if "prompt" not in data and "text" in data:
@@ -104,6 +111,8 @@ def parse_record(data: Any, where: str = "record") -> OutcomeRecord:
 
 #: The keys of one model's outcome, named when a record has another.
 OUTCOME_KEYS = tuple(ModelOutcome.model_fields)
+#: The keys of a one-model record (``{"prompt", "model", "quality", ...}``).
+FLAT_KEYS = frozenset({"prompt", "text", "model", "id", "task", *OUTCOME_KEYS})
 
 
 def _problem(error: Mapping[str, Any]) -> str:

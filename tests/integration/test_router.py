@@ -309,6 +309,10 @@ def test_a_failed_save_leaves_the_object_as_redis_holds_it(api, name, table, red
     assert router.route_names == ["cheap", "pricey", "extra2"]
     router.update_routing_config({"max_k": 2})
     assert api.from_existing(name, vectorizer=table).routing_config.max_k == 2
+    thresholds = router.route_thresholds
+    with pytest.raises(ConfigError):  # one valid and one invalid threshold: neither is applied
+        router.update_route_thresholds({"cheap": 0.1, "pricey": 5.0})
+    assert router.route_thresholds == thresholds
 
 
 def test_a_deleted_router_object_refuses_to_work_instead_of_rebuilding_the_router(api, name, table, caplog):

@@ -61,3 +61,9 @@ def test_a_file_with_a_byte_order_mark_reads_like_one_without(tmp_path):
     path = tmp_path / "outcomes.jsonl"
     path.write_text(json.dumps(record(quality=1.0)) + "\n", encoding="utf-8-sig")
     assert [r.prompt for r in read_records(path)] == ["what is 2 + 2?"]
+
+
+def test_a_one_model_record_refuses_a_misspelt_outcome_key_too():
+    with pytest.raises(InvalidFeedbackError, match="unknown key 'latency'; a one-model record has"):
+        parse_record({"prompt": "hi", "model": "m/cheap", "quality": 1.0, "latency": 200})
+    assert parse_record({"prompt": "hi", "model": "m/cheap", "quality": 1.0, "task": "t"}).outcomes["m/cheap"]
