@@ -273,7 +273,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
     )
     for model in info.models:
         mean = info.mean_quality.get(model)
-        print(f"  {model:<45} {info.observations.get(model, 0):>7} outcomes  mean quality {mean:.3f}")
+        quality = "-" if mean is None else f"{mean:.3f}"  # None: every outcome of the model was evicted
+        print(f"  {model:<45} {info.observations.get(model, 0):>7} outcomes  mean quality {quality}")
     if args.export:
         path = router.export_with_embeddings(args.export)
         print(f"wrote {path} (routes, catalog and {info.rows} learned rows)")

@@ -996,8 +996,9 @@ class RouterCore:
         stat_models = self.models if options.stats is None and _needs_stats(strategy, options.constraints) else []
         for model in stat_models:
             commands += live.read_commands(model, now)
-        request_id = new_request_id()
-        if options.record:
+        # An id only for a recorded request: one nothing was recorded under could never take feedback.
+        request_id = new_request_id() if options.record else None
+        if request_id is not None:
             commands += self.store.record_request_commands(request_id, query, text or "")
         replies = yield from self._search(Pipeline(tuple(commands)))
         route_reply = yield from self._complete(replies[0], query, radius)
@@ -1019,7 +1020,7 @@ class RouterCore:
             ranked, floors, self._policy_input(options, strategy, prompt_tokens, view, stats, rr_position)
         )
         match = self._match(ranked, decision, request_id)
-        if options.record and options.record_model and match.model is not None:
+        if request_id is not None and options.record_model and match.model is not None:
             yield Command(self.store.answered_commands(request_id, match.model)[0])
         return match
 

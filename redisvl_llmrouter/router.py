@@ -37,6 +37,7 @@ from redisvl_llmrouter.errors import (
     ConfigError,
     InvalidQueryError,
     InvalidVectorizerError,
+    UnknownRequestError,
     VectorizerMismatchError,
 )
 from redisvl_llmrouter.learning.calibration import Calibration
@@ -193,6 +194,11 @@ def feedback_target(target: str | None, request_id: str | None, statement: str |
     from redisvl_llmrouter.core import looks_like_request_id
 
     given = [x for x in (target, request_id, statement) if x is not None]
+    if not given:  # feedback(match.request_id, ...) on a match routed without record=True
+        raise UnknownRequestError(
+            "No request id (None): the request was not recorded. Route with record=True to give feedback "
+            "on it later, or pass the text as statement=... with model=..."
+        )
     if len(given) != 1:
         raise InvalidQueryError("feedback() takes one request id or one statement.")
     if request_id is not None or statement is not None:

@@ -336,8 +336,8 @@ class RouteMatch(_RedisVLRouteMatch):
     score: float | None = None
     """The ranking score (lower is better): the distance, or the cost-adjusted score."""
     request_id: str | None = None
-    """Identifies this request for :meth:`~redisvl_llmrouter.SemanticRouter.feedback` (routed with
-    ``record=True``). None from ``route_many`` and ``route_batch``, which record nothing."""
+    """Identifies this request for :meth:`~redisvl_llmrouter.SemanticRouter.feedback`: set when it was
+    routed with ``record=True``, None otherwise (nothing was recorded to give feedback on)."""
     decision: Decision | None = None
 
     def __bool__(self) -> bool:

@@ -90,6 +90,11 @@ def parse_record(data: Any, where: str = "record") -> OutcomeRecord:
     if not isinstance(data, Mapping):
         raise InvalidFeedbackError(f"{where}: an outcome record is a mapping, got {type(data).__name__}")
     data = dict(data)
+    flat = sorted(set(data) & {"model", *OUTCOME_KEYS})
+    if "outcomes" in data and flat:  # both shapes at once: one of them would be dropped
+        raise InvalidFeedbackError(
+            f"{where}: {flat[0]!r} beside 'outcomes': give either 'outcomes' or one model's 'model', 'quality', ..."
+        )
     if "outcomes" not in data and "model" in data:
         # One model's outcome at the top level: a misspelt outcome key (latency for latency_ms) would
         # otherwise pass as one of the record's ignored keys.
@@ -127,7 +132,7 @@ def _problem(error: Mapping[str, Any]) -> str:
 
 def _read_jsonl(path: Path) -> Iterator[OutcomeRecord]:
     if not path.is_file():
-        raise FileNotFoundError(f"No outcome file at {path}")
+        raise InvalidFeedbackError(f"No outcome file at {path}")
     try:
         # utf-8-sig: a file written with a byte-order mark (as some Windows tools do) reads the same.
         with path.open(encoding="utf-8-sig") as handle:

@@ -353,8 +353,11 @@ def test_routing_by_vector_and_in_batches(api, name, table):
     assert [m.name for m in matches] == ["pricey", None]
     batch = router.route_batch(["query", "query"])
     assert batch[1].name == "pricey"
-    # Batches record nothing, so they carry no request id that feedback would refuse (as route_many).
-    assert [m.request_id for m in [*matches, *batch, *router.route_many("query")]] == [None] * 5
+    # What is not recorded carries no request id that feedback would refuse: batches, route_many, and
+    # a single route without record=True.
+    unrecorded = [*matches, *batch, *router.route_many("query"), router("query")]
+    assert [m.request_id for m in unrecorded] == [None] * 6
+    assert router("query", record=True).request_id.startswith("req-")
 
 
 def test_an_identical_router_is_reused_and_a_different_one_is_refused(api, name, table):

@@ -67,3 +67,13 @@ def test_a_one_model_record_refuses_a_misspelt_outcome_key_too():
     with pytest.raises(InvalidFeedbackError, match="unknown key 'latency'; a one-model record has"):
         parse_record({"prompt": "hi", "model": "m/cheap", "quality": 1.0, "latency": 200})
     assert parse_record({"prompt": "hi", "model": "m/cheap", "quality": 1.0, "task": "t"}).outcomes["m/cheap"]
+
+
+def test_a_record_in_both_shapes_is_refused_rather_than_dropping_one():
+    with pytest.raises(InvalidFeedbackError, match="'model' beside 'outcomes'"):
+        parse_record({"prompt": "hi", "model": "m/cheap", "quality": 1, "outcomes": {"m/dear": {"quality": 1}}})
+
+
+def test_a_missing_outcome_file_is_a_typed_error(tmp_path):
+    with pytest.raises(InvalidFeedbackError, match="No outcome file"):
+        list(read_records(tmp_path / "missing.jsonl"))
