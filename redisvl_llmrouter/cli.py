@@ -3,6 +3,7 @@
     llmrouter route "explain garbage collection"            # tier, model, confidence, alternatives, saving
     llmrouter route "hi" "prove Fermat's little theorem"    # several queries, one batch
     llmrouter route "hi" --config ./my_router.json --json
+    llmrouter route "hi" --router support-bot --redis-url redis://...
     llmrouter info [--config default|PATH]
     llmrouter export default ./my_router.json               # a shipped config or file, through Redis
     llmrouter export my-router ./my_router.json --from-redis
@@ -79,6 +80,8 @@ def _price(prices: dict[str, float] | None) -> str:
 def _load(args: argparse.Namespace) -> Any:
     from redisvl_llmrouter import SemanticRouter
 
+    if getattr(args, "router", None):  # a router stored in Redis (as `learn --router` or the gateway left it)
+        return SemanticRouter.from_existing(args.router, redis_url=args.redis_url)
     return SemanticRouter.from_pretrained(args.config, redis_url=args.redis_url)
 
 
@@ -484,7 +487,20 @@ def add_command(name: str, help: str, run: Run) -> Callable[[Configure], Configu
 @add_command("route", "route one query and show the tier, model, confidence and saving", cmd_route)
 def _route_arguments(route: argparse.ArgumentParser) -> None:
     route.add_argument("text", nargs="+", help="the query (or several queries) to route")
-    route.add_argument("--config", default="default", help="shipped config name or config file path (default: default)")
+    where = route.add_mutually_exclusive_group()  # (a group's add_argument is argparse's own: _StoreOnce given here)
+    where.add_argument(
+        "--config",
+        action=_StoreOnce,
+        default="default",
+        help="shipped config name or config file path (default: default)",
+    )
+    where.add_argument(
+        "--router",
+        action=_StoreOnce,
+        default=None,
+        metavar="NAME",
+        help="a router stored in Redis (its routes, catalog and memory)",
+    )
     route.add_argument("--json", action="store_true", help="print the RouteMatch as JSON")
     route.add_argument("--strategy", choices=STRATEGIES, default=None, help="how to pick the model (default: config)")
     route.add_argument("--max-cost", type=float, default=None, metavar="USD", help="most this request may cost")

@@ -104,6 +104,8 @@ def test_learn_fills_the_memory_and_exports_it(tmp_path, capsys, name):
     assert len(json.loads(out_file.read_text())["outcomes"]) == 5
     assert main(["route", "convert 3 miles to kilometers", "--config", str(out_file)]) == 0
     assert "(from similar past outcomes)" in capsys.readouterr().out
+    assert main(["route", "convert 3 miles to kilometers", "--router", name]) == 0  # the stored router itself
+    assert "(from similar past outcomes)" in capsys.readouterr().out
     from redisvl_llmrouter import SemanticRouter
 
     SemanticRouter.from_existing(name).delete()
