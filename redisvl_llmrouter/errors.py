@@ -22,6 +22,7 @@ __all__ = [
     "ConflictError",
     "DataDirLockedError",
     "EmbeddedRedisError",
+    "GatewayClosedError",
     "GatewayError",
     "InvalidQueryError",
     "InvalidRequestError",
@@ -207,6 +208,12 @@ class GatewayError(LLMRouterError):
         super().__init__(message)
         self.retry_after = retry_after
         self.detail = detail
+
+
+class GatewayClosedError(GatewayError, RuntimeError):
+    """A call on a gateway after its ``close()``."""
+
+    code = "gateway_closed"
 
 
 class InvalidRequestError(GatewayError, ValueError):

@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import re
+import signal
 import time
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -64,6 +65,8 @@ logger = logging.getLogger(__name__)
 
 #: Environment variable through which ``llmrouter serve`` hands the config to its workers.
 CONFIG_ENV = "LLMROUTER_GATEWAY_CONFIG"
+#: The pid of ``llmrouter serve`` for its workers, which stop when it is gone.
+SUPERVISOR_ENV = "LLMROUTER_SUPERVISOR_PID"
 _GATEWAY_FIELDS = ("priority", "strategy", "constraints", "cache", "timeout")
 #: Keyword names of ``Gateway.complete`` that a body field must not shadow.
 _RESERVED_FIELDS = {"tenant"}
@@ -140,6 +143,16 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return body
 
 
+async def _exit_with_supervisor(every_s: float = 1.0) -> None:
+    """A worker of ``serve --workers N`` stops when the serve process is gone (killed with -9, say):
+    orphaned, it would hold the port and answer 503 once the embedded Redis its parent kept is gone."""
+    supervisor = int(os.environ[SUPERVISOR_ENV])
+    while os.getppid() == supervisor:
+        await asyncio.sleep(every_s)
+    logger.warning("llmrouter serve (pid %d) is gone: this worker stops", supervisor)
+    os.kill(os.getpid(), signal.SIGTERM)  # uvicorn's own graceful shutdown
+
+
 def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Gateway | None = None) -> FastAPI:
     """The app; with neither argument, the config comes from ``LLMROUTER_GATEWAY_CONFIG`` (JSON)."""
     if config is None and gateway is None and os.environ.get(CONFIG_ENV):
@@ -149,9 +162,12 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.gateway = gateway or await Gateway.create(settings)
+        watch = asyncio.ensure_future(_exit_with_supervisor()) if os.environ.get(SUPERVISOR_ENV) else None
         try:
             yield
         finally:
+            if watch is not None:
+                watch.cancel()
             if gateway is None:
                 await app.state.gateway.aclose()
 

@@ -16,7 +16,8 @@ on a hash of everything else that decides the answer:
 Off by default: a semantic match is a guess, and prompts that differ in one number or one "not"
 sit well within any useful threshold. Only deterministic requests are cached: ``temperature``
 set at or below ``max_temperature`` (default 0), one choice, no tools. Clients can bypass it per
-request. Entries expire after ``ttl_s``. The index and keys live under ``llmrouter:cache`` (a
+request. Entries expire ``ttl_s`` after they were stored (hits do not renew them). The index and
+keys live under ``llmrouter:cache`` (a
 prefix no router can take). A cache that fails (Redis restarted empty, say) costs its hit rate,
 never the request: it is served uncached (``x-llmrouter-cache: bypass``) and the index is created
 again.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -107,6 +109,13 @@ class ResponseCache:
 
         hits = await self._cache.acheck(prompt=text, vector=vector, filter_expression=Tag("scope") == scope)
         if not hits:
+            return None
+        # RedisVL renews an entry's TTL on every hit, so a popular answer would never expire: its age
+        # counts from when it was stored, and an older one is a miss (the fresh answer replaces it).
+        try:
+            if time.time() - float(hits[0]["inserted_at"]) > self.config.ttl_s:
+                return None
+        except (KeyError, TypeError, ValueError):
             return None
         try:
             body = json.loads(hits[0]["response"])

@@ -96,7 +96,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from redisvl_llmrouter import SemanticRouter, connection
     from redisvl_llmrouter.errors import ConfigError, redact_url
-    from redisvl_llmrouter.gateway.app import CONFIG_ENV, create_app
+    from redisvl_llmrouter.gateway.app import CONFIG_ENV, SUPERVISOR_ENV, create_app
 
     config = GatewayConfig.from_file(args.config) if args.config else GatewayConfig()
     updates: dict[str, Any] = {}
@@ -142,6 +142,7 @@ def serve(args: argparse.Namespace) -> int:
         uvicorn.run(create_app(config), **options)
         return 0
     os.environ[CONFIG_ENV] = worker_config(config)
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())  # uvicorn's workers are this process's children
     with tempfile.TemporaryDirectory(prefix="llmrouter-metrics-") as metrics_dir:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         uvicorn.run("redisvl_llmrouter.gateway.app:create_app", factory=True, workers=args.workers, **options)

@@ -28,6 +28,7 @@ import hashlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -38,6 +39,7 @@ from redisvl_llmrouter.errors import (
     AllModelsFailedError,
     CircuitOpenError,
     ConfigError,
+    GatewayClosedError,
     GatewayError,
     InvalidQueryError,
     InvalidRequestError,
@@ -1255,6 +1257,20 @@ class SyncGateway:
         except BaseException:  # no gateway: leave no loop thread behind either
             self._stop_loop()
             raise
+        # The bookkeeping of the last answers is written behind them: a program that ends without
+        # close() must not lose it (the loop runs on a daemon thread, which exit would just stop).
+        self._at_exit = weakref.finalize(self, SyncGateway._close_loop, self._loop, self._thread, self._gateway)
+
+    @staticmethod
+    def _close_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread, gateway: Gateway) -> None:
+        if loop.is_closed():
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(gateway.aclose(), loop).result(timeout=CLOSE_TIMEOUT_S * 2)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        if not thread.is_alive():
+            loop.close()
 
     def _stop_loop(self) -> None:
         if self._loop.is_closed():
@@ -1265,6 +1281,9 @@ class SyncGateway:
             self._loop.close()
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._loop.is_closed():
+            coro.close()  # never awaited: say so without a "never awaited" warning
+            raise GatewayClosedError("This SyncGateway is closed; create a new one.")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def complete(self, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> Completion:
@@ -1285,11 +1304,8 @@ class SyncGateway:
         return self._run(self._gateway.stats())
 
     def close(self) -> None:
-        if self._loop.is_closed():  # closed already
-            return
-        with contextlib.suppress(Exception):
-            self._run(self._gateway.aclose())
-        self._stop_loop()
+        """Write what is pending and stop the loop thread (also done at exit if never called)."""
+        self._at_exit()
 
     def __enter__(self) -> SyncGateway:
         return self

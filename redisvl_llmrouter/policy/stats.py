@@ -10,8 +10,9 @@ per model ``M`` (the hash tag ``{M}`` keeps one model's keys in one cluster slot
   ``STATS_TTL_S`` after the last update, so a model nobody calls any more drops back to its
   catalog figures.
 * ``llmrouter:model:{M}:inflight`` — a sorted set of the request ids in flight, scored by when
-  each is considered abandoned (start + timeout). The load is the count of unexpired entries, so
-  a process that dies mid-call stops counting once its calls time out.
+  each is considered abandoned (start + the caller's timeout; the gateway's covers every retry, plus
+  60 s). The load is the count of unexpired entries, so a process that dies mid-call stops counting
+  once its calls time out.
 * ``llmrouter:rr:{ROUTER}:<route>`` — the round-robin position of a route (a counter).
 
 The EWMA weight of a new observation is ``ALPHA`` (0.2): the average follows a change within

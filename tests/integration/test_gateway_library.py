@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from gateway_support import gateway, upstream
 
-from redisvl_llmrouter.errors import AllModelsFailedError, QueueFullError, UpstreamError
+from redisvl_llmrouter import SemanticRouter
+from redisvl_llmrouter.errors import AllModelsFailedError, GatewayClosedError, QueueFullError, UpstreamError
 from redisvl_llmrouter.gateway import Call, Gateway, SyncGateway
 
 
@@ -292,6 +297,26 @@ def test_every_refusal_by_a_full_queue_is_counted_alike_in_stats_and_metrics(red
     assert asyncio.run(run()) == (4, 4.0)
 
 
+def test_a_cached_answer_expires_ttl_after_it_was_stored_however_often_it_is_hit(redis_url):
+    async def run() -> list[str | None]:
+        config = {"router_name": f"lib-{uuid.uuid4().hex[:6]}", "cache": {"enabled": True, "ttl_s": 1}}
+        gw = await Gateway.create(config, redis_url=redis_url, backends={"*": Scripted()})
+        ask = [{"role": "user", "content": f"what is the capital of france? {uuid.uuid4().hex}"}]
+        states = []
+        try:
+            for pause in (0.0, 0.2, 0.5, 0.6):  # stored at 0; hit at 0.2 and 0.7 s (renewing RedisVL's TTL); 1.3 s
+                await asyncio.sleep(pause)
+                states.append((await gw.complete(ask, temperature=0)).outcome.cache)
+                await asyncio.sleep(0.05)  # the store happens behind the answer
+            return states
+        finally:
+            await gw.cache.clear()
+            await gw.router.delete()
+            await gw.aclose()
+
+    assert asyncio.run(run()) == ["miss", "hit", "hit", "miss"]
+
+
 def test_the_sync_wrapper(redis_url, local_upstream):
     name = f"lib-{uuid.uuid4().hex[:6]}"
     with SyncGateway({"router_name": name, "upstream_url": local_upstream.url}, redis_url=redis_url) as gw:
@@ -299,6 +324,29 @@ def test_the_sync_wrapper(redis_url, local_upstream):
         assert answer.outcome.model == "openai/gpt-4.1-nano" and answer.outcome.request_id.startswith("req-")
         assert gw.route([{"role": "user", "content": "prove Fermat's last theorem"}]).name == "expert"
         assert gw.stats()["models"]["openai/gpt-4.1-nano"]["requests"] >= 1
+    with pytest.raises(GatewayClosedError, match="closed"):
+        gw.complete([{"role": "user", "content": "hello"}])
+    SemanticRouter.from_existing(name, redis_url=redis_url).delete()
+
+
+def test_a_program_that_never_closes_its_sync_gateway_still_writes_every_answers_bookkeeping(redis_url, local_upstream):
+    model = f"nc{uuid.uuid4().hex[:6]}/m"
+    script = (
+        "import sys, uuid\n"
+        "from redisvl_llmrouter.gateway import SyncGateway\n"
+        "g = SyncGateway({'router_name': sys.argv[3], 'upstream_url': sys.argv[2]}, redis_url=sys.argv[1])\n"
+        "for _ in range(5):\n"
+        "    g.complete([{'role': 'user', 'content': 'hi'}], model=sys.argv[4])\n"
+    )  # ends without close(): the last answers' statistics are still in the write-behind queue
+    name = f"lib-{uuid.uuid4().hex[:6]}"
+    done = subprocess.run(
+        [sys.executable, "-c", script, redis_url, local_upstream.url, name, model], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    with SemanticRouter.from_existing(name, redis_url=redis_url) as router:
+        stats = router.live_stats([model])[model]
+        router.delete()
+    assert (stats.successes, stats.inflight) == (5, 0)
 
 
 def test_litellm_is_a_backend_too(redis_url, local_upstream):
@@ -339,3 +387,14 @@ def test_two_workers_share_one_redis(redis_url, local_upstream, tmp_path):
         stats = srv.get("/stats").json()  # any worker: the counts live in Redis
         assert stats["models"]["openai/gpt-4.1-nano"]["requests"] >= 20
         assert "llmrouter_requests_total" in srv.get("/metrics").text
+        srv.proc.kill()  # kill -9 of `llmrouter serve`: its workers must not live on, holding the port
+        srv.proc.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                srv.get("/health")
+            except httpx.ConnectError:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the workers still answer 20 s after their serve process was killed")
