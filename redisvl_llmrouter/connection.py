@@ -17,6 +17,7 @@ import redis
 import redis.asyncio as aredis
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import AuthenticationError as RedisAuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -163,6 +164,11 @@ def translate(exc: BaseException, client: redis.Redis | aredis.Redis) -> LLMRout
             f"Redis at {describe(client)} is up, but all {size} connections of this router's pool {busy}. "
             "Lower the concurrency, or raise the pool size or wait (LLMROUTER_REDIS_POOL_SIZE / "
             "LLMROUTER_REDIS_POOL_TIMEOUT, or connection_kwargs max_connections / timeout)."
+        )
+    if isinstance(exc, RedisAuthenticationError):  # up and answering, but not to these credentials
+        return RedisPermissionError(
+            f"Redis at {describe(client)} refused this client's credentials ({type(exc).__name__}). Check the "
+            "user name and password in the Redis URL (REDIS_URL or --redis-url)."
         )
     if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
         return unavailable(exc, client)

@@ -453,6 +453,21 @@ def test_an_acl_denial_is_a_permission_error_without_the_password(api, name, tab
         admin.acl_deluser(user)
 
 
+def test_a_wrong_password_is_a_permission_error_not_an_unreachable_redis(api, name, table, redis_url):
+    admin = redis.Redis.from_url(redis_url)
+    user, secret = f"u{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
+    admin.acl_setuser(user, enabled=True, passwords=[f"+{secret}"], keys=["*"], commands=["+@all"])
+    try:
+        host_port = redis_url.split("://", 1)[1]
+        with pytest.raises(RedisPermissionError, match="refused this client's credentials") as caught:
+            api.create(
+                name=name, routes=tiers(), vectorizer=table, redis_url=f"redis://{user}:wrong-{secret}@{host_port}"
+            )
+        assert secret not in str(caught.value)
+    finally:
+        admin.acl_deluser(user)
+
+
 def test_a_pretrained_file_with_duplicate_references_is_a_config_error(api, name, table, tmp_path):
     path = api.create(name=name, routes=tiers(), vectorizer=table).export_with_embeddings(tmp_path / "r.json")
     data = json.loads(path.read_text())
