@@ -711,7 +711,12 @@ class Gateway:
             self.metrics.child(self.metrics.errors, model=model, reason=exc.reason).inc()
             # A request the provider refused says nothing about the model's health: it must not open
             # the breaker for everyone.
-            self._record_call(model, False, latency, outcome.request_id, breaker_too=not refused(exc.upstream_status))
+            if refused(exc.upstream_status):
+                # The provider refused the request itself (the client's error): it says nothing about the
+                # model, so neither its breaker nor the live statistics every process routes by count it.
+                self._writes.add(commands=live.release_commands(model, outcome.request_id))
+            else:
+                self._record_call(model, False, latency, outcome.request_id)
             raise
         latency = (time.perf_counter() - started) * 1000
         outcome.attempts.append({"model": model, "status": 200, "latency_ms": round(latency, 3)})

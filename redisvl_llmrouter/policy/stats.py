@@ -36,6 +36,7 @@ __all__ = [
     "inflight_key",
     "parse_model_stats",
     "read_commands",
+    "release_commands",
     "round_robin_key",
     "start_commands",
     "stats_key",
@@ -92,6 +93,11 @@ def start_commands(model: str, request_id: str, now_ms: int, timeout_ms: int) ->
     """Mark a call in flight until ``now_ms + timeout_ms`` (the finish script drops abandoned entries)."""
     key = inflight_key(model)
     return [("ZADD", key, str(now_ms + timeout_ms), request_id), ("PEXPIRE", key, str(timeout_ms + 60_000))]
+
+
+def release_commands(model: str, request_id: str) -> list[tuple[Any, ...]]:
+    """End a call in flight without counting it (a request the provider refused as malformed)."""
+    return [("ZREM", inflight_key(model), request_id)]
 
 
 #: KEYS: stats, inflight. ARGV: request id ('' if not tracked), latency ms ('' if unknown),

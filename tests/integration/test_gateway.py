@@ -386,6 +386,12 @@ def test_a_request_the_upstream_refuses_is_the_clients_error_and_never_opens_the
             time.sleep(0.3)
             assert store.hget(f"llmrouter:breaker:{{{model}}}", "state") in (None, b"closed")
             assert c.chat.completions.create(model=model, messages=ask("hi")).model == model
+        with SemanticRouter.from_existing(srv.router, redis_url=redis_url) as router:
+            live = (
+                wait_for(lambda: router.live_stats([model])[model].successes, 1) and router.live_stats([model])[model]
+            )
+    # nor the live statistics every process routes by: one success, no failure, nothing left in flight
+    assert (live.successes, live.failures, live.inflight) == (1, 0, 0)
 
 
 def test_with_every_breaker_open_auto_is_a_503_to_retry_and_still_a_logged_request(redis_url, local_upstream, tmp_path):
