@@ -82,6 +82,12 @@ def route_candidates(routes: Sequence[Route], models: Sequence[str], pairs: Sequ
     return mapping
 
 
+def check_folds(folds: int, test: evaluation.OutcomeSet) -> None:
+    """Refuse more cross-validation folds than prompts (some folds would be empty)."""
+    if folds > test.n:
+        raise ConfigError(f"--cv {folds}: {test.name} has only {test.n} prompt(s); give --cv {test.n} or fewer")
+
+
 def route_model_map(routes: Sequence[Route], models: Sequence[str], pairs: Sequence[str]) -> dict[str, str]:
     """Which dataset model stands for each route: ``ROUTE=MODEL`` pairs, else the route's own model if present.
 
@@ -340,8 +346,7 @@ def learned_outcome_predictions(
     quality, cost, support = np.full((n, len(models)), np.nan), np.full((n, len(models)), np.nan), np.zeros(n)
     settings = []
     if folds:
-        if folds > n:
-            raise ConfigError(f"--cv {folds}: {test.name} has only {n} prompt(s); give --cv {n} or fewer")
+        check_folds(folds, test)
         # Folds go by a hash of the id, so a small set may leave one empty (skipped) or even put
         # every prompt in one, which would leave nothing to learn from.
         parts = [fold for fold in folds_by_id(test.ids, folds) if fold.size]
@@ -538,8 +543,8 @@ def _run_learned(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
     reports: list[dict[str, Any]] = []
     by_dataset: dict[str, dict[str, Any]] = {}
     for test in _load_sets(args.datasets, args.limit, args.concat):
-        if args.cv and args.cv > test.n:  # before any embedding: the folds would be empty
-            raise ConfigError(f"--cv {args.cv}: {test.name} has only {test.n} prompt(s); give --cv {test.n} or fewer")
+        if args.cv:  # before any embedding
+            check_folds(args.cv, test)
         candidates = route_candidates(routes, test.models, args.map)
         _warn_single_model_routes(args.strategy, candidates)
         router = learned_router(args.router, test.models, candidates, args.redis_url)

@@ -709,8 +709,6 @@ class Gateway:
                 | ({"retry_after": exc.retry_after} if exc.retry_after is not None else {})
             )
             self.metrics.child(self.metrics.errors, model=model, reason=exc.reason).inc()
-            # A request the provider refused says nothing about the model's health: it must not open
-            # the breaker for everyone.
             if refused(exc.upstream_status):
                 # The provider refused the request itself (the client's error): it says nothing about the
                 # model, so neither its breaker nor the live statistics every process routes by count it.
@@ -1272,18 +1270,19 @@ class SyncGateway:
             return
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(gateway.aclose(), loop).result(timeout=CLOSE_TIMEOUT_S * 2)
+        SyncGateway._halt(loop, thread)
+
+    @staticmethod
+    def _halt(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+        if loop.is_closed():
+            return
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         if not thread.is_alive():
             loop.close()
 
     def _stop_loop(self) -> None:
-        if self._loop.is_closed():
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        if not self._thread.is_alive():
-            self._loop.close()
+        self._halt(self._loop, self._thread)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._loop.is_closed():
