@@ -60,7 +60,7 @@ from redisvl_llmrouter.ops import Acquire, Command, Embed, Op, Pipeline, run_scr
 from redisvl_llmrouter.policy import stats as live
 from redisvl_llmrouter.policy.catalog import ModelCatalog, estimate_tokens
 from redisvl_llmrouter.policy.constraints import Constraints
-from redisvl_llmrouter.policy.decision import PolicyInput, decide, effective_catalog
+from redisvl_llmrouter.policy.decision import PolicyInput, decide, effective_catalog, learned_qualities
 from redisvl_llmrouter.request_text import routing_text
 from redisvl_llmrouter.schema import (
     MAX_STATEMENT_CHARS,
@@ -1394,24 +1394,32 @@ class RouterCore:
         if not rows:
             raise ConfigError(f"Router {self.name!r} has no outcomes to calibrate on; learn() some first.")
         views = yield from self.store.read_many([r["vector"] for r in rows], k=self.learning.neighbours + 1)
+        # The tier routes each row matches: routing caps an unobserved model at the tier pick's quality.
+        route_rows = yield from self._distances_of([r["vector"] for r in rows])
         models = self.models
         catalog = self.effective_catalog()
         catalog_quality = {m.name: m.quality for m in self.catalog}
         out_tokens = output_tokens or self.routing_config.expected_output_tokens
         quality_hat = np.full((len(rows), len(models)), np.nan)
         cost_hat = np.full((len(rows), len(models)), np.nan)
-        for i, (row, view) in enumerate(zip(rows, views, strict=True)):
+        for i, (row, view, distances) in enumerate(zip(rows, views, route_rows, strict=True)):
             if view is None:
                 continue
             keep = view.neighbours.distances > 1e-6  # leave the row itself out
             neighbours = type(view.neighbours)(view.neighbours.distances[keep], view.neighbours.values[keep])
             prediction = predict(neighbours, view.columns, models, view.stats, self.learning, catalog_quality)
+            ranked, floors = self._rank(distances, None)
+            weighed = learned_qualities(
+                ranked,
+                floors,
+                PolicyInput(self.routes, catalog, self.routing_config, Strategy.learned, prediction=prediction),
+            )
             tokens = estimate_tokens(row["text"]) if row["text"] else 1
             for j, model in enumerate(models):
                 estimate = prediction.models[model]
                 spec = catalog.get(model)
                 priced = spec.estimate_cost(tokens, out_tokens) if spec is not None else None
-                quality_hat[i, j] = np.nan if estimate.quality is None else estimate.quality
+                quality_hat[i, j] = np.nan if weighed[model] is None else weighed[model]
                 cost_hat[i, j] = priced if priced is not None else (np.nan if estimate.cost is None else estimate.cost)
         try:
             result = solve(

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from redisvl_llmrouter.errors import NoEligibleModelError
-from redisvl_llmrouter.learning.prediction import Prediction
+from redisvl_llmrouter.learning.prediction import ModelEstimate, Prediction
 from redisvl_llmrouter.policy import strategies
 from redisvl_llmrouter.policy.catalog import ModelCatalog, ModelSpec
 from redisvl_llmrouter.policy.constraints import RELAXATION_ORDER, Constraints
@@ -35,7 +35,7 @@ from redisvl_llmrouter.policy.stats import ModelStats
 from redisvl_llmrouter.ranking import Candidate
 from redisvl_llmrouter.schema import Decision, Exclusion, ModelChoice, Route, RoutingConfig, Strategy
 
-__all__ = ["PolicyInput", "decide", "effective_catalog"]
+__all__ = ["PolicyInput", "decide", "effective_catalog", "learned_qualities"]
 
 
 def effective_catalog(catalog: ModelCatalog, routes: Sequence[Route]) -> ModelCatalog:
@@ -112,6 +112,13 @@ def _floor_limits(floors: Sequence[Route], tiers: Sequence[Route]) -> tuple[int 
     return min_position, min_quality, source
 
 
+def _capped(estimate: ModelEstimate, cap: float | None) -> float | None:
+    """A model's predicted quality; at most ``cap`` when the memory never observed the model."""
+    if cap is not None and not estimate.observed and estimate.quality is not None:
+        return min(estimate.quality, cap)
+    return estimate.quality
+
+
 def _choice(
     model: str, route: str | None, inp: PolicyInput, evidence: bool, tier_quality: float | None = None
 ) -> ModelChoice:
@@ -127,9 +134,7 @@ def _choice(
     quality = spec.quality
     support = 0.0
     if estimate is not None and (evidence or quality is None):
-        quality, support = estimate.quality, estimate.support if evidence else 0.0
-        if tier_quality is not None and not estimate.observed and quality is not None:
-            quality = min(quality, tier_quality)
+        quality, support = _capped(estimate, tier_quality), estimate.support if evidence else 0.0
     output_tokens = inp.constraints.output_tokens or inp.config.expected_output_tokens
     cost = spec.estimate_cost(inp.prompt_tokens, output_tokens)
     if cost is None and estimate is not None:
@@ -190,6 +195,30 @@ def _decision(**values: object) -> Decision:
     return Decision.model_construct(**{**_DECISION_DEFAULTS, **values})
 
 
+def _tier_quality(groups: Sequence[Route], inp: PolicyInput) -> float | None:
+    """The tier router's pick (the first group's first model) and its catalog quality: the most a
+    model the memory has never observed is expected to reach on this request (see ``_choice``)."""
+    if not groups or not groups[0].models:
+        return None
+    pick = inp.catalog.get(groups[0].models[0])
+    return pick.quality if pick is not None else None
+
+
+def learned_qualities(
+    ranked: Sequence[Candidate], floors: Sequence[Route], inp: PolicyInput
+) -> dict[str, float | None]:
+    """Each predicted model's quality as the learned strategy weighs it on this request: the
+    prediction, capped at the tier pick's catalog quality for a model the memory never observed.
+
+    Calibration scores its sample with these, so the knob it sets is tuned on the numbers routing
+    compares (an unobserved model's uncapped prior would otherwise count for more than it will).
+    """
+    if inp.prediction is None:
+        return {}
+    cap = _tier_quality(_groups(ranked, floors, inp), inp)
+    return {model: _capped(estimate, cap) for model, estimate in inp.prediction.models.items()}
+
+
 def decide(ranked: Sequence[Candidate], floors: Sequence[Route], inp: PolicyInput) -> Decision:
     """Choose a model for one request (see the module docstring). Raises ``NoEligibleModelError``."""
     tiers = [r for r in inp.routes if not r.is_floor]
@@ -215,10 +244,7 @@ def decide(ranked: Sequence[Candidate], floors: Sequence[Route], inp: PolicyInpu
     if learned:
         for spec in inp.catalog:
             pool.setdefault(spec.name, None)
-    # The tier router's pick (the matched route's first model) and its catalog quality: the most a
-    # model the memory has never seen is expected to reach on this request (see _choice).
-    tier_pick = inp.catalog.get(groups[0].models[0]) if learned else None
-    tier_quality = tier_pick.quality if tier_pick is not None else None
+    tier_quality = _tier_quality(groups, inp) if learned else None
     choices = {m: _choice(m, route, inp, evidence, tier_quality) for m, route in pool.items()}
     limits = _floor_limits(floors, tiers)
 

@@ -165,3 +165,34 @@ def test_calibration_sets_the_knob_for_each_goal_and_persists_it(api, name, tabl
     for bad in ({"sample": -5}, {"sample": 0}, {"output_tokens": -1}, {"strong_share": 2}):
         with pytest.raises(ConfigError, match="must be"):
             router.calibrate(**({"budget": 0.01} | bad if "strong_share" not in bad else bad))
+
+
+def test_calibration_weighs_an_unobserved_model_as_routing_does(api, name, table):
+    """A catalog model the memory never observed counts, in calibration as in routing, for no more
+    than the tier pick's catalog quality; its higher prior on paper does not make it the strong model."""
+    a, b, c = f"{name}/a", f"{name}/b", f"{name}/c"
+    router = api.create(
+        name=name,
+        routes=chat_route(name),
+        vectorizer=table,
+        catalog=ModelCatalog(
+            models=[
+                ModelSpec(name=a, quality=0.6, input_price=1.0, output_price=1.0),
+                ModelSpec(name=b, quality=0.9, input_price=8.0, output_price=8.0),
+                ModelSpec(name=c, quality=0.99, input_price=4.0, output_price=4.0),  # never observed
+            ]
+        ),
+        learning=LearningConfig(neighbours=4, radius=2.0, shrinkage=1.0),
+        routing_config=RoutingConfig(strategy="learned"),
+    )
+    router.learn(
+        [
+            {"prompt": f"q{i} d=0.0{i}", "outcomes": {a: {"quality": float(i % 2)}, b: {"quality": 0.8}}}
+            for i in range(1, 9)
+        ]
+    )
+    result = router.calibrate(strong_share=1.0, apply=False)
+    assert result.strong_model == b  # uncapped, c's 0.99 on paper would have made it the strong model
+    best = router.calibrate(quality=result.quality, apply=True)
+    assert router("q3 d=0.03").model != c
+    assert best.strong_model == b

@@ -8,7 +8,7 @@ from redisvl_llmrouter import NoEligibleModelError, Route, RoutingConfig
 from redisvl_llmrouter.learning.prediction import ModelEstimate, Prediction
 from redisvl_llmrouter.policy.catalog import Capability, ModelCatalog, ModelSpec
 from redisvl_llmrouter.policy.constraints import Constraints
-from redisvl_llmrouter.policy.decision import PolicyInput, decide, effective_catalog
+from redisvl_llmrouter.policy.decision import PolicyInput, decide, effective_catalog, learned_qualities
 from redisvl_llmrouter.policy.stats import ModelStats
 from redisvl_llmrouter.policy.strategies import learned_utility, order, unit_free
 from redisvl_llmrouter.ranking import Candidate
@@ -234,6 +234,24 @@ def test_a_model_the_memory_never_saw_is_expected_no_better_than_the_tier_router
 
     assert learned(0.6) == "p/nano"  # nano does well here: no jump to a model rated higher on paper
     assert learned(0.0) == "p/mini"  # nano fails here: the cheapest model not known to fail takes over
+
+
+def test_learned_qualities_are_the_numbers_the_learned_choice_weighs():
+    pred = Prediction(support=5.0, models={
+        "p/nano": ModelEstimate(0.4, 5.0, None, None),
+        "p/mini": ModelEstimate(0.7, 0.0, None, None, observed=False),
+        "p/top": ModelEstimate(0.95, 0.0, None, None, observed=False),
+    })  # fmt: skip
+    weighed = learned_qualities(matched(SIMPLE), [], inp(Strategy.learned, prediction=pred, min_support=1.0))
+    # Unobserved models are capped at the tier pick's catalog quality (nano: 0.5); the observed one is not.
+    assert weighed == {"p/nano": 0.4, "p/mini": 0.5, "p/top": 0.5}
+    d = decide(matched(SIMPLE), [], inp(Strategy.learned, prediction=pred, min_support=1.0))
+    assert {c.model: c.quality for c in d.candidates if c.model in weighed} == weighed
+    assert learned_qualities([], [], inp(Strategy.learned, prediction=pred)) == {
+        "p/nano": 0.4,
+        "p/mini": 0.7,
+        "p/top": 0.95,
+    }
 
 
 def test_learned_without_support_is_exactly_the_tier_decision():
