@@ -15,17 +15,22 @@
 * ``llmrouter_breaker_state{model}``: 0 closed, 1 half-open, 2 open (shared, read from Redis)
 
 Counters and histograms are per process; with ``--workers N`` the server runs prometheus-client's
-multiprocess mode, so a scrape of any worker sums them all. Breaker states come from Redis.
+multiprocess mode, so a scrape of any worker sums them all. Breaker states come from Redis. The
+gauges count live workers only: a scrape first forgets the gauges of workers that are gone (killed,
+or replaced by the supervisor), which prometheus-client would otherwise keep at their last values.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["BREAKER_VALUES", "Metrics"]
+__all__ = ["BREAKER_VALUES", "Metrics", "forget_dead_workers"]
 
 BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -78,7 +83,41 @@ class Metrics:
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
             from prometheus_client import multiprocess
 
+            forget_dead_workers(os.environ["PROMETHEUS_MULTIPROC_DIR"])
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+#: A live gauge's file in the multiprocess directory: ``gauge_<mode>_<pid>.db``.
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]*_(\d+)\.db")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
+def forget_dead_workers(directory: str) -> list[int]:
+    """Remove the live gauges of worker processes that no longer exist; returns their pids.
+
+    prometheus-client keeps a process's gauge file until ``mark_process_dead`` is called for it,
+    and nobody calls it for a worker killed or replaced mid-call: its last queue depth would be
+    added to every scrape for good. Counters and histograms stay (they are totals).
+    """
+    from prometheus_client import multiprocess
+
+    pids = {
+        int(m.group(1)) for p in Path(directory).glob("gauge_live*.db") if (m := _LIVE_GAUGE_FILE.fullmatch(p.name))
+    }
+    dead = sorted(pid for pid in pids if pid != os.getpid() and not _alive(pid))
+    for pid in dead:
+        with contextlib.suppress(FileNotFoundError):  # another worker's scrape removed it first
+            multiprocess.mark_process_dead(pid, directory)
+    return dead

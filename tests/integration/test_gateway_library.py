@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -398,3 +400,41 @@ def test_two_workers_share_one_redis(redis_url, local_upstream, tmp_path):
             time.sleep(0.2)
         else:
             pytest.fail("the workers still answer 20 s after their serve process was killed")
+
+
+def test_metrics_gauges_count_live_workers_only(redis_url, tmp_path):
+    """Calls in flight on workers that were killed stop counting once the supervisor replaces them."""
+    import psutil
+
+    model = "openai/gpt-4.1-nano"
+    with upstream() as slow, gateway(redis_url, slow.url, tmp_path, workers=2) as srv:
+        slow.control(model=model, latency_ms=8_000)  # long enough to kill the workers mid-call
+
+        def active() -> float:
+            lines = srv.get("/metrics").text.splitlines()
+            return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("llmrouter_queue_active{"))
+
+        def eventually(check: Any, what: str) -> None:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    if check():
+                        return
+                time.sleep(0.2)
+            pytest.fail(what)
+
+        body = {"model": model, "messages": [{"role": "user", "content": "slow"}]}
+        with ThreadPoolExecutor(4) as pool:
+            calls = [pool.submit(httpx.post, f"{srv.v1}/chat/completions", json=body, timeout=90) for _ in range(4)]
+            eventually(lambda: active() == 4, "four calls never showed as in flight")
+            workers = [
+                p for p in psutil.Process(srv.proc.pid).children() if "resource_tracker" not in " ".join(p.cmdline())
+            ]
+            assert len(workers) == 2
+            for worker in workers:
+                worker.kill()
+            for call in calls:  # every call was on a killed worker: each ends with a dropped connection
+                with pytest.raises(httpx.HTTPError):
+                    call.result(timeout=60)
+        eventually(lambda: srv.get("/health").status_code == 200, "the supervisor did not replace its workers")
+        eventually(lambda: active() == 0, f"the killed workers' calls still count as in flight: {active()}")
