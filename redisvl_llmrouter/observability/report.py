@@ -39,7 +39,7 @@ from redisvl_llmrouter.errors import ConfigError
 from redisvl_llmrouter.observability.decisions import parse_entries, stream_key
 from redisvl_llmrouter.ops import Command, Op, Pipeline
 
-__all__ = ["Breakdown", "Report", "load", "parse_since", "plot", "read_command", "render", "summarise"]
+__all__ = ["Breakdown", "Report", "format_usd", "load", "parse_since", "plot", "read_command", "render", "summarise"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -340,8 +340,14 @@ def _series(completions: Sequence[Mapping[str, Any]], first_ms: int, last_ms: in
     return series
 
 
-def _money(value: float) -> str:
-    return f"${value:,.4f}" if abs(value) < 100 else f"${value:,.2f}"
+def format_usd(value: float) -> str:
+    """Dollars to the cent above $100, else to 4 decimals, and below $0.0001 to 2 significant digits
+    (a day of a cheap model's calls is not "$0.0000")."""
+    if abs(value) >= 100:
+        return f"${value:,.2f}"
+    if value and abs(value) < 0.0001:
+        return f"${value:,.{min(12, 1 - math.floor(math.log10(abs(value))))}f}"
+    return f"${value:,.4f}"
 
 
 def _ms(value: float | None) -> str:
@@ -358,7 +364,7 @@ def _table(title: str, rows: Mapping[str, Breakdown]) -> list[str]:
     for name, b in rows.items():
         quality = "-" if b.quality is None else f"{b.quality:.2f} ({b.feedback})"
         lines.append(
-            f"{name[:28]:<28} {b.requests:>8} {b.errors:>6} {_money(b.cost_usd):>11} {_share(b.saving_fraction):>7}"
+            f"{name[:28]:<28} {b.requests:>8} {b.errors:>6} {format_usd(b.cost_usd):>11} {_share(b.saving_fraction):>7}"
             f" {_ms(b.latency_p50_ms):>7} {_ms(b.latency_p99_ms):>7} {quality:>7}"
         )
     return lines
@@ -374,8 +380,8 @@ def render(report: Report) -> str:
     t = report.total
     lines = [
         f"router {report.router}: {t.requests} requests from {when(report.first_ms)} to {when(report.last_ms)}",
-        f"  cost {_money(t.cost_usd)}, against {_money(t.baseline_usd)} always on the dearest model:"
-        f" saved {_money(t.saving_usd)} ({_share(t.saving_fraction)})",
+        f"  cost {format_usd(t.cost_usd)}, against {format_usd(t.baseline_usd)} always on the dearest model:"
+        f" saved {format_usd(t.saving_usd)} ({_share(t.saving_fraction)})",
         f"  latency p50 {_ms(t.latency_p50_ms)} ms, p99 {_ms(t.latency_p99_ms)} ms;"
         f" errors {t.errors} ({_share(t.errors / t.requests if t.requests else None)});"
         f" cache hit rate {_share(report.cache_hit_rate)}; fallbacks {t.fallbacks}",
@@ -430,7 +436,7 @@ def plot(report: Report, path: str | Path) -> Path:
     spend.plot(times, cumulative_cost, label="routed", marker=marker)
     spend.fill_between(times, cumulative_cost, cumulative_baseline, alpha=0.15, label="saving")
     spend.set_ylabel("cumulative cost (USD)")
-    spend.set_title(f"cost {_money(report.total.cost_usd)}, saved {_share(report.total.saving_fraction)}")
+    spend.set_title(f"cost {format_usd(report.total.cost_usd)}, saved {_share(report.total.saving_fraction)}")
     spend.legend(fontsize="small", loc="upper left")
     # Ticks that fit the span, from seconds to months (UTC, as the report's times).
     locator = mdates.AutoDateLocator(tz=timezone.utc)

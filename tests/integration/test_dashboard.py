@@ -9,6 +9,8 @@ import openai
 import pytest
 from gateway_support import gateway, upstream
 
+from redisvl_llmrouter.observability.report import format_usd as money
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "dashboard.png"
 PROMPTS = [
@@ -58,7 +60,13 @@ def test_the_dashboard_shows_what_stats_says_and_follows_new_traffic(redis_url, 
             data = srv.get("/dashboard/data").json()
             assert len(data["report"]["by_model"]) >= 2  # several models served this router's traffic
             report = data["report"]["total"]
-            assert page.text_content("#t-cost") == f"${report['cost_usd']:.4f}"
+            assert page.text_content("#t-cost") == money(report["cost_usd"])  # the text report's rule
+            answered = [d for d in data["recent"] if d.get("type") == "completion"]
+            shown_costs = [
+                row.query_selector_all("td")[5].inner_text() for row in page.query_selector_all("#recent tbody tr")
+            ]
+            assert sorted(shown_costs) == sorted(money(d["cost"]) for d in answered)
+            assert any(0 < d["cost"] < 1e-4 for d in answered)  # cheap calls: shown with their digits, not $0.0000
             assert page.text_content("#t-saving") == f"{100 * report['saving_fraction']:.1f}%"
             assert len(page.query_selector_all("#recent tbody tr")) == 18
             assert page.query_selector_all("#chart-models .uplot")  # the chart was drawn

@@ -162,3 +162,10 @@ def test_log_entries_without_a_numeric_time_are_skipped_not_fatal():
     entries = parse_entries(reply)
     assert [e["ts"] for e in entries] == [1_000, 2_000]
     assert summarise(entries, router="r").total.requests == 2
+
+
+def test_small_costs_print_with_their_significant_digits():
+    tiny = [completion(1_000, "simple", "cheap", 1.2e-05, 3.4e-05, request_id="r1")]
+    text = render(summarise(tiny, router="r"))
+    assert "$0.000012" in text and "$0.000034" in text and "$0.0000 " not in text
+    assert "cost $0.0020, against $0.0200" in render(summarise(ENTRIES[:2], router="r"))  # ordinary: 4 decimals
