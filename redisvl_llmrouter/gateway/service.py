@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import threading
 import time
 import weakref
@@ -238,6 +239,7 @@ class Gateway:
         self._writes = _WriteBehind(router)
         self._breakers: dict[str, tuple[float, bool]] = {}
         self._resolved: dict[str, tuple[Backend, str]] = {}
+        self._served: dict[str, float] = {}  # passthrough model -> when this process last noted it in Redis
         self._retry_template = self._retrying_template()
 
     # ----------------------------------------------------------------- construction
@@ -391,8 +393,14 @@ class Gateway:
         return {"request_id": request_id, "model": model, "quality": quality, "row_id": result.row_id}
 
     async def stats(self) -> dict[str, Any]:
-        """Per-model requests, successes, failures, latency, in-flight calls, queue and breaker state; cache hits."""
-        models = self.models()
+        """Per-model requests, successes, failures, latency, in-flight calls, queue and breaker state; cache hits.
+
+        The models are the router's, then the passthrough models any of its gateways served lately.
+        """
+        served = await self.router._client.execute_command(
+            "ZRANGE", live.served_key(self.router.name), "0", "-1", "REV"
+        )
+        models = list(dict.fromkeys([*self.models(), *(_text(m) for m in served)]))
         live_stats = await self.router.live_stats(models)
         *replies, cache_hits = await adrive(
             _pipeline([*breaker.read_commands(models), ("HGETALL", "llmrouter:cache:stats")]), self.router._client
@@ -1027,7 +1035,12 @@ class Gateway:
     def _started(self, model: str, request_id: str, timeout_s: float) -> None:
         """Count the call in flight (shared in Redis) until it finishes or could no longer be running."""
         timeout_ms = int(1000 * timeout_s * self.config.retry.attempts + 60_000)
-        self._writes.add(commands=live.start_commands(model, request_id, live_now_ms(), timeout_ms))
+        commands = live.start_commands(model, request_id, live_now_ms(), timeout_ms)
+        now = time.monotonic()
+        if model not in self.router.models and now - self._served.get(model, -math.inf) >= live.SERVED_RENEW_S:
+            self._served[model] = now  # so that every process's /stats lists it
+            commands = [*commands, *live.served_commands(self.router.name, model, live_now_ms())]
+        self._writes.add(commands=commands)
 
     def _record_call(
         self, model: str, success: bool, latency_ms: float, request_id: str, breaker_too: bool = True

@@ -30,6 +30,8 @@ from redisvl_llmrouter.search import as_text
 __all__ = [
     "ALPHA",
     "FINISH_SCRIPT",
+    "SERVED_MAX",
+    "SERVED_RENEW_S",
     "STATS_TTL_S",
     "ModelStats",
     "finish_args",
@@ -38,6 +40,8 @@ __all__ = [
     "read_commands",
     "release_commands",
     "round_robin_key",
+    "served_commands",
+    "served_key",
     "start_commands",
     "stats_key",
 ]
@@ -57,6 +61,27 @@ def inflight_key(model: str) -> str:
 
 def round_robin_key(router: str, route: str) -> str:
     return f"llmrouter:rr:{{{router}}}:{route}"
+
+
+def served_key(router: str) -> str:
+    """A router's gateway: the models it served beyond the router's own (passthrough), by last use."""
+    return f"llmrouter:served:{{{router}}}"
+
+
+#: How many passthrough models ``served_key`` remembers (the most recently used), and how often
+#: (seconds) one process renews a model's place there.
+SERVED_MAX = 100
+SERVED_RENEW_S = 60.0
+
+
+def served_commands(router: str, model: str, now_ms: int) -> list[tuple[Any, ...]]:
+    """Note a passthrough model as served now; the set keeps the ``SERVED_MAX`` latest and expires with the stats."""
+    key = served_key(router)
+    return [
+        ("ZADD", key, str(now_ms), model),
+        ("ZREMRANGEBYRANK", key, "0", str(-SERVED_MAX - 1)),
+        ("PEXPIRE", key, str(STATS_TTL_S * 1000)),
+    ]
 
 
 @dataclass(frozen=True)

@@ -323,7 +323,10 @@ def test_the_breaker_opens_after_n_failures_and_half_opens_after_the_cooldown_fo
                     ca.chat.completions.create(model=model, messages=ask("x"))
         assert wait_for(lambda: store.hget(key, "state"), b"open") == b"open"
         opened_s = int(store.hget(key, "opened_ms")) / 1000
-        assert b.get("/stats").json()["models"].get(model) is None  # not a catalog model: read it directly
+        # A passthrough model is listed by the gateways of the router that served it (B has a router of its own).
+        assert wait_for(lambda: a.get("/stats").json()["models"].get(model, {}).get("breaker"), "open") == "open"
+        assert a.get("/stats").json()["models"][model]["failures"] == 3
+        assert b.get("/stats").json()["models"].get(model) is None
         calls = local_upstream.calls(model)
         with openai.OpenAI(base_url=b.v1, api_key="none", max_retries=0) as cb:
             with pytest.raises(openai.InternalServerError) as caught:  # 503: B sees A's breaker, calls nothing

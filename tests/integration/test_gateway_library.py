@@ -385,9 +385,18 @@ def test_two_workers_share_one_redis(redis_url, local_upstream, tmp_path):
                 c.chat.completions.create(model="auto", messages=[{"role": "user", "content": f"hi {i}"}]).model
                 for i in range(20)
             }
+            c.chat.completions.create(model="extra/passed-through", messages=[{"role": "user", "content": "hi"}])
         assert models == {"openai/gpt-4.1-nano"}
         stats = srv.get("/stats").json()  # any worker: the counts live in Redis
         assert stats["models"]["openai/gpt-4.1-nano"]["requests"] >= 20
+        # Whichever worker answers lists the passthrough model the other may have served (once the
+        # write-behind has sent it, a few milliseconds after the answer).
+        deadline = time.monotonic() + 5
+        while srv.get("/stats").json()["models"].get("extra/passed-through", {}).get("successes") != 1:
+            assert time.monotonic() < deadline, "the passthrough model never showed in /stats"
+            time.sleep(0.05)
+        for _ in range(6):
+            assert srv.get("/stats").json()["models"]["extra/passed-through"]["successes"] == 1
         assert "llmrouter_requests_total" in srv.get("/metrics").text
         srv.proc.kill()  # kill -9 of `llmrouter serve`: its workers must not live on, holding the port
         srv.proc.wait()
