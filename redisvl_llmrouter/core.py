@@ -1496,6 +1496,13 @@ class RouterCore:
             raise ConfigError(
                 f"{route_name!r} is the default route; change routing_config.default_route before removing it."
             )
+        # A floor naming it would no longer hold (and the stored config could no longer be loaded).
+        floors = [r.name for r in self.routes if r.floor is not None and r.floor.min_route == route_name]
+        if floors:
+            raise ConfigError(
+                f"{route_name!r} is the min_route of floor route(s) {', '.join(map(repr, floors))}; "
+                "remove those floors or change their min_route first."
+            )
         keys = [reference_key(self.name, route.name, ref) for ref in route.references]
         yield Command(("DEL", *keys, live.round_robin_key(self.name, route.name)))
 

@@ -72,6 +72,10 @@ _GATEWAY_FIELDS = ("priority", "strategy", "constraints", "cache", "timeout")
 _RESERVED_FIELDS = {"tenant"}
 
 
+def _model_object(model_id: str) -> dict[str, str]:
+    return {"id": model_id, "object": "model", "owned_by": "llmrouter"}
+
+
 def _error(
     status: int, message: str, kind: str, code: str | None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
@@ -292,14 +296,21 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
         result = await gw(request).feedback(body["request_id"], body["quality"], body.get("model"), body.get("cost"))
         return JSONResponse(result)
 
+    def model_ids(request: Request) -> list[str]:
+        gateway_ = gw(request)
+        return ["auto", f"router/{gateway_.router.name}", *gateway_.models()]
+
     @app.get("/v1/models")
     async def models(request: Request) -> JSONResponse:
         authorise(request)
-        gateway_ = gw(request)
-        ids = ["auto", f"router/{gateway_.router.name}", *gateway_.models()]
-        return JSONResponse(
-            {"object": "list", "data": [{"id": i, "object": "model", "owned_by": "llmrouter"} for i in ids]}
-        )
+        return JSONResponse({"object": "list", "data": [_model_object(i) for i in model_ids(request)]})
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(request: Request, model_id: str) -> JSONResponse:
+        authorise(request)
+        if model_id not in model_ids(request):
+            return _error(404, f"The model {model_id!r} does not exist.", "invalid_request_error", "model_not_found")
+        return JSONResponse(_model_object(model_id))
 
     @app.get("/health")
     async def health(request: Request) -> JSONResponse:

@@ -137,7 +137,9 @@ def upstream_error(exc: BaseException, model: str) -> UpstreamError:
         )
         return status_error(model, exc.status_code, message, getattr(exc.response, "headers", None))
     if isinstance(exc, openai.APIError) and getattr(exc, "message", None):  # an error event inside a stream
-        return UpstreamError(f"{model}: the provider reported an error: {exc.message}"[:500], retryable=False)
+        return UpstreamError(
+            f"{model}: the provider reported an error: {exc.message}"[:500], retryable=False, reason="server"
+        )
     return UpstreamError(f"{model}: the call failed ({type(exc).__name__})", retryable=False, reason="error")
 
 

@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from redisvl_llmrouter.errors import ConfigError
 from redisvl_llmrouter.policy.catalog import read_data_file
@@ -102,6 +102,13 @@ class Upstream(BaseModel):
     def _api_base_is_http(cls, value: str | None) -> str | None:
         return _http_url(value)
 
+    @field_validator("api_key")
+    @classmethod
+    def _api_key_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("an empty API key: leave api_key out for a server that needs none")
+        return value
+
     def serves(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
 
@@ -124,11 +131,18 @@ class RetryConfig(BaseModel):
     """
 
     attempts: Annotated[int, Field(ge=1, le=10)] = 2
-    initial_s: Annotated[float, Field(ge=0)] = 0.1
-    max_s: Annotated[float, Field(ge=0)] = 2.0
-    jitter_s: Annotated[float, Field(ge=0)] = 0.1
+    # Bounded: an endless wait would hold the request, its queue slot and the server's shutdown.
+    initial_s: Annotated[float, Field(ge=0, le=300, allow_inf_nan=False)] = 0.1
+    max_s: Annotated[float, Field(ge=0, le=300, allow_inf_nan=False)] = 2.0
+    jitter_s: Annotated[float, Field(ge=0, le=300, allow_inf_nan=False)] = 0.1
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _max_not_below_initial(self) -> RetryConfig:
+        if self.max_s < self.initial_s:
+            raise ValueError(f"max_s ({self.max_s:g}) is below initial_s ({self.initial_s:g})")
+        return self
 
 
 class BreakerConfig(BaseModel):
@@ -161,8 +175,8 @@ class CacheConfig(BaseModel):
 
     enabled: bool = False
     distance_threshold: Annotated[float, Field(gt=0, le=2)] = 0.1
-    ttl_s: Annotated[int, Field(ge=1)] = 3600
-    max_temperature: Annotated[float, Field(ge=0)] = 0.0
+    ttl_s: Annotated[int, Field(ge=1, le=31_536_000)] = 3600  # at most a year
+    max_temperature: Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)] = 0.0
     """A request is cacheable only with ``temperature`` set at or below this (and n = 1, no tools)."""
 
     model_config = ConfigDict(extra="forbid")

@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import os
 import threading
 import time
 import weakref
@@ -91,6 +92,9 @@ BREAKER_REFRESH_S = 0.2
 #: buffered, and a long stream would otherwise hold every other request on this process).
 YIELD_EVERY_CHUNKS = 8
 _PASSTHROUGH = RouteOptions()
+#: Beyond a call's timeout, when the gateway gives up on a backend that does not time out on its own
+#: (a custom one ignoring ``Call.timeout_s``); the built-in backends time out first.
+TIMEOUT_GRACE_S = 1.0
 #: How long the write-behind waits to gather writes into one pipeline.
 WRITE_BEHIND_S = 0.002
 #: How long closing waits for the write-behind's last round trip.
@@ -146,9 +150,24 @@ class Outcome:
             ("saving", None if self.saving is None else f"{self.saving:.8f}"),
         ):
             if value is not None:
-                out[f"x-llmrouter-{name}"] = str(value)
+                out[f"x-llmrouter-{name}"] = header_value(str(value))
         out["x-llmrouter-fallbacks"] = str(self.fallbacks_used)
         return out
+
+
+#: What a header value may hold as is: printable ASCII but ``%``, which marks an encoded value.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+def header_value(value: str) -> str:
+    """``value`` as an HTTP header carries it: unchanged when printable ASCII, else percent-encoded
+    UTF-8 (``urllib.parse.unquote`` reads it back). A route named in Chinese or holding a newline
+    must not fail an answer the provider has already given (and billed)."""
+    if value.isascii() and value.isprintable() and "%" not in value:
+        return value
+    from urllib.parse import quote
+
+    return quote(value, safe=_HEADER_SAFE)
 
 
 @dataclass
@@ -260,6 +279,13 @@ class Gateway:
         from redisvl_llmrouter.connection import resolve_url
 
         config = GatewayConfig.parse(dict(config) if isinstance(config, Mapping) else config or {})
+        for upstream in config.upstreams:  # named on purpose, so most likely a key the provider needs
+            if upstream.api_key is None and upstream.api_key_env and not os.environ.get(upstream.api_key_env):
+                logger.warning(
+                    "upstream %r: $%s is not set, so its calls go without an API key",
+                    upstream.name,
+                    upstream.api_key_env,
+                )
         url = redis_url or resolve_url(None)
         if router is None:
             router = await _load_router(config, url)
@@ -309,8 +335,10 @@ class Gateway:
             vector = await self._vector(request.text)
             window = self._window(request.text)
             policy = [request.options.strategy, request.options.constraints.model_dump(exclude_none=True)]
-            # "auto" means this router's choice: the scope names the router, so routers never share answers.
-            target = request.target or f"router/{self.router.name}"
+            # The scope names the router, so routers never share answers: "auto" means this router's
+            # choice, and a passed-through model name may go to another deployment behind another router.
+            via = f"router/{self.router.name}"
+            target = via if request.target is None else f"{request.target} via {via}"
             scope = scope_of(target, request.tenant, request.messages, request.params, policy, window)
             try:
                 hit = await self.cache.lookup(window, vector, scope)
@@ -677,12 +705,16 @@ class Gateway:
                     async for attempt in self._retrying():
                         with attempt:
                             body = await self._attempt(
-                                model, outcome, lambda c=call, b=backend, m=model: _answer(b.complete(c), m)
+                                model,
+                                outcome,
+                                lambda c=call, b=backend, m=model: _answer(b.complete(c), m, c.timeout_s),
                             )
             except QueueFullError as exc:
                 self._shed(model, exc, outcome, queue_errors)
                 continue
-            except UpstreamError:
+            except UpstreamError as exc:
+                if _malformed(exc):
+                    break  # the next model would be sent (and bill) the same malformed request
                 continue
             outcome.model = model
             body["model"] = model
@@ -726,8 +758,8 @@ class Gateway:
             raise
         latency = (time.perf_counter() - started) * 1000
         outcome.attempts.append({"model": model, "status": 200, "latency_ms": round(latency, 3)})
-        self.metrics.child(self.metrics.upstream_latency, model=model).observe(latency / 1000)
-        if not stream:
+        if not stream:  # a stream's call succeeds (or not) at its end: see _stream_end
+            self.metrics.child(self.metrics.upstream_latency, model=model).observe(latency / 1000)
             self._record_call(model, True, latency, outcome.request_id)
         return result
 
@@ -798,7 +830,10 @@ class Gateway:
                         chunks = backend.stream(call).__aiter__()
                         try:
                             first = await self._attempt(
-                                model, outcome, lambda c=chunks, m=model: _first_chunk(c, m), stream=True
+                                model,
+                                outcome,
+                                lambda c=chunks, m=model: _first_chunk(c, m, request.timeout_s),
+                                stream=True,
                             )
                         except BaseException:
                             self._spawn(_close_chunks(chunks))  # the failed call's connection goes back
@@ -807,8 +842,10 @@ class Gateway:
                 await stack.aclose()
                 self._shed(model, exc, outcome, queue_errors)
                 continue
-            except UpstreamError:
+            except UpstreamError as exc:
                 await stack.aclose()
+                if _malformed(exc):
+                    break  # the next model would be sent (and bill) the same malformed request
                 continue
             except BaseException:  # anything else (a cancellation, a bug): never keep the slot
                 await stack.aclose()
@@ -844,11 +881,13 @@ class Gateway:
             await stack.aclose()
             if ended is not True:  # the provider's call is still open: close it, off a task that may be cancelled
                 self._spawn(_close_chunks(chunks))
-            if ended is None:  # left before its end: still one request, logged and counted
+            if ended is None:  # left before its end: still one request, logged and counted, but no call outcome
                 self._failed(request, outcome, "client_closed")
-            self._record_call(
-                model, ended is not False, first_latency, outcome.request_id, breaker_too=ended is not None
-            )
+                self._writes.add(commands=live.release_commands(model, outcome.request_id))
+                return
+            if ended:
+                self.metrics.child(self.metrics.upstream_latency, model=model).observe(first_latency / 1000)
+            self._record_call(model, ended, first_latency, outcome.request_id)
 
         return end
 
@@ -864,6 +903,7 @@ class Gateway:
     ) -> AsyncIterator[dict[str, Any]]:
         parts: list[str] = []
         usage: Any = None
+        finish_reason: str | None = None  # the provider's ("length" for a cut answer), kept for the cache
         # The gateway always asks for usage (accounting needs it); the client gets the usage-only
         # last chunk only if it asked for it too, as from OpenAI.
         wants_usage = _wants_usage(request)
@@ -883,17 +923,21 @@ class Gateway:
                 choices = chunk.get("choices") or []
                 for choice in choices:
                     parts.append((choice.get("delta") or {}).get("content") or "")
+                    finish_reason = choice.get("finish_reason") or finish_reason
                 usage = chunk.get("usage") or usage
                 if choices or wants_usage:
                     if not wants_usage:
                         chunk.pop("usage", None)
                     yield chunk
                 last_id = chunk.get("id")
-                chunk = await _next_chunk(chunks, model)
+                chunk = await _next_chunk(chunks, model, request.timeout_s)
             ended = True
         except UpstreamError as exc:
             ended = False
-            outcome.attempts.append({"model": model, "error": exc.reason, "message": str(exc)[:300]})
+            # The same call as the first chunk's attempt, now failed: noted, not counted as another call.
+            outcome.attempts.append(
+                {"model": model, "error": exc.reason, "message": str(exc)[:300], "mid_stream": True}
+            )
             self.metrics.child(self.metrics.errors, model=model, reason=exc.reason).inc()
             self._failed(request, outcome, "stream_interrupted")
             raise
@@ -905,7 +949,11 @@ class Gateway:
             "created": int(time.time()),
             "model": outcome.model,
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": "".join(parts)}, "finish_reason": "stop"}
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(parts)},
+                    "finish_reason": finish_reason or "stop",
+                }
             ],
             "usage": usage,
         }
@@ -932,7 +980,8 @@ class Gateway:
         wants_usage = _wants_usage(request)
 
         async def replay() -> AsyncIterator[dict[str, Any]]:
-            message = (body.get("choices") or [{}])[0].get("message") or {}
+            choice = (body.get("choices") or [{}])[0]
+            message = choice.get("message") or {}
             base = {
                 "id": body.get("id"),
                 "object": "chat.completion.chunk",
@@ -943,7 +992,10 @@ class Gateway:
                 **base,
                 "choices": [{"index": 0, "delta": {"role": "assistant", "content": message.get("content", "")}}],
             }
-            yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            yield {
+                **base,
+                "choices": [{"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"}],
+            }
             if wants_usage:
                 yield {**base, "choices": [], "usage": body.get("usage")}
 
@@ -993,8 +1045,8 @@ class Gateway:
         m.child(m.latency, model=model).observe(outcome.latency_ms / 1000)
         if outcome.cost is not None:
             m.child(m.cost, model=model).inc(outcome.cost)
-        if outcome.saving is not None and outcome.saving > 0:
-            m.child(m.saving, model=model).inc(outcome.saving)
+        if outcome.cost is not None and outcome.baseline_cost is not None:  # as the report counts a saving
+            m.child(m.baseline, model=model).inc(outcome.baseline_cost)
 
     def _entry(self, outcome: Outcome) -> dict[str, Any]:
         decision = outcome.decision
@@ -1007,7 +1059,7 @@ class Gateway:
             "model": outcome.model,
             "strategy": outcome.strategy or ("passthrough" if outcome.passthrough else None),
             "confidence": outcome.confidence,
-            "attempts": len([a for a in outcome.attempts if a.get("model")]),
+            "attempts": len([a for a in outcome.attempts if _provider_call(a)]),
             "fallbacks": outcome.fallbacks_used,
             "cache": outcome.cache == "hit",
             "cache_state": outcome.cache,
@@ -1093,17 +1145,32 @@ def _wants_usage(request: _Request) -> bool:
     return bool((request.params.get("stream_options") or {}).get("include_usage"))
 
 
-async def _answer(call: Awaitable[Any], model: str) -> dict[str, Any]:
+def _provider_call(attempt: Mapping[str, Any]) -> bool:
+    """Whether an attempt entry is a provider call (not a queue's refusal, nor a stream's later failure)."""
+    return bool(attempt.get("model")) and attempt.get("error") != "queue full" and not attempt.get("mid_stream")
+
+
+def _malformed(exc: UpstreamError) -> bool:
+    """A provider refused the request itself (a 4xx other than 404, which may only mean this model is
+    missing there): no fallback model is tried, as LiteLLM's router does not fall back on a bad request."""
+    return refused(exc.upstream_status) and exc.upstream_status != 404
+
+
+async def _answer(call: Awaitable[Any], model: str, timeout_s: float) -> dict[str, Any]:
     """A provider's answer, refused (as a server error: retried, then the next model) without choices."""
-    body = await call
+    try:
+        async with asyncio.timeout(timeout_s + TIMEOUT_GRACE_S):
+            body = await call
+    except TimeoutError as exc:
+        raise upstream_error(exc, model) from None
     if not isinstance(body, dict) or not isinstance(body.get("choices"), list) or not body["choices"]:
         raise UpstreamError(f"{model}: the provider answered without choices", retryable=True, reason="server")
     return body
 
 
-async def _first_chunk(chunks: AsyncIterator[dict[str, Any]], model: str) -> dict[str, Any]:
+async def _first_chunk(chunks: AsyncIterator[dict[str, Any]], model: str, timeout_s: float) -> dict[str, Any]:
     """A stream's first chunk; a stream that ends before it is a failed call (retried, then the next model)."""
-    chunk = await _next_chunk(chunks, model)
+    chunk = await _next_chunk(chunks, model, timeout_s)
     if chunk is None:
         raise UpstreamError(f"{model}: the provider's stream ended without a chunk", retryable=True, reason="server")
     return chunk
@@ -1117,12 +1184,16 @@ async def _close_chunks(chunks: AsyncIterator[dict[str, Any]]) -> None:
             await closer()
 
 
-async def _next_chunk(chunks: AsyncIterator[dict[str, Any]], model: str) -> dict[str, Any] | None:
-    """The stream's next chunk, None at its end; a custom backend's own error is a failed call."""
+async def _next_chunk(chunks: AsyncIterator[dict[str, Any]], model: str, timeout_s: float) -> dict[str, Any] | None:
+    """The stream's next chunk, None at its end; a custom backend's own error, or a chunk that takes
+    longer than the call's timeout, is a failed call."""
     try:
-        return await anext(chunks, None)
+        async with asyncio.timeout(timeout_s + TIMEOUT_GRACE_S):
+            return await anext(chunks, None)
     except UpstreamError:
         raise
+    except TimeoutError as exc:
+        raise upstream_error(exc, model) from None
     except Exception as exc:
         logger.warning("backend for %s raised %s mid-stream", model, type(exc).__name__, exc_info=True)
         raise upstream_error(exc, model) from None

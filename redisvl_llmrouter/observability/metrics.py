@@ -3,8 +3,9 @@
 * ``llmrouter_requests_total{model, route, status}``: completed requests (``ok`` / ``error``)
 * ``llmrouter_request_latency_seconds{model}``: histogram of end-to-end latency
 * ``llmrouter_upstream_latency_seconds{model}``: histogram of successful provider calls
-* ``llmrouter_cost_usd_total{model}``, ``llmrouter_saving_usd_total{model}``: USD spent, and saved
-  against the baseline model
+* ``llmrouter_cost_usd_total{model}``, ``llmrouter_baseline_usd_total{model}``: USD spent, and what
+  the same answers would have cost on the baseline model (the saving is their difference, negative
+  where an answer came from a dearer model: a counter could not go down)
 * ``llmrouter_tokens_total{model, kind}``: prompt and completion tokens
 * ``llmrouter_cache_requests_total{result}``: semantic cache lookups, ``hit`` / ``miss``
 * ``llmrouter_fallbacks_total{model}``: answers given by a fallback model
@@ -51,7 +52,12 @@ class Metrics:
             "llmrouter_upstream_latency_seconds", "Provider call latency", ["model"], buckets=_BUCKETS, registry=r
         )
         self.cost = Counter("llmrouter_cost_usd", "USD spent", ["model"], registry=r)
-        self.saving = Counter("llmrouter_saving_usd", "USD saved against the baseline", ["model"], registry=r)
+        self.baseline = Counter(
+            "llmrouter_baseline_usd",
+            "USD the same answers would have cost on the baseline model",
+            ["model"],
+            registry=r,
+        )
         self.tokens = Counter("llmrouter_tokens", "Tokens", ["model", "kind"], registry=r)
         self.cache = Counter("llmrouter_cache_requests", "Semantic cache lookups", ["result"], registry=r)
         self.fallbacks = Counter("llmrouter_fallbacks", "Answers given by a fallback model", ["model"], registry=r)

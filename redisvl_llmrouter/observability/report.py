@@ -8,8 +8,11 @@ Definitions, so the numbers can be checked by hand:
 
 * a *request* is a ``completion`` entry; *errors* are those with ``status`` ``error``;
 * *cost* sums the provider-reported usage priced by the catalog; *baseline* sums what the same tokens
-  would have cost on the dearest model (the "always use the most expensive model" bill), and *saving* is
-  ``baseline - cost`` over the requests where both are known;
+  would have cost on the gateway's baseline model (``baseline_model``; by default the dearest, the
+  "always use the most expensive model" bill), and *saving* is ``baseline - cost`` over the requests
+  where both are known (negative where answers came from a dearer model than the baseline);
+* *cache hit rate* is cache hits over answered requests (``/stats`` and Prometheus count the cache's
+  own lookups, hits and misses, instead: requests that are not cacheable make no lookup);
 * *quality* is the mean of ``feedback`` entries. Each counts under the model it names (the one that
   answered, unless the feedback named another) and, when that is the model that answered, under the
   request's route too (feedback on a request outside the window counts under its model only);
@@ -380,7 +383,7 @@ def render(report: Report) -> str:
     t = report.total
     lines = [
         f"router {report.router}: {t.requests} requests from {when(report.first_ms)} to {when(report.last_ms)}",
-        f"  cost {format_usd(t.cost_usd)}, against {format_usd(t.baseline_usd)} always on the dearest model:"
+        f"  cost {format_usd(t.cost_usd)}, against {format_usd(t.baseline_usd)} on the baseline model:"
         f" saved {format_usd(t.saving_usd)} ({_share(t.saving_fraction)})",
         f"  latency p50 {_ms(t.latency_p50_ms)} ms, p99 {_ms(t.latency_p99_ms)} ms;"
         f" errors {t.errors} ({_share(t.errors / t.requests if t.requests else None)});"
@@ -432,7 +435,7 @@ def plot(report: Report, path: str | Path) -> Path:
     cumulative_cost = _cumulative(s.cost_usd)
     cumulative_baseline = _cumulative(s.baseline_usd)
     marker = "o" if len(times) == 1 else None  # one bucket is one point: a line alone would not show
-    spend.plot(times, cumulative_baseline, label="always the dearest model", linestyle="--", marker=marker)
+    spend.plot(times, cumulative_baseline, label="always the baseline model", linestyle="--", marker=marker)
     spend.plot(times, cumulative_cost, label="routed", marker=marker)
     spend.fill_between(times, cumulative_cost, cumulative_baseline, alpha=0.15, label="saving")
     spend.set_ylabel("cumulative cost (USD)")

@@ -229,9 +229,13 @@ def test_priority_strategy_and_constraints_as_extra_body_or_headers(client):
     assert vision.headers["x-llmrouter-model"] == "openai/gpt-4.1-mini"
 
 
-def test_models_health_route_and_metrics(server):
+def test_models_health_route_and_metrics(server, client):
     ids = [m["id"] for m in server.get("/v1/models").json()["data"]]
     assert ids[:2] == ["auto", f"router/{server.router}"] and "anthropic/claude-opus-4-5" in ids
+    assert client.models.retrieve("anthropic/claude-opus-4-5").id == "anthropic/claude-opus-4-5"  # a / in the id
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.models.retrieve("nobody/such-model")
+    assert missing.value.body["code"] == "model_not_found"
     assert server.get("/health").json() == {"status": "ok", "router": server.router, "redis": "ok"}
     decision = server.post("/v1/route", json={"text": "what is a normal resting heart rate?"}).json()
     assert decision["decision"]["floors"] == ["medical"] and decision["model"] != "openai/gpt-4.1-nano"
@@ -397,6 +401,21 @@ def test_a_request_the_upstream_refuses_is_the_clients_error_and_never_opens_the
     assert (live.successes, live.failures, live.inflight) == (1, 0, 0)
 
 
+def test_a_routed_request_the_provider_refuses_is_not_sent_to_the_fallbacks_but_a_missing_model_is(redis_url, tmp_path):
+    chosen = "openai/gpt-4.1-nano"  # what the default router picks for a greeting
+    with upstream() as up, gateway(redis_url, up.url, tmp_path, {"retry": {"attempts": 1}}) as srv:
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+            up.control(model=chosen, fail=1, status=400)
+            with pytest.raises(openai.BadRequestError) as refused:
+                c.chat.completions.create(model="auto", messages=ask("hi there"))
+            assert refused.value.body["code"] == "upstream_rejected"
+            calls = httpx.get(f"{up.root}/control", timeout=5).json()["counts"]
+            assert {m: n["calls"] for m, n in calls.items()} == {chosen: 1}  # billed once, no fallback tried
+            up.control(model=chosen, fail=1, status=404)  # this provider lacks the model: the next one answers
+            answer = c.chat.completions.with_raw_response.create(model="auto", messages=ask("hi there"))
+            assert answer.parse().model != chosen and answer.headers["x-llmrouter-fallbacks"] == "1"
+
+
 def test_with_every_breaker_open_auto_is_a_503_to_retry_and_still_a_logged_request(redis_url, local_upstream, tmp_path):
     tag = f"ab{uuid.uuid4().hex[:6]}"
     router = own_router(redis_url, tag)
@@ -432,11 +451,13 @@ def test_routers_never_share_cached_answers(redis_url, local_upstream, tmp_path)
         gateway(redis_url, local_upstream.url, tmp_path, on) as b,
     ):
         assert a.router != b.router
-        for srv, expected in ((a, "miss"), (a, "hit"), (b, "miss")):
-            with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
-                raw = c.chat.completions.with_raw_response.create(model="auto", messages=question, temperature=0)
-                assert raw.headers["x-llmrouter-cache"] == expected
-            time.sleep(0.2)  # the entry is stored just after the answer
+        # Routed, and passed through (the same model name may go to different deployments per router).
+        for model in ("auto", "openai/gpt-4.1-mini"):
+            for srv, expected in ((a, "miss"), (a, "hit"), (b, "miss")):
+                with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+                    raw = c.chat.completions.with_raw_response.create(model=model, messages=question, temperature=0)
+                    assert raw.headers["x-llmrouter-cache"] == expected, (model, srv.router)
+                time.sleep(0.2)  # the entry is stored just after the answer
 
 
 def test_an_answer_without_choices_is_not_passed_on_but_retried(redis_url, local_upstream, tmp_path):
@@ -471,6 +492,11 @@ def test_a_stream_broken_midway_ends_in_band_is_counted_and_trips_the_breaker(re
     assert errors and all('status="error"' in line and 'route="passthrough"' in line for line in errors)
     assert float(errors[0].rsplit(" ", 1)[1]) == 2.0
     assert (live.successes, live.failures, live.inflight) == (0, 2, 0)
+    # Two failed calls, in /metrics too: no successful call's latency, and a documented reason.
+    assert f'llmrouter_upstream_latency_seconds_count{{model="{model}"}}' not in metrics
+    assert f'llmrouter_upstream_errors_total{{model="{model}",reason="server"}} 2.0' in metrics
+    logged = [e for e in parse_entries(store.xrange(stream_key(srv.router))) if e["model"] == model]
+    assert [(e["error"], e["attempts"]) for e in logged] == [("stream_interrupted", 1)] * 2  # one call each
 
 
 def test_a_client_leaving_mid_stream_ends_the_providers_call_and_is_logged(redis_url, local_upstream, tmp_path):
@@ -487,8 +513,12 @@ def test_a_client_leaving_mid_stream_ends_the_providers_call_and_is_logged(redis
         while not (entries := [e for e in parse_entries(store.xrange(key)) if e["model"] == model]):
             assert time.monotonic() < deadline, "the request was never logged"
             time.sleep(0.05)
+        with SemanticRouter.from_existing(srv.router, redis_url=redis_url) as router:
+            live = wait_for(lambda: router.live_stats([model])[model].inflight, 0) == 0 and router.live_stats([model])
     assert len(received) == 2 and cut == 1 and len(entries) == 1
     assert (entries[0]["status"], entries[0]["error"]) == ("error", "client_closed")
+    # A client that leaves says nothing about the model: neither a success nor a failure it is routed by.
+    assert live and (live[model].requests, live[model].inflight) == (0, 0)
 
 
 def test_a_gateway_on_the_embedded_redis_starts_it_again_when_it_dies(local_upstream):
@@ -675,10 +705,10 @@ def test_the_semantic_cache_answers_repeats_without_calling_and_never_crosses_sc
         assert sum(v for k, v in samples.items() if k.startswith("llmrouter_request_latency_seconds_count")) == len(
             answered
         )
-        saving = sum(v for k, v in samples.items() if k.startswith("llmrouter_saving_usd_total"))
+        baseline = sum(v for k, v in samples.items() if k.startswith("llmrouter_baseline_usd_total"))
         priced = [e for e in answered if e["cost"] is not None and e["baseline_cost"] is not None]  # catalog models
         assert any(e["cache"] for e in priced)
-        assert saving == pytest.approx(sum(e["baseline_cost"] - e["cost"] for e in priced), rel=1e-6)
+        assert baseline == pytest.approx(sum(e["baseline_cost"] for e in priced), rel=1e-6)
         by_route = {}
         for k, v in samples.items():
             if k.startswith("llmrouter_requests_total{") and 'status="ok"' in k:

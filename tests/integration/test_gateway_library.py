@@ -77,6 +77,43 @@ def test_a_custom_backend_plugs_in_and_costs_come_from_the_catalog(redis_url):
     assert answer.outcome.baseline_cost == pytest.approx((10 * 5 + 20 * 25) / 1e6)  # opus, the dearest
 
 
+class Stalling(Scripted):
+    """A custom backend that ignores ``Call.timeout_s`` and stalls: before answering, or after a first chunk."""
+
+    async def complete(self, call: Call) -> dict[str, Any]:
+        self.calls.append(call)
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    async def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+        yield {"id": "x", "model": call.model, "choices": [{"index": 0, "delta": {"content": "half"}}]}
+        await asyncio.sleep(3600)
+
+
+def test_the_gateway_holds_a_custom_backend_to_the_calls_timeout(redis_url):
+    async def run() -> tuple[float, AllModelsFailedError, list[str], float]:
+        config = {"router_name": f"lib-{uuid.uuid4().hex[:6]}", "max_models": 1, "retry": {"attempts": 1}}
+        gw = await Gateway.create(config, redis_url=redis_url, backends={"*": Stalling()})
+        try:
+            started = time.monotonic()
+            with pytest.raises(AllModelsFailedError) as caught:
+                await asyncio.wait_for(gw.complete([{"role": "user", "content": "hi"}], timeout=0.5), 30)
+            waited = time.monotonic() - started
+            stream = await gw.complete([{"role": "user", "content": "hi"}], stream=True, timeout=0.5)
+            started, parts = time.monotonic(), []
+            with pytest.raises(UpstreamError, match="did not answer in time"):  # the stream breaks, as documented
+                async for chunk in stream:
+                    parts.append(chunk["choices"][0]["delta"].get("content"))
+            return waited, caught.value, parts, time.monotonic() - started
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    waited, error, parts, streamed = asyncio.run(asyncio.wait_for(run(), 60))
+    assert waited < 5 and "openai/gpt-4.1-nano: timeout" in str(error)
+    assert parts == ["half"] and streamed < 5  # the stalled stream ended instead of hanging
+
+
 def test_when_every_model_fails_the_error_lists_each_attempt(redis_url):
     async def run() -> AllModelsFailedError:
         gw = await Gateway.create(
@@ -317,6 +354,47 @@ def test_a_cached_answer_expires_ttl_after_it_was_stored_however_often_it_is_hit
             await gw.aclose()
 
     assert asyncio.run(run()) == ["miss", "hit", "hit", "miss"]
+
+
+class CutShort(Scripted):
+    """Streams an answer cut at its token limit, as a provider reports it."""
+
+    async def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+        self.calls.append(call)
+        yield {"id": "x", "model": call.model, "choices": [{"index": 0, "delta": {"content": "Par"}}]}
+        yield {"id": "x", "model": call.model, "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}
+
+
+def test_a_streamed_answer_is_cached_with_the_providers_finish_reason(redis_url):
+    async def run() -> tuple[dict[str, Any], list[str | None], int]:
+        config = {"router_name": f"lib-{uuid.uuid4().hex[:6]}", "cache": {"enabled": True}}
+        backend = CutShort()
+        gw = await Gateway.create(config, redis_url=redis_url, backends={"*": backend})
+        ask = [{"role": "user", "content": f"what is the capital of france? {uuid.uuid4().hex}"}]
+        try:
+            async for _ in await gw.complete(ask, stream=True, temperature=0, max_tokens=1):
+                pass
+            await asyncio.sleep(0.2)  # the store happens behind the answer
+            hit = await gw.complete(ask, temperature=0, max_tokens=1)
+            assert hit.outcome.cache == "hit"
+            replayed = [
+                c["choices"][0].get("finish_reason")
+                async for c in await gw.complete(ask, stream=True, temperature=0, max_tokens=1)
+                if c.get("choices")
+            ]
+            return hit.body, replayed, len(backend.calls)
+        finally:
+            await gw.cache.clear()
+            await gw.router.delete()
+            await gw.aclose()
+
+    body, replayed, calls = asyncio.run(run())
+    assert body["choices"][0] == {
+        "index": 0,
+        "message": {"role": "assistant", "content": "Par"},
+        "finish_reason": "length",
+    }
+    assert replayed == [None, "length"] and calls == 1  # a cut answer is never passed off as complete
 
 
 def test_the_sync_wrapper(redis_url, local_upstream):

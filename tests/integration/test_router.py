@@ -201,6 +201,14 @@ def test_add_and_remove_routes_are_persisted(api, name, table, caplog):
     router.remove_route("closest")  # as RedisVL: removing an unknown route warns and changes nothing
     assert "'closest' is not found" in caplog.text
     assert api.from_existing(name, vectorizer=table).route_names == ["cheap", "pricey"]
+    # A tier a floor names stays: without it the floor would not hold, nor the stored config load.
+    router.add_route(Route(name="medical", references=["medical d=0.9"], floor={"min_route": "pricey"}))
+    with pytest.raises(ConfigError, match="min_route of floor route.*'medical'"):
+        router.remove_route("pricey")
+    assert api.from_existing(name, vectorizer=table).route_names == ["cheap", "pricey", "medical"]
+    router.remove_route("medical")
+    router.remove_route("pricey")
+    assert api.from_existing(name, vectorizer=table).route_names == ["cheap"]
 
 
 def test_references_can_be_added_read_and_deleted_but_a_route_keeps_one(api, name, table):

@@ -240,6 +240,14 @@ class TestCacheScope:
         ({"upstream_url": "http://127.0.0.1:99999/v1"}, "upstream_url"),
         ({"upstreams": [{"api_base": "127.0.0.1:8001/v1"}]}, "upstreams.0.api_base"),
         ({"api_keys": ["sk-ok", " "]}, "api_keys"),
+        ({"upstreams": [{"api_base": "http://127.0.0.1:8001/v1", "api_key": ""}]}, "upstreams.0.api_key"),
+        # Waits that could never end would hold the request, its queue slot and the server's shutdown.
+        ({"retry": {"initial_s": float("inf")}}, "retry.initial_s"),
+        ({"retry": {"max_s": float("nan")}}, "retry.max_s"),
+        ({"retry": {"jitter_s": 1e9}}, "retry.jitter_s"),
+        ({"retry": {"initial_s": 5, "max_s": 1}}, "max_s .* below initial_s"),
+        ({"cache": {"ttl_s": 10**20}}, "cache.ttl_s"),  # Redis would refuse it on every store
+        ({"cache": {"max_temperature": float("inf")}}, "cache.max_temperature"),
     ],
 )
 def test_a_config_that_could_only_fail_later_is_refused_by_field_and_without_its_secret(config, field) -> None:
@@ -273,3 +281,16 @@ def test_a_baseline_model_must_be_priced_in_the_catalog() -> None:
     assert baseline_model(catalog, "a/cheap") == "a/cheap"
     with pytest.raises(ConfigError, match="baseline_model 'a/typo' is not a priced model"):
         baseline_model(catalog, "a/typo")
+
+
+def test_headers_carry_any_route_or_model_name_and_read_back_exactly():
+    from urllib.parse import unquote
+
+    from redisvl_llmrouter.gateway.service import Outcome
+
+    names = {"route": '路由-🚀 tier "q" | pipe\nnewline', "model": "ünïcødé/模型-🚀", "strategy": "100%"}
+    headers = Outcome(request_id="req-1", requested="auto", **names).headers()
+    for name, value in names.items():
+        sent = headers[f"x-llmrouter-{name}"]
+        assert sent.isascii() and sent.isprintable() and unquote(sent) == value
+    assert Outcome(request_id="req-1", requested="auto", route="standard").headers()["x-llmrouter-route"] == "standard"
