@@ -289,11 +289,13 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
 
     @app.post("/v1/feedback")
     async def feedback(request: Request) -> JSONResponse:
-        authorise(request)
+        tenant = authorise(request)
         body = await _json_body(request)
         if not isinstance(body.get("request_id"), str) or "quality" not in body:
             raise InvalidRequestError("Feedback needs 'request_id' (a string) and 'quality' (0 to 1).")
-        result = await gw(request).feedback(body["request_id"], body["quality"], body.get("model"), body.get("cost"))
+        result = await gw(request).feedback(
+            body["request_id"], body["quality"], body.get("model"), body.get("cost"), tenant=tenant
+        )
         return JSONResponse(result)
 
     def model_ids(request: Request) -> list[str]:
@@ -356,8 +358,9 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
 
     @app.get("/dashboard/data")
     async def dashboard_data(request: Request, since: str = "15m") -> JSONResponse:
-        """What the dashboard shows: live stats, the log's report over the window, the newest decisions."""
-        authorise(request)
+        """What the dashboard shows: live stats, the log's report over the window, the newest decisions
+        (with API keys, the caller's own: other clients' prompts and request ids are theirs)."""
+        tenant = authorise(request)
         try:
             since_ms = parse_since(since)
         except ValueError as exc:
@@ -367,7 +370,7 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
         stats, summary, recent = await asyncio.gather(
             gateway_.stats(),
             gateway_.report(since_ms, limit=DASHBOARD_MAX_ENTRIES, until_ms=now_ms),
-            gateway_.recent_decisions(50),
+            gateway_.recent_decisions(50, tenant=tenant),
         )
         return JSONResponse(
             {

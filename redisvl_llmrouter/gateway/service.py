@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from redisvl_llmrouter.aio import AsyncSemanticRouter, adrive
-from redisvl_llmrouter.core import RouteOptions, live_now_ms, new_request_id
+from redisvl_llmrouter.core import RouteOptions, is_request_id, live_now_ms, new_request_id
 from redisvl_llmrouter.errors import (
     AllModelsFailedError,
     CircuitOpenError,
@@ -113,6 +113,8 @@ class Outcome:
     priority: str = "normal"
     passthrough: bool = False
     """A concrete model was asked for (nothing routed)."""
+    tenant: str = ""
+    """The client's tenant label (a hash of its API key; empty without keys)."""
     started: float = field(default_factory=time.perf_counter, repr=False)
     """``time.perf_counter()`` when the request arrived: every latency is measured from it."""
     model: str | None = None
@@ -328,6 +330,7 @@ class Gateway:
             priority=PRIORITY_NAMES[request.rank],
             passthrough=request.target is not None,
             started=started,
+            tenant=request.tenant,
         )
         vector: list[float] | None = None
         scope = ""
@@ -389,9 +392,18 @@ class Gateway:
         return match
 
     async def feedback(
-        self, request_id: str, quality: float, model: str | None = None, cost: float | None = None
+        self,
+        request_id: str,
+        quality: float,
+        model: str | None = None,
+        cost: float | None = None,
+        tenant: str = "",
     ) -> dict[str, Any]:
         """Record how an answer went (quality in [0, 1]); ``model`` defaults to the model that answered.
+
+        With a ``tenant`` (the HTTP server passes the client's), only that tenant's requests take
+        feedback: another client's request id is unknown to it, so no client can skew what the router
+        learns from someone else's traffic.
 
         The answer's record is written just after the answer went out (off the request path), by this
         process or another: feedback that arrives first waits for it, briefly, before the id counts as
@@ -399,7 +411,7 @@ class Gateway:
         """
         for wait_s in FEEDBACK_WAITS_S:
             try:
-                return await self._feedback(request_id, quality, model, cost)
+                return await self._feedback(request_id, quality, model, cost, tenant)
             except UnknownRequestError:
                 if wait_s is None:
                     raise
@@ -407,7 +419,17 @@ class Gateway:
                 await asyncio.sleep(wait_s)
         raise AssertionError("unreachable")  # the last wait is None
 
-    async def _feedback(self, request_id: str, quality: float, model: str | None, cost: float | None) -> dict[str, Any]:
+    async def _feedback(
+        self, request_id: str, quality: float, model: str | None, cost: float | None, tenant: str
+    ) -> dict[str, Any]:
+        store = self.router._core.store
+        if tenant and is_request_id(request_id):
+            owner = await adrive(store.request_tenant(request_id), self.router._client)
+            if owner is not None and owner != tenant:
+                raise UnknownRequestError(
+                    f"Request {request_id!r} is unknown or its feedback window has passed; "
+                    "check the id (the x-llmrouter-request-id header of the answer)."
+                )
         if model is None:
             model = await adrive(self.router._core.store.answered_model(request_id), self.router._client)
             if model is None:
@@ -417,7 +439,8 @@ class Gateway:
                 )
         # By keyword: an id that is not one is refused, never taken for a statement to learn.
         result = await self.router.feedback(request_id=request_id, model=model, quality=quality, cost=cost)
-        self._log({"type": "feedback", "request_id": request_id, "model": model, "quality": quality}, None)
+        entry = {"type": "feedback", "request_id": request_id, "model": model, "quality": quality}
+        self._log(entry | ({"tenant": tenant} if tenant else {}), None)
         return {"request_id": request_id, "model": model, "quality": quality, "row_id": result.row_id}
 
     async def stats(self) -> dict[str, Any]:
@@ -467,10 +490,15 @@ class Gateway:
         """The decisions log summarised (see :mod:`redisvl_llmrouter.observability.report`)."""
         return await adrive(report.load(self.router.name, since_ms, limit, until_ms), self.router._client)
 
-    async def recent_decisions(self, count: int = 50) -> list[dict[str, Any]]:
-        """The newest ``count`` entries of the decisions log, newest first."""
-        reply = await self.router._client.execute_command(*report.read_command(self.router.name, limit=count))
-        return decisions.parse_entries(reply)
+    async def recent_decisions(self, count: int = 50, tenant: str = "") -> list[dict[str, Any]]:
+        """The newest ``count`` entries of the decisions log, newest first; with a ``tenant``, its own
+        among the newest ``10 * count``."""
+        limit = count * 10 if tenant else count
+        reply = await self.router._client.execute_command(*report.read_command(self.router.name, limit=limit))
+        entries = decisions.parse_entries(reply)
+        if tenant:
+            entries = [e for e in entries if e.get("tenant") == tenant]
+        return entries[:count]
 
     def models(self) -> list[str]:
         """Every model the gateway may call: the router's (routes and catalog)."""
@@ -969,9 +997,9 @@ class Gateway:
         outcome.latency_ms = (time.perf_counter() - outcome.started) * 1000
         extra: list[tuple[Any, ...]] = []
         if self.config.record_requests and outcome.model is not None:  # feedback on a cached answer works too
-            extra = self.router._core.store.record_request_commands(
-                outcome.request_id, b"", request.text, str(outcome.model)
-            )
+            store = self.router._core.store
+            extra = store.record_request_commands(outcome.request_id, b"", request.text, str(outcome.model))
+            extra += store.tenant_commands(outcome.request_id, outcome.tenant)
         self._log({"type": "completion", **self._entry(outcome), "status": "ok"}, request.text, extra)
         self._count_answer(outcome)
         body.setdefault("created", int(time.time()))
@@ -1034,6 +1062,7 @@ class Gateway:
                 extra += store.record_request_commands(outcome.request_id, b"", request.text, model)
             else:
                 extra += store.answered_commands(outcome.request_id, model)
+            extra += store.tenant_commands(outcome.request_id, outcome.tenant)
         self._log({"type": "completion", **self._entry(outcome), "status": "ok"}, request.text, extra)
         if outcome.cache == "miss" and self.cache is not None and vector is not None:
             self._spawn(self._cache_store(self._window(request.text), vector, scope, body))
@@ -1069,6 +1098,7 @@ class Gateway:
             "baseline_cost": outcome.baseline_cost,
             "latency_ms": round(outcome.latency_ms, 3),
             "reasons": " | ".join(f"{e.model}: {e.reason}" for e in decision.excluded) if decision else "",
+            **({"tenant": outcome.tenant} if outcome.tenant else {}),
         }
 
     def _log(self, entry: dict[str, Any], text: str | None, extra: Sequence[tuple[Any, ...]] = ()) -> None:

@@ -233,6 +233,14 @@ class OutcomeStore:
             return None
         return bytes(vector) if not isinstance(vector, str) else vector.encode("latin-1"), as_text(text or "")
 
+    def tenant_commands(self, request_id: str, tenant: str) -> list[tuple[Any, ...]]:
+        """Note whose request it was (a tenant label, never a key): feedback from another is refused."""
+        return [("HSET", memory.request_key(self.router, request_id), "tenant", tenant)] if tenant else []
+
+    def request_tenant(self, request_id: str) -> Op[str | None]:
+        value = yield Command(("HGET", memory.request_key(self.router, request_id), "tenant"))
+        return None if value is None else as_text(value)
+
     def answered_commands(self, request_id: str, model: str) -> list[tuple[Any, ...]]:
         """Note which model answered a recorded request (feedback then defaults to it)."""
         return [("HSET", memory.request_key(self.router, request_id), "model", model)]

@@ -285,6 +285,28 @@ def test_api_keys_401_without_and_200_with(redis_url, local_upstream, tmp_path):
         assert "k-one" not in srv.proc.args and "k-two" not in " ".join(srv.proc.args)
 
 
+def test_each_api_key_gives_feedback_on_and_sees_only_its_own_requests(redis_url, local_upstream, tmp_path):
+    with gateway(redis_url, local_upstream.url, tmp_path, env={"LLMROUTER_API_KEYS": "k-alice,k-bob"}) as srv:
+        ids = {}
+        for key in ("k-alice", "k-bob"):
+            with openai.OpenAI(base_url=srv.v1, api_key=key, max_retries=0) as c:
+                raw = c.chat.completions.with_raw_response.create(model="auto", messages=ask(f"hi from {key}"))
+                ids[key] = raw.headers["x-llmrouter-request-id"]
+        time.sleep(0.3)  # the records and the log are written just after the answers
+
+        def feedback(key: str, request_id: str) -> httpx.Response:
+            auth = {"authorization": f"Bearer {key}"}
+            return srv.post("/v1/feedback", json={"request_id": request_id, "quality": 0.0}, headers=auth)
+
+        stolen = feedback("k-bob", ids["k-alice"])  # another client's request is unknown to bob
+        assert stolen.status_code == 404 and stolen.json()["error"]["code"] == "unknown_request"
+        assert feedback("k-alice", ids["k-alice"]).status_code == 200
+        for key, other in (("k-alice", "k-bob"), ("k-bob", "k-alice")):
+            recent = srv.get("/dashboard/data", headers={"authorization": f"Bearer {key}"}).json()["recent"]
+            seen = {e.get("request_id") for e in recent}
+            assert ids[key] in seen and ids[other] not in seen
+
+
 # ---------------------------------------------------------------------------- faults
 def test_a_failing_primary_is_answered_by_its_fallback(redis_url, local_upstream, tmp_path):
     tag = f"fb{uuid.uuid4().hex[:6]}"
