@@ -362,7 +362,7 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
         (with API keys, the caller's own: other clients' prompts and request ids are theirs)."""
         tenant = authorise(request)
         try:
-            since_ms = parse_since(since)
+            since_ms = parse_since(since, option="since")
         except ValueError as exc:
             raise InvalidRequestError(str(exc)) from None
         gateway_ = gw(request)

@@ -115,6 +115,8 @@ class Outcome:
     """A concrete model was asked for (nothing routed)."""
     tenant: str = ""
     """The client's tenant label (a hash of its API key; empty without keys)."""
+    excluded: list[Any] = field(default_factory=list)
+    """Why each model was ruled out, when no model was eligible (no decision then carries it)."""
     started: float = field(default_factory=time.perf_counter, repr=False)
     """``time.perf_counter()`` when the request arrived: every latency is measured from it."""
     model: str | None = None
@@ -646,6 +648,7 @@ class Gateway:
         try:
             match = await self._route(request.text, options)
         except NoEligibleModelError as exc:
+            outcome.excluded = exc.excluded  # the log says why, as a decision's exclusions would
             self._raise_if_all_open(unavailable)
             error = InvalidRequestError(str(exc))
             error.code = "no_eligible_model"  # as /v1/route names it
@@ -1097,7 +1100,9 @@ class Gateway:
             "cost": outcome.cost,
             "baseline_cost": outcome.baseline_cost,
             "latency_ms": round(outcome.latency_ms, 3),
-            "reasons": " | ".join(f"{e.model}: {e.reason}" for e in decision.excluded) if decision else "",
+            "reasons": " | ".join(
+                f"{e.model}: {e.reason}" for e in (decision.excluded if decision else outcome.excluded)
+            ),
             **({"tenant": outcome.tenant} if outcome.tenant else {}),
         }
 

@@ -6,7 +6,7 @@
 * ``llmrouter_cost_usd_total{model}``, ``llmrouter_baseline_usd_total{model}``: USD spent, and what
   the same answers would have cost on the baseline model (the saving is their difference, negative
   where an answer came from a dearer model: a counter could not go down)
-* ``llmrouter_tokens_total{model, kind}``: prompt and completion tokens
+* ``llmrouter_tokens_total{model, kind}``: prompt and completion tokens the providers processed (not cache hits)
 * ``llmrouter_cache_requests_total{result}``: semantic cache lookups, ``hit`` / ``miss``
 * ``llmrouter_fallbacks_total{model}``: answers given by a fallback model
 * ``llmrouter_upstream_errors_total{model, reason}``: failed provider calls (``timeout``, ``server``, ...)

@@ -95,9 +95,10 @@ class Report(BaseModel):
     The figures then cover the window from there on, not all of it."""
 
 
-def parse_since(value: str | None, now_s: float | None = None) -> int | None:
+def parse_since(value: str | None, now_s: float | None = None, option: str = "--since") -> int | None:
     """``--since`` as ms since the epoch: a duration back from now (``90s``, ``15m``, ``2h``, ``7d``),
-    an ISO date/time (``2026-11-23`` or ``2026-11-23T10:00``, UTC unless it says otherwise), or None."""
+    an ISO date/time (``2026-11-23`` or ``2026-11-23T10:00``, UTC unless it says otherwise), or None.
+    Errors name ``option`` as the caller's user wrote it (``--since``, or a URL's ``since``)."""
     if value is None or value == "":
         return None
     now_s = time.time() if now_s is None else now_s
@@ -107,8 +108,8 @@ def parse_since(value: str | None, now_s: float | None = None) -> int | None:
         if not math.isfinite(seconds):  # a number too long for a float: no such duration, no such time
             shown = value.strip()
             raise ValueError(
-                f"--since {shown[:24]!r}{f'... ({len(shown)} characters)' if len(shown) > 24 else ''}: "
-                "the duration is too large to compute; leave --since out to report the whole log"
+                f"{option} {shown[:24]!r}{f'... ({len(shown)} characters)' if len(shown) > 24 else ''}: "
+                f"the duration is too large to compute; leave {option} out to report the whole log"
             )
         return max(0, int((now_s - seconds) * 1000))  # before 1970: all
     from datetime import datetime, timezone
@@ -117,7 +118,7 @@ def parse_since(value: str | None, now_s: float | None = None) -> int | None:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
         raise ValueError(
-            f"--since {value!r}: give a duration back from now (30m, 2h, 7d) or an ISO date (2026-11-23T10:00)"
+            f"{option} {value!r}: give a duration back from now (30m, 2h, 7d) or an ISO date (2026-11-23T10:00)"
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
@@ -361,13 +362,29 @@ def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
+#: The widest a name column grows before names are cut (in the middle, so distinct ends stay visible).
+_NAME_WIDTH = 48
+
+
+def _cell_name(name: str) -> str:
+    """A name on one table line: control characters escaped, a long one cut in its middle."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+    if len(shown) <= _NAME_WIDTH:
+        return shown
+    half = (_NAME_WIDTH - 1) // 2
+    return f"{shown[:half]}…{shown[-(_NAME_WIDTH - 1 - half) :]}"
+
+
 def _table(title: str, rows: Mapping[str, Breakdown]) -> list[str]:
     columns = ("requests", 8), ("errors", 6), ("cost", 11), ("saving", 7), ("p50 ms", 7), ("p99 ms", 7)
-    lines = [f"{title:<28} " + " ".join(f"{name:>{width}}" for name, width in columns) + f" {'quality':>7}"]
+    names = {name: _cell_name(name) for name in rows}
+    width = max([28, len(title), *(len(n) for n in names.values())])
+    lines = [f"{title:<{width}} " + " ".join(f"{name:>{w}}" for name, w in columns) + f" {'quality':>7}"]
     for name, b in rows.items():
         quality = "-" if b.quality is None else f"{b.quality:.2f} ({b.feedback})"
         lines.append(
-            f"{name[:28]:<28} {b.requests:>8} {b.errors:>6} {format_usd(b.cost_usd):>11} {_share(b.saving_fraction):>7}"
+            f"{names[name]:<{width}} {b.requests:>8} {b.errors:>6} {format_usd(b.cost_usd):>11}"
+            f" {_share(b.saving_fraction):>7}"
             f" {_ms(b.latency_p50_ms):>7} {_ms(b.latency_p99_ms):>7} {quality:>7}"
         )
     return lines

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -188,13 +189,24 @@ def test_malformed_requests_get_openai_style_4xx(server, body, status, fragment)
     assert fragment in error["message"]
 
 
-def test_error_codes_name_the_error_on_every_path(server):
+def test_error_codes_name_the_error_on_every_path(server, redis_url):
+    bad_window = server.get("/dashboard/data", params={"since": "yesterday"})
+    assert bad_window.status_code == 400 and bad_window.json()["error"]["message"].startswith("since 'yesterday':")
     assert server.get("/v1/nowhere").json()["error"]["code"] == "not_found"
     wrong = server.get("/v1/chat/completions")
     assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
     assert "POST" in wrong.headers["allow"]
-    body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "constraints": {"max_cost": 0}}
+    text = f"hi {uuid.uuid4().hex}"
+    body = {"model": "auto", "messages": [{"role": "user", "content": text}], "constraints": {"max_cost": 0}}
     assert server.post("/v1/chat/completions", json=body).json()["error"]["code"] == "no_eligible_model"
+    store, digest = redis.Redis.from_url(redis_url), hashlib.sha256(text.encode()).hexdigest()
+    deadline = time.monotonic() + 5
+    while not (
+        logged := [e for e in parse_entries(store.xrange(stream_key(server.router))) if e.get("text_sha256") == digest]
+    ):
+        assert time.monotonic() < deadline, "the refused request was never logged"
+        time.sleep(0.05)
+    assert logged[0]["error"] == "no_eligible_model" and "max_cost" in logged[0]["reasons"]  # why, as a decision says
 
 
 def test_a_stream_passes_parameters_the_sdk_does_not_know_and_holds_no_slot(client, server):

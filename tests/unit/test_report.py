@@ -169,3 +169,16 @@ def test_small_costs_print_with_their_significant_digits():
     text = render(summarise(tiny, router="r"))
     assert "$0.000012" in text and "$0.000034" in text and "$0.0000 " not in text
     assert "cost $0.0020, against $0.0200" in render(summarise(ENTRIES[:2], router="r"))  # ordinary: 4 decimals
+
+
+def test_long_and_odd_names_stay_distinct_on_one_line_each():
+    long_a, long_b = "tier-" + "x" * 40 + "-alpha", "tier-" + "x" * 40 + "-beta"
+    entries = [completion(1_000, long_a, "m", 0.001, 0.01), completion(2_000, long_b, "m", 0.001, 0.01),
+               completion(3_000, "line\nbreak", "m", 0.001, 0.01)]  # fmt: skip
+    lines = render(summarise(entries, router="r")).splitlines()
+    rows = [line for line in lines if line.startswith("tier-")]
+    assert len(rows) == 2 and rows[0].split()[0].endswith("-alpha") and rows[1].split()[0].endswith("-beta")
+    assert any(line.startswith("line\\nbreak ") for line in lines)  # one row, the newline shown escaped
+    very_long = "t" * 30 + "middle" * 10 + "-the-end"
+    text = render(summarise([completion(1_000, very_long, "m", 0.001, 0.01)], router="r"))
+    assert "…" in text and "-the-end" in text  # cut in the middle: the distinct end stays
