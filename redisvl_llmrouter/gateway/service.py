@@ -425,20 +425,17 @@ class Gateway:
         self, request_id: str, quality: float, model: str | None, cost: float | None, tenant: str
     ) -> dict[str, Any]:
         store = self.router._core.store
+        foreign = False  # another tenant's request: as unknown to this caller as one never made
         if tenant and is_request_id(request_id):
             owner = await adrive(store.request_tenant(request_id), self.router._client)
-            if owner is not None and owner != tenant:
-                raise UnknownRequestError(
-                    f"Request {request_id!r} is unknown or its feedback window has passed; "
-                    "check the id (the x-llmrouter-request-id header of the answer)."
-                )
-        if model is None:
-            model = await adrive(self.router._core.store.answered_model(request_id), self.router._client)
-            if model is None:
-                raise UnknownRequestError(
-                    f"Request {request_id!r} is unknown or its feedback window has passed; "
-                    "check the id (the x-llmrouter-request-id header of the answer)."
-                )
+            foreign = owner is not None and owner != tenant
+        if model is None and not foreign:
+            model = await adrive(store.answered_model(request_id), self.router._client)
+        if foreign or model is None:
+            raise UnknownRequestError(
+                f"Request {request_id!r} is unknown or its feedback window has passed; "
+                "check the id (the x-llmrouter-request-id header of the answer)."
+            )
         # By keyword: an id that is not one is refused, never taken for a statement to learn.
         result = await self.router.feedback(request_id=request_id, model=model, quality=quality, cost=cost)
         entry = {"type": "feedback", "request_id": request_id, "model": model, "quality": quality}
