@@ -92,6 +92,8 @@ BREAKER_REFRESH_S = 0.2
 #: buffered, and a long stream would otherwise hold every other request on this process).
 YIELD_EVERY_CHUNKS = 8
 _PASSTHROUGH = RouteOptions()
+#: The longest model name a request may give (provider model ids are far shorter).
+MAX_MODEL_NAME_CHARS = 256
 #: Beyond a call's timeout, when the gateway gives up on a backend that does not time out on its own
 #: (a custom one ignoring ``Call.timeout_s``); the built-in backends time out first.
 TIMEOUT_GRACE_S = 1.0
@@ -545,6 +547,11 @@ class Gateway:
             raise InvalidRequestError(str(exc)) from None
         if not isinstance(model, str) or not model.strip():
             raise InvalidRequestError("model must be a non-empty string: 'auto', 'router/<name>' or a model name.")
+        if len(model) > MAX_MODEL_NAME_CHARS or not model.isprintable():
+            # Each model name becomes Redis keys and metric labels: a client must not mint unbounded ones.
+            raise InvalidRequestError(
+                f"model must be a printable name of at most {MAX_MODEL_NAME_CHARS} characters ({len(model)} given)."
+            )
         target = self._target(model)
         rank = priority_rank(priority)
         if timeout is not None and (

@@ -174,6 +174,8 @@ def test_a_concrete_model_passes_through(client, local_upstream):
             "only allowed when 'stream' is true",
         ),
         ('{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "temperature": 1e400}', 400, "too large"),
+        (json.dumps({"model": "m" * 257, "messages": [{"role": "user", "content": "hi"}]}), 400, "at most 256"),
+        (json.dumps({"model": "a/b\nc", "messages": [{"role": "user", "content": "hi"}]}), 400, "printable name"),
         (
             '{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "x": ' + "[" * 5000 + "]" * 5000 + "}",
             400,
