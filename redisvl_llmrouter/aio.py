@@ -21,7 +21,7 @@ from redisvl.index import AsyncSearchIndex
 from redisvl.utils.vectorize import BaseVectorizer
 
 from redisvl_llmrouter import compat, connection
-from redisvl_llmrouter.core import Acquire, Command, Embed, FeedbackResult, Op, Pipeline, RouterCore, load_definition
+from redisvl_llmrouter.core import Acquire, Command, Embed, FeedbackResult, Op, Pipeline, RouterCore, attach_definition
 from redisvl_llmrouter.learning.calibration import Calibration
 from redisvl_llmrouter.learning.prediction import Prediction
 from redisvl_llmrouter.learning.store import MemoryInfo, WriteReport
@@ -35,7 +35,7 @@ from redisvl_llmrouter.router import (
     definition_kwargs,
     feedback_target,
     outcome_records,
-    prepare_pretrained,
+    pretrained_kwargs,
     route_options,
 )
 from redisvl_llmrouter.schema import (
@@ -397,7 +397,7 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         **kwargs: Any,
     ) -> AsyncSemanticRouter:
         """Load a shipped config or an exported file; see :meth:`SemanticRouter.from_pretrained`."""
-        return await cls.create(**prepare_pretrained(name_or_path, name, vectorizer), **kwargs)
+        return await cls.create(**pretrained_kwargs(name_or_path, name, vectorizer, kwargs))
 
     @classmethod
     async def from_existing(
@@ -409,7 +409,7 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         **kwargs: Any,
     ) -> AsyncSemanticRouter:
         client = connection.async_client(redis_client, redis_url, kwargs.pop("connection_kwargs", None))
-        data = await adrive(load_definition(name), client)
+        data = await adrive(attach_definition(name), client)
         router = await cls.from_dict(data, redis_client=client, vectorizer=vectorizer, **kwargs)
         router._owns_client = redis_client is None
         return router

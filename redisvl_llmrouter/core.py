@@ -84,6 +84,7 @@ from redisvl_llmrouter.search import (
     is_missing_index,
     is_wrong_type,
     parse_route_rows,
+    parse_vector_field,
     reference_id,
     reference_key,
     route_command,
@@ -102,7 +103,9 @@ __all__ = [
     "Pipeline",
     "RouteOptions",
     "RouterCore",
+    "attach_definition",
     "definition_difference",
+    "index_vector_field",
     "load_definition",
     "parse_definition",
     "read_config",
@@ -213,6 +216,30 @@ def load_definition(name: str) -> Op[dict[str, Any]]:
     return definition_only(data)
 
 
+def index_vector_field(name: str) -> Op[tuple[str, int] | None]:
+    """The dtype and dims the search index of router ``name`` declares for its vectors; None without an index."""
+    try:
+        info = yield Command(("FT.INFO", name))
+    except ResponseError:  # no index, or FT.INFO denied by an ACL: nothing to learn, the stored config stands
+        return None
+    return parse_vector_field(info)
+
+
+def attach_definition(name: str) -> Op[dict[str, Any]]:
+    """The stored definition of router ``name``, for ``from_existing``: the vectorizer identity completed
+    with the vector dtype and dims its index declares where the config lacks them (RedisVL stores only
+    the vectorizer's type and model), so the vectorizer built from it makes vectors the index accepts."""
+    data = yield from load_definition(name)
+    identity = data.get("vectorizer")
+    if isinstance(identity, Mapping) and (identity.get("dtype") is None or identity.get("dims") is None):
+        field = yield from index_vector_field(name)
+        if field is not None:
+            dtype, dims = field
+            completed = {**identity, "dtype": identity.get("dtype") or dtype, "dims": identity.get("dims") or dims}
+            data = {**data, "vectorizer": completed}
+    return data
+
+
 def definition_difference(stored: Mapping[str, Any], given: Mapping[str, Any]) -> str:
     """What differs between two router definitions, in a few readable clauses (pure)."""
 
@@ -286,7 +313,9 @@ def _identity_key(identity: Any) -> dict[str, Any] | None:
     return {
         "model": "default" if is_default_model(model) else model,
         "dims": identity.get("dims"),
-        "dtype": str(identity.get("dtype", "float32")).lower(),
+        # Unknown when absent (RedisVL stores only type and model): the index's schema says, see
+        # ``index_vector_field``. Reading it as float32 refused RedisVL's own float16 routers.
+        "dtype": None if identity.get("dtype") is None else str(identity["dtype"]).lower(),
     }
 
 
@@ -431,6 +460,15 @@ class RouterCore:
         self.catalog = _as_catalog(catalog)
         self.learning = _as_learning(learning)
         self.store = OutcomeStore(self.name, self.dims, self.dtype, self.learning)
+        if (
+            isinstance(embedding_cache_size, bool)
+            or not isinstance(embedding_cache_size, int)
+            or embedding_cache_size < 0
+        ):
+            raise ConfigError(
+                f"embedding_cache_size must be a whole number of embeddings, 0 or more (0 disables the cache), "
+                f"got {embedding_cache_size!r}"
+            )
         self._cache = _EmbeddingCache(embedding_cache_size)
         self._effective: ModelCatalog | None = None
         self.version = 0
@@ -510,7 +548,14 @@ class RouterCore:
         if config is None:
             config = RoutingConfig()
         elif not isinstance(config, RoutingConfig):
-            data = config.model_dump() if hasattr(config, "model_dump") else dict(config)
+            if hasattr(config, "model_dump"):  # RedisVL's own RoutingConfig
+                data = config.model_dump()
+            elif isinstance(config, Mapping):
+                data = dict(config)
+            else:
+                raise ConfigError(
+                    f"A routing config must be a RoutingConfig or a mapping of settings, got {type(config).__name__}"
+                )
             try:
                 config = RoutingConfig.model_validate(data)
             except ValidationError as exc:
@@ -716,6 +761,8 @@ class RouterCore:
         self._vectors.update(precomputed or {})
         if stored is not None and not overwrite:
             self._check_same_router(stored)
+            if index_exists:
+                yield from self._check_index_vectors(stored)
             self.version, self.generation = stored_version(stored), stored_generation(stored)
             if not index_exists:  # the config survived, the index did not: rebuild it
                 yield from self.recover()
@@ -761,6 +808,10 @@ class RouterCore:
                 raise
 
     @property
+    def _memory_gone(self) -> str:
+        return f"its outcome memory index {self.store_index!r} is gone"
+
+    @property
     def store_index(self) -> str:
         from redisvl_llmrouter.learning.memory import index_name
 
@@ -776,6 +827,24 @@ class RouterCore:
         if _canonical(stored) != _canonical(self.to_dict()):
             detail = definition_difference(_normal(stored), _normal(self.to_dict())) or "the definitions differ"
             raise RouterExistsError(f"A different router named {self.name!r} is already in Redis ({detail}). {hint}")
+
+    def _check_index_vectors(self, stored: Mapping[str, Any]) -> Op[None]:
+        """Where the stored config does not say the vectors' dtype or dims (RedisVL's routers), the
+        index's schema does: a vectorizer making other vectors is refused here, not by the first query."""
+        identity = stored.get("vectorizer")
+        if isinstance(identity, Mapping) and identity.get("dtype") is not None and identity.get("dims") is not None:
+            return
+        field = yield from index_vector_field(self.name)
+        if field is None:
+            return
+        dtype, dims = field
+        if (dtype, dims) != (self.dtype.name, self.dims):
+            raise VectorizerMismatchError(
+                f"The index of router {self.name!r} holds {dims}-dimensional {dtype} vectors; the vectorizer given "
+                f"makes {self.dims}-dimensional {self.dtype.name} ones. Pass a vectorizer of the model the router was "
+                f"built with that makes {dtype} vectors (RedisVL's vectorizers and MiniLMVectorizer take "
+                f"dtype={dtype!r})."
+            )
 
     def _write_references(
         self, pairs: Sequence[tuple[str, str]], precomputed: Mapping[tuple[str, str], bytes]
@@ -821,6 +890,12 @@ class RouterCore:
     def _state_lost(self, reason: str) -> Op[None]:
         """React to the router's index or config having vanished: recover, or say so with a typed error."""
         self.check_not_deleted()
+        if not self.manages_index:  # create_index=False: the index is its owner's to create, never rebuilt here
+            raise RouterStateLostError(
+                f"Router {self.name!r} was attached with create_index=False and {reason}: it is not rebuilt, as the "
+                "index belongs to whoever manages it. Create the router there (or attach with create_index=True), "
+                "or call router.recover() to rebuild it from this object's definition."
+            )
         if not self.auto_recover:
             raise RouterStateLostError(
                 f"Router {self.name!r} lost its state in Redis: {reason} (Redis restarted without persistence, "
@@ -889,17 +964,6 @@ class RouterCore:
         floors = ranking.floors(rows, self.floor_routes, config, aggregation_method)
         return ranked, floors
 
-    def _ranked(
-        self, statement: Any, vector: Any, aggregation_method: DistanceAggregationMethod | None
-    ) -> Op[list[ranking.Candidate]]:
-        """Embed (or take) the query, run the one search, rank every tier route that passed."""
-        aggregation_method = self._checked_aggregation(aggregation_method)
-        radius = self._radius()
-        query, _ = yield from self._query(statement, vector)
-        (reply,) = yield from self._search(Pipeline((self._route_command(query, radius),)))
-        reply = yield from self._complete(reply, query, radius)
-        return self._rank(parse_route_rows(reply), aggregation_method)[0]
-
     def _route_command(self, query: bytes, radius: float) -> tuple[Any, ...]:
         return route_command(self.name, query, radius, self.reference_count)
 
@@ -912,6 +976,31 @@ class RouterCore:
                 raise
         yield from self._state_lost(f"its search index {self.name!r} is gone")
         return (yield pipeline)  # type: ignore[no-any-return]
+
+    def _recovering(self, operation: Callable[[], Op[T]], reason: str) -> Op[T]:
+        """Run ``operation`` (a read of the router's indexes); if an index vanished, recover and run it again.
+
+        What :meth:`_search` does for routing, for the reads that do not route (``predict``, ``calibrate``).
+        """
+        try:
+            return (yield from operation())
+        except ResponseError as exc:
+            if not is_missing_index(exc):
+                raise
+        yield from self._state_lost(reason)
+        return (yield from operation())
+
+    def _lost_state(self) -> Op[str | None]:
+        """Why the router's state in Redis is gone (its index or its config), or None while both are there.
+
+        For reads of plain keys, which answer "nothing" rather than "no such index" after a loss.
+        """
+        existing, config = yield Pipeline((("FT._LIST",), ("EXISTS", config_key(self.name))))
+        if self.name not in {as_text(n) for n in existing or []}:
+            return f"its search index {self.name!r} is gone"
+        if not int(config or 0):
+            return "its stored config is gone"
+        return None
 
     def _complete(self, reply: Any, query: bytes, radius: float) -> Op[Any]:
         """The full reply when more documents matched than the router has references (foreign hashes
@@ -982,6 +1071,17 @@ class RouterCore:
         options: RouteOptions | None = None,
     ) -> Op[RouteMatch]:
         """Route one request: one round trip (route search, memory search, live stats), then the pure steps."""
+        match, _ = yield from self._route(statement, vector, aggregation_method, options)
+        return match
+
+    def _route(
+        self,
+        statement: Any,
+        vector: Any,
+        aggregation_method: DistanceAggregationMethod | None,
+        options: RouteOptions | None,
+    ) -> Op[tuple[RouteMatch, list[ranking.Candidate]]]:
+        """:meth:`route`'s match, and the ranked tier routes it was chosen from (for :meth:`route_many`)."""
         options = options or RouteOptions()
         aggregation_method = self._checked_aggregation(aggregation_method)
         strategy = options.strategy or self.routing_config.strategy
@@ -1022,7 +1122,7 @@ class RouterCore:
         match = self._match(ranked, decision, request_id)
         if request_id is not None and options.record_model and match.model is not None:
             yield Command(self.store.answered_commands(request_id, match.model)[0])
-        return match
+        return match, ranked
 
     def route_many(
         self,
@@ -1033,8 +1133,14 @@ class RouterCore:
     ) -> Op[list[RouteMatch]]:
         if max_k is not None and (not isinstance(max_k, int) or max_k < 1):
             raise InvalidQueryError(f"max_k must be a positive integer, got {max_k!r}")
-        ranked = yield from self._ranked(statement, vector, aggregation_method)
-        return ranking.top_matches(ranked, self.tiers, self.routing_config, max_k or self.routing_config.max_k)
+        # The first match is __call__'s own, policy step included (floors, strategy, learning): RedisVL's
+        # users read ``.model`` off it, and a ranking-only model would skip a floor. The others are the
+        # remaining passing routes in the same rank order, each with its route's own model.
+        best, ranked = yield from self._route(statement, vector, aggregation_method, RouteOptions())
+        if not best:
+            return []
+        others = ranking.top_matches(ranked, self.tiers, self.routing_config, max_k or self.routing_config.max_k)
+        return [best, *others[1:]]
 
     def distances(
         self, statements: Sequence[str] | None = None, vectors: Sequence[Any] | None = None
@@ -1086,7 +1192,7 @@ class RouterCore:
         rows = yield from self._distances_of(queries)
         views: list[MemoryView | None] = [None] * len(queries)
         if queries and _needs_prediction(strategy, options.constraints):
-            views = yield from self.store.read_many(queries)
+            views = yield from self._recovering(lambda: self.store.read_many(queries), self._memory_gone)
         stats: Mapping[str, live.ModelStats] = live.as_mapping(options.stats)
         if options.stats is None and _needs_stats(strategy, options.constraints):
             now = live_now_ms()
@@ -1326,7 +1432,7 @@ class RouterCore:
     ) -> Op[list[Prediction | None]]:
         """What the outcome memory expects of every model for each request (None while the memory is empty)."""
         queries, _ = yield from self._batch_queries(statements, vectors)
-        views = yield from self.store.read_many(queries)
+        views = yield from self._recovering(lambda: self.store.read_many(queries), self._memory_gone)
         catalog_quality = {m.name: m.quality for m in self.catalog}
         return [
             None
@@ -1353,7 +1459,11 @@ class RouterCore:
 
     def live_stats(self, models: Sequence[str] | None = None) -> Op[dict[str, live.ModelStats]]:
         """What every process sharing this Redis has measured of ``models`` (default: all the router knows)."""
+        if isinstance(models, str):  # a bare name would be read as its characters (as predict, route_batch)
+            raise InvalidQueryError(f"live_stats takes a list of model names; pass [{models!r}] for one.")
         names = list(models) if models is not None else self.models
+        if any(not isinstance(m, str) or not m for m in names):
+            raise InvalidQueryError(f"Model names must be non-empty strings, got {names!r}")
         if not names:
             return {}
         now = live_now_ms()
@@ -1393,7 +1503,9 @@ class RouterCore:
         rows = yield from self.store.sample_rows(sample)
         if not rows:
             raise ConfigError(f"Router {self.name!r} has no outcomes to calibrate on; learn() some first.")
-        views = yield from self.store.read_many([r["vector"] for r in rows], k=self.learning.neighbours + 1)
+        views = yield from self._recovering(
+            lambda: self.store.read_many([r["vector"] for r in rows], k=self.learning.neighbours + 1), self._memory_gone
+        )
         # The tier routes each row matches: routing caps an unobserved model at the tier pick's quality.
         route_rows = yield from self._distances_of([r["vector"] for r in rows])
         models = self.models
@@ -1563,7 +1675,15 @@ class RouterCore:
         if not pairs:
             return []
         fields = ("reference_id", "route_name", "reference")
-        replies = yield Pipeline(tuple(("HMGET", reference_key(self.name, *p), *fields) for p in pairs))
+        read = Pipeline(tuple(("HMGET", reference_key(self.name, *p), *fields) for p in pairs))
+        replies = yield read
+        if any(not reply or reply[0] is None for reply in replies):
+            # References this object lists are missing: another writer removed them, or Redis lost the
+            # router (then recover, as routing does, rather than answer "none" for what it holds).
+            lost = yield from self._lost_state()
+            if lost is not None:
+                yield from self._state_lost(lost)
+                replies = yield read
         return [
             {"id": reference_key(self.name, *pair), **{f: as_text(v) for f, v in zip(fields, reply, strict=True)}}
             for pair, reply in zip(pairs, replies, strict=True)
@@ -1677,8 +1797,15 @@ class RouterCore:
         pairs = [(r.name, ref) for r in self.routes for ref in r.references]
         if not pairs:
             return {}
-        replies = yield Pipeline(tuple(("HGET", reference_key(self.name, *p), "vector") for p in pairs))
+        read = Pipeline(tuple(("HGET", reference_key(self.name, *p), "vector") for p in pairs))
+        replies = yield read
         missing = [p for p, v in zip(pairs, replies, strict=True) if v is None]
+        if missing:  # Redis lost the router (restarted empty, flushed): recover as routing does, then read again
+            lost = yield from self._lost_state()
+            if lost is not None:
+                yield from self._state_lost(lost)
+                replies = yield read
+                missing = [p for p, v in zip(pairs, replies, strict=True) if v is None]
         if missing:
             raise ConfigError(
                 f"Router {self.name!r} lists {len(missing)} reference(s) whose vectors are not in Redis, "

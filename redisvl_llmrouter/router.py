@@ -7,6 +7,8 @@ generator to :func:`drive`.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,7 +31,7 @@ from redisvl_llmrouter.core import (
     Pipeline,
     RouteOptions,
     RouterCore,
-    load_definition,
+    attach_definition,
     parse_definition,
     vectorizer_difference,
 )
@@ -131,18 +133,42 @@ def prepare_pretrained(name_or_path: str | Path, name: str | None, vectorizer: B
     }
 
 
+#: Settings a caller may give ``from_dict``/``from_yaml``/``from_existing``/``from_pretrained`` in place
+#: of the definition's own (None: keep the definition's).
+DEFINITION_OVERRIDES = ("routing_config", "catalog", "learning")
+
+
+def _overrides(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: kwargs[k] for k in DEFINITION_OVERRIDES if kwargs.get(k) is not None}
+
+
 def definition_kwargs(data: Mapping[str, Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Router keyword arguments from a router dict; ``name`` and ``vectorizer`` in ``kwargs`` take precedence."""
+    """Router keyword arguments from a router dict; ``name``, ``vectorizer``, ``routing_config``,
+    ``catalog`` and ``learning`` in ``kwargs`` take precedence."""
     definition = parse_definition(data)
     return {
         **kwargs,
         "name": kwargs.get("name") or definition.name,
         "routes": definition.routes,
         "routing_config": definition.routing_config,
-        "catalog": kwargs.get("catalog", definition.catalog),
-        "learning": kwargs.get("learning", definition.learning),
+        "catalog": definition.catalog,
+        "learning": definition.learning,
+        **_overrides(kwargs),
         "vectorizer": _resolve_vectorizer(kwargs.get("vectorizer"), definition),
     }
+
+
+def pretrained_kwargs(
+    name_or_path: str | Path, name: str | None, vectorizer: BaseVectorizer | None, kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Router keyword arguments for ``from_pretrained``: the config's, with ``routing_config``, ``catalog``
+    and ``learning`` in ``kwargs`` taking precedence (as for ``from_dict``) and the rest passed on."""
+    if "routes" in kwargs:  # the config's routes and their precomputed vectors go together
+        raise ConfigError(
+            "from_pretrained takes its routes from the config; add routes afterwards with add_route(), "
+            "or build the router with SemanticRouter(routes=...)."
+        )
+    return {**kwargs, **prepare_pretrained(name_or_path, name, vectorizer), **_overrides(kwargs)}
 
 
 def route_options(
@@ -173,16 +199,54 @@ def route_options(
         raise InvalidQueryError(f"Invalid constraints: {problems}") from None
     if prompt_tokens is not None and (not isinstance(prompt_tokens, int) or prompt_tokens < 1):
         raise InvalidQueryError(f"prompt_tokens must be a positive integer, got {prompt_tokens!r}")
-    from redisvl_llmrouter.policy.stats import as_mapping
-
     return RouteOptions(
         strategy=chosen,
         constraints=checked,
         prompt_tokens=prompt_tokens,
-        unavailable=dict(unavailable or {}),
-        stats=None if stats is None else as_mapping(stats),
+        unavailable=_checked_unavailable(unavailable),
+        stats=None if stats is None else _checked_stats(stats),
         record=bool(record),
     )
+
+
+def _checked_unavailable(unavailable: Any) -> dict[str, str]:
+    """``unavailable`` as documented: model name to the reason it is not to be chosen (shown in the decision)."""
+    if unavailable is None:
+        return {}
+    if not isinstance(unavailable, Mapping) or not all(
+        isinstance(model, str) and isinstance(reason, str) for model, reason in unavailable.items()
+    ):
+        raise InvalidQueryError(
+            "unavailable must map model names to the reason each is unavailable, e.g. "
+            f"{{'openai/gpt-4.1': 'circuit open'}}; got {unavailable!r}"
+        )
+    return dict(unavailable)
+
+
+def _checked_stats(stats: Any) -> dict[str, ModelStats]:
+    """Caller-given live statistics: model name to a ``ModelStats`` or a mapping of its fields (numbers)."""
+    fields = {f.name for f in dataclasses.fields(ModelStats)}
+    if not isinstance(stats, Mapping):
+        raise InvalidQueryError(f"stats must map model names to statistics, got {type(stats).__name__}")
+    out: dict[str, ModelStats] = {}
+    for model, value in stats.items():
+        if not isinstance(model, str):
+            raise InvalidQueryError(f"stats must be keyed by model name, got {model!r}")
+        if isinstance(value, ModelStats):
+            out[model] = value
+            continue
+        if not isinstance(value, Mapping):
+            raise InvalidQueryError(f"stats[{model!r}] must be a ModelStats or a mapping, got {type(value).__name__}")
+        unknown = sorted(str(k) for k in value if k not in fields)
+        if unknown:
+            raise InvalidQueryError(f"stats[{model!r}] has unknown field(s) {unknown}; known: {sorted(fields)}")
+        for key, number in value.items():
+            if number is not None and (
+                isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number)
+            ):
+                raise InvalidQueryError(f"stats[{model!r}][{key!r}] must be a finite number, got {number!r}")
+        out[model] = ModelStats(**dict(value))
+    return out
 
 
 def feedback_target(target: str | None, request_id: str | None, statement: str | None) -> tuple[str | None, str | None]:
@@ -380,8 +444,10 @@ class SemanticRouter(BaseSemanticRouter):
             a ``ModelCatalog``, a mapping or a list of model dicts. Route models missing from it
             are priced from their route's ``cost``.
         learning: how the outcome memory predicts (``LearningConfig``); defaults suit most uses.
-        create_index: as in RedisVL: False attaches to an index the caller manages, issuing no
-            command and writing nothing (``delete()`` is then refused; ``clear()`` works).
+        create_index: as in RedisVL: False attaches to an index the caller manages; construction
+            issues no command and writes nothing, and a missing index is never created or rebuilt
+            (the call that needs it raises ``RouterStateLostError``; ``recover()`` rebuilds on
+            request). ``delete()`` is then refused; ``clear()`` works.
         dtype: deprecated (RedisVL's): the default vectorizer's dtype, or a check on the given one.
     """
 
@@ -718,9 +784,10 @@ class SemanticRouter(BaseSemanticRouter):
             name_or_path: a shipped config's name, or a path to a config file.
             name: the router's name in Redis (default: the config's name).
             vectorizer: must match the config's model and dimensions (default: built from the config).
-            **kwargs: as for :class:`SemanticRouter` (``redis_url``, ``overwrite``, ...).
+            **kwargs: as for :class:`SemanticRouter` (``redis_url``, ``overwrite``, ...);
+                ``routing_config``, ``catalog`` and ``learning`` replace the config's.
         """
-        return cls(**prepare_pretrained(name_or_path, name, vectorizer), **kwargs)
+        return cls(**pretrained_kwargs(name_or_path, name, vectorizer, kwargs))
 
     @classmethod
     def from_existing(
@@ -733,7 +800,7 @@ class SemanticRouter(BaseSemanticRouter):
     ) -> SemanticRouter:
         """Attach to a router already in Redis, from its stored config; nothing is re-embedded."""
         client = connection.sync_client(redis_client, redis_url, kwargs.pop("connection_kwargs", None))
-        data = drive(load_definition(name), client)
+        data = drive(attach_definition(name), client)
         router = cls.from_dict(data, redis_client=client, vectorizer=vectorizer, **kwargs)
         router._owns_client = redis_client is None
         return router

@@ -36,6 +36,7 @@ __all__ = [
     "is_missing_index",
     "is_wrong_type",
     "parse_route_rows",
+    "parse_vector_field",
     "reference_id",
     "reference_key",
     "route_command",
@@ -206,6 +207,34 @@ def parse_route_rows(reply: Any) -> list[RouteDistances]:
             continue
         by_route.setdefault(route, []).append(value)
     return [RouteDistances(as_text(route), tuple(sorted(ds))) for route, ds in by_route.items()]
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """A RESP3 map or a RESP2 flat ``[key, value, ...]`` list as a dict with text keys."""
+    if isinstance(value, dict):
+        return {as_text(k): v for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return _pairs(value)
+    return {}
+
+
+def parse_vector_field(info: Any) -> tuple[str, int] | None:
+    """The lower-case dtype and the dims of the ``vector`` field in an ``FT.INFO`` reply (RESP2 or RESP3).
+
+    None when the reply has no such field or does not say (an index this package did not create).
+    """
+    for attribute in _mapping(info).get("attributes") or []:
+        fields = _mapping(attribute)
+        if as_text(fields.get("attribute", fields.get("identifier", ""))) != VECTOR_FIELD:
+            continue
+        dtype, dims = fields.get("data_type"), fields.get("dim")
+        if dtype is None or dims is None:
+            return None
+        try:
+            return as_text(dtype).lower(), int(as_text(dims))
+        except ValueError:
+            return None
+    return None
 
 
 def check_modules(module_list: Any, where: str) -> None:

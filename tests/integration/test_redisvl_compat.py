@@ -22,6 +22,7 @@ from redisvl_llmrouter import (
     LLMRouterError,
     RedisUnavailableError,
     Route,
+    RouterStateLostError,
     RoutingConfig,
     VectorizerMismatchError,
 )
@@ -101,8 +102,12 @@ def test_create_index_false_attaches_without_writing_and_never_drops_the_index(a
     with pytest.raises(ValueError, match="contradict"):
         api.create(name=name, routes=routes(), vectorizer=table, create_index=False, overwrite=True)
     ghost = f"{name}-ghost"
-    api.create(name=ghost, routes=routes(), vectorizer=table, create_index=False)
+    unowned = api.create(name=ghost, routes=routes(), vectorizer=table, create_index=False)
     assert client.keys(f"{ghost}*") == []  # no command was issued for an index it does not own
+    # Nor is the missing index created behind the caller's back when a call needs it: a typed error says so.
+    with pytest.raises(RouterStateLostError, match="create_index=False"):
+        unowned("query")
+    assert client.keys(f"{ghost}*") == [] and ghost.encode() not in client.execute_command("FT._LIST")
     client.close()
 
 
@@ -119,6 +124,49 @@ def test_router_stored_by_redisvl_is_attached_with_from_existing(api, name, tabl
         match = ours("query")
         assert match.name == "near"
         assert match.distance == pytest.approx(0.1, abs=1e-5)
+    finally:
+        theirs.delete()
+
+
+def float16(vectorizer_dtype: str = "float16") -> CustomVectorizer:
+    return CustomVectorizer(
+        embed=TableVectorizer.vector,
+        embed_many=lambda texts, **_: [TableVectorizer.vector(t) for t in texts],
+        dtype=vectorizer_dtype,
+    )
+
+
+def test_a_float16_router_stored_by_redisvl_attaches_with_its_vectorizer(api, name, table, redis_url):
+    # RedisVL stores only the vectorizer's type and model; the index's schema says its vectors are float16.
+    theirs = RedisVLRouter(
+        name=name,
+        routes=[RedisVLRoute(name="near", references=["near d=0.1"], distance_threshold=0.5)],
+        vectorizer=float16(),
+        redis_url=redis_url,
+    )
+    try:
+        ours = api.from_existing(name, vectorizer=float16())
+        match = ours("query")
+        assert (match.name, match.distance) == ("near", pytest.approx(0.1, abs=0.01))
+        with pytest.raises(VectorizerMismatchError, match="holds 3-dimensional float16 vectors.*dtype='float16'"):
+            api.from_existing(name, vectorizer=table)  # float32: refused here, not by the first query
+    finally:
+        theirs.delete()
+
+
+def test_a_float16_router_stored_by_redisvl_attaches_without_a_vectorizer(api, name, redis_url):
+    from redisvl_llmrouter import MiniLMVectorizer
+
+    theirs = RedisVLRouter(
+        name=name,
+        routes=[RedisVLRoute(name="greeting", references=["hello", "hi"], distance_threshold=0.3)],
+        vectorizer=MiniLMVectorizer(dtype="float16"),
+        redis_url=redis_url,
+    )
+    try:
+        ours = api.from_existing(name)  # the packaged MiniLM, at the index's dtype
+        assert ours.vectorizer.dtype == "float16"
+        assert ours("hello").name == "greeting"
     finally:
         theirs.delete()
 

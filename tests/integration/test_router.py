@@ -7,6 +7,7 @@ text ``query`` (``"cheap d=0.2"`` lies at distance 0.2), so expected winners are
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -19,16 +20,22 @@ import yaml
 from redisvl_llmrouter import (
     ConfigError,
     DistanceAggregationMethod,
+    Floor,
     InvalidQueryError,
+    LearningConfig,
+    ModelCatalog,
+    ModelSpec,
     Route,
     RouteExistsError,
     RouteNotFoundError,
     RouterDeletedError,
     RouterExistsError,
+    RouterStateLostError,
     RoutingConfig,
     VectorDimensionError,
     VectorizerMismatchError,
 )
+from redisvl_llmrouter.learning import memory
 from redisvl_llmrouter.schema import ConfidenceCalibration
 from redisvl_llmrouter.search import config_key
 
@@ -422,3 +429,144 @@ def test_bad_definitions_raise_clear_errors(api, name, table):
         )
     with pytest.raises(ConfigError, match="routes"):
         api.from_dict({"name": name, "routes": "not a list"}, vectorizer=table)
+
+
+# ----------------------------------------------------------------- route_many applies the policy, as __call__
+def floored() -> list[Route]:
+    """``cheap`` is nearest, but the query also matches a floor that lifts it to ``pricey``'s models."""
+    return [
+        Route(name="cheap", model="m/cheap", cost=1.0, references=["cheap d=0.05"], distance_threshold=0.5),
+        Route(name="pricey", model="m/pricey", cost=10.0, references=["pricey d=0.2"], distance_threshold=0.5),
+        Route(
+            name="sensitive", references=["sensitive d=0.1"], distance_threshold=0.5, floor=Floor(min_route="pricey")
+        ),
+    ]
+
+
+def test_route_many_leads_with_the_match_call_gives_floors_included(api, name, table):
+    router = api.create(name=name, routes=floored(), vectorizer=table)
+    single = router("query")
+    assert (single.name, single.model) == ("cheap", "m/pricey")  # the floor holds
+    first, second = router.route_many("query", max_k=3)
+    assert (first.name, first.model, first.decision) == (single.name, single.model, single.decision)
+    assert first.decision.floors == ["sensitive"]
+    assert (second.name, second.model, second.decision) == ("pricey", "m/pricey", None)  # the next passing route
+    assert [m.name for m in router.route_many("query")] == ["cheap"]  # max_k defaults to the config's 1
+
+
+def test_route_many_orders_by_the_ranking_score_as_call_does_even_against_confidence(api, name, table):
+    # With the cost penalty the cheaper, farther route ranks first (docs/api.md): its confidence is lower.
+    config = RoutingConfig(cost_optimization=True, cost_weight=0.3)
+    router = api.create(name=name, routes=tiers(), vectorizer=table, routing_config=config)
+    matches = router.route_many("query", max_k=2)
+    assert [m.name for m in matches] == ["cheap", "pricey"]
+    assert (matches[0].name, matches[0].model) == (router("query").name, router("query").model)
+    assert matches[0].score < matches[1].score
+    assert matches[0].confidence < matches[1].confidence
+
+
+# ----------------------------------------------------------------- reads recover a router Redis lost
+def lose_state(redis_url: str, name: str) -> None:
+    """What Redis restarting empty does to one router, without touching the other tests' keys:
+    its index, outcome memory index and every key of its own are gone."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for index in (name, memory.index_name(name)):
+            with contextlib.suppress(redis.ResponseError):  # not created yet
+                client.execute_command("FT.DROPINDEX", index)
+        for pattern in (f"{name}:*", f"llmrouter:{{{name}}}*"):
+            keys = list(client.scan_iter(match=pattern, count=1000))
+            if keys:
+                client.delete(*keys)
+    finally:
+        client.close()
+
+
+def test_reads_after_redis_lost_the_router_rebuild_it_as_routing_does(api, name, table, redis_url, tmp_path, caplog):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    with caplog.at_level(logging.WARNING):
+        lose_state(redis_url, name)
+        assert router.predict(["cheap d=0.2"]) == [None]  # the memory index is back, empty
+        lose_state(redis_url, name)
+        refs = router.get_route_references("cheap")
+        assert [r["reference"] for r in refs] == ["cheap d=0.2"]
+        lose_state(redis_url, name)
+        path = router.export_with_embeddings(tmp_path / "r.json")
+        with redis.Redis.from_url(redis_url) as client:  # the outcome memory's index alone
+            client.execute_command("FT.DROPINDEX", memory.index_name(name))
+        assert [m.name for m in router.route_batch(["query"])] == ["pricey"]
+    assert caplog.text.count("rebuilding it") == 4
+    assert api.from_pretrained(str(path), name=f"{name}-copy", vectorizer=table)("query").name == "pricey"
+    assert router("query").name == "pricey"
+
+
+def test_reads_after_the_loss_raise_the_typed_error_with_auto_recover_off(api, name, table, redis_url, tmp_path):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    getattr(router, "unwrapped", router).auto_recover = False
+    lose_state(redis_url, name)
+    for call in (
+        lambda: router.predict(["cheap d=0.2"]),
+        lambda: router.get_route_references("cheap"),
+        lambda: router.export_with_embeddings(tmp_path / "r.json"),
+    ):
+        with pytest.raises(RouterStateLostError, match="is gone"):
+            call()
+    assert router.recover() is True
+    assert len(router.get_route_references("cheap")) == 1
+
+
+# ----------------------------------------------------------------- arguments of the wrong shape: typed errors
+def test_live_stats_refuses_a_bare_model_name_as_predict_and_route_batch_refuse_a_bare_statement(api, name, table):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    with pytest.raises(InvalidQueryError, match=r"\['m/cheap'\]"):
+        router.live_stats("m/cheap")
+    assert list(router.live_stats(["m/cheap"])) == ["m/cheap"]
+    with pytest.raises(InvalidQueryError):
+        router.route_batch("query")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"unavailable": ["m/cheap"]}, "map model names to the reason"),
+        ({"unavailable": {"m/cheap": 1}}, "map model names to the reason"),
+        ({"stats": {"m/cheap": {"bogus": 1}}}, "unknown field"),
+        ({"stats": {"m/cheap": {"latency_ms": "fast"}}}, "must be a finite number"),
+        ({"stats": {"m/cheap": 300.0}}, "ModelStats or a mapping"),
+        ({"stats": ["m/cheap"]}, "stats must map"),
+    ],
+)
+def test_route_options_of_the_wrong_shape_are_invalid_queries(api, name, table, kwargs, message):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    with pytest.raises(InvalidQueryError, match=message):
+        router("query", **kwargs)
+    match = router("query", unavailable={"m/pricey": "circuit open"}, stats={"m/cheap": {"latency_ms": 300.0}})
+    assert (match.name, match.model) == ("pricey", "m/cheap")  # the route's own model is unavailable
+    assert [(e.model, e.reason) for e in match.decision.excluded] == [("m/pricey", "circuit open")]
+
+
+def test_settings_of_the_wrong_type_are_config_errors(api, name, table):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    with pytest.raises(ConfigError, match="mapping of settings, got int"):
+        router.update_routing_config(42)
+    with pytest.raises(ConfigError, match="mapping of settings, got str"):
+        api.create(name=f"{name}-b", routes=tiers(), vectorizer=table, routing_config="fast")
+    for size in ("x", -1, True, 1.5):
+        with pytest.raises(ConfigError, match="embedding_cache_size"):
+            api.create(name=f"{name}-c", routes=tiers(), vectorizer=table, embedding_cache_size=size)
+    assert api.create(name=f"{name}-d", routes=tiers(), vectorizer=table, embedding_cache_size=0)("query")
+
+
+def test_from_pretrained_and_from_dict_take_the_settings_they_are_given(api, name, table, tmp_path):
+    source = api.create(name=name, routes=tiers(), vectorizer=table)
+    path = source.export_with_embeddings(tmp_path / "r.json")
+    config = RoutingConfig(default_route="cheap", max_k=2)
+    learning = LearningConfig(neighbours=5)
+    catalog = ModelCatalog(models=[ModelSpec(name="m/other", input_price=1.0, output_price=1.0)])
+    given = {"routing_config": config, "learning": learning, "catalog": catalog}
+    loaded = api.from_pretrained(str(path), name=f"{name}-p", vectorizer=table, **given)
+    copied = api.from_dict(source.to_dict(), name=f"{name}-d", vectorizer=table, **given)
+    for router in (loaded, copied):
+        assert (router.routing_config, router.learning, router.catalog) == (config, learning, catalog)
+    with pytest.raises(ConfigError, match="routes from the config"):
+        api.from_pretrained(str(path), name=f"{name}-r", vectorizer=table, routes=tiers())
