@@ -10,7 +10,8 @@
     llmrouter eval DATASET.jsonl ... --router default --map simple=gpt-4 --json out.json --plot out.png
     llmrouter eval TEST.jsonl --learn TRAIN.jsonl ...        # the learned router, trained on TRAIN
     llmrouter eval DATASET.jsonl --cv 5 --strategy learned --strategy cost
-    llmrouter learn DATASET.jsonl ... --router my-router    # fill a router's outcome memory
+    llmrouter learn DATASET.jsonl ... --router default --name my-router --add-models   # a new router, learned
+    llmrouter learn DATASET.jsonl ... --router my-router    # add to a stored router's outcome memory
     llmrouter serve --upstream http://127.0.0.1:8001/v1      # the OpenAI-compatible gateway
     llmrouter report --since 1h --plot traffic.png           # what the gateway spent, saved and answered
 
@@ -79,10 +80,32 @@ def _price(prices: dict[str, float] | None) -> str:
 
 def _load(args: argparse.Namespace) -> Any:
     from redisvl_llmrouter import SemanticRouter
+    from redisvl_llmrouter.errors import RouterExistsError, VectorizerMismatchError
 
     if getattr(args, "router", None):  # a router stored in Redis (as `learn --router` or the gateway left it)
         return SemanticRouter.from_existing(args.router, redis_url=args.redis_url)
-    return SemanticRouter.from_pretrained(args.config, redis_url=args.redis_url)
+    try:
+        return SemanticRouter.from_pretrained(args.config, redis_url=args.redis_url)
+    except (RouterExistsError, VectorizerMismatchError) as exc:
+        raise _name_taken(exc, args.config) from None
+
+
+#: The library's advice when a router name is taken: options of the Python API, not of the CLI.
+_PYTHON_HINT = "Pass overwrite=True to replace it, or use from_existing() to attach to it."
+
+
+def _name_taken(exc: Exception, config: str) -> Exception:
+    """``exc`` (another router under the config's name in this Redis) with what a CLI user can do about it."""
+    from redisvl_llmrouter import pretrained
+
+    if _PYTHON_HINT not in str(exc):
+        return exc
+    name = pretrained.read(config).name
+    problem = str(exc).replace(_PYTHON_HINT, "").strip()
+    return type(exc)(
+        f"{problem} route loads the config {config!r} under its name: to route with the router stored in Redis, "
+        f"pass --router {name}; to route with the config as shipped, use another Redis (--redis-url)."
+    )
 
 
 def _confidence_line(match: Any, calibrated: bool) -> str:
@@ -207,6 +230,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    import uuid
+
     from redisvl_llmrouter import SemanticRouter, pretrained
     from redisvl_llmrouter.errors import ConfigError
 
@@ -218,15 +243,52 @@ def cmd_export(args: argparse.Namespace) -> int:
                 "REDIS_URL (or LLMROUTER_DATA_DIR, for the embedded Redis that stored it)."
             )
         router = SemanticRouter.from_existing(args.name, redis_url=args.redis_url)
-        description, metrics = "", None
-    else:
-        config = pretrained.read(args.name)  # the file's description and metrics travel with the export
-        description, metrics = config.description, config.metrics
-        router = SemanticRouter.from_pretrained(args.name, redis_url=args.redis_url)
-    path = router.export_with_embeddings(args.path, description=description, metrics=metrics)
-    refs = sum(len(r.references) for r in router.routes)
-    print(f"wrote {path}: {len(router.routes)} routes, {refs} references with their vectors")
+        description, metrics = _measured_config(router, pretrained.available())
+        path = router.export_with_embeddings(args.path, description=description, metrics=metrics)
+        refs = sum(len(r.references) for r in router.routes)
+        print(f"wrote {path}: {len(router.routes)} routes, {refs} references with their vectors")
+        return 0
+    config = pretrained.read(args.name)  # the file's description and metrics travel with the export
+    # Through Redis under a name of its own: a router already stored under the config's name (changed, or
+    # with learned rows) is neither refused nor exported in the config's place; the file holds the config.
+    router = SemanticRouter.from_pretrained(
+        args.name, name=f"{config.name}.export-{uuid.uuid4().hex[:8]}", redis_url=args.redis_url
+    )
+    try:
+        written = router.export_with_embeddings(args.path, description=config.description, metrics=config.metrics)
+        path = pretrained.write(pretrained.read(written).model_copy(update={"name": config.name}), written)
+        refs = sum(len(r.references) for r in router.routes)
+        print(f"wrote {path}: {len(router.routes)} routes, {refs} references with their vectors")
+    finally:
+        router.delete()
     return 0
+
+
+def _measured_config(router: Any, configs: Sequence[str]) -> tuple[str, dict[str, Any] | None]:
+    """The description and measured metrics of the first config (name or file) the router was loaded from.
+
+    The description when the router has the config's vectorizer and routes (by name); the metrics only
+    when it also routes exactly as measured (same references, thresholds, models and routing config):
+    a changed threshold voids them. A learned memory or a grown catalog changes neither. ``("", None)``
+    when no config matches.
+    """
+    from redisvl_llmrouter import pretrained
+
+    ours = router.to_dict()
+    for source in dict.fromkeys(configs):
+        try:
+            config = pretrained.read(source)
+        except (LLMRouterError, OSError):
+            continue
+        theirs = config.definition(router.name)
+        same_vectors = {k: ours["vectorizer"].get(k) for k in ("model", "dims")} == {
+            k: theirs.vectorizer.get(k) for k in ("model", "dims")
+        }
+        if not same_vectors or [r.name for r in router.routes] != [r.name for r in theirs.routes]:
+            continue
+        measured = router.routes == theirs.routes and router.routing_config == theirs.routing_config
+        return config.description, config.metrics if measured else None
+    return "", None
 
 
 def _configured_redis(args: argparse.Namespace) -> bool:
@@ -237,7 +299,7 @@ def _configured_redis(args: argparse.Namespace) -> bool:
 def cmd_learn(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from redisvl_llmrouter import SemanticRouter
+    from redisvl_llmrouter import SemanticRouter, pretrained
     from redisvl_llmrouter.errors import ConfigError, UnknownModelError
     from redisvl_llmrouter.learning.records import read_records
 
@@ -249,6 +311,12 @@ def cmd_learn(args: argparse.Namespace) -> int:
         router = SemanticRouter.from_existing(args.name or args.router, redis_url=args.redis_url)
         origin = "attached to"
     except ConfigError:  # ... else a shipped config or a config file, loaded into Redis
+        if args.name is None and pretrained.is_bare_name(args.router) and args.router not in pretrained.available():
+            raise ConfigError(
+                f"No router {args.router!r} in this Redis and no shipped config of that name (available: "
+                f"{', '.join(pretrained.available())}). To create a new router, give the config to start from with "
+                f"--router and the new router's name with --name: --router default --name {args.router}"
+            ) from None
         router = SemanticRouter.from_pretrained(args.router, name=args.name, redis_url=args.redis_url)
         origin = "created"
     if args.add_models:
@@ -278,8 +346,9 @@ def cmd_learn(args: argparse.Namespace) -> int:
         mean = info.mean_quality.get(model)
         quality = "-" if mean is None else f"{mean:.3f}"  # None: every outcome of the model was evicted
         print(f"  {model:<45} {info.observations.get(model, 0):>7} outcomes  mean quality {quality}")
-    if args.export:
-        path = router.export_with_embeddings(args.export)
+    if args.export:  # with the description and metrics of the config it routes as (see _measured_config)
+        description, metrics = _measured_config(router, [args.router, *pretrained.available()])
+        path = router.export_with_embeddings(args.export, description=description, metrics=metrics)
         print(f"wrote {path} (routes, catalog and {info.rows} learned rows)")
     elif not _configured_redis(args):
         print(

@@ -9,6 +9,7 @@ Resolution order, the same for every entry point (sync, async, CLI):
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from typing import Any
@@ -26,6 +27,7 @@ from redisvl_llmrouter.errors import (
     ConfigError,
     LLMRouterError,
     RedisCommandError,
+    RedisCredentialsError,
     RedisPermissionError,
     RedisPoolTimeoutError,
     RedisUnavailableError,
@@ -39,19 +41,62 @@ __all__ = [
     "async_client",
     "describe",
     "is_pool_timeout",
+    "pool_size",
+    "pool_timeout",
     "resolve_url",
     "sync_client",
     "translate",
     "unavailable",
 ]
 
-#: Connections a client the router creates keeps to Redis (``LLMROUTER_REDIS_POOL_SIZE``, or
-#: ``connection_kwargs={"max_connections": n}``). Beyond it, callers wait for a free one (up to
-#: ``POOL_TIMEOUT_S``) instead of failing: 1,000 concurrent requests share 64 connections.
-POOL_SIZE = int(os.environ.get("LLMROUTER_REDIS_POOL_SIZE", "64"))
-#: Seconds a caller waits for a free connection before ``RedisPoolTimeoutError``
-#: (``LLMROUTER_REDIS_POOL_TIMEOUT``, or ``connection_kwargs={"timeout": s}``).
-POOL_TIMEOUT_S = float(os.environ.get("LLMROUTER_REDIS_POOL_TIMEOUT", "10"))
+#: Connections a client the router creates keeps to Redis, unless ``LLMROUTER_REDIS_POOL_SIZE`` or
+#: ``connection_kwargs={"max_connections": n}`` says otherwise. Beyond it, callers wait for a free one (up
+#: to the pool timeout) instead of failing: 1,000 concurrent requests share 64 connections.
+POOL_SIZE = 64
+#: Seconds a caller waits for a free connection before ``RedisPoolTimeoutError``, unless
+#: ``LLMROUTER_REDIS_POOL_TIMEOUT`` or ``connection_kwargs={"timeout": s}`` says otherwise.
+POOL_TIMEOUT_S = 10.0
+
+
+def pool_size() -> int:
+    """``LLMROUTER_REDIS_POOL_SIZE`` (a whole number, at least 1), else :data:`POOL_SIZE`.
+
+    Read each time a client is created, not at import: a process may set it after importing the
+    package, and a bad value fails as a ``ConfigError`` naming the variable where a pool is built.
+    """
+    text = os.environ.get("LLMROUTER_REDIS_POOL_SIZE", "").strip()
+    if not text:
+        return POOL_SIZE
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(
+            f"LLMROUTER_REDIS_POOL_SIZE={text!r}: expected a whole number of connections, at least 1 "
+            f"(default {POOL_SIZE}); fix or unset the variable"
+        )
+    return value
+
+
+def pool_timeout() -> float:
+    """``LLMROUTER_REDIS_POOL_TIMEOUT`` (seconds, a finite number, 0 or more), else :data:`POOL_TIMEOUT_S`.
+
+    Read each time a client is created, as :func:`pool_size`.
+    """
+    text = os.environ.get("LLMROUTER_REDIS_POOL_TIMEOUT", "").strip()
+    if not text:
+        return POOL_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(
+            f"LLMROUTER_REDIS_POOL_TIMEOUT={text!r}: expected the seconds a caller may wait for a free "
+            f"connection, a number of 0 or more (default {POOL_TIMEOUT_S:g}); fix or unset the variable"
+        )
+    return value
 
 
 def resolve_url(redis_url: str | None = None) -> str:
@@ -74,8 +119,10 @@ def _kwargs(connection_kwargs: dict[str, Any] | None) -> dict[str, Any]:
 
 def _pool_kwargs(connection_kwargs: dict[str, Any] | None) -> dict[str, Any]:
     kwargs = _kwargs(connection_kwargs)
-    kwargs.setdefault("max_connections", POOL_SIZE)
-    kwargs.setdefault("timeout", POOL_TIMEOUT_S)
+    if "max_connections" not in kwargs:
+        kwargs["max_connections"] = pool_size()
+    if "timeout" not in kwargs:
+        kwargs["timeout"] = pool_timeout()
     return kwargs
 
 
@@ -87,7 +134,8 @@ def sync_client(
     """The caller's client, or a new one on a blocking pool (callers wait for a free connection)."""
     if redis_client is not None:
         return redis_client
-    pool = _pool(redis.BlockingConnectionPool, resolve_url(redis_url), _pool_kwargs(connection_kwargs))
+    kwargs = _pool_kwargs(connection_kwargs)  # a bad setting fails before an embedded Redis is started
+    pool = _pool(redis.BlockingConnectionPool, resolve_url(redis_url), kwargs)
     return redis.Redis(connection_pool=pool)
 
 
@@ -136,10 +184,35 @@ _BLOCKING_POOLS = (redis.BlockingConnectionPool, aredis.BlockingConnectionPool)
 
 def unavailable(exc: BaseException, client: redis.Redis | aredis.Redis) -> RedisUnavailableError:
     """The error for a Redis that cannot be reached, saying what to do about it."""
-    return RedisUnavailableError(
-        f"Cannot reach Redis at {describe(client)} ({exc}). Start Redis there, point "
-        "REDIS_URL or redis_url at a running one, or set neither to let redisvl-llmrouter start "
-        "its embedded Redis."
+    return RedisUnavailableError(f"Cannot reach Redis at {describe(client)} ({exc}). {_advice(client)}")
+
+
+def _advice(client: redis.Redis | aredis.Redis) -> str:
+    """What helps: for this process's embedded Redis, what starts it again; else where to point."""
+    from redisvl_llmrouter.embedded import served_by_embedded
+
+    kw = client.connection_pool.connection_kwargs
+    state = None if "path" in kw else served_by_embedded(kw.get("host"), kw.get("port"))
+    if state == "current":
+        kept = (
+            "the new server reloads the files of LLMROUTER_DATA_DIR"
+            if os.environ.get("LLMROUTER_DATA_DIR")
+            else "the new server starts empty, as nothing was persisted (set LLMROUTER_DATA_DIR to keep data)"
+        )
+        return (
+            "This is the embedded Redis of this process, and it has stopped (killed, crashed, or the process "
+            "that owned it exited). Creating a router, or calling redisvl_llmrouter.embedded.get_embedded_redis(), "
+            "starts it again on the same port (`llmrouter serve` does so by itself within a second); this router "
+            f"then reconnects at its next call and, with auto_recover on (the default), rebuilds its routes; {kept}."
+        )
+    if state == "stopped":
+        return (
+            "This was the embedded Redis of this process, stopped by stop_embedded_redis(); a new one takes another "
+            "port, so make a new router (it starts one), or point REDIS_URL or redis_url at a running Redis."
+        )
+    return (
+        "Start Redis there, point REDIS_URL or redis_url at a running one, or set neither to let "
+        "redisvl-llmrouter start its embedded Redis."
     )
 
 
@@ -166,7 +239,7 @@ def translate(exc: BaseException, client: redis.Redis | aredis.Redis) -> LLMRout
             "LLMROUTER_REDIS_POOL_TIMEOUT, or connection_kwargs max_connections / timeout)."
         )
     if isinstance(exc, RedisAuthenticationError):  # up and answering, but not to these credentials
-        return RedisPermissionError(
+        return RedisCredentialsError(
             f"Redis at {describe(client)} refused this client's credentials ({type(exc).__name__}). Check the "
             "user name and password in the Redis URL (REDIS_URL or --redis-url)."
         )

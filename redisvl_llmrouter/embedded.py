@@ -34,7 +34,7 @@ from pathlib import Path
 
 from redisvl_llmrouter.errors import DataDirLockedError, EmbeddedRedisError
 
-__all__ = ["LOCK_FILE", "EmbeddedRedis", "get_embedded_redis", "stop_embedded_redis"]
+__all__ = ["LOCK_FILE", "EmbeddedRedis", "get_embedded_redis", "served_by_embedded", "stop_embedded_redis"]
 
 #: The lock file in a data directory: its holder's pid and port, as JSON.
 LOCK_FILE = "llmrouter.lock"
@@ -308,6 +308,28 @@ class EmbeddedRedis:
 
 _lock = threading.Lock()
 _shared: EmbeddedRedis | None = None
+#: Every loopback port the process-wide embedded Redis has used in this process.
+_ports: set[int] = set()
+_LOOPBACK = ("127.0.0.1", "localhost")
+
+
+def served_by_embedded(host: object, port: object) -> str | None:
+    """Whether ``host:port`` is (or was) this process's embedded Redis, for error messages.
+
+    ``"current"``: the process-wide server's address (running or not: :func:`get_embedded_redis`
+    starts it again there); ``"stopped"``: an address it used before :func:`stop_embedded_redis`
+    (a new server takes another port); ``None``: some other Redis.
+    """
+    if str(host) not in _LOOPBACK:
+        return None
+    try:
+        number = int(port)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
+    server = _shared
+    if server is not None and server.port == number:
+        return "current"
+    return "stopped" if number in _ports else None
 
 
 def get_embedded_redis() -> EmbeddedRedis:
@@ -332,6 +354,8 @@ def get_embedded_redis() -> EmbeddedRedis:
             atexit.register(stop_embedded_redis)
         server.start(attach=True)
         _shared = server
+        if server.port is not None:
+            _ports.add(server.port)
         return _shared
 
 

@@ -3,7 +3,8 @@
 Each also derives from what RedisVL's router raises in the same situation, so ``except`` clauses
 written for RedisVL keep working: ``ValueError`` for bad input and definitions, ``TypeError`` for
 an argument of the wrong kind, ``redis.exceptions.ConnectionError`` for an unreachable Redis,
-``redisvl.exceptions.RedisModuleVersionError`` for a Redis without the search module.
+``redisvl.exceptions.RedisModuleVersionError`` for a Redis without the search module,
+``redis.exceptions.AuthenticationError`` (a ``ConnectionError``) for credentials Redis refuses.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from redis.exceptions import AuthenticationError as _RedisAuthenticationError
 from redis.exceptions import ConnectionError as _RedisConnectionError
 from redisvl.exceptions import RedisModuleVersionError as _RedisVLModuleError
 
@@ -33,6 +35,7 @@ __all__ = [
     "NoEligibleModelError",
     "QueueFullError",
     "RedisCommandError",
+    "RedisCredentialsError",
     "RedisModuleMissingError",
     "RedisPermissionError",
     "RedisPoolTimeoutError",
@@ -135,6 +138,21 @@ class RedisPoolTimeoutError(LLMRouterError, _RedisConnectionError, TimeoutError)
 
 class RedisPermissionError(LLMRouterError, PermissionError):
     """Redis refused a command for the connected user (an ACL denial); names the command and what to grant."""
+
+
+class RedisCredentialsError(RedisPermissionError, _RedisAuthenticationError):
+    """Redis refused the client's user name or password (wrong password, unknown or disabled user).
+
+    A :class:`RedisPermissionError`, and also what redis-py (hence RedisVL) raises in that case:
+    ``redis.exceptions.AuthenticationError``, a ``redis.exceptions.ConnectionError``, so
+    ``except redis.exceptions.ConnectionError`` written for RedisVL still catches it. An ACL denial of
+    one command (``NOPERM``) stays a plain :class:`RedisPermissionError`: the connection itself is fine.
+    """
+
+    def __init__(self, *args: object) -> None:
+        # PermissionError's __init__ comes first in the MRO and does not chain to redis-py's, which sets
+        # the attributes redis-py reads (error_type, status_code: its repr fails without them).
+        _RedisAuthenticationError.__init__(self, *args)
 
 
 class RedisCommandError(LLMRouterError, RuntimeError):

@@ -403,63 +403,92 @@ def compare_strategies(
 ) -> dict[str, dict[str, Any]]:
     """Each strategy's report on ``test``, every choice made by the router's own policy step.
 
-    ``semantic`` and ``learned`` sweep their knob (``cost_weight``) into a curve; the others are
-    one operating point each. Quality and cost estimates come from ``learned`` (cross-validated
-    or held-out predictions of the outcome memory); without them the strategies see only the
-    catalog, which for an outcome set's models holds no prices or priors.
+    Every report has ``at_config``: the strategy's operating point at the router's configured
+    settings (its ``cost_weight`` and the rest), the one its row of the printed table shows, so the
+    rows compare like with like. ``semantic`` and ``learned`` also sweep their knob
+    (``cost_weight``) into a curve, which their AIQ measures; the others are one point each.
+    Quality and cost estimates come from ``learned`` (cross-validated or held-out predictions of
+    the outcome memory); without them the strategies see only the catalog, which for an outcome
+    set's models holds no prices or priors.
     """
-    from redisvl_llmrouter.learning.prediction import ModelEstimate, Prediction
-    from redisvl_llmrouter.policy.decision import PolicyInput, decide
     from redisvl_llmrouter.schema import Strategy
 
-    models = list(test.models)
-    core = router._core
     rows = [r for start in range(0, test.n, 512) for r in router.distances(vectors=test_vectors[start : start + 512])]
     reports: dict[str, dict[str, Any]] = {}
     for name in strategies:
         strategy = Strategy(name)
+        if strategy is Strategy.learned and learned is None:
+            raise ConfigError("The learned strategy needs outcomes to learn from: add --learn TRAIN or --cv K.")
+        picks = _policy_picks(router, test, rows, strategy, learned)
+        at_config = evaluation.routing_point(test, picks, knob=router.routing_config.cost_weight)
         if strategy is Strategy.semantic:
             mapping = {r.name: r.model for r in router.routes if not r.is_floor}
-            reports[name] = evaluate(router, test, mapping, vectors=test_vectors)
-            continue
-        if strategy is Strategy.learned:
-            if learned is None:
-                raise ConfigError("The learned strategy needs outcomes to learn from: add --learn TRAIN or --cv K.")
-            reports[name] = learned_report(router, test, test_vectors, learned)
-            continue
-        picks = np.empty(test.n, dtype=np.int64)
-        for i, prompt_rows in enumerate(rows):
-            ranked, floors = core._rank(prompt_rows, None)
-            prediction = None
-            if learned is not None:
-                prediction = Prediction(
-                    support=float(learned["support"][i]),
-                    models={
-                        m: ModelEstimate(
-                            quality=None if np.isnan(learned["quality"][i, j]) else float(learned["quality"][i, j]),
-                            support=0.0,
-                            cost=None if np.isnan(learned["cost"][i, j]) else float(learned["cost"][i, j]),
-                            latency_ms=None,
-                        )
-                        for j, m in enumerate(models)
-                    },
-                )
-            decision = decide(
-                ranked,
-                floors,
-                PolicyInput(
-                    routes=router.routes,
-                    catalog=core.effective_catalog(),
-                    config=router.routing_config,
-                    strategy=strategy,
-                    prompt_tokens=1,
-                    prediction=prediction,
-                    rr_position=i,
-                ),
-            )
-            picks[i] = models.index(decision.model)
-        reports[name] = evaluation.report(test, [evaluation.routing_point(test, picks)])
+            report = evaluate(router, test, mapping, vectors=test_vectors)
+        elif strategy is Strategy.learned:
+            assert learned is not None
+            report = learned_report(router, test, test_vectors, learned)
+        else:
+            report = evaluation.report(test, [evaluation.routing_point(test, picks)])
+        report["at_config"] = {
+            "knob": at_config.knob,
+            "quality": at_config.quality,
+            "cost": at_config.cost,
+            "shares": dict(at_config.shares),
+        }
+        reports[name] = report
     return reports
+
+
+def _policy_picks(
+    router: Any,
+    test: evaluation.OutcomeSet,
+    rows: Sequence[Sequence[ranking.RouteDistances]],
+    strategy: Any,
+    learned: Mapping[str, Any] | None,
+) -> np.ndarray:
+    """The model the router's policy step picks for each prompt under ``strategy`` at its configured settings
+    (a prompt nothing matches goes to the dearest tier's model, as in :func:`evaluate`)."""
+    from redisvl_llmrouter.learning.prediction import ModelEstimate, Prediction
+    from redisvl_llmrouter.policy.decision import PolicyInput, decide
+
+    models = list(test.models)
+    core = router._core
+    catalog = core.effective_catalog()
+    tiers = [r for r in router.routes if not r.is_floor]
+    dearest = max(tiers, key=lambda r: (r.cost is not None, r.cost or 0.0)).model
+    picks = np.empty(test.n, dtype=np.int64)
+    for i, prompt_rows in enumerate(rows):
+        ranked, floors = core._rank(prompt_rows, None)
+        prediction = None
+        if learned is not None:
+            prediction = Prediction(
+                support=float(learned["support"][i]),
+                models={
+                    m: ModelEstimate(
+                        quality=None if np.isnan(learned["quality"][i, j]) else float(learned["quality"][i, j]),
+                        support=0.0,
+                        cost=None if np.isnan(learned["cost"][i, j]) else float(learned["cost"][i, j]),
+                        latency_ms=None,
+                    )
+                    for j, m in enumerate(models)
+                },
+            )
+        decision = decide(
+            ranked,
+            floors,
+            PolicyInput(
+                routes=router.routes,
+                catalog=catalog,
+                config=router.routing_config,
+                strategy=strategy,
+                prompt_tokens=1,
+                prediction=prediction,
+                min_support=router.learning.min_support,
+                rr_position=i,
+            ),
+        )
+        picks[i] = models.index(decision.model if decision.model is not None else dearest)
+    return picks
 
 
 def learned_report(
@@ -512,19 +541,28 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _run_tiers(args: argparse.Namespace) -> list[dict[str, Any]]:
+    import uuid
+
     from tqdm import tqdm
 
-    from redisvl_llmrouter import SemanticRouter
+    from redisvl_llmrouter import SemanticRouter, pretrained
 
     sets = _load_sets(args.datasets, args.limit, args.concat)  # a bad file fails before the router loads
-    router = SemanticRouter.from_pretrained(args.router, redis_url=args.redis_url)
+    config_name = pretrained.read(args.router).name
+    # Under a name of its own, deleted after: the config is evaluated as it is, even where this Redis holds
+    # a different (changed) router under the config's name, and nothing of the run stays behind.
+    router = SemanticRouter.from_pretrained(args.router, name=f"eval-{uuid.uuid4().hex[:10]}", redis_url=args.redis_url)
     reports = []
-    for outcomes in sets:
-        mapping = route_model_map(router.routes, outcomes.models, args.map)
-        with tqdm(total=outcomes.n, desc=f"routing {outcomes.name}", unit="prompt", file=sys.stderr) as bar:
-            result = evaluate(router, outcomes, mapping, grid=args.grid, progress=bar.update)
-        reports.append(result)
-        _print_summary(result)
+    try:
+        for outcomes in sets:
+            mapping = route_model_map(router.routes, outcomes.models, args.map)
+            with tqdm(total=outcomes.n, desc=f"routing {outcomes.name}", unit="prompt", file=sys.stderr) as bar:
+                result = evaluate(router, outcomes, mapping, grid=args.grid, progress=bar.update)
+            result["router"] = config_name
+            reports.append(result)
+            _print_summary(result)
+    finally:
+        router.delete()
     return reports
 
 
@@ -602,12 +640,15 @@ def _skipped_note(r: Mapping[str, Any]) -> str:
 
 
 def _print_strategies(dataset: str, reports: Mapping[str, Mapping[str, Any]]) -> None:
+    """One row per strategy: quality and $/prompt at the router's configured settings (every row the same
+    way), AIQ over the strategy's curve (the cost_weight sweep for semantic and learned, else its one point)."""
     note = _skipped_note(next(iter(reports.values()))) if reports else ""
     print(f"{dataset}: strategies compared on the same prompts" + (f" ({note})" if note else ""))
+    print("  quality, $/prompt: at the router's configured settings; AIQ: cost_weight sweep (semantic, learned)")
     print(f"  {'strategy':<14} {'quality':>8} {'$/prompt':>10} {'AIQ':>8}")
     for name, r in reports.items():
-        top = max(r["curve"], key=lambda p: (p["quality"], -p["cost"]))
-        print(f"  {name:<14} {top['quality']:>8.4f} {top['cost']:>10.2e} {r['aiq']:>8.4f}")
+        point = r.get("at_config") or r["curve"][0]
+        print(f"  {name:<14} {point['quality']:>8.4f} {point['cost']:>10.2e} {r['aiq']:>8.4f}")
 
 
 def _print_summary(r: Mapping[str, Any]) -> None:

@@ -178,3 +178,119 @@ def test_several_queries_are_routed_in_one_batch(capsys):
     assert main(["route", "hello, how are you?", "architect a distributed system for millions of users", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [d["name"] for d in data] == ["simple", "expert"]
+
+
+@pytest.fixture
+def own_redis(monkeypatch):
+    """A Redis of the test's own (REDIS_URL points at it), whose ``default`` the test may change freely."""
+    from redisvl_llmrouter.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis().start()
+    monkeypatch.setenv("REDIS_URL", server.url)
+    yield server.url
+    server.stop()
+
+
+def _changed_default(url: str):
+    """The ``default`` router in that Redis, its threshold changed from Python as the tester did."""
+    from redisvl_llmrouter import SemanticRouter
+
+    SemanticRouter.from_pretrained("default", redis_url=url)
+    router = SemanticRouter.from_existing("default", redis_url=url)
+    router.update_route_thresholds({"simple": 0.5})
+    return router
+
+
+def test_route_on_a_redis_holding_a_changed_default_says_how_to_use_it(own_redis, capsys):
+    _changed_default(own_redis)
+    assert main(["route", "hello"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llmrouter: error: A different router named 'default' is already in Redis (route ")
+    assert "pass --router default" in err and "--redis-url" in err and err.count("\n") == 1
+    assert "overwrite=True" not in err and "from_existing()" not in err  # options the CLI does not have
+    assert main(["route", "hello", "--router", "default"]) == 0  # what the message says works
+    assert "tier " in capsys.readouterr().out
+
+
+def _outcome_file(path: Path, n: int = 4) -> Path:
+    rows = [
+        {"id": str(i), "prompt": f"private prompt number {i}", "outcomes": {
+            "openai/gpt-4.1-nano": {"quality": 0.0, "cost": 0.0001},
+            "anthropic/claude-sonnet-4-5": {"quality": 1.0, "cost": 0.004}}}
+        for i in range(n)
+    ]  # fmt: skip
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return path
+
+
+def test_export_of_a_shipped_config_is_the_config_whatever_redis_holds_under_its_name(own_redis, tmp_path, capsys):
+    import redis
+
+    shipped = pretrained.read("default")
+    # A stored "default" with learned rows (prompts included): the export of the shipped config leaves them out.
+    assert main(["learn", str(_outcome_file(tmp_path / "o.jsonl")), "--router", "default"]) == 0
+    assert main(["export", "default", str(tmp_path / "a.json")]) == 0
+    exported = pretrained.read(str(tmp_path / "a.json"))
+    assert exported.outcomes == [] and "private prompt" not in (tmp_path / "a.json").read_text()
+    assert exported.name == "default" and exported.definition() == shipped.definition()
+    assert (exported.description, exported.metrics) == (shipped.description, shipped.metrics)
+    # A changed stored "default": not an error, and the file still holds the shipped thresholds.
+    _changed_default(own_redis)
+    assert main(["export", "default", str(tmp_path / "b.json")]) == 0
+    assert pretrained.read(str(tmp_path / "b.json")).definition() == shipped.definition()
+    assert "wrote " in capsys.readouterr().out
+    # The temporary router it went through is gone; the stored one is untouched.
+    client = redis.Redis.from_url(own_redis)
+    assert client.keys("*export*") == []
+    from redisvl_llmrouter import SemanticRouter
+
+    stored = SemanticRouter.from_existing("default", redis_url=own_redis)
+    assert stored.route_thresholds["simple"] == 0.5 and stored.memory_info().rows == 4
+
+
+def test_exports_of_a_stored_router_keep_the_description_and_metrics_of_its_config(own_redis, tmp_path, capsys):
+    shipped = pretrained.read("default")
+    data = _outcome_file(tmp_path / "o.jsonl")
+    learned = tmp_path / "learned.json"
+    assert main(["learn", str(data), "--router", "default", "--name", "mine", "--export", str(learned)]) == 0
+    from_redis = tmp_path / "from-redis.json"
+    assert main(["export", "mine", str(from_redis), "--from-redis"]) == 0
+    capsys.readouterr()
+    for path in (learned, from_redis):
+        config = pretrained.read(str(path))
+        assert len(config.outcomes) == 4
+        assert (config.description, config.metrics) == (shipped.description, shipped.metrics)
+        assert main(["info", "--config", str(path)]) == 0
+        assert capsys.readouterr().out.startswith(f"mine: {shipped.description}\n")
+    # A changed threshold voids the measured accuracy, not what the router is.
+    from redisvl_llmrouter import SemanticRouter
+
+    SemanticRouter.from_existing("mine", redis_url=own_redis).update_route_thresholds({"simple": 0.5})
+    assert main(["export", "mine", str(from_redis), "--from-redis"]) == 0
+    config = pretrained.read(str(from_redis))
+    assert config.description == shipped.description and config.metrics == {}
+
+
+def test_docs_cli_md_names_every_learn_option(tmp_path, own_redis, capsys):
+    import argparse
+
+    from redisvl_llmrouter.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["learn"]
+    options = {o for a in sub._actions for o in a.option_strings if o.startswith("--") and o != "--help"}
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")
+    row = next(line for line in docs.splitlines() if line.startswith("| `llmrouter learn"))
+    assert {"--name", "--add-models"} <= options
+    assert [o for o in sorted(options) if o not in row and o != "--redis-url"] == []
+    # The usage cli.md gives for a new router, on a shared data set's models, works as written.
+    data = tmp_path / "shared.jsonl"
+    row_ = {"prompt": "Find the degree of Q(sqrt(2)) over Q.", "outcomes": {
+        "gpt-4-1106-preview": {"quality": 1.0, "cost": 0.0003},
+        "mistralai/Mixtral-8x7B-Instruct-v0.1": {"quality": 0.0, "cost": 0.00002}}}  # fmt: skip
+    data.write_text(json.dumps(row_) + "\n")
+    assert "llmrouter learn data.jsonl --router default --name my-router --add-models" in docs
+    assert main(["learn", str(data), "--router", "default", "--name", "my-router", "--add-models"]) == 0
+    assert "created router 'my-router': 1 new rows" in capsys.readouterr().out
+    assert main(["learn", str(data), "--router", "my-router"]) == 0
+    assert "attached to router 'my-router'" in capsys.readouterr().out

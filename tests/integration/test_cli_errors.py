@@ -40,9 +40,12 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def run(args: list[str], cwd: Path, redis_url: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], cwd: Path, redis_url: str | None = None, env_vars: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "LLMROUTER_DATA_DIR")}
     env["HF_HUB_OFFLINE"] = "1"
+    env.update(env_vars or {})
     if redis_url:
         env["REDIS_URL"] = redis_url
     return subprocess.run([EXE, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
@@ -93,6 +96,12 @@ BAD_INPUTS = {
     "learn on a directory": (["learn", "a-directory", "--router", "default"], "is a directory"),
     "learn without --router": (["learn", "good.jsonl"], "required: --router"),
     "learn on an empty file": (["learn", "empty.jsonl", "--router", "default"], "empty.jsonl: no outcome rows"),
+    "learn --router naming a router that does not exist yet": (
+        ["learn", "good.jsonl", "--router", "my-router"],
+        "No router 'my-router' in this Redis and no shipped config of that name (available: default). To create a "
+        "new router, give the config to start from with --router and the new router's name with --name: "
+        "--router default --name my-router",
+    ),
     "serve --workers 0": (["serve", "--workers", "0"], "--workers: must be at least 1"),
     "serve on a port out of range": (["serve", "--port", "72001"], "--port must be between 0 and 65535"),
     "upstream on a port out of range": (["upstream", "--port", "-1"], "--port must be between 0 and 65535"),
@@ -191,3 +200,17 @@ def test_a_password_in_a_url_is_never_printed(files, args):
     result = run(args, files)
     assert_one_line_error(result, "llmrouter: error: ")
     assert "S3cretPW" not in result.stderr
+
+
+BAD_POOL_VARIABLES = {
+    "a pool size that is not a number": ("LLMROUTER_REDIS_POOL_SIZE", "abc"),
+    "a pool size of 0": ("LLMROUTER_REDIS_POOL_SIZE", "0"),
+    "a negative pool timeout": ("LLMROUTER_REDIS_POOL_TIMEOUT", "-1"),
+    "a pool timeout that is not a number": ("LLMROUTER_REDIS_POOL_TIMEOUT", "ten"),
+}
+
+
+@pytest.mark.parametrize(("variable", "value"), BAD_POOL_VARIABLES.values(), ids=BAD_POOL_VARIABLES.keys())
+def test_a_bad_pool_variable_is_one_line_naming_it(files, variable, value):
+    result = run(["route", "hello"], files, env_vars={variable: value})
+    assert_one_line_error(result, f"llmrouter: error: {variable}={value!r}: expected ")

