@@ -352,6 +352,10 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         """Rebuild the index, references and config if they vanished from Redis (see ``SemanticRouter.recover``)."""
         return await self._run(self._core.recover())
 
+    async def refresh(self) -> bool:
+        """Take up the definition another object stored since this one read it (see ``SemanticRouter.refresh``)."""
+        return await self._run(self._core.refresh())
+
     async def clear(self) -> None:
         await self._run(self._core.clear())
 

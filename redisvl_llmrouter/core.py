@@ -109,6 +109,7 @@ __all__ = [
     "load_definition",
     "parse_definition",
     "read_config",
+    "read_config_stamp",
 ]
 
 T = TypeVar("T")
@@ -180,6 +181,39 @@ def read_config(name: str) -> Op[dict[str, Any] | None]:
     if not isinstance(data, dict):
         raise ConfigError(f"The stored config of router {name!r} is not a JSON object.")
     return data
+
+
+def read_config_stamp(name: str) -> Op[tuple[int, str] | None]:
+    """The version and generation of router ``name``'s stored config, or None when there is none.
+
+    One small read (``JSON.GET key $.version $.generation``), not the whole definition: what
+    :meth:`RouterCore.refresh` asks on every call to learn whether anything changed. Read as
+    :func:`stored_version` and :func:`stored_generation` read a whole document (0 and "" when absent).
+    """
+    key = config_key(validate_router_name(name))
+    try:
+        raw = yield Command(("JSON.GET", key, "$.version", "$.generation"))
+    except ResponseError as exc:
+        if is_wrong_type(exc):
+            yield from read_config(name)  # raises the ConfigError naming the key
+        raise
+    if raw is None:
+        return None
+    # Several paths: a JSON object mapping each path to the list of its matches (empty when absent),
+    # the same under RESP2 and RESP3.
+    try:
+        reply = json.loads(as_text(raw))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"The stored config of router {name!r} is not valid JSON: {exc}") from exc
+    if not isinstance(reply, dict):
+        raise ConfigError(f"The stored config of router {name!r} is not a JSON object.")
+
+    def first(path: str) -> Any:
+        matches = reply.get(path)
+        return matches[0] if isinstance(matches, list) and matches else None
+
+    stamp = {"version": first("$.version"), "generation": first("$.generation")}
+    return stored_version(stamp), stored_generation(stamp)
 
 
 #: Keys of a stored config document that are about the stored copy, not the router's definition.
@@ -817,13 +851,17 @@ class RouterCore:
 
         return index_name(self.name)
 
-    def _check_same_router(self, stored: Mapping[str, Any]) -> None:
-        hint = "Pass overwrite=True to replace it, or use from_existing() to attach to it."
+    def _check_same_vectorizer(self, stored: Mapping[str, Any], hint: str) -> None:
+        """Raise ``VectorizerMismatchError`` when the stored router's vectors come from another vectorizer."""
         difference = vectorizer_difference(stored.get("vectorizer"), vectorizer_identity(self.vectorizer))
         if difference:
             raise VectorizerMismatchError(
                 f"Router {self.name!r} in Redis was built with another vectorizer ({difference}). {hint}"
             )
+
+    def _check_same_router(self, stored: Mapping[str, Any]) -> None:
+        hint = "Pass overwrite=True to replace it, or use from_existing() to attach to it."
+        self._check_same_vectorizer(stored, hint)
         if _canonical(stored) != _canonical(self.to_dict()):
             detail = definition_difference(_normal(stored), _normal(self.to_dict())) or "the definitions differ"
             raise RouterExistsError(f"A different router named {self.name!r} is already in Redis ({detail}). {hint}")
@@ -931,6 +969,44 @@ class RouterCore:
                 if document is not None:
                     self._adopt(document)
         yield from self._ensure_store_index(indexes)
+        return True
+
+    def refresh(self) -> Op[bool]:
+        """Take up the definition another writer stored since this object last read it; True when it did.
+
+        An object reads the stored definition when it is built and when one of its own saves is
+        refused; it does not watch Redis. Call this to pick up another object's change (a route
+        added through another process) before the next write. When nothing changed it is one
+        small round trip: the stored config's version and generation, compared with this
+        object's. When they differ, the whole config is read and adopted under the object's write
+        lock, so it never interleaves with this object's own save.
+
+        A stored config that is gone (Redis lost it) is not rebuilt here: False, and routing's
+        own recovery rebuilds it (``auto_recover``). A router recreated with another vectorizer
+        raises ``VectorizerMismatchError``, as building an object on it would; a deleted object
+        raises ``RouterDeletedError``.
+        """
+        self.check_not_deleted()
+        stamp = yield from read_config_stamp(self.name)
+        if stamp is None or stamp == (self.version, self.generation):
+            return False
+        yield Acquire(self.write_lock)
+        try:
+            document = yield from read_config(self.name)
+            if document is None:
+                return False
+            if (stored_version(document), stored_generation(document)) == (self.version, self.generation):
+                return False  # this object's own save landed meanwhile
+            hint = (
+                "It was recreated with another model; build a router object with that vectorizer "
+                "(from_existing(name, vectorizer=...)) to use it."
+            )
+            self._check_same_vectorizer(document, hint)
+            if self.manages_index:
+                yield from self._check_index_vectors(document)
+            self._adopt(document)
+        finally:
+            self.write_lock.release()
         return True
 
     # ----------------------------------------------------------------- routing

@@ -723,6 +723,17 @@ class SemanticRouter(BaseSemanticRouter):
         """
         return self._run(self._core.recover())
 
+    def refresh(self) -> bool:
+        """Take up the definition another router object stored since this one last read it; True when it did.
+
+        An object does not watch Redis: it keeps routing with the routes and settings it had after
+        another object (another process) changed them. ``refresh()`` reads the stored config's
+        version (one small round trip when nothing changed) and, when it moved, adopts the stored
+        definition. A config Redis lost is not rebuilt here (False; routing recovers it); a router
+        recreated with another vectorizer raises ``VectorizerMismatchError``.
+        """
+        return self._run(self._core.refresh())
+
     def clear(self) -> None:
         """Remove every route and reference, keeping the empty router."""
         self._run(self._core.clear())

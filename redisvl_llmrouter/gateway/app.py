@@ -56,7 +56,7 @@ from redisvl_llmrouter.errors import (
     UnknownRequestError,
 )
 from redisvl_llmrouter.gateway.config import GatewayConfig
-from redisvl_llmrouter.gateway.service import Completion, Gateway, tenant_of
+from redisvl_llmrouter.gateway.service import Completion, Gateway, loggable, tenant_of, transient_redis_error
 from redisvl_llmrouter.observability.report import parse_since
 
 __all__ = ["CONFIG_ENV", "create_app"]
@@ -198,18 +198,23 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
 
     @app.exception_handler(RedisPoolTimeoutError)
     async def redis_busy(request: Request, exc: RedisPoolTimeoutError) -> JSONResponse:
-        return _error(503, "The gateway's Redis connections are all busy; retry shortly.", "api_error", "redis_busy",
+        return _error(503, "The gateway's Redis connections are all busy (Redis saturated, or not answering); "
+                      "retry shortly.", "api_error", "redis_busy",
                       {"Retry-After": "1"})  # fmt: skip
 
     @app.exception_handler(RedisUnavailableError)
     async def redis_down(request: Request, exc: RedisUnavailableError) -> JSONResponse:
-        return _error(503, "The gateway cannot reach its Redis; retry shortly.", "api_error", "redis_unavailable")
+        return _error(503, "The gateway cannot reach its Redis; retry shortly.", "api_error", "redis_unavailable",
+                      {"Retry-After": "1"})  # fmt: skip
 
     @app.exception_handler(LLMRouterError)
     async def router_error(request: Request, exc: LLMRouterError) -> JSONResponse:
         if isinstance(exc, (RedisCommandError, RedisPermissionError, RouterStateLostError, ConflictError)):
             # The server's own trouble, not the request's; the details (Redis host, command) go to the log only.
-            logger.error("gateway Redis error: %s", exc)
+            logger.error("gateway Redis error: %s", loggable(exc))
+            if transient_redis_error(exc):  # read-only after a failover, or full: passes, so worth a retry
+                return _error(503, "The gateway's Redis refuses writes for now; retry shortly.", "api_error",
+                              "redis_read_only", {"Retry-After": "1"})  # fmt: skip
             return _error(
                 500, "The gateway's Redis refused an operation; see the server log.", "api_error", "redis_error"
             )
@@ -317,14 +322,25 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
     @app.get("/health")
     async def health(request: Request) -> JSONResponse:
         gateway_ = gw(request)
+        client = gateway_.router._client
         try:
-            await gateway_.router._client.ping()
-            redis_state = "ok"
+            await client.ping()
         except Exception:  # the health check reports, it does not raise
             redis_state = "unreachable"
-        status = 200 if redis_state == "ok" else 503
+        else:
+            try:  # a Redis that answers may still refuse writes (full, or a replica after a failover)
+                await client.set(f"llmrouter:health:{{{gateway_.router.name}}}", "1", px=HEALTH_KEY_TTL_MS)
+                redis_state = "ok"
+            except Exception:
+                redis_state = "read_only"
+        # Read-only still answers (bookkeeping is what is lost): reported, not taken out of rotation.
+        status = 503 if redis_state == "unreachable" else 200
         return JSONResponse(
-            {"status": "ok" if status == 200 else "degraded", "router": gateway_.router.name, "redis": redis_state},
+            {
+                "status": "ok" if redis_state == "ok" else "degraded",
+                "router": gateway_.router.name,
+                "redis": redis_state,
+            },
             status_code=status,
         )
 
@@ -385,6 +401,8 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
     return app
 
 
+#: How long the key ``/health`` writes to check that Redis takes writes lives.
+HEALTH_KEY_TTL_MS = 10_000
 #: The newest log entries a dashboard refresh summarises (a refresh every 2 s must stay cheap).
 DASHBOARD_MAX_ENTRIES = 20_000
 DASHBOARD_ASSETS = {

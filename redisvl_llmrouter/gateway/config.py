@@ -211,6 +211,9 @@ class GatewayConfig(BaseModel):
     log: LogConfig = Field(default_factory=LogConfig)
     max_models: Annotated[int, Field(ge=1)] = 3
     """Models tried per request: the chosen one and up to ``max_models - 1`` fallbacks."""
+    shutdown_timeout_s: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 30.0
+    """On SIGTERM, how long ``serve`` lets requests in flight finish before cutting them (then it
+    writes what is pending and exits): an orchestrator's grace period (Kubernetes: 30 s) must be longer."""
     baseline_model: str | None = None
     """What savings are measured against (default: the catalog's dearest model)."""
     api_keys: list[SecretStr] = Field(default_factory=list)

@@ -26,6 +26,8 @@ from redisvl_llmrouter.errors import InvalidRequestError, QueueFullError
 __all__ = ["PRIORITIES", "ModelQueue", "Queues", "priority_rank"]
 
 PRIORITIES: dict[str, int] = {"critical": 0, "high": 1, "normal": 2, "low": 3}
+#: Queues a process keeps for models with nothing running or waiting (passthrough names are the clients').
+MAX_IDLE_QUEUES = 256
 #: Seconds a refused client is told to wait before retrying.
 RETRY_AFTER_S = 1.0
 
@@ -164,6 +166,9 @@ class Queues:
             yield
         finally:
             queue.release()
+            if len(self._queues) > MAX_IDLE_QUEUES and queue.active == 0 and queue.waiting == 0:
+                # Clients may pass through any number of model names: an idle queue goes (and its shed count).
+                self._queues.pop(model, None)
 
     def snapshot(self) -> dict[str, dict[str, int]]:
         return {

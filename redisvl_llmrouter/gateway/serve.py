@@ -137,7 +137,13 @@ def serve(args: argparse.Namespace) -> int:
         + ")",
         flush=True,
     )
-    options: dict[str, Any] = {"host": args.host, "port": args.port, "log_level": "warning", "access_log": False}
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": "warning",
+        "access_log": False,
+        "timeout_graceful_shutdown": config.shutdown_timeout_s,
+    }
     if args.workers == 1:
         uvicorn.run(create_app(config), **options)
         return 0

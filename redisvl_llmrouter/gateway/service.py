@@ -49,6 +49,8 @@ from redisvl_llmrouter.errors import (
     ModelNotFoundError,
     NoEligibleModelError,
     QueueFullError,
+    RedisPoolTimeoutError,
+    RedisUnavailableError,
     UnknownRequestError,
     UpstreamError,
 )
@@ -86,12 +88,17 @@ PRIORITY_NAMES = {rank: name for name, rank in PRIORITIES.items()}
 OWN_PARAMS = {"priority", "strategy", "constraints", "cache", "timeout"}
 #: Seconds a provider call may take unless the request or the upstream says less.
 DEFAULT_TIMEOUT_S = 60.0
+#: How stale a process's view of the router's definition may be (another process may change it).
+ROUTER_REFRESH_S = 1.0
 #: How stale a process's view of the shared breaker states may be.
 BREAKER_REFRESH_S = 0.2
 #: A relayed stream gives the event loop a turn every this many chunks (a fast provider's chunks arrive
 #: buffered, and a long stream would otherwise hold every other request on this process).
 YIELD_EVERY_CHUNKS = 8
 _PASSTHROUGH = RouteOptions()
+#: Models a process keeps per-model state for (resolved backends, breaker reads) before starting over:
+#: a client may pass through any number of names.
+MAX_CACHED_MODELS = 1000
 #: The longest model name a request may give (provider model ids are far shorter).
 MAX_MODEL_NAME_CHARS = 256
 #: Beyond a call's timeout, when the gateway gives up on a backend that does not time out on its own
@@ -99,6 +106,10 @@ MAX_MODEL_NAME_CHARS = 256
 TIMEOUT_GRACE_S = 1.0
 #: How long the write-behind waits to gather writes into one pipeline.
 WRITE_BEHIND_S = 0.002
+#: Writes the write-behind keeps while Redis refuses them (restarting, failing over), and the longest
+#: pause between its attempts.
+WRITE_BEHIND_MAX_PENDING = 100_000
+WRITE_BEHIND_MAX_BACKOFF_S = 5.0
 #: How long closing waits for the write-behind's last round trip.
 CLOSE_TIMEOUT_S = 5.0
 #: Feedback on an id not (yet) recorded tries again after these pauses (None: give up): the record is
@@ -119,6 +130,8 @@ class Outcome:
     """The client's tenant label (a hash of its API key; empty without keys)."""
     excluded: list[Any] = field(default_factory=list)
     """Why each model was ruled out, when no model was eligible (no decision then carries it)."""
+    query_vector: bytes = field(default=b"", repr=False)
+    """A routed request's vector, kept for the feedback record written after the answer."""
     started: float = field(default_factory=time.perf_counter, repr=False)
     """``time.perf_counter()`` when the request arrived: every latency is measured from it."""
     model: str | None = None
@@ -251,7 +264,7 @@ class Gateway:
         self.router = router
         self.redis_url = redis_url
         self.cache = cache
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or Metrics(known_models=lambda: self.router.models)
         self._custom_backends = dict(backends or {})
         self._backends: dict[str, Backend] = {}
         limits = {m.name: m.max_concurrency for m in router.catalog if m.max_concurrency}
@@ -264,6 +277,7 @@ class Gateway:
         self._writes = _WriteBehind(router)
         self._breakers: dict[str, tuple[float, bool]] = {}
         self._resolved: dict[str, tuple[Backend, str]] = {}
+        self._refreshed = time.monotonic()  # the router was just loaded
         self._served: dict[str, float] = {}  # passthrough model -> when this process last noted it in Redis
         self._retry_template = self._retrying_template()
 
@@ -377,6 +391,7 @@ class Gateway:
     ) -> RouteMatch:
         """The decision for a request, without calling any model."""
         request = self._request(messages, "auto", None, strategy, constraints, False, tenant, None, {})
+        self._refresh_router()
         unavailable = await self._open_breakers()
         options = RouteOptions(**{**request.options.__dict__, "unavailable": unavailable, "record": False})
         try:
@@ -627,13 +642,16 @@ class Gateway:
             at, cooldown = live_now_ms(), int(self.config.breaker.cooldown_s * 1000)
             for model, reply in zip(stale, replies, strict=True):
                 is_open[model] = breaker.state_at(breaker.parse(reply), at, cooldown).state == "open"
+                if len(self._breakers) >= MAX_CACHED_MODELS:  # clients choose passthrough names: bounded
+                    self._breakers.clear()
                 self._breakers[model] = (now, is_open[model])
         return {m: "circuit open" for m, open_ in is_open.items() if open_}
 
     async def _route(self, text: str, options: RouteOptions) -> RouteMatch:
+        """The router's decision; nothing is written (the feedback record goes with the answer, in the
+        write-behind: a Redis that refuses writes, full or a read-only replica, costs bookkeeping, not answers)."""
         core = self.router._core
-        if options.record:  # the model that answers is noted with the outcome, in the write-behind
-            options = replace(options, record_model=False)
+        options = replace(options, record=False)
         return await adrive(core.route(text, None, None, options), self.router._client, core.vectorizer)
 
     async def _decide(self, request: _Request, outcome: Outcome) -> list[str]:
@@ -648,6 +666,7 @@ class Gateway:
                     retry_after=self.config.breaker.cooldown_s,
                 )
             return [request.target]
+        self._refresh_router()
         options = RouteOptions(**{**request.options.__dict__, "unavailable": unavailable})
         try:
             match = await self._route(request.text, options)
@@ -662,7 +681,11 @@ class Gateway:
             raise ModelNotFoundError(
                 f"Router {self.router.name!r} found no model for this request (no route matched and no default route)."
             )
-        outcome.request_id = match.request_id or outcome.request_id
+        if self.config.record_requests:  # the embedding routing just made (the router's LRU): no second pass
+            core = self.router._core
+            (outcome.query_vector,) = await adrive(
+                core._embed([core._text(request.text)]), self.router._client, core.vectorizer
+            )
         outcome.decision, outcome.route, outcome.strategy = decision, match.name, decision.strategy.value
         outcome.confidence = match.confidence
         self.metrics.child(
@@ -678,7 +701,9 @@ class Gateway:
         """The backend serving ``model`` and the key it is cached under (resolved once per model)."""
         found = self._resolved.get(model)
         if found is None:
-            found = self._resolved[model] = self._resolve_backend(model)
+            found = self._resolve_backend(model)
+            if len(self._resolved) < MAX_CACHED_MODELS:  # clients choose passthrough names: bounded
+                self._resolved[model] = found
         return found
 
     def _resolve_backend(self, model: str) -> tuple[Backend, str]:
@@ -1065,10 +1090,8 @@ class Gateway:
         extra: list[tuple[Any, ...]] = []
         if self.config.record_requests:
             store = self.router._core.store
-            if request.target is not None:  # passthrough: keep the text, embedded only if feedback comes
-                extra += store.record_request_commands(outcome.request_id, b"", request.text, model)
-            else:
-                extra += store.answered_commands(outcome.request_id, model)
+            # A passthrough request has no vector: its text is kept, embedded only if feedback comes.
+            extra += store.record_request_commands(outcome.request_id, outcome.query_vector, request.text, model)
             extra += store.tenant_commands(outcome.request_id, outcome.tenant)
         self._log({"type": "completion", **self._entry(outcome), "status": "ok"}, request.text, extra)
         if outcome.cache == "miss" and self.cache is not None and vector is not None:
@@ -1129,6 +1152,8 @@ class Gateway:
         commands = live.start_commands(model, request_id, live_now_ms(), timeout_ms)
         now = time.monotonic()
         if model not in self.router.models and now - self._served.get(model, -math.inf) >= live.SERVED_RENEW_S:
+            if len(self._served) >= MAX_CACHED_MODELS:
+                self._served.clear()
             self._served[model] = now  # so that every process's /stats lists it
             commands = [*commands, *live.served_commands(self.router.name, model, live_now_ms())]
         self._writes.add(commands=commands)
@@ -1167,6 +1192,15 @@ class Gateway:
         if self.cache is not None and (self._cache_repair is None or self._cache_repair.done()):
             self._cache_repair = asyncio.ensure_future(self.cache.repair())
             self._spawn(self._cache_repair)
+
+    def _refresh_router(self) -> None:
+        """Pick up a change another process made to the router (a new route, thresholds, settings):
+        checked at most every ``ROUTER_REFRESH_S``, off the request path (one small read)."""
+        now = time.monotonic()
+        if now - self._refreshed < ROUTER_REFRESH_S:
+            return
+        self._refreshed = now
+        self._spawn(self.router.refresh())
 
     def _spawn(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)
@@ -1282,20 +1316,39 @@ class _WriteBehind:
         async with self._sending:
             commands, scripts = self._commands, self._scripts
             self._commands, self._scripts = [], []
-            if commands or scripts:
+            if not (commands or scripts):
+                return
+            try:
                 await adrive(run_scripts(scripts, commands), self._router._client)
+            except Exception as exc:
+                if not transient_redis_error(exc):
+                    raise
+                # Redis restarting, failing over or full: keep the batch, ahead of newer writes, for the
+                # next round trip (bounded: the oldest writes go first when Redis stays away long).
+                self._commands[:0], self._scripts[:0] = commands, scripts
+                excess = len(self._commands) + len(self._scripts) - WRITE_BEHIND_MAX_PENDING
+                if excess > 0:
+                    dropped_scripts = min(excess, len(self._scripts))
+                    del self._scripts[:dropped_scripts]
+                    del self._commands[: excess - dropped_scripts]
+                    logger.warning("gateway write-behind: Redis still refuses writes; %d oldest dropped", excess)
+                raise
 
     async def flush(self) -> None:
         """Return once every write added so far is in Redis (or failed and was logged)."""
         try:
             await self._take_and_send()
         except Exception as exc:
-            logger.warning("gateway write-behind failed: %s", exc)
+            logger.warning("gateway write-behind failed: %s", loggable(exc))
 
     async def _run(self) -> None:
         assert self._wake is not None
+        backoff = 0.0
         while not self._closing:
-            await self._wake.wait()
+            if backoff:  # writes kept after a failure: try again after a pause (new ones gather meanwhile)
+                await asyncio.sleep(backoff)
+            else:
+                await self._wake.wait()
             self._wake.clear()
             if not self._closing:
                 # Let the request that woke us send its answer first, and gather the writes of the
@@ -1303,8 +1356,15 @@ class _WriteBehind:
                 await asyncio.sleep(WRITE_BEHIND_S)
             try:
                 await self._take_and_send()
+                backoff = 0.0
             except Exception as exc:  # bookkeeping must never take the gateway down
-                logger.warning("gateway write-behind failed: %s", exc)
+                retrying = transient_redis_error(exc)
+                backoff = min(WRITE_BEHIND_MAX_BACKOFF_S, max(0.2, 2 * backoff)) if retrying else 0.0
+                logger.warning(
+                    "gateway write-behind failed%s: %s",
+                    f", retrying in {backoff:g} s" if retrying else "",
+                    loggable(exc),
+                )
 
     async def close(self) -> None:
         """Send what is pending and stop; no write added before ``close`` is lost.
@@ -1324,6 +1384,42 @@ class _WriteBehind:
                 task.cancel()
         with contextlib.suppress(Exception):
             await self._take_and_send()
+        if self._commands or self._scripts:
+            logger.warning(
+                "gateway write-behind: Redis refused the last %d writes at shutdown; they are lost",
+                len(self._commands) + len(self._scripts),
+            )
+
+
+def transient_redis_error(exc: BaseException) -> bool:
+    """A Redis error that passes (restart, failover, memory freed): worth retrying, not a bug.
+
+    Read-only replicas, a full memory, a loading dataset: redis-py's own classes for those replies,
+    found where this package's typed error keeps the original (its ``__cause__``)."""
+    from redis import exceptions as r
+
+    passing = (
+        RedisUnavailableError,
+        RedisPoolTimeoutError,
+        r.ReadOnlyError,
+        r.OutOfMemoryError,
+        r.BusyLoadingError,
+        r.MasterDownError,
+        r.TryAgainError,
+        r.ClusterDownError,
+    )
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, passing):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def loggable(exc: BaseException) -> str:
+    """An error for the log: printable and short (a failed command's message can hold vector bytes)."""
+    text = "".join(c if c.isprintable() else "?" for c in str(exc))
+    return f"{type(exc).__name__}: {text[:300]}"
 
 
 def _pipeline(commands: Sequence[tuple[Any, ...]]) -> Op[list[Any]]:

@@ -26,23 +26,32 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["BREAKER_VALUES", "Metrics", "forget_dead_workers"]
+__all__ = ["BREAKER_VALUES", "MAX_OTHER_MODELS", "OTHER_MODELS_LABEL", "Metrics", "forget_dead_workers"]
 
 BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+#: Passthrough model names labelled by name, per process, before the rest share ``OTHER_MODELS_LABEL``.
+MAX_OTHER_MODELS = 100
+OTHER_MODELS_LABEL = "other"
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class Metrics:
     """The gateway's metrics in their own registry (several gateways in one process do not clash)."""
 
-    def __init__(self) -> None:
+    def __init__(self, known_models: Callable[[], Collection[str]] = tuple) -> None:
+        """``known_models``: the router's models, always labelled by name; other (passthrough) names are
+        labelled by name up to ``MAX_OTHER_MODELS`` of them, then as ``other``: clients choose those
+        names, and every name would be series of its own for good."""
         self.registry = CollectorRegistry()
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._known_models = known_models
+        self._other_models: set[str] = set()
         r = self.registry
         self.requests = Counter("llmrouter_requests", "Completed requests", ["model", "route", "status"], registry=r)
         self.latency = Histogram(
@@ -76,8 +85,19 @@ class Metrics:
             "llmrouter_breaker_state", "0 closed, 1 half-open, 2 open", ["model"], registry=r, **breaker_mode
         )
 
+    def model_label(self, model: str) -> str:
+        """The ``model`` label of ``model`` (see ``__init__``)."""
+        if model in self._other_models or model in self._known_models():
+            return model
+        if len(self._other_models) < MAX_OTHER_MODELS:
+            self._other_models.add(model)
+            return model
+        return OTHER_MODELS_LABEL
+
     def child(self, metric: Any, **labels: str) -> Any:
         """``metric.labels(**labels)``, looked up once per label set (the lookup is not free on a hot path)."""
+        if "model" in labels:
+            labels["model"] = self.model_label(labels["model"])
         key = (id(metric), *labels.items())
         found = self._children.get(key)
         if found is None:

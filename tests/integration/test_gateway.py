@@ -321,6 +321,74 @@ def test_each_api_key_gives_feedback_on_and_sees_only_its_own_requests(redis_url
             assert ids[key] in seen and ids[other] not in seen
 
 
+def test_a_redis_that_refuses_writes_costs_bookkeeping_for_a_while_not_answers(local_upstream, tmp_path):
+    from redisvl_llmrouter.embedded import EmbeddedRedis, _free_port
+
+    server = EmbeddedRedis().start()  # its own: this test turns it into a read-only replica
+    store = redis.Redis.from_url(server.url)
+    try:
+        with gateway(server.url, local_upstream.url, tmp_path) as srv:
+            with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+                c.chat.completions.create(model="auto", messages=ask("warm up"))
+                store.execute_command("REPLICAOF", "127.0.0.1", str(_free_port()))  # a failover: read-only
+                answered = [
+                    c.chat.completions.with_raw_response.create(model="auto", messages=ask(f"hello {i}"))
+                    for i in range(5)
+                ]  # routed, answered: the feedback records and the log wait for Redis to take writes again
+                health = srv.get("/health")
+                assert (health.status_code, health.json()["redis"]) == (200, "read_only")
+                store.execute_command("REPLICAOF", "NO", "ONE")
+            ids = {r.headers["x-llmrouter-request-id"] for r in answered}
+            deadline = time.monotonic() + 20  # the write-behind retries after a pause
+            while not ids <= {e["request_id"] for e in parse_entries(store.xrange(stream_key(srv.router)))}:
+                assert time.monotonic() < deadline, "answers given while Redis was read-only were never logged"
+                time.sleep(0.2)
+            ok = srv.post("/v1/feedback", json={"request_id": sorted(ids)[0], "quality": 1.0})
+            assert ok.status_code == 200  # its feedback record was kept too
+            assert srv.get("/health").json()["redis"] == "ok"
+    finally:
+        store.close()
+        server.stop()
+
+
+def test_a_running_gateway_picks_up_a_route_added_by_another_process_within_seconds(
+    redis_url, local_upstream, tmp_path
+):
+    question = {"messages": ask("how deep should I plant tulip bulbs in clay soil?")}
+    with gateway(redis_url, local_upstream.url, tmp_path) as srv:
+        assert srv.post("/v1/route", json=question).json()["name"] != "gardening"
+        with SemanticRouter.from_existing(srv.router, redis_url=redis_url) as other:
+            other.add_route(  # the very question: it matches whatever the aggregation
+                Route(name="gardening", model="openai/gpt-4.1-nano", references=[question["messages"][0]["content"]])
+            )
+        deadline = time.monotonic() + 10  # the gateway checks the stored definition about once a second
+        while srv.post("/v1/route", json=question).json()["name"] != "gardening":
+            assert time.monotonic() < deadline, "the gateway never routed to the route another process added"
+            time.sleep(0.2)
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+            answer = c.chat.completions.with_raw_response.create(model="auto", **question)
+        assert answer.headers["x-llmrouter-route"] == "gardening"
+
+
+def test_sigterm_gives_requests_in_flight_the_shutdown_timeout_and_no_longer(redis_url, local_upstream, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = f"hang{uuid.uuid4().hex[:6]}/stuck"
+    local_upstream.control(model=model, hang_s=20)  # well past the 2 s, not so long it holds the upstream's exit
+    with gateway(redis_url, local_upstream.url, tmp_path, {"shutdown_timeout_s": 2}) as srv:
+        body = {"model": model, "messages": ask("hi")}
+        with ThreadPoolExecutor(1) as pool:
+            call = pool.submit(httpx.post, f"{srv.v1}/chat/completions", json=body, timeout=180)
+            time.sleep(1.0)  # the call is in flight, waiting on the provider
+            started = time.monotonic()
+            srv.proc.terminate()
+            srv.proc.wait(timeout=60)
+            took = time.monotonic() - started
+            with contextlib.suppress(httpx.HTTPError):
+                call.result(timeout=60)
+    assert took < 15, f"serve took {took:.1f} s to stop with shutdown_timeout_s 2"
+
+
 # ---------------------------------------------------------------------------- faults
 def test_a_failing_primary_is_answered_by_its_fallback(redis_url, local_upstream, tmp_path):
     tag = f"fb{uuid.uuid4().hex[:6]}"

@@ -351,6 +351,95 @@ def test_a_deleted_router_object_refuses_to_work_instead_of_rebuilding_the_route
     assert api.from_dict(definition, vectorizer=table)("query").name == "pricey"  # created again on purpose
 
 
+# ----------------------------------------------------------------- refresh: another object's change
+def closest() -> Route:
+    return Route(name="closest", model="m/closest", references=["closest d=0.01"], distance_threshold=0.5)
+
+
+def core_of(router: Any) -> Any:
+    return getattr(router, "unwrapped", router)._core
+
+
+def recorded(op: Any, seen: list[Any]) -> Any:
+    """A core operation that notes every request it makes into ``seen``."""
+    request = next(op)
+    try:
+        while True:
+            seen.append(request)
+            request = op.send((yield request))
+    except StopIteration as stop:
+        return stop.value
+
+
+def test_refresh_takes_up_another_objects_route_and_is_one_small_read_when_nothing_changed(api, name, table, redis_url):
+    from redisvl_llmrouter.ops import Command
+    from redisvl_llmrouter.router import drive
+
+    first = api.create(name=name, routes=tiers(), vectorizer=table)
+    second = api.from_existing(name, vectorizer=table)
+    second.add_route(closest())
+    assert first("query").name == "pricey"  # the new route is in the index, but first does not know it
+    assert first.route_names == ["cheap", "pricey"]
+    assert first.refresh() is True
+    assert first.route_names == ["cheap", "pricey", "closest"]
+    assert (first("query").name, first("query").model) == ("closest", "m/closest")
+    assert first.refresh() is False
+    assert second.refresh() is False  # its own save: nothing to take up
+    seen: list[Any] = []
+    with redis.Redis.from_url(redis_url) as client:
+        assert drive(recorded(core_of(first).refresh(), seen), client) is False
+    assert seen == [Command(("JSON.GET", config_key(name), "$.version", "$.generation"))]
+    first.update_routing_config({"max_k": 2})  # first's own save: second takes it up, first has it
+    assert first.refresh() is False
+    assert second.routing_config.max_k == 1
+    assert second.refresh() is True
+    assert second.routing_config.max_k == 2
+
+
+def test_refresh_adopts_a_router_recreated_with_overwrite(api, name, table):
+    first = api.create(name=name, routes=tiers(), vectorizer=table)
+    generation = core_of(first).generation
+    api.create(name=name, routes=[closest(), tiers()[0]], vectorizer=table, overwrite=True)
+    assert first("query").name == "cheap"  # its old definition: pricey's reference is gone, closest unknown
+    assert first.refresh() is True
+    assert core_of(first).generation not in ("", generation)
+    assert first.route_names == ["closest", "cheap"]
+    assert first("query").name == "closest"
+    assert first.refresh() is False
+    first.add_route(tiers()[1])  # in step with the new creation: its save lands
+    assert api.from_existing(name, vectorizer=table).route_names == ["closest", "cheap", "pricey"]
+
+
+def test_refresh_refuses_a_router_recreated_with_another_vectorizer(api, name, table):
+    from redisvl.utils.vectorize import CustomVectorizer
+
+    first = api.create(name=name, routes=tiers(), vectorizer=table)
+    wider = CustomVectorizer(
+        embed=lambda t: [1.0, 0.0, 0.0, 0.0], embed_many=lambda ts, **_: [[1.0, 0, 0, 0] for _ in ts]
+    )
+    api.create(name=name, routes=tiers(), vectorizer=wider, overwrite=True)
+    with pytest.raises(VectorizerMismatchError, match="dims: stored 4, given 3"):
+        first.refresh()
+    assert first.route_names == ["cheap", "pricey"]
+
+
+def test_refresh_leaves_a_lost_config_to_recovery_and_a_deleted_object_refuses_it(api, name, table, redis_url):
+    first = api.create(name=name, routes=tiers(), vectorizer=table)
+    with redis.Redis.from_url(redis_url) as client:
+        client.delete(config_key(name))
+        assert first.refresh() is False
+        assert not client.exists(config_key(name))  # not rebuilt by refresh
+        client.set(config_key(name), "another application's value")
+        with pytest.raises(ConfigError, match="another Redis type"):
+            first.refresh()
+        client.delete(config_key(name))
+    assert first.recover() is True
+    assert first.refresh() is False
+    first.delete()
+    with pytest.raises(RouterDeletedError, match=f"Router '{name}' was deleted"):
+        first.refresh()
+
+
 def test_clear_and_delete(api, name, table):
     router = api.create(name=name, routes=tiers(), vectorizer=table)
     router.clear()

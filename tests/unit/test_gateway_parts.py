@@ -294,3 +294,27 @@ def test_headers_carry_any_route_or_model_name_and_read_back_exactly():
         sent = headers[f"x-llmrouter-{name}"]
         assert sent.isascii() and sent.isprintable() and unquote(sent) == value
     assert Outcome(request_id="req-1", requested="auto", route="standard").headers()["x-llmrouter-route"] == "standard"
+
+
+def test_client_chosen_model_names_cannot_grow_the_metrics_or_the_queues_without_bound():
+    import asyncio
+
+    from redisvl_llmrouter.gateway.queue import MAX_IDLE_QUEUES, Queues
+    from redisvl_llmrouter.observability.metrics import MAX_OTHER_MODELS, Metrics
+
+    metrics = Metrics(known_models=lambda: ["router/model"])
+    for i in range(MAX_OTHER_MODELS + 50):
+        metrics.child(metrics.requests, model=f"vendor/m{i}", route="passthrough", status="ok").inc()
+    metrics.child(metrics.requests, model="router/model", route="simple", status="ok").inc()  # always by name
+    text = metrics.render().decode()
+    labelled = {line.split('model="')[1].split('"')[0] for line in text.splitlines() if 'model="' in line}
+    assert len(labelled) == MAX_OTHER_MODELS + 2 and {"other", "router/model", "vendor/m0"} <= labelled
+    assert 'model="other",route="passthrough",status="ok"} 50.0' in text  # the rest counted, not lost
+
+    async def pass_through(queues: Queues, count: int) -> int:
+        for i in range(count):
+            async with queues.slot(f"vendor/m{i}", 0):
+                pass
+        return len(queues.snapshot())
+
+    assert asyncio.run(pass_through(Queues(4, 10, 5.0, {}), MAX_IDLE_QUEUES + 100)) <= MAX_IDLE_QUEUES + 1
