@@ -172,8 +172,11 @@ def read_config(name: str) -> Op[dict[str, Any] | None]:
             f"The key {key!r} holds another Redis type than router {name!r}'s JSON config: another application "
             "uses that name. Choose another router name, or delete the key if it is stale."
         ) from None
-    if raw is None:
-        return None
+    return None if raw is None else _json_object(raw, name)
+
+
+def _json_object(raw: Any, name: str) -> dict[str, Any]:
+    """A ``JSON.GET`` reply of router ``name``'s config as a dict, or the ConfigError saying what is wrong."""
     try:
         data = json.loads(as_text(raw))
     except json.JSONDecodeError as exc:
@@ -201,12 +204,7 @@ def read_config_stamp(name: str) -> Op[tuple[int, str] | None]:
         return None
     # Several paths: a JSON object mapping each path to the list of its matches (empty when absent),
     # the same under RESP2 and RESP3.
-    try:
-        reply = json.loads(as_text(raw))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"The stored config of router {name!r} is not valid JSON: {exc}") from exc
-    if not isinstance(reply, dict):
-        raise ConfigError(f"The stored config of router {name!r} is not a JSON object.")
+    reply = _json_object(raw, name)
 
     def first(path: str) -> Any:
         matches = reply.get(path)
