@@ -52,6 +52,7 @@ class Metrics:
         self._children: dict[tuple[Any, ...], Any] = {}
         self._known_models = known_models
         self._other_models: set[str] = set()
+        self._labelled: set[str] = set()  # names labelled as themselves (router models, first other ones)
         r = self.registry
         self.requests = Counter("llmrouter_requests", "Completed requests", ["model", "route", "status"], registry=r)
         self.latency = Histogram(
@@ -87,10 +88,14 @@ class Metrics:
 
     def model_label(self, model: str) -> str:
         """The ``model`` label of ``model`` (see ``__init__``)."""
-        if model in self._other_models or model in self._known_models():
+        if model in self._labelled:
+            return model
+        if model in self._known_models():
+            self._labelled.add(model)  # a router model: by name for good (a set as small as the router)
             return model
         if len(self._other_models) < MAX_OTHER_MODELS:
             self._other_models.add(model)
+            self._labelled.add(model)
             return model
         return OTHER_MODELS_LABEL
 
