@@ -1340,6 +1340,8 @@ class _WriteBehind:
             await self._take_and_send()
         except Exception as exc:
             logger.warning("gateway write-behind failed: %s", loggable(exc))
+            if transient_redis_error(exc):  # the kept writes: the background task retries them, traffic or not
+                self.add()
 
     async def _run(self) -> None:
         assert self._wake is not None
