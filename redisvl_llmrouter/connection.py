@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -64,19 +65,10 @@ def pool_size() -> int:
     Read each time a client is created, not at import: a process may set it after importing the
     package, and a bad value fails as a ``ConfigError`` naming the variable where a pool is built.
     """
-    text = os.environ.get("LLMROUTER_REDIS_POOL_SIZE", "").strip()
-    if not text:
-        return POOL_SIZE
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(
-            f"LLMROUTER_REDIS_POOL_SIZE={text!r}: expected a whole number of connections, at least 1 "
-            f"(default {POOL_SIZE}); fix or unset the variable"
-        )
-    return value
+    return int(
+        _env_number("LLMROUTER_REDIS_POOL_SIZE", POOL_SIZE, int, lambda v: v >= 1,
+                    "a whole number of connections, at least 1")
+    )  # fmt: skip
 
 
 def pool_timeout() -> float:
@@ -84,18 +76,23 @@ def pool_timeout() -> float:
 
     Read each time a client is created, as :func:`pool_size`.
     """
-    text = os.environ.get("LLMROUTER_REDIS_POOL_TIMEOUT", "").strip()
+    return _env_number("LLMROUTER_REDIS_POOL_TIMEOUT", POOL_TIMEOUT_S, float, lambda v: math.isfinite(v) and v >= 0,
+                       "the seconds a caller may wait for a free connection, a number of 0 or more")  # fmt: skip
+
+
+def _env_number(
+    name: str, default: float, parse: Callable[[str], float], valid: Callable[[float], bool], expected: str
+) -> float:
+    """The number in environment variable ``name`` (``default`` when unset or blank); a ConfigError naming it."""
+    text = os.environ.get(name, "").strip()
     if not text:
-        return POOL_TIMEOUT_S
+        return default
     try:
-        value = float(text)
+        value = parse(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise ConfigError(
-            f"LLMROUTER_REDIS_POOL_TIMEOUT={text!r}: expected the seconds a caller may wait for a free "
-            f"connection, a number of 0 or more (default {POOL_TIMEOUT_S:g}); fix or unset the variable"
-        )
+    if not valid(value):
+        raise ConfigError(f"{name}={text!r}: expected {expected} (default {default:g}); fix or unset the variable")
     return value
 
 
