@@ -118,6 +118,7 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         self._core = core
         self._client = client
         self._owns_client = owns_client
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     async def create(
@@ -161,7 +162,31 @@ class AsyncSemanticRouter(BaseSemanticRouter):
 
     async def _run(self, op: Op[T]) -> T:
         self._core.check_not_deleted()
+        self._follow_loop()
         return await adrive(op, self._client, self._core.vectorizer)
+
+    def _follow_loop(self) -> None:
+        """Rebind to the running event loop when it changed (``asyncio.run`` called again, a notebook cell).
+
+        redis-py's asyncio connections, its pool's wait condition and our write lock belong to the loop
+        they were first used on; on a later loop they fail with "Event loop is closed" or "attached to
+        a different loop". A client this router opened is replaced by a new one with the same settings;
+        a caller's own client is the caller's to rebuild, so that gets a clear error instead.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        if self._loop is not None:
+            if not self._owns_client:
+                raise RuntimeError(
+                    "This AsyncSemanticRouter was used on another event loop, and its Redis client (yours, "
+                    "passed as redis_client=) belongs to that loop. Build the router and its client inside "
+                    "the loop that uses them, or let the router open its own client (redis_url=...)."
+                )
+            self._client = connection.rebuilt_async_client(self._client)
+            self._search_index = None
+            self._core.write_lock = asyncio.Lock()
+        self._loop = loop
 
     async def __call__(
         self,
@@ -375,6 +400,7 @@ class AsyncSemanticRouter(BaseSemanticRouter):
     async def close(self) -> None:
         """Close the Redis connection if the router opened it."""
         if self._owns_client:
+            self._follow_loop()  # a client from a finished loop cannot be closed on this one
             await self._client.aclose()
 
     async def __aenter__(self) -> AsyncSemanticRouter:

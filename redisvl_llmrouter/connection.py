@@ -153,6 +153,27 @@ def async_client(
     return aredis.Redis(connection_pool=pool)
 
 
+def rebuilt_async_client(client: aredis.Redis) -> aredis.Redis:
+    """A new asyncio client with ``client``'s pool settings, for a new event loop; ``client``'s sockets are closed.
+
+    The old connections belong to a loop that may be closed, so their sockets are closed directly
+    (nothing is awaited, nothing is sent) and the pool is emptied.
+    """
+    pool = client.connection_pool
+    for conn in [*getattr(pool, "_available_connections", []), *getattr(pool, "_in_use_connections", [])]:
+        writer = getattr(conn, "_writer", None)
+        sock = writer.get_extra_info("socket") if writer is not None else None
+        if sock is not None:  # asyncio hands out a TransportSocket view; the socket is behind it
+            getattr(sock, "_sock", sock).close()
+        conn._reader = conn._writer = None
+    pool.reset()
+    kwargs = dict(pool.connection_kwargs)
+    if isinstance(pool, aredis.BlockingConnectionPool):
+        kwargs["timeout"] = pool.timeout
+    new_pool = type(pool)(connection_class=pool.connection_class, max_connections=pool.max_connections, **kwargs)
+    return aredis.Redis(connection_pool=new_pool)
+
+
 def _pool(cls: Any, url: str, kwargs: dict[str, Any]) -> Any:
     """``cls.from_url``, a malformed URL refused as a ``ConfigError`` (its password masked)."""
     try:

@@ -279,3 +279,32 @@ def test_an_unreachable_redis_given_by_url_keeps_the_general_advice(table):
     url = f"redis://127.0.0.1:{_free_port()}"
     with pytest.raises(RedisUnavailableError, match="Start Redis there, point REDIS_URL"):
         SemanticRouter(name="x", routes=ROUTES, vectorizer=table, redis_url=url)
+
+
+def test_an_async_router_follows_each_new_event_loop(redis_url, name, table):
+    """``asyncio.run`` per call (scripts, notebooks): the router's own client moves to each new loop."""
+    router = asyncio.run(
+        AsyncSemanticRouter.create(name=name, routes=ROUTES, vectorizer=table, redis_url=redis_url, overwrite=True)
+    )
+    for i in range(3):  # the client's connections and the write lock were made on an earlier loop
+        assert asyncio.run(router("query")).name == "a"
+        asyncio.run(router.add_route_references("a", [f"again {i} d=0.1"]))
+    assert len(asyncio.run(router.get_route_references("a"))) == 4
+
+    async def finish() -> None:
+        await router.delete()
+        await router.close()
+
+    asyncio.run(finish())
+
+
+def test_an_async_router_on_the_callers_client_says_why_a_new_loop_fails(redis_url, name, table):
+    import redis.asyncio as aredis
+
+    client = aredis.Redis.from_url(redis_url)
+    router = asyncio.run(
+        AsyncSemanticRouter.create(name=name, routes=ROUTES, vectorizer=table, redis_client=client, overwrite=True)
+    )
+    with pytest.raises(RuntimeError, match="used on another event loop.*passed as redis_client"):
+        asyncio.run(router("query"))
+    redis.Redis.from_url(redis_url).delete(*redis.Redis.from_url(redis_url).keys(f"{name}*"))
