@@ -148,7 +148,12 @@ def async_client(
     # redis-py's sync client retries a command on a broken connection (3 times, with backoff) by
     # default, its asyncio client does not: after a Redis restart every pooled connection is
     # stale, so without this each one would fail once before reconnecting.
-    kwargs.setdefault("retry", AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), 3))
+    # Only a broken connection is retried, not a read timeout: a Redis that stopped answering (hung,
+    # or cut off by a network partition) would otherwise hold each command for four socket timeouts
+    # (20 s), and a timed-out write may have been applied already.
+    kwargs.setdefault(
+        "retry", AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), 3, supported_errors=(redis.ConnectionError,))
+    )
     pool = _pool(aredis.BlockingConnectionPool, resolve_url(redis_url), kwargs)
     return aredis.Redis(connection_pool=pool)
 

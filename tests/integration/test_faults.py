@@ -547,3 +547,26 @@ def test_the_gateway_keeps_serving_after_redis_restarts_empty(own_redis, tmp_pat
             restart_empty(own_redis)
             after = [client.chat.completions.create(model="auto", messages=ask).model for _ in range(3)]
     assert after == [before] * 3
+
+
+def test_a_redis_that_stops_answering_costs_one_socket_timeout_then_503(own_redis, tmp_path):
+    """A hung Redis (stopped, or cut off without a reset) is a 503 after redis-py's 5 s read timeout, not after
+    four of them: a read timeout is not retried (a timed-out write may have been applied)."""
+    import os
+    import signal
+
+    ask = [{"role": "user", "content": "explain garbage collection"}]
+    with upstream() as up, gateway(own_redis.url, up.url, tmp_path) as server:
+        with openai.OpenAI(base_url=server.v1, api_key="none", max_retries=0, timeout=60) as client:
+            client.chat.completions.create(model="auto", messages=ask)
+            assert own_redis.server_pid is not None
+            os.kill(own_redis.server_pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                with pytest.raises(openai.InternalServerError) as refused:
+                    client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hello"}])
+                waited = time.monotonic() - started
+            finally:
+                os.kill(own_redis.server_pid, signal.SIGCONT)
+            assert refused.value.status_code == 503 and waited < 12, waited
+            assert client.chat.completions.create(model="auto", messages=ask).choices[0].message.content
