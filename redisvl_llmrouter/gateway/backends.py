@@ -220,12 +220,15 @@ class OpenAIBackend:
 
     def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
         kwargs = _streaming(self._kwargs(call))
+        timeout = kwargs.pop("timeout")
         # Parameters the SDK has no argument for (a provider's top_k, say) go in the body as given,
-        # as a completion's plain POST sends them, instead of failing the SDK's call.
-        extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in _sdk_arguments()}
+        # as a completion's plain POST sends them, instead of failing the SDK's call. So do body
+        # fields named like the SDK's transport options (extra_headers...): a client's body never
+        # sets the gateway's headers or query.
+        extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in body_arguments()}
         if extra:
             kwargs["extra_body"] = extra
-        return _chunks(self._client.chat.completions.create(**kwargs), call.model)
+        return _chunks(self._client.chat.completions.create(**kwargs, timeout=timeout), call.model)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -254,13 +257,21 @@ class LiteLLMBackend:
         return f"LiteLLMBackend(upstream={self.upstream.name!r}, api_base={self.upstream.api_base!r})"
 
     def _kwargs(self, call: Call) -> dict[str, Any]:
+        # A client's OpenAI parameters are LiteLLM keywords; anything else goes in the body as given.
+        # LiteLLM also reads its own settings from keywords (api_base, api_key, extra_headers,
+        # mock_response...), which a client's body must never set: its api_base would receive the
+        # provider key.
+        params = {k: v for k, v in call.params.items() if k in body_arguments() or k in LITELLM_SAMPLING}
+        extra = {k: v for k, v in call.params.items() if k not in params}
         kwargs: dict[str, Any] = {
+            **params,
             "model": call.model,
             "messages": call.messages,
             "timeout": min(call.timeout_s, self.upstream.timeout_s),
             "num_retries": 0,
-            **call.params,
         }
+        if extra:
+            kwargs["extra_body"] = extra
         if self.upstream.api_base:
             kwargs["api_base"] = self.upstream.api_base
         key = self.upstream.key()
@@ -299,12 +310,18 @@ def _http_client(timeout_s: float) -> Any:
         return httpx.AsyncClient(limits=limits, timeout=timeout_s)
 
 
+#: Provider sampling parameters outside OpenAI's API that LiteLLM translates when given as keywords.
+LITELLM_SAMPLING = frozenset({"top_k", "min_p", "repetition_penalty", "thinking"})
+#: ``chat.completions.create`` keywords that are the SDK's transport options, not body fields.
+SDK_OPTIONS = frozenset({"self", "extra_headers", "extra_query", "extra_body", "timeout"})
+
+
 @functools.cache
-def _sdk_arguments() -> frozenset[str]:
-    """The keyword arguments of the ``openai`` SDK's ``chat.completions.create``."""
+def body_arguments() -> frozenset[str]:
+    """The body parameters among the ``openai`` SDK's ``chat.completions.create`` keywords."""
     from openai.resources.chat.completions import AsyncCompletions
 
-    return frozenset(inspect.signature(AsyncCompletions.create).parameters) - {"self"}
+    return frozenset(inspect.signature(AsyncCompletions.create).parameters) - SDK_OPTIONS
 
 
 def _streaming(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -21,10 +21,12 @@ With ``--api-key KEY`` it answers ``/v1/...`` only with ``Authorization: Bearer 
 as a provider does, so a test can check that the gateway sends the key it was given.
 
 ``GET /control`` returns what each model has served (``calls``, ``failures``, ``ok``), so tests
-can check that every request is accounted for. A bare ASGI app on uvicorn (one event loop, so the
-state needs no locks): it takes thousands of concurrent connections, which the gateway's load
-tests need (``http.server``'s thread per connection managed about 70 requests a second at 1,000
-concurrent connections here).
+can check that every request is accounted for, and each model's ``last`` request: its body
+without the messages, and the names of its headers (never their values: one is the key).
+
+A bare ASGI app on uvicorn (one event loop, so the state needs no locks): it takes thousands of
+concurrent connections, which the gateway's load tests need (``http.server``'s thread per connection
+managed about 70 requests a second at 1,000 concurrent connections here).
 """
 
 from __future__ import annotations
@@ -52,12 +54,14 @@ class _State:
         self.settings: dict[str, dict[str, Any]] = {}
         self.counts: dict[str, dict[str, int]] = {}
         self.rngs: dict[str, random.Random] = {}
+        self.last: dict[str, dict[str, Any]] = {}
 
     def control(self, body: dict[str, Any]) -> None:
         if body.get("reset"):
             self.settings.clear()
             self.counts.clear()
             self.rngs.clear()
+            self.last.clear()
             return
         model = str(body.get("model", "*"))
         current = self.settings.setdefault(model, {})
@@ -98,7 +102,7 @@ class _State:
         return status, float(settings.get("latency_ms", 0)) / 1000.0, hang, fault
 
     def snapshot(self) -> dict[str, Any]:
-        return {"counts": json.loads(json.dumps(self.counts)), "settings": json.loads(json.dumps(self.settings))}
+        return json.loads(json.dumps({"counts": self.counts, "settings": self.settings, "last": self.last}))
 
 
 def _text(content: Any) -> str:
@@ -186,6 +190,10 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         error = {"error": {"message": "model and messages are required", "type": "invalid_request_error"}}
         await _send_json(send, 400, error)
         return
+    STATE.last[model] = {
+        "body": {k: v for k, v in body.items() if k != "messages"},
+        "headers": sorted({name.decode("latin-1").lower() for name, _ in scope.get("headers") or ()}),
+    }
     status, delay, hang, fault = STATE.outcome(model, stream=bool(body.get("stream")))
     if hang or delay:
         await asyncio.sleep(hang + delay)

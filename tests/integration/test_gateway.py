@@ -222,6 +222,35 @@ def test_a_stream_passes_parameters_the_sdk_does_not_know_and_holds_no_slot(clie
     assert model["queue_active"] == 0 and model["in_flight"] == 0
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_body_fields_named_like_sdk_options_stay_in_the_body_and_never_set_headers(redis_url, tmp_path, stream):
+    """A client's body never sets the gateway's headers, query or key (the SDK's extra_* options)."""
+    model = "openai/gpt-4.1-nano"
+    fields = {
+        "extra_headers": {"x-injected": "yes", "authorization": "Bearer client-chosen"},
+        "extra_query": {"api-version": "1"},
+        "extra_body": {"zzz": 1},
+    }
+    env = {"UPSTREAM_KEY": "the-key"}
+    with (
+        upstream(api_key="the-key") as up,
+        gateway(redis_url, up.url, tmp_path, {"upstream_api_key_env": "UPSTREAM_KEY"}, env) as srv,
+    ):
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+            answer = c.chat.completions.create(model=model, messages=ask("hi"), stream=stream, extra_body=fields)
+            text = (
+                "".join(ch.choices[0].delta.content or "" for ch in answer if ch.choices)
+                if stream
+                else (answer.choices[0].message.content)
+            )
+        last = httpx.get(f"{up.root}/control", timeout=5).json()["last"][model]
+        stats = srv.get("/stats").json()["models"][model]
+    assert text == f"[{model}] hi"  # the upstream's key check passed: the gateway's key alone was sent
+    assert {k: last["body"][k] for k in fields} == fields
+    assert "x-injected" not in last["headers"] and "zzz" not in last["body"] and "api-version" not in last["body"]
+    assert stats["failures"] == 0 and stats["breaker"] == "closed"
+
+
 def test_the_openai_client_raises_its_own_error_types(client):
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="auto", messages=[])

@@ -429,21 +429,15 @@ def test_a_program_that_never_closes_its_sync_gateway_still_writes_every_answers
     assert (stats.successes, stats.inflight) == (5, 0)
 
 
+def litellm_config(api_base: str) -> dict[str, Any]:
+    """A gateway whose ``openai/*`` models go through LiteLLM to ``api_base``."""
+    upstream = {"name": "via-litellm", "backend": "litellm", "api_base": api_base, "api_key": "none"}
+    return {"router_name": f"lib-{uuid.uuid4().hex[:6]}", "upstreams": [{**upstream, "models": ["openai/*"]}]}
+
+
 def test_litellm_is_a_backend_too(redis_url, local_upstream):
     async def run() -> Any:
-        config = {
-            "router_name": f"lib-{uuid.uuid4().hex[:6]}",
-            "upstreams": [
-                {
-                    "name": "via-litellm",
-                    "backend": "litellm",
-                    "api_base": local_upstream.url,
-                    "api_key": "none",
-                    "models": ["openai/*"],
-                }
-            ],
-        }
-        gw = await Gateway.create(config, redis_url=redis_url)
+        gw = await Gateway.create(litellm_config(local_upstream.url), redis_url=redis_url)
         try:
             return await gw.complete([{"role": "user", "content": "hi"}], model="openai/litellm-check")
         finally:
@@ -454,6 +448,28 @@ def test_litellm_is_a_backend_too(redis_url, local_upstream):
     # LiteLLM sends "openai/litellm-check" to an OpenAI-compatible base as "litellm-check".
     assert answer.body["choices"][0]["message"]["content"] == "[litellm-check] hi"
     assert local_upstream.calls("litellm-check") == 1
+
+
+def test_a_request_never_sets_litellms_own_settings(redis_url, local_upstream):
+    """LiteLLM takes api_base, api_key, mock_response... as keywords: from a request they stay body fields,
+    so a client can neither send the provider key to its own server nor fake an answer."""
+    hijack = {"api_base": "http://127.0.0.1:9/v1", "api_key": "client-key", "mock_response": "faked"}
+
+    async def run() -> Any:
+        gw = await Gateway.create(litellm_config(local_upstream.url), redis_url=redis_url)
+        try:
+            return await gw.complete(
+                [{"role": "user", "content": "hi"}], model="openai/litellm-own", seed=7, custom_field=1, **hijack
+            )
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    answer = asyncio.run(run())
+    assert answer.body["choices"][0]["message"]["content"] == "[litellm-own] hi"  # from the configured upstream
+    last = httpx.get(f"{local_upstream.root}/control", timeout=5).json()["last"]["litellm-own"]["body"]
+    assert last["seed"] == 7 and last["custom_field"] == 1  # OpenAI's parameters, and the rest in the body
+    assert {k: last.get(k) for k in hijack} == hijack
 
 
 def test_two_workers_share_one_redis(redis_url, local_upstream, tmp_path):
