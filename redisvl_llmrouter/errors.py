@@ -28,6 +28,7 @@ __all__ = [
     "GatewayError",
     "InvalidQueryError",
     "InvalidRequestError",
+    "RequestTooLargeError",
     "InvalidFeedbackError",
     "InvalidVectorizerError",
     "LLMRouterError",
@@ -238,6 +239,12 @@ class InvalidRequestError(GatewayError, ValueError):
     """A malformed request: missing messages, an unknown parameter value, bad JSON."""
 
     status, kind, code = 400, "invalid_request_error", "invalid_request"
+
+
+class RequestTooLargeError(InvalidRequestError):
+    """A request body over the gateway's ``max_body_mb``: refused before it is read into memory."""
+
+    status, code = 413, "request_too_large"
 
 
 class AuthenticationError(GatewayError, PermissionError):

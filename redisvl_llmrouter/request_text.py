@@ -24,9 +24,11 @@ from typing import Any
 from redisvl_llmrouter.errors import InvalidQueryError
 from redisvl_llmrouter.schema import TextWindow
 
-__all__ = ["ELLIPSIS", "messages_text", "prompt_text", "routing_text"]
+__all__ = ["ELLIPSIS", "NO_TEXT", "messages_text", "prompt_text", "routing_text"]
 
 ELLIPSIS = " … "
+#: The error message of a request whose messages have no text at all (images or audio only).
+NO_TEXT = "No message has text content to route on."
 
 
 def routing_text(text: str, window: TextWindow | None = None) -> str:
@@ -74,7 +76,7 @@ def messages_text(messages: Sequence[Mapping[str, Any]]) -> str:
             text = _content_text(message.get("content"))
             if text.strip():
                 return text
-    raise InvalidQueryError("No message has text content to route on.")
+    raise InvalidQueryError(NO_TEXT)
 
 
 def prompt_text(messages: Sequence[Mapping[str, Any]]) -> str:

@@ -52,6 +52,7 @@ from redisvl_llmrouter.errors import (
     RedisPermissionError,
     RedisPoolTimeoutError,
     RedisUnavailableError,
+    RequestTooLargeError,
     RouterStateLostError,
     UnknownRequestError,
 )
@@ -72,8 +73,12 @@ _GATEWAY_FIELDS = ("priority", "strategy", "constraints", "cache", "timeout")
 _RESERVED_FIELDS = {"tenant"}
 
 
-def _model_object(model_id: str) -> dict[str, str]:
-    return {"id": model_id, "object": "model", "owned_by": "llmrouter"}
+#: ``created`` of every model object (OpenAI's schema requires one): when this gateway was imported.
+_CREATED = int(time.time())
+
+
+def _model_object(model_id: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": _CREATED, "owned_by": "llmrouter"}
 
 
 def _error(
@@ -133,7 +138,18 @@ def _finite(text: str) -> float:
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+    limit = int(request.app.state.gateway.config.max_body_mb * 1_000_000)
+    refusal = f"The request body is larger than this gateway's limit of {limit:,} bytes (max_body_mb)."
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise RequestTooLargeError(refusal)
+    chunks, size = [], 0
+    async for chunk in request.stream():  # a body sent without a length is counted as it arrives
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLargeError(refusal)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         body = json.loads(
             raw or b"null", parse_constant=_no_constant, parse_float=_finite

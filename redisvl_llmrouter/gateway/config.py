@@ -209,6 +209,9 @@ class GatewayConfig(BaseModel):
     queue: QueueConfig = Field(default_factory=QueueConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    max_body_mb: Annotated[float, Field(gt=0, le=1024, allow_inf_nan=False)] = 32.0
+    """The largest request body read, in MB (a 413 beyond it): base64 images make bodies large, and
+    without a limit a few huge bodies would fill the gateway's memory."""
     max_models: Annotated[int, Field(ge=1)] = 3
     """Models tried per request: the chosen one and up to ``max_models - 1`` fallbacks."""
     shutdown_timeout_s: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 30.0

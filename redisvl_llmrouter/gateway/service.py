@@ -73,8 +73,8 @@ from redisvl_llmrouter.observability.report import Report
 from redisvl_llmrouter.ops import Op, Pipeline, run_scripts
 from redisvl_llmrouter.policy import stats as live
 from redisvl_llmrouter.policy.catalog import estimate_tokens
-from redisvl_llmrouter.request_text import messages_text, prompt_text, routing_text
-from redisvl_llmrouter.schema import Decision, RouteMatch
+from redisvl_llmrouter.request_text import NO_TEXT, messages_text, prompt_text, routing_text
+from redisvl_llmrouter.schema import MAX_STATEMENT_CHARS, Decision, RouteMatch
 
 __all__ = ["Completion", "Gateway", "Outcome", "StreamedCompletion", "SyncGateway"]
 
@@ -556,10 +556,6 @@ class Gateway:
     ) -> _Request:
         from redisvl_llmrouter.router import route_options
 
-        try:
-            text = messages_text(messages)
-        except InvalidQueryError as exc:
-            raise InvalidRequestError(str(exc)) from None
         if not isinstance(model, str) or not model.strip():
             raise InvalidRequestError("model must be a non-empty string: 'auto', 'router/<name>' or a model name.")
         if len(model) > MAX_MODEL_NAME_CHARS or not model.isprintable():
@@ -568,6 +564,21 @@ class Gateway:
                 f"model must be a printable name of at most {MAX_MODEL_NAME_CHARS} characters ({len(model)} given)."
             )
         target = self._target(model)
+        try:
+            text = messages_text(messages)
+        except InvalidQueryError as exc:
+            if str(exc) != NO_TEXT:
+                raise InvalidRequestError(str(exc)) from None
+            if target is None:
+                raise InvalidRequestError(
+                    f"{exc} A request with none (images or audio only) names its model."
+                ) from None
+            text = ""  # to a named model: nothing to route on, and nothing to cache it under
+        if len(text) > MAX_STATEMENT_CHARS:
+            # Only the head and tail of a long text are embedded (the routing window): keeping the first
+            # and last half-million characters leaves that window as it was, within the router's limit.
+            half = MAX_STATEMENT_CHARS // 2
+            text = text[:half] + text[-half:]
         rank = priority_rank(priority)
         if timeout is not None and (
             not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= MAX_TIMEOUT_S
@@ -585,8 +596,14 @@ class Gateway:
             except InvalidQueryError as exc:
                 raise InvalidRequestError(str(exc)) from None
             max_tokens = clean.get("max_tokens") or clean.get("max_completion_tokens")
-            if isinstance(max_tokens, int) and options.constraints.output_tokens is None:
-                constraints_ = options.constraints.model_copy(update={"output_tokens": max_tokens})
+            n = clean.get("n")
+            choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+            if options.constraints.output_tokens is None and (isinstance(max_tokens, int) or choices > 1):
+                # What the answer may cost: every one of the n choices is billed its output tokens.
+                per_choice = (
+                    max_tokens if isinstance(max_tokens, int) else self.router.routing_config.expected_output_tokens
+                )
+                constraints_ = options.constraints.model_copy(update={"output_tokens": per_choice * choices})
                 options = RouteOptions(**{**options.__dict__, "constraints": constraints_})
         else:  # a passthrough request: nothing to route, nothing to validate
             options = _PASSTHROUGH
@@ -597,7 +614,10 @@ class Gateway:
             params=clean,
             rank=rank,
             options=options,
-            cache_allowed=cache is not False and self.cache is not None and cacheable(clean, self.config.cache),
+            cache_allowed=bool(text)
+            and cache is not False
+            and self.cache is not None
+            and cacheable(clean, self.config.cache),
             tenant=tenant,
             timeout_s=float(timeout) if timeout is not None else DEFAULT_TIMEOUT_S,
             text=text,

@@ -44,6 +44,10 @@ def client(server):
         yield c
 
 
+#: An image content part: a message carrying it and no text has nothing to route on.
+IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+
+
 def ask(text: str) -> list[dict]:
     return [{"role": "user", "content": text}]
 
@@ -181,6 +185,20 @@ def test_a_concrete_model_passes_through(client, local_upstream):
             400,
             "nested too deeply",
         ),
+        (json.dumps({"model": "auto", "messages": [{"role": "user", "content": [IMAGE]}]}), 400, "names its model"),
+        (
+            json.dumps(
+                {
+                    "model": "auto",
+                    "messages": [{"role": "user", "content": "hi"}],
+                    "n": 100,
+                    "max_tokens": 256,
+                    "constraints": {"max_cost": 0.0002},  # one choice of gpt-4.1-nano fits; a hundred do not
+                }
+            ),
+            400,
+            "No model satisfies",
+        ),
     ],
 )
 def test_malformed_requests_get_openai_style_4xx(server, body, status, fragment):
@@ -189,6 +207,30 @@ def test_malformed_requests_get_openai_style_4xx(server, body, status, fragment)
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
     assert fragment in error["message"]
+
+
+def test_a_body_over_max_body_mb_is_a_413_whether_its_length_is_declared_or_not(server):
+    limit = 32_000_000
+    big = json.dumps({"model": "auto", "messages": [{"role": "user", "content": "x" * (limit + 10)}]}).encode()
+    declared = server.post("/v1/chat/completions", content=big, headers={"content-type": "application/json"})
+    streamed = server.post("/v1/chat/completions", content=iter([big[:1000], big[1000:]]))  # chunked, no length
+    for response in (declared, streamed):
+        assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
+    assert server.get("/health").status_code == 200
+
+
+def test_a_request_made_only_of_an_image_passes_through_to_a_named_model(client):
+    answer = client.chat.completions.create(
+        model="openai/gpt-4.1-nano", messages=[{"role": "user", "content": [IMAGE]}]
+    )
+    assert answer.choices[0].message.content == "[openai/gpt-4.1-nano]"
+
+
+def test_a_routed_request_longer_than_the_routers_limit_is_routed_on_its_head_and_tail(client, server):
+    text = "Explain the attached log. " + "log line 42 ok\n" * 90_000  # 1.35 million characters
+    assert len(text) > 1_000_000
+    answer = client.chat.completions.with_raw_response.create(model="auto", messages=ask(text), max_tokens=3)
+    assert answer.http_response.status_code == 200 and answer.headers["x-llmrouter-route"]
 
 
 def test_error_codes_name_the_error_on_every_path(server, redis_url):
@@ -273,8 +315,12 @@ def test_priority_strategy_and_constraints_as_extra_body_or_headers(client):
 
 
 def test_models_health_route_and_metrics(server, client):
-    ids = [m["id"] for m in server.get("/v1/models").json()["data"]]
+    listed = server.get("/v1/models").json()["data"]
+    ids = [m["id"] for m in listed]
     assert ids[:2] == ["auto", f"router/{server.router}"] and "anthropic/claude-opus-4-5" in ids
+    assert all(
+        set(m) == {"id", "object", "created", "owned_by"} and m["created"] > 0 for m in listed
+    )  # OpenAI's schema
     assert client.models.retrieve("anthropic/claude-opus-4-5").id == "anthropic/claude-opus-4-5"  # a / in the id
     with pytest.raises(openai.NotFoundError) as missing:
         client.models.retrieve("nobody/such-model")
