@@ -160,6 +160,16 @@ class AsyncSemanticRouter(BaseSemanticRouter):
             await router._run(core.import_outcomes(_outcomes))
         return router
 
+    @property
+    def _index(self) -> Any:
+        """RedisVL's ``AsyncSearchIndex``, on the client of the running loop (see ``_follow_loop``)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # outside a loop: nothing to follow yet
+            return super()._index
+        self._follow_loop()
+        return super()._index
+
     async def _run(self, op: Op[T]) -> T:
         self._core.check_not_deleted()
         self._follow_loop()

@@ -291,6 +291,11 @@ def test_an_async_router_follows_each_new_event_loop(redis_url, name, table):
         asyncio.run(router.add_route_references("a", [f"again {i} d=0.1"]))
     assert len(asyncio.run(router.get_route_references("a"))) == 4
 
+    async def index_exists() -> bool:  # RedisVL's handle, reached first thing in a new loop
+        return await router._index.exists()  # type: ignore[no-any-return]
+
+    assert asyncio.run(index_exists()) and asyncio.run(index_exists())
+
     async def finish() -> None:
         await router.delete()
         await router.close()
