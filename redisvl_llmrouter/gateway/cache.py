@@ -15,7 +15,8 @@ on a hash of everything else that decides the answer:
 
 Off by default: a semantic match is a guess, and prompts that differ in one number or one "not"
 sit well within any useful threshold. Only deterministic requests are cached: ``temperature``
-set at or below ``max_temperature`` (default 0), one choice, no tools. Clients can bypass it per
+set at or below ``max_temperature`` (default 0), one choice, no tools, no ``logprobs`` (the cache
+keeps an answer's text, not its token probabilities). Clients can bypass it per
 request. Entries expire ``ttl_s`` after they were stored (hits do not renew them). The index and
 keys live under ``llmrouter:cache`` (a
 prefix no router can take). A cache that fails (Redis restarted empty, say) costs its hit rate,
@@ -50,7 +51,7 @@ def cacheable(params: Mapping[str, Any], config: CacheConfig) -> bool:
     temperature = params.get("temperature")
     if not isinstance(temperature, (int, float)) or temperature > config.max_temperature:
         return False
-    return not (params.get("n", 1) != 1 or params.get("tools") or params.get("functions"))
+    return not (params.get("n", 1) != 1 or params.get("tools") or params.get("functions") or params.get("logprobs"))
 
 
 def scope_of(

@@ -224,11 +224,13 @@ class TestCacheScope:
             "auto", "bob", [{"role": "user", "content": "hi"}], {}
         )
 
-    def test_only_deterministic_single_answer_requests_without_tools_are_cacheable_and_only_when_on(self):
+    def test_only_deterministic_single_answer_requests_without_tools_or_logprobs_are_cacheable_and_only_when_on(self):
         on = CacheConfig(enabled=True)
         assert cacheable({"temperature": 0}, on) and not cacheable({"temperature": 0}, CacheConfig())
         assert not cacheable({}, on) and not cacheable({"temperature": 0.7}, on)
         assert not cacheable({"temperature": 0, "n": 2}, on) and not cacheable({"temperature": 0, "tools": [{}]}, on)
+        assert not cacheable({"temperature": 0, "logprobs": True}, on)  # the cache keeps text, not probabilities
+        assert cacheable({"temperature": 0, "logprobs": False}, on)
 
 
 @pytest.mark.parametrize(
