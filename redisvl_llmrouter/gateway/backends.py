@@ -228,7 +228,7 @@ class OpenAIBackend:
         extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in body_arguments()}
         if extra:
             kwargs["extra_body"] = extra
-        return _chunks(self._client.chat.completions.create(**kwargs, timeout=timeout), call.model)
+        return _chunks(self._client.chat.completions.create(**kwargs, timeout=timeout), call.model, as_sent=True)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -331,10 +331,15 @@ def _streaming(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-async def _chunks(create: Awaitable[Any], model: str) -> AsyncIterator[dict[str, Any]]:
-    """A provider's stream as plain chunk dicts, its errors as ``UpstreamError``."""
+async def _chunks(create: Awaitable[Any], model: str, as_sent: bool = False) -> AsyncIterator[dict[str, Any]]:
+    """A provider's stream as plain chunk dicts, its errors as ``UpstreamError``.
+
+    ``as_sent``: the ``openai`` SDK parsed each chunk from the provider's JSON, so its fields that were
+    set are exactly those the provider sent, nulls included (``"finish_reason": null``, which strict
+    clients expect, as OpenAI sends it). LiteLLM builds its chunks itself: their null fields are dropped.
+    """
     try:
         async for chunk in await create:
-            yield chunk.model_dump(exclude_none=True)
+            yield chunk.model_dump(exclude_unset=True) if as_sent else chunk.model_dump(exclude_none=True)
     except Exception as exc:
         raise upstream_error(exc, model) from None

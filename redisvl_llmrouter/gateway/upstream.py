@@ -257,11 +257,14 @@ def _stream_events(
 ) -> list[dict[str, Any]]:
     base = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
     words = text.split(" ")
-    events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
+    # As OpenAI sends them: every choice names its finish_reason and logprobs, null until the end.
+    open_ = {"logprobs": None, "finish_reason": None}
+    events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, **open_}]}]
     events += [
-        {**base, "choices": [{"index": 0, "delta": {"content": (" " if i else "") + w}}]} for i, w in enumerate(words)
+        {**base, "choices": [{"index": 0, "delta": {"content": (" " if i else "") + w}, **open_}]}
+        for i, w in enumerate(words)
     ]
-    events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    events.append({**base, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]})
     if with_usage:
         events.append({**base, "choices": [], "usage": usage})
     if broken:  # two chunks, then an error event in the stream, as providers report a failure mid-answer

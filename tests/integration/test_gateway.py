@@ -293,6 +293,16 @@ def test_body_fields_named_like_sdk_options_stay_in_the_body_and_never_set_heade
     assert stats["failures"] == 0 and stats["breaker"] == "closed"
 
 
+def test_stream_chunks_keep_the_providers_null_fields(server):
+    """Strict clients expect ``"finish_reason": null`` on every chunk before the last, as OpenAI sends it."""
+    body = {"model": "openai/gpt-4.1-nano", "stream": True, "messages": ask("two words")}
+    with httpx.stream("POST", f"{server.v1}/chat/completions", json=body, timeout=30) as response:
+        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
+    choices = [e["choices"][0] for e in events]
+    assert all(c["finish_reason"] is None and "logprobs" in c for c in choices[:-1])
+    assert choices[-1]["finish_reason"] == "stop"
+
+
 def test_the_openai_client_raises_its_own_error_types(client):
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="auto", messages=[])
