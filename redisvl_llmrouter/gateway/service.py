@@ -92,6 +92,8 @@ DEFAULT_TIMEOUT_S = 60.0
 ROUTER_REFRESH_S = 1.0
 #: How stale a process's view of the shared breaker states may be.
 BREAKER_REFRESH_S = 0.2
+#: How often the leases of this process's calls in flight are renewed (a third of ``CALL_LEASE_MS``).
+CALL_LEASE_RENEW_S = live.CALL_LEASE_MS / 3000
 #: A relayed stream gives the event loop a turn every this many chunks (a fast provider's chunks arrive
 #: buffered, and a long stream would otherwise hold every other request on this process).
 YIELD_EVERY_CHUNKS = 8
@@ -280,6 +282,8 @@ class Gateway:
         self._refreshed = time.monotonic()  # the router was just loaded
         self._served: dict[str, float] = {}  # passthrough model -> when this process last noted it in Redis
         self._retry_template = self._retrying_template()
+        self._calls: dict[tuple[str, str], None] = {}  # (model, request id) of the calls in flight here
+        self._leases: asyncio.Future[None] | None = None  # renews their leases while there are any
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -524,6 +528,8 @@ class Gateway:
         """Flush pending writes, then close backends and connections."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._leases is not None:
+            self._leases.cancel()
         await self._writes.close()
         # Its own backends and the ones it was given (their protocol includes ``aclose``), each once.
         backends = {id(b): b for b in [*self._backends.values(), *self._custom_backends.values()]}
@@ -781,7 +787,7 @@ class Gateway:
             call = Call(model=model, messages=request.messages, params=request.params, timeout_s=request.timeout_s)
             try:
                 async with self.queues.slot(model, request.rank):
-                    self._started(model, outcome.request_id, request.timeout_s)
+                    self._started(model, outcome.request_id)
                     async for attempt in self._retrying():
                         with attempt:
                             body = await self._attempt(
@@ -822,6 +828,9 @@ class Gateway:
             except Exception as exc:  # a custom backend's own error: a failed call like any other
                 logger.warning("backend for %s raised %s", model, type(exc).__name__, exc_info=True)
                 raise upstream_error(exc, model) from None
+            except asyncio.CancelledError:  # the client left (or shutdown): the call ends, uncounted
+                self._release(model, outcome.request_id)
+                raise
         except UpstreamError as exc:
             latency = (time.perf_counter() - started) * 1000
             outcome.attempts.append(
@@ -832,7 +841,7 @@ class Gateway:
             if refused(exc.upstream_status):
                 # The provider refused the request itself (the client's error): it says nothing about the
                 # model, so neither its breaker nor the live statistics every process routes by count it.
-                self._writes.add(commands=live.release_commands(model, outcome.request_id))
+                self._release(model, outcome.request_id)
             else:
                 self._record_call(model, False, latency, outcome.request_id)
             raise
@@ -904,7 +913,7 @@ class Gateway:
             stack = contextlib.AsyncExitStack()
             try:
                 await stack.enter_async_context(self.queues.slot(model, request.rank))
-                self._started(model, outcome.request_id, request.timeout_s)
+                self._started(model, outcome.request_id)
                 async for attempt in self._retrying():
                     with attempt:
                         chunks = backend.stream(call).__aiter__()
@@ -963,7 +972,7 @@ class Gateway:
                 self._spawn(_close_chunks(chunks))
             if ended is None:  # left before its end: still one request, logged and counted, but no call outcome
                 self._failed(request, outcome, "client_closed")
-                self._writes.add(commands=live.release_commands(model, outcome.request_id))
+                self._release(model, outcome.request_id)
                 return
             if ended:
                 self.metrics.child(self.metrics.upstream_latency, model=model).observe(first_latency / 1000)
@@ -1166,10 +1175,13 @@ class Gateway:
             commands.append(decisions.append_command(self.router.name, fields, self.config.log.max_entries))
         self._writes.add(commands=commands)
 
-    def _started(self, model: str, request_id: str, timeout_s: float) -> None:
-        """Count the call in flight (shared in Redis) until it finishes or could no longer be running."""
-        timeout_ms = int(1000 * timeout_s * self.config.retry.attempts + 60_000)
-        commands = live.start_commands(model, request_id, live_now_ms(), timeout_ms)
+    def _started(self, model: str, request_id: str) -> None:
+        """Count the call in flight (shared in Redis) until it finishes: on a lease this process renews
+        while the call runs, so the calls of a process killed mid-call stop counting within the lease."""
+        commands = live.start_commands(model, request_id, live_now_ms(), live.CALL_LEASE_MS)
+        self._calls[(model, request_id)] = None
+        if self._leases is None or self._leases.done():
+            self._leases = asyncio.ensure_future(self._renew_leases())
         now = time.monotonic()
         if model not in self.router.models and now - self._served.get(model, -math.inf) >= live.SERVED_RENEW_S:
             if len(self._served) >= MAX_CACHED_MODELS:
@@ -1178,9 +1190,26 @@ class Gateway:
             commands = [*commands, *live.served_commands(self.router.name, model, live_now_ms())]
         self._writes.add(commands=commands)
 
+    async def _renew_leases(self) -> None:
+        """While calls are in flight, renew their leases a few times per lease (one write for all of them)."""
+        while self._calls:
+            await asyncio.sleep(CALL_LEASE_RENEW_S)
+            now = live_now_ms()
+            commands = [
+                c for model, rid in self._calls for c in live.renew_commands(model, rid, now, live.CALL_LEASE_MS)
+            ]
+            if commands:
+                self._writes.add(commands=commands)
+
+    def _release(self, model: str, request_id: str) -> None:
+        """End a call in flight without counting it (the provider refused the request as malformed)."""
+        self._calls.pop((model, request_id), None)
+        self._writes.add(commands=live.release_commands(model, request_id))
+
     def _record_call(
         self, model: str, success: bool, latency_ms: float, request_id: str, breaker_too: bool = True
     ) -> None:
+        self._calls.pop((model, request_id), None)
         now = live_now_ms()
         finish = live.finish_args(model, success=success, latency_ms=latency_ms, request_id=request_id, now_ms=now)
         self._writes.add(scripts=[(live.FINISH_SCRIPT, finish)])

@@ -10,9 +10,10 @@ per model ``M`` (the hash tag ``{M}`` keeps one model's keys in one cluster slot
   ``STATS_TTL_S`` after the last update, so a model nobody calls any more drops back to its
   catalog figures.
 * ``llmrouter:model:{M}:inflight`` — a sorted set of the request ids in flight, scored by when
-  each is considered abandoned (start + the caller's timeout; the gateway's covers every retry, plus
-  60 s). The load is the count of unexpired entries, so a process that dies mid-call stops counting
-  once its calls time out.
+  each is considered abandoned. The load is the count of unexpired entries, so a process that dies
+  mid-call stops counting once its entries expire. A caller gives each entry its timeout; the
+  gateway gives each a short lease (:data:`CALL_LEASE_MS`) that it renews while the call runs, so
+  the calls of a gateway killed mid-call stop counting within the lease.
 * ``llmrouter:rr:{ROUTER}:<route>`` — the round-robin position of a route (a counter).
 
 The EWMA weight of a new observation is ``ALPHA`` (0.2): the average follows a change within
@@ -29,6 +30,7 @@ from redisvl_llmrouter.search import as_text
 
 __all__ = [
     "ALPHA",
+    "CALL_LEASE_MS",
     "FINISH_SCRIPT",
     "SERVED_MAX",
     "SERVED_RENEW_S",
@@ -118,6 +120,16 @@ def start_commands(model: str, request_id: str, now_ms: int, timeout_ms: int) ->
     """Mark a call in flight until ``now_ms + timeout_ms`` (the finish script drops abandoned entries)."""
     key = inflight_key(model)
     return [("ZADD", key, str(now_ms + timeout_ms), request_id), ("PEXPIRE", key, str(timeout_ms + 60_000))]
+
+
+#: How long a gateway's call stays counted in flight without a renewal (renewed a few times per lease).
+CALL_LEASE_MS = 15_000
+
+
+def renew_commands(model: str, request_id: str, now_ms: int, lease_ms: int) -> list[tuple[Any, ...]]:
+    """Keep a call in flight until ``now_ms + lease_ms``; a call that has finished meanwhile is not added back."""
+    key = inflight_key(model)
+    return [("ZADD", key, "XX", str(now_ms + lease_ms), request_id), ("PEXPIRE", key, str(lease_ms + 60_000))]
 
 
 def release_commands(model: str, request_id: str) -> list[tuple[Any, ...]]:

@@ -570,3 +570,32 @@ def test_a_redis_that_stops_answering_costs_one_socket_timeout_then_503(own_redi
                 os.kill(own_redis.server_pid, signal.SIGCONT)
             assert refused.value.status_code == 503 and waited < 12, waited
             assert client.chat.completions.create(model="auto", messages=ask).choices[0].message.content
+
+
+def test_the_calls_of_a_gateway_killed_mid_call_stop_counting_in_flight_within_their_lease(redis_url, tmp_path):
+    """A call in flight holds a lease its gateway renews: a long call stays counted (least_loaded routes by
+    it), and the calls of a gateway killed with -9 stop counting within the lease, not after their timeout."""
+    import signal
+
+    from redisvl_llmrouter.policy.stats import CALL_LEASE_MS
+
+    model = f"lease-{uuid.uuid4().hex[:6]}/m"
+    with upstream() as up, gateway(redis_url, up.url, tmp_path) as srv:
+        up.control(model=model, hang_s=25)  # longer than the first lease, over before the test ends
+        body = {"model": model, "messages": [{"role": "user", "content": "a long answer, please"}]}
+        caller = threading.Thread(target=_outcome, args=(lambda: srv.post("/v1/chat/completions", json=body),))
+        caller.start()
+        router = SemanticRouter.from_existing(srv.router, redis_url=redis_url)
+        started = time.monotonic()
+        while router.live_stats([model])[model].inflight != 1:
+            assert time.monotonic() - started < 10, "the call never counted in flight"
+            time.sleep(0.1)
+        time.sleep(CALL_LEASE_MS / 1000 + 2)  # past the first lease: renewed
+        assert router.live_stats([model])[model].inflight == 1
+        srv.proc.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        while router.live_stats([model])[model].inflight != 0:
+            assert time.monotonic() - killed < CALL_LEASE_MS / 1000 + 3, "a dead gateway's call still counts"
+            time.sleep(0.2)
+        caller.join(timeout=30)
+        router.close()
