@@ -22,6 +22,7 @@ from redisvl.utils.vectorize import BaseVectorizer
 
 from redisvl_llmrouter import compat, connection
 from redisvl_llmrouter.core import Acquire, Command, Embed, FeedbackResult, Op, Pipeline, RouterCore, attach_definition
+from redisvl_llmrouter.errors import LLMRouterError
 from redisvl_llmrouter.learning.calibration import Calibration
 from redisvl_llmrouter.learning.prediction import Prediction
 from redisvl_llmrouter.learning.store import MemoryInfo, WriteReport
@@ -86,6 +87,8 @@ async def adrive(op: Op[T], client: aredis.Redis, vectorizer: BaseVectorizer | N
                 request = op.send(result)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+    except LLMRouterError:  # typed already (a credentials error is a redis-py ConnectionError too)
+        raise
     except RedisError as exc:
         raise connection.translate(exc, client) from exc
     finally:

@@ -39,6 +39,7 @@ from redisvl_llmrouter.errors import (
     ConfigError,
     InvalidQueryError,
     InvalidVectorizerError,
+    LLMRouterError,
     UnknownRequestError,
     VectorizerMismatchError,
 )
@@ -102,6 +103,8 @@ def drive(op: Op[T], client: redis.Redis, vectorizer: BaseVectorizer | None = No
                 request = op.send(result)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+    except LLMRouterError:  # typed already (a credentials error is a redis-py ConnectionError too)
+        raise
     except RedisError as exc:  # what the core did not handle still reaches the caller typed
         raise connection.translate(exc, client) from exc
     finally:

@@ -1460,9 +1460,11 @@ def transient_redis_error(exc: BaseException) -> bool:
         r.ClusterDownError,
     )
     seen: BaseException | None = exc
-    while seen is not None:
+    visited: set[int] = set()
+    while seen is not None and id(seen) not in visited:  # a chain may loop (an error raised from itself)
         if isinstance(seen, passing):
             return True
+        visited.add(id(seen))
         seen = seen.__cause__
     return False
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 import redis
@@ -599,3 +600,24 @@ def test_the_calls_of_a_gateway_killed_mid_call_stop_counting_in_flight_within_t
             time.sleep(0.2)
         caller.join(timeout=30)
         router.close()
+
+
+def test_a_redis_that_stops_accepting_the_gateways_password_is_a_quick_error_not_a_hang(own_redis, tmp_path):
+    """A rotated password: each request fails fast (a typed error, raised once, not from itself), and the
+    gateway stays responsive."""
+    admin = redis.Redis.from_url(own_redis.url)
+    admin.config_set("requirepass", "old-S3cret")
+    admin = redis.Redis.from_url(own_redis.url, password="old-S3cret")
+    url = own_redis.url.replace("redis://", "redis://:old-S3cret@")
+    try:
+        with upstream() as up, gateway(url, up.url, tmp_path) as srv:
+            ask = {"model": "auto", "messages": [{"role": "user", "content": "explain garbage collection"}]}
+            assert srv.post("/v1/chat/completions", json=ask).status_code == 200
+            admin.config_set("requirepass", "new-S3cret")
+            admin = redis.Redis.from_url(own_redis.url, password="new-S3cret")
+            admin.execute_command("CLIENT", "KILL", "TYPE", "normal")
+            refused = httpx.post(f"{srv.v1}/chat/completions", json=ask, timeout=15)
+            assert refused.status_code >= 500 and "S3cret" not in refused.text
+            assert httpx.get(f"{srv.base}/health", timeout=5).status_code == 503
+    finally:
+        admin.config_set("requirepass", "")
