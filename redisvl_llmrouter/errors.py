@@ -29,6 +29,7 @@ __all__ = [
     "InvalidQueryError",
     "InvalidRequestError",
     "RequestTooLargeError",
+    "CrossOriginError",
     "InvalidFeedbackError",
     "InvalidVectorizerError",
     "LLMRouterError",
@@ -245,6 +246,13 @@ class RequestTooLargeError(InvalidRequestError):
     """A request body over the gateway's ``max_body_mb``: refused before it is read into memory."""
 
     status, code = 413, "request_too_large"
+
+
+class CrossOriginError(GatewayError, PermissionError):
+    """A browser's request sent by a page of another origin: refused, so no web page can spend through a
+    gateway it reaches (one on localhost without API keys, say)."""
+
+    status, kind, code = 403, "invalid_request_error", "cross_origin"
 
 
 class AuthenticationError(GatewayError, PermissionError):

@@ -36,6 +36,7 @@ import time
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -45,6 +46,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from redisvl_llmrouter.errors import (
     AuthenticationError,
     ConflictError,
+    CrossOriginError,
     GatewayError,
     InvalidRequestError,
     LLMRouterError,
@@ -79,6 +81,16 @@ _CREATED = int(time.time())
 
 def _model_object(model_id: str) -> dict[str, Any]:
     return {"id": model_id, "object": "model", "created": _CREATED, "owned_by": "llmrouter"}
+
+
+def _same_origin(request: Request) -> bool:
+    """Whether a request is not a browser's cross-origin one. Browsers say where a request comes from
+    (``Sec-Fetch-Site``, else ``Origin``); clients that are not browsers send neither."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")  # "none": the user's own navigation
+    origin = request.headers.get("origin")
+    return origin is None or urlsplit(origin).netloc == request.headers.get("host")
 
 
 def _error(
@@ -195,7 +207,13 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
     keys = settings.server_keys()
 
     def authorise(request: Request) -> str:
-        """The caller's tenant (a hash of its key); raises when keys are required and missing or wrong."""
+        """The caller's tenant (a hash of its key); raises when keys are required and missing or wrong,
+        and for a browser's cross-origin request that would change something."""
+        if request.method not in ("GET", "HEAD") and not _same_origin(request):
+            raise CrossOriginError(
+                "Requests from web pages of another origin are refused (this gateway sends no CORS headers); "
+                "call it from a server, or from pages it serves."
+            )
         if not keys:
             return ""
         header = request.headers.get("authorization", "")

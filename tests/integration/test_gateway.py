@@ -233,6 +233,22 @@ def test_a_routed_request_longer_than_the_routers_limit_is_routed_on_its_head_an
     assert answer.http_response.status_code == 200 and answer.headers["x-llmrouter-route"]
 
 
+def test_a_web_page_of_another_origin_cannot_post_to_the_gateway(server):
+    """What a browser sends for a page on evil.example (even as a CORS-free text/plain "simple" request)."""
+    body = json.dumps({"model": "auto", "messages": ask("hi")})
+    host = server.base.removeprefix("http://")
+    for headers in (
+        {"sec-fetch-site": "cross-site"},
+        {"sec-fetch-site": "same-site"},
+        {"origin": "http://evil.example"},
+    ):
+        refused = server.post("/v1/chat/completions", content=body, headers={"content-type": "text/plain", **headers})
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "cross_origin"
+    for headers in ({"sec-fetch-site": "same-origin"}, {"origin": f"http://{host}"}, {}):  # its own pages; servers
+        assert server.post("/v1/chat/completions", content=body, headers=headers).status_code == 200
+    assert server.get("/v1/models", headers={"sec-fetch-site": "cross-site"}).status_code == 200  # reading is harmless
+
+
 def test_error_codes_name_the_error_on_every_path(server, redis_url):
     bad_window = server.get("/dashboard/data", params={"since": "yesterday"})
     assert bad_window.status_code == 400 and bad_window.json()["error"]["message"].startswith("since 'yesterday':")
