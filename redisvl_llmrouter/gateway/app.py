@@ -41,8 +41,10 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from redisvl_llmrouter.connection import translate
 from redisvl_llmrouter.errors import (
     AuthenticationError,
     ConflictError,
@@ -241,6 +243,17 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
         return _error(503, "The gateway cannot reach its Redis; retry shortly.", "api_error", "redis_unavailable",
                       {"Retry-After": "1"})  # fmt: skip
 
+    @app.exception_handler(RedisError)
+    async def raw_redis_error(request: Request, exc: RedisError) -> JSONResponse:
+        """A redis-py error from a command outside the router's operations (statistics, the dashboard):
+        typed as a router's would be, then answered the same way."""
+        typed = translate(exc, gw(request).router._client)
+        if isinstance(typed, RedisPoolTimeoutError):
+            return await redis_busy(request, typed)
+        if isinstance(typed, RedisUnavailableError):
+            return await redis_down(request, typed)
+        return await router_error(request, typed)
+
     @app.exception_handler(LLMRouterError)
     async def router_error(request: Request, exc: LLMRouterError) -> JSONResponse:
         if isinstance(exc, (RedisCommandError, RedisPermissionError, RouterStateLostError, ConflictError)):
@@ -390,7 +403,7 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
         gateway_ = gw(request)
         try:
             await gateway_.stats()  # refreshes the gauges read from Redis (breakers) and the queues
-        except (RedisUnavailableError, RedisPoolTimeoutError):  # this process's own counters still tell what it did
+        except (LLMRouterError, RedisError):  # this process's own counters still tell what it did
             logger.warning("/metrics: Redis unavailable, breaker gauges not refreshed")
         return Response(gateway_.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 

@@ -621,3 +621,19 @@ def test_a_redis_that_stops_accepting_the_gateways_password_is_a_quick_error_not
             assert httpx.get(f"{srv.base}/health", timeout=5).status_code == 503
     finally:
         admin.config_set("requirepass", "")
+
+
+def test_with_redis_down_stats_and_the_dashboard_are_503_and_metrics_still_answer(own_redis, tmp_path):
+    with upstream() as up, gateway(own_redis.url, up.url, tmp_path) as srv:
+        assert srv.get("/stats").status_code == 200
+        own_redis.stop()
+        try:
+            for path in ("/stats", "/dashboard/data"):
+                down = srv.get(path)
+                assert down.status_code == 503 and down.json()["error"]["code"] == "redis_unavailable", path
+                assert down.headers["retry-after"] == "1"
+            metrics = srv.get("/metrics")  # this process's own counters still tell what it did
+            assert metrics.status_code == 200 and "llmrouter_requests_total" in metrics.text
+        finally:
+            own_redis.start()
+        assert srv.get("/stats").status_code == 200
