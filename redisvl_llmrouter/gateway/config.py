@@ -193,6 +193,16 @@ class LogConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_HEADER_SAFE_RULE = (
+    "a key is sent in an HTTP header, so it must be printable ASCII without spaces (no key is shown here)"
+)
+
+
+def _header_safe(key: str) -> bool:
+    """Whether a client can send ``key`` as ``Authorization: Bearer <key>`` (headers are ASCII, space-separated)."""
+    return key.isascii() and key.isprintable() and " " not in key
+
+
 class GatewayConfig(BaseModel):
     """Everything ``llmrouter serve`` and :class:`~redisvl_llmrouter.gateway.Gateway` need."""
 
@@ -237,6 +247,8 @@ class GatewayConfig(BaseModel):
     def _no_empty_key(cls, keys: list[SecretStr]) -> list[SecretStr]:
         if any(not k.get_secret_value().strip() for k in keys):
             raise ValueError("an empty key would let in any client that sends 'Bearer' and nothing after it")
+        if not all(_header_safe(k.get_secret_value()) for k in keys):
+            raise ValueError(_HEADER_SAFE_RULE)
         return keys
 
     def server_keys(self) -> set[str]:
@@ -252,6 +264,8 @@ class GatewayConfig(BaseModel):
                     f"api_keys_env names ${self.api_keys_env}, which holds no key: set it to comma-separated "
                     "keys, or leave the option out to run without authentication."
                 )
+            if not all(_header_safe(k) for k in from_env):
+                raise ConfigError(f"${self.api_keys_env}: {_HEADER_SAFE_RULE}")
             keys |= from_env
         return keys
 

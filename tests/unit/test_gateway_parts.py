@@ -242,6 +242,8 @@ class TestCacheScope:
         ({"upstream_url": "http://127.0.0.1:99999/v1"}, "upstream_url"),
         ({"upstreams": [{"api_base": "127.0.0.1:8001/v1"}]}, "upstreams.0.api_base"),
         ({"api_keys": ["sk-ok", " "]}, "api_keys"),
+        ({"api_keys": ["sk-ok", "Secret-clé"]}, "printable ASCII"),  # no client could send it in a header
+        ({"api_keys": ["Secret one"]}, "printable ASCII"),
         ({"upstreams": [{"api_base": "http://127.0.0.1:8001/v1", "api_key": ""}]}, "upstreams.0.api_key"),
         # Waits that could never end would hold the request, its queue slot and the server's shutdown.
         ({"retry": {"initial_s": float("inf")}}, "retry.initial_s"),
@@ -274,6 +276,10 @@ def test_api_keys_env_named_but_empty_is_refused_rather_than_running_open(monkey
         GatewayConfig.parse({"api_keys_env": "LLMROUTER_API_KEYS"}).server_keys()
     monkeypatch.setenv("MY_KEYS", "k1, k2")
     assert GatewayConfig.parse({"api_keys_env": "MY_KEYS"}).server_keys() == {"k1", "k2"}
+    monkeypatch.setenv("MY_KEYS", "k1, Secret-clé")
+    with pytest.raises(ConfigError, match=r"\$MY_KEYS: .*printable ASCII") as caught:
+        GatewayConfig.parse({"api_keys_env": "MY_KEYS"}).server_keys()
+    assert "Secret" not in str(caught.value)
 
 
 def test_a_baseline_model_must_be_priced_in_the_catalog() -> None:
