@@ -406,9 +406,11 @@ class Gateway:
         self._log(
             {
                 "type": "route",
-                "request_id": match.request_id,
+                # Its own id in the log (a decision's; feedback takes answered requests' ids only).
+                "request_id": match.request_id or new_request_id(),
                 "requested": "auto",
                 **_decision_fields(match, self.router.name),
+                **({"tenant": request.tenant} if request.tenant else {}),  # the caller's dashboard lists it
             },
             request.text,
         )

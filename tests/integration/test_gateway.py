@@ -407,6 +407,8 @@ def test_each_api_key_gives_feedback_on_and_sees_only_its_own_requests(redis_url
             with openai.OpenAI(base_url=srv.v1, api_key=key, max_retries=0) as c:
                 raw = c.chat.completions.with_raw_response.create(model="auto", messages=ask(f"hi from {key}"))
                 ids[key] = raw.headers["x-llmrouter-request-id"]
+        decided = srv.post("/v1/route", json={"text": "a decision only"}, headers={"authorization": "Bearer k-alice"})
+        assert decided.status_code == 200
         time.sleep(0.3)  # the records and the log are written just after the answers
 
         def feedback(key: str, request_id: str) -> httpx.Response:
@@ -420,6 +422,8 @@ def test_each_api_key_gives_feedback_on_and_sees_only_its_own_requests(redis_url
             recent = srv.get("/dashboard/data", headers={"authorization": f"Bearer {key}"}).json()["recent"]
             seen = {e.get("request_id") for e in recent}
             assert ids[key] in seen and ids[other] not in seen
+            decisions = [e for e in recent if e.get("type") == "route"]  # /v1/route's are the caller's too
+            assert len(decisions) == (key == "k-alice") and all(e["request_id"] for e in decisions)
 
 
 def test_a_redis_that_refuses_writes_costs_bookkeeping_for_a_while_not_answers(local_upstream, tmp_path):
