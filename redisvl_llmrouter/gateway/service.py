@@ -1061,7 +1061,8 @@ class Gateway:
         extra: list[tuple[Any, ...]] = []
         if self.config.record_requests and outcome.model is not None:  # feedback on a cached answer works too
             store = self.router._core.store
-            extra = store.record_request_commands(outcome.request_id, b"", request.text, str(outcome.model))
+            text = self._window(request.text)
+            extra = store.record_request_commands(outcome.request_id, b"", text, str(outcome.model))
             extra += store.tenant_commands(outcome.request_id, outcome.tenant)
         self._log({"type": "completion", **self._entry(outcome), "status": "ok"}, request.text, extra)
         self._count_answer(outcome)
@@ -1119,10 +1120,12 @@ class Gateway:
         if outcome.fallbacks_used:
             m.child(m.fallbacks, model=model).inc()
         extra: list[tuple[Any, ...]] = []
-        if self.config.record_requests:
+        if self.config.record_requests and request.text:  # a request without text has nothing to learn from
             store = self.router._core.store
-            # A passthrough request has no vector: its text is kept, embedded only if feedback comes.
-            extra += store.record_request_commands(outcome.request_id, outcome.query_vector, request.text, model)
+            # A passthrough request has no vector: its routing text (what would be embedded, as the router
+            # keeps for its own requests, not the whole prompt) is kept, embedded only if feedback comes.
+            text = self._window(request.text)
+            extra += store.record_request_commands(outcome.request_id, outcome.query_vector, text, model)
             extra += store.tenant_commands(outcome.request_id, outcome.tenant)
         self._log({"type": "completion", **self._entry(outcome), "status": "ok"}, request.text, extra)
         if outcome.cache == "miss" and self.cache is not None and vector is not None:

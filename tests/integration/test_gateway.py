@@ -219,6 +219,18 @@ def test_a_body_over_max_body_mb_is_a_413_whether_its_length_is_declared_or_not(
     assert server.get("/health").status_code == 200
 
 
+def test_a_request_awaiting_feedback_keeps_its_routing_text_not_the_whole_prompt(client, server, redis_url):
+    from redisvl_llmrouter.learning.memory import request_key
+    from redisvl_llmrouter.request_text import ELLIPSIS
+
+    prompt = "Summarise this contract. " + "clause " * 5_000 + "Is it fair?"
+    raw = client.chat.completions.with_raw_response.create(model="openai/gpt-4.1-nano", messages=ask(prompt))
+    key = request_key(server.router, raw.headers["x-llmrouter-request-id"])
+    time.sleep(0.3)  # the record is written just after the answer
+    kept = redis.Redis.from_url(redis_url).hget(key, "text").decode()
+    assert len(kept) <= 1000 + len(ELLIPSIS) and kept.startswith("Summarise") and kept.endswith("Is it fair?")
+
+
 def test_a_request_made_only_of_an_image_passes_through_to_a_named_model(client):
     answer = client.chat.completions.create(
         model="openai/gpt-4.1-nano", messages=[{"role": "user", "content": [IMAGE]}]
