@@ -94,3 +94,24 @@ def test_with_api_keys_the_data_needs_a_key_and_the_page_takes_it_from_the_fragm
             assert "k-dash" not in page.url  # the key leaves the address bar
             assert page.text_content("#t-requests") == "0"
             browser.close()
+
+
+def test_names_a_client_chose_never_push_the_figures_off_the_page(redis_url, tmp_path):
+    """Passthrough model names are the client's: the longest allowed, or one piled with combining marks."""
+    names = ["openai/" + "x" * 249, "a" + "\u0301" * 200]
+    with upstream() as up, gateway(redis_url, up.url, tmp_path) as srv:
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as client:
+            for name in names:
+                client.chat.completions.create(model=name, messages=[{"role": "user", "content": "hi"}])
+        with playwright_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(f"{srv.base}/dashboard")
+            page.wait_for_function("document.querySelectorAll('#recent tbody tr').length === 2", timeout=15_000)
+            for table in ("#models", "#recent"):  # every column stays in view: no sideways scrolling
+                fits = "t => t.scrollWidth <= t.parentElement.clientWidth + 1"
+                assert page.eval_on_selector(table, fits), table
+            cells = page.query_selector_all("#models td.name")
+            assert {c.get_attribute("title") for c in cells} >= set(names)  # the whole name, on hover
+            assert all(c.evaluate("c => c.getBoundingClientRect().height") < 60 for c in cells)  # no tall smear
+            browser.close()
