@@ -125,6 +125,9 @@ def upstream_error(exc: BaseException, model: str) -> UpstreamError:
     if isinstance(exc, UpstreamError):
         return exc
     # Before the connection errors: aiohttp's read timeout is both a TimeoutError and a connection error.
+    # But the SDK's aiohttp transport reports a refused connection as a connect *timeout*: look at the cause.
+    if isinstance(exc, openai.APITimeoutError) and _refused_connection(exc):
+        return UpstreamError(f"{model}: cannot connect to the provider", retryable=True, reason="connection")
     if isinstance(exc, (openai.APITimeoutError, TimeoutError)):
         return UpstreamError(f"{model}: the provider did not answer in time", retryable=True, reason="timeout")
     if isinstance(exc, openai.APIConnectionError) or _is_aiohttp_connection_error(exc):
@@ -141,6 +144,18 @@ def upstream_error(exc: BaseException, model: str) -> UpstreamError:
             f"{model}: the provider reported an error: {exc.message}"[:500], retryable=False, reason="server"
         )
     return UpstreamError(f"{model}: the call failed ({type(exc).__name__})", retryable=False, reason="error")
+
+
+def _refused_connection(exc: BaseException) -> bool:
+    """Whether a connection refused or reset (not a timeout) is behind ``exc``, however it was wrapped."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, (ConnectionRefusedError, ConnectionResetError)):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _is_aiohttp_connection_error(exc: BaseException) -> bool:

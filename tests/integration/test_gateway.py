@@ -331,6 +331,18 @@ def test_stream_chunks_keep_the_providers_null_fields(server):
     assert choices[-1]["finish_reason"] == "stop"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_upstream_that_refuses_connections_is_named_a_connection_failure(redis_url, tmp_path, stream):
+    from gateway_support import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    with gateway(redis_url, dead, tmp_path) as srv, openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+        with pytest.raises(openai.APIStatusError) as failed:
+            answer = c.chat.completions.create(model="openai/gpt-4.1-nano", messages=ask("hi"), stream=stream)
+            list(answer) if stream else None
+    assert failed.value.status_code == 502 and "gpt-4.1-nano: connection" in failed.value.message
+
+
 def test_the_openai_client_raises_its_own_error_types(client):
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="auto", messages=[])
