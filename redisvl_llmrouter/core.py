@@ -19,13 +19,15 @@ from __future__ import annotations
 import json
 import logging
 import math
+import numbers
 import re
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import numpy as np
@@ -53,7 +55,7 @@ from redisvl_llmrouter.errors import (
 from redisvl_llmrouter.learning.calibration import Calibration, solve
 from redisvl_llmrouter.learning.memory import Observation, row_id_for_text
 from redisvl_llmrouter.learning.prediction import Prediction, predict
-from redisvl_llmrouter.learning.records import OutcomeRecord
+from redisvl_llmrouter.learning.records import MAX_COST_USD, OutcomeRecord
 from redisvl_llmrouter.learning.store import MemoryInfo, MemoryView, OutcomeStore, PendingRow, WriteReport
 from redisvl_llmrouter.observability import decisions
 from redisvl_llmrouter.ops import Acquire, Command, Embed, Op, Pipeline, run_script
@@ -110,6 +112,7 @@ __all__ = [
     "parse_definition",
     "read_config",
     "read_config_stamp",
+    "same_definition",
 ]
 
 T = TypeVar("T")
@@ -272,6 +275,31 @@ def attach_definition(name: str) -> Op[dict[str, Any]]:
     return data
 
 
+#: Relative tolerance of the comparison of a stored and a given definition's numbers. RedisJSON parses
+#: a number to within a few units in its last place (0.18292116580002582 is stored, and read back,
+#: as 0.18292116580002585), so a definition read back from Redis differs from the one written by
+#: ~1e-16 relative. 1e-12 is far above that noise and far below any change anyone means to make.
+FLOAT_TOLERANCE = 1e-12
+
+
+def same_value(stored: Any, given: Any) -> bool:
+    """Whether two parts of a definition (JSON-like values) are equal, numbers to :data:`FLOAT_TOLERANCE`.
+
+    Floats cannot be compared exactly across a save: RedisJSON does not keep their last digit.
+    """
+    if isinstance(stored, bool) or isinstance(given, bool):
+        return stored == given and type(stored) is type(given)
+    if isinstance(stored, (int, float)) and isinstance(given, (int, float)):
+        if isinstance(stored, int) and isinstance(given, int):
+            return stored == given
+        return math.isclose(stored, given, rel_tol=FLOAT_TOLERANCE, abs_tol=0.0)
+    if isinstance(stored, Mapping) and isinstance(given, Mapping):
+        return stored.keys() == given.keys() and all(same_value(stored[k], given[k]) for k in stored)
+    if isinstance(stored, (list, tuple)) and isinstance(given, (list, tuple)):
+        return len(stored) == len(given) and all(same_value(a, b) for a, b in zip(stored, given, strict=True))
+    return bool(stored == given)
+
+
 def definition_difference(stored: Mapping[str, Any], given: Mapping[str, Any]) -> str:
     """What differs between two router definitions, in a few readable clauses (pure)."""
 
@@ -292,12 +320,12 @@ def definition_difference(stored: Mapping[str, Any], given: Mapping[str, Any]) -
                 f"route {name!r}: {len(refs_b - refs_a)} reference(s) given but not stored, "
                 f"{len(refs_a - refs_b)} stored but not given"
             )
-        fields = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        fields = sorted(k for k in set(a) | set(b) if not same_value(a.get(k), b.get(k)))
         clauses += [f"route {name!r} {k}: stored {a.get(k)!r}, given {b.get(k)!r}" for k in fields]
     for part in ("routing_config", "catalog", "learning"):
         a, b = stored.get(part) or {}, given.get(part) or {}
         if isinstance(a, Mapping) and isinstance(b, Mapping):
-            keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            keys = sorted(k for k in set(a) | set(b) if not same_value(a.get(k), b.get(k)))
             clauses += [f"{part}.{k}: stored {a.get(k)!r}, given {b.get(k)!r}" for k in keys[:5]]
     return "; ".join(clauses[:8]) + (f" (and {len(clauses) - 8} more)" if len(clauses) > 8 else "")
 
@@ -328,13 +356,19 @@ def _normal(definition: Mapping[str, Any]) -> dict[str, Any]:
         return body
 
 
-def _canonical(definition: Mapping[str, Any]) -> str:
-    """A comparable form of a definition: validated, without version, routes sorted."""
+def _comparable(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """A comparable form of a definition: validated, without version or vectorizer, routes sorted."""
     normal = _normal(definition)
-    routes = sorted(normal.get("routes", []), key=lambda r: r["name"])
+    routes = sorted(normal.get("routes", []), key=lambda r: str(r.get("name")) if isinstance(r, Mapping) else "")
     body = {**normal, "routes": routes}
     body.pop("vectorizer", None)
-    return json.dumps(body, sort_keys=True, default=str)
+    return body
+
+
+def same_definition(stored: Mapping[str, Any], given: Mapping[str, Any]) -> bool:
+    """Whether two router definitions are the same router (vectorizers aside: :func:`vectorizer_difference`),
+    their numbers compared to :data:`FLOAT_TOLERANCE` (see :func:`same_value`)."""
+    return same_value(_comparable(stored), _comparable(given))
 
 
 def _identity_key(identity: Any) -> dict[str, Any] | None:
@@ -641,7 +675,23 @@ class RouterCore:
             raise
         if int(result) == -1:
             self.version += 1
+            yield from self._hold_stored()
         return int(result)
+
+    def _hold_stored(self) -> Op[None]:
+        """After a save: read the config back and hold it, so that this object holds what Redis holds.
+
+        RedisJSON does not keep a number's last digit (0.18292116580002582 is stored as
+        0.18292116580002585), and there is no writing a float it keeps exactly: the loss is in its
+        parser, not in our formatting. So rather than every object that reads the config holding
+        one value and the writer another, the writer takes the stored value too (one read per
+        save; saves are rare). Comparisons with a stored definition tolerate the difference
+        (:func:`same_definition`) for definitions written before this, or by hand.
+        """
+        stored = yield from read_config(self.name)
+        ours = (self.version, self.generation)
+        if stored is not None and (stored_version(stored), stored_generation(stored)) == ours:
+            self._adopt(stored)  # another writer's later save is left to refresh() and the next compare-and-set
 
     def _state(self) -> tuple[Any, ...]:
         """What a save may change locally: restored when it fails (see :meth:`_commit`)."""
@@ -795,7 +845,7 @@ class RouterCore:
             self._check_same_router(stored)
             if index_exists:
                 yield from self._check_index_vectors(stored)
-            self.version, self.generation = stored_version(stored), stored_generation(stored)
+            self._adopt(stored)  # the same router, to the last digit RedisJSON kept (see _hold_stored)
             if not index_exists:  # the config survived, the index did not: rebuild it
                 yield from self.recover()
             yield from self._ensure_store_index(indexes)
@@ -819,7 +869,7 @@ class RouterCore:
             stored = yield from read_config(self.name)
             if stored is not None:
                 self._check_same_router(stored)
-                self.version, self.generation = stored_version(stored), stored_generation(stored)
+                self._adopt(stored)
         yield from self._ensure_store_index(indexes)
 
     def _pairs(self) -> list[tuple[str, str]]:
@@ -860,7 +910,7 @@ class RouterCore:
     def _check_same_router(self, stored: Mapping[str, Any]) -> None:
         hint = "Pass overwrite=True to replace it, or use from_existing() to attach to it."
         self._check_same_vectorizer(stored, hint)
-        if _canonical(stored) != _canonical(self.to_dict()):
+        if not same_definition(stored, self.to_dict()):
             detail = definition_difference(_normal(stored), _normal(self.to_dict())) or "the definitions differ"
             raise RouterExistsError(f"A different router named {self.name!r} is already in Redis ({detail}). {hint}")
 
@@ -1341,6 +1391,7 @@ class RouterCore:
                 )
                 for r, text, vector in zip(chunk, texts, chunk_vectors, strict=True)
             ]
+            yield from self._follow_stored_learning()
             report = yield from self.store.write(rows)
             created, updated, evicted = created + report.created, updated + report.updated, evicted + report.evicted
             if progress is not None:
@@ -1349,17 +1400,30 @@ class RouterCore:
 
     @staticmethod
     def _checked_outcome(quality: Any, cost: Any, latency_ms: Any) -> tuple[float, float | None, float | None]:
-        def number(value: Any, what: str, low: float, high: float = math.inf) -> float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise InvalidFeedbackError(f"{what} must be a finite number, got {value!r}")
-            if not low <= value <= high:
+        """Feedback's quality, cost and latency as floats, or ``InvalidFeedbackError``; the numbers ``learn`` takes.
+
+        Any real number (numpy's ``float32`` a grader returns, ``Decimal``) is taken as its float;
+        a bool is not a number here (``True`` is no quality). A cost is at most
+        :data:`~redisvl_llmrouter.learning.records.MAX_COST_USD`, as for ``learn``: a larger one is a
+        mistake, and one past float32's range could not be stored at all.
+        """
+
+        def number(value: Any, what: str, low: float, high: float = math.inf, unit: str = "") -> float:
+            real = isinstance(value, (numbers.Real, Decimal)) and not isinstance(value, (bool, np.bool_))
+            try:
+                converted = float(value) if real else math.nan
+            except (ValueError, OverflowError):  # a signalling NaN Decimal, a Fraction past float's range
+                converted = math.nan
+            if not math.isfinite(converted):
+                raise InvalidFeedbackError(f"{what} must be a finite number{unit}, got {value!r}")
+            if not low <= converted <= high:
                 bounds = f"[{low:g}, {high:g}]" if math.isfinite(high) else f">= {low:g}"
-                raise InvalidFeedbackError(f"{what} must be {bounds}, got {value!r}")
-            return float(value)
+                raise InvalidFeedbackError(f"{what} must be {bounds}{unit}, got {value!r}")
+            return converted
 
         return (
             number(quality, "quality", 0.0, 1.0),
-            None if cost is None else number(cost, "cost", 0.0),
+            None if cost is None else number(cost, "cost", 0.0, MAX_COST_USD, " (USD for one request)"),
             None if latency_ms is None else number(latency_ms, "latency_ms", 0.0),
         )
 
@@ -1410,6 +1474,7 @@ class RouterCore:
             text = self._text(statement)
             (vector,) = yield from self._embed_texts([text])
             row_id = row_id_for_text(text)
+        yield from self._follow_stored_learning()
         report = yield from self.store.write(
             [PendingRow(row_id, [Observation(model, quality, cost, latency_ms)], vector, text, "feedback")]
         )
@@ -1499,7 +1564,21 @@ class RouterCore:
             )
             for row in rows
         ]
+        yield from self._follow_stored_learning()
         return (yield from self.store.write(pending))
+
+    def _follow_stored_learning(self) -> Op[None]:
+        """Before a write to the outcome memory: take up the stored definition if another object changed it.
+
+        A write applies the *stored* learning settings, whichever object makes it: the size cap
+        (``max_rows``, which the write script enforces with the number it is given), ``store_text``
+        and the promotion rule. Another object's ``update_learning({"max_rows": 5})`` must not be
+        ignored by an object opened before it. The script cannot read the cap itself: the config
+        key lies in another hash slot than the memory's keys (a Redis Cluster refuses that). So it
+        costs one small read (the config's version, :meth:`refresh`) per write, and a whole read
+        only when the config changed.
+        """
+        yield from self.refresh()
 
     def predict(
         self, statements: Sequence[str] | None = None, vectors: Sequence[Any] | None = None
@@ -1595,13 +1674,25 @@ class RouterCore:
             neighbours = type(view.neighbours)(view.neighbours.distances[keep], view.neighbours.values[keep])
             prediction = predict(neighbours, view.columns, models, view.stats, self.learning, catalog_quality)
             ranked, floors = self._rank(distances, None)
+            tokens = estimate_tokens(row["text"]) if row["text"] else 1
+            # Only the models routing may use on this row (a matched floor's exclusions, the context
+            # window), each weighed as routing weighs it.
             weighed = learned_qualities(
                 ranked,
                 floors,
-                PolicyInput(self.routes, catalog, self.routing_config, Strategy.learned, prediction=prediction),
+                PolicyInput(
+                    self.routes,
+                    catalog,
+                    self.routing_config,
+                    Strategy.learned,
+                    constraints=Constraints(output_tokens=out_tokens),
+                    prompt_tokens=tokens,
+                    prediction=prediction,
+                ),
             )
-            tokens = estimate_tokens(row["text"]) if row["text"] else 1
             for j, model in enumerate(models):
+                if model not in weighed:  # never chosen here: no quality, and no part in the cost scale
+                    continue
                 estimate = prediction.models[model]
                 spec = catalog.get(model)
                 priced = spec.estimate_cost(tokens, out_tokens) if spec is not None else None
@@ -1617,6 +1708,9 @@ class RouterCore:
             yield from self.update_routing_config(  # the weight alone: other writers' settings stay
                 {"cost_weight": result.cost_weight}
             )
+            # The weight as stored (RedisJSON may change its last digit, see _hold_stored): the result,
+            # this object and every other object then report the same number.
+            result = replace(result, cost_weight=self.routing_config.cost_weight)
         return result
 
     def memory_info(self) -> Op[MemoryInfo]:

@@ -19,6 +19,7 @@ same request), so each goal has a well-defined answer found on a fine grid of ``
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,6 +118,10 @@ def solve(
 ) -> Calibration:
     """The ``cost_weight`` meeting exactly one goal on these predictions (see the module docstring).
 
+    ``quality_hat`` is NaN where a model is not a candidate for a request (a floor excludes it, or
+    nothing is known of it): it is never chosen there, and the strongest model is the one with the
+    highest mean predicted quality over the requests it may answer.
+
     Raises ``ValueError`` when no goal or several are given, or when no setting meets it (the
     message gives the closest reachable figure).
     """
@@ -139,7 +144,10 @@ def solve(
     with np.errstate(invalid="ignore"):
         top = np.nanmax(cost_hat) if np.any(~np.isnan(cost_hat)) else 0.0
     points = sweep(quality_hat, cost_hat, cost=np.where(np.isnan(cost_hat), top, cost_hat), grid=grid)
-    strong = int(np.nanargmax(np.nanmean(quality_hat, axis=0)))
+    with warnings.catch_warnings():  # a model no request may use (a floor excludes it) has no mean: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = np.nanmean(quality_hat, axis=0)
+    strong = int(np.nanargmax(means))
     shares = [float(np.mean(p.picks == strong)) for p in points]
     if goal == "budget":
         ok = [i for i, p in enumerate(points) if p.cost <= budget + 1e-15]  # type: ignore[operator]

@@ -95,6 +95,15 @@ def _groups(ranked: Sequence[Candidate], floors: Sequence[Route], inp: PolicyInp
     return list({r.name: r for r in order}.values())
 
 
+def _tier_positions(tiers: Sequence[Route]) -> dict[str, int]:
+    """Each model's position among the tier routes (its first tier): what a floor's ``min_route`` is checked against."""
+    positions: dict[str, int] = {}
+    for i, route in enumerate(tiers):
+        for model in route.models:
+            positions.setdefault(model, i)
+    return positions
+
+
 def _floor_limits(floors: Sequence[Route], tiers: Sequence[Route]) -> tuple[int | None, float | None, dict[str, str]]:
     """The highest tier position and quality any matched floor demands, and which floor demands each."""
     positions = {r.name: i for i, r in enumerate(tiers)}
@@ -207,25 +216,37 @@ def _tier_quality(groups: Sequence[Route], inp: PolicyInput) -> float | None:
 def learned_qualities(
     ranked: Sequence[Candidate], floors: Sequence[Route], inp: PolicyInput
 ) -> dict[str, float | None]:
-    """Each predicted model's quality as the learned strategy weighs it on this request: the
-    prediction, capped at the tier pick's catalog quality for a model the memory never observed.
+    """Each predicted model routing may choose on this request, with its quality as the learned
+    strategy weighs it: the prediction, capped at the tier pick's catalog quality for a model the
+    memory never observed.
 
-    Calibration scores its sample with these, so the knob it sets is tuned on the numbers routing
-    compares (an unobserved model's uncapped prior would otherwise count for more than it will).
+    Models routing would exclude are left out: under a matched floor (below its ``min_route``, or
+    a catalog quality under its ``min_quality``), short of context, failing the request's
+    constraints or behind an open breaker (:func:`_reasons`, as :func:`decide` applies them).
+
+    Calibration scores its sample with these, so the knob it sets is tuned on the numbers and the
+    models routing compares: an unobserved model's uncapped prior would otherwise count for more
+    than it will, and a model a floor excludes would be credited with requests it never gets.
     """
     if inp.prediction is None:
         return {}
+    tiers = [r for r in inp.routes if not r.is_floor]
+    tier_of = _tier_positions(tiers)
     cap = _tier_quality(_groups(ranked, floors, inp), inp)
-    return {model: _capped(estimate, cap) for model, estimate in inp.prediction.models.items()}
+    limits = _floor_limits(floors, tiers)
+    weighed = {}
+    for model in inp.prediction.models:
+        # The choice decide() builds for a learned decision (evidence: the prediction is what it weighs).
+        choice = _choice(model, None, inp, True, cap)
+        if not _reasons(choice, tier_of.get(model), limits, inp.constraints, inp):
+            weighed[model] = choice.quality
+    return weighed
 
 
 def decide(ranked: Sequence[Candidate], floors: Sequence[Route], inp: PolicyInput) -> Decision:
     """Choose a model for one request (see the module docstring). Raises ``NoEligibleModelError``."""
     tiers = [r for r in inp.routes if not r.is_floor]
-    tier_of = {}
-    for i, route in enumerate(tiers):
-        for model in route.models:
-            tier_of.setdefault(model, i)
+    tier_of = _tier_positions(tiers)
     groups = _groups(ranked, floors, inp)
     floor_names = [f.name for f in floors]
     if not groups or not groups[0].models:

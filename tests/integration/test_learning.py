@@ -11,6 +11,8 @@ import json
 import subprocess
 import sys
 import textwrap
+from decimal import Decimal
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -28,6 +30,7 @@ from redisvl_llmrouter import (
     UnknownRequestError,
 )
 from redisvl_llmrouter.learning import memory
+from redisvl_llmrouter.learning.records import MAX_COST_USD
 
 CATALOG = ModelCatalog(
     models=[
@@ -166,6 +169,36 @@ def test_feedback_refuses_bad_values_unknown_models_and_unknown_requests(api, na
     assert router.memory_info().rows == 0
 
 
+def test_feedback_takes_any_real_number_learn_takes_such_as_a_numpy_float32(api, name, table):
+    router = make(api, name, table)
+    router.learn([{"prompt": "graded d=0.05", "outcomes": {"m/cheap": {"quality": np.float32(0.5)}}}])
+    # What a grader returns (numpy), exact decimals and fractions: each taken as its float.
+    first = router.feedback("graded d=0.05", "m/cheap", np.float32(0.5), cost=np.float32(0.25), latency_ms=np.int64(9))
+    router.feedback(statement="graded d=0.05", model="m/pricey", quality=Decimal("0.25"), cost=Fraction(1, 8))
+    info = router.memory_info()
+    assert not first.created and info.rows == 1
+    assert info.mean_quality == {"m/cheap": 0.5, "m/pricey": 0.25}
+    assert info.mean_cost == {"m/cheap": 0.25, "m/pricey": 0.125}
+    for bad in (np.True_, np.float32("nan"), Decimal("Infinity"), Decimal("sNaN"), "0.5"):
+        with pytest.raises(InvalidFeedbackError, match="quality must be a finite number"):
+            router.feedback("graded d=0.05", "m/cheap", bad)
+
+
+def test_an_absurd_cost_is_refused_before_anything_is_written_by_feedback_and_learn_alike(api, name, table):
+    """Costs are USD for one request, at most MAX_COST_USD: a larger one is a mistake (and one past
+    float32's range could not even be stored: Redis refused the running sum, a 500 at the gateway)."""
+    router = make(api, name, table)
+    match = router("near d=0.05", record=True)
+    for absurd in (1e300, 1e39, MAX_COST_USD * 2):
+        with pytest.raises(InvalidFeedbackError, match=r"cost must be \[0, 1e\+06\] \(USD for one request\)"):
+            router.feedback(match.request_id, "m/cheap", 1.0, cost=absurd)
+        with pytest.raises(InvalidFeedbackError, match=r"cost: Input should be less than or equal to 1000000"):
+            router.learn([{"prompt": "near d=0.05", "outcomes": {"m/cheap": {"quality": 1.0, "cost": absurd}}}])
+    assert router.memory_info().rows == 0
+    router.feedback(match.request_id, "m/cheap", 1.0, cost=MAX_COST_USD)  # the bound itself is a cost
+    assert router.memory_info().mean_cost == {"m/cheap": MAX_COST_USD}
+
+
 def test_a_mistyped_request_id_is_refused_not_learned_as_a_statement(api, name, table):
     router = make(api, name, table)
     rid = router("near d=0.05", record=True).request_id
@@ -197,6 +230,21 @@ def test_the_memory_keeps_at_most_max_rows_evicting_the_oldest(api, name, table)
     assert info.rows == 3 and info.observations == {"m/cheap": 3, "m/pricey": 2}
     client = redis.Redis.from_url(api.redis_url)
     assert not client.exists(memory.row_key(name, memory.row_id_for_text("near0 d=0.01")))
+
+
+def test_every_writer_applies_the_stored_size_cap_not_the_one_it_opened_with(api, name, table):
+    learner = make(api, name, table)  # opened with the default cap (10,000 rows)
+    giver = api.from_existing(name, vectorizer=table)
+    admin = api.from_existing(name, vectorizer=table)
+    admin.update_learning(admin.learning.model_copy(update={"max_rows": 5}))
+    report = learner.learn([{"prompt": f"row{i} d=0.{i + 10}", "outcomes": {"m/cheap": {"quality": 1.0}}}
+                            for i in range(20)])  # fmt: skip
+    assert (report.created, report.evicted) == (20, 15) and learner.memory_info().rows == 5
+    assert learner.learning.max_rows == 5  # and the learner now holds the stored settings
+    admin.update_learning(admin.learning.model_copy(update={"max_rows": 3}))
+    for i in range(4):
+        giver.feedback(f"said{i} d=0.0{i + 1}", "m/cheap", 1.0)
+    assert giver.memory_info().rows == 3 and giver.learning.max_rows == 3
 
 
 def test_export_and_reload_keep_every_outcome(api, name, table, tmp_path):

@@ -9,15 +9,18 @@ import sys
 import textwrap
 
 import pytest
+import redis
 
 from redisvl_llmrouter import (
     ConfigError,
+    Floor,
     InvalidQueryError,
     LearningConfig,
     ModelCatalog,
     ModelSpec,
     NoEligibleModelError,
     Route,
+    RouterExistsError,
     RoutingConfig,
 )
 
@@ -196,3 +199,97 @@ def test_calibration_weighs_an_unobserved_model_as_routing_does(api, name, table
     best = router.calibrate(quality=result.quality, apply=True)
     assert router("q3 d=0.03").model != c
     assert best.strong_model == b
+
+
+def test_calibration_scores_only_the_models_a_matched_floor_lets_routing_use(api, name, table):
+    """A floor (medical, say) keeps the cheap tier from its requests. The cheap model's perfect record
+    there must not make it calibration's strong model, nor count requests routing never sends it."""
+    a, b = f"{name}/a", f"{name}/b"
+    router = api.create(
+        name=name,
+        routes=[
+            Route(name="simple", model=a, references=["simple d=0.1"], distance_threshold=0.5),
+            Route(name="expert", model=b, references=["expert d=0.6"], distance_threshold=0.5),
+            Route(name="medical", references=["medical d=0.05"], distance_threshold=0.5,
+                  floor=Floor(min_route="expert")),
+        ],
+        vectorizer=table,
+        catalog=ModelCatalog(models=[ModelSpec(name=a, quality=0.6, input_price=1.0, output_price=1.0),
+                                     ModelSpec(name=b, quality=0.9, input_price=8.0, output_price=8.0)]),
+        learning=LearningConfig(neighbours=4, radius=2.0, shrinkage=1.0),
+        routing_config=RoutingConfig(strategy="learned"),
+    )  # fmt: skip
+    prompts = [f"dose{i} d=0.0{i}" for i in range(1, 9)]
+    router.learn([{"prompt": p, "outcomes": {a: {"quality": 1.0}, b: {"quality": 0.0}}} for p in prompts])
+    matches = router.route_batch(prompts)
+    assert {m.model for m in matches} == {b} and all(m.decision.floors == ["medical"] for m in matches)
+    result = router.calibrate(budget=1.0, apply=False)
+    assert (result.strong_model, result.strong_share) == (b, 1.0)  # what routing does with these requests
+    assert result.quality == pytest.approx(0.0, abs=1e-6)  # b's predicted quality here, not a's 1.0
+    with pytest.raises(ConfigError, match="lowest share reachable is 1.000"):
+        router.calibrate(strong_share=0.5)  # no weight sends these requests below the floor
+
+
+#: A weight RedisJSON does not store exactly: it keeps, and reads back, 0.18292116580002585.
+WEIGHT = 0.18292116580002582
+
+
+def stored_weight(redis_url: str, name: str) -> float:
+    """The cost_weight in router ``name``'s stored config, as RedisJSON holds it."""
+    raw = redis.Redis.from_url(redis_url).execute_command(
+        "JSON.GET", f"{name}:route_config", "$.routing_config.cost_weight"
+    )
+    return float(json.loads(raw)[0])
+
+
+def test_a_weight_is_held_as_stored_by_every_object_and_its_definition_attaches_again(api, name, table, tmp_path):
+    router = api.create(name=name, routes=chat_route(name), vectorizer=table, catalog=catalog(name),
+                        routing_config=RoutingConfig(cost_weight=WEIGHT))  # fmt: skip
+    stored = stored_weight(api.redis_url, name)
+    assert stored != WEIGHT  # the premise: RedisJSON changed the last digit
+    assert router.routing_config.cost_weight == stored  # the creator holds what Redis holds
+    assert api.from_existing(name, vectorizer=table).routing_config.cost_weight == stored
+    # The router's own definition, its YAML, and the definition as first given all attach (no overwrite).
+    assert api.from_dict(router.to_dict(), vectorizer=table).routing_config.cost_weight == stored
+    router.to_yaml(tmp_path / "router.yaml")
+    assert api.from_yaml(str(tmp_path / "router.yaml"), vectorizer=table).routing_config.cost_weight == stored
+    given = router.to_dict()
+    given["routing_config"]["cost_weight"] = WEIGHT
+    assert api.from_dict(given, vectorizer=table).routing_config.cost_weight == stored
+    # An update holds the stored value too.
+    router.update_routing_config({"cost_weight": 0.5})
+    router.update_routing_config({"cost_weight": WEIGHT})
+    assert router.routing_config.cost_weight == stored_weight(api.redis_url, name) == stored
+    assert api.from_dict(router.to_dict(), vectorizer=table).routing_config.cost_weight == stored
+    # A change anyone means is still one: refused without overwrite.
+    given["routing_config"]["cost_weight"] = 0.19
+    with pytest.raises(RouterExistsError, match="routing_config.cost_weight: stored 0.1829211658000258"):
+        api.from_dict(given, vectorizer=table)
+
+
+def test_a_calibrated_weight_is_the_stored_one_in_the_result_this_object_and_every_other(api, name, table):
+    a, b = f"{name}/a", f"{name}/b"
+    router = api.create(
+        name=name,
+        routes=chat_route(name),
+        vectorizer=table,
+        catalog=ModelCatalog(models=[ModelSpec(name=a), ModelSpec(name=b)]),
+        learning=LearningConfig(neighbours=4, radius=2.0, shrinkage=1.0),
+    )
+    router.learn(
+        [
+            {
+                "prompt": f"{'hard' if i % 2 == 0 else 'easy'}{i} d=0.{2 if i % 2 == 0 else 4}{i}",
+                "outcomes": {
+                    a: {"quality": 0.5 if i % 2 == 0 else 1.0, "cost": 0.001},
+                    b: {"quality": 1.0, "cost": 0.1},
+                },
+            }
+            for i in range(12)
+        ]
+    )
+    result = router.calibrate(strong_share=0.5)  # lands on the weight RedisJSON changes (WEIGHT)
+    stored = stored_weight(api.redis_url, name)
+    assert result.cost_weight == router.routing_config.cost_weight == stored == pytest.approx(WEIGHT)
+    assert api.from_existing(name, vectorizer=table).routing_config.cost_weight == stored
+    assert api.from_dict(router.to_dict(), vectorizer=table).routing_config.cost_weight == stored

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -38,6 +39,17 @@ def test_solve_meets_each_goal():
     assert share.strong_share == 0.0 and share.strong_model == "strong"
     target = solve(QUALITY, COST, ["weak", "strong"], quality_target=0.85)
     assert target.quality >= 0.85 and target.cost == pytest.approx((0.1 + 1.0 + 1.0) / 3)
+
+
+def test_a_model_no_request_may_use_is_never_chosen_nor_the_strong_model():
+    # NaN: not a candidate (a floor keeps "nano" from every request), however well it would do.
+    quality = np.array([[np.nan, 0.2], [np.nan, 0.4]])
+    cost = np.array([[np.nan, 1.0], [np.nan, 1.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no "mean of empty slice" on the way
+        result = solve(quality, cost, ["nano", "big"], budget=10.0)
+    assert (result.strong_model, result.strong_share) == ("big", 1.0)
+    assert result.quality == pytest.approx(0.3) and result.cost == pytest.approx(1.0)
 
 
 def test_solve_refuses_unreachable_or_ambiguous_goals():

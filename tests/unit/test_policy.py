@@ -254,6 +254,22 @@ def test_learned_qualities_are_the_numbers_the_learned_choice_weighs():
     }
 
 
+def test_learned_qualities_leave_out_the_models_a_matched_floor_excludes():
+    """Calibration scores with these: a model the floor keeps from the request must not be weighed for it."""
+    pred = prediction({"p/nano": 1.0, "p/mini": 0.9, "p/big": 0.2, "p/top": 0.1})
+    floored = inp(Strategy.learned, prediction=pred, min_support=1.0)
+    weighed = learned_qualities(matched(SIMPLE), [MEDICAL], floored)
+    assert weighed == {"p/big": 0.2, "p/top": 0.1}  # the medical floor's min_route is expert
+    d = decide(matched(SIMPLE), [MEDICAL], floored)
+    assert {c.model for c in d.candidates} == set(weighed) and d.model == "p/big"
+    assert {e.model for e in d.excluded} == {"p/nano", "p/mini"}
+    # A quality floor excludes by catalog quality, and a small context window by the request's size, as routing does.
+    strict = Route(name="strict", references=["x"], distance_threshold=0.5, floor=Floor(min_quality=0.8))
+    assert set(learned_qualities(matched(SIMPLE), [strict], floored)) == {"p/big", "p/top"}
+    long_prompt = inp(Strategy.learned, prediction=pred, min_support=1.0, prompt_tokens=50_000)
+    assert set(learned_qualities(matched(SIMPLE), [], long_prompt)) == {"p/mini", "p/big", "p/top"}
+
+
 def test_learned_without_support_is_exactly_the_tier_decision():
     weak = prediction({"p/nano": 0.0, "p/mini": 1.0}, support=0.5)
     cold = decide(matched(SIMPLE), [], inp(Strategy.learned, prediction=weak, min_support=1.0))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from redisvl_llmrouter import InvalidFeedbackError
-from redisvl_llmrouter.learning.records import parse_record, read_records
+from redisvl_llmrouter.learning.records import MAX_COST_USD, parse_record, read_records
 
 #: The shared outcome data next to the repository (``../shared/data/routing``), where it is checked out.
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "routing"
@@ -43,6 +43,13 @@ def test_numbers_must_be_numbers_not_strings_or_booleans(field, value):
     flat = {"prompt": "hi", "model": "m/cheap", **outcome}  # the one-model shape is as strict
     with pytest.raises(InvalidFeedbackError, match=field):
         parse_record(flat)
+
+
+def test_a_cost_above_the_documented_bound_is_refused_as_feedback_refuses_it():
+    assert parse_record(record(quality=1.0, cost=MAX_COST_USD)).outcomes["m/cheap"].cost == MAX_COST_USD
+    for absurd in (MAX_COST_USD * 1.5, 1e39, 1e300):  # 1e39 and past: no float32 holds it, Redis would refuse the sum
+        with pytest.raises(InvalidFeedbackError, match=r"outcomes\.m/cheap\.cost: .*less than or equal to 1000000"):
+            parse_record(record(quality=1.0, cost=absurd))
 
 
 def test_other_keys_of_a_record_are_ignored(tmp_path):

@@ -21,7 +21,7 @@ from redisvl_llmrouter import (
     Route,
 )
 from redisvl_llmrouter.connection import translate
-from redisvl_llmrouter.core import RouterCore, definition_difference, stored_version
+from redisvl_llmrouter.core import RouterCore, definition_difference, same_definition, same_value, stored_version
 from redisvl_llmrouter.schema import text_problem
 from redisvl_llmrouter.search import MAX_REFERENCES, is_missing_index, is_wrong_type, route_command, search_total
 from redisvl_llmrouter.vectorizers import vectorizer_from_identity
@@ -53,6 +53,21 @@ def test_definition_difference_names_routes_references_fields_and_config():
 def test_identical_definitions_have_no_difference():
     definition = {"routes": [route("a", ["x"])], "routing_config": {"max_k": 1}}
     assert definition_difference(definition, definition) == ""
+
+
+def test_definitions_that_differ_only_by_the_last_digit_redisjson_keeps_are_the_same():
+    # RedisJSON stores 0.18292116580002582 as 0.18292116580002585: the same router, read back.
+    given = {"routes": [route("a", ["x"], distance_threshold=0.3812042376882124)],
+             "routing_config": {"cost_weight": 0.18292116580002582}}  # fmt: skip
+    stored = {"routes": [route("a", ["x"], distance_threshold=0.38120423768821243)],
+              "routing_config": {"cost_weight": 0.18292116580002585}}  # fmt: skip
+    assert definition_difference(stored, given) == ""
+    assert same_definition(stored, given)
+    # A change anyone means to make is still one, however small it looks.
+    changed = {**given, "routing_config": {"cost_weight": 0.18292116580002582 * (1 + 1e-9)}}
+    assert "routing_config.cost_weight: stored 0.18292116580002585" in definition_difference(stored, changed)
+    assert not same_definition(stored, changed)
+    assert not same_value(1, True) and not same_value([0.5], [0.5, 0.5]) and same_value({"a": 1}, {"a": 1.0})
 
 
 def test_stored_versions_default_to_zero():
