@@ -403,6 +403,8 @@ def test_feedback_by_the_request_id_on_the_answer(client, server, redis_url):
     assert again.status_code == 200
     bad = server.post("/v1/feedback", json={"request_id": request_id, "quality": 2})
     assert bad.status_code == 400 and "quality" in bad.json()["error"]["message"]
+    absurd = server.post("/v1/feedback", json={"request_id": request_id, "quality": 1.0, "cost": 1e300})
+    assert absurd.status_code == 400 and "cost" in absurd.json()["error"]["message"]
     unknown = server.post("/v1/feedback", json={"request_id": "req-" + "0" * 32, "quality": 1.0})
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_request"
     typo = server.post("/v1/feedback", json={"request_id": "req-nope", "quality": 1.0, "model": "openai/gpt-4.1-nano"})
