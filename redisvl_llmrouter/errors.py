@@ -228,6 +228,8 @@ class GatewayError(LLMRouterError):
         super().__init__(message)
         self.retry_after = retry_after
         self.detail = detail
+        #: The gateway request this error ended (its decisions-log entry), when there was one.
+        self.request_id: str | None = None
 
 
 class GatewayClosedError(GatewayError, RuntimeError):

@@ -30,12 +30,11 @@ import json
 import logging
 import math
 import os
-import re
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
@@ -61,12 +60,20 @@ from redisvl_llmrouter.errors import (
     UnknownRequestError,
 )
 from redisvl_llmrouter.gateway.config import GatewayConfig
-from redisvl_llmrouter.gateway.service import Completion, Gateway, loggable, tenant_of, transient_redis_error
+from redisvl_llmrouter.gateway.service import (
+    Completion,
+    Gateway,
+    loggable,
+    request_error_code,
+    tenant_of,
+    transient_redis_error,
+)
 from redisvl_llmrouter.observability.report import parse_since
 
 __all__ = ["CONFIG_ENV", "create_app"]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Environment variable through which ``llmrouter serve`` hands the config to its workers.
 CONFIG_ENV = "LLMROUTER_GATEWAY_CONFIG"
@@ -103,8 +110,37 @@ def _error(
 
 
 def _gateway_error(exc: GatewayError) -> JSONResponse:
-    headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after is not None else None
-    return _error(exc.status, str(exc), exc.kind, exc.code, headers)
+    headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after is not None else {}
+    return _error(exc.status, str(exc), exc.kind, exc.code, {**headers, **_request_id_header(exc)})
+
+
+def _request_id_header(exc: BaseException) -> dict[str, str]:
+    """The id of the request an error ended, as its answer would carry it: the log entry can be found."""
+    request_id = getattr(exc, "request_id", None)
+    return {"x-llmrouter-request-id": request_id} if request_id else {}
+
+
+async def _client_left(request: Request) -> None:
+    """Return when the client has gone (its body was read: the next message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_client_leaves(request: Request, work: Awaitable[T]) -> T | None:
+    """``work``'s result, or None when the client left first: then ``work`` is cancelled, so a request
+    nobody waits for any more neither keeps its queue slot nor reaches (and is billed by) a provider."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_client_left(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return None  # noqa: B012 - nobody is left to answer
+    return task.result()
 
 
 def _headers_options(request: Request) -> dict[str, Any]:
@@ -132,12 +168,6 @@ def _headers_options(request: Request) -> dict[str, Any]:
     if constraints:
         out["constraints"] = constraints
     return out
-
-
-def error_code(exc: LLMRouterError) -> str:
-    """An error's ``code``: its class in snake case (``UnknownModelError``: ``unknown_model``)."""
-    words = re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
-    return words.removesuffix("_error") or "error"
 
 
 def _no_constant(name: str) -> Any:
@@ -236,12 +266,12 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
     async def redis_busy(request: Request, exc: RedisPoolTimeoutError) -> JSONResponse:
         return _error(503, "The gateway's Redis connections are all busy (Redis saturated, or not answering); "
                       "retry shortly.", "api_error", "redis_busy",
-                      {"Retry-After": "1"})  # fmt: skip
+                      {"Retry-After": "1", **_request_id_header(exc)})  # fmt: skip
 
     @app.exception_handler(RedisUnavailableError)
     async def redis_down(request: Request, exc: RedisUnavailableError) -> JSONResponse:
         return _error(503, "The gateway cannot reach its Redis; retry shortly.", "api_error", "redis_unavailable",
-                      {"Retry-After": "1"})  # fmt: skip
+                      {"Retry-After": "1", **_request_id_header(exc)})  # fmt: skip
 
     @app.exception_handler(RedisError)
     async def raw_redis_error(request: Request, exc: RedisError) -> JSONResponse:
@@ -261,11 +291,10 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
             logger.error("gateway Redis error: %s", loggable(exc))
             if transient_redis_error(exc):  # read-only after a failover, or full: passes, so worth a retry
                 return _error(503, "The gateway's Redis refuses writes for now; retry shortly.", "api_error",
-                              "redis_read_only", {"Retry-After": "1"})  # fmt: skip
-            return _error(
-                500, "The gateway's Redis refused an operation; see the server log.", "api_error", "redis_error"
-            )
-        return _error(400, str(exc), "invalid_request_error", error_code(exc))
+                              "redis_read_only", {"Retry-After": "1", **_request_id_header(exc)})  # fmt: skip
+            return _error(500, "The gateway's Redis refused an operation; see the server log.", "api_error",
+                          "redis_error", _request_id_header(exc))  # fmt: skip
+        return _error(400, str(exc), "invalid_request_error", request_error_code(exc), _request_id_header(exc))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -304,7 +333,11 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
         taken = sorted(set(body) & _RESERVED_FIELDS)
         if taken:
             raise InvalidRequestError(f"Unknown field(s) {taken}: the gateway reserves these names.")
-        result = await gw(request).complete(messages, model=model, stream=stream, tenant=tenant, **options, **body)
+        work = gw(request).complete(messages, model=model, stream=stream, tenant=tenant, **options, **body)
+        # A stream's relay ends when its client leaves; an answer is waited for only while its client is there.
+        result = await work if stream else await _unless_client_leaves(request, work)
+        if result is None:
+            return Response(status_code=499)  # nobody reads it (nginx's "client closed request")
         headers = result.outcome.headers()
         if isinstance(result, Completion):
             return Response(json.dumps(result.body), media_type="application/json", headers=headers)

@@ -151,5 +151,32 @@ def serve(args: argparse.Namespace) -> int:
     os.environ[SUPERVISOR_ENV] = str(os.getpid())  # uvicorn's workers are this process's children
     with tempfile.TemporaryDirectory(prefix="llmrouter-metrics-") as metrics_dir:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        uvicorn.run("redisvl_llmrouter.gateway.app:create_app", factory=True, workers=args.workers, **options)
+        app = "redisvl_llmrouter.gateway.app:create_app"
+        _supervise(uvicorn.Config(app, factory=True, workers=args.workers, **options))
     return 0
+
+
+def _supervise(config: Any) -> None:
+    """Run uvicorn's supervisor of ``--workers N``, made to stop listening as soon as it is told to stop.
+
+    Its workers stop accepting when they begin their graceful shutdown, but the supervisor kept its
+    own copy of the listening socket open until they had all exited: connections kept arriving in
+    the kernel's queue, waited out the shutdown unanswered, then were reset. Closed at once, a
+    client is refused and tries another gateway, as with one worker.
+    """
+    from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):
+        def _stop_listening(self) -> None:
+            for sock in self.sockets:
+                sock.close()
+
+        def handle_term(self) -> None:
+            self._stop_listening()
+            super().handle_term()
+
+        def handle_int(self) -> None:
+            self._stop_listening()
+            super().handle_int()
+
+    Supervisor(config, sockets=[config.bind_socket()]).run()

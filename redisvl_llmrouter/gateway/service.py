@@ -28,6 +28,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import threading
 import time
 import weakref
@@ -41,6 +42,7 @@ from redisvl_llmrouter.errors import (
     AllModelsFailedError,
     CircuitOpenError,
     ConfigError,
+    ConflictError,
     GatewayClosedError,
     GatewayError,
     InvalidQueryError,
@@ -49,8 +51,11 @@ from redisvl_llmrouter.errors import (
     ModelNotFoundError,
     NoEligibleModelError,
     QueueFullError,
+    RedisCommandError,
+    RedisPermissionError,
     RedisPoolTimeoutError,
     RedisUnavailableError,
+    RouterStateLostError,
     UnknownRequestError,
     UpstreamError,
 )
@@ -148,6 +153,8 @@ class Outcome:
     cost: float | None = None
     baseline_cost: float | None = None
     latency_ms: float = 0.0
+    ended: bool = False
+    """The request's end (an answer or an error) has been logged and counted."""
 
     @property
     def saving(self) -> float | None:
@@ -354,6 +361,22 @@ class Gateway:
             started=started,
             tenant=request.tenant,
         )
+        try:
+            return await self._complete(request, outcome, stream)
+        except asyncio.CancelledError:  # the client left before its answer: still a request, logged and counted
+            if not outcome.ended:
+                self._failed(request, outcome, "client_closed")
+            raise
+        except GatewayError as exc:
+            exc.request_id = outcome.request_id  # the error's answer names the request the log keeps
+            raise
+        except LLMRouterError as exc:  # Redis unavailable, busy...: the server answers 503, and it counts
+            if not outcome.ended:
+                self._failed(request, outcome, request_error_code(exc))
+            exc.request_id = outcome.request_id  # type: ignore[attr-defined]  # its answer names it too
+            raise
+
+    async def _complete(self, request: _Request, outcome: Outcome, stream: bool) -> Completion | StreamedCompletion:
         vector: list[float] | None = None
         scope = ""
         if request.cache_allowed and self.cache is not None:
@@ -882,6 +905,7 @@ class Gateway:
 
     def _failed(self, request: _Request, outcome: Outcome, code: str) -> None:
         """A request that ends in an error: one log entry and one count, whatever ended it."""
+        outcome.ended = True
         outcome.latency_ms = (time.perf_counter() - outcome.started) * 1000  # how long the client waited
         entry = {"type": "completion", **self._entry(outcome), "status": "error", "error": code}
         self._log(entry, request.text)
@@ -1445,6 +1469,20 @@ class _WriteBehind:
                 "gateway write-behind: Redis refused the last %d writes at shutdown; they are lost",
                 len(self._commands) + len(self._scripts),
             )
+
+
+def request_error_code(exc: LLMRouterError) -> str:
+    """The ``code`` the server answers a router error with, and the log records: a Redis problem's
+    (``app`` answers those with 503 or 500), else the error's class in snake case
+    (``UnknownModelError``: ``unknown_model``)."""
+    if isinstance(exc, RedisPoolTimeoutError):
+        return "redis_busy"
+    if isinstance(exc, RedisUnavailableError):
+        return "redis_unavailable"
+    if isinstance(exc, (RedisCommandError, RedisPermissionError, RouterStateLostError, ConflictError)):
+        return "redis_read_only" if transient_redis_error(exc) else "redis_error"
+    words = re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+    return words.removesuffix("_error") or "error"
 
 
 def transient_redis_error(exc: BaseException) -> bool:

@@ -411,10 +411,14 @@ def render(report: Report) -> str:
     if report.errors_by_kind:
         lines.append("  errors by kind: " + ", ".join(f"{k} {v}" for k, v in report.errors_by_kind.items()))
     if report.breakers:
-        lines.append(
-            "  breakers: "
-            + ", ".join(f"{m} {b.get('state', '?')} ({b.get('trips', 0)} trips)" for m, b in report.breakers.items())
-        )
+        # The ones with something to say, by name; the quiet rest (closed, never tripped) counted: a
+        # log may name hundreds of passthrough models.
+        telling = {m: b for m, b in report.breakers.items() if b.get("state") != "closed" or b.get("trips")}
+        quiet = len(report.breakers) - len(telling)
+        parts = [f"{m} {b.get('state', '?')} ({b.get('trips', 0)} trips)" for m, b in telling.items()]
+        if quiet:
+            parts.append(f"{'all' if not telling else quiet} {'other ' if telling else ''}closed, never tripped")
+        lines.append("  breakers: " + ", ".join(parts))
     lines += ["", *_table("tier (route)", report.by_route), "", *_table("model", report.by_model)]
     return "\n".join(lines)
 

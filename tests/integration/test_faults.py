@@ -39,6 +39,7 @@ from redisvl_llmrouter import (
     SemanticRouter,
 )
 from redisvl_llmrouter.embedded import EmbeddedRedis
+from redisvl_llmrouter.observability.decisions import parse_entries, stream_key
 
 QUERY = [1.0, 0.0, 0.0]
 
@@ -632,8 +633,19 @@ def test_with_redis_down_stats_and_the_dashboard_are_503_and_metrics_still_answe
                 down = srv.get(path)
                 assert down.status_code == 503 and down.json()["error"]["code"] == "redis_unavailable", path
                 assert down.headers["retry-after"] == "1"
-            metrics = srv.get("/metrics")  # this process's own counters still tell what it did
-            assert metrics.status_code == 200 and "llmrouter_requests_total" in metrics.text
+            ask = {"model": "auto", "messages": [{"role": "user", "content": "explain garbage collection"}]}
+            refused = srv.post("/v1/chat/completions", json=ask)  # a request, though it could not be routed
+            assert refused.status_code == 503 and refused.json()["error"]["code"] == "redis_unavailable"
+            request_id = refused.headers["x-llmrouter-request-id"]
+            metrics = srv.get("/metrics")  # this process's own counters still tell what it did, that one too
+            assert metrics.status_code == 200 and 'status="error"' in metrics.text
         finally:
             own_redis.start()
         assert srv.get("/stats").status_code == 200
+        store, deadline = redis.Redis.from_url(own_redis.url), time.monotonic() + 15
+        while not (
+            logged := [e for e in parse_entries(store.xrange(stream_key(srv.router))) if e["request_id"] == request_id]
+        ):
+            assert time.monotonic() < deadline, "the refused request never reached the log"
+            time.sleep(0.2)
+        assert logged[0]["status"] == "error" and logged[0]["error"] == "redis_unavailable"

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 import uuid
 
@@ -520,6 +521,28 @@ def test_sigterm_gives_requests_in_flight_the_shutdown_timeout_and_no_longer(red
     assert took < 15, f"serve took {took:.1f} s to stop with shutdown_timeout_s 2"
 
 
+def test_with_workers_a_stopping_gateway_refuses_new_connections_at_once_and_finishes_its_requests(
+    redis_url, local_upstream, tmp_path
+):
+    """A client that reaches a stopping gateway should be refused (and try another), not wait out the shutdown."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = f"slow{uuid.uuid4().hex[:6]}/answer"
+    local_upstream.control(model=model, latency_ms=3000)
+    with gateway(redis_url, local_upstream.url, tmp_path, workers=2) as srv:
+        body = {"model": model, "messages": ask("hi")}
+        with ThreadPoolExecutor(1) as pool:
+            call = pool.submit(httpx.post, f"{srv.v1}/chat/completions", json=body, timeout=60)
+            time.sleep(1.0)  # in flight, waiting on the provider
+            srv.proc.terminate()
+            time.sleep(0.5)
+            started = time.monotonic()
+            with pytest.raises(httpx.ConnectError):
+                httpx.get(f"{srv.base}/health", timeout=10)
+            assert time.monotonic() - started < 1
+            assert call.result(timeout=60).status_code == 200  # the request in flight was answered
+
+
 # ---------------------------------------------------------------------------- faults
 def test_a_failing_primary_is_answered_by_its_fallback(redis_url, local_upstream, tmp_path):
     tag = f"fb{uuid.uuid4().hex[:6]}"
@@ -824,6 +847,26 @@ def test_every_request_ends_answered_or_with_a_clear_error_and_the_counts_add_up
     failed = [e for e in (json.loads(f[b"d"]) for _, f in log) if e["type"] == "completion" and e["status"] == "error"]
     assert len(failed) == errors
     assert all(e["latency_ms"] > 0 and e.get("text_sha256") for e in failed)
+
+
+def test_a_request_whose_client_left_is_never_sent_and_is_logged_as_client_closed(redis_url, local_upstream, tmp_path):
+    """Under load clients time out: what they no longer wait for must not be sent to (and billed by) a provider."""
+    model = f"q{uuid.uuid4().hex[:6]}/slow"
+    local_upstream.control(model=model, latency_ms=1500)
+    with gateway(redis_url, local_upstream.url, tmp_path, {"queue": {"concurrency": 1}}) as srv:
+        body = {"model": model, "messages": ask("hi")}
+        first = threading.Thread(target=lambda: srv.post("/v1/chat/completions", json=body))
+        first.start()  # holds the model's one slot for 1.5 s
+        time.sleep(0.3)
+        with pytest.raises(httpx.TimeoutException):  # this client gives up while its request waits in the queue
+            httpx.post(f"{srv.v1}/chat/completions", json=body, timeout=0.3)
+        first.join()
+        time.sleep(0.5)
+        assert local_upstream.calls(model) == 1  # the request nobody waited for was never sent
+        store = redis.Redis.from_url(redis_url)
+        logged = [e for e in parse_entries(store.xrange(stream_key(srv.router))) if e["model"] == model]
+        assert sorted((e["status"], e.get("error")) for e in logged) == [("error", "client_closed"), ("ok", None)]
+        assert srv.get("/stats").json()["models"][model]["queue_depth"] == 0
 
 
 def test_a_full_queue_answers_429_with_retry_after_and_critical_requests_go_first(redis_url, local_upstream, tmp_path):

@@ -72,6 +72,14 @@ def test_render_names_the_figures():
     assert "saved $0.0180 (60.0%)" in text and "dear open (2 trips)" in text and "all_models_failed 1" in text
 
 
+def test_the_breakers_line_names_the_telling_breakers_and_counts_the_quiet_ones():
+    quiet = {f"passthrough/m{i}": {"state": "closed", "trips": 0} for i in range(150)}
+    text = render(summarise(ENTRIES, router="r", breakers={"dear": {"state": "open", "trips": 2}, **quiet}))
+    assert "  breakers: dear open (2 trips), 150 other closed, never tripped" in text.splitlines()
+    alone = render(summarise(ENTRIES, router="r", breakers=quiet))
+    assert "  breakers: all closed, never tripped" in alone.splitlines()
+
+
 def test_since_accepts_durations_and_dates():
     assert parse_since("2h", now_s=10_000) == (10_000 - 7_200) * 1000
     assert parse_since("2026-11-23T00:00") == 1_795_392_000_000
