@@ -321,13 +321,33 @@ def definition_difference(stored: Mapping[str, Any], given: Mapping[str, Any]) -
                 f"{len(refs_a - refs_b)} stored but not given"
             )
         fields = sorted(k for k in set(a) | set(b) if not same_value(a.get(k), b.get(k)))
-        clauses += [f"route {name!r} {k}: stored {a.get(k)!r}, given {b.get(k)!r}" for k in fields]
+        clauses += [_field_difference(f"route {name!r} {k}", a.get(k), b.get(k)) for k in fields]
     for part in ("routing_config", "catalog", "learning"):
         a, b = stored.get(part) or {}, given.get(part) or {}
         if isinstance(a, Mapping) and isinstance(b, Mapping):
             keys = sorted(k for k in set(a) | set(b) if not same_value(a.get(k), b.get(k)))
-            clauses += [f"{part}.{k}: stored {a.get(k)!r}, given {b.get(k)!r}" for k in keys[:5]]
+            clauses += [_field_difference(f"{part}.{k}", a.get(k), b.get(k)) for k in keys[:5]]
     return "; ".join(clauses[:8]) + (f" (and {len(clauses) - 8} more)" if len(clauses) > 8 else "")
+
+
+def _field_difference(what: str, stored: Any, given: Any, limit: int = 160) -> str:
+    """One clause of :func:`definition_difference`: the two values, or for lists of named entries
+    (a catalog's models) which names differ; never the whole of two long values (a one-line error)."""
+
+    def named(value: Any) -> dict[str, Any] | None:
+        if isinstance(value, list) and all(isinstance(v, Mapping) and "name" in v for v in value):
+            return {str(v["name"]): v for v in value}
+        return None
+
+    a, b = named(stored), named(given)
+    if a is not None and b is not None:
+        parts = [f"only stored {sorted(set(a) - set(b))}" if set(a) - set(b) else "",
+                 f"only given {sorted(set(b) - set(a))}" if set(b) - set(a) else "",
+                 f"different {sorted(n for n in set(a) & set(b) if not same_value(a[n], b[n]))}"]  # fmt: skip
+        text = f"{what}: " + ", ".join(p for p in parts if p and p != "different []")
+    else:
+        text = f"{what}: stored {stored!r}, given {given!r}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _as_route(route: Any) -> Route:

@@ -50,6 +50,17 @@ def test_definition_difference_names_routes_references_fields_and_config():
     assert "routing_config.max_k: stored 1, given 2" in text
 
 
+def test_a_catalog_difference_names_the_models_that_differ_not_both_catalogs_whole():
+    model = {"input_price": 1.0, "output_price": 2.0, "quality": 0.8, "context_window": 128_000}
+    stored = {"routes": [], "catalog": {"models": [{"name": f"m{i}", **model} for i in range(40)]}}
+    given = {"routes": [], "catalog": {"models": [{"name": f"m{i}", **model} for i in range(1, 41)]}}
+    given["catalog"]["models"][0]["quality"] = 0.9  # m1
+    text = definition_difference(stored, given)
+    assert text == "catalog.models: only stored ['m0'], only given ['m40'], different ['m1']"
+    long = {"routes": [], "routing_config": {"note": "x" * 1000}}
+    assert len(definition_difference(long, {"routes": [], "routing_config": {"note": "y"}})) <= 160
+
+
 def test_identical_definitions_have_no_difference():
     definition = {"routes": [route("a", ["x"])], "routing_config": {"max_k": 1}}
     assert definition_difference(definition, definition) == ""
