@@ -21,6 +21,7 @@ Redis is resolved as in the library: ``--redis-url``, else ``REDIS_URL``, else t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -210,6 +211,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         data = config.model_dump(mode="json")
         for route in data["routes"]:
             route["references"] = [ref["text"] for ref in route["references"]]
+        for row in data.get("outcomes") or []:  # a learned config's memory rows: their prompts, not vectors
+            row.pop("vector", None)
         print(json.dumps(data, indent=2, ensure_ascii=False))
         return 0
     print(f"{config.name}: {config.description}")
@@ -307,6 +310,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     if not records:  # as eval says: an empty file is more likely a mistake than an intention
         raise ConfigError(f"{', '.join(args.datasets)}: no outcome rows to learn")
     model_map = dict(_pairs(args.map, "--map", "DATA_MODEL=MODEL"))
+    _check_data_models(model_map, {m for r in records for m in r.outcomes})  # before any router is made
     try:  # a router already in Redis ...
         router = SemanticRouter.from_existing(args.name or args.router, redis_url=args.redis_url)
         origin = "attached to"
@@ -357,6 +361,16 @@ def cmd_learn(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _check_data_models(model_map: dict[str, str], data_models: set[str]) -> None:
+    """Refuse a ``--map DATA_MODEL=MODEL`` whose DATA_MODEL names no model of the data (a typo would
+    otherwise rename nothing, silently), naming it and the data's models, as ``eval`` refuses its own."""
+    for key, value in model_map.items():
+        if key not in data_models:
+            models = sorted(data_models)
+            shown = f"{models[:10]}{f' and {len(models) - 10} more' if len(models) > 10 else ''}"
+            raise LLMRouterError(f"--map {key}={value}: {key!r} is not a model of the data; it has {shown}")
 
 
 def _pairs(items: Sequence[str], option: str, shape: str) -> list[tuple[str, str]]:
@@ -519,6 +533,27 @@ def _input_file(text: str) -> str:
     return text
 
 
+def _gateway_config_file(text: str) -> str:
+    """An argparse type: ``serve --config``'s file; a directory is named as one (the library would say
+    there is no config file at that path). A missing file is left to the library, which names it."""
+    if Path(text).expanduser().is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory; give the gateway config file (YAML or JSON)")
+    return text
+
+
+def _upstream_url(text: str) -> str:
+    """An argparse type: ``serve --upstream``, checked by the gateway config's own rule, so the error names
+    the option as typed (the config would name its field, behind a second "llmrouter" prefix)."""
+    try:
+        from redisvl_llmrouter.gateway.config import _http_url
+    except ImportError:  # no gateway extra: serve itself says what to install
+        return text
+    try:
+        return _http_url(text) or text
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 Configure = Callable[[argparse.ArgumentParser], None]
 Run = Callable[[argparse.Namespace], int]
 
@@ -614,7 +649,9 @@ def _learn_arguments(learn: argparse.ArgumentParser) -> None:
 
 @add_command("serve", "run the OpenAI-compatible gateway (FastAPI + uvicorn)", cmd_serve)
 def _serve_arguments(serve: argparse.ArgumentParser) -> None:
-    serve.add_argument("--config", default=None, metavar="PATH", help="gateway config (YAML or JSON)")
+    serve.add_argument(
+        "--config", type=_gateway_config_file, default=None, metavar="PATH", help="gateway config (YAML or JSON)"
+    )
     serve.add_argument(
         "--router", default=None, help="router in Redis, shipped config or config file (default: default)"
     )
@@ -622,7 +659,11 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=_count(1), default=1, help="worker processes sharing one Redis")
     serve.add_argument(
-        "--upstream", default=None, metavar="URL", help="send every model to this OpenAI-compatible base URL"
+        "--upstream",
+        type=_upstream_url,
+        default=None,
+        metavar="URL",
+        help="send every model to this OpenAI-compatible base URL",
     )
     serve.add_argument("--upstream-key-env", default=None, metavar="VAR", help="env var with the upstream's key")
     serve.add_argument(
@@ -679,7 +720,14 @@ def _eval_arguments(ev: argparse.ArgumentParser) -> None:
     )
     ev.add_argument("--plot", type=_plot_file, default=None, metavar="OUT.png", help="write the cost-quality plot")
     ev.add_argument("--limit", type=_count(1), default=None, help="use only the first N prompts of each dataset")
-    ev.add_argument("--grid", type=_count(2), default=21, help="number of cost_weight values swept from 0 to 1")
+    ev.add_argument(
+        "--grid",
+        type=_count(2),
+        default=None,
+        metavar="N",
+        help="number of cost_weight values the tier router sweeps from 0 to 1 (default 21); not with --learn or "
+        "--cv, whose learned router sweeps a fixed log-spaced grid",
+    )
 
 
 def _add_global_options(parser: argparse.ArgumentParser, *, on_command: bool) -> None:
@@ -725,14 +773,63 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+class _ClosableStdout:
+    """``sys.stdout`` while a command runs: once the reader has gone (``llmrouter report --plot p.png | head -1``),
+    what the command prints is dropped and it carries on, so the files it was asked to write are still written."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._reader_gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        # Later writes, and the flush at exit, go to /dev/null instead of failing again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:  # encoding, isatty, fileno ...: the real stream's
+        return getattr(self._stream, name)
+
+
+def _never_fail_to_encode() -> None:
+    """Let stdout and stderr escape what their encoding cannot show (``\\u65e5``) rather than fail the
+    command with a UnicodeEncodeError: a cp1252 console or ``PYTHONIOENCODING=ascii`` still gets its answer."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and getattr(stream, "errors", None) == "strict":
+            with contextlib.suppress(ValueError, OSError):  # a closed or detached stream: nothing to print to
+                reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; every user error is one line on stderr (secrets redacted) and exit code 2."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    _never_fail_to_encode()
+    stdout = sys.stdout = _ClosableStdout(sys.stdout)
+    try:
+        return _run(argv)
+    finally:
+        stdout.flush()  # here, not at exit: a reader gone by now is caught like one gone earlier
+        sys.stdout = stdout._stream
+
+
+def _run(argv: Sequence[str] | None) -> int:
     try:
         args = parse_args(argv)
         return int(args.func(args))
-    except BrokenPipeError:  # the reader went away (``llmrouter report --json | head``): nothing to say
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+    except BrokenPipeError:  # stderr's reader went away, or a command's own pipe: nothing more to say
         return 0
     except (LLMRouterError, OSError) as exc:  # OSError: unreadable, missing or unwritable files
         print(f"llmrouter: error: {redact(_one_line(exc))}", file=sys.stderr)

@@ -400,13 +400,15 @@ def compare_strategies(
     test_vectors: np.ndarray,
     strategies: Sequence[str],
     learned: Mapping[str, Any] | None = None,
+    grid: int = 21,
 ) -> dict[str, dict[str, Any]]:
     """Each strategy's report on ``test``, every choice made by the router's own policy step.
 
     Every report has ``at_config``: the strategy's operating point at the router's configured
     settings (its ``cost_weight`` and the rest), the one its row of the printed table shows, so the
     rows compare like with like. ``semantic`` and ``learned`` also sweep their knob
-    (``cost_weight``) into a curve, which their AIQ measures; the others are one point each.
+    (``cost_weight``) into a curve, which their AIQ measures (``semantic`` over ``grid`` values, ``learned``
+    over its own log-spaced grid); the others are one point each.
     Quality and cost estimates come from ``learned`` (cross-validated or held-out predictions of
     the outcome memory); without them the strategies see only the catalog, which for an outcome
     set's models holds no prices or priors.
@@ -423,7 +425,7 @@ def compare_strategies(
         at_config = evaluation.routing_point(test, picks, knob=router.routing_config.cost_weight)
         if strategy is Strategy.semantic:
             mapping = {r.name: r.model for r in router.routes if not r.is_floor}
-            report = evaluate(router, test, mapping, vectors=test_vectors)
+            report = evaluate(router, test, mapping, grid=grid, vectors=test_vectors)
         elif strategy is Strategy.learned:
             assert learned is not None
             report = learned_report(router, test, test_vectors, learned)
@@ -504,6 +506,10 @@ def learned_report(
     return result
 
 
+#: The tier router's sweep when ``--grid`` is not given: ``cost_weight`` 0, 0.05, ..., 1.
+GRID = 21
+
+
 def _load_sets(paths: Sequence[str], limit: int | None, concat: bool) -> list[evaluation.OutcomeSet]:
     sets = []
     for path in paths:  # a malformed, empty, key-missing or non-UTF-8 file is the user's input: a ConfigError
@@ -520,6 +526,7 @@ def _load_sets(paths: Sequence[str], limit: int | None, concat: bool) -> list[ev
 
 def run_eval(args: argparse.Namespace) -> int:
     """``llmrouter eval``: one report per dataset, printed, and optionally written as JSON and PNG."""
+    _check_options(args)  # from the arguments alone: before any file is read or prompt embedded
     learning = bool(args.learn or args.cv or args.strategy)
     reports, strategy_reports = _run_learned(args) if learning else (_run_tiers(args), {})
     out: dict[str, Any] = {"router": args.router, "reports": reports}
@@ -540,6 +547,19 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse option combinations that cannot run as asked, rather than fail after the work or ignore one."""
+    if args.learn and args.cv:
+        raise ConfigError("Give --learn TRAIN or --cv K, not both.")
+    if "learned" in args.strategy and not (args.learn or args.cv):
+        raise ConfigError("The learned strategy needs outcomes to learn from: add --learn TRAIN or --cv K.")
+    if args.grid is not None and (args.learn or args.cv):
+        raise ConfigError(
+            f"--grid {args.grid} sets the tier router's cost_weight sweep; the learned router (--learn, --cv) "
+            "sweeps a fixed log-spaced grid of its own, so leave --grid out"
+        )
+
+
 def _run_tiers(args: argparse.Namespace) -> list[dict[str, Any]]:
     import uuid
 
@@ -557,7 +577,7 @@ def _run_tiers(args: argparse.Namespace) -> list[dict[str, Any]]:
         for outcomes in sets:
             mapping = route_model_map(router.routes, outcomes.models, args.map)
             with tqdm(total=outcomes.n, desc=f"routing {outcomes.name}", unit="prompt", file=sys.stderr) as bar:
-                result = evaluate(router, outcomes, mapping, grid=args.grid, progress=bar.update)
+                result = evaluate(router, outcomes, mapping, grid=args.grid or GRID, progress=bar.update)
             result["router"] = config_name
             reports.append(result)
             _print_summary(result)
@@ -572,8 +592,6 @@ def _run_learned(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
 
     from redisvl_llmrouter import pretrained
 
-    if args.learn and args.cv:
-        raise ConfigError("Give --learn TRAIN or --cv K, not both.")
     routes = pretrained.read(args.router).definition().routes
     train = None
     if args.learn:
@@ -598,7 +616,9 @@ def _run_learned(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
                 print(f"{test.name}: learning and predicting ...", file=sys.stderr)
                 learned = learned_outcome_predictions(router, test, vectors, train, train_vectors, args.cv)
             if args.strategy:
-                by_dataset[test.name] = compare_strategies(router, test, vectors, args.strategy, learned)
+                by_dataset[test.name] = compare_strategies(
+                    router, test, vectors, args.strategy, learned, grid=args.grid or GRID
+                )
                 _print_strategies(test.name, by_dataset[test.name])
             if learned is not None:
                 report = learned_report(router, test, vectors, learned)

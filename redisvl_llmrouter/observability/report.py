@@ -11,6 +11,9 @@ Definitions, so the numbers can be checked by hand:
   would have cost on the gateway's baseline model (``baseline_model``; by default the dearest, the
   "always use the most expensive model" bill), and *saving* is ``baseline - cost`` over the requests
   where both are known (negative where answers came from a dearer model than the baseline);
+* *unpriced* counts answered requests whose cost is unknown (a model without a catalog price, or no
+  usage reported): they are left out of *cost*, not counted as free, and the text says how many
+  (a slice with none priced shows its cost as ``-``);
 * *cache hit rate* is cache hits over answered requests (``/stats`` and Prometheus count the cache's
   own lookups, hits and misses, instead: requests that are not cacheable make no lookup);
 * *quality* is the mean of ``feedback`` entries. Each counts under the model it names (the one that
@@ -56,6 +59,8 @@ class Breakdown(BaseModel):
     baseline_usd: float = 0.0
     saving_usd: float = 0.0
     saving_fraction: float | None = None
+    unpriced: int = 0
+    """Answered requests whose cost is unknown: not in ``cost_usd`` (nor in the baseline or saving)."""
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
     cache_hits: int = 0
@@ -194,10 +199,21 @@ def _number(value: Any) -> float | None:
 class _Accumulator:
     """Running sums for one slice; :meth:`result` turns them into a :class:`Breakdown`."""
 
-    __slots__ = ("baseline", "cache", "cost", "errors", "fallbacks", "latencies", "qualities", "requests", "saving")
+    __slots__ = (
+        "baseline",
+        "cache",
+        "cost",
+        "errors",
+        "fallbacks",
+        "latencies",
+        "qualities",
+        "requests",
+        "saving",
+        "unpriced",
+    )
 
     def __init__(self) -> None:
-        self.requests = self.errors = self.cache = self.fallbacks = 0
+        self.requests = self.errors = self.cache = self.fallbacks = self.unpriced = 0
         self.cost = self.baseline = self.saving = 0.0
         self.latencies: list[float] = []
         self.qualities: list[float] = []
@@ -214,6 +230,8 @@ class _Accumulator:
             if baseline is not None:
                 self.baseline += baseline
                 self.saving += baseline - cost
+        elif entry.get("status") != "error":  # answered at a price nobody knows: not free
+            self.unpriced += 1
         self.cache += bool(entry.get("cache"))
         if entry.get("status") != "error" and (_number(entry.get("fallbacks")) or 0) > 0:
             self.fallbacks += 1
@@ -226,6 +244,7 @@ class _Accumulator:
             baseline_usd=self.baseline,
             saving_usd=self.saving,
             saving_fraction=self.saving / self.baseline if self.baseline > 0 else None,
+            unpriced=self.unpriced,
             latency_p50_ms=_percentile(self.latencies, 50),
             latency_p99_ms=_percentile(self.latencies, 99),
             cache_hits=self.cache,
@@ -354,6 +373,32 @@ def format_usd(value: float) -> str:
     return f"${value:,.4f}"
 
 
+def _cost(b: Breakdown) -> str:
+    """A slice's cost as printed: ``-`` when it answered requests but knows the cost of none ($0 would
+    call unpriced traffic free)."""
+    answered = b.requests - b.errors
+    return "-" if answered and b.unpriced == answered else format_usd(b.cost_usd)
+
+
+def _cost_line(t: Breakdown) -> str:
+    """The total's cost against the baseline, saying how many answered requests it leaves out for want
+    of a known cost (the baseline and the saving leave out the same ones)."""
+    priced = t.requests - t.errors - t.unpriced
+    if t.unpriced and not priced:
+        return f"cost -: none of the {_requests(t.unpriced)} answered has a known cost, so no saving either"
+    line = (
+        f"cost {format_usd(t.cost_usd)}"
+        + (f" over {_requests(priced)} with a known cost" if t.unpriced else "")
+        + f", against {format_usd(t.baseline_usd)} on the baseline model:"
+        f" saved {format_usd(t.saving_usd)} ({_share(t.saving_fraction)})"
+    )
+    return line + (f"; {_requests(t.unpriced)} without a known cost" if t.unpriced else "")
+
+
+def _requests(n: int) -> str:
+    return f"{n} request{'' if n == 1 else 's'}"
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
@@ -376,15 +421,20 @@ def _cell_name(name: str) -> str:
 
 
 def _table(title: str, rows: Mapping[str, Breakdown]) -> list[str]:
-    columns = ("requests", 8), ("errors", 6), ("cost", 11), ("saving", 7), ("p50 ms", 7), ("p99 ms", 7)
+    # The unpriced column shows only when some request had no known cost: the usual table stays as it was.
+    unpriced = any(b.unpriced for b in rows.values())
+    columns = [("requests", 8), ("errors", 6), ("cost", 11), ("saving", 7), ("p50 ms", 7), ("p99 ms", 7)]
+    if unpriced:
+        columns.insert(3, ("unpriced", 8))
     names = {name: _cell_name(name) for name in rows}
     width = max([28, len(title), *(len(n) for n in names.values())])
     lines = [f"{title:<{width}} " + " ".join(f"{name:>{w}}" for name, w in columns) + f" {'quality':>7}"]
     for name, b in rows.items():
         quality = "-" if b.quality is None else f"{b.quality:.2f} ({b.feedback})"
         lines.append(
-            f"{names[name]:<{width}} {b.requests:>8} {b.errors:>6} {format_usd(b.cost_usd):>11}"
-            f" {_share(b.saving_fraction):>7}"
+            f"{names[name]:<{width}} {b.requests:>8} {b.errors:>6} {_cost(b):>11}"
+            + (f" {b.unpriced:>8}" if unpriced else "")
+            + f" {_share(b.saving_fraction):>7}"
             f" {_ms(b.latency_p50_ms):>7} {_ms(b.latency_p99_ms):>7} {quality:>7}"
         )
     return lines
@@ -400,8 +450,7 @@ def render(report: Report) -> str:
     t = report.total
     lines = [
         f"router {report.router}: {t.requests} requests from {when(report.first_ms)} to {when(report.last_ms)}",
-        f"  cost {format_usd(t.cost_usd)}, against {format_usd(t.baseline_usd)} on the baseline model:"
-        f" saved {format_usd(t.saving_usd)} ({_share(t.saving_fraction)})",
+        f"  {_cost_line(t)}",
         f"  latency p50 {_ms(t.latency_p50_ms)} ms, p99 {_ms(t.latency_p99_ms)} ms;"
         f" errors {t.errors} ({_share(t.errors / t.requests if t.requests else None)});"
         f" cache hit rate {_share(report.cache_hit_rate)}; fallbacks {t.fallbacks}",
@@ -460,7 +509,9 @@ def plot(report: Report, path: str | Path) -> Path:
     spend.plot(times, cumulative_cost, label="routed", marker=marker)
     spend.fill_between(times, cumulative_cost, cumulative_baseline, alpha=0.15, label="saving")
     spend.set_ylabel("cumulative cost (USD)")
-    spend.set_title(f"cost {format_usd(report.total.cost_usd)}, saved {_share(report.total.saving_fraction)}")
+    total = report.total
+    unpriced = f" ({_requests(total.unpriced)} without a known cost)" if total.unpriced else ""
+    spend.set_title(f"cost {_cost(total)}{unpriced}, saved {_share(total.saving_fraction)}")
     spend.legend(fontsize="small", loc="upper left")
     # Ticks that fit the span, from seconds to months (UTC, as the report's times).
     locator = mdates.AutoDateLocator(tz=timezone.utc)

@@ -294,3 +294,72 @@ def test_docs_cli_md_names_every_learn_option(tmp_path, own_redis, capsys):
     assert "created router 'my-router': 1 new rows" in capsys.readouterr().out
     assert main(["learn", str(data), "--router", "my-router"]) == 0
     assert "attached to router 'my-router'" in capsys.readouterr().out
+
+
+def test_info_json_leaves_out_the_vectors_of_learned_outcome_rows_too(tmp_path, capsys, name):
+    learned = tmp_path / "learned.json"
+    data = _outcome_file(tmp_path / "o.jsonl")
+    assert main(["learn", str(data), "--router", "default", "--name", name, "--export", str(learned)]) == 0
+    from redisvl_llmrouter import SemanticRouter
+
+    SemanticRouter.from_existing(name).delete()
+    assert all(row["vector"] for row in json.loads(learned.read_text())["outcomes"])  # the file has them
+    capsys.readouterr()
+    assert main(["info", "--config", str(learned), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [row["text"] for row in shown["outcomes"]] == [f"private prompt number {i}" for i in range(4)]
+    assert not any("vector" in row for row in shown["outcomes"])
+    assert not any("vector" in ref for route in shown["routes"] for ref in route["references"])
+
+
+EXE = shutil.which("llmrouter", path=str(Path(sys.executable).parent)) or "llmrouter"
+
+
+def run_with_stdout_closed(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The console script with a reader that went away before it printed (``llmrouter ... | head -0``):
+    unbuffered, so the first print meets the closed pipe rather than the flush at exit."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([EXE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env)
+    proc.stdout.close()  # type: ignore[union-attr]
+    err = proc.stderr.read()  # type: ignore[union-attr]
+    return subprocess.CompletedProcess(proc.args, proc.wait(timeout=300), "", err)
+
+
+def test_report_writes_its_plot_when_the_reader_of_stdout_has_gone(tmp_path, name):
+    from redisvl_llmrouter import SemanticRouter
+
+    router = SemanticRouter.from_pretrained("default", name=name)  # stored, no traffic yet: an empty report
+    try:
+        result = run_with_stdout_closed(["report", "--router", name, "--plot", "p.png"], tmp_path)
+    finally:
+        router.delete()
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_eval_writes_its_json_and_plot_when_the_reader_of_stdout_has_gone(tmp_path):
+    models = ["openai/gpt-4.1-nano", "anthropic/claude-sonnet-4-5", "anthropic/claude-opus-4-5"]
+    prompts = ["hello there", "explain garbage collection", "prove there are infinitely many primes"]
+    rows = [{"prompt": p, "outcomes": {m: {"quality": 1.0, "cost": 0.001 * (j + 1)} for j, m in enumerate(models)}}
+            for p in prompts]  # fmt: skip
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run_with_stdout_closed(["eval", "d.jsonl", "--json", "e.json", "--plot", "e.png", "--grid", "3"], tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert json.loads((tmp_path / "e.json").read_text())["reports"][0]["n"] == 3
+    assert (tmp_path / "e.png").stat().st_size > 10_000
+
+
+def test_non_ascii_text_on_a_console_that_cannot_show_it_is_escaped_not_a_crash(tmp_path):
+    def run_as(encoding: str, args: list[str]) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PYTHONIOENCODING": encoding}
+        return subprocess.run([EXE, *args], capture_output=True, text=True, encoding="utf-8", env=env, timeout=300)
+
+    routed = run_as("cp1252", ["route", "日本の首都は？"])
+    assert routed.returncode == 0, routed.stderr
+    assert "query         \\u65e5\\u672c\\u306e\\u9996\\u90fd\\u306f\\uff1f\n" in routed.stdout
+    config = json.loads(pretrained.resolve("default").read_text())
+    config["description"] = "Routeur par défaut, 専門家"
+    (tmp_path / "uni.json").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+    described = run_as("ascii", ["info", "--config", str(tmp_path / "uni.json")])
+    assert described.returncode == 0, described.stderr
+    assert described.stdout.startswith("default: Routeur par d\\xe9faut, \\u5c02\\u9580\\u5bb6\n")

@@ -103,6 +103,14 @@ BAD_INPUTS = {
         "--router default --name my-router",
     ),
     "serve --workers 0": (["serve", "--workers", "0"], "--workers: must be at least 1"),
+    "serve --config naming a directory": (
+        ["serve", "--config", "a-directory"],
+        "argument --config: 'a-directory' is a directory; give the gateway config file (YAML or JSON)",
+    ),
+    "serve --upstream that is not a URL": (
+        ["serve", "--upstream", "notaurl"],
+        "argument --upstream: expected an http:// or https:// base URL such as http://127.0.0.1:8001/v1",
+    ),
     "serve on a port out of range": (["serve", "--port", "72001"], "--port must be between 0 and 65535"),
     "upstream on a port out of range": (["upstream", "--port", "-1"], "--port must be between 0 and 65535"),
     "an unknown config": (["info", "--config", "no-such-config"], "No pretrained config named 'no-such-config'"),
@@ -121,6 +129,48 @@ BAD_INPUTS = {
 @pytest.mark.parametrize(("args", "expected"), BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
 def test_a_user_error_is_one_line_on_stderr_and_exit_code_2(files, args, expected):
     assert_one_line_error(run(args, files), expected)
+
+
+def test_a_serve_option_error_says_llmrouter_once(files):
+    result = run(["serve", "--upstream", "notaurl"], files)
+    assert_one_line_error(result, "--upstream")
+    assert "llmrouter serve:" not in result.stderr and "Value error" not in result.stderr
+
+
+#: Option combinations eval cannot run as asked, refused from the arguments alone: with an unreachable
+#: Redis, a check made after loading the data and the router would report "Cannot reach Redis" instead.
+EVAL_OPTIONS_REFUSED_UP_FRONT = {
+    "the learned strategy without --learn or --cv": (
+        ["eval", "good.jsonl", "--strategy", "semantic", "--strategy", "learned"],
+        "The learned strategy needs outcomes to learn from: add --learn TRAIN or --cv K.",
+    ),
+    "--grid with --cv": (
+        ["eval", "good.jsonl", "--cv", "2", "--grid", "3"],
+        "--grid 3 sets the tier router's cost_weight sweep; the learned router (--learn, --cv) sweeps a fixed",
+    ),
+    "--grid with --learn": (
+        ["eval", "good.jsonl", "--learn", "good.jsonl", "--grid", "3"],
+        "--grid 3 sets the tier router's cost_weight sweep",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"), EVAL_OPTIONS_REFUSED_UP_FRONT.values(), ids=EVAL_OPTIONS_REFUSED_UP_FRONT.keys()
+)
+def test_eval_refuses_options_it_would_ignore_or_fail_on_before_any_work(files, args, expected):
+    assert_one_line_error(run(args, files, redis_url=DEAD_REDIS), expected)
+
+
+def test_learn_refuses_a_map_naming_no_model_of_the_data_before_touching_redis(files):
+    # A misspelt data model on the left of --map renamed nothing: the data was learned unmapped, exit 0.
+    args = ["learn", "good.jsonl", "--router", "default", "--name", "typo-map"]
+    result = run([*args, "--map", "opnai/gpt-4.1-nano=openai/gpt-4.1"], files, redis_url=DEAD_REDIS)
+    assert_one_line_error(
+        result,
+        "--map opnai/gpt-4.1-nano=openai/gpt-4.1: 'opnai/gpt-4.1-nano' is not a model of the data; it has "
+        "['anthropic/claude-opus-4-5', 'anthropic/claude-sonnet-4-5', 'openai/gpt-4.1-nano']",
+    )
 
 
 def test_a_report_on_a_router_no_gateway_served_says_so(files, redis_url):

@@ -272,3 +272,12 @@ def test_the_tier_router_evaluates_the_config_where_a_changed_router_has_its_nam
         assert SemanticRouter.from_existing("default", redis_url=server.url).route_thresholds["simple"] == 0.5
     finally:
         server.stop()
+
+
+def test_grid_sets_the_tier_routers_sweep_when_strategies_are_compared(tmp_path):
+    data = write_set(tmp_path / "three.jsonl", {"cheap", "mid", "top"})
+    out = tmp_path / "s.json"
+    args = ["eval", str(data), *MAP3, "--strategy", "semantic", "--strategy", "cost", "--grid", "5"]
+    assert main([*args, "--json", str(out)]) == 0
+    strategies = json.loads(out.read_text())["strategies"]["three"]
+    assert len(strategies["semantic"]["curve"]) == 5

@@ -190,3 +190,38 @@ def test_long_and_odd_names_stay_distinct_on_one_line_each():
     very_long = "t" * 30 + "middle" * 10 + "-the-end"
     text = render(summarise([completion(1_000, very_long, "m", 0.001, 0.01)], router="r"))
     assert "…" in text and "-the-end" in text  # cut in the middle: the distinct end stays
+
+
+UNPRICED = [
+    completion(1_000, "simple", "cheap", 0.001, 0.010),
+    completion(2_000, "expert", "unlisted/model", None, None, strategy="passthrough"),  # no catalog price
+    completion(3_000, "expert", "unlisted/model", None, None),
+    completion(4_000, "expert", "unlisted/model", None, None, status="error", error="upstream_error"),  # not billed
+]
+
+
+def test_answered_requests_without_a_known_cost_are_counted_as_unpriced_not_free():
+    report = summarise(UNPRICED, router="r")
+    assert (report.total.unpriced, report.total.cost_usd) == (2, pytest.approx(0.001))
+    assert report.by_model["unlisted/model"].unpriced == 2 and report.by_model["cheap"].unpriced == 0
+    assert report.by_route["expert"].unpriced == 2
+    assert report.model_dump()["by_model"]["unlisted/model"]["unpriced"] == 2  # --json has it per row
+    text = render(report)
+    assert (
+        "  cost $0.0010 over 1 request with a known cost, against $0.0100 on the baseline model: saved $0.0090"
+        " (90.0%); 2 requests without a known cost" in text.splitlines()
+    )
+    header = next(line for line in text.splitlines() if line.startswith("model "))
+    assert header.split()[1:6] == ["requests", "errors", "cost", "unpriced", "saving"]
+    row = next(line for line in text.splitlines() if line.startswith("unlisted/model"))
+    assert row.split()[1:5] == ["3", "1", "-", "2"]  # its cost unknown, not $0.0000
+
+
+def test_a_report_where_nothing_is_priced_shows_no_cost_rather_than_zero():
+    text = render(summarise(UNPRICED[1:], router="r"))
+    assert "  cost -: none of the 2 requests answered has a known cost, so no saving either" in text.splitlines()
+    assert "$0.0000" not in text.split("\n\n")[1]  # the tier table: no row calls the traffic free
+
+
+def test_the_unpriced_column_shows_only_when_some_request_had_no_known_cost():
+    assert "unpriced" not in render(summarise(ENTRIES, router="r"))  # a failed request is not unpriced
