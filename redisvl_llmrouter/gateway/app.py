@@ -133,13 +133,16 @@ async def _unless_client_leaves(request: Request, work: Awaitable[T]) -> T | Non
     watcher = asyncio.ensure_future(_client_left(request))
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # this handler was cancelled itself: the work goes with it
+        task.cancel()
+        raise
     finally:
         watcher.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            return None  # noqa: B012 - nobody is left to answer
+    if not task.done():  # the client left first: nobody is left to answer
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):  # how it ended is logged; nobody to tell
+            await task
+        return None
     return task.result()
 
 

@@ -1231,7 +1231,8 @@ class Gateway:
                 self._writes.add(commands=commands)
 
     def _release(self, model: str, request_id: str) -> None:
-        """End a call in flight without counting it (the provider refused the request as malformed)."""
+        """End a call in flight without counting it: the provider refused the request as malformed, or its
+        client left; neither says anything about the model."""
         self._calls.pop((model, request_id), None)
         self._writes.add(commands=live.release_commands(model, request_id))
 
