@@ -10,6 +10,7 @@ an argument of the wrong kind, ``redis.exceptions.ConnectionError`` for an unrea
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from redis.exceptions import AuthenticationError as _RedisAuthenticationError
@@ -17,6 +18,7 @@ from redis.exceptions import ConnectionError as _RedisConnectionError
 from redisvl.exceptions import RedisModuleVersionError as _RedisVLModuleError
 
 __all__ = [
+    "error_chain",
     "AllModelsFailedError",
     "AuthenticationError",
     "CircuitOpenError",
@@ -312,3 +314,14 @@ class AllModelsFailedError(GatewayError):
     def __init__(self, message: str, attempts: list[dict[str, Any]]) -> None:
         super().__init__(message, detail=attempts)
         self.attempts = attempts
+
+
+def error_chain(exc: BaseException, *, implicit: bool = False) -> Iterator[BaseException]:
+    """``exc`` and what caused it (``raise ... from``; with ``implicit``, also what it was raised while
+    handling), each once: a chain may loop (an error raised from itself)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        yield cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or (cause.__context__ if implicit else None)

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from redisvl_llmrouter.errors import UpstreamError
+from redisvl_llmrouter.errors import UpstreamError, error_chain
 from redisvl_llmrouter.gateway.config import Upstream
 
 __all__ = ["Backend", "Call", "LiteLLMBackend", "OpenAIBackend", "status_error", "upstream_error"]
@@ -148,14 +148,7 @@ def upstream_error(exc: BaseException, model: str) -> UpstreamError:
 
 def _refused_connection(exc: BaseException) -> bool:
     """Whether a connection refused or reset (not a timeout) is behind ``exc``, however it was wrapped."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, (ConnectionRefusedError, ConnectionResetError)):
-            return True
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return False
+    return any(isinstance(e, (ConnectionRefusedError, ConnectionResetError)) for e in error_chain(exc, implicit=True))
 
 
 def _is_aiohttp_connection_error(exc: BaseException) -> bool:

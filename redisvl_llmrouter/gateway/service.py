@@ -58,6 +58,7 @@ from redisvl_llmrouter.errors import (
     RouterStateLostError,
     UnknownRequestError,
     UpstreamError,
+    error_chain,
 )
 from redisvl_llmrouter.gateway import breaker
 from redisvl_llmrouter.gateway.accounting import Usage, baseline_model, cost_of, usage_of
@@ -1144,16 +1145,16 @@ class Gateway:
         if outcome.fallbacks_used:
             m.child(m.fallbacks, model=model).inc()
         extra: list[tuple[Any, ...]] = []
+        window = self._window(request.text)  # what is embedded: kept for feedback, and the cache's key
         if self.config.record_requests and request.text:  # a request without text has nothing to learn from
             store = self.router._core.store
-            # A passthrough request has no vector: its routing text (what would be embedded, as the router
-            # keeps for its own requests, not the whole prompt) is kept, embedded only if feedback comes.
-            text = self._window(request.text)
-            extra += store.record_request_commands(outcome.request_id, outcome.query_vector, text, model)
+            # A passthrough request has no vector: its routing text (as the router keeps for its own
+            # requests, not the whole prompt) is kept, embedded only if feedback comes.
+            extra += store.record_request_commands(outcome.request_id, outcome.query_vector, window, model)
             extra += store.tenant_commands(outcome.request_id, outcome.tenant)
         self._log({"type": "completion", **self._entry(outcome), "status": "ok"}, request.text, extra)
         if outcome.cache == "miss" and self.cache is not None and vector is not None:
-            self._spawn(self._cache_store(self._window(request.text), vector, scope, body))
+            self._spawn(self._cache_store(window, vector, scope, body))
 
     def _count_answer(self, outcome: Outcome) -> None:
         """The metrics every answered request moves, from a provider or from the cache alike (as the report counts)."""
@@ -1503,14 +1504,7 @@ def transient_redis_error(exc: BaseException) -> bool:
         r.TryAgainError,
         r.ClusterDownError,
     )
-    seen: BaseException | None = exc
-    visited: set[int] = set()
-    while seen is not None and id(seen) not in visited:  # a chain may loop (an error raised from itself)
-        if isinstance(seen, passing):
-            return True
-        visited.add(id(seen))
-        seen = seen.__cause__
-    return False
+    return any(isinstance(e, passing) for e in error_chain(exc))
 
 
 def loggable(exc: BaseException) -> str:
