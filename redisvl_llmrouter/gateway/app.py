@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -90,6 +91,10 @@ _CREATED = int(time.time())
 
 def _model_object(model_id: str) -> dict[str, Any]:
     return {"id": model_id, "object": "model", "created": _CREATED, "owned_by": "llmrouter"}
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
 
 
 def _same_origin(request: Request) -> bool:
@@ -239,7 +244,9 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
                 await app.state.gateway.aclose()
 
     app = FastAPI(title="redisvl-llmrouter gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
-    keys = settings.server_keys()
+    # Keys are held and looked up as SHA-256 digests: a lookup's timing depends on the digest of what a
+    # client sent, never on how many leading characters of a real key it guessed.
+    key_digests = {_digest(k) for k in settings.server_keys()}
 
     def authorise(request: Request) -> str:
         """The caller's tenant (a hash of its key); raises when keys are required and missing or wrong,
@@ -249,11 +256,11 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
                 "Requests from web pages of another origin are refused (this gateway sends no CORS headers); "
                 "call it from a server, or from pages it serves."
             )
-        if not keys:
+        if not key_digests:
             return ""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or token not in keys:
+        if scheme.lower() != "bearer" or _digest(token) not in key_digests:
             raise AuthenticationError("Missing or invalid API key: send Authorization: Bearer <key>.")
         return tenant_of(token)
 
