@@ -963,6 +963,24 @@ class RouterCore:
             chunk = pairs[start : start + 1000]
             yield Pipeline(tuple(self._reference_hset(route, ref, vectors[(route, ref)]) for route, ref in chunk))
 
+    def _commit_with_references(self, pairs: Sequence[tuple[str, str]], change: Callable[[], None]) -> Op[None]:
+        """Write the references, then commit ``change``, which lists them.
+
+        References go first so a reader never sees a stored route whose references are missing from the
+        index. When the commit is refused (another writer added the same route or removed this one, a
+        floor no longer holds, too many conflicts), the keys written here that no route of the definition
+        now held lists are deleted again: a refused change leaves nothing behind, and a key another writer's
+        route shares stays. A connection error leaves them: the save may have landed."""
+        yield from self._write_references(pairs, {})
+        try:
+            yield from self._commit(change)
+        except (RouteExistsError, RouteNotFoundError, ConfigError, ConflictError):
+            listed = {reference_key(self.name, *pair) for pair in self._pairs()}
+            strays = sorted({reference_key(self.name, *pair) for pair in pairs} - listed)
+            for start in range(0, len(strays), 1000):
+                yield Command(("DEL", *strays[start : start + 1000]))
+            raise
+
     def _drop(self, stored: Mapping[str, Any] | None = None) -> Op[None]:
         """Drop the index and this router's own keys: its references and its routes' round-robin
         positions (as this object and the stored config list them) and its config, never other keys
@@ -1544,7 +1562,7 @@ class RouterCore:
 
             def mark() -> None:
                 current = self.require(target.name)
-                promoted = list(dict.fromkeys([*current.metadata.get("promoted", []), text]))
+                promoted = list(dict.fromkeys([*_promoted(current), text]))
                 self._replace_route(target.name, metadata={**current.metadata, "promoted": promoted})
 
             yield from self._commit(mark)
@@ -1554,7 +1572,7 @@ class RouterCore:
         """Remove every reference the promotion rule added; returns how many."""
         removed = 0
         for route in list(self.routes):
-            promoted = [t for t in route.metadata.get("promoted", []) if t in route.references]
+            promoted = [t for t in _promoted(route) if t in route.references]
             if promoted:
                 removed += yield from self.delete_route_references(
                     route.name, reference_ids=[reference_id(t) for t in promoted]
@@ -1562,7 +1580,7 @@ class RouterCore:
 
         def unmark() -> None:
             for route in list(self.routes):
-                if "promoted" in route.metadata:
+                if _promoted(route):  # the rule's own marks only: another value under the key is the user's
                     metadata = {k: v for k, v in route.metadata.items() if k != "promoted"}
                     self._replace_route(route.name, metadata=metadata)
 
@@ -1771,8 +1789,8 @@ class RouterCore:
         self._check_size([*self.routes, route])
         if route.name in self._by_name:
             change()  # raises before anything is written
-        yield from self._write_references([(route.name, ref) for ref in route.references], {})
-        yield from self._commit(change)
+        self._check_floors([*self.routes, route])
+        yield from self._commit_with_references([(route.name, ref) for ref in route.references], change)
         return route.name
 
     def add_routes(self, routes: Iterable[Any]) -> Op[list[str]]:
@@ -1828,13 +1846,12 @@ class RouterCore:
         refs = self._checked_references(references)
         new = [ref for ref in refs if ref not in set(route.references)]
         self._check_size([*self.routes, route.model_copy(update={"references": new})])
-        yield from self._write_references([(route_name, ref) for ref in new], {})
 
         def change() -> None:
             current = self.require(route_name).references
             self._replace_route(route_name, references=list(dict.fromkeys([*current, *new])))
 
-        yield from self._commit(change)
+        yield from self._commit_with_references([(route_name, ref) for ref in new], change)
         return [reference_key(self.name, route_name, ref) for ref in refs]
 
     def _targets(
@@ -1923,6 +1940,11 @@ class RouterCore:
         A mapping is merged into the current config (top-level keys; the others keep their
         values), so ``{"cost_weight": 0.5}`` changes that weight alone.
         """
+        if routing_config is None:  # a mistake far more often than a wish to reset every setting
+            raise ConfigError(
+                "update_routing_config() needs a RoutingConfig or a mapping of settings, got None; "
+                "pass RoutingConfig() to go back to the defaults."
+            )
         if isinstance(routing_config, Mapping):
             given = dict(routing_config)
             self._merged_config(given)  # an invalid setting fails before anything is saved
@@ -2000,3 +2022,11 @@ class RouterCore:
                 f"e.g. {missing[0]}; the index is out of step with its config."
             )
         return {p: bytes(v) for p, v in zip(pairs, replies, strict=True)}
+
+
+def _promoted(route: Route) -> list[str]:
+    """The texts the promotion rule added to ``route`` (its ``metadata["promoted"]``, a list of strings)."""
+    marks = route.metadata.get("promoted")
+    if isinstance(marks, list) and marks and all(isinstance(t, str) for t in marks):
+        return marks
+    return []

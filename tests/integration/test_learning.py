@@ -284,6 +284,16 @@ def test_promotion_moves_a_failing_region_to_the_next_tier_and_reverts(api, name
     assert router("query", strategy="semantic").name == "cheap"
 
 
+def test_revert_promotions_leaves_a_users_own_promoted_metadata(api, name, table):
+    router = make(api, name, table)
+    router.add_route(
+        Route(name="mine", references=["a d=0.8", "b d=0.8", "mine d=0.9"], metadata={"promoted": "a d=0.8"})
+    )
+    assert router.revert_promotions() == 0
+    assert router.get("mine").references == ["a d=0.8", "b d=0.8", "mine d=0.9"]
+    assert router.get("mine").metadata == {"promoted": "a d=0.8"}
+
+
 def test_promotion_is_off_by_default(api, name, table):
     router = make(api, name, table)
     assert [router.feedback(f"sql{i} d=0.1{i}", "m/cheap", 0.0).promoted_to for i in range(4)] == [None] * 4

@@ -295,6 +295,35 @@ def test_a_partial_routing_config_changes_only_the_settings_it_names(api, name, 
     assert api.from_existing(name, vectorizer=table).routing_config == RoutingConfig(cost_weight=0.2)
 
 
+def test_a_refused_change_leaves_no_reference_of_its_own_behind(api, name, table, redis_url):
+    client = redis.Redis.from_url(redis_url)
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    stale = api.from_existing(name, vectorizer=table)  # opened before the route below exists
+    router.add_route(Route(name="x", model="m/cheap", references=["shared d=0.3"], distance_threshold=0.5))
+    with pytest.raises(RouteExistsError):  # the other writer's route won; its shared reference stays
+        stale.add_route(Route(name="x", references=["stray d=0.01", "shared d=0.3"], distance_threshold=0.5))
+    assert len(list(client.scan_iter(f"{name}:x:*"))) == 1
+    assert api.from_existing(name, vectorizer=table)("query").name == "pricey"  # not x, through the stray
+    router.remove_route("x")
+    with pytest.raises(RouteNotFoundError):  # stale still lists x: the route was removed under it
+        stale.add_route_references("x", ["stray d=0.01"])
+    assert list(client.scan_iter(f"{name}:x:*")) == []
+    with pytest.raises(ConfigError, match="min_route"):
+        router.add_route(Route(name="fl", references=["fl d=0.02"], floor={"min_route": "ghost"}))
+    assert list(client.scan_iter(f"{name}:fl:*")) == []
+    router.add_route(Route(name="x", model="m/cheap", references=["anew d=0.4"], distance_threshold=0.5))
+    assert api.from_existing(name, vectorizer=table)("query").name == "pricey"  # a re-made x finds no stray
+    client.close()
+
+
+def test_update_routing_config_refuses_none_rather_than_resetting_every_setting(api, name, table):
+    config = RoutingConfig(cost_optimization=True, cost_weight=0.3, max_k=2)
+    router = api.create(name=name, routes=tiers(), vectorizer=table, routing_config=config)
+    with pytest.raises(ConfigError, match="got None"):
+        router.update_routing_config(None)
+    assert api.from_existing(name, vectorizer=table).routing_config == config
+
+
 def test_a_failed_save_leaves_the_object_as_redis_holds_it(api, name, table, redis_url):
     router = api.create(name=name, routes=tiers(), vectorizer=table)
     client = redis.Redis.from_url(redis_url)
