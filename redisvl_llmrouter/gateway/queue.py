@@ -92,6 +92,7 @@ class ModelQueue:
             self.active += 1
             return
         self._waiters = [w for w in self._waiters if not w.future.done()]
+        heapq.heapify(self._waiters)  # the filter keeps the list, not the heap order push and pop rely on
         if len(self._waiters) >= self.depth:
             worst = max(self._waiters, default=None)  # lowest priority, then the newest
             if worst is None or worst.rank <= rank:

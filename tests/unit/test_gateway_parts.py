@@ -82,6 +82,32 @@ class TestPriorityQueue:
 
         assert asyncio.run(scenario()) == ["critical", "high", "normal", "low"]
 
+    def test_priority_order_holds_after_waiters_leave(self):
+        async def scenario() -> list[str]:
+            queue = ModelQueue("m", concurrency=1, depth=10, wait_timeout_s=5)
+            order: list[str] = []
+            await queue.acquire(priority_rank("normal"))  # the one running call
+
+            async def wait(name: str) -> None:
+                await queue.acquire(priority_rank(name))
+                order.append(name)
+                queue.release()
+
+            waiters = []
+            for name in ("high", "low", "critical", "low", "low", "critical"):
+                waiters.append(asyncio.create_task(wait(name)))
+                await asyncio.sleep(0)
+            for leaving in (waiters[2], waiters[3]):  # clients that gave up: a critical and a low
+                leaving.cancel()
+            await asyncio.sleep(0)
+            waiters.append(asyncio.create_task(wait("high")))  # one more arrival after they left
+            await asyncio.sleep(0)
+            queue.release()
+            await asyncio.gather(*waiters, return_exceptions=True)
+            return order
+
+        assert asyncio.run(scenario()) == ["critical", "high", "high", "low", "low"]
+
     def test_when_full_the_lowest_priority_is_shed_first(self):
         async def scenario() -> tuple[str, str]:
             queue = ModelQueue("m", concurrency=1, depth=1, wait_timeout_s=5)
