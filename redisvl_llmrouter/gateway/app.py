@@ -344,8 +344,9 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
         if taken:
             raise InvalidRequestError(f"Unknown field(s) {taken}: the gateway reserves these names.")
         work = gw(request).complete(messages, model=model, stream=stream, tenant=tenant, **options, **body)
-        # A stream's relay ends when its client leaves; an answer is waited for only while its client is there.
-        result = await work if stream else await _unless_client_leaves(request, work)
+        # An answer, or a stream's first chunk, is waited for only while its client is there (a queued
+        # request whose client left is never sent); once a stream has started, its relay ends when the client leaves.
+        result = await _unless_client_leaves(request, work)
         if result is None:
             return Response(status_code=499)  # nobody reads it (nginx's "client closed request")
         headers = result.outcome.headers()

@@ -849,7 +849,10 @@ def test_every_request_ends_answered_or_with_a_clear_error_and_the_counts_add_up
     assert all(e["latency_ms"] > 0 and e.get("text_sha256") for e in failed)
 
 
-def test_a_request_whose_client_left_is_never_sent_and_is_logged_as_client_closed(redis_url, local_upstream, tmp_path):
+@pytest.mark.parametrize("stream", [False, True], ids=["answer", "stream"])
+def test_a_request_whose_client_left_is_never_sent_and_is_logged_as_client_closed(
+    redis_url, local_upstream, tmp_path, stream
+):
     """Under load clients time out: what they no longer wait for must not be sent to (and billed by) a provider."""
     model = f"q{uuid.uuid4().hex[:6]}/slow"
     local_upstream.control(model=model, latency_ms=1500)
@@ -859,7 +862,7 @@ def test_a_request_whose_client_left_is_never_sent_and_is_logged_as_client_close
         first.start()  # holds the model's one slot for 1.5 s
         time.sleep(0.3)
         with pytest.raises(httpx.TimeoutException):  # this client gives up while its request waits in the queue
-            httpx.post(f"{srv.v1}/chat/completions", json=body, timeout=0.3)
+            httpx.post(f"{srv.v1}/chat/completions", json={**body, "stream": stream}, timeout=0.3)
         first.join()
         time.sleep(0.5)
         assert local_upstream.calls(model) == 1  # the request nobody waited for was never sent
