@@ -120,6 +120,7 @@ def upstream_error(exc: BaseException, model: str) -> UpstreamError:
 
     The message names the model and the provider's status, never the request's key.
     """
+    import httpx
     import openai
 
     if isinstance(exc, UpstreamError):
@@ -128,9 +129,10 @@ def upstream_error(exc: BaseException, model: str) -> UpstreamError:
     # But the SDK's aiohttp transport reports a refused connection as a connect *timeout*: look at the cause.
     if isinstance(exc, openai.APITimeoutError) and _refused_connection(exc):
         return UpstreamError(f"{model}: cannot connect to the provider", retryable=True, reason="connection")
-    if isinstance(exc, (openai.APITimeoutError, TimeoutError)):
+    # The SDK wraps transport errors of a call, not those raised while a stream is read: httpx's come as they are.
+    if isinstance(exc, (openai.APITimeoutError, TimeoutError, httpx.TimeoutException)):
         return UpstreamError(f"{model}: the provider did not answer in time", retryable=True, reason="timeout")
-    if isinstance(exc, openai.APIConnectionError) or _is_aiohttp_connection_error(exc):
+    if isinstance(exc, (openai.APIConnectionError, httpx.TransportError)) or _is_aiohttp_connection_error(exc):
         return UpstreamError(f"{model}: cannot connect to the provider", retryable=True, reason="connection")
     if isinstance(exc, openai.APIStatusError):
         # The provider's own ``error.message`` (as a completion reports it), not the SDK's repr of the body.

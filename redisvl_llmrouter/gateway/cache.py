@@ -41,7 +41,7 @@ __all__ = ["CACHE_NAME", "ResponseCache", "cacheable", "scope_of"]
 
 CACHE_NAME = "llmrouter:cache"
 #: Parameters that never change the answer's content, so they do not split the cache.
-_NEUTRAL = {"stream", "stream_options", "user", "metadata", "timeout", "seed"}
+_NEUTRAL = {"stream", "stream_options", "user", "metadata", "timeout"}
 
 
 def cacheable(params: Mapping[str, Any], config: CacheConfig) -> bool:
@@ -83,9 +83,16 @@ def scope_of(
             text = ""
         if embedded is not None and embedded != text.strip():
             unseen["text"] = hashlib.sha256(text.encode()).hexdigest()
-    shaping = {k: v for k, v in params.items() if k not in _NEUTRAL}
+    shaping = {k: _number(v) for k, v in params.items() if k not in _NEUTRAL}
+    if shaping.get("temperature") == 0:  # a seed picks among sampled answers: at temperature 0 there is one
+        shaping.pop("seed", None)
     blob = json.dumps([target, tenant, context, unseen, shaping, policy], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _number(value: Any) -> Any:
+    """A top-level number as a float, so ``0`` and ``0.0`` (which mean the same) share a scope."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
 class ResponseCache:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
 
 from redisvl_llmrouter.errors import InvalidRequestError, QueueFullError
@@ -211,6 +212,14 @@ def test_transport_failures_are_retryable_timeouts_or_connection_errors() -> Non
     assert (other.retryable, other.reason) == (False, "error")
 
 
+def test_transport_failures_while_a_stream_is_read_keep_their_reason() -> None:
+    """The SDK wraps a call's transport errors, not those raised while its stream is read: httpx's own."""
+    stalled = upstream_error(httpx.ReadTimeout("timed out"), "m")
+    assert (stalled.retryable, stalled.reason) == (True, "timeout")
+    for dropped in (httpx.ReadError("connection reset"), httpx.RemoteProtocolError("peer closed connection")):
+        assert upstream_error(dropped, "m").reason == "connection"
+
+
 class TestCacheScope:
     """What must match exactly before a semantic hit may be served (``gateway.cache.scope_of``)."""
 
@@ -246,6 +255,9 @@ class TestCacheScope:
     def test_parameters_that_change_the_answer_split_it_and_neutral_ones_do_not(self):
         assert self.scope("hi", max_tokens=3) != self.scope("hi", max_tokens=4)
         assert self.scope("hi", stream=True, user="u1") == self.scope("hi")
+        assert self.scope("hi", temperature=0) == self.scope("hi", temperature=0.0)
+        assert self.scope("hi", temperature=0, seed=1) == self.scope("hi", temperature=0, seed=2)
+        assert self.scope("hi", temperature=0.7, seed=1) != self.scope("hi", temperature=0.7, seed=2)
         assert scope_of("auto", "alice", [{"role": "user", "content": "hi"}], {}) != scope_of(
             "auto", "bob", [{"role": "user", "content": "hi"}], {}
         )
