@@ -212,11 +212,13 @@ class InvalidFeedbackError(LLMRouterError, ValueError):
 
 
 class NoEligibleModelError(LLMRouterError, ValueError):
-    """No model satisfies the request's constraints; ``excluded`` says why for each model."""
+    """No model satisfies the request's constraints; ``excluded`` says why for each model, and ``route``
+    names the route the request matched (its models were all excluded), if any."""
 
-    def __init__(self, message: str, excluded: list[Any] | None = None) -> None:
+    def __init__(self, message: str, excluded: list[Any] | None = None, route: str | None = None) -> None:
         super().__init__(message)
         self.excluded = list(excluded or [])
+        self.route = route
 
 
 class GatewayError(LLMRouterError):

@@ -724,6 +724,7 @@ class Gateway:
             match = await self._route(request.text, options)
         except NoEligibleModelError as exc:
             outcome.excluded = exc.excluded  # the log says why, as a decision's exclusions would
+            outcome.route = exc.route  # the tier matched; the policy then excluded every model
             self._raise_if_all_open(unavailable)
             error = InvalidRequestError(str(exc))
             error.code = "no_eligible_model"  # as /v1/route names it

@@ -14,7 +14,7 @@ the answer has been sent (off the request path), as one JSON document in the ent
 | ``requested`` | what the client asked for: ``auto`` or a model |
 | ``priority`` | the request's priority |
 | ``attempts``, ``fallbacks`` | models tried, and how many of them after the first |
-| ``cache`` | ``1`` when the answer came from the semantic cache |
+| ``cache`` | ``true`` when the answer came from the semantic cache |
 | ``prompt_tokens``, ``completion_tokens``, ``cost``, ``baseline_cost`` | usage and USD (empty when unknown) |
 | ``latency_ms``, ``status``, ``error`` | how long, ``ok`` or ``error`` and the error's kind |
 | ``reasons`` | the decision's exclusions, ``model: reason`` joined by `` | `` |

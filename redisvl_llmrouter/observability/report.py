@@ -464,7 +464,9 @@ def render(report: Report) -> str:
         # log may name hundreds of passthrough models.
         telling = {m: b for m, b in report.breakers.items() if b.get("state") != "closed" or b.get("trips")}
         quiet = len(report.breakers) - len(telling)
-        parts = [f"{m} {b.get('state', '?')} ({b.get('trips', 0)} trips)" for m, b in telling.items()]
+        parts = [
+            f"{m} {str(b.get('state', '?')).replace('_', '-')} ({b.get('trips', 0)} trips)" for m, b in telling.items()
+        ]
         if quiet:
             parts.append(f"{'all' if not telling else quiet} {'other ' if telling else ''}closed, never tripped")
         lines.append("  breakers: " + ", ".join(parts))

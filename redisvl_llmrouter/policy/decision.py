@@ -42,15 +42,25 @@ def effective_catalog(catalog: ModelCatalog, routes: Sequence[Route]) -> ModelCa
     """The catalog plus an entry for every route model it lacks.
 
     Such a model's price is its route's ``cost`` taken as USD per 1M tokens, in and out (the
-    convention of ``Route.cost``); without a cost it has no price. It has no capabilities, no
-    quality prior and no latency figure until the catalog gives them.
+    convention of ``Route.cost``); without a cost it has no price. A model several routes list takes
+    the cost of the routes whose first model it is, else of all of them, and the highest of those:
+    never a price that depends on the order of the routes, nor one a budget would admit too
+    cheaply. It has no capabilities, no quality prior and no latency figure until the catalog gives them.
     """
-    missing: dict[str, ModelSpec] = {}
+    costs: dict[str, tuple[bool, float | None]] = {}  # model -> (first model of a route, highest cost)
     for route in routes:
-        for model in route.models:
-            if model not in catalog and model not in missing:
-                missing[model] = ModelSpec(name=model, input_price=route.cost, output_price=route.cost)
-    return catalog.with_models(missing.values()) if missing else catalog
+        for position, model in enumerate(route.models):
+            if model in catalog:
+                continue
+            first, cost = position == 0, route.cost
+            known = costs.get(model)
+            if known is not None and known[0] and not first:
+                continue  # a route that merely lists it does not price it
+            if known is not None and known[0] == first and known[1] is not None:
+                cost = known[1] if cost is None else max(cost, known[1])
+            costs[model] = (first, cost)
+    missing = [ModelSpec(name=m, input_price=cost, output_price=cost) for m, (_, cost) in costs.items()]
+    return catalog.with_models(missing) if missing else catalog
 
 
 def _unknown(model: str) -> ModelSpec:
@@ -282,7 +292,8 @@ def decide(ranked: Sequence[Candidate], floors: Sequence[Route], inp: PolicyInpu
     excluded = [Exclusion(m, "; ".join(r)) for m, r in reasons.items() if r]
     if not eligible:
         detail = "; ".join(f"{e.model}: {e.reason}" for e in excluded)
-        raise NoEligibleModelError(f"No model satisfies this request ({detail}).", excluded)
+        matched = groups[0].name if ranked or inp.config.default_route == groups[0].name else None
+        raise NoEligibleModelError(f"No model satisfies this request ({detail}).", excluded, matched)
 
     if learned:
         ordered = strategies.order(Strategy.learned, [choices[m] for m in eligible], cost_weight=inp.config.cost_weight)

@@ -280,6 +280,7 @@ def test_error_codes_name_the_error_on_every_path(server, redis_url):
         assert time.monotonic() < deadline, "the refused request was never logged"
         time.sleep(0.05)
     assert logged[0]["error"] == "no_eligible_model" and "max_cost" in logged[0]["reasons"]  # why, as a decision says
+    assert logged[0]["route"] == server.post("/v1/route", json={"text": text}).json()["name"]  # matched, then refused
 
 
 def test_a_stream_passes_parameters_the_sdk_does_not_know_and_holds_no_slot(client, server):

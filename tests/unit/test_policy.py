@@ -144,6 +144,7 @@ def test_everything_excluded_names_each_model_and_why():
     error = caught.value
     assert {e.model for e in error.excluded} == {"p/nano", "p/mini", "p/big", "p/top"}
     assert "p/nano: estimated $0.0005 > max_cost $1e-07" in str(error)
+    assert error.route == SIMPLE.name  # the request matched it; the policy then excluded every model
 
 
 def test_best_effort_relaxes_latency_then_cost_then_quality_but_never_capabilities():
@@ -312,6 +313,16 @@ def test_route_models_missing_from_the_catalog_are_priced_from_the_route_cost():
     legacy = Route(name="x", model="m/legacy", cost=2.0, references=["x"], distance_threshold=0.5)
     spec = effective_catalog(ModelCatalog(), [legacy]).get("m/legacy")
     assert (spec.input_price, spec.output_price, spec.capabilities) == (2.0, 2.0, [])
+
+
+def test_a_model_several_routes_list_has_one_price_whatever_their_order():
+    greeting = Route(name="greeting", models=["m/nano", "m/big"], cost=0.1, references=["hi"], distance_threshold=0.5)
+    code = Route(name="code", model="m/big", cost=2.0, references=["x"], distance_threshold=0.5)
+    chat = Route(name="chat", models=["m/nano"], cost=0.3, references=["y"], distance_threshold=0.5)
+    for routes in ([greeting, code, chat], [chat, code, greeting]):
+        catalog = effective_catalog(ModelCatalog(), routes)
+        assert catalog.get("m/big").input_price == 2.0  # its own route's cost, not a route that merely lists it
+        assert catalog.get("m/nano").input_price == 0.3  # first model of both: the higher cost
 
 
 def test_capability_enum_lists_the_documented_capabilities():

@@ -68,8 +68,10 @@ def test_an_empty_log_reports_zeros_not_errors():
 
 
 def test_render_names_the_figures():
-    text = render(summarise(ENTRIES, router="r", breakers={"dear": {"state": "open", "trips": 2}}))
+    breakers = {"dear": {"state": "open", "trips": 2}, "cheap": {"state": "half_open", "trips": 1}}
+    text = render(summarise(ENTRIES, router="r", breakers=breakers))
     assert "saved $0.0180 (60.0%)" in text and "dear open (2 trips)" in text and "all_models_failed 1" in text
+    assert "cheap half-open (1 trips)" in text  # as the docs and the dashboard name the state
 
 
 def test_the_breakers_line_names_the_telling_breakers_and_counts_the_quiet_ones():
