@@ -132,8 +132,10 @@ def _floor_limits(floors: Sequence[Route], tiers: Sequence[Route]) -> tuple[int 
 
 
 def _capped(estimate: ModelEstimate, cap: float | None) -> float | None:
-    """A model's predicted quality; at most ``cap`` when the memory never observed the model."""
-    if cap is not None and not estimate.observed and estimate.quality is not None:
+    """A model's predicted quality; at most ``cap`` when the memory never observed the model near
+    this request (its prior alone: a mean over other requests, one feedback on an unrelated one
+    perhaps, says little about this one)."""
+    if cap is not None and (not estimate.observed or estimate.support == 0) and estimate.quality is not None:
         return min(estimate.quality, cap)
     return estimate.quality
 
@@ -145,7 +147,7 @@ def _choice(
     when the memory holds similar requests (``evidence``), whatever the strategy, else the catalog's.
 
     ``tier_quality`` (learned choices only): what the tier router's own pick is expected to reach. A
-    model the memory has never observed is expected to do no better than that on this request: the
+    model the memory has never observed near this request is expected to do no better than that: the
     tier router judged its pick enough for it, and only evidence (outcomes, feedback) says otherwise.
     """
     spec = inp.catalog.get(model) or _unknown(model)

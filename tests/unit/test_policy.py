@@ -237,6 +237,19 @@ def test_a_model_the_memory_never_saw_is_expected_no_better_than_the_tier_router
     assert learned(0.0) == "p/mini"  # nano fails here: the cheapest model not known to fail takes over
 
 
+def test_a_model_observed_only_far_from_the_request_is_capped_as_one_never_observed():
+    # One excellent feedback for top on an unrelated request: its prior (mean in memory) is 1.0, but
+    # nothing near this request says so, and nano did well enough here.
+    pred = Prediction(support=5.0, models={
+        "p/nano": ModelEstimate(0.6, 5.0, None, None),
+        "p/top": ModelEstimate(1.0, 0.0, None, None),
+        **{m: ModelEstimate(q, 0.0, None, None, observed=False) for m, q in (("p/mini", 0.7), ("p/big", 0.9))},
+    })  # fmt: skip
+    d = decide(matched(SIMPLE), [], inp(Strategy.learned, prediction=pred, min_support=1.0))
+    assert d.model == "p/nano"
+    assert {c.model: c.quality for c in d.candidates}["p/top"] == 0.5  # the tier pick's catalog quality
+
+
 def test_learned_qualities_are_the_numbers_the_learned_choice_weighs():
     pred = Prediction(support=5.0, models={
         "p/nano": ModelEstimate(0.4, 5.0, None, None),
