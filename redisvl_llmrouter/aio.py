@@ -25,6 +25,7 @@ from redisvl_llmrouter.core import Acquire, Command, Embed, FeedbackResult, Op, 
 from redisvl_llmrouter.errors import LLMRouterError
 from redisvl_llmrouter.learning.calibration import Calibration
 from redisvl_llmrouter.learning.prediction import Prediction
+from redisvl_llmrouter.learning.records import checked_model_map
 from redisvl_llmrouter.learning.store import MemoryInfo, WriteReport
 from redisvl_llmrouter.policy.catalog import ModelCatalog
 from redisvl_llmrouter.policy.constraints import Constraints
@@ -33,6 +34,7 @@ from redisvl_llmrouter.ranking import RouteDistances
 from redisvl_llmrouter.router import (
     BaseSemanticRouter,
     _resolve_vectorizer,
+    checked_dtype,
     definition_kwargs,
     feedback_target,
     outcome_records,
@@ -148,7 +150,7 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         core = RouterCore(
             name,
             routes or [],
-            _resolve_vectorizer(compat.resolve_vectorizer(vectorizer, dtype), None),
+            _resolve_vectorizer(compat.resolve_vectorizer(vectorizer, checked_dtype(dtype)), None),
             routing_config,
             embedding_cache_size,
             catalog,
@@ -258,7 +260,7 @@ class AsyncSemanticRouter(BaseSemanticRouter):
     ) -> WriteReport:
         """Bulk-load outcomes into the memory; see :meth:`SemanticRouter.learn`."""
         records = outcome_records(rows)
-        return await self._run(self._core.learn(records, model_map, vectors, batch_size, progress))
+        return await self._run(self._core.learn(records, checked_model_map(model_map), vectors, batch_size, progress))
 
     async def feedback(
         self,

@@ -10,9 +10,10 @@ Resolution order, the same for every entry point (sync, async, CLI):
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
@@ -98,6 +99,11 @@ def _env_number(
 
 def resolve_url(redis_url: str | None = None) -> str:
     """The URL to connect to: the argument, else ``REDIS_URL``, else the embedded server's."""
+    if redis_url is not None and not isinstance(redis_url, str):  # a port number alone, say
+        raise ConfigError(
+            f"redis_url must be a URL string such as 'redis://localhost:6379', got {type(redis_url).__name__} "
+            f"{redact(repr(redis_url))}"
+        )
     if redis_url:
         return redis_url
     env = os.environ.get("REDIS_URL")
@@ -109,6 +115,13 @@ def resolve_url(redis_url: str | None = None) -> str:
 
 
 def _kwargs(connection_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    if connection_kwargs is not None and (
+        not isinstance(connection_kwargs, Mapping) or not all(isinstance(k, str) for k in connection_kwargs)
+    ):
+        raise ConfigError(
+            "connection_kwargs must be a mapping of redis-py connection settings, e.g. "
+            f"{{'max_connections': 8, 'timeout': 2.0}}; got {type(connection_kwargs).__name__}"
+        )
     # Short connect timeout: an unreachable Redis should fail in a second, with our message,
     # not hang the caller. RESP2 keeps replies in one shape (the parsers accept RESP3 too).
     return {"socket_connect_timeout": 2.0, "protocol": 2, **(connection_kwargs or {})}
@@ -120,6 +133,18 @@ def _pool_kwargs(connection_kwargs: dict[str, Any] | None) -> dict[str, Any]:
         kwargs["max_connections"] = pool_size()
     if "timeout" not in kwargs:
         kwargs["timeout"] = pool_timeout()
+    # Checked here: redis-py reads the pool's timeout only when a caller waits (a TypeError mid-request),
+    # and its refusal of max_connections would be reported as a bad URL.
+    size, wait = kwargs["max_connections"], kwargs["timeout"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ConfigError(f"connection_kwargs max_connections must be a whole number, at least 1, got {size!r}")
+    if wait is not None and (
+        isinstance(wait, bool) or not isinstance(wait, numbers.Real) or not math.isfinite(wait) or wait < 0
+    ):
+        raise ConfigError(
+            f"connection_kwargs timeout must be the seconds a caller may wait for a free connection, a number "
+            f"of 0 or more (None: wait without limit), got {wait!r}"
+        )
     return kwargs
 
 
@@ -180,9 +205,10 @@ def rebuilt_async_client(client: aredis.Redis) -> aredis.Redis:
 
 
 def _pool(cls: Any, url: str, kwargs: dict[str, Any]) -> Any:
-    """``cls.from_url``, a malformed URL refused as a ``ConfigError`` (its password masked)."""
+    """``cls.from_url``, a malformed URL or setting refused as a ``ConfigError`` (the URL's password masked)."""
+    parse_url = aredis.connection.parse_url if issubclass(cls, aredis.ConnectionPool) else redis.connection.parse_url
     try:
-        return cls.from_url(url, **kwargs)
+        parse_url(url)  # on its own first, so that a bad URL and a bad setting are told apart
     except ValueError as exc:
         # redis-py quotes the part it could not read, which may be a piece of the password.
         userinfo = url.rpartition("@")[0]
@@ -192,6 +218,15 @@ def _pool(cls: Any, url: str, kwargs: dict[str, Any]) -> Any:
             "(expected redis://host:port/db, with user:password@ before the host if needed; "
             "percent-encode / # ? in a password)"
         ) from None
+    try:
+        pool = cls.from_url(url, **kwargs)
+        # redis-py builds connections only when a command needs one: a misspelt setting would surface
+        # as a bare TypeError mid-request. Building one (which does not connect) refuses it here.
+        pool.connection_class(**pool.connection_kwargs)
+        return pool
+    except (TypeError, ValueError) as exc:
+        where = "connection_kwargs or the URL's query string" if "?" in url else "connection_kwargs"
+        raise ConfigError(f"Invalid Redis connection setting in {where}: {redact(str(exc))}") from None
 
 
 def is_pool_timeout(exc: BaseException) -> bool:

@@ -808,6 +808,10 @@ class RouterCore:
 
     @staticmethod
     def _checked_references(references: str | Sequence[str]) -> list[str]:
+        if not isinstance(references, Iterable):  # None, a number: list() would raise a bare TypeError
+            raise InvalidQueryError(
+                f"references must be a string or a list of strings, got {type(references).__name__}"
+            )
         refs = [references] if isinstance(references, str) else list(references)
         if not refs:
             raise InvalidQueryError("No references given.")
@@ -1635,14 +1639,29 @@ class RouterCore:
     # ----------------------------------------------------------------- live statistics
     def call_started(self, model: str, request_id: str, timeout_ms: int = 120_000) -> Op[None]:
         """Count a call to ``model`` as in flight (shared by every process) until it finishes or times out."""
-        yield Pipeline(tuple(live.start_commands(model, request_id, live_now_ms(), timeout_ms)))
+        if not isinstance(model, str) or not model:
+            raise InvalidQueryError(f"model must be a non-empty model name, got {model!r}")
+        if not isinstance(request_id, str) or not request_id:  # call_finished names it to end this call
+            raise InvalidQueryError(f"request_id must be a non-empty string, got {request_id!r}")
+        # A timeout of 0 or less would mark the call abandoned at once: it would never count as in flight.
+        if isinstance(timeout_ms, (bool, np.bool_)) or not isinstance(timeout_ms, numbers.Integral) or timeout_ms < 1:
+            raise InvalidQueryError(f"timeout_ms must be a whole number of milliseconds, 1 or more, got {timeout_ms!r}")
+        yield Pipeline(tuple(live.start_commands(model, request_id, live_now_ms(), int(timeout_ms))))
 
     def call_finished(
         self, model: str, *, success: bool, latency_ms: float | None = None, request_id: str = ""
     ) -> Op[None]:
         """Record a finished call: in-flight count, latency and success averages, counters (one atomic script)."""
-        if latency_ms is not None and (not math.isfinite(latency_ms) or latency_ms < 0):
-            raise InvalidFeedbackError(f"latency_ms must be a finite number >= 0, got {latency_ms!r}")
+        if not isinstance(model, str) or not model:
+            raise InvalidFeedbackError(f"model must be a non-empty model name, got {model!r}")
+        if not isinstance(success, (bool, np.bool_)):  # "no" is truthy: it would count as a success
+            raise InvalidFeedbackError(f"success must be True or False, got {success!r}")
+        if not isinstance(request_id, str):
+            raise InvalidFeedbackError(f"request_id must be a string ('' for a call not started), got {request_id!r}")
+        if latency_ms is not None:
+            real = isinstance(latency_ms, (numbers.Real, Decimal)) and not isinstance(latency_ms, (bool, np.bool_))
+            if not real or not math.isfinite(latency_ms) or latency_ms < 0:
+                raise InvalidFeedbackError(f"latency_ms must be a finite number >= 0, got {latency_ms!r}")
         args = live.finish_args(
             model, success=success, latency_ms=latency_ms, request_id=request_id, now_ms=live_now_ms()
         )

@@ -23,11 +23,15 @@ __all__ = [
     "AuthenticationError",
     "CircuitOpenError",
     "ConfigError",
+    "ConfigFileError",
+    "ConfigFileExistsError",
+    "ConfigFileNotFoundError",
     "ConflictError",
     "DataDirLockedError",
     "EmbeddedRedisError",
     "GatewayClosedError",
     "GatewayError",
+    "GatewayLoopError",
     "InvalidQueryError",
     "InvalidRequestError",
     "RequestTooLargeError",
@@ -115,6 +119,19 @@ class RouteExistsError(LLMRouterError, ValueError):
 
 class ConfigError(LLMRouterError, ValueError):
     """A router definition or config file is malformed or inconsistent."""
+
+
+class ConfigFileError(ConfigError, OSError):
+    """A router or config file that cannot be read or written (a directory, no permission); an ``OSError``
+    too, as Python's own error for it is."""
+
+
+class ConfigFileNotFoundError(ConfigFileError, FileNotFoundError):
+    """No file at the path given; a ``FileNotFoundError`` too, as RedisVL's ``from_yaml`` raises."""
+
+
+class ConfigFileExistsError(ConfigFileError, FileExistsError):
+    """``to_yaml(..., overwrite=False)`` on an existing file; a ``FileExistsError`` too, as in RedisVL."""
 
 
 class InvalidVectorizerError(ConfigError, TypeError):
@@ -240,6 +257,13 @@ class GatewayClosedError(GatewayError, RuntimeError):
     """A call on a gateway after its ``close()``."""
 
     code = "gateway_closed"
+
+
+class GatewayLoopError(GatewayError, RuntimeError):
+    """A call on an async ``Gateway`` from an event loop other than the one it was created on (its
+    connections belong to that loop): create one per loop, or use ``SyncGateway`` from any thread."""
+
+    code = "wrong_event_loop"
 
 
 class InvalidRequestError(GatewayError, ValueError):

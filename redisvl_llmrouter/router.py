@@ -45,9 +45,9 @@ from redisvl_llmrouter.errors import (
 )
 from redisvl_llmrouter.learning.calibration import Calibration
 from redisvl_llmrouter.learning.prediction import Prediction
-from redisvl_llmrouter.learning.records import OutcomeRecord, read_records
+from redisvl_llmrouter.learning.records import OutcomeRecord, checked_model_map, read_records
 from redisvl_llmrouter.learning.store import MemoryInfo, WriteReport
-from redisvl_llmrouter.policy.catalog import ModelCatalog
+from redisvl_llmrouter.policy.catalog import ModelCatalog, load_yaml
 from redisvl_llmrouter.policy.constraints import Constraints
 from redisvl_llmrouter.policy.stats import ModelStats
 from redisvl_llmrouter.ranking import RouteDistances
@@ -148,6 +148,11 @@ def _overrides(kwargs: Mapping[str, Any]) -> dict[str, Any]:
 def definition_kwargs(data: Mapping[str, Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """Router keyword arguments from a router dict; ``name``, ``vectorizer``, ``routing_config``,
     ``catalog`` and ``learning`` in ``kwargs`` take precedence."""
+    if "routes" in kwargs:  # the definition's routes would silently win over the caller's
+        raise ConfigError(
+            "from_dict, from_yaml and from_existing take their routes from the router definition; change them "
+            "there, add routes afterwards with add_route(), or build the router with SemanticRouter(routes=...)."
+        )
     definition = parse_definition(data)
     return {
         **kwargs,
@@ -202,13 +207,15 @@ def route_options(
         raise InvalidQueryError(f"Invalid constraints: {problems}") from None
     if prompt_tokens is not None and (not isinstance(prompt_tokens, int) or prompt_tokens < 1):
         raise InvalidQueryError(f"prompt_tokens must be a positive integer, got {prompt_tokens!r}")
+    if not isinstance(record, bool):  # bool("no") is True: a word would record what the caller declined
+        raise InvalidQueryError(f"record must be True or False, got {record!r}")
     return RouteOptions(
         strategy=chosen,
         constraints=checked,
         prompt_tokens=prompt_tokens,
         unavailable=_checked_unavailable(unavailable),
         stats=None if stats is None else _checked_stats(stats),
-        record=bool(record),
+        record=record,
     )
 
 
@@ -227,7 +234,11 @@ def _checked_unavailable(unavailable: Any) -> dict[str, str]:
 
 
 def _checked_stats(stats: Any) -> dict[str, ModelStats]:
-    """Caller-given live statistics: model name to a ``ModelStats`` or a mapping of its fields (numbers)."""
+    """Caller-given live statistics: model name to a ``ModelStats`` or a mapping of its fields (numbers).
+
+    Every figure is a finite number of 0 or more (a success rate at most 1): a negative latency or
+    load would make the model look faster or idler than any real one, and win every request.
+    """
     fields = {f.name for f in dataclasses.fields(ModelStats)}
     if not isinstance(stats, Mapping):
         raise InvalidQueryError(f"stats must map model names to statistics, got {type(stats).__name__}")
@@ -236,19 +247,23 @@ def _checked_stats(stats: Any) -> dict[str, ModelStats]:
         if not isinstance(model, str):
             raise InvalidQueryError(f"stats must be keyed by model name, got {model!r}")
         if isinstance(value, ModelStats):
-            out[model] = value
-            continue
-        if not isinstance(value, Mapping):
+            given: Mapping[str, Any] = dataclasses.asdict(value)
+        elif isinstance(value, Mapping):
+            given = value
+        else:
             raise InvalidQueryError(f"stats[{model!r}] must be a ModelStats or a mapping, got {type(value).__name__}")
-        unknown = sorted(str(k) for k in value if k not in fields)
+        unknown = sorted(str(k) for k in given if k not in fields)
         if unknown:
             raise InvalidQueryError(f"stats[{model!r}] has unknown field(s) {unknown}; known: {sorted(fields)}")
-        for key, number in value.items():
-            if number is not None and (
-                isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number)
-            ):
+        for key, number in given.items():
+            if number is None:
+                continue
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
                 raise InvalidQueryError(f"stats[{model!r}][{key!r}] must be a finite number, got {number!r}")
-        out[model] = ModelStats(**dict(value))
+            if number < 0 or (key == "success_rate" and number > 1):
+                bounds = "in [0, 1]" if key == "success_rate" else ">= 0"
+                raise InvalidQueryError(f"stats[{model!r}][{key!r}] must be {bounds}, got {number!r}")
+        out[model] = value if isinstance(value, ModelStats) else ModelStats(**dict(value))
     return out
 
 
@@ -278,6 +293,17 @@ def feedback_target(target: str | None, request_id: str | None, statement: str |
 def outcome_records(rows: Any) -> list[OutcomeRecord]:
     """Outcome records from a JSONL path (or several), records or mappings (see :mod:`learning.records`)."""
     return list(read_records(rows))
+
+
+def checked_dtype(dtype: str | None) -> str | None:
+    """RedisVL's deprecated ``dtype`` argument, one of the vector dtypes a router stores, or a ``ConfigError``.
+
+    Checked before the default vectorizer is built, which would raise pydantic's error (or accept an
+    integer dtype the router's index cannot hold).
+    """
+    if dtype is not None and (not isinstance(dtype, str) or dtype.lower() not in pretrained.DTYPES):
+        raise ConfigError(f"Unsupported dtype {dtype!r}; use one of {', '.join(pretrained.DTYPES)}.")
+    return dtype
 
 
 def _resolve_vectorizer(vectorizer: BaseVectorizer | None, definition: RouterDefinition | None) -> BaseVectorizer:
@@ -396,19 +422,33 @@ class BaseSemanticRouter:
     _index_class: Any = SearchIndex
 
     def to_yaml(self, file_path: str | Path, overwrite: bool = True) -> None:
-        """Write :meth:`to_dict` as YAML; refuses to replace an existing file unless ``overwrite``."""
-        path = Path(file_path)
+        """Write :meth:`to_dict` as YAML; refuses to replace an existing file unless ``overwrite``.
+
+        Errors are ``ConfigError``s that are also what RedisVL and Python raise: ``FileExistsError``
+        for an existing file without ``overwrite``, an ``OSError`` for a directory or a denied write.
+        """
+        path = pretrained.file_path(file_path, "YAML path")
+        if path.is_dir():
+            raise pretrained.ConfigFileError(f"{path} is a directory; pass the path of a file to write.")
         if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it.")
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")
+            raise pretrained.ConfigFileExistsError(f"{path} already exists; pass overwrite=True to replace it.")
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        try:
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise pretrained.ConfigFileError(f"Cannot write {path}: {exc.strerror or exc}") from exc
 
     @staticmethod
     def _read_yaml(file_path: str | Path) -> RouterDefinition:
-        path = Path(file_path)
+        path = pretrained.file_path(file_path, "YAML path")
+        if path.is_dir():
+            raise pretrained.ConfigFileError(f"{path} is a directory; pass the path of a router YAML file.")
         if not path.is_file():
-            raise FileNotFoundError(f"No such router file: {path}")
+            raise pretrained.ConfigFileNotFoundError(f"No such router file: {path}")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = load_yaml(path.read_text(encoding="utf-8"))
+        except OSError as exc:  # no permission to read it
+            raise pretrained.ConfigFileError(f"Cannot read {path}: {exc.strerror or exc}") from exc
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8.") from None
         except yaml.YAMLError as exc:
@@ -477,7 +517,7 @@ class SemanticRouter(BaseSemanticRouter):
         self._core = RouterCore(
             name,
             routes or [],
-            _resolve_vectorizer(compat.resolve_vectorizer(vectorizer, dtype), None),
+            _resolve_vectorizer(compat.resolve_vectorizer(vectorizer, checked_dtype(dtype)), None),
             routing_config,
             embedding_cache_size,
             catalog,
@@ -571,7 +611,7 @@ class SemanticRouter(BaseSemanticRouter):
         "openai/gpt-4"}``); unknown models are refused before anything is written.
         """
         records = outcome_records(rows)
-        return self._run(self._core.learn(records, model_map, vectors, batch_size, progress))
+        return self._run(self._core.learn(records, checked_model_map(model_map), vectors, batch_size, progress))
 
     def feedback(
         self,

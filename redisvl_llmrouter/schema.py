@@ -112,13 +112,22 @@ class Route(_RedisVLRoute):
     """The (first) model to call for queries on this route, e.g. ``"openai/gpt-4.1-nano"``."""
     models: list[str] = Field(default_factory=list)
     """Candidate models in order of preference; ``models[0] == model``."""
-    cost: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    cost: Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)] | None = None
     """What the model costs, in any unit used consistently across routes (USD per 1M tokens by
-    convention). Only ratios between routes matter to the ranking."""
+    convention). Only ratios between routes matter to the ranking. A number: strict, as RedisVL's
+    ``distance_threshold`` is, so ``True`` or ``"1"`` is refused rather than stored as 1.0."""
     floor: Floor | None = None
     """Makes this a floor route (see :class:`Floor`)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("model")
+    @classmethod
+    def _model_is_clean(cls, v: str | None) -> str | None:
+        # Checked here too: ``models`` is made from ``model`` after its own validator ran.
+        if v is not None and (not v.strip() or v != v.strip()):
+            raise ValueError("Model name must be a non-empty string without surrounding white space")
+        return v
 
     @field_validator("models")
     @classmethod

@@ -29,13 +29,27 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from redisvl_llmrouter.errors import ConfigError, InvalidFeedbackError
 from redisvl_llmrouter.schema import MAX_STATEMENT_CHARS, text_problem
 
-__all__ = ["MAX_COST_USD", "ModelOutcome", "OutcomeRecord", "parse_record", "read_records"]
+__all__ = ["MAX_COST_USD", "ModelOutcome", "OutcomeRecord", "checked_model_map", "parse_record", "read_records"]
 
 #: The most one request's outcome may cost, in USD. No model call costs anywhere near this, so a
 #: larger figure is a unit mistake (micro-dollars, tokens) or garbage, refused before it is written:
 #: the memory keeps float32 values and running sums, and a figure past float32's range (3.4e38)
 #: cannot be stored at all, while one merely huge would swamp every mean it enters.
 MAX_COST_USD = 1_000_000.0
+
+
+def checked_model_map(model_map: Any) -> dict[str, str]:
+    """``learn``'s ``model_map``: a mapping of model names in the data to the router's (empty when None)."""
+    if model_map is None:
+        return {}
+    if not isinstance(model_map, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in model_map.items()
+    ):
+        raise InvalidFeedbackError(
+            "model_map must map model names of the data to the router's, e.g. "
+            f"{{'gpt-4-1106-preview': 'openai/gpt-4'}}; got {model_map!r}"
+        )
+    return dict(model_map)
 
 
 class ModelOutcome(BaseModel):
@@ -76,6 +90,7 @@ class OutcomeRecord(BaseModel):
 
     def renamed(self, model_map: Mapping[str, str]) -> OutcomeRecord:
         """The record with its models renamed (``{"dataset name": "catalog name"}``)."""
+        model_map = checked_model_map(model_map)
         if not model_map:
             return self
         outcomes: dict[str, ModelOutcome] = {}

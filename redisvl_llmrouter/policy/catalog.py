@@ -190,6 +190,24 @@ class ModelCatalog(BaseModel):
             raise ConfigError(f"{where}: {problems}") from None
 
 
+def load_yaml(text: str) -> Any:
+    """YAML as ``yaml.safe_load`` reads it, except that ``1e-3`` is a number (YAML 1.2) rather than the
+    string PyYAML's YAML 1.1 makes of an exponent without a dot: prices and costs are written that way."""
+    import re
+
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    _Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader: no arbitrary objects
+
+
 def read_data_file(path: str | Path, what: str) -> Any:
     """The parsed contents of a YAML or JSON file (by suffix), with errors that name the file."""
     from redisvl_llmrouter.errors import ConfigError
@@ -204,9 +222,7 @@ def read_data_file(path: str | Path, what: str) -> Any:
     try:
         if path.suffix.lower() == ".json":
             return json.loads(text)
-        import yaml
-
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except Exception as exc:  # JSON and YAML parse errors alike (yaml.YAMLError is not a ValueError)
         raise ConfigError(f"{path} cannot be parsed: {_parse_error(exc)}") from None
 

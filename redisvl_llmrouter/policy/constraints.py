@@ -12,9 +12,9 @@ prompt would fail the call, and a floor exists to hold.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from redisvl_llmrouter.policy.catalog import Capability
 
@@ -45,10 +45,19 @@ class Constraints(BaseModel):
     output_tokens: Annotated[int, Field(gt=0)] | None = None
     """Expected answer length in tokens (the request's ``max_tokens``); default: the routing
     config's ``expected_output_tokens``."""
-    best_effort: bool = False
+    best_effort: StrictBool = False
     """Relax soft limits in :data:`RELAXATION_ORDER` instead of failing when nothing qualifies."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("max_cost", "max_latency_ms", "min_quality", "min_context", "output_tokens", mode="before")
+    @classmethod
+    def _a_number(cls, v: Any) -> Any:
+        # Lax validation reads True as 1 and "5" as 5: a limit nobody meant to set. Numbers only
+        # (numpy's included), as feedback takes them.
+        if isinstance(v, (bool, str, bytes)):
+            raise ValueError(f"must be a number, got {v!r}")
+        return v
 
     def without(self, field: str) -> Constraints:
         """A copy with one constraint dropped (for relaxation)."""

@@ -12,10 +12,13 @@ A config file is JSON a person can read and diff::
       "routes": [
         {"name": "simple", "model": "openai/gpt-4.1-nano", "cost": 0.1, "distance_threshold": 0.6,
          "metadata": {...},
-         "references": [{"text": "hi there", "vector": "<base64 of little-endian float32>"}, ...]},
+         "references": [{"text": "hi there", "vector": "<base64 of the little-endian vector>"}, ...]},
         ...
       ]
     }
+
+Vectors are stored as Redis holds them, in the vectorizer's ``dtype`` (``float32``, ``float16``,
+``bfloat16`` or ``float64``), so an export loads back bit for bit.
 
 Loading never re-embeds: the vectors go straight into Redis. Name resolution is strict: a bare
 name (``"default"``) means a config shipped in this package and nothing else; anything that looks
@@ -26,23 +29,35 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from redisvl_llmrouter.errors import ConfigError, VectorizerMismatchError
+from redisvl_llmrouter.errors import (
+    ConfigError,
+    ConfigFileError,
+    ConfigFileExistsError,
+    ConfigFileNotFoundError,
+    VectorizerMismatchError,
+)
 from redisvl_llmrouter.learning.records import ModelOutcome
 from redisvl_llmrouter.policy.catalog import ModelCatalog
 from redisvl_llmrouter.schema import Floor, LearningConfig, Route, RouterDefinition, RoutingConfig
+from redisvl_llmrouter.search import vector_dtype
 
 __all__ = [
     "CONFIG_DIR",
+    "DTYPES",
     "FORMAT",
     "SCHEMA_VERSION",
+    "ConfigFileError",
+    "ConfigFileExistsError",
+    "ConfigFileNotFoundError",
     "PretrainedConfig",
     "available",
     "resolve",
@@ -51,6 +66,7 @@ __all__ = [
     "write",
     "encode_vector",
     "decode_vector",
+    "file_path",
 ]
 
 FORMAT = "redisvl-llmrouter.pretrained"
@@ -63,6 +79,15 @@ _HERE = Path(__file__).parent / "files"
 if not _HERE.is_dir():
     _HERE = Path(__file__).resolve().parents[2] / "pretrained"
 _BARE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+#: The vector dtypes a router stores (Redis's FLOAT32, FLOAT16, BFLOAT16 and FLOAT64), hence a config holds.
+DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
+def file_path(value: Any, what: str = "file path") -> Path:
+    """``value`` as a ``Path``, or a ``ConfigError`` saying it is neither a string nor a path."""
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        raise ConfigError(f"The {what} must be a non-empty string or path, got {value!r}")
+    return Path(value).expanduser()
 
 
 class VectorizerIdentity(BaseModel):
@@ -71,13 +96,19 @@ class VectorizerIdentity(BaseModel):
     type: str
     model: str
     dims: int = Field(gt=0)
-    dtype: Literal["float32"] = "float32"
+    dtype: Literal["float32", "float16", "bfloat16", "float64"] = "float32"
+
+    @field_validator("dtype", mode="before")
+    @classmethod
+    def _lower_case(cls, v: Any) -> Any:
+        # RedisVL's vectorizers take FLOAT16 as well as float16, and keep what they were given.
+        return v.lower() if isinstance(v, str) else v
 
 
 class PretrainedReference(BaseModel):
     text: str = Field(min_length=1)
     vector: str
-    """Base64 of the little-endian float32 vector, as stored in Redis."""
+    """Base64 of the little-endian vector in the vectorizer's dtype, as stored in Redis."""
 
 
 class PretrainedRoute(BaseModel):
@@ -152,10 +183,11 @@ class PretrainedConfig(BaseModel):
         )
 
     def outcome_rows(self) -> list[dict[str, Any]]:
-        """The outcome memory's rows with their vectors as float32 bytes, checked against the dimensions."""
+        """The outcome memory's rows with their vectors as stored bytes, checked against the dimensions."""
         rows = []
+        dtype, dims = self.vectorizer.dtype, self.vectorizer.dims
         for row in self.outcomes:
-            raw = _checked_vector(decode_vector(row.vector), self.vectorizer.dims, f"Outcome row {row.id!r}")
+            raw = _checked_vector(decode_vector(row.vector, dtype), dims, f"Outcome row {row.id!r}", dtype)
             rows.append(
                 {
                     "id": row.id,
@@ -168,12 +200,13 @@ class PretrainedConfig(BaseModel):
         return rows
 
     def vectors(self) -> dict[tuple[str, str], bytes]:
-        """(route, reference) → float32 bytes, checked against the declared dimensions."""
+        """(route, reference) → stored vector bytes, checked against the declared dimensions."""
         out = {}
+        dtype, dims = self.vectorizer.dtype, self.vectorizer.dims
         for route in self.routes:
             for ref in route.references:
                 what = f"Reference {ref.text!r} of route {route.name!r}"
-                out[(route.name, ref.text)] = _checked_vector(decode_vector(ref.vector), self.vectorizer.dims, what)
+                out[(route.name, ref.text)] = _checked_vector(decode_vector(ref.vector, dtype), dims, what, dtype)
         return out
 
 
@@ -181,25 +214,34 @@ def encode_vector(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def decode_vector(text: str) -> bytes:
+def _numpy_dtype(dtype: str) -> np.dtype:
+    """The numpy dtype of stored vectors, little-endian as Redis holds them."""
+    return vector_dtype(dtype).newbyteorder("<")
+
+
+def decode_vector(text: str, dtype: str = "float32") -> bytes:
+    """The bytes of a base64 vector of ``dtype`` values, checked to be whole finite values."""
     try:
         raw = base64.b64decode(text, validate=True)
     except ValueError as exc:
         raise ConfigError(f"A reference vector is not valid base64: {exc}") from None
-    if len(raw) % 4:
-        raise ConfigError("A reference vector's length is not a whole number of float32 values.")
-    if not np.all(np.isfinite(np.frombuffer(raw, dtype="<f4"))):
+    numpy_dtype = _numpy_dtype(dtype)
+    if len(raw) % numpy_dtype.itemsize:
+        raise ConfigError(f"A reference vector's length is not a whole number of {dtype} values.")
+    if not np.all(np.isfinite(np.frombuffer(raw, dtype=numpy_dtype).astype(np.float64))):
         raise ConfigError("A reference vector contains NaN or infinite values.")
     return raw
 
 
-def _checked_vector(raw: bytes, dims: int, what: str) -> bytes:
+def _checked_vector(raw: bytes, dims: int, what: str, dtype: str = "float32") -> bytes:
     """A decoded vector of the declared dimensions that can match something (not all zeros)."""
-    if len(raw) != 4 * dims:
+    numpy_dtype = _numpy_dtype(dtype)
+    if len(raw) != numpy_dtype.itemsize * dims:
         raise VectorizerMismatchError(
-            f"{what} has a {len(raw) // 4}-dimensional vector, but the config declares {dims} dimensions."
+            f"{what} has a {len(raw) // numpy_dtype.itemsize}-dimensional vector, but the config declares "
+            f"{dims} dimensions."
         )
-    if not np.any(np.frombuffer(raw, dtype="<f4")):
+    if not np.any(np.frombuffer(raw, dtype=numpy_dtype).astype(np.float64)):
         raise ConfigError(
             f"{what} has an all-zero vector: cosine distance is undefined for it, so it could never match."
         )
@@ -221,6 +263,7 @@ def is_bare_name(name_or_path: str | Path) -> bool:
 
 def resolve(name_or_path: str | Path) -> Path:
     """The file for a shipped config name, or the given path; never one for the other."""
+    path = file_path(name_or_path, "config name or path")
     if is_bare_name(name_or_path):
         path = _HERE / f"{name_or_path}.json"
         if not path.is_file():
@@ -229,9 +272,10 @@ def resolve(name_or_path: str | Path) -> Path:
                 "To load a file, pass its path (e.g. './my_router.json')."
             )
         return path
-    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        raise ConfigFileError(f"{path} is a directory; pass the path of a config file in it.")
     if not path.is_file():
-        raise FileNotFoundError(f"No pretrained config file at {path}")
+        raise ConfigFileNotFoundError(f"No pretrained config file at {path}")
     return path
 
 
@@ -240,6 +284,8 @@ def read(name_or_path: str | Path) -> PretrainedConfig:
     path = resolve(name_or_path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:  # no permission, or a path that changed under us
+        raise ConfigFileError(f"Cannot read {path}: {exc.strerror or exc}") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         hint = ""
         if path.suffix.lower() in (".yaml", ".yml"):
@@ -293,10 +339,15 @@ def build(
         )
         for r in definition["routes"]
     ]
+    try:
+        identity = VectorizerIdentity.model_validate(vectorizer)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3])
+        raise ConfigError(f"Router {definition['name']!r} cannot be exported with its vectorizer: {problems}") from None
     return PretrainedConfig(
         name=definition["name"],
         description=description,
-        vectorizer=VectorizerIdentity.model_validate(vectorizer),
+        vectorizer=identity,
         routing_config=RoutingConfig.model_validate(definition["routing_config"]),
         routes=routes,
         catalog=ModelCatalog.model_validate(definition.get("catalog") or {}),
@@ -317,8 +368,13 @@ def build(
 
 def write(config: PretrainedConfig, path: str | Path) -> Path:
     """Write a config as indented JSON (one reference per object, diff-friendly)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = config.model_dump(mode="json")
-    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    path = file_path(path, "export path")
+    if path.is_dir():
+        raise ConfigFileError(f"{path} is a directory; pass the path of a file to write.")
+    text = json.dumps(config.model_dump(mode="json"), indent=1, ensure_ascii=False) + "\n"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:  # a directory, no permission, a full disk
+        raise ConfigFileError(f"Cannot write {path}: {exc.strerror or exc}") from exc
     return path

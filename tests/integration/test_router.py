@@ -21,6 +21,7 @@ from redisvl_llmrouter import (
     ConfigError,
     DistanceAggregationMethod,
     Floor,
+    InvalidFeedbackError,
     InvalidQueryError,
     LearningConfig,
     ModelCatalog,
@@ -688,3 +689,140 @@ def test_from_pretrained_and_from_dict_take_the_settings_they_are_given(api, nam
         assert (router.routing_config, router.learning, router.catalog) == (config, learning, catalog)
     with pytest.raises(ConfigError, match="routes from the config"):
         api.from_pretrained(str(path), name=f"{name}-r", vectorizer=table, routes=tiers())
+
+
+# ----------------------------------------------------------------- exports in every vector dtype
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "float64"])
+def test_an_export_loads_back_bit_for_bit_in_every_vector_dtype(api, name, dtype, tmp_path):
+    from conftest import TableVectorizer
+    from redisvl.utils.vectorize import CustomVectorizer
+
+    from redisvl_llmrouter import pretrained
+
+    def vectorizer() -> CustomVectorizer:
+        vector = TableVectorizer.vector
+        return CustomVectorizer(embed=vector, embed_many=lambda texts, **_: [vector(t) for t in texts], dtype=dtype)
+
+    router = api.create(name=name, routes=tiers(), vectorizer=vectorizer())
+    router.learn([{"prompt": "asked d=0.1", "outcomes": {"m/cheap": {"quality": 1.0}}}])
+    path = router.export_with_embeddings(tmp_path / "r.json")
+    exported = pretrained.read(path)
+    assert exported.vectorizer.dtype == dtype
+
+    copy = api.from_pretrained(str(path), name=f"{name}-copy", vectorizer=vectorizer())
+    again = pretrained.read(copy.export_with_embeddings(tmp_path / "again.json"))
+    assert (again.routes, again.outcomes) == (exported.routes, exported.outcomes)  # the same vectors, to the bit
+    assert copy("query").distance == router("query").distance
+    assert copy.memory_info().rows == 1
+
+
+# ----------------------------------------------------------------- routes come from the definition
+def test_from_dict_from_yaml_and_from_existing_refuse_routes_as_from_pretrained_does(api, name, table, tmp_path):
+    source = api.create(name=name, routes=tiers(), vectorizer=table)
+    mine = [Route(name="mine", model="m/mine", references=["mine d=0.1"], distance_threshold=0.5)]
+    source.to_yaml(tmp_path / "r.yaml")
+    for load in (
+        lambda: api.from_dict({**source.to_dict(), "name": f"{name}-d"}, vectorizer=table, routes=mine),
+        lambda: api.from_yaml(tmp_path / "r.yaml", name=f"{name}-y", vectorizer=table, routes=mine),
+        lambda: api.from_existing(name, vectorizer=table, routes=mine),
+    ):
+        with pytest.raises(ConfigError, match="routes from the router definition"):
+            load()
+    assert api.from_existing(name, vectorizer=table).route_names == ["cheap", "pricey"]
+
+
+# ----------------------------------------------------------------- more arguments of the wrong kind: typed errors
+def test_call_statistics_of_the_wrong_kind_are_refused_and_nothing_is_counted(api, name, table):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    model = f"{name}/model"  # live statistics are shared by model name: one of this test's own
+    for success in ("no", None, 1):  # "no" would count as a success, None as a failure
+        with pytest.raises(InvalidFeedbackError, match="success must be True or False"):
+            router.call_finished(model, success=success, latency_ms=10.0)
+    for latency in ("5", True, -5, math.inf):
+        with pytest.raises(InvalidFeedbackError, match="latency_ms must be a finite number >= 0"):
+            router.call_finished(model, success=True, latency_ms=latency)
+    for timeout in (-1, 0, True, "5", 1.5):  # a timeout in the past would never count as in flight
+        with pytest.raises(InvalidQueryError, match="timeout_ms must be a whole number"):
+            router.call_started(model, "call-1", timeout_ms=timeout)
+    with pytest.raises(InvalidQueryError, match="request_id must be a non-empty string"):
+        router.call_started(model, None)
+    stats = router.live_stats([model])[model]
+    assert (stats.requests, stats.inflight) == (0, 0)
+    router.call_started(model, "call-1", timeout_ms=60_000)
+    router.call_finished(model, success=False, latency_ms=12, request_id="call-1")
+    stats = router.live_stats([model])[model]
+    assert (stats.requests, stats.failures, stats.inflight) == (1, 1, 0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"constraints": {"max_cost": True}}, "max_cost: Value error, must be a number, got True"),
+        ({"constraints": {"min_context": "5"}}, "min_context: Value error, must be a number"),
+        ({"constraints": {"best_effort": "yes"}}, "best_effort: Input should be a valid boolean"),
+        ({"record": "no"}, "record must be True or False"),
+        ({"strategy": "latency", "stats": {"m/cheap": {"latency_ms": -5}}}, r"\['latency_ms'\] must be >= 0"),
+        ({"strategy": "least_loaded", "stats": {"m/cheap": {"inflight": -3}}}, r"\['inflight'\] must be >= 0"),
+        ({"stats": {"m/cheap": {"success_rate": 1.5}}}, r"\['success_rate'\] must be in \[0, 1\]"),
+    ],
+)
+def test_route_options_that_would_be_coerced_into_something_else_are_invalid_queries(api, name, table, kwargs, message):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    with pytest.raises(InvalidQueryError, match=message):
+        router("query", **kwargs)
+
+
+def test_add_route_references_needs_references_and_learn_a_model_map_that_maps(api, name, table):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    for references in (None, 5):
+        with pytest.raises(InvalidQueryError, match="references must be a string or a list of strings"):
+            router.add_route_references("cheap", references)
+    with pytest.raises(InvalidFeedbackError, match="model_map must map model names"):
+        router.learn([{"prompt": "x d=0.1", "outcomes": {"gpt-9": {"quality": 1.0}}}], model_map=["gpt-9"])
+    assert router.get("cheap").references == ["cheap d=0.2"] and router.memory_info().rows == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"redis_url": 6379}, "redis_url must be a URL string"),
+        ({"connection_kwargs": "max_connections=8"}, "connection_kwargs must be a mapping"),
+        ({"connection_kwargs": {"timeout": "x"}}, "connection_kwargs timeout must be the seconds"),
+        ({"connection_kwargs": {"max_connections": -1}}, "connection_kwargs max_connections must be a whole number"),
+        ({"connection_kwargs": {"no_such_setting": 1}}, "Invalid Redis connection setting in connection_kwargs"),
+        ({"dtype": "float33"}, "Unsupported dtype 'float33'"),
+    ],
+)
+def test_connection_and_vector_settings_of_the_wrong_kind_are_config_errors_naming_them(
+    api, name, table, kwargs, message
+):
+    with pytest.raises(ConfigError, match=message) as caught:
+        api.create(name=name, routes=tiers(), **({"vectorizer": table} if "dtype" not in kwargs else {}), **kwargs)
+    assert "Invalid Redis URL" not in str(caught.value)  # the URL is fine: the message blames the setting
+
+
+def test_router_files_that_cannot_be_read_or_written_are_config_errors_and_what_python_raises(
+    api, name, table, tmp_path
+):
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    path = tmp_path / "r.yaml"
+    router.to_yaml(path)
+    with pytest.raises(ConfigError, match="already exists") as exists:
+        router.to_yaml(path, overwrite=False)
+    with pytest.raises(ConfigError, match="No such router file") as missing:
+        api.from_yaml(tmp_path / "missing.yaml", vectorizer=table)
+    with pytest.raises(ConfigError, match="No pretrained config file") as no_config:
+        api.from_pretrained(str(tmp_path / "missing.json"), vectorizer=table)
+    assert isinstance(exists.value, FileExistsError)  # what RedisVL's to_yaml raises
+    assert isinstance(missing.value, FileNotFoundError) and isinstance(no_config.value, FileNotFoundError)
+    for call in (
+        lambda: router.to_yaml(tmp_path),
+        lambda: api.from_yaml(tmp_path, vectorizer=table),
+        lambda: api.from_pretrained(str(tmp_path), vectorizer=table),
+        lambda: router.export_with_embeddings(tmp_path),
+    ):
+        with pytest.raises(ConfigError, match="is a directory") as directory:
+            call()
+        assert isinstance(directory.value, OSError)
+    with pytest.raises(ConfigError, match="must be a non-empty string or path, got 5"):
+        api.from_pretrained(5)

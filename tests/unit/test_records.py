@@ -84,3 +84,10 @@ def test_a_record_in_both_shapes_is_refused_rather_than_dropping_one():
 def test_a_missing_outcome_file_is_a_typed_error(tmp_path):
     with pytest.raises(InvalidFeedbackError, match="No outcome file"):
         list(read_records(tmp_path / "missing.jsonl"))
+
+
+@pytest.mark.parametrize("model_map", [["m/cheap"], "m/cheap", {"m/cheap": 1}, {"m/cheap": ""}])
+def test_a_model_map_must_map_model_names_to_model_names(model_map):
+    with pytest.raises(InvalidFeedbackError, match="model_map must map model names"):
+        parse_record(record(quality=1.0)).renamed(model_map)
+    assert parse_record(record(quality=1.0)).renamed({"m/cheap": "m/top"}).outcomes["m/top"].quality == 1.0

@@ -73,3 +73,40 @@ def test_parse_definition_reports_every_problem_readably():
         parse_definition(["not", "a", "dict"])
     with pytest.raises(ConfigError, match="bogus"):
         parse_definition({"name": "r", "bogus": True})
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"cost": True},  # would be stored as 1.0
+        {"cost": "1"},  # would be stored as 1.0
+        {"model": ""},
+        {"model": "  "},
+        {"model": " openai/gpt-4.1"},  # would be stored, and priced, as another model than the catalog's
+    ],
+)
+def test_a_route_refuses_a_cost_or_model_it_would_store_as_something_else(bad):
+    with pytest.raises(ValidationError):
+        Route(name="a", references=["x"], **bad)
+
+
+def test_stored_costs_load_as_numbers_and_text_is_refused_readably():
+    import numpy as np
+
+    routes = [
+        {"name": "a", "references": ["x"], "model": "m/a", "cost": 1},
+        {"name": "b", "references": ["y"], "model": "m/b", "cost": 0.25},
+        {"name": "c", "references": ["z"]},  # RedisVL's routes have no model or cost
+    ]
+    assert [r.cost for r in parse_definition({"name": "r", "routes": routes}).routes] == [1.0, 0.25, None]
+    assert Route(name="a", references=["x"], model="m", cost=np.float32(0.5)).cost == 0.5
+    with pytest.raises(ConfigError, match=r"routes\.0\.cost"):
+        parse_definition({"name": "r", "routes": [{"name": "a", "references": ["x"], "cost": "1"}]})
+
+
+def test_costs_written_in_yaml_exponent_form_load_as_numbers():
+    from redisvl_llmrouter.policy.catalog import load_yaml
+
+    text = "name: r\nroutes:\n  - {name: a, references: [x], model: m/a, cost: 1e-3}\n  - {name: b, references: [y], cost: 2.5E+1}\n"
+    assert [r.cost for r in parse_definition(load_yaml(text)).routes] == [0.001, 25.0]
+    assert load_yaml("a: x1e3\nb: '1e-3'\nc: 3") == {"a": "x1e3", "b": "1e-3", "c": 3}  # text stays text
