@@ -260,8 +260,17 @@ class LiteLLMBackend:
                 retryable=False,
                 reason="config",
             ) from exc
+        litellm.suppress_debug_info = True  # else it prints a provider list on stdout for every failed call
         self.upstream = upstream
         self._litellm = litellm
+
+    def knows(self, model: str) -> bool:
+        """Whether LiteLLM can tell which provider serves ``model``: else every call fails before it is sent."""
+        try:
+            self._litellm.get_llm_provider(model=model, api_base=self.upstream.api_base)
+        except Exception:  # LiteLLM's BadRequestError ("LLM Provider NOT provided")
+            return False
+        return True
 
     def __repr__(self) -> str:
         return f"LiteLLMBackend(upstream={self.upstream.name!r}, api_base={self.upstream.api_base!r})"

@@ -113,10 +113,12 @@ class Upstream(BaseModel):
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
 
     def key(self) -> str | None:
+        # Stripped: a key read from a file or a Kubernetes secret often ends in a newline, which no
+        # provider's key contains and an HTTP header cannot carry.
         if self.api_key is not None:
-            return self.api_key.get_secret_value()
+            return self.api_key.get_secret_value().strip()
         if self.api_key_env:
-            return os.environ.get(self.api_key_env)
+            return (os.environ.get(self.api_key_env) or "").strip() or None
         return None
 
     def upstream_model(self, model: str) -> str:

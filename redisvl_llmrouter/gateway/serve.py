@@ -9,6 +9,7 @@ prometheus-client's multiprocess directory so any worker's ``/metrics`` shows th
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -94,7 +95,7 @@ def check_listen_address(host: str, port: int) -> int:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from redisvl_llmrouter import SemanticRouter, connection
+    from redisvl_llmrouter import connection
     from redisvl_llmrouter.errors import ConfigError, redact_url
     from redisvl_llmrouter.gateway.app import CONFIG_ENV, SUPERVISOR_ENV, create_app
 
@@ -119,15 +120,8 @@ def serve(args: argparse.Namespace) -> int:
     os.environ["REDIS_URL"] = url
     if embedded:
         threading.Thread(target=_keep_embedded_redis, name="llmrouter-embedded-redis", daemon=True).start()
-    try:  # load (or attach to) the router once, so the workers only attach
-        router = SemanticRouter.from_existing(config.router_name or config.router, redis_url=url)
-    except ConfigError:
-        router = SemanticRouter.from_pretrained(config.router, name=config.router_name, redis_url=url)
-    config = config.model_copy(update={"router": router.name, "router_name": None})
-    try:  # checked here, once, rather than by every worker as it starts (a traceback, or silence)
-        baseline_model(router._core.effective_catalog(), config.baseline_model)
-    finally:
-        router.close()
+    # Load (or attach to) the router once, as the gateway does, so the workers only attach.
+    config = config.model_copy(update={"router": asyncio.run(_router_checked(config, url)), "router_name": None})
 
     print(
         f"llmrouter gateway: http://{args.host}:{args.port}/v1 (router {config.router!r}, Redis {redact_url(url)}, "
@@ -180,3 +174,16 @@ def _supervise(config: Any) -> None:
             super().handle_int()
 
     Supervisor(config, sockets=[config.bind_socket()]).run()
+
+
+async def _router_checked(config: GatewayConfig, redis_url: str) -> str:
+    """The name of the router the gateway serves, loaded into Redis if it was a config, and its baseline
+    model checked here, once, rather than by every worker as it starts (a traceback, or silence)."""
+    from redisvl_llmrouter.gateway.service import _load_router
+
+    router = await _load_router(config, redis_url)
+    try:
+        baseline_model(router._core.effective_catalog(), config.baseline_model)
+        return router.name
+    finally:
+        await router.close()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import math
 import os
@@ -45,6 +46,7 @@ from redisvl_llmrouter.errors import (
     ConflictError,
     GatewayClosedError,
     GatewayError,
+    GatewayLoopError,
     InvalidQueryError,
     InvalidRequestError,
     LLMRouterError,
@@ -59,6 +61,7 @@ from redisvl_llmrouter.errors import (
     UnknownRequestError,
     UpstreamError,
     error_chain,
+    redact_url,
 )
 from redisvl_llmrouter.gateway import breaker
 from redisvl_llmrouter.gateway.accounting import Usage, baseline_model, cost_of, usage_of
@@ -92,7 +95,7 @@ MAX_TIMEOUT_S = 86_400
 PRIORITY_NAMES = {rank: name for name, rank in PRIORITIES.items()}
 #: Parameters the gateway understands itself and does not pass to the provider.
 OWN_PARAMS = {"priority", "strategy", "constraints", "cache", "timeout"}
-#: Seconds a provider call may take unless the request or the upstream says less.
+#: Seconds a call to a custom backend may take unless the request says less (an upstream has its own ``timeout_s``).
 DEFAULT_TIMEOUT_S = 60.0
 #: How stale a process's view of the router's definition may be (another process may change it).
 ROUTER_REFRESH_S = 1.0
@@ -253,7 +256,7 @@ class _Request:
     options: RouteOptions
     cache_allowed: bool
     tenant: str
-    timeout_s: float
+    timeout_s: float | None  # None: each model's upstream says (its timeout_s)
     text: str
     prompt_tokens: int
 
@@ -292,6 +295,8 @@ class Gateway:
         self._retry_template = self._retrying_template()
         self._calls: dict[tuple[str, str], None] = {}  # (model, request id) of the calls in flight here
         self._leases: asyncio.Future[None] | None = None  # renews their leases while there are any
+        self._loop: asyncio.AbstractEventLoop | None = None  # its clients' loop, set by its first use
+        self._closed = False
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -311,6 +316,13 @@ class Gateway:
         from redisvl_llmrouter.connection import resolve_url
 
         config = GatewayConfig.parse(dict(config) if isinstance(config, Mapping) else config or {})
+        for pattern, backend in (backends or {}).items():
+            missing = [m for m in ("complete", "stream", "aclose") if not callable(getattr(backend, m, None))]
+            if missing:  # found now, not as an AttributeError on the first request that needs it
+                raise ConfigError(
+                    f"The backend for {pattern!r} ({type(backend).__name__}) has no {', '.join(missing)}: a backend "
+                    "needs async complete(call), stream(call) and aclose()."
+                )
         for upstream in config.upstreams:  # named on purpose, so most likely a key the provider needs
             if upstream.api_key is None and upstream.api_key_env and not os.environ.get(upstream.api_key_env):
                 logger.warning(
@@ -318,6 +330,12 @@ class Gateway:
                     upstream.name,
                     upstream.api_key_env,
                 )
+        if config.upstream_url and config.upstreams:
+            logger.warning(
+                "upstream_url (--upstream) sends every model to %s: the %d configured upstreams are not used",
+                redact_url(config.upstream_url),
+                len(config.upstreams),
+            )
         url = redis_url or resolve_url(None)
         if router is None:
             router = await _load_router(config, url)
@@ -329,6 +347,7 @@ class Gateway:
         # here, not on the first request.
         await router.vectorizer.aembed("warm-up")
         gateway = cls(config, router, url, backends, cache)
+        gateway._loop = asyncio.get_running_loop()
         for model in gateway.models():  # clients (and the openai / LiteLLM imports) now, not on a first request
             with contextlib.suppress(LLMRouterError):
                 gateway._backend_for(model)
@@ -351,6 +370,7 @@ class Gateway:
     ) -> Completion | StreamedCompletion:
         """Answer a chat request (see the module docstring); ``params`` are OpenAI parameters passed on."""
         started = time.perf_counter()
+        self._check_usable()
         if not stream and params.get("stream_options") is not None:  # refused by OpenAI as well
             raise InvalidRequestError("'stream_options' is only allowed when 'stream' is true.")
         request = self._request(messages, model, priority, strategy, constraints, cache, tenant, timeout, params)
@@ -418,6 +438,7 @@ class Gateway:
         tenant: str = "",
     ) -> RouteMatch:
         """The decision for a request, without calling any model."""
+        self._check_usable()
         request = self._request(messages, "auto", None, strategy, constraints, False, tenant, None, {})
         self._refresh_router()
         unavailable = await self._open_breakers()
@@ -458,6 +479,7 @@ class Gateway:
         process or another: feedback that arrives first waits for it, briefly, before the id counts as
         unknown.
         """
+        self._check_usable()
         for wait_s in FEEDBACK_WAITS_S:
             try:
                 return await self._feedback(request_id, quality, model, cost, tenant)
@@ -494,6 +516,7 @@ class Gateway:
 
         The models are the router's, then the passthrough models any of its gateways served lately.
         """
+        self._check_usable()
         served = await self.router._client.execute_command(
             "ZRANGE", live.served_key(self.router.name), "0", "-1", "REV"
         )
@@ -534,24 +557,59 @@ class Gateway:
         self, since_ms: int | None = None, limit: int | None = None, until_ms: int | None = None
     ) -> Report:
         """The decisions log summarised (see :mod:`redisvl_llmrouter.observability.report`)."""
+        self._check_usable()
         return await adrive(report.load(self.router.name, since_ms, limit, until_ms), self.router._client)
 
     async def recent_decisions(self, count: int = 50, tenant: str = "") -> list[dict[str, Any]]:
-        """The newest ``count`` entries of the decisions log, newest first; with a ``tenant``, its own
-        among the newest ``10 * count``."""
-        limit = count * 10 if tenant else count
-        reply = await self.router._client.execute_command(*report.read_command(self.router.name, limit=limit))
-        entries = decisions.parse_entries(reply)
-        if tenant:
-            entries = [e for e in entries if e.get("tenant") == tenant]
-        return entries[:count]
+        """The newest ``count`` requests in the decisions log (completions and ``/v1/route`` decisions;
+        feedback entries are skipped), newest first; with a ``tenant``, its own.
+
+        Reads back page by page, but at most ``20 * count`` entries: a client rating every answer must
+        not empty the list, and a refresh must stay cheap on a log of other tenants' traffic.
+        """
+        key, budget = decisions.stream_key(self.router.name), 20 * count
+        found: list[dict[str, Any]] = []
+        # A first page that usually suffices: another tenant's traffic is skipped as well as feedback.
+        end, page = "+", (10 if tenant else 2) * count
+        while len(found) < count and budget > 0:
+            asked = min(page, budget)
+            reply = await self.router._client.execute_command("XREVRANGE", key, end, "-", "COUNT", asked)
+            budget -= len(reply or ())
+            found += [
+                e
+                for e in decisions.parse_entries(reply)
+                if e.get("type") != "feedback" and (not tenant or e.get("tenant") == tenant)
+            ]
+            if not reply or len(reply) < asked:  # the start of the log
+                break
+            oldest = reply[-1][0]
+            # The next page starts just below the oldest entry read (an exclusive range: Redis >= 6.2).
+            end = "(" + (oldest.decode() if isinstance(oldest, bytes) else str(oldest))
+            page *= 2
+        return found[:count]
 
     def models(self) -> list[str]:
         """Every model the gateway may call: the router's (routes and catalog)."""
         return self.router.models
 
+    def _check_usable(self) -> None:
+        """Refuse a call after ``aclose()``, or from another event loop than the one its connections belong to."""
+        if self._closed:
+            raise GatewayClosedError("This Gateway is closed; create a new one.")
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise GatewayLoopError(
+                "This Gateway was created on another event loop, which its connections belong to: create one "
+                "per event loop (per asyncio.run), or use SyncGateway, which any thread may call."
+            )
+
     async def aclose(self) -> None:
-        """Flush pending writes, then close backends and connections."""
+        """Flush pending writes, then close backends and connections. A second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._leases is not None:
@@ -651,7 +709,7 @@ class Gateway:
             and self.cache is not None
             and cacheable(clean, self.config.cache),
             tenant=tenant,
-            timeout_s=float(timeout) if timeout is not None else DEFAULT_TIMEOUT_S,
+            timeout_s=float(timeout) if timeout is not None else None,
             text=text,
             prompt_tokens=prompt_tokens,
         )
@@ -765,14 +823,16 @@ class Gateway:
         for pattern, backend in self._custom_backends.items():
             if fnmatch.fnmatchcase(model, pattern):
                 return backend, f"custom:{pattern}"
-        upstream = next((u for u in self.config.upstreams if u.serves(model)), None)
-        if upstream is None and self.config.upstream_url:
+        upstream = None
+        if self.config.upstream_url:  # every model, as --upstream says; it wins over the configured upstreams
             upstream = Upstream(
                 name="upstream",
                 api_base=self.config.upstream_url,
                 api_key_env=self.config.upstream_api_key_env,
                 strip_provider=False,
             )
+        if upstream is None:
+            upstream = next((u for u in self.config.upstreams if u.serves(model)), None)
         if upstream is None and "/" in model and model.split("/", 1)[0] in PROVIDERS:
             base, env = PROVIDERS[model.split("/", 1)[0]]
             upstream = Upstream(name=model.split("/", 1)[0], api_base=base, api_key_env=env)
@@ -783,13 +843,27 @@ class Gateway:
                 f"No upstream serves model {model!r}: add one to the gateway config's upstreams, pass --upstream URL, "
                 "or install LiteLLM (pip install 'redisvl-llmrouter[litellm]')."
             )
-        key = f"{upstream.backend}:{upstream.name}:{upstream.api_base}"
+        key = _backend_key(upstream)
         backend = self._backends.get(key)
         if backend is None:
             backend = self._backends[key] = (
                 LiteLLMBackend(upstream) if upstream.backend == "litellm" else OpenAIBackend(upstream)
             )
+        if isinstance(backend, LiteLLMBackend) and not backend.knows(model):
+            raise ModelNotFoundError(
+                f"No upstream serves model {model!r}, and LiteLLM cannot tell its provider: name it with a provider "
+                "prefix (openai/, anthropic/, ollama/...), or map it to an upstream in the gateway config."
+            )
         return backend, key
+
+    @staticmethod
+    def _call(request: _Request, model: str, backend: Backend) -> Call:
+        """One model's call: the request's own timeout, else its upstream's ``timeout_s``."""
+        timeout_s = request.timeout_s
+        if timeout_s is None:
+            upstream = getattr(backend, "upstream", None)
+            timeout_s = upstream.timeout_s if isinstance(upstream, Upstream) else DEFAULT_TIMEOUT_S
+        return Call(model=model, messages=request.messages, params=request.params, timeout_s=timeout_s)
 
     def _retrying_template(self) -> Any:
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -811,7 +885,7 @@ class Gateway:
         queue_errors: list[QueueFullError] = []
         for model in candidates:
             backend, _ = self._backend_for(model)
-            call = Call(model=model, messages=request.messages, params=request.params, timeout_s=request.timeout_s)
+            call = self._call(request, model, backend)
             try:
                 async with self.queues.slot(model, request.rank):
                     self._started(model, outcome.request_id)
@@ -853,7 +927,9 @@ class Gateway:
             except UpstreamError:
                 raise
             except Exception as exc:  # a custom backend's own error: a failed call like any other
-                logger.warning("backend for %s raised %s", model, type(exc).__name__, exc_info=True)
+                # Its type only: its message may quote a secret; the traceback at DEBUG for whoever wrote it.
+                logger.warning("backend for %s raised %s", model, type(exc).__name__)
+                logger.debug("backend for %s raised", model, exc_info=True)
                 raise upstream_error(exc, model) from None
             except asyncio.CancelledError:  # the client left (or shutdown): the call ends, uncounted
                 self._release(model, outcome.request_id)
@@ -937,7 +1013,7 @@ class Gateway:
         queue_errors: list[QueueFullError] = []
         for model in candidates:
             backend, _ = self._backend_for(model)
-            call = Call(model=model, messages=request.messages, params=request.params, timeout_s=request.timeout_s)
+            call = self._call(request, model, backend)
             stack = contextlib.AsyncExitStack()
             try:
                 await stack.enter_async_context(self.queues.slot(model, request.rank))
@@ -949,7 +1025,7 @@ class Gateway:
                             first = await self._attempt(
                                 model,
                                 outcome,
-                                lambda c=chunks, m=model: _first_chunk(c, m, request.timeout_s),
+                                lambda c=chunks, m=model, t=call.timeout_s: _first_chunk(c, m, t),
                                 stream=True,
                             )
                         except BaseException:
@@ -968,6 +1044,7 @@ class Gateway:
                 await stack.aclose()
                 raise
             outcome.model = model
+            request = replace(request, timeout_s=call.timeout_s)  # the relay waits for each chunk as long
             end = self._stream_end(request, outcome, chunks, stack)
             relay = self._relay(request, outcome, chunks, first, end, vector, scope)
             return StreamedCompletion(outcome, relay, release=end)
@@ -1047,7 +1124,7 @@ class Gateway:
                         chunk.pop("usage", None)
                     yield chunk
                 last_id = chunk.get("id")
-                chunk = await _next_chunk(chunks, model, request.timeout_s)
+                chunk = await _next_chunk(chunks, model, request.timeout_s or DEFAULT_TIMEOUT_S)
             ended = True
         except UpstreamError as exc:
             ended = False
@@ -1541,6 +1618,18 @@ def _decision_fields(match: RouteMatch, router: str) -> dict[str, Any]:
     }
 
 
+def _backend_key(upstream: Upstream) -> str:
+    """What a backend client is shared under: every setting of its upstream (two upstreams that differ in
+    key, name mapping or timeout never share a client), the key as a hash (the id may be logged)."""
+    settings = upstream.model_dump(exclude={"models", "api_key"})
+    secret = upstream.api_key.get_secret_value() if upstream.api_key is not None else ""
+    settings["api_key"] = hashlib.sha256(secret.encode()).hexdigest()[:16] if secret else None
+    return (
+        f"{upstream.backend}:{upstream.name}:"
+        + hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    )
+
+
 def _litellm_installed() -> bool:
     import importlib.util
 
@@ -1556,7 +1645,21 @@ async def _load_router(config: GatewayConfig, redis_url: str) -> AsyncSemanticRo
     try:
         return await AsyncSemanticRouter.from_pretrained(config.router, name=config.router_name, redis_url=redis_url)
     except (LLMRouterError, FileNotFoundError) as exc:
+        if config.router_name and await _stored(config.router, redis_url):
+            raise ConfigError(
+                f"{config.router!r} is a router stored in Redis, not a config to load: router_name names the router a "
+                f"config is loaded as. Drop router_name to serve {config.router!r}, or set router to a config."
+            ) from None
         raise ConfigError(f"Cannot load the gateway's router {config.router!r}: {exc}") from exc
+
+
+async def _stored(name: str, redis_url: str) -> bool:
+    try:
+        router = await AsyncSemanticRouter.from_existing(name, redis_url=redis_url)
+    except (LLMRouterError, FileNotFoundError):
+        return False
+    await router.close()
+    return True
 
 
 class SyncGateway:

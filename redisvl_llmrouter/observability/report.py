@@ -35,6 +35,7 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -363,14 +364,35 @@ def _series(completions: Sequence[Mapping[str, Any]], first_ms: int, last_ms: in
     return series
 
 
+#: Decimals by size: 2 significant digits below $0.0001, 4 decimals below $100, cents above.
+_USD_TIERS = ((1e-5, 7), (1e-4, 6), (100.0, 4), (math.inf, 2))
+#: The smallest amount printed with its digits; a nonzero amount below prints as ``<$0.000001``.
+_USD_FLOOR = 1e-6
+
+
 def format_usd(value: float) -> str:
-    """Dollars to the cent above $100, else to 4 decimals, and below $0.0001 to 2 significant digits
-    (a day of a cheap model's calls is not "$0.0000")."""
-    if abs(value) >= 100:
-        return f"${value:,.2f}"
-    if value and abs(value) < 0.0001:
-        return f"${value:,.{min(12, 1 - math.floor(math.log10(abs(value))))}f}"
-    return f"${value:,.4f}"
+    """Dollars as the report and the dashboard print them (the dashboard's ``fmt.usd`` follows the same
+    rules, to the digit): the sign before the ``$``, thousands separated; to the cent from $100, to 4
+    decimals from $0.0001, below that to 2 significant digits (a day of a cheap model's calls is not
+    "$0.0000"), and a nonzero amount under $0.000001 as ``<$0.000001`` (not a wall of zeros).
+
+    An amount that rounds up to the next size prints at that size's precision (``99.99999`` is
+    ``$100.00``, as ``100`` is). Ties round away from zero on the exact binary value, as JavaScript's
+    ``toFixed`` does, so both print the same digits.
+    """
+    if not math.isfinite(value):  # no amount at all: unknown, as a slice without a known cost
+        return "-"
+    sign, amount = ("-" if value < 0 else ""), abs(value)
+    if amount == 0:
+        return "$0.0000"
+    if amount < _USD_FLOOR:
+        return f"{sign}<${_USD_FLOOR:.6f}"
+    tier = next(i for i, (upper, _) in enumerate(_USD_TIERS) if amount < upper)
+    for upper, decimals in _USD_TIERS[tier:]:
+        rounded = Decimal(amount).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+        if float(rounded) < upper:  # else it rounded up into the next size: print it as that size
+            break
+    return f"{sign}${rounded:,.{decimals}f}"
 
 
 def _cost(b: Breakdown) -> str:

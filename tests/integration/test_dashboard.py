@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
+import redis
 from gateway_support import gateway, upstream
 
+from redisvl_llmrouter.observability.decisions import stream_key
 from redisvl_llmrouter.observability.report import format_usd as money
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -115,3 +123,163 @@ def test_names_a_client_chose_never_push_the_figures_off_the_page(redis_url, tmp
             assert {c.get_attribute("title") for c in cells} >= set(names)  # the whole name, on hover
             assert all(c.evaluate("c => c.getBoundingClientRect().height") < 60 for c in cells)  # no tall smear
             browser.close()
+
+
+@contextlib.contextmanager
+def dashboard(srv, key: str | None = None, **context: Any) -> Iterator[Any]:
+    """The dashboard open in chromium (``context``: Playwright's browser context options), once it has
+    drawn its first refresh; the console stays free of errors."""
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        page = browser.new_context(viewport={"width": 1280, "height": 1000}, **context).new_page()
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto(f"{srv.base}/dashboard?refresh=0.5" + (f"#key={key}" if key else ""))
+        page.wait_for_function("document.body.dataset.updatedMs !== undefined", timeout=15_000)
+        yield page
+        browser.close()
+        assert problems == []
+
+
+def ask(srv, model: str, text: str = "hi", key: str | None = None) -> str:
+    """One chat completion through the gateway; its request id."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    response = srv.post("/v1/chat/completions", headers=headers,
+                        json={"model": model, "messages": [{"role": "user", "content": text}]})  # fmt: skip
+    assert response.status_code == 200, response.text
+    return str(response.headers["x-llmrouter-request-id"])
+
+
+def logged(redis_url: str, srv, entries: int) -> None:
+    """Wait until the gateway's decisions log holds ``entries`` entries (it writes off the request path)."""
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + 15
+    while client.xlen(stream_key(srv.router)) < entries:
+        assert time.monotonic() < deadline, "the log never caught up"
+        time.sleep(0.05)
+    client.close()
+
+
+UNLISTED = "local/llama-3"  # a passthrough model the catalog has no price for
+RATED = "openai/gpt-4.1-mini"  # a catalog model: feedback on its answers is taken
+
+
+def test_a_cost_nobody_knows_is_shown_as_unknown_not_as_free_and_unpriced_requests_are_counted(redis_url, tmp_path):
+    with upstream() as up, gateway(redis_url, up.url, tmp_path) as srv:
+        for _ in range(3):
+            ask(srv, UNLISTED)
+        with dashboard(srv) as page:
+            page.wait_for_function("document.querySelector('#t-requests').textContent === '3'", timeout=15_000)
+            # as the report's "cost -: none of the 3 requests answered has a known cost, so no saving either"
+            assert page.text_content("#t-cost") == "–" and page.text_content("#t-saving") == "–"
+            assert page.text_content("#t-unpriced") == "none of the 3 requests answered has a known cost"
+            assert page.text_content("#t-saving-usd") == "no known cost, so no saving"
+            assert not page.is_visible("#t-baseline-line")  # no "vs $0.0000 on the baseline model" either
+            assert not page.query_selector_all("#chart-cost .uplot")  # no flat $0 line: a note instead
+            assert "No known cost in this window" in page.inner_text("#chart-cost")
+
+            send(srv, PROMPTS)  # priced traffic joins: the cost is of those, the rest counted apart
+            page.wait_for_function("document.querySelector('#t-requests').textContent === '9'", timeout=15_000)
+            total = srv.get("/dashboard/data").json()["report"]["total"]
+            priced = total["requests"] - total["errors"] - total["unpriced"]
+            assert (total["unpriced"], priced) == (3, 6)
+            assert page.text_content("#t-cost") == money(total["cost_usd"])
+            assert (
+                page.text_content("#t-unpriced") == "over 6 requests with a known cost; 3 requests without a known cost"
+            )
+            assert page.text_content("#t-saving") == f"{100 * total['saving_fraction']:.1f}%"
+            assert page.is_visible("#t-baseline-line")
+            assert page.query_selector_all("#chart-cost .uplot")
+            assert page.text_content("#cost-note") == "Leaves out 3 requests without a known cost."
+
+
+@pytest.mark.parametrize("keys", [False, True], ids=["one client", "clients with API keys"])
+def test_recent_decisions_lists_the_newest_requests_however_much_feedback_follows_them(redis_url, tmp_path, keys):
+    """A client rating every answer writes a feedback entry per request: the table lists requests still."""
+    env = {"LLMROUTER_API_KEYS": "k-a,k-b"} if keys else {}
+    a, b = ("k-a", "k-b") if keys else (None, None)
+    with upstream() as up, gateway(redis_url, up.url, tmp_path, env=env) as srv:
+        mine = [ask(srv, RATED, key=a) for _ in range(3)]
+        theirs = [ask(srv, RATED, key=b) for _ in range(2)] if keys else []
+        for i in range(120):  # more than the table's 50 rows, twice over
+            rated = srv.post("/v1/feedback", headers={"Authorization": f"Bearer {a}"} if a else {},
+                             json={"request_id": mine[0], "quality": i % 10 / 10})  # fmt: skip
+            assert rated.status_code == 200, rated.text
+        logged(redis_url, srv, 3 + len(theirs) + 120)
+
+        def recent(key: str | None) -> list[tuple[str, str]]:
+            data = srv.get("/dashboard/data", headers={"Authorization": f"Bearer {key}"} if key else {}).json()
+            return [(d["type"], d["request_id"]) for d in data["recent"]]
+
+        def answers(ids: list[str]) -> list[tuple[str, str]]:
+            return [("completion", rid) for rid in reversed(ids)]  # newest first
+
+        if keys:  # each client its own requests, as before
+            assert recent(a) == answers(mine) and recent(b) == answers(theirs)
+        else:
+            assert recent(None) == answers(mine)
+        with dashboard(srv, key=a) as page:
+            rows = page.query_selector_all("#recent tbody tr")
+            assert [row.get_attribute("data-request-id") for row in rows] == mine[::-1]
+
+
+def test_traffic_by_model_draws_the_busiest_models_and_sums_the_rest_in_one_line(redis_url, tmp_path):
+    """Passthrough models are the clients' to name: a hundred of them must not draw a hundred lines."""
+    long_name = "a/" + "W" * 250
+    quiet = [f"bulk/m{i:02d}" for i in range(11)]
+    with upstream() as up, gateway(redis_url, up.url, tmp_path) as srv:
+        for model in ["busy/model"] * 3 + quiet + [long_name]:
+            ask(srv, model)
+        with dashboard(srv) as page:
+            page.wait_for_function("document.querySelector('#t-requests').textContent === '15'", timeout=15_000)
+            labels = page.query_selector_all("#chart-models .u-legend .u-series .u-label")
+            shown = [label.inner_text() for label in labels]
+            # 13 models: the 8 busiest (busy/model, then ties by name) by name, and the other 5 as one line
+            assert shown == sorted(["busy/model", long_name, *quiet[:6]]) + ["5 other models"]
+            long_label = labels[0]
+            assert long_label.get_attribute("title") == long_name  # the whole name on hover
+            assert long_label.evaluate("e => e.getBoundingClientRect().height") < 30  # cut on one line
+            assert page.eval_on_selector("#chart-models .u-legend", "e => e.getBoundingClientRect().height") < 120
+
+
+def test_times_are_shown_in_utc_with_their_date_unless_it_is_today(redis_url, tmp_path):
+    """As the report, the plot and ?since= read them: a time copied from the page means the same there."""
+    with upstream() as up, gateway(redis_url, up.url, tmp_path) as srv:
+        two_days_ago = int(time.time() * 1000) - 2 * 86_400_000
+        old = {"type": "completion", "ts": two_days_ago, "request_id": "old-request", "model": UNLISTED,
+               "status": "ok", "latency_ms": 5.0}  # fmt: skip
+        client = redis.Redis.from_url(redis_url)
+        client.xadd(stream_key(srv.router), {"d": json.dumps(old)}, id=f"{two_days_ago}-0")
+        client.close()
+        ask(srv, UNLISTED)
+        logged(redis_url, srv, 2)
+        with dashboard(srv, timezone_id="Asia/Kolkata") as page:  # a browser 5:30 ahead of UTC
+            page.wait_for_function("document.querySelectorAll('#recent tbody tr').length === 2", timeout=15_000)
+            today = page.evaluate("Number(document.body.dataset.updatedMs)")
+            stamps = {d["request_id"]: d["ts"] for d in srv.get("/dashboard/data").json()["recent"]}
+
+            def utc(ms: int) -> str:
+                moment = datetime.fromtimestamp(ms / 1000, timezone.utc)
+                same_day = moment.date() == datetime.fromtimestamp(today / 1000, timezone.utc).date()
+                return moment.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M:%S")
+
+            assert page.text_content("#recent thead th") == "time (UTC)"
+            rows = {
+                row.get_attribute("data-request-id"): row.query_selector("td").inner_text()
+                for row in page.query_selector_all("#recent tbody tr")
+            }
+            assert rows == {rid: utc(ts) for rid, ts in stamps.items()}
+            assert rows["old-request"].startswith(
+                datetime.fromtimestamp(two_days_ago / 1000, timezone.utc).strftime("%Y-%m-%d ")
+            )
+            assert page.text_content("#status").endswith(" UTC")
+
+
+DOLLARS = [0.0, 0.0123, -0.0123, -0.00005, 1.2e-5, 1e-6, 9.996e-6, 9.9996e-5, 99.995, 99.99999, 100.0, 1234.5,
+           -1234.5, 12_345_678.9, 0.03125, 1e-13, -1e-13]  # fmt: skip
+
+
+def test_the_page_prints_dollars_digit_for_digit_as_the_text_report(redis_url, tmp_path):
+    with upstream() as up, gateway(redis_url, up.url, tmp_path) as srv, dashboard(srv) as page:
+        assert page.evaluate("values => values.map(fmt.usd)", DOLLARS) == [money(v) for v in DOLLARS]

@@ -18,8 +18,18 @@ import pytest
 from gateway_support import gateway, upstream
 
 from redisvl_llmrouter import SemanticRouter
-from redisvl_llmrouter.errors import AllModelsFailedError, GatewayClosedError, QueueFullError, UpstreamError
+from redisvl_llmrouter.errors import (
+    AllModelsFailedError,
+    ConfigError,
+    GatewayClosedError,
+    GatewayLoopError,
+    ModelNotFoundError,
+    QueueFullError,
+    UpstreamError,
+)
 from redisvl_llmrouter.gateway import Call, Gateway, SyncGateway
+from redisvl_llmrouter.gateway.backends import OpenAIBackend
+from redisvl_llmrouter.gateway.config import Upstream
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +200,7 @@ def test_feedback_right_after_the_answer_finds_it(redis_url):
 
 
 def test_the_provider_key_goes_with_every_call_plain_and_streamed(redis_url, monkeypatch):
-    monkeypatch.setenv("LOCAL_UPSTREAM_KEY", "sk-local-test")
+    monkeypatch.setenv("LOCAL_UPSTREAM_KEY", "sk-local-test\n")  # as a secret mounted from a file often ends
     with upstream(api_key="sk-local-test") as keyed:
 
         async def run(key_env: str) -> Any:
@@ -210,6 +220,100 @@ def test_the_provider_key_goes_with_every_call_plain_and_streamed(redis_url, mon
         assert plain.body["choices"][0]["message"]["content"] == "[k/plain] hi" and chunks
         with pytest.raises(AllModelsFailedError, match="401"):  # the upstream checks: a missing key is refused
             asyncio.run(run("NO_SUCH_KEY_VARIABLE"))
+
+
+def test_upstreams_that_differ_only_in_their_key_never_share_a_client(redis_url):
+    with upstream(api_key="sk-team-a") as keyed:
+
+        async def run() -> tuple[str, BaseException | None]:
+            team = {"name": "team", "api_base": keyed.url, "strip_provider": False}
+            config = {"router_name": f"lib-{uuid.uuid4().hex[:6]}", "max_models": 1, "retry": {"attempts": 1},
+                      "upstreams": [{**team, "models": ["a/*"], "api_key": "sk-team-a"},
+                                    {**team, "models": ["b/*"], "api_key": "sk-team-b"}]}  # fmt: skip
+            gw = await Gateway.create(config, redis_url=redis_url)
+            try:
+                answer = await gw.complete([{"role": "user", "content": "hi"}], model="a/m")
+                try:
+                    await gw.complete([{"role": "user", "content": "hi"}], model="b/m")
+                except AllModelsFailedError as exc:
+                    return answer.body["choices"][0]["message"]["content"], exc
+                return answer.body["choices"][0]["message"]["content"], None
+            finally:
+                await gw.router.delete()
+                await gw.aclose()
+
+        content, refused = asyncio.run(run())
+        assert content == "[a/m] hi"
+        assert refused is not None and "401" in str(refused)  # team b's own key, which the upstream refuses
+
+
+def test_a_call_without_its_own_timeout_waits_as_long_as_its_upstream_allows():
+    from redisvl_llmrouter.gateway.service import _Request
+
+    backend = OpenAIBackend(Upstream(api_base="http://127.0.0.1:9/v1", timeout_s=600))
+    request = _Request([], "m", "m", {}, 0, None, False, "", None, "hi", 1)  # type: ignore[arg-type]
+    assert Gateway._call(request, "m", backend).timeout_s == 600  # not the 60 s default of a custom backend
+    assert Gateway._call(request, "m", Scripted()).timeout_s == 60
+    request.timeout_s = 5.0
+    assert Gateway._call(request, "m", backend).timeout_s == 5.0
+
+
+def test_an_async_gateway_refuses_calls_from_another_loop_and_after_aclose(redis_url):
+    ask = [{"role": "user", "content": "hi"}]
+    home = asyncio.new_event_loop()
+    try:
+        config = {"router_name": f"lib-{uuid.uuid4().hex[:6]}"}
+        gw = home.run_until_complete(Gateway.create(config, redis_url=redis_url, backends={"*": Scripted()}))
+        with pytest.raises(GatewayLoopError, match="another event loop"):
+            asyncio.run(gw.complete(ask))
+        assert home.run_until_complete(gw.complete(ask)).outcome.model  # still fine on its own loop
+        home.run_until_complete(gw.router.delete())
+        home.run_until_complete(gw.aclose())
+        for call in (gw.complete(ask), gw.route(ask), gw.stats()):
+            with pytest.raises(GatewayClosedError, match="closed"):
+                home.run_until_complete(call)
+        home.run_until_complete(gw.aclose())  # a second close does nothing
+    finally:
+        home.close()
+
+
+def test_upstream_url_sends_every_model_even_beside_configured_upstreams(redis_url, local_upstream, caplog):
+    async def run() -> str:
+        nowhere = {"name": "nowhere", "models": ["*"], "api_base": "http://127.0.0.1:9/v1"}
+        config = {"router_name": f"lib-{uuid.uuid4().hex[:6]}", "upstream_url": local_upstream.url,
+                  "upstreams": [nowhere], "retry": {"attempts": 1}}  # fmt: skip
+        gw = await Gateway.create(config, redis_url=redis_url)
+        try:
+            answer = await gw.complete([{"role": "user", "content": "hi"}], model="u/m")
+            return answer.body["choices"][0]["message"]["content"]
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    assert asyncio.run(run()) == "[u/m] hi"
+    assert "the 1 configured upstreams are not used" in caplog.text
+
+
+def test_router_name_names_a_loaded_config_and_a_stored_router_is_not_one(redis_url):
+    stored = SemanticRouter.from_pretrained("default", name=f"lib-{uuid.uuid4().hex[:6]}", redis_url=redis_url)
+    try:
+        config = {"router": stored.name, "router_name": f"lib-{uuid.uuid4().hex[:6]}"}
+        with pytest.raises(ConfigError, match="is a router stored in Redis, not a config"):
+            asyncio.run(Gateway.create(config, redis_url=redis_url, backends={"*": Scripted()}))
+    finally:
+        stored.delete()
+
+
+def test_a_custom_backend_without_the_whole_protocol_is_refused_when_the_gateway_is_made(redis_url):
+    class NoStream:
+        async def complete(self, call: Call) -> dict[str, Any]:
+            return {}
+
+        async def aclose(self) -> None:
+            return None
+
+    with pytest.raises(ConfigError, match=r"\(NoStream\) has no stream"):
+        asyncio.run(Gateway.create({"router_name": "never-made"}, redis_url=redis_url, backends={"*": NoStream()}))
 
 
 def test_a_stream_left_unread_frees_its_queue_slot_when_closed(redis_url):
@@ -448,6 +552,22 @@ def test_litellm_is_a_backend_too(redis_url, local_upstream):
     # LiteLLM sends "openai/litellm-check" to an OpenAI-compatible base as "litellm-check".
     assert answer.body["choices"][0]["message"]["content"] == "[litellm-check] hi"
     assert local_upstream.calls("litellm-check") == 1
+
+
+def test_a_name_no_upstream_serves_and_litellm_cannot_place_is_model_not_found(redis_url, capfd):
+    async def run() -> BaseException:
+        gw = await Gateway.create({"router_name": f"lib-{uuid.uuid4().hex[:6]}"}, redis_url=redis_url)
+        try:
+            with pytest.raises(ModelNotFoundError) as caught:
+                await gw.complete([{"role": "user", "content": "hi"}], model="nonsense-model")
+            return caught.value
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    error = asyncio.run(run())
+    assert error.status == 404 and "provider prefix" in str(error)  # not a 400 from LiteLLM's own refusal
+    assert "Provider List" not in capfd.readouterr().out  # nor LiteLLM's notice on the server's stdout
 
 
 def test_a_request_never_sets_litellms_own_settings(redis_url, local_upstream):

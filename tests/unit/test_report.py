@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from redisvl_llmrouter.observability.report import parse_since, render, summarise
+from redisvl_llmrouter.observability.report import format_usd, parse_since, render, summarise
 
 
 def completion(ts: int, route: str, model: str, cost: float | None, baseline: float | None, **kw):
@@ -179,6 +179,33 @@ def test_small_costs_print_with_their_significant_digits():
     text = render(summarise(tiny, router="r"))
     assert "$0.000012" in text and "$0.000034" in text and "$0.0000 " not in text
     assert "cost $0.0020, against $0.0200" in render(summarise(ENTRIES[:2], router="r"))  # ordinary: 4 decimals
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (0.0, "$0.0000"),
+        (0.0123, "$0.0123"),
+        (-0.0123, "-$0.0123"),  # the sign before the dollar sign
+        (-0.00005, "-$0.000050"),
+        (1234.5, "$1,234.50"),  # thousands separated, as the dashboard prints them
+        (-1234.5, "-$1,234.50"),
+        (99.99999, "$100.00"),  # rounds up to $100: printed as $100 is, not "$100.0000"
+        (100.0, "$100.00"),
+        (9.9996e-5, "$0.0001"),  # rounds up to $0.0001: 4 decimals, as $0.0001 has, not "$0.000100"
+        (9.996e-6, "$0.000010"),  # 2 significant digits, not 3
+        (1e-6, "$0.0000010"),
+        (1e-13, "<$0.000001"),  # not zero, not a wall of zeros
+        (-1e-13, "-<$0.000001"),
+    ],
+)
+def test_dollars_print_sign_first_thousands_separated_one_precision_per_size(value, shown):
+    assert format_usd(value) == shown
+
+
+def test_a_saving_below_zero_prints_its_sign_before_the_dollar_sign():
+    dearer = [completion(1_000, "simple", "m", 0.002, 0.001)]  # answered by a model dearer than the baseline
+    assert "saved -$0.0010 (-100.0%)" in render(summarise(dearer, router="r"))
 
 
 def test_long_and_odd_names_stay_distinct_on_one_line_each():
