@@ -37,6 +37,9 @@ from redisvl_llmrouter.core import (
 )
 from redisvl_llmrouter.errors import (
     ConfigError,
+    ConfigFileError,
+    ConfigFileExistsError,
+    ConfigFileNotFoundError,
     InvalidQueryError,
     InvalidVectorizerError,
     LLMRouterError,
@@ -429,26 +432,26 @@ class BaseSemanticRouter:
         """
         path = pretrained.file_path(file_path, "YAML path")
         if path.is_dir():
-            raise pretrained.ConfigFileError(f"{path} is a directory; pass the path of a file to write.")
+            raise ConfigFileError(f"{path} is a directory; pass the path of a file to write.")
         if path.exists() and not overwrite:
-            raise pretrained.ConfigFileExistsError(f"{path} already exists; pass overwrite=True to replace it.")
+            raise ConfigFileExistsError(f"{path} already exists; pass overwrite=True to replace it.")
         text = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
         try:
             path.write_text(text, encoding="utf-8")
         except OSError as exc:
-            raise pretrained.ConfigFileError(f"Cannot write {path}: {exc.strerror or exc}") from exc
+            raise ConfigFileError(f"Cannot write {path}: {exc.strerror or exc}") from exc
 
     @staticmethod
     def _read_yaml(file_path: str | Path) -> RouterDefinition:
         path = pretrained.file_path(file_path, "YAML path")
         if path.is_dir():
-            raise pretrained.ConfigFileError(f"{path} is a directory; pass the path of a router YAML file.")
+            raise ConfigFileError(f"{path} is a directory; pass the path of a router YAML file.")
         if not path.is_file():
-            raise pretrained.ConfigFileNotFoundError(f"No such router file: {path}")
+            raise ConfigFileNotFoundError(f"No such router file: {path}")
         try:
             data = load_yaml(path.read_text(encoding="utf-8"))
         except OSError as exc:  # no permission to read it
-            raise pretrained.ConfigFileError(f"Cannot read {path}: {exc.strerror or exc}") from exc
+            raise ConfigFileError(f"Cannot read {path}: {exc.strerror or exc}") from exc
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8.") from None
         except yaml.YAMLError as exc:

@@ -41,7 +41,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from redisvl_llmrouter.errors import (
     ConfigError,
     ConfigFileError,
-    ConfigFileExistsError,
     ConfigFileNotFoundError,
     VectorizerMismatchError,
 )
@@ -55,9 +54,6 @@ __all__ = [
     "DTYPES",
     "FORMAT",
     "SCHEMA_VERSION",
-    "ConfigFileError",
-    "ConfigFileExistsError",
-    "ConfigFileNotFoundError",
     "PretrainedConfig",
     "available",
     "resolve",
