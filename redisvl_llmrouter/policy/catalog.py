@@ -192,13 +192,23 @@ class ModelCatalog(BaseModel):
 
 def load_yaml(text: str) -> Any:
     """YAML as ``yaml.safe_load`` reads it, except that ``1e-3`` is a number (YAML 1.2) rather than the
-    string PyYAML's YAML 1.1 makes of an exponent without a dot: prices and costs are written that way."""
+    string PyYAML's YAML 1.1 makes of an exponent without a dot (prices and costs are written that way),
+    and a key given twice in one mapping is an error rather than the last one silently winning."""
     import re
 
     import yaml
 
     class _Loader(yaml.SafeLoader):
-        pass
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, str) and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key!r} is given twice", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
 
     _Loader.add_implicit_resolver(
         "tag:yaml.org,2002:float",
@@ -221,10 +231,21 @@ def read_data_file(path: str | Path, what: str) -> Any:
         raise ConfigError(f"{path} is not UTF-8 text: {exc}") from None
     try:
         if path.suffix.lower() == ".json":
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=_unique_keys)
         return load_yaml(text)
     except Exception as exc:  # JSON and YAML parse errors alike (yaml.YAMLError is not a ValueError)
         raise ConfigError(f"{path} cannot be parsed: {_parse_error(exc)}") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when a key is given twice (the last would silently win, as a misspelt
+    option would be silently ignored)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {key!r} is given twice")
+        out[key] = value
+    return out
 
 
 def _parse_error(exc: Exception) -> str:

@@ -110,3 +110,19 @@ def test_costs_written_in_yaml_exponent_form_load_as_numbers():
     text = "name: r\nroutes:\n  - {name: a, references: [x], model: m/a, cost: 1e-3}\n  - {name: b, references: [y], cost: 2.5E+1}\n"
     assert [r.cost for r in parse_definition(load_yaml(text)).routes] == [0.001, 25.0]
     assert load_yaml("a: x1e3\nb: '1e-3'\nc: 3") == {"a": "x1e3", "b": "1e-3", "c": 3}  # text stays text
+
+
+@pytest.mark.parametrize(
+    ("suffix", "text"),
+    [
+        (".yaml", "retry: {attempts: 2}\nmax_models: 1\nmax_models: 2\n"),
+        (".json", '{"max_models": 1, "max_models": 2}'),
+    ],
+)
+def test_a_key_given_twice_in_a_config_file_is_refused_not_silently_overridden(tmp_path, suffix, text):
+    from redisvl_llmrouter.policy.catalog import read_data_file
+
+    path = tmp_path / f"gateway{suffix}"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="'max_models' is given twice"):
+        read_data_file(path, "gateway config")
