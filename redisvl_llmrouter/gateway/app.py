@@ -215,6 +215,36 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return body
 
 
+class _AnswerWhenCutOff:
+    """A request the server cancels (the shutdown's ``shutdown_timeout_s`` ran out while it was in flight)
+    still gets an OpenAI-style 503 saying so, if its answer had not started, instead of a bare-text 500
+    and a traceback in the server's log."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def watch(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except asyncio.CancelledError:
+            if started:
+                raise
+            logger.warning("a request in flight was cut off by the shutdown: answered 503")
+            message = "The gateway shut down while this request was in flight; retry it."
+            response = _error(503, message, "api_error", "shutting_down", {"Retry-After": "1"})
+            await response(scope, receive, send)
+        return None
+
+
 async def _exit_with_supervisor(every_s: float = 1.0) -> None:
     """A worker of ``serve --workers N`` stops when the serve process is gone (killed with -9, say):
     orphaned, it would hold the port and answer 503 once the embedded Redis its parent kept is gone."""
@@ -244,6 +274,7 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
                 await app.state.gateway.aclose()
 
     app = FastAPI(title="redisvl-llmrouter gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(_AnswerWhenCutOff)
     # Keys are held and looked up as SHA-256 digests: a lookup's timing depends on the digest of what a
     # client sent, never on how many leading characters of a real key it guessed.
     key_digests = {_digest(k) for k in settings.server_keys()}

@@ -518,9 +518,12 @@ def test_sigterm_gives_requests_in_flight_the_shutdown_timeout_and_no_longer(red
             srv.proc.terminate()
             srv.proc.wait(timeout=60)
             took = time.monotonic() - started
-            with contextlib.suppress(httpx.HTTPError):
-                call.result(timeout=60)
+            cut_off = call.result(timeout=60)
+            log = output(srv.proc)
     assert took < 15, f"serve took {took:.1f} s to stop with shutdown_timeout_s 2"
+    # Cut off by the shutdown, it is still told so, as OpenAI would: not a bare-text 500 and a traceback.
+    assert cut_off.status_code == 503 and cut_off.json()["error"]["code"] == "shutting_down"
+    assert "Exception in ASGI application" not in log and "Traceback" not in log
 
 
 def test_with_workers_a_stopping_gateway_refuses_new_connections_at_once_and_finishes_its_requests(
