@@ -468,7 +468,8 @@ def _policy_picks(
                 models={
                     m: ModelEstimate(
                         quality=None if np.isnan(learned["quality"][i, j]) else float(learned["quality"][i, j]),
-                        support=0.0,
+                        # Every row of an outcome set holds every model: each was observed as near as any row.
+                        support=float(learned["support"][i]),
                         cost=None if np.isnan(learned["cost"][i, j]) else float(learned["cost"][i, j]),
                         latency_ms=None,
                     )

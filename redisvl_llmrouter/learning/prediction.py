@@ -8,9 +8,10 @@ Given the ``K`` rows a KNN search returned (nearest first) and the memory's per-
   they beat both uniform and distance-kernel weights.
 * **shrinkage**: a model's predicted quality is
   ``(sum_i w_i * q_im + shrinkage * prior_m) / (sum_i w_i + shrinkage)`` over the rows where the
-  model was observed, with ``prior_m`` the model's mean quality over the whole memory (else its
-  catalog quality, else the mean of the other models). Few or distant neighbours leave the
-  prior standing; many close ones override it.
+  model was observed, with ``prior_m`` the model's mean quality over the whole memory, itself shrunk
+  the same way (``shrinkage`` pseudo-observations) toward its catalog quality, else the mean of the
+  other models: a model rated once is not known by that one rating everywhere. Few or distant
+  neighbours leave the prior standing; many close ones override it.
 * **support**: the summed weight behind each estimate (0: prior only), and the total weight of
   the rows found. Where the total is below ``min_support`` the request has no similar past and
   the router lets the tier routes decide (cold start).
@@ -100,6 +101,10 @@ class ModelEstimate:
     latency_ms: float | None
     observed: bool = True
     """Whether the memory holds any outcome of this model (else ``quality`` is a catalog or borrowed prior)."""
+    prior: float | None = None
+    """The prior ``quality`` was shrunk toward (None: not known, or ``quality`` is no shrunk estimate)."""
+    shrinkage: float = 0.0
+    """Its weight, in observations: ``quality = (support * local + shrinkage * prior) / (support + shrinkage)``."""
 
 
 @dataclass(frozen=True)
@@ -115,19 +120,28 @@ class Prediction:
 
 
 def priors(
-    models: Sequence[str], stats: MemoryStats, catalog_quality: Mapping[str, float | None]
+    models: Sequence[str],
+    stats: MemoryStats,
+    catalog_quality: Mapping[str, float | None],
+    shrinkage: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Quality and cost priors of ``models``: memory means, else catalog quality, else the mean of known means."""
+    """Quality and cost priors of ``models``: each model's memory mean shrunk by ``shrinkage``
+    pseudo-observations toward its catalog quality (else the mean of the known means), that base
+    alone for a model the memory has not seen."""
     means = {m: stats.mean_quality(m) for m in stats.n}
     known = [q for q in means.values() if q is not None]
     overall = sum(known) / len(known) if known else None
     quality = []
     for model in models:
+        base = catalog_quality.get(model)
+        if base is None:
+            base = overall
         q = means.get(model)
+        if q is not None and base is not None and shrinkage > 0:
+            n = stats.n[model]
+            q = (n * q + shrinkage * base) / (n + shrinkage)
         if q is None:
-            q = catalog_quality.get(model)
-        if q is None:
-            q = overall
+            q = base
         quality.append(np.nan if q is None else q)
     cost = [np.nan if (c := stats.mean_cost(m)) is None else c for m in models]
     return np.asarray(quality, dtype=np.float64), np.asarray(cost, dtype=np.float64)
@@ -161,7 +175,7 @@ def predict(
     # Columns of the requested models, in their order; NaN for models the memory has not seen.
     values = neighbours.values[:, np.where(present, picks, 0), :].astype(np.float64)[None]
     values[:, :, ~present, :] = np.nan
-    prior_q, prior_c = priors(models, stats, catalog_quality or {})
+    prior_q, prior_c = priors(models, stats, catalog_quality or {}, config.shrinkage)
     est = estimate(neighbours.distances[None, :], values, prior_q, prior_c, config)
     rows = zip(
         models,
@@ -169,11 +183,16 @@ def predict(
         est.quality_support[0].tolist(),
         est.cost[0].tolist(),
         est.latency_ms[0].tolist(),
+        prior_q.tolist(),
     )
     observed = {m for m in stats.n if stats.mean_quality(m) is not None}
+    kappa = float(config.shrinkage)
     return Prediction(
         support=float(est.support[0]),
         models={
-            m: ModelEstimate(_known(q), s, _known(c), _known(lat), observed=m in observed) for m, q, s, c, lat in rows
+            m: ModelEstimate(
+                _known(q), s, _known(c), _known(lat), observed=m in observed, prior=_known(p), shrinkage=kappa
+            )
+            for m, q, s, c, lat, p in rows
         },
     )

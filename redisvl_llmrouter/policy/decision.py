@@ -132,12 +132,20 @@ def _floor_limits(floors: Sequence[Route], tiers: Sequence[Route]) -> tuple[int 
 
 
 def _capped(estimate: ModelEstimate, cap: float | None) -> float | None:
-    """A model's predicted quality; at most ``cap`` when the memory never observed the model near
-    this request (its prior alone: a mean over other requests, one feedback on an unrelated one
-    perhaps, says little about this one)."""
-    if cap is not None and (not estimate.observed or estimate.support == 0) and estimate.quality is not None:
-        return min(estimate.quality, cap)
-    return estimate.quality
+    """A model's predicted quality, the part of it no outcome near this request backs (its prior) at
+    most ``cap``: a catalog's opinion, or a mean over other requests (one rating of the model on an
+    unrelated one, perhaps), says little about this request, and the tier router judged its pick enough.
+
+    So a model the memory never observed near the request is predicted at most ``cap``; one observed
+    there moves from that toward what it achieved as the evidence grows (``shrinkage``)."""
+    quality, prior = estimate.quality, estimate.prior
+    if cap is None or quality is None:
+        return quality
+    if not estimate.observed or prior is None or estimate.support + estimate.shrinkage <= 0:
+        return min(quality, cap) if estimate.support <= 0 else quality
+    if prior <= cap:
+        return quality
+    return quality - estimate.shrinkage * (prior - cap) / (estimate.support + estimate.shrinkage)
 
 
 def _choice(

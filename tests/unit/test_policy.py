@@ -250,6 +250,27 @@ def test_a_model_observed_only_far_from_the_request_is_capped_as_one_never_obser
     assert {c.model: c.quality for c in d.candidates}["p/top"] == 0.5  # the tier pick's catalog quality
 
 
+def test_one_good_rating_of_a_dear_model_does_not_hand_it_a_whole_region():
+    # top was rated 1.0 once, on a request like this one: its catalog prior (0.95) is what mostly
+    # stands behind its prediction, and that part is held to the tier pick's quality (nano: 0.5).
+    prior = (1.0 + 16 * 0.95) / 17
+    top = ModelEstimate((1.0 * 1.0 + 16 * prior) / 17, 1.0, None, None, prior=prior, shrinkage=16.0)
+    pred = Prediction(support=1.0, models={
+        "p/top": top,
+        **{m: ModelEstimate(q, 0.0, None, None, observed=False)
+           for m, q in (("p/nano", 0.5), ("p/mini", 0.7), ("p/big", 0.9))},
+    })  # fmt: skip
+    d = decide(matched(SIMPLE), [], inp(Strategy.learned, prediction=pred, min_support=1.0))
+    quality = {c.model: c.quality for c in d.candidates}
+    assert d.model == "p/nano"
+    assert quality["p/top"] == pytest.approx((1.0 + 16 * 0.5) / 17)  # its one rating, and the capped prior
+    # As ratings near the request accumulate, they take over: twenty 1.0s leave little of the prior.
+    many = ModelEstimate((20.0 + 16 * prior) / 36, 20.0, None, None, prior=prior, shrinkage=16.0)
+    pred = Prediction(support=20.0, models={**pred.models, "p/top": many})
+    d = decide(matched(SIMPLE), [], inp(Strategy.learned, prediction=pred, min_support=1.0))
+    assert {c.model: c.quality for c in d.candidates}["p/top"] == pytest.approx((20.0 + 16 * 0.5) / 36)
+
+
 def test_learned_qualities_are_the_numbers_the_learned_choice_weighs():
     pred = Prediction(support=5.0, models={
         "p/nano": ModelEstimate(0.4, 5.0, None, None),

@@ -53,9 +53,12 @@ def test_unobserved_models_get_their_prior_and_no_support():
     nb = rows([0.1], [[(1.0, 0.01, 120.0), (NAN, NAN, NAN)]])
     p = predict(nb, ["a", "b"], ["a", "b", "c"], stats(a=(10, 0.8), b=(4, 0.3)), LearningConfig(shrinkage=2.0),
                 {"c": 0.9})  # fmt: skip
-    assert p.models["b"].quality == pytest.approx(0.3) and p.models["b"].support == 0.0
+    # The memory means, shrunk toward the mean of the known means (0.55) by 2 pseudo-observations.
+    prior_a, prior_b = (10 * 0.8 + 2 * 0.55) / 12, (4 * 0.3 + 2 * 0.55) / 6
+    assert p.models["b"].quality == pytest.approx(prior_b) and p.models["b"].support == 0.0
     assert p.models["c"].quality == pytest.approx(0.9)  # not in memory: the catalog's prior
-    assert p.models["a"].quality == pytest.approx((1.0 + 2.0 * 0.8) / 3.0)
+    assert p.models["a"].quality == pytest.approx((1.0 + 2.0 * prior_a) / 3.0)
+    assert (p.models["a"].prior, p.models["a"].shrinkage) == (pytest.approx(prior_a), 2.0)
     assert p.models["a"].latency_ms == pytest.approx(120.0)
 
 
@@ -69,6 +72,13 @@ def test_priors_fall_back_from_memory_to_catalog_to_the_memory_average():
     q, c = priors(["a", "b", "c"], stats(a=(2, 1.0), b=(2, 0.5)), {"b": 0.1, "c": None})
     assert q.tolist() == [1.0, 0.5, 0.75]
     assert np.isnan(c).all()
+
+
+def test_a_model_rated_once_is_not_known_by_that_rating_everywhere():
+    # One 1.0 rating: the prior moves from the catalog's 0.9 by one observation in 17, not to 1.0.
+    q, _ = priors(["a", "b"], stats(a=(1, 1.0), b=(1000, 0.4)), {"a": 0.9, "b": 0.9}, shrinkage=16.0)
+    assert q[0] == pytest.approx((1.0 + 16 * 0.9) / 17)
+    assert q[1] == pytest.approx((1000 * 0.4 + 16 * 0.9) / 1016)  # a thousand outcomes: the memory's mean
 
 
 def test_zero_shrinkage_with_no_neighbours_keeps_the_prior():
