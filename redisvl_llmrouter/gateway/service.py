@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from redisvl_llmrouter.aio import AsyncSemanticRouter, adrive
-from redisvl_llmrouter.core import RouteOptions, is_request_id, live_now_ms, new_request_id
+from redisvl_llmrouter.core import RouteOptions, RouterCore, is_request_id, live_now_ms, new_request_id
 from redisvl_llmrouter.errors import (
     AllModelsFailedError,
     CircuitOpenError,
@@ -505,11 +505,18 @@ class Gateway:
                 f"Request {request_id!r} is unknown or its feedback window has passed; "
                 "check the id (the x-llmrouter-request-id header of the answer)."
             )
+        entry = {"type": "feedback", "request_id": request_id, "model": model, "quality": quality}
+        if await adrive(store.was_cached(request_id), self.router._client):
+            # The answer was generated for another, similar prompt: how it served this one says how the
+            # cache did, not how the model does on this prompt. Logged (the report counts it), not learned.
+            quality = RouterCore._checked_outcome(quality, cost, None)[0]  # refused as any feedback would be
+            entry["quality"] = quality
+            self._log(entry | {"cache": True} | ({"tenant": tenant} if tenant else {}), None)
+            return {"request_id": request_id, "model": model, "quality": quality, "row_id": None, "learned": False}
         # By keyword: an id that is not one is refused, never taken for a statement to learn.
         result = await self.router.feedback(request_id=request_id, model=model, quality=quality, cost=cost)
-        entry = {"type": "feedback", "request_id": request_id, "model": model, "quality": quality}
         self._log(entry | ({"tenant": tenant} if tenant else {}), None)
-        return {"request_id": request_id, "model": model, "quality": quality, "row_id": result.row_id}
+        return {"request_id": request_id, "model": model, "quality": quality, "row_id": result.row_id, "learned": True}
 
     async def stats(self) -> dict[str, Any]:
         """Per-model requests, successes, failures, latency, in-flight calls, queue and breaker state; cache hits.
@@ -1167,6 +1174,7 @@ class Gateway:
             text = self._window(request.text)
             extra = store.record_request_commands(outcome.request_id, b"", text, str(outcome.model))
             extra += store.tenant_commands(outcome.request_id, outcome.tenant)
+            extra += store.cached_commands(outcome.request_id)  # its feedback is logged, not learned
         self._log({"type": "completion", **self._entry(outcome), "status": "ok"}, request.text, extra)
         self._count_answer(outcome)
         body.setdefault("created", int(time.time()))

@@ -249,6 +249,14 @@ class OutcomeStore:
         value = yield Command(("HGET", memory.request_key(self.router, request_id), "model"))
         return None if value is None else as_text(value)
 
+    def cached_commands(self, request_id: str) -> list[tuple[Any, ...]]:
+        """Note that a recorded request was answered from the semantic cache (see :meth:`was_cached`)."""
+        return [("HSET", memory.request_key(self.router, request_id), "cached", "1")]
+
+    def was_cached(self, request_id: str) -> Op[bool]:
+        value = yield Command(("HGET", memory.request_key(self.router, request_id), "cached"))
+        return value is not None
+
     def sample_rows(self, count: int) -> Op[list[dict[str, Any]]]:
         """Up to ``count`` random rows (vector and text), for calibration."""
         ids = yield Command(("ZRANDMEMBER", memory.order_key(self.router), str(int(count))))

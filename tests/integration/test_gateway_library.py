@@ -460,6 +460,33 @@ def test_a_cached_answer_expires_ttl_after_it_was_stored_however_often_it_is_hit
     assert asyncio.run(run()) == ["miss", "hit", "hit", "miss"]
 
 
+def test_feedback_on_a_cached_answer_is_logged_but_never_learned_as_the_models_outcome(redis_url):
+    """A semantic hit serves an answer generated for another prompt: its rating is the cache's, not the model's."""
+
+    async def run() -> tuple[dict[str, Any], dict[str, Any], int, int]:
+        config = {"router_name": f"lib-{uuid.uuid4().hex[:6]}", "cache": {"enabled": True}}
+        gw = await Gateway.create(config, redis_url=redis_url, backends={"*": Scripted()})
+        ask = [{"role": "user", "content": f"what is the capital of france? {uuid.uuid4().hex}"}]
+        try:
+            generated = await gw.complete(ask, temperature=0)
+            await asyncio.sleep(0.2)  # the store happens behind the answer
+            hit = await gw.complete(ask, temperature=0)
+            assert (generated.outcome.cache, hit.outcome.cache) == ("miss", "hit")
+            rows = (await gw.router.memory_info()).rows
+            on_hit = await gw.feedback(hit.outcome.request_id, 0.0)
+            after_hit = (await gw.router.memory_info()).rows
+            on_answer = await gw.feedback(generated.outcome.request_id, 1.0)
+            return on_hit, on_answer, after_hit - rows, (await gw.router.memory_info()).rows - rows
+        finally:
+            await gw.cache.clear()
+            await gw.router.delete()
+            await gw.aclose()
+
+    on_hit, on_answer, learned_from_hit, learned_in_all = asyncio.run(run())
+    assert (on_hit["learned"], on_hit["row_id"], learned_from_hit) == (False, None, 0)
+    assert on_answer["learned"] and learned_in_all == 1  # the generated answer's own feedback is learned
+
+
 class CutShort(Scripted):
     """Streams an answer cut at its token limit, as a provider reports it."""
 
