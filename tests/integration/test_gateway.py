@@ -538,14 +538,20 @@ def test_with_workers_a_stopping_gateway_refuses_new_connections_at_once_and_fin
         body = {"model": model, "messages": ask("hi")}
         with ThreadPoolExecutor(1) as pool:
             call = pool.submit(httpx.post, f"{srv.v1}/chat/completions", json=body, timeout=60)
-            time.sleep(1.0)  # in flight, waiting on the provider
+            time.sleep(1.0)  # in flight, waiting on the provider for 2 s more
             srv.proc.terminate()
-            time.sleep(0.5)
-            started = time.monotonic()
-            with pytest.raises(httpx.ConnectError):
-                httpx.get(f"{srv.base}/health", timeout=10)
-            assert time.monotonic() - started < 1
-            assert call.result(timeout=60).status_code == 200  # the request in flight was answered
+            refused = False
+            while not refused and not call.done():  # polled: how soon the signal is handled depends on the load
+                try:
+                    httpx.get(f"{srv.base}/health", timeout=0.5)
+                except httpx.ConnectError:
+                    refused = True
+                except httpx.TimeoutException:
+                    pass
+                else:
+                    time.sleep(0.05)
+            assert refused and not call.done()  # refused while the request in flight was still being answered
+            assert call.result(timeout=60).status_code == 200  # and that request was answered
 
 
 # ---------------------------------------------------------------------------- faults
