@@ -97,6 +97,8 @@ PRIORITY_NAMES = {rank: name for name, rank in PRIORITIES.items()}
 OWN_PARAMS = {"priority", "strategy", "constraints", "cache", "timeout"}
 #: Seconds a call to a custom backend may take unless the request says less (an upstream has its own ``timeout_s``).
 DEFAULT_TIMEOUT_S = 60.0
+#: Routing decisions (embedding and search) one gateway process computes at once; the rest wait their turn.
+ROUTES_AT_ONCE = 8
 #: How stale a process's view of the router's definition may be (another process may change it).
 ROUTER_REFRESH_S = 1.0
 #: How stale a process's view of the shared breaker states may be.
@@ -295,6 +297,9 @@ class Gateway:
         self._retry_template = self._retrying_template()
         self._calls: dict[tuple[str, str], None] = {}  # (model, request id) of the calls in flight here
         self._leases: asyncio.Future[None] | None = None  # renews their leases while there are any
+        # Routes computed at once: more only contend for the CPU (embedding) and hold Redis connections
+        # while they do, so that under a burst requests time out on the pool instead of waiting their turn.
+        self._routing = asyncio.Semaphore(ROUTES_AT_ONCE)
         self._loop: asyncio.AbstractEventLoop | None = None  # its clients' loop, set by its first use
         self._closed = False
 
@@ -736,7 +741,8 @@ class Gateway:
     async def _vector(self, text: str) -> list[float]:
         """The routing text's vector, through the router's LRU so the route search reuses it."""
         core = self.router._core
-        (raw,) = await adrive(core._embed([core._text(text)]), self.router._client, core.vectorizer)
+        async with self._routing:
+            (raw,) = await adrive(core._embed([core._text(text)]), self.router._client, core.vectorizer)
         import numpy as np
 
         return np.frombuffer(raw, dtype=core.dtype).tolist()  # type: ignore[no-any-return]
@@ -769,7 +775,8 @@ class Gateway:
         write-behind: a Redis that refuses writes, full or a read-only replica, costs bookkeeping, not answers)."""
         core = self.router._core
         options = replace(options, record=False)
-        return await adrive(core.route(text, None, None, options), self.router._client, core.vectorizer)
+        async with self._routing:
+            return await adrive(core.route(text, None, None, options), self.router._client, core.vectorizer)
 
     async def _decide(self, request: _Request, outcome: Outcome) -> list[str]:
         """The models to try, in order; fills the outcome's decision fields."""
