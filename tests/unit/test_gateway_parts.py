@@ -64,26 +64,13 @@ class TestPriorityQueue:
         with pytest.raises(InvalidRequestError, match="priority must be one of"):
             priority_rank("urgent")
 
-    def test_a_critical_request_never_waits_behind_a_low_one(self):
-        async def scenario() -> list[str]:
-            queue = ModelQueue("m", concurrency=1, depth=10, wait_timeout_s=5)
-            order: list[str] = []
-            await queue.acquire(priority_rank("normal"))  # the one running call
+    @staticmethod
+    def admission_order(
+        arrivals: tuple[str, ...], leaving: tuple[int, ...] = (), late: tuple[str, ...] = ()
+    ) -> list[str]:
+        """The order in which waiters get the one slot of a queue when its running call ends: ``arrivals``
+        queue in turn, those at the positions ``leaving`` give up (a client timeout), then ``late`` arrive."""
 
-            async def wait(name: str) -> None:
-                await queue.acquire(priority_rank(name))
-                order.append(name)
-                queue.release()
-
-            waiters = [asyncio.create_task(wait(p)) for p in ("low", "normal", "critical", "high")]
-            await asyncio.sleep(0)
-            queue.release()
-            await asyncio.gather(*waiters)
-            return order
-
-        assert asyncio.run(scenario()) == ["critical", "high", "normal", "low"]
-
-    def test_priority_order_holds_after_waiters_leave(self):
         async def scenario() -> list[str]:
             queue = ModelQueue("m", concurrency=1, depth=10, wait_timeout_s=5)
             order: list[str] = []
@@ -95,19 +82,29 @@ class TestPriorityQueue:
                 queue.release()
 
             waiters = []
-            for name in ("high", "low", "critical", "low", "low", "critical"):
+            for name in arrivals:
                 waiters.append(asyncio.create_task(wait(name)))
                 await asyncio.sleep(0)
-            for leaving in (waiters[2], waiters[3]):  # clients that gave up: a critical and a low
-                leaving.cancel()
+            for position in leaving:
+                waiters[position].cancel()
             await asyncio.sleep(0)
-            waiters.append(asyncio.create_task(wait("high")))  # one more arrival after they left
-            await asyncio.sleep(0)
+            for name in late:
+                waiters.append(asyncio.create_task(wait(name)))
+                await asyncio.sleep(0)
             queue.release()
             await asyncio.gather(*waiters, return_exceptions=True)
             return order
 
-        assert asyncio.run(scenario()) == ["critical", "high", "high", "low", "low"]
+        return asyncio.run(scenario())
+
+    def test_a_critical_request_never_waits_behind_a_low_one(self):
+        assert self.admission_order(("low", "normal", "critical", "high")) == ["critical", "high", "normal", "low"]
+
+    def test_priority_order_holds_after_waiters_leave(self):
+        # A critical and a low client give up; one more request arrives after they left.
+        arrivals = ("high", "low", "critical", "low", "low", "critical")
+        order = self.admission_order(arrivals, leaving=(2, 3), late=("high",))
+        assert order == ["critical", "high", "high", "low", "low"]
 
     def test_when_full_the_lowest_priority_is_shed_first(self):
         async def scenario() -> tuple[str, str]:
