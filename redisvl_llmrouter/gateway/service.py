@@ -499,19 +499,18 @@ class Gateway:
         self, request_id: str, quality: float, model: str | None, cost: float | None, tenant: str
     ) -> dict[str, Any]:
         store = self.router._core.store
-        foreign = False  # another tenant's request: as unknown to this caller as one never made
-        if tenant and is_request_id(request_id):
-            owner = await adrive(store.request_tenant(request_id), self.router._client)
-            foreign = owner is not None and owner != tenant
+        record = await adrive(store.recorded(request_id), self.router._client) if is_request_id(request_id) else {}
+        # Another tenant's request is as unknown to this caller as one never made.
+        foreign = bool(tenant) and record.get("tenant") is not None and record["tenant"] != tenant
         if model is None and not foreign:
-            model = await adrive(store.answered_model(request_id), self.router._client)
+            model = record.get("model")
         if foreign or model is None:
             raise UnknownRequestError(
                 f"Request {request_id!r} is unknown or its feedback window has passed; "
                 "check the id (the x-llmrouter-request-id header of the answer)."
             )
         entry = {"type": "feedback", "request_id": request_id, "model": model, "quality": quality}
-        if await adrive(store.was_cached(request_id), self.router._client):
+        if "cached" in record:
             # The answer was generated for another, similar prompt: how it served this one says how the
             # cache did, not how the model does on this prompt. Logged (the report counts it), not learned.
             quality = RouterCore._checked_outcome(quality, cost, None)[0]  # refused as any feedback would be

@@ -237,10 +237,6 @@ class OutcomeStore:
         """Note whose request it was (a tenant label, never a key): feedback from another is refused."""
         return [("HSET", memory.request_key(self.router, request_id), "tenant", tenant)] if tenant else []
 
-    def request_tenant(self, request_id: str) -> Op[str | None]:
-        value = yield Command(("HGET", memory.request_key(self.router, request_id), "tenant"))
-        return None if value is None else as_text(value)
-
     def answered_commands(self, request_id: str, model: str) -> list[tuple[Any, ...]]:
         """Note which model answered a recorded request (feedback then defaults to it)."""
         return [("HSET", memory.request_key(self.router, request_id), "model", model)]
@@ -250,12 +246,15 @@ class OutcomeStore:
         return None if value is None else as_text(value)
 
     def cached_commands(self, request_id: str) -> list[tuple[Any, ...]]:
-        """Note that a recorded request was answered from the semantic cache (see :meth:`was_cached`)."""
+        """Note that a recorded request was answered from the semantic cache (see :meth:`recorded`)."""
         return [("HSET", memory.request_key(self.router, request_id), "cached", "1")]
 
-    def was_cached(self, request_id: str) -> Op[bool]:
-        value = yield Command(("HGET", memory.request_key(self.router, request_id), "cached"))
-        return value is not None
+    def recorded(self, request_id: str) -> Op[dict[str, str]]:
+        """What is on record for a request, in one read: its ``tenant``, the ``model`` that answered, and
+        ``cached`` when the semantic cache did; only the fields present (none: unknown or expired)."""
+        names = ("tenant", "model", "cached")
+        values = yield Command(("HMGET", memory.request_key(self.router, request_id), *names))
+        return {name: as_text(v) for name, v in zip(names, values or (), strict=False) if v is not None}
 
     def sample_rows(self, count: int) -> Op[list[dict[str, Any]]]:
         """Up to ``count`` random rows (vector and text), for calibration."""
