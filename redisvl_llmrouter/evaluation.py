@@ -150,8 +150,8 @@ def _number(value: Any, what: str, where: str) -> float:
     return number
 
 
-def _parse_row(line: str, where: str) -> tuple[str, str, dict[str, tuple[float, float]]]:
-    """Parse and validate one jsonl row into (id, prompt, {model: (quality, cost)})."""
+def _parse_row(line: str, where: str) -> tuple[str | None, str, dict[str, tuple[float, float]]]:
+    """Parse and validate one jsonl row into (id or None, prompt, {model: (quality, cost)})."""
     try:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -191,16 +191,15 @@ def _parse_row(line: str, where: str) -> tuple[str, str, dict[str, tuple[float, 
         if cost < 0.0:
             raise ValueError(f"{where}: cost of {model!r} is negative ({cost})")
         parsed[str(model)] = (quality, cost)
-    # Without an id (or with a null one) the row is named by its place in the file, as records for learning may be.
-    return (where if ident is None else str(ident)), prompt, parsed
+    return (None if ident is None else str(ident)), prompt, parsed
 
 
 def load_outcomes(path: str | Path, limit: int | None = None) -> OutcomeSet:
     """Read a routing outcome file (jsonl) into an ``OutcomeSet``.
 
     Each non-blank line is ``{"id", "prompt", "outcomes": {model: {"quality",
-    "cost"}}}`` (``id`` optional: ``FILE:LINE`` without it or when null; other keys such as ``task``
-    are ignored; a cost is required, the curves need it). At most ``limit`` rows are
+    "cost"}}}`` (``id`` optional: ``NAME:LINE``, the file's name and line, without it or when
+    null; other keys such as ``task`` are ignored; a cost is required, the curves need it). At most ``limit`` rows are
     read, for quick runs on large files.
 
     The model set is every model present in more than half of the rows read: a model
@@ -228,7 +227,10 @@ def load_outcomes(path: str | Path, limit: int | None = None) -> OutcomeSet:
                 break
             if not line.strip():
                 continue
-            row = _parse_row(line, f"{path}:{lineno}")
+            ident, prompt, outcomes = _parse_row(line, f"{path}:{lineno}")
+            # A row without an id is named by the file's name and its line, not the full path: cross-
+            # validation folds are a hash of the id, and they must not change with the directory.
+            row = (f"{path.name}:{lineno}" if ident is None else ident, prompt, outcomes)
             if row[0] in first_line:
                 raise ValueError(
                     f"{path}:{lineno}: id {row[0]!r} was already used on line {first_line[row[0]]}; "

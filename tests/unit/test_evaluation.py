@@ -90,6 +90,7 @@ def perfect_curve(outcomes: OutcomeSet) -> list[CurvePoint]:
 def write_jsonl(path: Path, rows: list[object]) -> Path:
     """Write rows (dicts, or raw strings taken as-is) one per line."""
     lines = [row if isinstance(row, str) else json.dumps(row) for row in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -149,7 +150,7 @@ def test_load_outcomes_skips_rows_missing_a_model(tmp_path: Path) -> None:
     assert report(full, [routing_point(full, [0, 0])])["skipped"] == 0
 
 
-def test_a_missing_or_null_id_is_the_file_and_line_and_a_number_is_its_text(tmp_path: Path) -> None:
+def test_a_missing_or_null_id_is_the_file_name_and_line_and_a_number_is_its_text(tmp_path: Path) -> None:
     rows = [
         row("r1", m=(1, 1)),
         {**row("x", m=(1, 1)), "id": None},
@@ -159,7 +160,15 @@ def test_a_missing_or_null_id_is_the_file_and_line_and_a_number_is_its_text(tmp_
     del rows[3]["id"]
     path = write_jsonl(tmp_path / "ids.jsonl", rows)
     # A null id used to become "None" for every such row, so --cv put them all in one fold.
-    assert load_outcomes(path).ids == ["r1", f"{path}:2", "7", f"{path}:4"]
+    assert load_outcomes(path).ids == ["r1", "ids.jsonl:2", "7", "ids.jsonl:4"]
+
+
+def test_the_same_file_in_another_directory_has_the_same_ids_so_the_same_folds(tmp_path: Path) -> None:
+    # The full path used to be the id: --cv scores of one file changed with the directory it was read from.
+    rows = [{**row("x", m=(1, 1)), "id": None}, {**row("y", m=(1, 1)), "id": None}]
+    here = write_jsonl(tmp_path / "a" / "set.jsonl", rows)
+    there = write_jsonl(tmp_path / "b" / "c" / "set.jsonl", rows)
+    assert load_outcomes(here).ids == load_outcomes(there).ids == ["set.jsonl:1", "set.jsonl:2"]
 
 
 def test_an_id_used_twice_is_an_error_naming_both_lines(tmp_path: Path) -> None:
