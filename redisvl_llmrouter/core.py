@@ -62,7 +62,7 @@ from redisvl_llmrouter.ops import Acquire, Command, Embed, Op, Pipeline, run_scr
 from redisvl_llmrouter.policy import stats as live
 from redisvl_llmrouter.policy.catalog import ModelCatalog, estimate_tokens
 from redisvl_llmrouter.policy.constraints import Constraints
-from redisvl_llmrouter.policy.decision import PolicyInput, decide, effective_catalog, learned_qualities
+from redisvl_llmrouter.policy.decision import PolicyInput, decide, effective_catalog, learned_qualities, primary_tier
 from redisvl_llmrouter.request_text import routing_text
 from redisvl_llmrouter.schema import (
     MAX_STATEMENT_CHARS,
@@ -499,8 +499,12 @@ def _as_learning(learning: Any) -> LearningConfig:
         raise ConfigError(f"Invalid learning config: {exc}") from None
 
 
-def _needs_prediction(strategy: Strategy, constraints: Constraints) -> bool:
-    return strategy in (Strategy.learned, Strategy.quality, Strategy.balanced) or constraints.min_quality is not None
+def _needs_prediction(strategy: Strategy, constraints: Constraints, unpriced: bool) -> bool:
+    """Whether the decision reads the outcome memory. Cost needs it too when a model has no price:
+    what similar requests cost is then its estimate, under every strategy alike."""
+    if strategy in (Strategy.learned, Strategy.quality, Strategy.balanced) or constraints.min_quality is not None:
+        return True
+    return unpriced and (strategy is Strategy.cost or constraints.max_cost is not None)
 
 
 def _needs_stats(strategy: Strategy, constraints: Constraints) -> bool:
@@ -595,6 +599,11 @@ class RouterCore:
         if self._effective is None:
             self._effective = effective_catalog(self.catalog, self.routes)
         return self._effective
+
+    def unpriced(self) -> bool:
+        """Whether a model of the router has no price (neither in the catalog nor from its route's cost)."""
+        catalog = self.effective_catalog()
+        return any(not (spec := catalog.get(model)) or not spec.priced for model in self.models)
 
     def get(self, route_name: str) -> Route | None:
         return self._by_name.get(route_name)
@@ -1219,14 +1228,19 @@ class RouterCore:
             match = RouteMatch(name=decision.route, fallback=True)
         return match.model_copy(update={"model": decision.model, "decision": decision, "request_id": request_id})
 
-    def _round_robin(self, strategy: Strategy, ranked: Sequence[ranking.Candidate], count: int = 1) -> Op[int]:
-        """Advance the matched route's round-robin position in Redis; returns the first position taken."""
+    def _round_robin(
+        self, strategy: Strategy, ranked: Sequence[ranking.Candidate], floors: Sequence[Route], count: int = 1
+    ) -> Op[int]:
+        """Advance the leading route's round-robin position in Redis; returns the first position taken.
+
+        The leading route is the one the policy takes its first candidates from (a floor's tier when
+        only a floor matched), so the counter that turns is the one the rotation reads."""
         if strategy is not Strategy.round_robin:
             return 0
-        route = ranked[0].route.name if ranked else self.routing_config.default_route
+        route = primary_tier(ranked, floors, self.routes, self.routing_config)
         if route is None:
             return 0
-        position = yield Command(("INCRBY", live.round_robin_key(self.name, route), str(count)))
+        position = yield Command(("INCRBY", live.round_robin_key(self.name, route.name), str(count)))
         return int(position) - count
 
     def route(
@@ -1255,7 +1269,7 @@ class RouterCore:
         query, text = yield from self._query(statement, vector)
         commands: list[tuple[Any, ...]] = [self._route_command(query, radius)]
         memory_commands: list[tuple[Any, ...]] = []
-        if _needs_prediction(strategy, options.constraints):
+        if _needs_prediction(strategy, options.constraints, self.unpriced()):
             memory_commands = self.store.read_commands(query, search=self.store.nonempty)
         commands += memory_commands
         now = live_now_ms()
@@ -1280,7 +1294,7 @@ class RouterCore:
             if options.stats is not None
             else live.parse_many(stat_models, replies[at : at + 2 * len(stat_models)])
         )
-        rr_position = yield from self._round_robin(strategy, ranked)
+        rr_position = yield from self._round_robin(strategy, ranked, floors)
         prompt_tokens = options.prompt_tokens or (estimate_tokens(statement) if isinstance(statement, str) else 1)
         decision = decide(
             ranked, floors, self._policy_input(options, strategy, prompt_tokens, view, stats, rr_position)
@@ -1357,7 +1371,7 @@ class RouterCore:
         queries, _ = yield from self._batch_queries(statements, vectors)
         rows = yield from self._distances_of(queries)
         views: list[MemoryView | None] = [None] * len(queries)
-        if queries and _needs_prediction(strategy, options.constraints):
+        if queries and _needs_prediction(strategy, options.constraints, self.unpriced()):
             views = yield from self._recovering(lambda: self.store.read_many(queries), self._memory_gone)
         stats: Mapping[str, live.ModelStats] = live.as_mapping(options.stats)
         if options.stats is None and _needs_stats(strategy, options.constraints):
@@ -1367,7 +1381,7 @@ class RouterCore:
         matches = []
         for i, query_rows in enumerate(rows):
             ranked, floors = self._rank(query_rows, aggregation_method)
-            rr_position = yield from self._round_robin(strategy, ranked)
+            rr_position = yield from self._round_robin(strategy, ranked, floors)
             tokens = options.prompt_tokens or (estimate_tokens(statements[i]) if statements is not None else 1)
             decision = decide(
                 ranked, floors, self._policy_input(options, strategy, tokens, views[i], stats, rr_position)

@@ -11,8 +11,9 @@ How the candidates are gathered (*groups*, in order):
 
 1. the matched route's models (or the default route's, when nothing matched);
 2. the models of the other routes that passed, best first;
-3. the models of the remaining tier routes above the matched one (cheapest first), then below
-   it (nearest first), so a constraint that rules out a tier escalates before it degrades.
+3. the models of the remaining tier routes above the matched one (listed after it; cheapest
+   route ``cost`` first, routes without a cost after them in the listed order), then below it
+   (nearest first), so a constraint that rules out a tier escalates before it degrades.
 
 A model belongs to the first group that lists it. Floors remove the groups below their
 ``min_route`` and the models whose catalog quality is under their ``min_quality``. Every model
@@ -35,7 +36,7 @@ from redisvl_llmrouter.policy.stats import ModelStats
 from redisvl_llmrouter.ranking import Candidate
 from redisvl_llmrouter.schema import Decision, Exclusion, ModelChoice, Route, RoutingConfig, Strategy
 
-__all__ = ["PolicyInput", "decide", "effective_catalog", "learned_qualities"]
+__all__ = ["PolicyInput", "decide", "effective_catalog", "learned_qualities", "primary_tier"]
 
 
 def effective_catalog(catalog: ModelCatalog, routes: Sequence[Route]) -> ModelCatalog:
@@ -84,25 +85,37 @@ class PolicyInput:
     unavailable: Mapping[str, str] = field(default_factory=dict)
 
 
+def primary_tier(
+    ranked: Sequence[Candidate], floors: Sequence[Route], routes: Sequence[Route], config: RoutingConfig
+) -> Route | None:
+    """The route whose models come first: the best match, else the default route, else the highest
+    tier a matched floor names (``None``: no route leads). The round-robin position is this route's."""
+    if ranked:
+        return ranked[0].route
+    tiers = [r for r in routes if not r.is_floor]
+    by_name = {r.name: r for r in tiers}
+    if config.default_route in by_name:
+        return by_name[config.default_route]
+    names = [r.name for r in tiers]
+    floor_tiers = [f.floor.min_route for f in floors if f.floor and f.floor.min_route in by_name]
+    return by_name[max(floor_tiers, key=names.index)] if floor_tiers else None
+
+
 def _groups(ranked: Sequence[Candidate], floors: Sequence[Route], inp: PolicyInput) -> list[Route]:
     tiers = [r for r in inp.routes if not r.is_floor]
-    by_name = {r.name: r for r in tiers}
-    primary: Route | None = ranked[0].route if ranked else None
-    if primary is None and inp.config.default_route in by_name:
-        primary = by_name[inp.config.default_route]
+    primary = primary_tier(ranked, floors, inp.routes, inp.config)
     if primary is None:
-        names = [r.name for r in tiers]
-        floor_tiers = [f.floor.min_route for f in floors if f.floor and f.floor.min_route in by_name]
-        if floor_tiers:
-            primary = by_name[max(floor_tiers, key=names.index)]
-        elif floors:
-            return tiers  # a quality floor fired on an unmatched request: every tier, cheapest first
-        else:
-            return []
+        # A quality floor fired on an unmatched request: every tier, cheapest first.
+        return sorted(tiers, key=_tier_cost) if floors else []
     position = next(i for i, r in enumerate(tiers) if r.name == primary.name)
     order = [primary, *(c.route for c in ranked[1:])]
-    order += tiers[position + 1 :] + tiers[:position][::-1]
+    order += sorted(tiers[position + 1 :], key=_tier_cost) + tiers[:position][::-1]
     return list({r.name: r for r in order}.values())
+
+
+def _tier_cost(route: Route) -> tuple[bool, float]:
+    """Sort key: cheapest route cost first; routes without a cost after, in their listed order (sorts are stable)."""
+    return (route.cost is None, route.cost or 0.0)
 
 
 def _tier_positions(tiers: Sequence[Route]) -> dict[str, int]:

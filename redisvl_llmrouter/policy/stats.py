@@ -119,7 +119,13 @@ def parse_model_stats(hmget: Sequence[Any] | None, inflight: Any) -> ModelStats:
 def start_commands(model: str, request_id: str, now_ms: int, timeout_ms: int) -> list[tuple[Any, ...]]:
     """Mark a call in flight until ``now_ms + timeout_ms`` (the finish script drops abandoned entries)."""
     key = inflight_key(model)
-    return [("ZADD", key, str(now_ms + timeout_ms), request_id), ("PEXPIRE", key, str(timeout_ms + 60_000))]
+    return [("ZADD", key, str(now_ms + timeout_ms), request_id), *_extend_expiry(key, timeout_ms + 60_000)]
+
+
+def _extend_expiry(key: str, ttl_ms: int) -> list[tuple[Any, ...]]:
+    """Set the key's expiry, never shortening it: a short call must not expire the longer calls it
+    shares the key with (NX gives a new key its first expiry; GT counts a key without one as infinite)."""
+    return [("PEXPIRE", key, str(ttl_ms), "NX"), ("PEXPIRE", key, str(ttl_ms), "GT")]
 
 
 #: How long a gateway's call stays counted in flight without a renewal (renewed a few times per lease).
@@ -129,7 +135,7 @@ CALL_LEASE_MS = 15_000
 def renew_commands(model: str, request_id: str, now_ms: int, lease_ms: int) -> list[tuple[Any, ...]]:
     """Keep a call in flight until ``now_ms + lease_ms``; a call that has finished meanwhile is not added back."""
     key = inflight_key(model)
-    return [("ZADD", key, "XX", str(now_ms + lease_ms), request_id), ("PEXPIRE", key, str(lease_ms + 60_000))]
+    return [("ZADD", key, "XX", str(now_ms + lease_ms), request_id), *_extend_expiry(key, lease_ms + 60_000)]
 
 
 def release_commands(model: str, request_id: str) -> list[tuple[Any, ...]]:

@@ -77,6 +77,7 @@ def order(
     if not choices:
         return []
     n = len(choices)
+    tiebreak = [0.0] * n
     if strategy in (Strategy.semantic, Strategy.round_robin):
         shift = rr_position % n if strategy is Strategy.round_robin else 0
         rotated = [*choices[shift:], *choices[:shift]]
@@ -100,11 +101,13 @@ def order(
             for i, c in enumerate(choices)
         ]
     elif strategy is Strategy.least_loaded:
-        # Load first; latency breaks ties (scaled far below one request's worth of load).
-        scores = [-(c.load or 0.0) - 1e-9 * (1e8 if c.latency_ms is None else min(c.latency_ms, 1e8)) for c in choices]
+        # Load first; latency only breaks ties (a key of its own: folded into the score, an unknown
+        # latency outweighed a busy model's load).
+        scores = [-(c.load or 0.0) for c in choices]
+        tiebreak = [math.inf if c.latency_ms is None else c.latency_ms for c in choices]
     else:  # pragma: no cover - the enum is closed
         raise ValueError(f"unknown strategy {strategy!r}")
-    ranked = sorted(range(n), key=lambda i: (-scores[i], _cost_key(choices[i]), i))
+    ranked = sorted(range(n), key=lambda i: (-scores[i], tiebreak[i], _cost_key(choices[i]), i))
     return [_scored(choices[i], float(scores[i])) for i in ranked]
 
 

@@ -54,6 +54,19 @@ def test_each_strategy_through_the_router(api, name, table):
         router("query", strategy="fastest")
 
 
+def test_round_robin_turns_the_floors_tier_when_only_a_floor_matched(api, name, table):
+    # The position read was the floor's tier's, the one advanced none: every call went to its first model.
+    routes = [
+        Route(name="simple", model=f"{name}/nano", references=["easy d=0.9"], distance_threshold=0.5),
+        Route(name="standard", models=[f"{name}/a", f"{name}/b"], references=["hard d=0.9"], distance_threshold=0.5),
+        Route(name="medical", references=["doctor d=0.1"], distance_threshold=0.5, floor=Floor(min_route="standard")),
+    ]
+    router = api.create(name=name, routes=routes, vectorizer=table, catalog=catalog(name))
+    picks = [router("query", strategy="round_robin") for _ in range(3)]
+    assert [m.model for m in picks] == [f"{name}/a", f"{name}/b", f"{name}/a"]
+    assert picks[0].decision.floors == ["medical"] and router.round_robin_position("standard") == 3
+
+
 def test_constraints_through_the_router(api, name, table):
     router = api.create(name=name, routes=chat_route(name), vectorizer=table, catalog=catalog(name))
     match = router("query", constraints={"capabilities": ["vision"]})
@@ -85,6 +98,37 @@ def test_live_statistics_steer_latency_and_load(api, name, table):
     assert (after.inflight, after.failures, after.success_rate) == (0, 5, 0.0)
     # Callers may pass their own statistics instead.
     assert router("query", strategy="latency", stats={f"{name}/a": {"latency_ms": 1.0}}).model == f"{name}/a"
+
+
+@pytest.mark.parametrize("strategy", ["semantic", "cost", "latency", "learned", "quality", "balanced"])
+def test_a_model_priced_only_by_its_outcomes_is_costed_alike_under_every_strategy(api, name, table, strategy):
+    # The memory was read only for the quality strategies: max_cost refused the unpriced model under
+    # the others and admitted it under these, and the cost strategy took a model 1,000 times dearer.
+    unpriced, priced = f"{name}/unpriced", f"{name}/priced"
+    router = api.create(
+        name=name,
+        routes=[Route(name="chat", models=[unpriced, priced], references=["chat d=0.1"], distance_threshold=0.5)],
+        vectorizer=table,
+        catalog=ModelCatalog(models=[ModelSpec(name=priced, input_price=50.0, output_price=50.0, quality=0.6)]),
+        learning=LearningConfig(neighbours=4, radius=2.0, shrinkage=1.0),
+    )
+    router.learn([{"prompt": f"q{i} d=0.0{i}", "outcomes": {unpriced: {"quality": 0.9, "cost": 1e-5},
+                                                                priced: {"quality": 0.6, "cost": 0.02}}}
+                  for i in range(1, 6)])  # fmt: skip
+    match = router("query", strategy=strategy, constraints={"max_cost": 0.01})
+    assert match.model == unpriced and match.decision.estimated_cost == pytest.approx(1e-5)
+    if strategy == "cost":
+        assert router("query", strategy="cost").model == unpriced
+
+
+def test_a_short_call_does_not_shorten_how_long_a_long_call_counts_in_flight(api, name, table, redis_url):
+    # The in-flight key's expiry was set by the last call started: a 1 ms call cut a 10 min call's to 61 s.
+    from redisvl_llmrouter.policy.stats import inflight_key
+
+    router = api.create(name=name, routes=chat_route(name), vectorizer=table, catalog=catalog(name))
+    router.call_started(f"{name}/a", "long", timeout_ms=600_000)
+    router.call_started(f"{name}/a", "short", timeout_ms=1)
+    assert redis.Redis.from_url(redis_url).pttl(inflight_key(f"{name}/a")) > 600_000
 
 
 def test_two_routers_in_two_processes_share_latency_load_and_round_robin(redis_url, name, table):

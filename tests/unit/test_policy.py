@@ -100,6 +100,18 @@ def test_least_loaded_divides_in_flight_requests_by_max_concurrency():
     assert decide(matched(SIMPLE), [], inp(Strategy.least_loaded, stats=busy)).model == "p/mini"
 
 
+def test_least_loaded_takes_an_idle_model_of_unknown_latency_over_a_busy_one():
+    # Latency only breaks ties: an unknown one used to count as a 0.1 load, more than 9 calls in 100.
+    catalog = ModelCatalog(models=[ModelSpec(name="p/busy", latency_ms=200, max_concurrency=100),
+                                   ModelSpec(name="p/idle", max_concurrency=100)])  # fmt: skip
+    pair = Route(name="pair", models=["p/busy", "p/idle"], references=["x"], distance_threshold=0.5)
+    policy = PolicyInput(routes=[pair], catalog=catalog, config=RoutingConfig(), strategy=Strategy.least_loaded,
+                         stats={"p/busy": ModelStats(inflight=5)})  # fmt: skip
+    assert decide(matched(pair), [], policy).model == "p/idle"
+    even = PolicyInput(routes=[pair], catalog=catalog, config=RoutingConfig(), strategy=Strategy.least_loaded)
+    assert decide(matched(pair), [], even).model == "p/busy"  # equal load: the known, lower latency
+
+
 def test_max_cost_excludes_dear_and_unpriced_models_with_reasons():
     unpriced = ModelCatalog(models=[*CATALOG.models[:1], ModelSpec(name="p/mini")])
     d = decide(
@@ -361,3 +373,19 @@ def test_a_model_several_routes_list_has_one_price_whatever_their_order():
 
 def test_capability_enum_lists_the_documented_capabilities():
     assert {c.value for c in Capability} == {"code", "vision", "tools", "json", "reasoning", "long_context"}
+
+
+def test_the_tiers_above_are_tried_cheapest_route_cost_first_whatever_their_listed_order():
+    # Listed costs 0.1, 1, 10, 5: a request that needs code escalates to the 5 tier, not the 10 one.
+    costs = {"t1": 0.1, "t2": 1.0, "t3": 10.0, "t4": 5.0}
+    models = {"t1": "p/nano", "t2": "p/mini", "t3": "p/top", "t4": "p/big"}
+    tiers = [Route(name=n, model=models[n], cost=c, references=[n], distance_threshold=0.5) for n, c in costs.items()]
+    policy = PolicyInput(routes=tiers, catalog=CATALOG, config=RoutingConfig(), strategy=Strategy.semantic,
+                         constraints=Constraints(capabilities=["code"]), prompt_tokens=10)  # fmt: skip
+    d = decide(matched(tiers[1]), [], policy)
+    assert (d.model, d.fallbacks) == ("p/big", ["p/top"])
+    # A quality floor on an unmatched request offers every tier, cheapest first too.
+    careful = Route(name="legal", references=["l"], distance_threshold=0.5, floor=Floor(min_quality=0.85))
+    anywhere = PolicyInput(routes=[*tiers, careful], catalog=CATALOG, config=RoutingConfig(), strategy=Strategy.semantic,
+                           prompt_tokens=10)  # fmt: skip
+    assert decide([], [careful], anywhere).model == "p/big"
