@@ -33,6 +33,7 @@ from redisvl_llmrouter.policy.stats import ModelStats
 from redisvl_llmrouter.ranking import RouteDistances
 from redisvl_llmrouter.router import (
     BaseSemanticRouter,
+    _overrides,
     _resolve_vectorizer,
     checked_dtype,
     definition_kwargs,
@@ -144,6 +145,7 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         dtype: str | None = None,
         _precomputed: Mapping[tuple[str, str], bytes] | None = None,
         _outcomes: Sequence[Any] = (),
+        _attach: bool = False,
     ) -> AsyncSemanticRouter:
         """Create (or attach to an identical) router; arguments as for :class:`SemanticRouter`."""
         compat.check_create_index(create_index, overwrite)
@@ -160,7 +162,7 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         core.write_lock = asyncio.Lock()  # writers on this object wait for each other without blocking the loop
         client = connection.async_client(redis_client, redis_url, connection_kwargs)
         router = cls(core, client, owns_client=redis_client is None)
-        await router._run(core.setup(overwrite, _precomputed))
+        await router._run(core.setup(overwrite, _precomputed, _attach))
         if _outcomes:
             await router._run(core.import_outcomes(_outcomes))
         return router
@@ -455,6 +457,7 @@ class AsyncSemanticRouter(BaseSemanticRouter):
     ) -> AsyncSemanticRouter:
         client = connection.async_client(redis_client, redis_url, kwargs.pop("connection_kwargs", None))
         data = await adrive(attach_definition(name), client)
-        router = await cls.from_dict(data, redis_client=client, vectorizer=vectorizer, **kwargs)
+        attach = not _overrides(kwargs)  # as SemanticRouter.from_existing
+        router = await cls.from_dict(data, redis_client=client, vectorizer=vectorizer, _attach=attach, **kwargs)
         router._owns_client = redis_client is None
         return router

@@ -83,6 +83,7 @@ from redisvl_llmrouter.search import (
     check_modules,
     config_key,
     create_index_command,
+    foreign_index,
     is_missing_index,
     is_wrong_type,
     parse_route_rows,
@@ -121,6 +122,13 @@ logger = logging.getLogger(__name__)
 
 #: Times a change is re-applied on top of another writer's newer config before ``ConflictError``.
 MAX_SAVE_ATTEMPTS = 20
+#: What to do about a name another router holds.
+SAME_ROUTER_HINT = "Pass overwrite=True to replace it, or use from_existing() to attach to it."
+#: What to do about a router recreated (by another object) with another vectorizer.
+RECREATED_HINT = (
+    "It was recreated with another vectorizer; build a router object with that vectorizer "
+    "(from_existing(name, vectorizer=...)) to use it."
+)
 
 #: Request ids the router issues: ``req-`` and 32 hex digits (match with ``fullmatch``: ``$`` would
 #: also accept a trailing newline).
@@ -499,6 +507,14 @@ def _as_learning(learning: Any) -> LearningConfig:
         raise ConfigError(f"Invalid learning config: {exc}") from None
 
 
+def _batch_list(items: Any, what: str) -> list[Any]:
+    """A batch as a list: any ordered iterable (a list, a tuple, a generator). A set or a mapping is
+    refused: the answers come back in the batch's order, and those have none to line them up with."""
+    if isinstance(items, (Mapping, set, frozenset)) or not isinstance(items, Iterable):
+        raise InvalidQueryError(f"Batch routing takes a list of {what}, got {type(items).__name__}.")
+    return items if isinstance(items, list) else list(items)
+
+
 def _needs_prediction(strategy: Strategy, constraints: Constraints, unpriced: bool) -> bool:
     """Whether the decision reads the outcome memory. Cost needs it too when a model has no price:
     what similar requests cost is then its estimate, under every strategy alike."""
@@ -761,6 +777,8 @@ class RouterCore:
                     if document is None:  # the config vanished (Redis restarted empty, flushed): recovery
                         yield from self._state_lost("its stored config is gone")  # saves this definition too
                         return
+                    # Recreated meanwhile with another vectorizer: adopting it would store this one's identity.
+                    self._check_same_vectorizer(document, RECREATED_HINT)
                     self._adopt(document)
                 except BaseException:
                     self._restore(before)
@@ -852,11 +870,18 @@ class RouterCore:
         return [self._vector_bytes(v) for v in vectors]
 
     # ----------------------------------------------------------------- setup
-    def setup(self, overwrite: bool = False, precomputed: Mapping[tuple[str, str], bytes] | None = None) -> Op[None]:
+    def setup(
+        self,
+        overwrite: bool = False,
+        precomputed: Mapping[tuple[str, str], bytes] | None = None,
+        attach: bool = False,
+    ) -> Op[None]:
         """Create the index and write the routes, or attach to an identical existing router.
 
         An existing router under this name is reused when its stored definition equals ours
-        (nothing is re-embedded); a different one is refused unless ``overwrite=True``.
+        (nothing is re-embedded); a different one is refused unless ``overwrite=True``. With
+        ``attach`` (``from_existing``, which built this definition from what it read) whatever is
+        stored now is taken up: another writer may have changed it since, which is no conflict.
         ``precomputed`` maps (route, reference) to stored vector bytes that need no embedding.
         Without ``manages_index`` nothing is checked or written: the caller vouches for the index.
         """
@@ -873,9 +898,14 @@ class RouterCore:
         indexes = {as_text(n) for n in existing or []}
         index_exists = self.name in indexes
         stored = yield from read_config(self.name)
+        if index_exists and stored is None and not overwrite:
+            yield from self._check_not_foreign()
         self._vectors.update(precomputed or {})
         if stored is not None and not overwrite:
-            self._check_same_router(stored)
+            if attach:
+                self._check_same_vectorizer(stored, SAME_ROUTER_HINT)
+            else:
+                self._check_same_router(stored)
             if index_exists:
                 yield from self._check_index_vectors(stored)
             self._adopt(stored)  # the same router, to the last digit RedisJSON kept (see _hold_stored)
@@ -904,6 +934,20 @@ class RouterCore:
                 self._check_same_router(stored)
                 self._adopt(stored)
         yield from self._ensure_store_index(indexes)
+
+    def _check_not_foreign(self) -> Op[None]:
+        """Refuse an index of this name that another application made (a router's own, half-made by a
+        concurrent creator, is attached to). Attaching would answer every query with no match."""
+        try:
+            info = yield Command(("FT.INFO", self.name))
+        except ResponseError:  # gone meanwhile, or FT.INFO denied by an ACL: nothing to check against
+            return
+        why = foreign_index(info, self.name)
+        if why is not None:
+            raise RouterExistsError(
+                f"Redis has a search index named {self.name!r} that is not a router's ({why}). Choose another "
+                "name, or pass overwrite=True to drop that index and create the router in its place."
+            )
 
     def _pairs(self) -> list[tuple[str, str]]:
         return [(route.name, ref) for route in self.routes for ref in route.references]
@@ -941,11 +985,12 @@ class RouterCore:
             )
 
     def _check_same_router(self, stored: Mapping[str, Any]) -> None:
-        hint = "Pass overwrite=True to replace it, or use from_existing() to attach to it."
-        self._check_same_vectorizer(stored, hint)
+        self._check_same_vectorizer(stored, SAME_ROUTER_HINT)
         if not same_definition(stored, self.to_dict()):
             detail = definition_difference(_normal(stored), _normal(self.to_dict())) or "the definitions differ"
-            raise RouterExistsError(f"A different router named {self.name!r} is already in Redis ({detail}). {hint}")
+            raise RouterExistsError(
+                f"A different router named {self.name!r} is already in Redis ({detail}). {SAME_ROUTER_HINT}"
+            )
 
     def _check_index_vectors(self, stored: Mapping[str, Any]) -> Op[None]:
         """Where the stored config does not say the vectors' dtype or dims (RedisVL's routers), the
@@ -984,15 +1029,21 @@ class RouterCore:
         floor no longer holds, too many conflicts), the keys written here that no route of the definition
         now held lists are deleted again: a refused change leaves nothing behind, and a key another writer's
         route shares stays. A connection error leaves them: the save may have landed."""
+        # A router recreated meanwhile with another vectorizer is refused before its keys are written over.
+        yield from self.refresh()
         yield from self._write_references(pairs, {})
         try:
             yield from self._commit(change)
-        except (RouteExistsError, RouteNotFoundError, ConfigError, ConflictError):
-            listed = {reference_key(self.name, *pair) for pair in self._pairs()}
-            strays = sorted({reference_key(self.name, *pair) for pair in pairs} - listed)
-            for start in range(0, len(strays), 1000):
-                yield Command(("DEL", *strays[start : start + 1000]))
+        except (RouteExistsError, RouteNotFoundError, ConfigError, ConflictError, RouterStateLostError):
+            yield from self._delete_unlisted(pairs)
             raise
+
+    def _delete_unlisted(self, pairs: Sequence[tuple[str, str]]) -> Op[None]:
+        """Delete the reference keys of ``pairs`` that no route of this object's definition lists."""
+        listed = {reference_key(self.name, *pair) for pair in self._pairs()}
+        strays = sorted({reference_key(self.name, *pair) for pair in pairs} - listed)
+        for start in range(0, len(strays), 1000):
+            yield Command(("DEL", *strays[start : start + 1000]))
 
     def _drop(self, stored: Mapping[str, Any] | None = None) -> Op[None]:
         """Drop the index and this router's own keys: its references and its routes' round-robin
@@ -1096,11 +1147,7 @@ class RouterCore:
                 return False
             if (stored_version(document), stored_generation(document)) == (self.version, self.generation):
                 return False  # this object's own save landed meanwhile
-            hint = (
-                "It was recreated with another model; build a router object with that vectorizer "
-                "(from_existing(name, vectorizer=...)) to use it."
-            )
-            self._check_same_vectorizer(document, hint)
+            self._check_same_vectorizer(document, RECREATED_HINT)
             if self.manages_index:
                 yield from self._check_index_vectors(document)
             self._adopt(document)
@@ -1353,9 +1400,9 @@ class RouterCore:
         if statements is not None:
             if isinstance(statements, str):
                 raise InvalidQueryError("Batch routing takes a list of statements; call the router for one.")
-            texts = [self._text(s) for s in statements]
+            texts = [self._text(s) for s in _batch_list(statements, "statements")]
             return (yield from self._embed(texts)), texts
-        return [self._vector_bytes(v) for v in (vectors if vectors is not None else [])], None
+        return [self._vector_bytes(v) for v in _batch_list(vectors, "vectors")], None
 
     def route_batch(
         self,
@@ -1368,6 +1415,8 @@ class RouterCore:
         options = options or RouteOptions()
         aggregation_method = self._checked_aggregation(aggregation_method)
         strategy = options.strategy or self.routing_config.strategy
+        if statements is not None and not isinstance(statements, str):
+            statements = _batch_list(statements, "statements")  # read once: a generator is read here
         queries, _ = yield from self._batch_queries(statements, vectors)
         rows = yield from self._distances_of(queries)
         views: list[MemoryView | None] = [None] * len(queries)
@@ -1856,11 +1905,15 @@ class RouterCore:
             )
         keys = [reference_key(self.name, route.name, ref) for ref in route.references]
         yield Command(("DEL", *keys, live.round_robin_key(self.name, route.name)))
+        dropped: list[tuple[str, str]] = []
 
         def change() -> None:
+            # Run on the stored definition when another writer saved first: its references go too.
+            dropped[:] = [(r.name, ref) for r in self.routes if r.name == route_name for ref in r.references]
             self.routes = [r for r in self.routes if r.name != route_name]
 
         yield from self._commit(change)
+        yield from self._delete_unlisted(dropped)
 
     def _updated_route(self, route_name: str, **changes: Any) -> Route:
         """The route with ``changes``, validated; this object is not touched."""
@@ -2027,12 +2080,15 @@ class RouterCore:
         keys = [reference_key(self.name, r.name, ref) for r in self.routes for ref in r.references]
         if keys:
             yield Command(("DEL", *keys))
+        dropped: list[tuple[str, str]] = []
 
         def change() -> None:
+            dropped[:] = self._pairs()  # the stored definition's, when another writer saved first
             self.routes = []
             self.routing_config = self.routing_config.model_copy(update={"default_route": None})
 
         yield from self._commit(change)
+        yield from self._delete_unlisted(dropped)
 
     # ----------------------------------------------------------------- export
     def reference_vectors(self) -> Op[dict[tuple[str, str], bytes]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -208,8 +209,11 @@ def route_options(
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3])
         raise InvalidQueryError(f"Invalid constraints: {problems}") from None
-    if prompt_tokens is not None and (not isinstance(prompt_tokens, int) or prompt_tokens < 1):
-        raise InvalidQueryError(f"prompt_tokens must be a positive integer, got {prompt_tokens!r}")
+    if prompt_tokens is not None:
+        # True is an int to Python, and numpy's integers are not: a count is a whole number, not a flag.
+        if isinstance(prompt_tokens, bool) or not isinstance(prompt_tokens, numbers.Integral) or prompt_tokens < 1:
+            raise InvalidQueryError(f"prompt_tokens must be a positive integer, got {prompt_tokens!r}")
+        prompt_tokens = int(prompt_tokens)
     if not isinstance(record, bool):  # bool("no") is True: a word would record what the caller declined
         raise InvalidQueryError(f"record must be True or False, got {record!r}")
     return RouteOptions(
@@ -515,6 +519,7 @@ class SemanticRouter(BaseSemanticRouter):
         dtype: str | None = None,
         _precomputed: Mapping[tuple[str, str], bytes] | None = None,
         _outcomes: Sequence[Any] = (),
+        _attach: bool = False,
     ) -> None:
         compat.check_create_index(create_index, overwrite)
         self._core = RouterCore(
@@ -529,7 +534,7 @@ class SemanticRouter(BaseSemanticRouter):
         )
         self._owns_client = redis_client is None
         self._client = connection.sync_client(redis_client, redis_url, connection_kwargs)
-        self._run(self._core.setup(overwrite, _precomputed))
+        self._run(self._core.setup(overwrite, _precomputed, _attach))
         if _outcomes:
             self._run(self._core.import_outcomes(_outcomes))
 
@@ -858,6 +863,8 @@ class SemanticRouter(BaseSemanticRouter):
         """Attach to a router already in Redis, from its stored config; nothing is re-embedded."""
         client = connection.sync_client(redis_client, redis_url, kwargs.pop("connection_kwargs", None))
         data = drive(attach_definition(name), client)
-        router = cls.from_dict(data, redis_client=client, vectorizer=vectorizer, **kwargs)
+        # Without definition overrides, whatever is stored when the object is built is taken up.
+        attach = not _overrides(kwargs)
+        router = cls.from_dict(data, redis_client=client, vectorizer=vectorizer, _attach=attach, **kwargs)
         router._owns_client = redis_client is None
         return router

@@ -33,6 +33,7 @@ __all__ = [
     "check_modules",
     "config_key",
     "create_index_command",
+    "foreign_index",
     "is_missing_index",
     "is_wrong_type",
     "parse_route_rows",
@@ -234,6 +235,23 @@ def parse_vector_field(info: Any) -> tuple[str, int] | None:
             return as_text(dtype).lower(), int(as_text(dims))
         except ValueError:
             return None
+    return None
+
+
+def foreign_index(info: Any, router: str) -> str | None:
+    """What shows an ``FT.INFO`` reply's index is not a router's (RESP2 or RESP3), or None.
+
+    A router's index covers the keys ``ROUTER:`` and has a ``route_name`` and a vector field; an index
+    another application made under the same name would answer every search with nothing.
+    """
+    info = _mapping(info)
+    prefixes = [as_text(p) for p in _mapping(info.get("index_definition")).get("prefixes") or []]
+    fields = {as_text(_mapping(a).get("attribute", "")) for a in info.get("attributes") or []}
+    if prefixes not in ([f"{router}:"], [router]):  # RedisVL's routers give the prefix without the colon
+        return f"it covers the keys {prefixes}, not {[f'{router}:']}"
+    missing = sorted({"route_name", VECTOR_FIELD} - fields)
+    if missing:
+        return f"it has no {' or '.join(missing)} field"
     return None
 
 

@@ -67,6 +67,17 @@ def test_round_robin_turns_the_floors_tier_when_only_a_floor_matched(api, name, 
     assert picks[0].decision.floors == ["medical"] and router.round_robin_position("standard") == 3
 
 
+def test_prompt_tokens_is_a_whole_count_not_a_flag(api, name, table):
+    import numpy as np
+
+    router = api.create(name=name, routes=chat_route(name), vectorizer=table, catalog=catalog(name))
+    with pytest.raises(InvalidQueryError, match="prompt_tokens must be a positive integer, got True"):
+        router("query", prompt_tokens=True)  # was taken as 1 token, and kept as True on the decision
+    assert router("query", prompt_tokens=np.int64(1000)).decision.estimated_cost == pytest.approx(
+        (1000 * 1.0 + 256 * 1.0) / 1e6
+    )
+
+
 def test_constraints_through_the_router(api, name, table):
     router = api.create(name=name, routes=chat_route(name), vectorizer=table, catalog=catalog(name))
     match = router("query", constraints={"capabilities": ["vision"]})

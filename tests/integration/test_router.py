@@ -317,6 +317,94 @@ def test_a_refused_change_leaves_no_reference_of_its_own_behind(api, name, table
     client.close()
 
 
+@pytest.mark.parametrize("how", ["remove_route", "clear"])
+def test_removing_through_a_stale_object_deletes_the_other_writers_references_too(api, name, table, redis_url, how):
+    # Only the references the stale object knew were deleted: the other writer's stayed in the index and
+    # joined a route of the same name made later (a "weather" route matched through a greeting).
+    client = redis.Redis.from_url(redis_url)
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    stale = api.from_existing(name, vectorizer=table)
+    router.add_route_references("cheap", ["theirs d=0.01"])
+    if how == "remove_route":
+        router.update_routing_config({"default_route": None})
+        stale.remove_route("cheap")
+    else:
+        stale.clear()
+    assert list(client.scan_iter(f"{name}:cheap:*")) == []
+    client.close()
+
+
+def test_a_change_refused_because_the_config_is_lost_leaves_no_reference_behind(api, name, table, redis_url):
+    client = redis.Redis.from_url(redis_url)
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    getattr(router, "unwrapped", router).auto_recover = False
+    client.delete(config_key(name))
+    with pytest.raises(RouterStateLostError):
+        router.add_route_references("cheap", ["stray d=0.01"])
+    assert len(list(client.scan_iter(f"{name}:cheap:*"))) == 1  # its own reference, not the stray
+    client.close()
+
+
+def test_a_stale_object_of_a_router_recreated_with_another_dtype_writes_nothing(api, name, table, redis_url):
+    from conftest import TableVectorizer
+    from redisvl.utils.vectorize import CustomVectorizer
+
+    client = redis.Redis.from_url(redis_url)
+    stale = api.create(name=name, routes=tiers(), vectorizer=table)  # float32
+    half = CustomVectorizer(embed=TableVectorizer.vector, dtype="float16")
+    api.create(name=name, routes=tiers(), vectorizer=half, overwrite=True)
+    with pytest.raises(VectorizerMismatchError, match="recreated with another vectorizer"):
+        stale.add_route(Route(name="x", model="m/x", references=["x d=0.3"], distance_threshold=0.5))
+    assert list(client.scan_iter(f"{name}:x:*")) == []
+    fresh = api.from_existing(name, vectorizer=half)  # the stored identity is still float16's
+    assert fresh("query").name == "pricey"
+    client.close()
+
+
+def test_a_name_another_applications_search_index_holds_is_refused_not_attached_to(api, name, table, redis_url):
+    # It was attached to: the router wrote its config and answered every query with no match.
+    client = redis.Redis.from_url(redis_url)
+    client.execute_command("FT.CREATE", name, "ON", "HASH", "PREFIX", "1", "prod:", "SCHEMA", "title", "TEXT")
+    with pytest.raises(RouterExistsError, match=r"not a router's \(it covers the keys \['prod:'\]"):
+        api.create(name=name, routes=tiers(), vectorizer=table)
+    assert client.exists(config_key(name)) == 0
+    assert api.create(name=name, routes=tiers(), vectorizer=table, overwrite=True)("query").name == "pricey"
+    client.close()
+
+
+def test_from_existing_attaches_while_another_writer_keeps_changing_the_router(name, table, redis_url):
+    # It read the definition, then compared it with a second read: a change in between was "a different
+    # router named ...; pass overwrite=True", advice that would have replaced the other writer's router.
+    import threading
+
+    from redisvl_llmrouter import SemanticRouter
+
+    writer = SemanticRouter(name=name, routes=tiers(), vectorizer=table, redis_url=redis_url)
+    done = threading.Event()
+
+    def keep_changing() -> None:
+        step = 0
+        while not done.is_set():
+            step += 1
+            writer.update_route_thresholds({"cheap": 0.3 + (step % 2) * 0.01})
+
+    thread = threading.Thread(target=keep_changing)
+    thread.start()
+    try:
+        attached = [SemanticRouter.from_existing(name, vectorizer=table, redis_url=redis_url) for _ in range(80)]
+    finally:
+        done.set()
+        thread.join()
+    assert {r.route_thresholds["cheap"] for r in attached} <= {0.3, 0.31, 0.5}
+    for router in attached:
+        router.close()
+    with pytest.raises(RouterExistsError):  # an override given is still compared, not silently dropped
+        SemanticRouter.from_existing(
+            name, vectorizer=table, redis_url=redis_url, routing_config=RoutingConfig(cost_weight=0.9)
+        )
+    writer.delete()
+
+
 def test_update_routing_config_refuses_none_rather_than_resetting_every_setting(api, name, table):
     config = RoutingConfig(cost_optimization=True, cost_weight=0.3, max_k=2)
     router = api.create(name=name, routes=tiers(), vectorizer=table, routing_config=config)
@@ -478,6 +566,17 @@ def test_clear_and_delete(api, name, table):
     router.delete()
     with pytest.raises(ConfigError, match="No router named"):
         api.from_existing(name, vectorizer=table)
+
+
+def test_a_batch_may_be_any_ordered_iterable_and_an_unordered_one_is_refused_before_any_work(api, name, table):
+    # A generator failed after the embedding and the search ("not subscriptable"), a dict with KeyError.
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    assert [m.name for m in router.route_batch(t for t in ["query", "cheap d=0.2"])] == ["pricey", "cheap"]
+    assert [m.name for m in router.route_batch(("query",), strategy="cost")] == ["pricey"]
+    assert len(router.distances(t for t in ["query"])) == 1
+    for unordered in ({"query"}, {"query": 1}, 7):
+        with pytest.raises(InvalidQueryError, match="takes a list of statements, got"):
+            router.route_batch(unordered)
 
 
 def test_routing_by_vector_and_in_batches(api, name, table):

@@ -6,7 +6,14 @@ import pytest
 
 from redisvl_llmrouter.errors import ConfigError, RedisModuleMissingError
 from redisvl_llmrouter.ranking import RouteDistances
-from redisvl_llmrouter.search import check_modules, parse_route_rows, reference_key, route_command, validate_router_name
+from redisvl_llmrouter.search import (
+    check_modules,
+    foreign_index,
+    parse_route_rows,
+    reference_key,
+    route_command,
+    validate_router_name,
+)
 
 NAME = "simple 'x': é"
 EXPECTED = [RouteDistances(NAME, (0.1, 0.3)), RouteDistances("b", (0.2,))]
@@ -75,3 +82,14 @@ def test_module_check_names_what_is_missing():
         check_modules([], "localhost:6379")
     with pytest.raises(RedisModuleMissingError, match="JSON"):
         check_modules([{"name": "search"}], "localhost:6379")
+
+
+def test_an_index_without_the_routers_prefix_or_fields_is_foreign_in_resp2_and_resp3():
+    ours2 = [b"index_definition", [b"key_type", b"HASH", b"prefixes", [b"r:"]],
+             b"attributes", [[b"identifier", b"route_name", b"attribute", b"route_name"],
+                             [b"identifier", b"vector", b"attribute", b"vector"]]]  # fmt: skip
+    assert foreign_index(ours2, "r") is None
+    theirs3 = {b"index_definition": {b"prefixes": [b"prod:"]}, b"attributes": [{b"attribute": b"title"}]}
+    assert foreign_index(theirs3, "r") == "it covers the keys ['prod:'], not ['r:']"
+    no_vector = {b"index_definition": {b"prefixes": [b"r"]}, b"attributes": [{b"attribute": b"route_name"}]}
+    assert foreign_index(no_vector, "r") == "it has no vector field"
