@@ -14,7 +14,7 @@ import numbers
 import os
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio as aredis
@@ -155,10 +155,10 @@ def sync_client(
 ) -> redis.Redis:
     """The caller's client, or a new one on a blocking pool (callers wait for a free connection)."""
     if redis_client is not None:
-        return redis_client
+        return _on_database_0(redis_client)
     kwargs = _pool_kwargs(connection_kwargs)  # a bad setting fails before an embedded Redis is started
     pool = _pool(redis.BlockingConnectionPool, resolve_url(redis_url), kwargs)
-    return redis.Redis(connection_pool=pool)
+    return _on_database_0(redis.Redis(connection_pool=pool))
 
 
 def async_client(
@@ -168,7 +168,7 @@ def async_client(
 ) -> aredis.Redis:
     """As :func:`sync_client`, for asyncio (whose default pool raises instead of waiting when full)."""
     if redis_client is not None:
-        return redis_client
+        return _on_database_0(redis_client)
     kwargs = _pool_kwargs(connection_kwargs)
     # redis-py's sync client retries a command on a broken connection (3 times, with backoff) by
     # default, its asyncio client does not: after a Redis restart every pooled connection is
@@ -180,7 +180,24 @@ def async_client(
         "retry", AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), 3, supported_errors=(redis.ConnectionError,))
     )
     pool = _pool(aredis.BlockingConnectionPool, resolve_url(redis_url), kwargs)
-    return aredis.Redis(connection_pool=pool)
+    return _on_database_0(aredis.Redis(connection_pool=pool))
+
+
+RedisClient = TypeVar("RedisClient", redis.Redis, aredis.Redis)
+
+
+def _on_database_0(client: RedisClient) -> RedisClient:
+    """Refuse a client on another database than 0: Redis's search module refuses to create an index
+    there, and a search there reads the index of database 0, keys included (another router's data)."""
+    pool = getattr(client, "connection_pool", None)
+    db = getattr(pool, "connection_kwargs", {}).get("db", 0) if pool is not None else 0
+    if str(db) not in ("0", ""):
+        raise ConfigError(
+            f"Redis database {db} was selected; routers live in database 0 (the search module indexes "
+            "only that one). Drop the /DB from the URL (or db= from the client); routers of different "
+            "names share a database safely."
+        )
+    return client
 
 
 def rebuilt_async_client(client: aredis.Redis) -> aredis.Redis:

@@ -670,7 +670,10 @@ class RouterCore:
             try:
                 config = RoutingConfig.model_validate(data)
             except ValidationError as exc:
-                raise ConfigError(f"Invalid routing config: {exc.errors()[0]['msg']}") from None
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first["loc"])
+                message = first["msg"] if not where or where in first["msg"] else f"{where}: {first['msg']}"
+                raise ConfigError(f"Invalid routing config: {message}") from None
         if config.default_route is not None and config.default_route not in self.tiers:
             raise ConfigError(
                 f"default_route {config.default_route!r} is not one of the tier routes {list(self.tiers)}"

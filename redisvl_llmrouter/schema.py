@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 from redisvl.extensions.router.schema import Route as _RedisVLRoute
 from redisvl.extensions.router.schema import RouteMatch as _RedisVLRouteMatch
 from redisvl.extensions.router.schema import RoutingConfig as _RedisVLRoutingConfig
 
-from redisvl_llmrouter.policy.catalog import DEFAULT_OUTPUT_TOKENS, ModelCatalog
+from redisvl_llmrouter.policy.catalog import DEFAULT_OUTPUT_TOKENS, ModelCatalog, refuse_non_number
 from redisvl_llmrouter.policy.constraints import Constraints
 
 __all__ = [
@@ -83,14 +83,20 @@ class Floor(BaseModel):
 
     ``min_route`` names a tier route: only models of that route or of routes listed after it
     (tier routes are ordered cheapest first, as in the config) may answer. ``min_quality``
-    admits only models whose catalog quality prior is at least this value. A floor route has
-    references (what high-stakes requests look like) but no model of its own.
+    admits only models whose catalog quality prior is at least this value (a number: ``True`` is
+    refused, not read as 1). A floor route has references (what high-stakes requests look like)
+    but no model of its own.
     """
 
     min_route: str | None = None
     min_quality: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("min_quality", mode="before")
+    @classmethod
+    def _a_number(cls, v: Any, info: ValidationInfo) -> Any:
+        return refuse_non_number(v, f"floor.{info.field_name}")
 
     @model_validator(mode="after")
     def _says_something(self) -> Floor:
@@ -115,11 +121,17 @@ class Route(_RedisVLRoute):
     cost: Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)] | None = None
     """What the model costs, in any unit used consistently across routes (USD per 1M tokens by
     convention). Only ratios between routes matter to the ranking. A number: strict, as RedisVL's
-    ``distance_threshold`` is, so ``True`` or ``"1"`` is refused rather than stored as 1.0."""
+    ``distance_threshold`` is, so ``True``, ``np.True_`` or ``"1"`` is refused rather than stored as 1.0."""
     floor: Floor | None = None
     """Makes this a floor route (see :class:`Floor`)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("cost", mode="before")
+    @classmethod
+    def _cost_is_a_number(cls, v: Any, info: ValidationInfo) -> Any:
+        # Strict float validation refuses True and "1" but reads numpy's bool as 1.0.
+        return refuse_non_number(v, info.field_name or "cost")
 
     @field_validator("model")
     @classmethod
@@ -228,13 +240,21 @@ class Strategy(str, Enum):
 
 
 class BalanceWeights(BaseModel):
-    """Weights of the ``balanced`` score ``wq * quality - wc * cost / max_cost - wl * latency / max_latency``."""
+    """Weights of the ``balanced`` score ``wq * quality - wc * cost / max_cost - wl * latency / max_latency``.
+
+    Numbers: ``True`` or ``"0.9"`` is refused, not read as 1.0 or 0.9.
+    """
 
     quality: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.5
     cost: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.3
     latency: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.2
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("quality", "cost", "latency", mode="before")
+    @classmethod
+    def _a_number(cls, v: Any, info: ValidationInfo) -> Any:
+        return refuse_non_number(v, f"balance.{info.field_name}")
 
     @model_validator(mode="after")
     def _not_all_zero(self) -> BalanceWeights:
@@ -259,6 +279,11 @@ class TextWindow(BaseModel):
     head_chars: Annotated[int, Field(ge=0)] = 250
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("max_chars", "head_chars", mode="before")
+    @classmethod
+    def _a_number(cls, v: Any, info: ValidationInfo) -> Any:
+        return refuse_non_number(v, f"text.{info.field_name}")
 
     @model_validator(mode="after")
     def _head_fits(self) -> TextWindow:
@@ -368,6 +393,11 @@ class ConfidenceCalibration(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    @field_validator("sharpness", mode="before")
+    @classmethod
+    def _a_number(cls, v: Any, info: ValidationInfo) -> Any:
+        return refuse_non_number(v, f"confidence.{info.field_name}")
+
 
 class RoutingConfig(_RedisVLRoutingConfig):
     """How the router ranks routes and picks a model.
@@ -376,6 +406,7 @@ class RoutingConfig(_RedisVLRoutingConfig):
     pass their thresholds, each is scored ``(1 - cost_weight) * distance + cost_weight * cost /
     max_cost`` where ``max_cost`` is the highest cost among those routes, so the penalty has no
     unit. ``cost_weight`` is also the knob of the ``learned`` strategy (see :class:`Strategy`).
+    Numeric settings are numbers: ``True`` or ``"0.5"`` is refused, not read as 1 or 0.5.
     """
 
     aggregation_method: DistanceAggregationMethod = DistanceAggregationMethod.avg  # type: ignore[assignment]
@@ -398,6 +429,13 @@ class RoutingConfig(_RedisVLRoutingConfig):
     relative signal, not a probability."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("aggregation_k", "cost_weight", "expected_output_tokens", mode="before")
+    @classmethod
+    def _a_number(cls, v: Any, info: ValidationInfo) -> Any:
+        # Lax validation reads True as 1 and "0.5" as 0.5; a config stored as JSON gives numbers
+        # (1 for 1.0, which float fields take), never text.
+        return refuse_non_number(v, info.field_name or "value")
 
     @field_validator("aggregation_method", mode="before")
     @classmethod

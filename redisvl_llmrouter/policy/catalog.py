@@ -30,14 +30,17 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 __all__ = [
     "DEFAULT_OUTPUT_TOKENS",
+    "NOT_NUMBERS",
     "Capability",
     "ModelCatalog",
     "ModelSpec",
     "estimate_tokens",
+    "refuse_non_number",
 ]
 
 #: Output tokens assumed when a request does not say how long its answer will be (``max_tokens``).
@@ -69,9 +72,27 @@ def estimate_tokens(text: str) -> int:
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
+#: What lax validation would read as a number though nobody wrote one: ``True`` as 1 (numpy's
+#: ``np.True_`` too, which even strict float validation takes for 1.0) and ``"0.9"`` as 0.9.
+NOT_NUMBERS: tuple[type, ...] = (bool, np.bool_, str, bytes, bytearray)
+
+
+def refuse_non_number(value: Any, field: str) -> Any:
+    """``value`` unchanged, unless it is a bool or text: then a ValueError naming ``field`` and the value.
+
+    For ``mode="before"`` validators of numeric settings: numbers of any kind (``int`` for a float,
+    numpy's scalars, as Redis and graders return them) go on to the field's own validation.
+    """
+    if isinstance(value, NOT_NUMBERS):
+        raise ValueError(f"{field} must be a number, got {value!r}")
+    return value
+
 
 class ModelSpec(BaseModel):
-    """One model the router may choose."""
+    """One model the router may choose.
+
+    Prices, quality, latency and sizes are numbers: ``True`` or ``"2"`` is refused, not read as 1 or 2.
+    """
 
     name: str = Field(min_length=1)
     """LiteLLM-style ``provider/model``, e.g. ``"anthropic/claude-sonnet-4-5"``."""
@@ -98,6 +119,13 @@ class ModelSpec(BaseModel):
         if v != v.strip() or any(c in v for c in "\x00\n\r\t"):
             raise ValueError("Model name must not contain white space at its ends or control characters")
         return v
+
+    @field_validator(
+        "input_price", "output_price", "context_window", "quality", "latency_ms", "max_concurrency", mode="before"
+    )
+    @classmethod
+    def _a_number(cls, v: Any, info: ValidationInfo) -> Any:
+        return refuse_non_number(v, info.field_name or "value")
 
     @field_validator("capabilities")
     @classmethod

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from redisvl_llmrouter.policy.catalog import Capability
+from redisvl_llmrouter.policy.catalog import NOT_NUMBERS, Capability
 
 __all__ = ["RELAXATION_ORDER", "Constraints"]
 
@@ -54,8 +54,8 @@ class Constraints(BaseModel):
     @classmethod
     def _a_number(cls, v: Any) -> Any:
         # Lax validation reads True as 1 and "5" as 5: a limit nobody meant to set. Numbers only
-        # (numpy's included), as feedback takes them.
-        if isinstance(v, (bool, str, bytes)):
+        # (numpy's included, but not numpy's bools), as feedback takes them.
+        if isinstance(v, NOT_NUMBERS):
             raise ValueError(f"must be a number, got {v!r}")
         return v
 

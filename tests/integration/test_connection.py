@@ -313,3 +313,17 @@ def test_an_async_router_on_the_callers_client_says_why_a_new_loop_fails(redis_u
     with pytest.raises(RuntimeError, match="used on another event loop.*passed as redis_client"):
         asyncio.run(router("query"))
     redis.Redis.from_url(redis_url).delete(*redis.Redis.from_url(redis_url).keys(f"{name}*"))
+
+
+@pytest.mark.parametrize("how", ["url", "client"])
+def test_a_database_other_than_0_is_refused_before_anything_is_read_or_written(api, name, table, redis_url, how):
+    # Redis refuses a search index on db 1, and a search there reads db 0's index: a router on db 1
+    # routed through another router's references.
+    import redis.asyncio as aredis
+
+    given = {"redis_url": f"{redis_url}/1"}
+    if how == "client":
+        flavour = aredis if api.flavour == "async" else redis
+        given = {"redis_client": flavour.Redis.from_url(redis_url, db=1)}
+    with pytest.raises(ConfigError, match="Redis database 1 was selected; routers live in database 0"):
+        api.create(name=name, routes=[Route(name="r", references=["r d=0.1"])], vectorizer=table, **given)

@@ -287,8 +287,9 @@ def test_a_partial_routing_config_changes_only_the_settings_it_names(api, name, 
     expected = config.model_copy(update={"cost_weight": 0.5})
     assert router.routing_config == expected
     assert api.from_existing(name, vectorizer=table).routing_config == expected
-    for bad in ({"cost_wieght": 0.5}, {"cost_weight": 2.0}, {"default_route": "ghost"}):
-        with pytest.raises(ConfigError):
+    for bad, named in (({"cost_wieght": 0.5}, "cost_wieght"), ({"cost_weight": 2.0}, "cost_weight"),
+                       ({"balance": {"quality": -1}}, "balance.quality"), ({"default_route": "ghost"}, "ghost")):  # fmt: skip
+        with pytest.raises(ConfigError, match=named):  # the setting at fault is named
             router.update_routing_config(bad)
     assert router.routing_config == expected
     router.update_routing_config(RoutingConfig(cost_weight=0.2))  # a whole config replaces every setting

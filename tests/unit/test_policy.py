@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from redisvl_llmrouter import NoEligibleModelError, Route, RoutingConfig
@@ -389,3 +391,85 @@ def test_the_tiers_above_are_tried_cheapest_route_cost_first_whatever_their_list
     anywhere = PolicyInput(routes=[*tiers, careful], catalog=CATALOG, config=RoutingConfig(), strategy=Strategy.semantic,
                            prompt_tokens=10)  # fmt: skip
     assert decide([], [careful], anywhere).model == "p/big"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("input_price", True),
+        ("output_price", "2"),
+        ("context_window", True),
+        ("context_window", "128000"),
+        ("quality", True),
+        ("quality", "0.9"),
+        ("latency_ms", False),
+        ("max_concurrency", True),
+    ],
+)
+def test_a_model_spec_refuses_a_bool_or_text_for_a_number_naming_the_field_and_the_value(field, value):
+    with pytest.raises(ValueError, match=rf"{field} must be a number, got {re.escape(repr(value))}"):
+        ModelSpec(name="p/m", **{field: value})
+
+
+def test_a_model_spec_refuses_a_numpy_bool_as_it_refuses_true():
+    import numpy as np
+
+    with pytest.raises(ValueError, match=r"input_price must be a number, got np\.True_"):
+        ModelSpec(name="p/m", input_price=np.bool_(True))
+
+
+def test_a_model_spec_takes_numbers_of_any_kind():
+    import numpy as np
+
+    spec = ModelSpec(name="p/m", input_price=1, output_price=np.float32(2.5), context_window=np.int64(8000),
+                     quality=np.float64(0.5), latency_ms=300, max_concurrency=4)  # fmt: skip
+    assert (spec.input_price, spec.output_price, spec.context_window, spec.quality) == (1.0, 2.5, 8000, 0.5)
+
+
+def test_a_catalog_with_a_price_given_as_text_is_refused_with_where_and_what(tmp_path):
+    from redisvl_llmrouter.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"models\.0\.input_price: .*must be a number, got True"):
+        ModelCatalog.parse([{"name": "p/m", "input_price": True, "output_price": 1}])
+    path = tmp_path / "catalog.yaml"
+    path.write_text('models:\n  - {name: p/m, input_price: "0.10", output_price: 0.40}\n')
+    with pytest.raises(ConfigError, match=r"models\.0\.input_price: .*must be a number, got '0\.10'"):
+        ModelCatalog.from_file(path)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "text"),
+    [
+        (".yaml", "models:\n  - {name: p/m, input_price: 1, output_price: 4e-1, context_window: 8000, quality: 1}\n"),
+        (".json", '{"models": [{"name": "p/m", "input_price": 1, "output_price": 0.4, "context_window": 8000, '
+                  '"quality": 1}]}'),
+    ],
+)  # fmt: skip
+def test_catalog_files_with_whole_numbers_for_prices_still_load(tmp_path, suffix, text):
+    path = tmp_path / f"catalog{suffix}"
+    path.write_text(text)
+    spec = ModelCatalog.from_file(path).get("p/m")
+    assert (spec.input_price, spec.output_price, spec.context_window, spec.quality) == (1.0, 0.4, 8000, 1.0)
+
+
+def test_the_shipped_catalogs_still_validate():
+    from pathlib import Path
+
+    from redisvl_llmrouter.policy.catalog import read_data_file
+    from redisvl_llmrouter.pretrained import parse
+
+    root = Path(__file__).resolve().parents[2] / "pretrained"
+    assert len(ModelCatalog.parse(read_data_file(root / "default.source.yaml", "config")["catalog"])) > 0
+    assert len(parse(read_data_file(root / "default.json", "config")).catalog) > 0
+
+
+def test_a_constraint_refuses_a_numpy_bool_as_it_refuses_true():
+    import numpy as np
+
+    with pytest.raises(ValueError, match=r"must be a number, got np\.True_"):
+        Constraints(max_cost=np.bool_(True))
+    with pytest.raises(ValueError, match=r"must be a number, got np\.False_"):
+        Constraints(min_context=np.bool_(False))
+    assert Constraints(max_cost=np.float32(0.5), min_context=np.int64(10)).model_dump(
+        include={"max_cost", "min_context"}
+    ) == {"max_cost": 0.5, "min_context": 10}

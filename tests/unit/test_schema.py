@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from redisvl_llmrouter import Route, RouteMatch, RoutingConfig
 from redisvl_llmrouter.core import parse_definition
 from redisvl_llmrouter.errors import ConfigError
+from redisvl_llmrouter.schema import BalanceWeights, Floor
 
 
 def test_route_carries_model_and_cost():
@@ -126,3 +128,74 @@ def test_a_key_given_twice_in_a_config_file_is_refused_not_silently_overridden(t
     path.write_text(text)
     with pytest.raises(ConfigError, match="'max_models' is given twice"):
         read_data_file(path, "gateway config")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("cost_weight", True),
+        ("cost_weight", "0.5"),
+        ("expected_output_tokens", True),
+        ("expected_output_tokens", "256"),
+        ("aggregation_k", True),
+        ("balance.quality", "0.9"),
+        ("balance.cost", True),
+        ("balance.latency", b"0.2"),
+        ("text.max_chars", "2000"),
+        ("confidence.sharpness", True),
+    ],
+)
+def test_a_routing_config_refuses_a_bool_or_text_where_a_number_goes_and_the_message_names_the_setting(field, value):
+    setting, _, inner = field.partition(".")
+    with pytest.raises(ValidationError) as caught:
+        RoutingConfig(**{setting: {inner: value} if inner else value})
+    # update_routing_config reports the first message alone: it must say which setting and what was given.
+    assert caught.value.errors()[0]["msg"] == f"Value error, {field} must be a number, got {value!r}"
+
+
+def test_a_routing_config_refuses_numpy_bools_as_it_refuses_python_ones():
+    with pytest.raises(ValidationError, match=r"cost_weight must be a number, got np\.True_"):
+        RoutingConfig(cost_weight=np.bool_(True))
+    with pytest.raises(ValidationError, match=r"balance\.quality must be a number"):
+        BalanceWeights(quality=np.bool_(False), cost=0.3)
+
+
+def test_a_routing_config_stored_as_json_still_loads_with_whole_numbers_for_its_weights():
+    import json
+
+    # RedisJSON (and hand-written JSON) may give 1 for 1.0: an int is a number wherever a float goes.
+    stored = json.loads(
+        '{"cost_weight": 1, "balance": {"quality": 1, "cost": 0, "latency": 0}, "expected_output_tokens": 512}'
+    )
+    config = RoutingConfig.model_validate(stored)
+    assert (config.cost_weight, config.expected_output_tokens) == (1.0, 512)
+    assert (config.balance.quality, config.balance.cost, config.balance.latency) == (1.0, 0.0, 0.0)
+    assert RoutingConfig(cost_weight=np.float32(0.5), aggregation_k=np.int64(2)).model_dump(
+        include={"cost_weight", "aggregation_k"}
+    ) == {"cost_weight": 0.5, "aggregation_k": 2}
+    assert parse_definition({"name": "r", "routing_config": stored}).routing_config.cost_weight == 1.0
+
+
+def test_a_stored_routing_config_with_a_bool_for_a_weight_is_refused_where_and_what():
+    with pytest.raises(ConfigError, match=r"routing_config\.balance\.cost: .*must be a number, got True"):
+        parse_definition({"name": "r", "routing_config": {"balance": {"cost": True}}})
+
+
+@pytest.mark.parametrize("value", [True, False, "0.9", "1", np.bool_(True)])
+def test_a_floor_refuses_a_quality_bar_that_is_not_a_number(value):
+    with pytest.raises(ValidationError) as caught:
+        Floor(min_quality=value)
+    # A route's problems are reported by their message alone: it says which field and what was given.
+    assert caught.value.errors()[0]["msg"] == f"Value error, floor.min_quality must be a number, got {value!r}"
+
+
+def test_a_floor_takes_a_quality_bar_given_as_any_number():
+    assert Floor(min_quality=1).min_quality == 1.0
+    assert Floor(min_quality=np.float32(0.5)).min_quality == 0.5
+
+
+def test_a_route_refuses_a_numpy_bool_for_its_cost_as_it_refuses_true():
+    # Strict float validation alone reads np.True_ as 1.0.
+    with pytest.raises(ValidationError, match=r"cost must be a number, got np\.True_"):
+        Route(name="a", references=["x"], model="m", cost=np.bool_(True))
+    assert Route(name="a", references=["x"], model="m", cost=np.int64(2)).cost == 2.0
