@@ -201,8 +201,12 @@ def concat_outcomes(sets: Sequence[evaluation.OutcomeSet], name: str) -> evaluat
     for other in sets[1:]:
         if list(other.models) != models:
             raise ConfigError(f"Cannot concatenate {other.name!r}: its models differ from {sets[0].name!r}'s.")
+    # Ids are prefixed by their set's name, or by its place too when two sets share a name (files of
+    # one name in two folders): the same id in both would be one prompt to --cv's folds.
+    names = [s.name for s in sets]
+    prefixes = names if len(set(names)) == len(names) else [f"{k}:{n}" for k, n in enumerate(names)]
     return evaluation.OutcomeSet(
-        ids=[f"{s.name}/{i}" for s in sets for i in s.ids],
+        ids=[f"{prefix}/{i}" for prefix, s in zip(prefixes, sets, strict=True) for i in s.ids],
         prompts=[p for s in sets for p in s.prompts],
         models=models,
         quality=np.vstack([s.quality for s in sets]),

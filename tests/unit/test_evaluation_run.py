@@ -98,6 +98,13 @@ def test_concatenated_sets_add_up_what_was_skipped():
     assert both.skipped == 3 and dict(both.skipped_for) == {"a": 1, "b": 2}
 
 
+def test_concatenated_sets_keep_their_ids_apart_even_when_their_names_are_the_same():
+    assert concat_outcomes([two_model_set("x"), two_model_set("y")], "x+y").ids == ["x/1", "x/2", "y/1", "y/2"]
+    # Two files named set.jsonl in two folders: "set/1" twice would be one prompt to the folds.
+    same = concat_outcomes([two_model_set("set"), two_model_set("set")], "set+set")
+    assert same.ids == ["0:set/1", "0:set/2", "1:set/1", "1:set/2"]
+
+
 def test_the_strategy_table_prints_every_row_at_the_configured_setting(capsys):
     from redisvl_llmrouter.evaluation_run import _print_strategies
 
