@@ -196,10 +196,14 @@ def cmd_route(args: argparse.Namespace) -> int:
         ]
         print(json.dumps(out[0] if len(out) == 1 else out, indent=2, ensure_ascii=False))
     else:
+        from redisvl_llmrouter.observability.report import escape_controls
+
         for i, (text, match, economy, prices) in enumerate(results):
             rows = _route_lines(text, match, economy, prices, router.routing_config.confidence is not None)
             width = max(len(k) for k, _ in rows)
-            print(("\n" if i else "") + "\n".join(f"{key:<{width}}  {value}" for key, value in rows))
+            # One line per row whatever the query (or a config's names) holds: escaped as `report` escapes names.
+            lines = (f"{key:<{width}}  {escape_controls(value)}" for key, value in rows)
+            print(("\n" if i else "") + "\n".join(lines))
     return 0 if all(r[1] for r in results) else 1
 
 
@@ -300,22 +304,27 @@ def _configured_redis(args: argparse.Namespace) -> bool:
 
 
 def cmd_learn(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from redisvl_llmrouter import SemanticRouter, pretrained
-    from redisvl_llmrouter.errors import ConfigError, UnknownModelError
+    from redisvl_llmrouter.errors import ConfigError
     from redisvl_llmrouter.learning.records import read_records
 
     records = list(read_records(args.datasets))
     if not records:  # as eval says: an empty file is more likely a mistake than an intention
         raise ConfigError(f"{', '.join(args.datasets)}: no outcome rows to learn")
     model_map = dict(_pairs(args.map, "--map", "DATA_MODEL=MODEL"))
-    _check_data_models(model_map, {m for r in records for m in r.outcomes})  # before any router is made
+    # Before any router is made (or any catalog changed): what learning would refuse halfway through.
+    _check_data_models(model_map, {m for r in records for m in r.outcomes})
+    _check_map_collisions(model_map, records)
     try:  # a router already in Redis ...
         router = SemanticRouter.from_existing(args.name or args.router, redis_url=args.redis_url)
         origin = "attached to"
     except ConfigError:  # ... else a shipped config or a config file, loaded into Redis
-        if args.name is None and pretrained.is_bare_name(args.router) and args.router not in pretrained.available():
+        if (
+            args.name is None
+            and pretrained.is_bare_name(args.router)
+            and args.router not in pretrained.available()
+            and not Path(args.router).is_dir()  # a directory: from_pretrained says so
+        ):
             raise ConfigError(
                 f"No router {args.router!r} in this Redis and no shipped config of that name (available: "
                 f"{', '.join(pretrained.available())}). To create a new router, give the config to start from with "
@@ -323,6 +332,25 @@ def cmd_learn(args: argparse.Namespace) -> int:
             ) from None
         router = SemanticRouter.from_pretrained(args.router, name=args.name, redis_url=args.redis_url)
         origin = "created"
+    try:
+        _learn_into(router, origin, records, model_map, args)
+    except BaseException:  # failed or interrupted: leave no half-made router behind, never one that was there
+        if origin == "created":
+            with contextlib.suppress(Exception):
+                router.delete()
+        raise
+    return 0
+
+
+def _learn_into(
+    router: Any, origin: str, records: Sequence[Any], model_map: dict[str, str], args: argparse.Namespace
+) -> None:
+    """``learn``'s work on a router it attached to or created: the catalog, the memory, the export."""
+    from tqdm import tqdm
+
+    from redisvl_llmrouter import pretrained
+    from redisvl_llmrouter.errors import UnknownModelError
+
     if args.add_models:
         from redisvl_llmrouter.policy.catalog import ModelSpec
 
@@ -331,9 +359,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
         if new:
             router.update_catalog(router.catalog.with_models(new))
     unknown = sorted({model_map.get(m, m) for r in records for m in r.outcomes} - set(router.models))
-    if unknown:
-        if origin == "created":  # nothing will be learned: leave no half-made router behind
-            router.delete()
+    if unknown:  # nothing will be learned (a router this command created is deleted by the caller)
         raise UnknownModelError(
             f"Router {router.name!r} does not know the model(s) {unknown[:5]}"
             f"{f' and {len(unknown) - 5} more' if len(unknown) > 5 else ''}. Name each dataset model's catalog "
@@ -360,7 +386,25 @@ def cmd_learn(args: argparse.Namespace) -> int:
             "or pass --export PATH to save it",
             file=sys.stderr,
         )
-    return 0
+
+
+def _check_map_collisions(model_map: dict[str, str], records: Sequence[Any]) -> None:
+    """Refuse a ``--map`` that gives two models of one prompt the same name (``A=X`` and ``B=X``, or ``A=B``
+    where the data has ``B`` too): a prompt keeps one outcome per model, so learning would stop at that
+    prompt. Checked before any router is made, naming the models and the prompt."""
+    if not model_map:
+        return
+    for record in records:
+        named: dict[str, list[str]] = {}
+        for model in record.outcomes:
+            named.setdefault(model_map.get(model, model), []).append(model)
+        for name, sources in named.items():
+            if len(sources) > 1:
+                raise LLMRouterError(
+                    f"--map gives {sorted(sources)} the same name {name!r}, and record "
+                    f"{record.id or record.prompt[:40]!r} has an outcome of each: a prompt keeps one outcome per "
+                    "model, so map each data model to a different model"
+                )
 
 
 def _check_data_models(model_map: dict[str, str], data_models: set[str]) -> None:

@@ -216,6 +216,8 @@ class GatewayConfig(BaseModel):
     upstream_url: str | None = None
     """Send every model to this OpenAI-compatible base URL, model names passed through."""
     upstream_api_key_env: str | None = None
+    """Environment variable holding ``upstream_url``'s key; ``llmrouter serve`` refuses to start when it is
+    unset or empty (see :meth:`check_key_variables`)."""
     retry: RetryConfig = Field(default_factory=RetryConfig)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     queue: QueueConfig = Field(default_factory=QueueConfig)
@@ -270,6 +272,21 @@ class GatewayConfig(BaseModel):
                 raise ConfigError(f"${self.api_keys_env}: {_HEADER_SAFE_RULE}")
             keys |= from_env
         return keys
+
+    def check_key_variables(self) -> None:
+        """Raise ConfigError when ``upstream_api_key_env`` names a variable that is unset or empty.
+
+        The operator named a key, so the upstream most likely needs one: a typo in the name would
+        otherwise surface only as the upstream's 401s, request after request. ``llmrouter serve``
+        checks this as it loads its config, as it checks ``api_keys_env`` (:meth:`server_keys`); the
+        library's ``Gateway`` does not, and calls without the key."""
+        name = self.upstream_api_key_env
+        if name is not None and not os.environ.get(name, "").strip():
+            state = "is empty" if name in os.environ else "is not set"
+            raise ConfigError(
+                f"upstream_api_key_env (--upstream-key-env) names ${name}, which {state}: set it to the "
+                "upstream's API key, or leave the option out for an upstream that needs none."
+            )
 
     @classmethod
     def from_file(cls, path: str | Path) -> GatewayConfig:

@@ -46,7 +46,18 @@ from redisvl_llmrouter.errors import ConfigError
 from redisvl_llmrouter.observability.decisions import parse_entries, stream_key
 from redisvl_llmrouter.ops import Command, Op, Pipeline
 
-__all__ = ["Breakdown", "Report", "format_usd", "load", "parse_since", "plot", "read_command", "render", "summarise"]
+__all__ = [
+    "Breakdown",
+    "Report",
+    "escape_controls",
+    "format_usd",
+    "load",
+    "parse_since",
+    "plot",
+    "read_command",
+    "render",
+    "summarise",
+]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -364,21 +375,23 @@ def _series(completions: Sequence[Mapping[str, Any]], first_ms: int, last_ms: in
     return series
 
 
-#: Decimals by size: 2 significant digits below $0.0001, 4 decimals below $100, cents above.
-_USD_TIERS = ((1e-5, 7), (1e-4, 6), (100.0, 4), (math.inf, 2))
+#: Decimals by size: below $1 at least 4 decimals and at least 2 significant digits, from $1 to the cent.
+_USD_TIERS = ((1e-5, 7), (1e-4, 6), (1e-3, 5), (1.0, 4), (math.inf, 2))
 #: The smallest amount printed with its digits; a nonzero amount below prints as ``<$0.000001``.
 _USD_FLOOR = 1e-6
 
 
 def format_usd(value: float) -> str:
     """Dollars as the report and the dashboard print them (the dashboard's ``fmt.usd`` follows the same
-    rules, to the digit): the sign before the ``$``, thousands separated; to the cent from $100, to 4
-    decimals from $0.0001, below that to 2 significant digits (a day of a cheap model's calls is not
-    "$0.0000"), and a nonzero amount under $0.000001 as ``<$0.000001`` (not a wall of zeros).
+    rules, to the digit): the sign before the ``$``, thousands separated; to the cent from $1; below $1
+    to 4 decimals, or more where 4 would leave fewer than 2 significant digits (``$0.0123``, ``$0.0020``,
+    ``$0.00014``, ``$0.0000056``), so no amount shows as a lone rounded digit and a cost, its baseline
+    and the saving read as consistent; a nonzero amount under $0.000001 as ``<$0.000001`` (not a wall
+    of zeros).
 
-    An amount that rounds up to the next size prints at that size's precision (``99.99999`` is
-    ``$100.00``, as ``100`` is). Ties round away from zero on the exact binary value, as JavaScript's
-    ``toFixed`` does, so both print the same digits.
+    An amount that rounds up to the next size prints at that size's precision (``0.999999`` is
+    ``$1.00``, as ``1`` is; ``0.00009999`` is ``$0.00010``). Ties round away from zero on the exact
+    binary value, as JavaScript's ``toFixed`` does, so both print the same digits.
     """
     if not math.isfinite(value):  # no amount at all: unknown, as a slice without a known cost
         return "-"
@@ -417,8 +430,13 @@ def _cost_line(t: Breakdown) -> str:
     return line + (f"; {_requests(t.unpriced)} without a known cost" if t.unpriced else "")
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 request``, ``2 requests``, ``0 requests``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _requests(n: int) -> str:
-    return f"{n} request{'' if n == 1 else 's'}"
+    return _count(n, "request")
 
 
 def _ms(value: float | None) -> str:
@@ -433,9 +451,15 @@ def _share(value: float | None) -> str:
 _NAME_WIDTH = 48
 
 
+def escape_controls(text: str) -> str:
+    """``text`` safe to print on one terminal line: every character that is not printable (a newline, a
+    tab, an ANSI escape, a zero-width or bidi control) shown as its Python escape (``\\n``, ``\\x1b``)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _cell_name(name: str) -> str:
     """A name on one table line: control characters escaped, a long one cut in its middle."""
-    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+    shown = escape_controls(name)
     if len(shown) <= _NAME_WIDTH:
         return shown
     half = (_NAME_WIDTH - 1) // 2
@@ -471,23 +495,26 @@ def render(report: Report) -> str:
 
     t = report.total
     lines = [
-        f"router {report.router}: {t.requests} requests from {when(report.first_ms)} to {when(report.last_ms)}",
+        f"router {report.router}: {_requests(t.requests)} from {when(report.first_ms)} to {when(report.last_ms)}",
         f"  {_cost_line(t)}",
         f"  latency p50 {_ms(t.latency_p50_ms)} ms, p99 {_ms(t.latency_p99_ms)} ms;"
         f" errors {t.errors} ({_share(t.errors / t.requests if t.requests else None)});"
         f" cache hit rate {_share(report.cache_hit_rate)}; fallbacks {t.fallbacks}",
     ]
     if t.feedback:
-        lines.append(f"  quality {t.quality:.3f} from {t.feedback} feedback reports")
+        lines.append(f"  quality {t.quality:.3f} from {_count(t.feedback, 'feedback report')}")
     if report.errors_by_kind:
-        lines.append("  errors by kind: " + ", ".join(f"{k} {v}" for k, v in report.errors_by_kind.items()))
+        lines.append(
+            "  errors by kind: " + ", ".join(f"{escape_controls(k)} {v}" for k, v in report.errors_by_kind.items())
+        )
     if report.breakers:
         # The ones with something to say, by name; the quiet rest (closed, never tripped) counted: a
         # log may name hundreds of passthrough models.
         telling = {m: b for m, b in report.breakers.items() if b.get("state") != "closed" or b.get("trips")}
         quiet = len(report.breakers) - len(telling)
         parts = [
-            f"{m} {str(b.get('state', '?')).replace('_', '-')} ({b.get('trips', 0)} trips)" for m, b in telling.items()
+            f"{escape_controls(m)} {str(b.get('state', '?')).replace('_', '-')} ({_count(b.get('trips') or 0, 'trip')})"
+            for m, b in telling.items()
         ]
         if quiet:
             parts.append(f"{'all' if not telling else quiet} {'other ' if telling else ''}closed, never tripped")

@@ -262,6 +262,11 @@ def resolve(name_or_path: str | Path) -> Path:
     path = file_path(name_or_path, "config name or path")
     if is_bare_name(name_or_path):
         path = _HERE / f"{name_or_path}.json"
+        if not path.is_file() and Path(name_or_path).is_dir():  # meant as a path, as ./adir would be
+            raise ConfigFileError(
+                f"{name_or_path} is a directory (and no shipped config has that name; available: "
+                f"{', '.join(available())}); pass the path of a config file in it."
+            )
         if not path.is_file():
             raise ConfigError(
                 f"No pretrained config named {name_or_path!r}; available: {', '.join(available())}. "

@@ -126,6 +126,18 @@ def test_learn_refuses_unknown_models_unless_mapped_or_added(tmp_path, capsys, n
     router.delete()
 
 
+def test_route_prints_control_characters_of_the_query_escaped_one_line_per_row(capsys):
+    query = "line1\nline2\x1b[31mRED\tend\u200b"
+    assert main(["route", query, "hi"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\t" not in out and "\u200b" not in out  # nothing reaches the terminal raw
+    assert "query         line1\\nline2\\x1b[31mRED\\tend\\u200b\n" in out  # escaped as report escapes names
+    for block in out.split("\n\n"):  # each query's block: every line is one of route's rows
+        assert [line.split()[0] for line in block.splitlines()[:2]] == ["query", "tier"]
+    assert main(["route", query, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["query"] == query  # the JSON keeps the text as it was
+
+
 def test_route_json(capsys):
     assert main(["route", "architect a distributed system for millions of users", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

@@ -114,6 +114,21 @@ BAD_INPUTS = {
     "serve on a port out of range": (["serve", "--port", "72001"], "--port must be between 0 and 65535"),
     "upstream on a port out of range": (["upstream", "--port", "-1"], "--port must be between 0 and 65535"),
     "an unknown config": (["info", "--config", "no-such-config"], "No pretrained config named 'no-such-config'"),
+    "info --config naming a directory by its bare name": (
+        ["info", "--config", "a-directory"],
+        "a-directory is a directory (and no shipped config has that name; available: default); pass the path of a "
+        "config file in it.",
+    ),
+    "route --config naming a directory by its bare name": (
+        ["route", "hi", "--config", "a-directory"],
+        "a-directory is a directory (and no shipped config has that name",
+    ),
+    "route --config naming a directory by its path": (["route", "hi", "--config", "./a-directory"], "is a directory"),
+    "serve --upstream-key-env naming an unset variable": (
+        ["serve", "--upstream-key-env", "LLMROUTER_TEST_NO_SUCH_KEY_VARIABLE", "--redis-url", DEAD_REDIS],
+        "upstream_api_key_env (--upstream-key-env) names $LLMROUTER_TEST_NO_SUCH_KEY_VARIABLE, which is not set: "
+        "set it to the upstream's API key, or leave the option out for an upstream that needs none.",
+    ),
     "report on the embedded Redis": (["report"], "no Redis is configured: this command would start a new, empty"),
     "report --since a number too large for a float": (
         ["report", "--since", "9" * 400 + "d", "--redis-url", DEAD_REDIS],
@@ -215,6 +230,51 @@ def test_learning_unknown_models_names_the_options_and_leaves_no_new_router(file
     assert_one_line_error(result, "--map DATA_MODEL=MODEL, or add them to the catalog with --add-models")
     assert "gpt-9" in result.stderr
     assert not redis.Redis.from_url(redis_url).exists("cli-unknown-models:route_config")
+
+
+def test_learn_refuses_a_map_giving_two_models_of_a_prompt_one_name_and_creates_no_router(files, redis_url):
+    import redis
+
+    name = f"cli-collide-{uuid.uuid4().hex[:6]}"
+    args = ["learn", "good.jsonl", "--router", "default", "--name", name]
+    maps = ["--map", "openai/gpt-4.1-nano=openai/gpt-4.1", "--map", "anthropic/claude-sonnet-4-5=openai/gpt-4.1"]
+    result = run([*args, *maps], files, redis_url)
+    # One line, before any router is made: no progress bar, and no router left for the next try to attach to.
+    assert_one_line_error(
+        result,
+        "--map gives ['anthropic/claude-sonnet-4-5', 'openai/gpt-4.1-nano'] the same name 'openai/gpt-4.1', and "
+        "record '1' has an outcome of each: a prompt keeps one outcome per model",
+    )
+    assert not redis.Redis.from_url(redis_url).exists(f"{name}:route_config")
+    # Renaming a data model to another model of the same prompt is the same collision.
+    result = run([*args, "--map", "openai/gpt-4.1-nano=anthropic/claude-opus-4-5"], files, redis_url)
+    assert_one_line_error(result, "the same name 'anthropic/claude-opus-4-5'")
+    assert not redis.Redis.from_url(redis_url).exists(f"{name}:route_config")
+
+
+def test_a_failed_learn_never_deletes_a_router_that_was_there_before(files, redis_url):
+    from redisvl_llmrouter import SemanticRouter
+
+    path = files / "unknown-for-existing.jsonl"
+    path.write_text(json.dumps({"prompt": "hi", "outcomes": {"gpt-9": {"quality": 1.0}}}) + "\n")
+    router = SemanticRouter.from_pretrained("default", name=f"kept-{uuid.uuid4().hex[:6]}", redis_url=redis_url)
+    try:
+        for args in (["--router", router.name], ["--router", "default", "--name", router.name]):
+            assert_one_line_error(run(["learn", path.name, *args], files, redis_url), "gpt-9")
+            assert SemanticRouter.from_existing(router.name, redis_url=redis_url).route_names == router.route_names
+    finally:
+        router.delete()
+
+
+def test_serve_refuses_an_upstream_key_variable_that_is_unset_or_empty_before_starting(files):
+    variable = "LLMROUTER_TEST_UPSTREAM_KEY"
+    config = files / "upstream-key.yaml"
+    config.write_text(f"upstream_url: http://127.0.0.1:1/v1\nupstream_api_key_env: {variable}\n")
+    # From the config file as from the option; unset or empty, each said so (DEAD_REDIS: refused before Redis).
+    result = run(["serve", "--config", config.name, "--redis-url", DEAD_REDIS], files)
+    assert_one_line_error(result, f"upstream_api_key_env (--upstream-key-env) names ${variable}, which is not set")
+    result = run(["serve", "--config", config.name, "--redis-url", DEAD_REDIS], files, env_vars={variable: " "})
+    assert_one_line_error(result, f"names ${variable}, which is empty")
 
 
 def test_an_unsupported_plot_format_fails_before_any_routing(files):

@@ -71,7 +71,7 @@ def test_render_names_the_figures():
     breakers = {"dear": {"state": "open", "trips": 2}, "cheap": {"state": "half_open", "trips": 1}}
     text = render(summarise(ENTRIES, router="r", breakers=breakers))
     assert "saved $0.0180 (60.0%)" in text and "dear open (2 trips)" in text and "all_models_failed 1" in text
-    assert "cheap half-open (1 trips)" in text  # as the docs and the dashboard name the state
+    assert "cheap half-open (1 trip)" in text  # as the docs and the dashboard name the state
 
 
 def test_the_breakers_line_names_the_telling_breakers_and_counts_the_quiet_ones():
@@ -190,10 +190,16 @@ def test_small_costs_print_with_their_significant_digits():
         (-0.00005, "-$0.000050"),
         (1234.5, "$1,234.50"),  # thousands separated, as the dashboard prints them
         (-1234.5, "-$1,234.50"),
-        (99.99999, "$100.00"),  # rounds up to $100: printed as $100 is, not "$100.0000"
+        (99.99999, "$100.00"),  # from $1, to the cent
         (100.0, "$100.00"),
-        (9.9996e-5, "$0.0001"),  # rounds up to $0.0001: 4 decimals, as $0.0001 has, not "$0.000100"
+        (9.9996e-5, "$0.00010"),  # rounds up to $0.0001: 2 significant digits, as $0.0001 has, not "$0.000100"
         (9.996e-6, "$0.000010"),  # 2 significant digits, not 3
+        (0.000138, "$0.00014"),  # 2 significant digits, as smaller amounts have, not "$0.0001"
+        (0.0000056, "$0.0000056"),
+        (0.00099999, "$0.0010"),  # rounds up to $0.001: 4 decimals, as $0.001 has
+        (0.5, "$0.5000"),  # below $1: 4 decimals at least
+        (0.999999, "$1.00"),  # rounds up to $1: to the cent, as $1 is
+        (12.3456, "$12.35"),  # from $1: to the cent
         (1e-6, "$0.0000010"),
         (1e-13, "<$0.000001"),  # not zero, not a wall of zeros
         (-1e-13, "-<$0.000001"),
@@ -201,6 +207,26 @@ def test_small_costs_print_with_their_significant_digits():
 )
 def test_dollars_print_sign_first_thousands_separated_one_precision_per_size(value, shown):
     assert format_usd(value) == shown
+
+
+def test_a_small_bill_prints_its_cost_baseline_and_saving_with_digits_that_add_up():
+    # A gateway session's figures: at 4 decimals they read "cost $0.0004, against $0.0008, saved $0.0005".
+    session = [
+        completion(1_000, "simple", "cheap", 0.000138, 0.000417),
+        completion(2_000, "expert", "mid", 0.0002453, 0.000418),
+    ]
+    text = render(summarise(session, router="r"))
+    assert "cost $0.00038, against $0.00084 on the baseline model: saved $0.00045 (54.1%)" in text
+    rows = {line.split()[0]: line.split()[3] for line in text.splitlines()[-2:]}
+    assert rows == {"cheap": "$0.00014", "mid": "$0.00025"}  # 2 significant digits at every size below $0.001
+
+
+def test_counts_of_one_are_singular():
+    one = [completion(1_000, "simple", "cheap", 0.001, 0.01, request_id="r1"),
+           {"type": "feedback", "ts": 2_000, "request_id": "r1", "model": "cheap", "quality": 1.0}]  # fmt: skip
+    text = render(summarise(one, router="r", breakers={"cheap": {"state": "open", "trips": 1}}))
+    assert text.startswith("router r: 1 request from ")
+    assert "quality 1.000 from 1 feedback report\n" in text and "cheap open (1 trip)" in text
 
 
 def test_a_saving_below_zero_prints_its_sign_before_the_dollar_sign():
