@@ -1495,6 +1495,15 @@ class _WriteBehind:
             except Exception as exc:
                 if not transient_redis_error(exc):
                     raise
+                if may_have_landed(exc):
+                    # Sent, and no answer in time (a frozen or overloaded Redis): it may run yet, so sending
+                    # it again could count every request in it twice. Its bookkeeping is given up instead.
+                    logger.warning(
+                        "gateway write-behind: Redis did not answer in time; %d writes may or may not have "
+                        "landed and are not sent again",
+                        len(commands) + len(scripts),
+                    )
+                    raise
                 # Redis restarting, failing over or full: keep the batch, ahead of newer writes, for the
                 # next round trip (bounded: the oldest writes go first when Redis stays away long).
                 self._commands[:0], self._scripts[:0] = commands, scripts
@@ -1597,6 +1606,19 @@ def transient_redis_error(exc: BaseException) -> bool:
         r.ClusterDownError,
     )
     return any(isinstance(e, passing) for e in error_chain(exc))
+
+
+def may_have_landed(exc: BaseException) -> bool:
+    """A command sent whose reply did not come in time: Redis may still run it (a read timeout). Not a
+    connect timeout, nor a wait for a free pooled connection: those were never sent."""
+    from redis import exceptions as r
+
+    from redisvl_llmrouter.connection import is_pool_timeout
+
+    return any(
+        isinstance(e, r.TimeoutError) and not is_pool_timeout(e) and "connecting" not in str(e).lower()
+        for e in error_chain(exc)
+    )
 
 
 def loggable(exc: BaseException) -> str:

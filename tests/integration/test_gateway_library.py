@@ -688,3 +688,62 @@ def test_metrics_gauges_count_live_workers_only(redis_url, tmp_path):
                     call.result(timeout=60)
         eventually(lambda: srv.get("/health").status_code == 200, "the supervisor did not replace its workers")
         eventually(lambda: active() == 0, f"the killed workers' calls still count as in flight: {active()}")
+
+
+def test_bookkeeping_that_timed_out_on_a_frozen_redis_is_not_sent_twice():
+    # Re-sent after the read timeout, the batch ran twice once Redis woke: one answer, two log entries,
+    # two requests in the model's statistics (and a breaker's failures counted twice).
+    import os
+    import signal
+
+    import redis
+
+    from redisvl_llmrouter.embedded import EmbeddedRedis
+    from redisvl_llmrouter.observability.decisions import parse_entries, stream_key
+    from redisvl_llmrouter.policy.stats import stats_key
+
+    class Held(Scripted):
+        def __init__(self) -> None:
+            super().__init__()
+            self.called, self.release = asyncio.Event(), asyncio.Event()
+
+        async def complete(self, call: Call) -> dict[str, Any]:
+            self.called.set()
+            await self.release.wait()
+            return await super().complete(call)
+
+    server = EmbeddedRedis().start()
+    url = f"{server.url}/0?socket_timeout=0.5"
+    name, model = f"lib-{uuid.uuid4().hex[:6]}", f"frozen/{uuid.uuid4().hex[:6]}"
+
+    async def run() -> str:
+        backend = Held()
+        gw = await Gateway.create({"router_name": name}, redis_url=url, backends={"*": backend})
+        try:
+            backend.release.set()
+            await gw.complete([{"role": "user", "content": "hi"}], model=model)  # Redis knows the scripts now
+            await gw._writes.flush()
+            backend.called.clear()
+            backend.release.clear()
+            asking = asyncio.ensure_future(gw.complete([{"role": "user", "content": "hi"}], model=model))
+            await backend.called.wait()
+            os.kill(server.server_pid, signal.SIGSTOP)  # frozen while the provider answers
+            try:
+                backend.release.set()
+                answer = await asking
+                await asyncio.sleep(1.5)  # the bookkeeping is sent and times out
+            finally:
+                os.kill(server.server_pid, signal.SIGCONT)
+            await asyncio.sleep(1.0)  # any resend would go now
+            return answer.outcome.request_id
+        finally:
+            await gw.aclose()
+
+    try:
+        request_id = asyncio.run(run())
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        logged = [e for e in parse_entries(client.xrange(stream_key(name))) if e.get("request_id") == request_id]
+        assert len(logged) == 1  # sent once, and run once Redis woke
+        assert int(client.hget(stats_key(model), "requests") or 0) == 2  # the first request's, and this one's
+    finally:
+        server.stop()
