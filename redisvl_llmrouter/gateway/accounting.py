@@ -25,11 +25,21 @@ class Usage:
 def usage_of(body: dict[str, Any] | None) -> Usage:
     """The token usage in an OpenAI ``chat.completion`` body (or a final stream chunk)."""
     usage = (body or {}).get("usage") or {}
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    return Usage(
-        prompt if isinstance(prompt, int) and prompt >= 0 else None,
-        completion if isinstance(completion, int) and completion >= 0 else None,
-    )
+    if not isinstance(usage, dict):
+        return Usage(None, None)
+    return Usage(_tokens(usage.get("prompt_tokens")), _tokens(usage.get("completion_tokens")))
+
+
+#: More tokens than any one call uses (context windows reach a few million): a provider's garbage,
+#: which would otherwise be billed at 1e35 dollars in the log and the report.
+MAX_TOKENS = 1_000_000_000
+
+
+def _tokens(value: Any) -> int | None:
+    """A token count a provider reported, or None when it is not one (``true`` is not 1)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKENS:
+        return None
+    return value
 
 
 def cost_of(spec: ModelSpec | None, usage: Usage) -> float | None:

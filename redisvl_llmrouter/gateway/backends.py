@@ -82,8 +82,18 @@ def refused(status: int | None) -> bool:
     )
 
 
-def status_error(model: str, status: int, message: str, headers: Any = None) -> UpstreamError:
-    """A provider's HTTP error answer: retryable for 408, 409, 429 and 5xx."""
+def without_secret(text: str, secret: str | None) -> str:
+    """``text`` with ``secret`` (the upstream's key, as a provider's error may echo it) shown as ``***``.
+    A key of under 8 characters is no real secret (``none``, a local server's placeholder): left as is."""
+    return text.replace(secret, "***") if secret and len(secret) >= 8 else text
+
+
+def status_error(
+    model: str, status: int, message: str, headers: Any = None, secret: str | None = None
+) -> UpstreamError:
+    """A provider's HTTP error answer: retryable for 408, 409, 429 and 5xx. ``secret``: the key the
+    call was made with, masked wherever the provider's message repeats it."""
+    message = without_secret(message, secret)
     retryable = status >= 500 or status in RETRYABLE_STATUSES
     reason = (
         "rate_limit"
@@ -115,10 +125,11 @@ def _error_message(content: bytes) -> str:
     return str(message)[:300] if message else text[:300]
 
 
-def upstream_error(exc: BaseException, model: str) -> UpstreamError:
+def upstream_error(exc: BaseException, model: str, secret: str | None = None) -> UpstreamError:
     """An ``openai`` (or LiteLLM, whose errors derive from them) or ``aiohttp`` exception as an ``UpstreamError``.
 
-    The message names the model and the provider's status, never the request's key.
+    The message names the model and the provider's status, never the key (``secret``) the call was
+    made with, even where the provider's own message repeats it.
     """
     import httpx
     import openai
@@ -140,10 +151,12 @@ def upstream_error(exc: BaseException, model: str) -> UpstreamError:
         message = (
             (error.get("message") if isinstance(error, dict) else None) or getattr(exc, "message", None) or str(exc)
         )
-        return status_error(model, exc.status_code, message, getattr(exc.response, "headers", None))
+        return status_error(model, exc.status_code, message, getattr(exc.response, "headers", None), secret)
     if isinstance(exc, openai.APIError) and getattr(exc, "message", None):  # an error event inside a stream
         return UpstreamError(
-            f"{model}: the provider reported an error: {exc.message}"[:500], retryable=False, reason="server"
+            f"{model}: the provider reported an error: {without_secret(exc.message, secret)}"[:500],
+            retryable=False,
+            reason="server",
         )
     return UpstreamError(f"{model}: the call failed ({type(exc).__name__})", retryable=False, reason="error")
 
@@ -220,13 +233,23 @@ class OpenAIBackend:
             async with session.post(self._url, json=kwargs, timeout=timeout) as response:
                 content = await response.read()
                 if response.status >= 400:
-                    raise status_error(call.model, response.status, _error_message(content), response.headers)
-            body = json.loads(content)
+                    message = _error_message(content)
+                    raise status_error(call.model, response.status, message, response.headers, self.upstream.key())
+            try:
+                body = json.loads(content)
+            except ValueError:
+                body = None
             if not isinstance(body, dict):
-                raise UpstreamError(f"{call.model}: the provider answered with no JSON object", retryable=False)
+                # A broken answer (cut off, empty, not an object) is the provider's failure, as an answer
+                # without choices is: retried, then the next model.
+                raise UpstreamError(
+                    f"{call.model}: the provider answered {response.status} with no JSON object",
+                    retryable=True,
+                    reason="server",
+                )
             return body
         except Exception as exc:
-            raise upstream_error(exc, call.model) from None
+            raise upstream_error(exc, call.model, self.upstream.key()) from None
 
     def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
         kwargs = _streaming(self._kwargs(call))
@@ -238,7 +261,8 @@ class OpenAIBackend:
         extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in body_arguments()}
         if extra:
             kwargs["extra_body"] = extra
-        return _chunks(self._client.chat.completions.create(**kwargs, timeout=timeout), call.model, as_sent=True)
+        created = self._client.chat.completions.create(**kwargs, timeout=timeout)
+        return _chunks(created, call.model, as_sent=True, secret=self.upstream.key())
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -303,10 +327,11 @@ class LiteLLMBackend:
             response = await self._litellm.acompletion(**self._kwargs(call))
             return response.model_dump()  # type: ignore[no-any-return]
         except Exception as exc:
-            raise upstream_error(exc, call.model) from None
+            raise upstream_error(exc, call.model, self.upstream.key()) from None
 
     def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
-        return _chunks(self._litellm.acompletion(**_streaming(self._kwargs(call))), call.model)
+        created = self._litellm.acompletion(**_streaming(self._kwargs(call)))
+        return _chunks(created, call.model, secret=self.upstream.key())
 
     async def aclose(self) -> None:
         return None
@@ -350,7 +375,9 @@ def _streaming(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-async def _chunks(create: Awaitable[Any], model: str, as_sent: bool = False) -> AsyncIterator[dict[str, Any]]:
+async def _chunks(
+    create: Awaitable[Any], model: str, as_sent: bool = False, secret: str | None = None
+) -> AsyncIterator[dict[str, Any]]:
     """A provider's stream as plain chunk dicts, its errors as ``UpstreamError``.
 
     ``as_sent``: the ``openai`` SDK parsed each chunk from the provider's JSON, so its fields that were
@@ -361,4 +388,4 @@ async def _chunks(create: Awaitable[Any], model: str, as_sent: bool = False) -> 
         async for chunk in await create:
             yield chunk.model_dump(exclude_unset=True) if as_sent else chunk.model_dump(exclude_none=True)
     except Exception as exc:
-        raise upstream_error(exc, model) from None
+        raise upstream_error(exc, model, secret) from None

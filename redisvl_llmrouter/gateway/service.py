@@ -450,8 +450,8 @@ class Gateway:
         options = RouteOptions(**{**request.options.__dict__, "unavailable": unavailable, "record": False})
         try:
             match = await self._route(request.text, options)
-        except NoEligibleModelError:
-            self._raise_if_all_open(unavailable)
+        except NoEligibleModelError as exc:
+            self._raise_if_breakers_blocked(unavailable, exc.excluded)
             raise
         self._log(
             {
@@ -796,7 +796,7 @@ class Gateway:
         except NoEligibleModelError as exc:
             outcome.excluded = exc.excluded  # the log says why, as a decision's exclusions would
             outcome.route = exc.route  # the tier matched; the policy then excluded every model
-            self._raise_if_all_open(unavailable)
+            self._raise_if_breakers_blocked(unavailable, exc.excluded)
             error = InvalidRequestError(str(exc))
             error.code = "no_eligible_model"  # as /v1/route names it
             raise error from None
@@ -1004,11 +1004,15 @@ class Gateway:
             self.metrics.requests, model=outcome.model or "none", route=_route_label(outcome), status="error"
         ).inc()
 
-    def _raise_if_all_open(self, unavailable: Mapping[str, str]) -> None:
-        """With every model's breaker open nothing is eligible: a 503 to retry later, not the request's fault."""
-        if unavailable and set(self.models()) <= set(unavailable):
+    def _raise_if_breakers_blocked(self, unavailable: Mapping[str, str], excluded: Sequence[Any] = ()) -> None:
+        """No model was eligible, and an open breaker is why: a 503 to retry after the cooldown, not a 400
+        (the request is fine). So when every model's breaker is open, or when a model the request could
+        use was ruled out by its open breaker alone."""
+        blocked = any(unavailable.get(e.model) == e.reason for e in excluded)
+        if unavailable and (blocked or set(self.models()) <= set(unavailable)):
             raise CircuitOpenError(
-                "Every model's circuit breaker is open after repeated failures; retry after the cooldown "
+                "No model can answer this request while the circuit breakers of "
+                f"{', '.join(sorted(unavailable))} are open after repeated failures; retry after the cooldown "
                 f"({self.config.breaker.cooldown_s:g} s).",
                 retry_after=self.config.breaker.cooldown_s,
             ) from None

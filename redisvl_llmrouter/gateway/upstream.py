@@ -15,6 +15,8 @@ programmable per model through ``POST /control``::
     {"model": "m", "break_stream": 2}          # the next 2 streams to m break after two chunks
     {"model": "m", "chunk_delay_ms": 50}       # streams from m pause 50 ms between chunks
     {"model": "m", "no_choices": 1}            # the next answer from m is a 200 without choices
+    {"model": "m", "cut_json": 1}              # the next answer from m is a 200 whose JSON is cut off
+    {"model": "m", "fail": 1, "status": 400, "message": "..."}  # the failure's error message
     {"reset": true}                             # forget every setting and count
 
 With ``--api-key KEY`` it answers ``/v1/...`` only with ``Authorization: Bearer KEY`` (401 otherwise),
@@ -72,12 +74,12 @@ class _State:
     def outcome(self, model: str, stream: bool = False) -> tuple[int, float, float, str]:
         """(status to answer, extra latency in s, stall in s, fault) for the next call to ``model``.
 
-        A fault is ``""``, ``"break_stream"`` or ``"no_choices"`` (a 200 that is not an answer)."""
+        A fault is ``""``, ``"break_stream"``, ``"no_choices"`` or ``"cut_json"`` (a 200 that is not an answer)."""
         counts = self.counts.setdefault(model, {"calls": 0, "failures": 0, "ok": 0})
         counts["calls"] += 1
         settings = {**self.settings.get("*", {}), **self.settings.get(model, {})}
         status, fault = 200, ""
-        for kind in ("break_stream", "no_choices"):
+        for kind in ("break_stream", "no_choices", "cut_json"):
             if settings.get(kind, 0) > 0 and stream == (kind == "break_stream"):
                 self.settings.setdefault(model, {})[kind] = settings[kind] - 1
                 fault = kind
@@ -199,7 +201,8 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         await asyncio.sleep(hang + delay)
     if status != 200:
         kind = "rate_limit_error" if status == 429 else "server_error" if status >= 500 else "invalid_request_error"
-        error = {"error": {"message": f"injected failure for {model}", "type": kind, "code": status}}
+        message = str(STATE.settings.get(model, {}).get("message", f"injected failure for {model}"))
+        error = {"error": {"message": message, "type": kind, "code": status}}
         await _send_json(send, status, error)
         return
     text, prompt_tokens, completion_tokens = answer(body)
@@ -215,6 +218,10 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         events = _stream_events(ident, created, model, text, usage, with_usage, broken=fault == "break_stream")
         if not await _stream(send, receive, events, pause):  # the client left: counted, as a provider bills it
             STATE.counts[model]["cut"] = STATE.counts[model].get("cut", 0) + 1
+        return
+    if fault == "cut_json":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"id": "' + ident.encode() + b'", "choi'})
         return
     if fault == "no_choices":
         await _send_json(send, 200, {"id": ident, "object": "chat.completion", "created": created, "model": model})

@@ -712,6 +712,33 @@ def test_with_every_breaker_open_auto_is_a_503_to_retry_and_still_a_logged_reque
     assert errors == 2.0  # the refused request is counted (and logged) like the failed one
 
 
+def test_when_the_only_models_a_request_can_use_have_open_breakers_it_is_a_503_not_a_400(
+    redis_url, local_upstream, tmp_path
+):
+    # With the backup still closed, "no eligible model" was a 400 the client never retries, though the
+    # request was fine: only the cheap model meets its max_cost, and its breaker was open.
+    tag = f"ob{uuid.uuid4().hex[:6]}"
+    router = own_router(redis_url, tag)
+    local_upstream.control(model=f"{tag}/primary", fail=100, status=500)
+    config = {"router": router, "breaker": {"failures": 1, "cooldown_s": 60}, "retry": {"attempts": 1}}
+    with gateway(redis_url, local_upstream.url, tmp_path, config) as srv:
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+            cheap_only = {"extra_headers": {"x-llmrouter-max-cost": "0.0008"}}  # primary ~$0.0005, backup ~$0.001
+            with pytest.raises(openai.APIStatusError) as failed:
+                c.chat.completions.create(model="auto", messages=ask("hello there"), **cheap_only)
+            assert failed.value.status_code == 502
+            time.sleep(0.3)  # the breaker is written just after the answer
+            with pytest.raises(openai.APIStatusError) as refused:
+                c.chat.completions.create(model="auto", messages=ask("hello there"), **cheap_only)
+            assert refused.value.status_code == 503 and refused.value.body["code"] == "circuit_open"
+            assert refused.value.response.headers["retry-after"] == "60"
+            assert c.chat.completions.create(model="auto", messages=ask("hello there")).model == f"{tag}/backup"
+            with pytest.raises(openai.BadRequestError):  # no model meets it, breakers or not: the request's fault
+                c.chat.completions.create(
+                    model="auto", messages=ask("hello there"), extra_headers={"x-llmrouter-max-cost": "1e-12"}
+                )
+
+
 def test_routers_never_share_cached_answers(redis_url, local_upstream, tmp_path):
     on = {"cache": {"enabled": True}}
     question = [{"role": "user", "content": f"explain how a TCP handshake works {uuid.uuid4().hex[:6]}"}]
@@ -737,6 +764,34 @@ def test_an_answer_without_choices_is_not_passed_on_but_retried(redis_url, local
             answer = c.chat.completions.create(model=model, messages=ask("hi"))
     assert answer.choices[0].message.content == f"[{model}] hi"
     assert local_upstream.calls(model) == 2
+
+
+def test_an_answer_cut_off_midway_is_the_providers_failure_and_retried(redis_url, local_upstream, tmp_path):
+    # It was a 502 "error" at once: a broken body was not retried, while a 200 without choices was.
+    model = f"cj{uuid.uuid4().hex[:6]}/sloppy"
+    local_upstream.control(model=model, cut_json=1)
+    with gateway(redis_url, local_upstream.url, tmp_path, {"retry": {"attempts": 2, "initial_s": 0}}) as srv:
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+            answer = c.chat.completions.create(model=model, messages=ask("hi"))
+    assert answer.choices[0].message.content == f"[{model}] hi"
+    assert local_upstream.calls(model) == 2
+
+
+def test_a_provider_error_that_repeats_the_upstream_key_reaches_the_client_masked(redis_url, tmp_path):
+    key = f"sk-test-{uuid.uuid4().hex}"
+    model = f"ek{uuid.uuid4().hex[:6]}/echo"
+    config = {"upstream_api_key_env": "LLMROUTER_TEST_UPSTREAM_KEY", "retry": {"attempts": 1}}
+    with upstream(api_key=key) as up, gateway(redis_url, up.url, tmp_path, config,
+                                              env={"LLMROUTER_TEST_UPSTREAM_KEY": key}) as srv:  # fmt: skip
+        up.control(model=model, fail=1, status=400, message=f"bad request made with key {key}")
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+            with pytest.raises(openai.BadRequestError) as refused:
+                c.chat.completions.create(model=model, messages=ask("hi"))
+        time.sleep(0.3)  # the request is logged just after the answer
+        log = output(srv.proc)
+    message = refused.value.body["message"]
+    assert key not in message and "bad request made with key ***" in message
+    assert key not in log
 
 
 def test_a_stream_broken_midway_ends_in_band_is_counted_and_trips_the_breaker(redis_url, local_upstream, tmp_path):

@@ -173,6 +173,9 @@ class TestAccounting:
 
     def test_unknown_usage_or_price_is_none_never_a_guess(self):
         assert usage_of({"usage": {"prompt_tokens": -1}}) == Usage(None, None)
+        # A provider's garbage is no count: true was 1 token, 10**40 a bill of 1e35 dollars.
+        assert usage_of({"usage": {"prompt_tokens": True, "completion_tokens": 10**40}}) == Usage(None, None)
+        assert usage_of({"usage": ["not", "a", "mapping"]}) == Usage(None, None)
         assert cost_of(self.CATALOG.get("a/unpriced"), Usage(10, 10)) is None
         assert cost_of(self.CATALOG.get("a/cheap"), Usage(10, None)) is None
 
