@@ -946,6 +946,10 @@ class Gateway:
                 raise upstream_error(exc, model) from None
             except asyncio.CancelledError:  # the client left (or shutdown): the call ends, uncounted
                 self._release(model, outcome.request_id)
+                # Yet it was made (and may be billed): the log names the model and counts the attempt.
+                latency = round((time.perf_counter() - started) * 1000, 3)
+                outcome.attempts.append({"model": model, "error": "client_closed", "latency_ms": latency})
+                outcome.model = outcome.model or model
                 raise
         except UpstreamError as exc:
             latency = (time.perf_counter() - started) * 1000
