@@ -318,7 +318,9 @@ def learned_predictions(
     """Tune on ``train`` (inner CV), learn it into the router's memory, predict the test vectors."""
     settings = router.learning
     if tune_settings:
-        settings = tune(train_vectors, train.quality, train.cost, train.ids, base=router.learning).config
+        settings = tune(
+            train_vectors, train.quality, train.cost, train.ids, base=router.learning, texts=train.prompts
+        ).config
     router.update_learning(settings)
     router.clear_memory()
     router.learn(_records(train), vectors=train_vectors)
@@ -353,7 +355,7 @@ def learned_outcome_predictions(
         check_folds(folds, test)
         # Folds go by a hash of the id, so a small set may leave one empty (skipped) or even put
         # every prompt in one, which would leave nothing to learn from.
-        parts = [fold for fold in folds_by_id(test.ids, folds) if fold.size]
+        parts = [fold for fold in folds_by_id(test.ids, folds, texts=test.prompts) if fold.size]
         if len(parts) < 2:
             raise ConfigError(
                 f"--cv {folds}: every prompt of {test.name} falls in the same fold (folds go by a hash of "
@@ -608,6 +610,8 @@ def _run_learned(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
             check_folds(args.cv, test)
         candidates = route_candidates(routes, test.models, args.map)
         _warn_single_model_routes(args.strategy, candidates)
+        if train is not None:
+            _warn_overlap(train, test)
         router = learned_router(args.router, test.models, candidates, args.redis_url)
         try:
             with tqdm(total=test.n, desc=f"embedding {test.name}", unit="prompt", file=sys.stderr) as bar:
@@ -638,6 +642,22 @@ def _run_learned(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
 #: Strategies that choose among the models of the matched route only (``learned`` chooses among all
 #: models, ``semantic`` is the tier router itself).
 WITHIN_ROUTE = ("cost", "quality", "balanced", "latency", "round_robin", "least_loaded")
+
+
+def overlap(train: evaluation.OutcomeSet, test: evaluation.OutcomeSet) -> int:
+    """How many test prompts the training set holds too (the same text): scored on what they taught."""
+    seen = set(train.prompts)
+    return sum(prompt in seen for prompt in test.prompts)
+
+
+def _warn_overlap(train: evaluation.OutcomeSet, test: evaluation.OutcomeSet) -> None:
+    shared = overlap(train, test)
+    if shared:
+        print(
+            f"warning: {shared} of the {test.n} prompts of {test.name} are in the --learn data too: their scores "
+            "are in-sample (the memory holds their own outcomes); leave them out of one of the files",
+            file=sys.stderr,
+        )
 
 
 def _warn_single_model_routes(strategies: Sequence[str], candidates: Mapping[str, Sequence[str]]) -> None:

@@ -30,9 +30,20 @@ GRID_NEIGHBOURS: tuple[int, ...] = (16, 32, 64, 128)
 GRID_SHRINKAGE: tuple[float, ...] = (4.0, 16.0, 64.0, 256.0)
 
 
-def folds_by_id(ids: Sequence[str], k: int, salt: str = "") -> list[np.ndarray]:
-    """Row indices of ``k`` folds, a row's fold being a hash of ``salt + id``: stable and order-free."""
-    fold = np.array([int(hashlib.sha256((salt + i).encode()).hexdigest()[:8], 16) % k for i in ids])
+def folds_by_id(ids: Sequence[str], k: int, salt: str = "", texts: Sequence[str] | None = None) -> list[np.ndarray]:
+    """Row indices of ``k`` folds, a row's fold being a hash of ``salt + id``: stable and order-free.
+
+    With ``texts``, rows of the same text share one fold (that of the least of their ids, so the
+    order still does not matter): a prompt a dataset holds twice under two ids (MMLU has 105 such)
+    would otherwise be scored on a fold that learned its twin, at distance 0.
+    """
+    keys = list(ids)
+    if texts is not None:
+        least: dict[str, str] = {}
+        for ident, text in zip(ids, texts, strict=True):
+            least[text] = min(least.get(text, ident), ident)
+        keys = [least[text] for text in texts]
+    fold = np.array([int(hashlib.sha256((salt + key).encode()).hexdigest()[:8], 16) % k for key in keys])
     return [np.flatnonzero(fold == j) for j in range(k)]
 
 
@@ -99,15 +110,17 @@ def tune(
     k_folds: int = 4,
     neighbours: Sequence[int] = GRID_NEIGHBOURS,
     shrinkage: Sequence[float] = GRID_SHRINKAGE,
+    texts: Sequence[str] | None = None,
 ) -> Tuning:
-    """The (neighbours, shrinkage) with the best inner cross-validated AIQ on these training rows."""
+    """The (neighbours, shrinkage) with the best inner cross-validated AIQ on these training rows
+    (rows of the same ``texts`` kept in one inner fold, see :func:`folds_by_id`)."""
     base = base or LearningConfig()
     n = vectors.shape[0]
     if n < 2 * k_folds:
         return Tuning(base, {})
     vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     kmax = max(neighbours)
-    folds = [f for f in folds_by_id(ids, k_folds, salt="tune:") if f.size]
+    folds = [f for f in folds_by_id(ids, k_folds, salt="tune:", texts=texts) if f.size]
     cache = []
     for fold in folds:
         rest = np.setdiff1d(np.arange(n), fold)

@@ -108,10 +108,12 @@ PROOFS = ["prove there are infinitely many primes", "prove the square root of tw
           "prove that there is no largest even number", "prove Euclid's lemma about primes"]  # fmt: skip
 
 
-def write_clustered(path, copies=2, ids=True):
-    """Greetings: the cheap model is as good as the top one. Proofs: only the top one succeeds."""
+def write_clustered(path, copies=2, ids=True, first=0):
+    """Greetings: the cheap model is as good as the top one. Proofs: only the top one succeeds.
+
+    Copy 0 is the prompts as written, copies from 1 on are variants of them (``first`` skips some)."""
     with path.open("w") as f:
-        for c in range(copies):
+        for c in range(first, copies):
             for kind, prompts in (("greeting", GREETINGS), ("proof", PROOFS)):
                 for i, prompt in enumerate(prompts):
                     cheap = 1.0 if kind == "greeting" else 0.0
@@ -159,8 +161,8 @@ def test_cv_whose_folds_put_every_prompt_together_is_a_clear_error(tmp_path, cap
     assert "--cv 2: every prompt of two falls in the same fold" in capsys.readouterr().err
 
 
-def test_learn_on_one_set_and_evaluate_on_another(tmp_path):
-    train = write_clustered(tmp_path / "train.jsonl", copies=2)
+def test_learn_on_one_set_and_evaluate_on_another(tmp_path, capsys):
+    train = write_clustered(tmp_path / "train.jsonl", copies=3, first=1)  # variants only: none of the test prompts
     test = write_clustered(tmp_path / "test.jsonl", copies=1)
     out = tmp_path / "held_out.json"
     args = ["eval", str(test), "--learn", str(train), "--map", "simple=cheap", "--map", "standard=top",
@@ -169,6 +171,17 @@ def test_learn_on_one_set_and_evaluate_on_another(tmp_path):
     (report,) = json.loads(out.read_text())["reports"]
     assert report["train"] == "train" and report["learned_share"] == 1.0
     assert report["aiq"] > report["zero_aiq"]
+    assert "in-sample" not in capsys.readouterr().err
+
+
+def test_learning_on_the_test_prompts_themselves_is_said_to_be_in_sample(tmp_path, capsys):
+    # It reported in-sample numbers as held-out ones, without a word.
+    train = write_clustered(tmp_path / "train.jsonl", copies=2)
+    test = write_clustered(tmp_path / "test.jsonl", copies=1)
+    args = ["eval", str(test), "--learn", str(train), "--map", "simple=cheap", "--map", "standard=top",
+            "--map", "expert=top"]  # fmt: skip
+    assert main(args) == 0
+    assert "warning: 20 of the 20 prompts of test are in the --learn data too" in capsys.readouterr().err
 
 
 def test_strategies_side_by_side_in_one_table_and_one_plot(tmp_path, capsys):

@@ -16,6 +16,17 @@ def test_folds_depend_on_ids_not_on_order():
     assert sum(len(f) for f in a) == 100
 
 
+def test_rows_of_the_same_text_share_a_fold_whatever_their_ids_and_order():
+    # Folds by id alone put a prompt held twice under two ids in two folds: one scored on what the other taught.
+    ids = [f"p{i}" for i in range(100)]
+    texts = [f"question {i % 50}" for i in range(100)]  # p0 and p50 are the same question, and so on
+    folds = folds_by_id(ids, 5, texts=texts)
+    fold_of = {ids[i]: j for j, fold in enumerate(folds) for i in fold}
+    assert all(fold_of[f"p{i}"] == fold_of[f"p{i + 50}"] for i in range(50))
+    again = folds_by_id(list(reversed(ids)), 5, texts=list(reversed(texts)))
+    assert {ids[i] for i in folds[0]} == {list(reversed(ids))[i] for i in again[0]}
+
+
 def test_exact_neighbours_are_sorted_cosine_distances():
     base = np.array([[1.0, 0.0], [0.0, 1.0], [0.7071, 0.7071]])
     dist, idx = exact_neighbours(np.array([[1.0, 0.0]]), base, k=2)
