@@ -882,11 +882,20 @@ class Gateway:
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
         retry = self.config.retry
+        backoff = wait_exponential_jitter(initial=retry.initial_s, max=retry.max_s, jitter=retry.jitter_s)
+
+        def wait(state: Any) -> float:
+            # A provider's Retry-After is the least wait before the same model again.
+            after = getattr(state.outcome.exception(), "retry_after", None) if state.outcome else None
+            return max(float(backoff(state)), after or 0.0)
+
+        def again(exc: BaseException) -> bool:
+            # Asked to wait longer than the backoff ever would: the next model now beats this one later.
+            after = getattr(exc, "retry_after", None)
+            return isinstance(exc, UpstreamError) and exc.retryable and (after is None or after <= retry.max_s)
+
         return AsyncRetrying(
-            stop=stop_after_attempt(retry.attempts),
-            wait=wait_exponential_jitter(initial=retry.initial_s, max=retry.max_s, jitter=retry.jitter_s),
-            retry=retry_if_exception(lambda e: isinstance(e, UpstreamError) and e.retryable),
-            reraise=True,
+            stop=stop_after_attempt(retry.attempts), wait=wait, retry=retry_if_exception(again), reraise=True
         )
 
     def _retrying(self) -> Any:

@@ -17,6 +17,7 @@ programmable per model through ``POST /control``::
     {"model": "m", "no_choices": 1}            # the next answer from m is a 200 without choices
     {"model": "m", "cut_json": 1}              # the next answer from m is a 200 whose JSON is cut off
     {"model": "m", "fail": 1, "status": 400, "message": "..."}  # the failure's error message
+    {"model": "m", "fail": 1, "status": 429, "retry_after": 1}  # with a Retry-After header
     {"reset": true}                             # forget every setting and count
 
 With ``--api-key KEY`` it answers ``/v1/...`` only with ``Authorization: Bearer KEY`` (401 otherwise),
@@ -40,7 +41,7 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 __all__ = ["app", "main"]
@@ -130,9 +131,11 @@ def answer(body: dict[str, Any]) -> tuple[str, int, int]:
 STATE = _State()
 
 
-async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
+async def _send_json(
+    send: Send, status: int, payload: dict[str, Any], extra: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
     data = json.dumps(payload).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
 
@@ -201,9 +204,11 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         await asyncio.sleep(hang + delay)
     if status != 200:
         kind = "rate_limit_error" if status == 429 else "server_error" if status >= 500 else "invalid_request_error"
-        message = str(STATE.settings.get(model, {}).get("message", f"injected failure for {model}"))
+        settings = STATE.settings.get(model, {})
+        message = str(settings.get("message", f"injected failure for {model}"))
         error = {"error": {"message": message, "type": kind, "code": status}}
-        await _send_json(send, status, error)
+        wait = [(b"retry-after", str(settings["retry_after"]).encode())] if "retry_after" in settings else []
+        await _send_json(send, status, error, wait)
         return
     text, prompt_tokens, completion_tokens = answer(body)
     created, ident = int(time.time()), f"chatcmpl-{uuid.uuid4().hex[:24]}"

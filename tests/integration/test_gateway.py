@@ -645,6 +645,25 @@ def test_upstream_refusals_of_the_gateway_are_502_and_rate_limits_everywhere_are
             assert int(limited.value.response.headers["retry-after"]) >= 1
 
 
+def test_a_providers_retry_after_is_waited_for_or_if_longer_than_any_backoff_not_retried(
+    redis_url, local_upstream, tmp_path
+):
+    # Retried 50 ms later regardless: three calls into a rate limit that had asked for 7 s.
+    tag = f"ra{uuid.uuid4().hex[:6]}"
+    local_upstream.control(model=f"{tag}/soon", fail=1, status=429, retry_after=1)
+    local_upstream.control(model=f"{tag}/later", fail=1, status=429, retry_after=30)
+    settings = {"retry": {"attempts": 3, "initial_s": 0, "max_s": 2, "jitter_s": 0}, "breaker": {"failures": 100}}
+    with gateway(redis_url, local_upstream.url, tmp_path, settings) as srv:
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+            started = time.monotonic()
+            assert c.chat.completions.create(model=f"{tag}/soon", messages=ask("hi")).model == f"{tag}/soon"
+            assert time.monotonic() - started >= 1.0  # the second call waited as the provider asked
+            with pytest.raises(openai.RateLimitError) as limited:  # 30 s > max_s: the client decides
+                c.chat.completions.create(model=f"{tag}/later", messages=ask("hi"))
+            assert limited.value.response.headers["retry-after"] == "30"
+    assert (local_upstream.calls(f"{tag}/soon"), local_upstream.calls(f"{tag}/later")) == (2, 1)
+
+
 def test_a_request_the_upstream_refuses_is_the_clients_error_and_never_opens_the_breaker(
     redis_url, local_upstream, tmp_path
 ):
