@@ -122,6 +122,10 @@ logger = logging.getLogger(__name__)
 
 #: Times a change is re-applied on top of another writer's newer config before ``ConflictError``.
 MAX_SAVE_ATTEMPTS = 20
+#: The most a stored vector's cosine distance to itself comes out as, by the bytes of one of its
+#: numbers (RediSearch computes in the vectors' precision: measured up to 1e-4 for float16, 1e-3 for
+#: bfloat16, 1e-7 for float32).
+SELF_DISTANCE = {2: 1e-2, 4: 1e-5, 8: 1e-9}
 #: What to do about a name another router holds.
 SAME_ROUTER_HINT = "Pass overwrite=True to replace it, or use from_existing() to attach to it."
 #: What to do about a router recreated (by another object) with another vectorizer.
@@ -1793,7 +1797,12 @@ class RouterCore:
         for i, (row, view, distances) in enumerate(zip(rows, views, route_rows, strict=True)):
             if view is None:
                 continue
-            keep = view.neighbours.distances > 1e-6  # leave the row itself out
+            # Leave the row itself out: its own vector is its nearest match, at a distance the index
+            # computes in the vectors' precision (up to ~1e-3 for bfloat16, not 0), and any exact twin.
+            near = view.neighbours.distances
+            keep = near > 1e-6
+            if near.size and near[0] <= SELF_DISTANCE[self.dtype.itemsize]:
+                keep[0] = False
             neighbours = type(view.neighbours)(view.neighbours.distances[keep], view.neighbours.values[keep])
             prediction = predict(neighbours, view.columns, models, view.stats, self.learning, catalog_quality)
             ranked, floors = self._rank(distances, None)

@@ -225,6 +225,32 @@ def test_calibration_sets_the_knob_for_each_goal_and_persists_it(api, name, tabl
             router.calibrate(**({"budget": 0.01} | bad if "strong_share" not in bad else bad))
 
 
+def test_calibration_leaves_each_row_out_of_its_own_prediction_whatever_the_vector_dtype(api, name):
+    # A float16 index puts a vector ~1e-4 from itself, not 0: the row's own outcome stayed in as its
+    # nearest neighbour, and float16 routers calibrated to another knob than float32 ones on the same data.
+    from conftest import TableVectorizer
+    from redisvl.utils.vectorize import CustomVectorizer
+
+    rows = [{"prompt": f"r{i} d=0.{1 + i % 8}{i % 10}", "outcomes": {f"{name}/a": {"quality": float(i % 2), "cost": 0.001},
+                                                                  f"{name}/b": {"quality": 0.7, "cost": 0.004}}}
+            for i in range(40)]  # fmt: skip
+    results = {}
+    for dtype in ("float32", "float16"):
+        vectorizer = CustomVectorizer(embed=TableVectorizer.vector, dtype=dtype,
+                                      embed_many=lambda texts, **_: [TableVectorizer.vector(t) for t in texts])  # fmt: skip
+        router = api.create(
+            name=f"{name}-{dtype}",
+            routes=chat_route(name),
+            vectorizer=vectorizer,
+            catalog=ModelCatalog(models=[ModelSpec(name=f"{name}/a"), ModelSpec(name=f"{name}/b")]),
+            learning=LearningConfig(neighbours=4, radius=2.0, shrinkage=1.0),
+        )
+        router.learn(rows)
+        results[dtype] = router.calibrate(strong_share=0.25, apply=False)
+    assert results["float16"].cost_weight == pytest.approx(results["float32"].cost_weight)
+    assert results["float16"].quality == pytest.approx(results["float32"].quality, abs=1e-3)
+
+
 def test_calibration_weighs_an_unobserved_model_as_routing_does(api, name, table):
     """A catalog model the memory never observed counts, in calibration as in routing, for no more
     than the tier pick's catalog quality; its higher prior on paper does not make it the strong model."""
