@@ -134,6 +134,9 @@ class _Graph:
 
 def _quantize_blocks(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric 8-bit blocks along K, in ``MatMulNBits``' layout: (N, blocks, 16) uint8 and (N, blocks) scales."""
+    from redisvl_llmrouter.vectorizers import quiet_onnxruntime
+
+    quiet_onnxruntime()
     from onnxruntime.capi._pybind_state import quantize_matmul_8bits
 
     k, n = weight.shape

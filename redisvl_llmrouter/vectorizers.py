@@ -259,6 +259,19 @@ class Tokenizer:
         return [e.ids for e in self.fast.encode_batch([str(t).strip() for t in texts])]
 
 
+def quiet_onnxruntime() -> None:
+    """Turn onnxruntime's telemetry off before it is imported, unless the user chose otherwise.
+
+    Its Linux builds since 1.29 send usage events to Microsoft (DNS lookups of
+    ``mobile.events.data.microsoft.com`` a few seconds after a session starts, and a device id under
+    ``~/.cache/Microsoft``): this package runs offline and reaches only what its user configured.
+    ``ORT_DISABLE_TELEMETRY`` is the variable those builds read; ``ORT_TELEMETRY_DISABLED`` the one
+    later releases document.
+    """
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("ORT_TELEMETRY_DISABLED", "1")
+
+
 class OnnxEncoder:
     """The ONNX model run with onnxruntime and a tokenizer: texts in, normalised float32 vectors out.
 
@@ -266,6 +279,7 @@ class OnnxEncoder:
     """
 
     def __init__(self, model_path: Path, tokenizer_path: Path, threads: int) -> None:
+        quiet_onnxruntime()
         import onnxruntime as ort
 
         self.model_path = model_path

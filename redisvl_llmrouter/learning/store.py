@@ -120,7 +120,9 @@ class OutcomeStore:
         """Delete every row and the running sums, keeping an (empty) index; returns the rows deleted.
 
         Dropping the index with its documents and creating it again is far faster than deleting
-        rows one by one from an HNSW graph.
+        rows one by one from an HNSW graph. Not atomic: rows another process writes meanwhile may
+        outlive the sums that count them, so clear a memory nothing else is writing to. A reader
+        that finds the index gone meanwhile creates it again, which is no error here.
         """
         rows = int((yield Command(("ZCARD", memory.order_key(self.router)))) or 0)
         try:
@@ -132,7 +134,11 @@ class OutcomeStore:
         yield Command(
             ("DEL", memory.stats_key(self.router), memory.order_key(self.router), memory.models_key(self.router))
         )
-        yield Command(memory.create_index_command(self.router, self.dims, self.dtype.name))
+        try:
+            yield Command(memory.create_index_command(self.router, self.dims, self.dtype.name))
+        except ResponseError as exc:  # a reader that saw the index gone recreated it first: the same index
+            if "already exists" not in str(exc).lower():
+                raise
         self.columns, self.nonempty = [], False
         return rows
 
