@@ -15,11 +15,14 @@ router = SemanticRouter(
     routes=routes,
     routing_config=RoutingConfig(aggregation_method="min", cost_optimization=True, cost_weight=0.2),
 )
+# Routes of your own carry no calibrated confidence (the shipped config does: `llmrouter route` above):
+# what this prints is the uncalibrated margin 1 - distance / threshold, an ordering, not a probability.
+print("own routes, uncalibrated: margin = 1 - distance / threshold (docs/confidence.md)")
 for query in ["hey, how are you?", "why does my python loop leak memory?", "design a globally replicated database"]:
     match = router(query)
     alternatives = ", ".join(f"{a.name} ({a.distance:.2f})" for a in match.alternatives) or "none"
     print(
         f"{query!r:45} -> {match.name:9} {match.model:28} "
-        f"confidence {match.confidence:.2f}  alternatives: {alternatives}"
+        f"distance {match.distance:.2f}  margin {match.confidence:.2f}  alternatives: {alternatives}"
     )
 router.delete()
