@@ -221,7 +221,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     print(f"{config.name}: {config.description}")
     v = config.vectorizer
-    print(f"vectorizer   {v.type} {v.model} ({v.dims} dims, {v.dtype})")
+    from redisvl_llmrouter.vectorizers import is_default_model
+
+    # The config names the model as RedisVL does ("hf ..."); this package runs its own packaged copy.
+    where = "; the packaged copy, offline" if is_default_model(v.model) else ""
+    print(f"vectorizer   {v.type} {v.model} ({v.dims} dims, {v.dtype}{where})")
     rc = config.routing_config
     print(
         f"routing      aggregation={rc.aggregation_method.value} cost_optimization={rc.cost_optimization} "

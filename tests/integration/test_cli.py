@@ -149,7 +149,7 @@ def test_route_json(capsys):
 def test_info_describes_the_config(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
-    assert "sentence-transformers/all-MiniLM-L6-v2 (384 dims" in out
+    assert "sentence-transformers/all-MiniLM-L6-v2 (384 dims, float32; the packaged copy, offline)" in out
     assert "check_accuracy" in out and "anthropic/claude-sonnet-4-5" in out
 
 
