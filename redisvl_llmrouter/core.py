@@ -755,7 +755,7 @@ class RouterCore:
         self.store.config = self.learning
         self._effective = None
 
-    def _commit(self, change: Callable[[], None]) -> Op[None]:
+    def _commit(self, change: Callable[[], None], prepare: Callable[[], Op[None]] | None = None) -> Op[None]:
         """Apply ``change`` to the definition and store it, never overwriting another writer's change.
 
         The stored config carries a version. When another router object (in this process or
@@ -768,9 +768,14 @@ class RouterCore:
         definition before the save, so two interleaved commits would save each other's halves.
         When anything fails (``change``, the save, the connection) this object goes back to the
         definition it last had in step with Redis, so it never holds what Redis does not.
+
+        ``prepare`` runs once the lock is held, before the first save (the references a change
+        lists): a caller cancelled while it waits for the lock has written nothing.
         """
         yield Acquire(self.write_lock)
         try:
+            if prepare is not None:
+                yield from prepare()
             for _ in range(MAX_SAVE_ATTEMPTS):
                 before = self._state()
                 try:
@@ -1029,18 +1034,18 @@ class RouterCore:
             yield Pipeline(tuple(self._reference_hset(route, ref, vectors[(route, ref)]) for route, ref in chunk))
 
     def _commit_with_references(self, pairs: Sequence[tuple[str, str]], change: Callable[[], None]) -> Op[None]:
-        """Write the references, then commit ``change``, which lists them.
+        """Write the references (once this object's write lock is held), then commit ``change``, which lists them.
 
-        References go first so a reader never sees a stored route whose references are missing from the
-        index. When the commit is refused (another writer added the same route or removed this one, a
-        floor no longer holds, too many conflicts), the keys written here that no route of the definition
-        now held lists are deleted again: a refused change leaves nothing behind, and a key another writer's
-        route shares stays. A connection error leaves them: the save may have landed."""
+        A caller cancelled while it waits for the lock has written nothing. References go first so a
+        reader never sees a stored route whose references are missing from the index. When the commit
+        is refused (another writer added the same route or removed this one, a floor no longer holds,
+        too many conflicts), the keys written here that no route of the definition now held lists are
+        deleted again: a refused change leaves nothing behind, and a key another writer's route shares
+        stays. A connection error leaves them: the save may have landed."""
         # A router recreated meanwhile with another vectorizer is refused before its keys are written over.
         yield from self.refresh()
-        yield from self._write_references(pairs, {})
         try:
-            yield from self._commit(change)
+            yield from self._commit(change, prepare=lambda: self._write_references(pairs, {}))
         except (RouteExistsError, RouteNotFoundError, ConfigError, ConflictError, RouterStateLostError):
             yield from self._delete_unlisted(pairs)
             raise

@@ -335,6 +335,32 @@ def test_removing_through_a_stale_object_deletes_the_other_writers_references_to
     client.close()
 
 
+def test_an_async_change_cancelled_while_it_waits_its_turn_writes_no_reference(name, table, redis_url):
+    # The references were written before the change waited for the object's write lock: cancelled
+    # there (a client's timeout), they stayed in the index for good, delete() included.
+    from redisvl_llmrouter import AsyncSemanticRouter
+
+    async def run() -> None:
+        router = await AsyncSemanticRouter.create(name=name, routes=tiers(), vectorizer=table, redis_url=redis_url)
+        lock = router._core.write_lock  # another write of this object under way
+        await lock.acquire()
+        try:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(router.add_route_references("cheap", ["stray d=0.01"]), 0.1)
+            with pytest.raises(TimeoutError):
+                new = Route(name="x", model="m/x", references=["x d=0.3"], distance_threshold=0.5)
+                await asyncio.wait_for(router.add_route(new), 0.1)
+        finally:
+            lock.release()
+        await router.delete()
+        await router.close()
+
+    asyncio.run(run())
+    client = redis.Redis.from_url(redis_url)
+    assert list(client.scan_iter(f"{name}:*")) == []
+    client.close()
+
+
 def test_a_change_refused_because_the_config_is_lost_leaves_no_reference_behind(api, name, table, redis_url):
     client = redis.Redis.from_url(redis_url)
     router = api.create(name=name, routes=tiers(), vectorizer=table)
