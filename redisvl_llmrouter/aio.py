@@ -22,7 +22,7 @@ from redisvl.utils.vectorize import BaseVectorizer
 
 from redisvl_llmrouter import compat, connection
 from redisvl_llmrouter.core import Acquire, Command, Embed, FeedbackResult, Op, Pipeline, RouterCore, attach_definition
-from redisvl_llmrouter.errors import LLMRouterError
+from redisvl_llmrouter.errors import LLMRouterError, RouterLoopError
 from redisvl_llmrouter.learning.calibration import Calibration
 from redisvl_llmrouter.learning.prediction import Prediction
 from redisvl_llmrouter.learning.records import checked_model_map
@@ -194,8 +194,14 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         if self._loop is loop:
             return
         if self._loop is not None:
+            if self._loop.is_running():  # two loops at once: moving the client would cut the other's calls
+                raise RouterLoopError(
+                    "This AsyncSemanticRouter is in use on another event loop (another thread's) right now; "
+                    "its connections belong to that loop. Create one router per event loop, or use "
+                    "SemanticRouter, which any thread may share."
+                )
             if not self._owns_client:
-                raise RuntimeError(
+                raise RouterLoopError(
                     "This AsyncSemanticRouter was used on another event loop, and its Redis client (yours, "
                     "passed as redis_client=) belongs to that loop. Build the router and its client inside "
                     "the loop that uses them, or let the router open its own client (redis_url=...)."

@@ -51,6 +51,7 @@ __all__ = [
     "RouteExistsError",
     "RouteNotFoundError",
     "RouterExistsError",
+    "RouterLoopError",
     "RouterStateLostError",
     "UnknownModelError",
     "UnknownRequestError",
@@ -187,6 +188,11 @@ class RouterStateLostError(LLMRouterError, RuntimeError):
 
 class RouterDeletedError(LLMRouterError, RuntimeError):
     """The router object was used after its ``delete()``: it does not rebuild what was deleted on purpose."""
+
+
+class RouterLoopError(LLMRouterError, RuntimeError):
+    """An ``AsyncSemanticRouter`` used on an event loop its Redis connections do not belong to: a client
+    you passed (``redis_client=``) on a later loop, or any call while another loop is using it."""
 
 
 class ConflictError(LLMRouterError, RuntimeError):

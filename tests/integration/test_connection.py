@@ -315,6 +315,35 @@ def test_an_async_router_on_the_callers_client_says_why_a_new_loop_fails(redis_u
     redis.Redis.from_url(redis_url).delete(*redis.Redis.from_url(redis_url).keys(f"{name}*"))
 
 
+def test_an_async_router_in_use_on_one_loop_refuses_another_loop_at_the_same_time(redis_url, name, table):
+    # The other loop's call moved the client under the first: raw KeyErrors and pool timeouts on both sides.
+    import threading
+
+    from redisvl_llmrouter import RouterLoopError
+
+    async def run() -> BaseException | None:
+        router = await AsyncSemanticRouter.create(name=name, routes=ROUTES, vectorizer=table, redis_url=redis_url)
+        caught: list[BaseException] = []
+
+        def other_thread() -> None:  # its own loop, while this one is running
+            try:
+                asyncio.run(router("query"))
+            except BaseException as exc:  # handed back to the test
+                caught.append(exc)
+
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        await asyncio.get_running_loop().run_in_executor(None, thread.join)
+        assert (await router("query")).name == "a"  # this loop's router is untouched
+        await router.delete()
+        await router.close()
+        return caught[0] if caught else None
+
+    error = asyncio.run(run())
+    assert isinstance(error, RouterLoopError) and isinstance(error, RuntimeError)
+    assert "in use on another event loop" in str(error)
+
+
 @pytest.mark.parametrize("how", ["url", "client"])
 def test_a_database_other_than_0_is_refused_before_anything_is_read_or_written(api, name, table, redis_url, how):
     # Redis refuses a search index on db 1, and a search there reads db 0's index: a router on db 1
