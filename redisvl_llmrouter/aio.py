@@ -33,10 +33,10 @@ from redisvl_llmrouter.policy.stats import ModelStats
 from redisvl_llmrouter.ranking import RouteDistances
 from redisvl_llmrouter.router import (
     BaseSemanticRouter,
-    _overrides,
     _resolve_vectorizer,
     checked_dtype,
     definition_kwargs,
+    existing_kwargs,
     feedback_target,
     outcome_records,
     pretrained_kwargs,
@@ -463,7 +463,6 @@ class AsyncSemanticRouter(BaseSemanticRouter):
     ) -> AsyncSemanticRouter:
         client = connection.async_client(redis_client, redis_url, kwargs.pop("connection_kwargs", None))
         data = await adrive(attach_definition(name), client)
-        attach = not _overrides(kwargs)  # as SemanticRouter.from_existing
-        router = await cls.from_dict(data, redis_client=client, vectorizer=vectorizer, _attach=attach, **kwargs)
+        router = await cls.from_dict(data, redis_client=client, vectorizer=vectorizer, **existing_kwargs(kwargs))
         router._owns_client = redis_client is None
         return router

@@ -581,6 +581,7 @@ class RouterCore:
             )
         self._cache = _EmbeddingCache(embedding_cache_size)
         self._effective: ModelCatalog | None = None
+        self._unpriced = False
         self.version = 0
         """The stored config's version this object's definition is based on (see :meth:`_commit`)."""
         self.generation = ""
@@ -618,12 +619,14 @@ class RouterCore:
         """The catalog plus the route models it lacks (cached until the definition changes)."""
         if self._effective is None:
             self._effective = effective_catalog(self.catalog, self.routes)
+            self._unpriced = any(not (spec := self._effective.get(m)) or not spec.priced for m in self.models)
         return self._effective
 
     def unpriced(self) -> bool:
-        """Whether a model of the router has no price (neither in the catalog nor from its route's cost)."""
-        catalog = self.effective_catalog()
-        return any(not (spec := catalog.get(model)) or not spec.priced for model in self.models)
+        """Whether a model of the router has no price (neither in the catalog nor from its route's cost);
+        worked out with the effective catalog, once per definition, not on every route."""
+        self.effective_catalog()
+        return self._unpriced
 
     def get(self, route_name: str) -> Route | None:
         return self._by_name.get(route_name)

@@ -149,6 +149,12 @@ def _overrides(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: kwargs[k] for k in DEFINITION_OVERRIDES if kwargs.get(k) is not None}
 
 
+def existing_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``from_existing``'s keyword arguments for ``from_dict``: without definition overrides, whatever is
+    stored when the object is built is taken up (another writer may have changed it since it was read)."""
+    return {**kwargs, "_attach": not _overrides(kwargs)}
+
+
 def definition_kwargs(data: Mapping[str, Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """Router keyword arguments from a router dict; ``name``, ``vectorizer``, ``routing_config``,
     ``catalog`` and ``learning`` in ``kwargs`` take precedence."""
@@ -863,8 +869,6 @@ class SemanticRouter(BaseSemanticRouter):
         """Attach to a router already in Redis, from its stored config; nothing is re-embedded."""
         client = connection.sync_client(redis_client, redis_url, kwargs.pop("connection_kwargs", None))
         data = drive(attach_definition(name), client)
-        # Without definition overrides, whatever is stored when the object is built is taken up.
-        attach = not _overrides(kwargs)
-        router = cls.from_dict(data, redis_client=client, vectorizer=vectorizer, _attach=attach, **kwargs)
+        router = cls.from_dict(data, redis_client=client, vectorizer=vectorizer, **existing_kwargs(kwargs))
         router._owns_client = redis_client is None
         return router
