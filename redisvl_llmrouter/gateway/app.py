@@ -61,14 +61,8 @@ from redisvl_llmrouter.errors import (
     UnknownRequestError,
 )
 from redisvl_llmrouter.gateway.config import GatewayConfig
-from redisvl_llmrouter.gateway.service import (
-    Completion,
-    Gateway,
-    loggable,
-    request_error_code,
-    tenant_of,
-    transient_redis_error,
-)
+from redisvl_llmrouter.gateway.redis_faults import loggable, transient_redis_error
+from redisvl_llmrouter.gateway.service import Completion, Gateway, request_error_code, tenant_of
 from redisvl_llmrouter.observability.report import parse_since
 
 __all__ = ["CONFIG_ENV", "create_app"]

@@ -60,7 +60,6 @@ from redisvl_llmrouter.errors import (
     RouterStateLostError,
     UnknownRequestError,
     UpstreamError,
-    error_chain,
     redact_url,
 )
 from redisvl_llmrouter.gateway import breaker
@@ -76,10 +75,12 @@ from redisvl_llmrouter.gateway.backends import (
 from redisvl_llmrouter.gateway.cache import ResponseCache, cacheable, scope_of
 from redisvl_llmrouter.gateway.config import PROVIDERS, GatewayConfig, Upstream
 from redisvl_llmrouter.gateway.queue import PRIORITIES, ModelQueue, Queues, priority_rank
+from redisvl_llmrouter.gateway.redis_faults import transient_redis_error
+from redisvl_llmrouter.gateway.write_behind import CLOSE_TIMEOUT_S, WriteBehind
 from redisvl_llmrouter.observability import decisions, report
 from redisvl_llmrouter.observability.metrics import BREAKER_VALUES, Metrics
 from redisvl_llmrouter.observability.report import Report
-from redisvl_llmrouter.ops import Op, Pipeline, run_scripts
+from redisvl_llmrouter.ops import Op, Pipeline
 from redisvl_llmrouter.policy import stats as live
 from redisvl_llmrouter.policy.catalog import estimate_tokens
 from redisvl_llmrouter.request_text import NO_TEXT, messages_text, prompt_text, routing_text
@@ -117,14 +118,6 @@ MAX_MODEL_NAME_CHARS = 256
 #: Beyond a call's timeout, when the gateway gives up on a backend that does not time out on its own
 #: (a custom one ignoring ``Call.timeout_s``); the built-in backends time out first.
 TIMEOUT_GRACE_S = 1.0
-#: How long the write-behind waits to gather writes into one pipeline.
-WRITE_BEHIND_S = 0.002
-#: Writes the write-behind keeps while Redis refuses them (restarting, failing over), and the longest
-#: pause between its attempts.
-WRITE_BEHIND_MAX_PENDING = 100_000
-WRITE_BEHIND_MAX_BACKOFF_S = 5.0
-#: How long closing waits for the write-behind's last round trip.
-CLOSE_TIMEOUT_S = 5.0
 #: Feedback on an id not (yet) recorded tries again after these pauses (None: give up): the record is
 #: written just after the answer, maybe by another process, and a quick client can get there first.
 FEEDBACK_WAITS_S: tuple[float | None, ...] = (0.0, 0.02, 0.05, 0.1, None)
@@ -289,7 +282,7 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._cache_repair: asyncio.Future[Any] | None = None
         self._baseline = baseline_model(router._core.effective_catalog(), config.baseline_model)
-        self._writes = _WriteBehind(router)
+        self._writes = WriteBehind(router)
         self._breakers: dict[str, tuple[float, bool]] = {}
         self._resolved: dict[str, tuple[Backend, str]] = {}
         self._refreshed = time.monotonic()  # the router was just loaded
@@ -1471,126 +1464,6 @@ def _route_label(outcome: Outcome) -> str:
     return "cache" if outcome.cache == "hit" else "unmatched"
 
 
-class _WriteBehind:
-    """Redis writes that need not delay an answer (statistics, breakers, the log), batched.
-
-    Requests add commands and scripts; one background task sends everything pending in one
-    pipeline, then waits for more. Under load many requests share a round trip; a lone request's
-    writes go out right after its answer.
-    """
-
-    def __init__(self, router: AsyncSemanticRouter) -> None:
-        self._router = router
-        self._commands: list[tuple[Any, ...]] = []
-        self._scripts: list[tuple[str, tuple[Any, ...]]] = []
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        self._sending = asyncio.Lock()  # a flush waits for a round trip already under way
-
-    def add(
-        self, commands: Sequence[tuple[Any, ...]] = (), scripts: Sequence[tuple[str, tuple[Any, ...]]] = ()
-    ) -> None:
-        self._commands.extend(commands)
-        self._scripts.extend(scripts)
-        if self._closing:
-            return
-        if self._task is None or self._task.done():
-            self._wake = asyncio.Event()
-            self._task = asyncio.ensure_future(self._run())
-        assert self._wake is not None
-        self._wake.set()
-
-    async def _take_and_send(self) -> None:
-        async with self._sending:
-            commands, scripts = self._commands, self._scripts
-            self._commands, self._scripts = [], []
-            if not (commands or scripts):
-                return
-            try:
-                await adrive(run_scripts(scripts, commands), self._router._client)
-            except Exception as exc:
-                if not transient_redis_error(exc):
-                    raise
-                if may_have_landed(exc):
-                    # Sent, and no answer in time (a frozen or overloaded Redis): it may run yet, so sending
-                    # it again could count every request in it twice. Its bookkeeping is given up instead.
-                    logger.warning(
-                        "gateway write-behind: Redis did not answer in time; %d writes may or may not have "
-                        "landed and are not sent again",
-                        len(commands) + len(scripts),
-                    )
-                    raise
-                # Redis restarting, failing over or full: keep the batch, ahead of newer writes, for the
-                # next round trip (bounded: the oldest writes go first when Redis stays away long).
-                self._commands[:0], self._scripts[:0] = commands, scripts
-                excess = len(self._commands) + len(self._scripts) - WRITE_BEHIND_MAX_PENDING
-                if excess > 0:
-                    dropped_scripts = min(excess, len(self._scripts))
-                    del self._scripts[:dropped_scripts]
-                    del self._commands[: excess - dropped_scripts]
-                    logger.warning("gateway write-behind: Redis still refuses writes; %d oldest dropped", excess)
-                raise
-
-    async def flush(self) -> None:
-        """Return once every write added so far is in Redis (or failed and was logged)."""
-        try:
-            await self._take_and_send()
-        except Exception as exc:
-            logger.warning("gateway write-behind failed: %s", loggable(exc))
-            if transient_redis_error(exc):  # the kept writes: the background task retries them, traffic or not
-                self.add()
-
-    async def _run(self) -> None:
-        assert self._wake is not None
-        backoff = 0.0
-        while not self._closing:
-            if backoff:  # writes kept after a failure: try again after a pause (new ones gather meanwhile)
-                await asyncio.sleep(backoff)
-            else:
-                await self._wake.wait()
-            self._wake.clear()
-            if not self._closing:
-                # Let the request that woke us send its answer first, and gather the writes of the
-                # requests close behind it into the same round trip.
-                await asyncio.sleep(WRITE_BEHIND_S)
-            try:
-                await self._take_and_send()
-                backoff = 0.0
-            except Exception as exc:  # bookkeeping must never take the gateway down
-                retrying = transient_redis_error(exc)
-                backoff = min(WRITE_BEHIND_MAX_BACKOFF_S, max(0.2, 2 * backoff)) if retrying else 0.0
-                logger.warning(
-                    "gateway write-behind failed%s: %s",
-                    f", retrying in {backoff:g} s" if retrying else "",
-                    loggable(exc),
-                )
-
-    async def close(self) -> None:
-        """Send what is pending and stop; no write added before ``close`` is lost.
-
-        The task is asked to stop rather than cancelled: a cancellation landing inside a Redis
-        call can be turned into an ordinary error by the client and swallowed, leaving the task
-        waiting for ever.
-        """
-        self._closing = True
-        task = self._task
-        if task is not None and not task.done():
-            assert self._wake is not None
-            self._wake.set()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(task), CLOSE_TIMEOUT_S)
-            if not task.done():
-                task.cancel()
-        with contextlib.suppress(Exception):
-            await self._take_and_send()
-        if self._commands or self._scripts:
-            logger.warning(
-                "gateway write-behind: Redis refused the last %d writes at shutdown; they are lost",
-                len(self._commands) + len(self._scripts),
-            )
-
-
 def request_error_code(exc: LLMRouterError) -> str:
     """The ``code`` the server answers a router error with, and the log records: a Redis problem's
     (``app`` answers those with 503 or 500), else the error's class in snake case
@@ -1603,45 +1476,6 @@ def request_error_code(exc: LLMRouterError) -> str:
         return "redis_read_only" if transient_redis_error(exc) else "redis_error"
     words = re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
     return words.removesuffix("_error") or "error"
-
-
-def transient_redis_error(exc: BaseException) -> bool:
-    """A Redis error that passes (restart, failover, memory freed): worth retrying, not a bug.
-
-    Read-only replicas, a full memory, a loading dataset: redis-py's own classes for those replies,
-    found where this package's typed error keeps the original (its ``__cause__``)."""
-    from redis import exceptions as r
-
-    passing = (
-        RedisUnavailableError,
-        RedisPoolTimeoutError,
-        r.ReadOnlyError,
-        r.OutOfMemoryError,
-        r.BusyLoadingError,
-        r.MasterDownError,
-        r.TryAgainError,
-        r.ClusterDownError,
-    )
-    return any(isinstance(e, passing) for e in error_chain(exc))
-
-
-def may_have_landed(exc: BaseException) -> bool:
-    """A command sent whose reply did not come in time: Redis may still run it (a read timeout). Not a
-    connect timeout, nor a wait for a free pooled connection: those were never sent."""
-    from redis import exceptions as r
-
-    from redisvl_llmrouter.connection import is_pool_timeout
-
-    return any(
-        isinstance(e, r.TimeoutError) and not is_pool_timeout(e) and "connecting" not in str(e).lower()
-        for e in error_chain(exc)
-    )
-
-
-def loggable(exc: BaseException) -> str:
-    """An error for the log: printable and short (a failed command's message can hold vector bytes)."""
-    text = "".join(c if c.isprintable() else "?" for c in str(exc))
-    return f"{type(exc).__name__}: {text[:300]}"
 
 
 def _pipeline(commands: Sequence[tuple[Any, ...]]) -> Op[list[Any]]:
