@@ -21,7 +21,7 @@ from redisvl.index import AsyncSearchIndex
 from redisvl.utils.vectorize import BaseVectorizer
 
 from redisvl_llmrouter import compat, connection
-from redisvl_llmrouter.core import Acquire, Command, Embed, FeedbackResult, Op, Pipeline, RouterCore, attach_definition
+from redisvl_llmrouter.core import Acquire, Command, Embed, FeedbackResult, Op, Pipeline, RouterCore
 from redisvl_llmrouter.errors import LLMRouterError, RouterLoopError
 from redisvl_llmrouter.learning.calibration import Calibration
 from redisvl_llmrouter.learning.prediction import Prediction
@@ -50,6 +50,7 @@ from redisvl_llmrouter.schema import (
     RoutingConfig,
     Strategy,
 )
+from redisvl_llmrouter.stored_definition import attach_definition
 
 __all__ = ["AsyncSemanticRouter", "adrive"]
 

@@ -449,11 +449,11 @@ def cmd_upstream(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from redisvl_llmrouter.connection import sync_client
-    from redisvl_llmrouter.core import load_definition
     from redisvl_llmrouter.errors import ConfigError, RedisUnavailableError
     from redisvl_llmrouter.observability import report
     from redisvl_llmrouter.observability.decisions import stream_key
     from redisvl_llmrouter.router import drive
+    from redisvl_llmrouter.stored_definition import load_definition
 
     try:
         since_ms = report.parse_since(args.since)

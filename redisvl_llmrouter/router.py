@@ -32,9 +32,6 @@ from redisvl_llmrouter.core import (
     Pipeline,
     RouteOptions,
     RouterCore,
-    attach_definition,
-    parse_definition,
-    vectorizer_difference,
 )
 from redisvl_llmrouter.errors import (
     ConfigError,
@@ -65,6 +62,7 @@ from redisvl_llmrouter.schema import (
     Strategy,
 )
 from redisvl_llmrouter.search import validate_router_name
+from redisvl_llmrouter.stored_definition import attach_definition, parse_definition, vectorizer_difference
 from redisvl_llmrouter.vectorizers import default_vectorizer, vectorizer_from_identity, vectorizer_identity
 
 __all__ = ["BaseSemanticRouter", "SemanticRouter", "drive", "unavailable"]

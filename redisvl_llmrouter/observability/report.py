@@ -41,10 +41,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from redisvl_llmrouter.core import load_definition, parse_definition
 from redisvl_llmrouter.errors import ConfigError
 from redisvl_llmrouter.observability.decisions import parse_entries, stream_key
 from redisvl_llmrouter.ops import Command, Op, Pipeline
+from redisvl_llmrouter.stored_definition import load_definition, parse_definition
 
 __all__ = [
     "Breakdown",

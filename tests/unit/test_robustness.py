@@ -21,9 +21,10 @@ from redisvl_llmrouter import (
     Route,
 )
 from redisvl_llmrouter.connection import translate
-from redisvl_llmrouter.core import RouterCore, definition_difference, same_definition, same_value, stored_version
+from redisvl_llmrouter.core import RouterCore
 from redisvl_llmrouter.schema import text_problem
 from redisvl_llmrouter.search import MAX_REFERENCES, is_missing_index, is_wrong_type, route_command, search_total
+from redisvl_llmrouter.stored_definition import definition_difference, same_definition, same_value, stored_version
 from redisvl_llmrouter.vectorizers import vectorizer_from_identity
 
 

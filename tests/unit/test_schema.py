@@ -7,9 +7,9 @@ import pytest
 from pydantic import ValidationError
 
 from redisvl_llmrouter import Route, RouteMatch, RoutingConfig
-from redisvl_llmrouter.core import parse_definition
 from redisvl_llmrouter.errors import ConfigError
 from redisvl_llmrouter.schema import BalanceWeights, Floor
+from redisvl_llmrouter.stored_definition import parse_definition
 
 
 def test_route_carries_model_and_cost():
