@@ -237,6 +237,28 @@ def _decision(**values: object) -> Decision:
     return Decision.model_construct(**{**_DECISION_DEFAULTS, **values})
 
 
+def _holds(pick_quality: float | None, cap: float | None) -> bool:
+    """Whether the tier pick keeps its place ahead of the models the memory never observed near the
+    request: nothing says it falls short there (its learned quality is at least its catalog quality,
+    ``cap``). Such a model is expected to do no better than the pick, so it takes over only once the
+    pick is known to fail; until then it ranks after the pick, however cheap (a good rating of the
+    pick must not hand its requests to a model nobody has seen answer them)."""
+    return cap is not None and pick_quality is not None and pick_quality >= cap
+
+
+def _unobserved_after(ordered: Sequence[ModelChoice], pick: str) -> list[ModelChoice]:
+    """``ordered`` with the models never observed near the request that came before ``pick`` moved
+    to just after it (see :func:`_holds`); the rest keep their order."""
+    at = next(i for i, c in enumerate(ordered) if c.model == pick)
+    ahead = ordered[:at]
+    return [
+        *(c for c in ahead if c.support > 0),
+        ordered[at],
+        *(c for c in ahead if c.support <= 0),
+        *ordered[at + 1 :],
+    ]
+
+
 def _tier_quality(groups: Sequence[Route], inp: PolicyInput) -> float | None:
     """The tier router's pick (the first group's first model) and its catalog quality: the most a
     model the memory has never observed is expected to reach on this request (see ``_choice``)."""
@@ -267,12 +289,20 @@ def learned_qualities(
     tier_of = _tier_positions(tiers)
     cap = _tier_quality(_groups(ranked, floors, inp), inp)
     limits = _floor_limits(floors, tiers)
-    weighed = {}
-    for model in inp.prediction.models:
+    groups = _groups(ranked, floors, inp)
+    pick = groups[0].models[0] if groups and groups[0].models else None
+    weighed, observed = {}, set()
+    for model in [*inp.prediction.models, *([pick] if pick is not None else [])]:
         # The choice decide() builds for a learned decision (evidence: the prediction is what it weighs).
         choice = _choice(model, None, inp, True, cap)
         if not _reasons(choice, tier_of.get(model), limits, inp.constraints, inp):
             weighed[model] = choice.quality
+            if choice.support > 0:
+                observed.add(model)
+    if pick in weighed and _holds(weighed[pick], cap):  # unobserved models never come first: leave them out
+        weighed = {m: q for m, q in weighed.items() if m == pick or m in observed}
+    if pick not in inp.prediction.models:
+        weighed.pop(pick, None)  # nothing learned about it: not a number calibration can score
     return weighed
 
 
@@ -320,6 +350,9 @@ def decide(ranked: Sequence[Candidate], floors: Sequence[Route], inp: PolicyInpu
 
     if learned:
         ordered = strategies.order(Strategy.learned, [choices[m] for m in eligible], cost_weight=inp.config.cost_weight)
+        pick = groups[0].models[0]
+        if pick in eligible and _holds(choices[pick].quality, tier_quality):
+            ordered = _unobserved_after(ordered, pick)
     else:
         strategy = Strategy.semantic if inp.strategy is Strategy.learned else inp.strategy
         ordered = []

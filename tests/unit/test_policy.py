@@ -251,6 +251,42 @@ def test_a_model_the_memory_never_saw_is_expected_no_better_than_the_tier_router
     assert learned(0.0) == "p/mini"  # nano fails here: the cheapest model not known to fail takes over
 
 
+def test_a_good_rating_of_the_tier_pick_keeps_it_ahead_of_models_nobody_observed_however_cheap():
+    def learned(big: float) -> list[str]:
+        # Only big (the expert tier's pick) was rated near this request; mini is far cheaper, and its
+        # catalog quality (0.7) would win on utility against big's 0.9 at cost_weight 0.3.
+        pred = Prediction(support=1.0, models={
+            "p/big": ModelEstimate(big, 1.0, None, None),
+            **{m: ModelEstimate(q, 0.0, None, None, observed=False)
+               for m, q in (("p/nano", 0.5), ("p/mini", 0.7), ("p/top", 0.95))},
+        })  # fmt: skip
+        d = decide(matched(EXPERT), [], inp(Strategy.learned, prediction=pred, min_support=1.0))
+        assert d.learned
+        return [d.model, *d.fallbacks]
+
+    # Rated well: the pick stays first; the models nobody saw answer here follow it, in utility order.
+    assert learned(0.92) == ["p/big", "p/mini", "p/nano", "p/top"]
+    # Rated badly: it falls short of its own catalog quality, and the cheapest good bet takes over.
+    assert learned(0.3)[0] == "p/mini"
+    # Utility alone (before the rule) would have put mini first even after the good rating.
+    scores = {c.model: c.score for c in decide(matched(EXPERT), [], inp(Strategy.learned, min_support=1.0,
+              prediction=Prediction(support=1.0, models={"p/big": ModelEstimate(0.92, 1.0, None, None)}))).candidates}  # fmt: skip
+    assert scores["p/mini"] > scores["p/big"]
+
+
+def test_learned_qualities_leave_out_unobserved_models_while_the_tier_pick_holds():
+    pred = Prediction(support=1.0, models={
+        "p/big": ModelEstimate(0.92, 1.0, None, None),
+        "p/mini": ModelEstimate(0.7, 0.0, None, None, observed=False),
+    })  # fmt: skip
+    assert learned_qualities(matched(EXPERT), [], inp(Strategy.learned, prediction=pred, min_support=1.0)) == {
+        "p/big": 0.92
+    }
+    failing = Prediction(support=1.0, models={**pred.models, "p/big": ModelEstimate(0.3, 1.0, None, None)})
+    weighed = learned_qualities(matched(EXPERT), [], inp(Strategy.learned, prediction=failing, min_support=1.0))
+    assert weighed == {"p/big": 0.3, "p/mini": 0.7}
+
+
 def test_a_model_observed_only_far_from_the_request_is_capped_as_one_never_observed():
     # One excellent feedback for top on an unrelated request: its prior (mean in memory) is 1.0, but
     # nothing near this request says so, and nano did well enough here.
