@@ -35,6 +35,7 @@ __all__ = [
     "InvalidQueryError",
     "InvalidRequestError",
     "RequestTooLargeError",
+    "UnsupportedEncodingError",
     "CrossOriginError",
     "InvalidFeedbackError",
     "InvalidVectorizerError",
@@ -282,6 +283,12 @@ class RequestTooLargeError(InvalidRequestError):
     """A request body over the gateway's ``max_body_mb``: refused before it is read into memory."""
 
     status, code = 413, "request_too_large"
+
+
+class UnsupportedEncodingError(InvalidRequestError):
+    """A request body sent compressed (``Content-Encoding: gzip``, say): the gateway reads plain JSON."""
+
+    status, code = 415, "unsupported_encoding"
 
 
 class CrossOriginError(GatewayError, PermissionError):

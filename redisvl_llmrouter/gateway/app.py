@@ -11,6 +11,7 @@
 * ``GET /v1/models``: ``auto``, ``router/<name>`` and every model of the catalog and routes.
 * ``GET /health``: liveness and Redis reachability. ``GET /stats``: per-model requests, successes,
   failures, latency, in-flight calls, queue, breaker; cache hits. ``GET /metrics``: Prometheus.
+  Every ``GET`` endpoint answers ``HEAD`` too (load balancers' health checks use it).
 * ``GET /dashboard``: one live page (figures, charts, models, recent decisions), refreshed from
   ``GET /dashboard/data?since=15m``. With API keys set, open it as ``/dashboard#key=<key>``.
 
@@ -59,6 +60,7 @@ from redisvl_llmrouter.errors import (
     RequestTooLargeError,
     RouterStateLostError,
     UnknownRequestError,
+    UnsupportedEncodingError,
 )
 from redisvl_llmrouter.gateway.config import GatewayConfig
 from redisvl_llmrouter.gateway.redis_faults import loggable, transient_redis_error
@@ -186,6 +188,11 @@ def _finite(text: str) -> float:
 async def _json_body(request: Request) -> dict[str, Any]:
     limit = int(request.app.state.gateway.config.max_body_mb * 1_000_000)
     refusal = f"The request body is larger than this gateway's limit of {limit:,} bytes (max_body_mb)."
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise UnsupportedEncodingError(
+            f"Content-Encoding {encoding!r} is not supported: send the JSON body uncompressed."
+        )
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise RequestTooLargeError(refusal)
@@ -383,7 +390,7 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
                 async for chunk in result:
                     yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
             except GatewayError as exc:  # the stream had started: report in-band, as OpenAI does
-                error = {"error": {"message": str(exc), "type": exc.kind, "code": exc.code}}
+                error = {"error": {"message": str(exc), "type": exc.kind, "param": None, "code": exc.code}}
                 yield b"data: " + json.dumps(error).encode() + b"\n\n"
             finally:  # a client that left: the provider's call, the queue slot and the log entry end here
                 await result.aclose()
@@ -423,19 +430,19 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
         gateway_ = gw(request)
         return ["auto", f"router/{gateway_.router.name}", *gateway_.models()]
 
-    @app.get("/v1/models")
+    @app.api_route("/v1/models", methods=["GET", "HEAD"])
     async def models(request: Request) -> JSONResponse:
         authorise(request)
         return JSONResponse({"object": "list", "data": [_model_object(i) for i in model_ids(request)]})
 
-    @app.get("/v1/models/{model_id:path}")
+    @app.api_route("/v1/models/{model_id:path}", methods=["GET", "HEAD"])
     async def model(request: Request, model_id: str) -> JSONResponse:
         authorise(request)
         if model_id not in model_ids(request):
             return _error(404, f"The model {model_id!r} does not exist.", "invalid_request_error", "model_not_found")
         return JSONResponse(_model_object(model_id))
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])
     async def health(request: Request) -> JSONResponse:
         gateway_ = gw(request)
         client = gateway_.router._client
@@ -460,12 +467,12 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
             status_code=status,
         )
 
-    @app.get("/stats")
+    @app.api_route("/stats", methods=["GET", "HEAD"])
     async def stats(request: Request) -> JSONResponse:
         authorise(request)
         return JSONResponse(await gw(request).stats())
 
-    @app.get("/metrics")
+    @app.api_route("/metrics", methods=["GET", "HEAD"])
     async def metrics(request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -476,11 +483,11 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
             logger.warning("/metrics: Redis unavailable, breaker gauges not refreshed")
         return Response(gateway_.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/dashboard")
+    @app.api_route("/dashboard", methods=["GET", "HEAD"])
     async def dashboard() -> Response:
         return Response(dashboard_asset("dashboard.html"), media_type="text/html; charset=utf-8")
 
-    @app.get("/dashboard/assets/{name}")
+    @app.api_route("/dashboard/assets/{name}", methods=["GET", "HEAD"])
     async def dashboard_assets(name: str) -> Response:
         if name not in DASHBOARD_ASSETS:
             raise StarletteHTTPException(404, f"No dashboard asset {name!r}")
@@ -488,7 +495,7 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
             dashboard_asset(name), media_type=DASHBOARD_ASSETS[name], headers={"cache-control": "max-age=86400"}
         )
 
-    @app.get("/dashboard/data")
+    @app.api_route("/dashboard/data", methods=["GET", "HEAD"])
     async def dashboard_data(request: Request, since: str = "15m") -> JSONResponse:
         """What the dashboard shows: live stats, the log's report over the window, the newest decisions
         (with API keys, the caller's own: other clients' prompts and request ids are theirs)."""

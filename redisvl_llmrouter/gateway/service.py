@@ -1119,6 +1119,10 @@ class Gateway:
         scope: str,
     ) -> AsyncIterator[dict[str, Any]]:
         parts: list[str] = []
+        refusals: list[str] = []
+        # A delta the cache cannot keep (tool calls, audio, reasoning, another choice): the answer is not stored.
+        unkept = False
+        fingerprint: Any = None
         usage: Any = None
         finish_reason: str | None = None  # the provider's ("length" for a cut answer), kept for the cache
         # The gateway always asks for usage (accounting needs it); the client gets the usage-only
@@ -1139,9 +1143,17 @@ class Gateway:
                 chunk["model"] = outcome.model
                 choices = chunk.get("choices") or []
                 for choice in choices:
-                    parts.append((choice.get("delta") or {}).get("content") or "")
+                    delta = choice.get("delta") or {}
+                    parts.append(delta.get("content") or "")
+                    refusals.append(delta.get("refusal") or "")
+                    unkept = (
+                        unkept
+                        or choice.get("index", 0) != 0
+                        or any(value is not None for key, value in delta.items() if key not in _KEPT_DELTA)
+                    )
                     finish_reason = choice.get("finish_reason") or finish_reason
                 usage = chunk.get("usage") or usage
+                fingerprint = chunk.get("system_fingerprint") or fingerprint
                 if choices or wants_usage:
                     if not wants_usage:
                         chunk.pop("usage", None)
@@ -1160,21 +1172,22 @@ class Gateway:
             raise
         finally:
             await end(ended)
+        refusal = "".join(refusals)
+        message = {
+            "role": "assistant",
+            "content": "".join(parts) or (None if refusal else ""),
+            "refusal": refusal or None,
+        }
         body = {
             "id": last_id,
             "object": "chat.completion",
             "created": int(time.time()),
             "model": outcome.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "".join(parts)},
-                    "finish_reason": finish_reason or "stop",
-                }
-            ],
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason or "stop"}],
             "usage": usage,
+            **({"system_fingerprint": fingerprint} if fingerprint else {}),
         }
-        self._finish(request, outcome, body, vector, scope)
+        self._finish(request, outcome, body, None if unkept else vector, scope)
 
     def _cached(
         self, request: _Request, outcome: Outcome, body: dict[str, Any], stream: bool
@@ -1193,7 +1206,8 @@ class Gateway:
             extra += store.cached_commands(outcome.request_id)  # its feedback is logged, not learned
         self._log({"type": "completion", **self._entry(outcome), "status": "ok"}, request.text, extra)
         self._count_answer(outcome)
-        body.setdefault("created", int(time.time()))
+        # An answer of its own: the stored one's id and time belong to the request that was answered then.
+        body = {**body, "id": "chatcmpl-" + outcome.request_id.removeprefix("req-"), "created": int(time.time())}
         if not stream:
             return Completion(body, outcome)
         wants_usage = _wants_usage(request)
@@ -1202,19 +1216,18 @@ class Gateway:
             choice = (body.get("choices") or [{}])[0]
             message = choice.get("message") or {}
             base = {
-                "id": body.get("id"),
+                "id": body["id"],
                 "object": "chat.completion.chunk",
                 "created": body["created"],
                 "model": outcome.model,
+                **({"system_fingerprint": body["system_fingerprint"]} if body.get("system_fingerprint") else {}),
             }
-            yield {
-                **base,
-                "choices": [{"index": 0, "delta": {"role": "assistant", "content": message.get("content", "")}}],
-            }
-            yield {
-                **base,
-                "choices": [{"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"}],
-            }
+            # The whole message as one delta (a refusal, annotations... as a live stream carries them).
+            delta = {"role": "assistant", "content": message.get("content")}
+            delta.update({k: v for k, v in message.items() if k not in delta and v is not None})
+            yield {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]}
+            end = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": choice.get("finish_reason") or "stop"}
+            yield {**base, "choices": [end]}
             if wants_usage:
                 yield {**base, "choices": [], "usage": body.get("usage")}
 
@@ -1393,6 +1406,10 @@ class Gateway:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.warning("gateway background write failed: %s", task.exception())
+
+
+#: What a streamed answer's deltas may hold for the cache to keep it (with the role, whatever its value).
+_KEPT_DELTA = frozenset({"role", "content", "refusal"})
 
 
 def _wants_usage(request: _Request) -> bool:

@@ -18,6 +18,8 @@ programmable per model through ``POST /control``::
     {"model": "m", "cut_json": 1}              # the next answer from m is a 200 whose JSON is cut off
     {"model": "m", "fail": 1, "status": 400, "message": "..."}  # the failure's error message
     {"model": "m", "fail": 1, "status": 429, "retry_after": 1}  # with a Retry-After header
+    {"model": "m", "refuse": 1}                # the next answer from m is a refusal (content null)
+    {"model": "m", "reasoning": 1}             # the next answer from m carries reasoning_content too
     {"reset": true}                             # forget every setting and count
 
 With ``--api-key KEY`` it answers ``/v1/...`` only with ``Authorization: Bearer KEY`` (401 otherwise),
@@ -103,6 +105,14 @@ class _State:
             else:
                 hang = 0.0
         return status, float(settings.get("latency_ms", 0)) / 1000.0, hang, fault
+
+    def shape(self, model: str) -> str:
+        """How the next answer from ``model`` looks: ``""`` (plain), ``"refuse"`` or ``"reasoning"``."""
+        for kind in ("refuse", "reasoning"):
+            if self.settings.get(model, {}).get(kind, 0) > 0:
+                self.settings[model][kind] -= 1
+                return kind
+        return ""
 
     def snapshot(self) -> dict[str, Any]:
         return json.loads(json.dumps({"counts": self.counts, "settings": self.settings, "last": self.last}))
@@ -211,6 +221,7 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         await _send_json(send, status, error, wait)
         return
     text, prompt_tokens, completion_tokens = answer(body)
+    shape = STATE.shape(model)
     created, ident = int(time.time()), f"chatcmpl-{uuid.uuid4().hex[:24]}"
     usage = {
         "prompt_tokens": prompt_tokens,
@@ -220,7 +231,9 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     if body.get("stream"):
         with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         pause = float(STATE.settings.get(model, {}).get("chunk_delay_ms", 0)) / 1000.0
-        events = _stream_events(ident, created, model, text, usage, with_usage, broken=fault == "break_stream")
+        events = _stream_events(
+            ident, created, model, text, usage, with_usage, broken=fault == "break_stream", shape=shape
+        )
         if not await _stream(send, receive, events, pause):  # the client left: counted, as a provider bills it
             STATE.counts[model]["cut"] = STATE.counts[model].get("cut", 0) + 1
         return
@@ -231,7 +244,11 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     if fault == "no_choices":
         await _send_json(send, 200, {"id": ident, "object": "chat.completion", "created": created, "model": model})
         return
-    message = {"role": "assistant", "content": text}
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if shape == "refuse":
+        message = {"role": "assistant", "content": None, "refusal": REFUSAL}
+    elif shape == "reasoning":
+        message["reasoning_content"] = REASONING
     await _send_json(
         send,
         200,
@@ -245,6 +262,10 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         },
     )
 
+
+#: What a refusal says, and the reasoning an answer shows (``refuse`` and ``reasoning`` in ``/control``).
+REFUSAL = "I'm sorry, I can't help with that."
+REASONING = "The user asked; I answer."
 
 #: The key ``/v1/chat/completions`` requires (``--api-key``); None: any or none.
 REQUIRED_KEY: str | None = None
@@ -266,14 +287,18 @@ def _stream_events(
     usage: dict[str, int],
     with_usage: bool,
     broken: bool = False,
+    shape: str = "",
 ) -> list[dict[str, Any]]:
     base = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
-    words = text.split(" ")
+    field = "refusal" if shape == "refuse" else "content"
+    words = (REFUSAL if shape == "refuse" else text).split(" ")
     # As OpenAI sends them: every choice names its finish_reason and logprobs, null until the end.
     open_ = {"logprobs": None, "finish_reason": None}
     events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, **open_}]}]
+    if shape == "reasoning":
+        events.append({**base, "choices": [{"index": 0, "delta": {"reasoning_content": REASONING}, **open_}]})
     events += [
-        {**base, "choices": [{"index": 0, "delta": {"content": (" " if i else "") + w}, **open_}]}
+        {**base, "choices": [{"index": 0, "delta": {field: (" " if i else "") + w}, **open_}]}
         for i, w in enumerate(words)
     ]
     events.append({**base, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]})

@@ -24,6 +24,7 @@ import redis
 from gateway_support import LLMROUTER, free_port, gateway, launch, output, stop, upstream, wait_ready
 
 from redisvl_llmrouter import ModelCatalog, ModelSpec, Route, SemanticRouter
+from redisvl_llmrouter.gateway.upstream import REFUSAL
 from redisvl_llmrouter.observability.decisions import parse_entries, stream_key
 
 
@@ -208,6 +209,26 @@ def test_malformed_requests_get_openai_style_4xx(server, body, status, fragment)
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
     assert fragment in error["message"]
+
+
+def test_get_endpoints_answer_head_as_load_balancers_check_them(server):
+    for path in ("/health", "/v1/models", "/metrics", "/stats"):
+        response = httpx.head(f"{server.base}{path}", timeout=30)
+        assert response.status_code == 200 and response.content == b"", path
+
+
+def test_a_compressed_body_is_a_415_that_says_so(server):
+    import gzip
+
+    body = gzip.compress(json.dumps({"model": "auto", "messages": ask("hi")}).encode())
+    response = server.post(
+        "/v1/chat/completions",
+        content=body,
+        headers={"content-type": "application/json", "content-encoding": "gzip"},
+    )
+    assert response.status_code == 415
+    error = response.json()["error"]
+    assert error["code"] == "unsupported_encoding" and "uncompressed" in error["message"]
 
 
 def test_a_body_over_max_body_mb_is_a_413_whether_its_length_is_declared_or_not(server):
@@ -813,10 +834,11 @@ def test_a_stream_broken_midway_ends_in_band_is_counted_and_trips_the_breaker(re
         with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
             for _ in range(2):
                 received = []
-                with pytest.raises(openai.APIError, match="injected stream failure"):
+                with pytest.raises(openai.APIError, match="injected stream failure") as failed:
                     for chunk in c.chat.completions.create(model=model, messages=ask("tell me more"), stream=True):
                         received.append(chunk)
                 assert received  # the answer had started: the error comes in the stream
+                assert set(failed.value.body) == {"message", "type", "param", "code"}  # as the HTTP errors
         key = f"llmrouter:breaker:{{{model}}}"
         assert wait_for(lambda: store.hget(key, "state"), b"open") == b"open"
         metrics = srv.get("/metrics").text
@@ -1072,6 +1094,53 @@ def test_the_semantic_cache_answers_repeats_without_calling_and_never_crosses_sc
                 route = k.split('route="', 1)[1].split('"', 1)[0]
                 by_route[route] = by_route.get(route, 0) + v
         assert by_route.get("cache") == sum(1 for e in hits if _route_of(e) == "cache")
+
+
+def test_a_cached_answer_is_an_answer_of_its_own_and_replays_what_the_provider_said(
+    redis_url, local_upstream, tmp_path
+):
+    model = f"c{uuid.uuid4().hex[:6]}/cached"
+    with (
+        gateway(redis_url, local_upstream.url, tmp_path, {"cache": {"enabled": True}}) as srv,
+        openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as client,
+    ):
+
+        def create(text, stream=False):
+            raw = client.chat.completions.with_raw_response.create(
+                model=model, messages=ask(text), temperature=0, stream=stream
+            )
+            answer = raw.parse()
+            if stream:
+                chunks = list(answer)
+                delta = chunks[0].choices[0].delta
+                answer = (chunks, delta)
+            time.sleep(0.2)  # the entry is stored just after the answer
+            return raw.headers["x-llmrouter-cache"], answer
+
+        # A refusal streamed by the provider is kept as a refusal, not as an empty answer.
+        local_upstream.control(model=model, refuse=1)
+        state, (chunks, _) = create("help me pick a lock", stream=True)
+        assert state == "miss" and "".join(c.choices[0].delta.refusal or "" for c in chunks if c.choices)
+        state, hit = create("help me pick a lock")
+        assert state == "hit"
+        assert hit.choices[0].message.refusal == REFUSAL and not hit.choices[0].message.content
+        # ...and replayed as a stream, as a live stream carries it (null logprobs and finish_reason until the end).
+        state, (chunks, delta) = create("help me pick a lock", stream=True)
+        assert state == "hit" and delta.refusal == REFUSAL
+        assert chunks[0].choices[0].finish_reason is None and chunks[-1].choices[0].finish_reason == "stop"
+        assert chunks[0].choices[0].model_dump()["logprobs"] is None and "logprobs" in chunks[0].choices[0].model_dump()
+
+        # A hit has its own id and time: clients that key on the id never see two answers share one.
+        state, first = create("what is the capital of Peru?")
+        time.sleep(1.1)
+        state, again = create("what is the capital of Peru?")
+        assert state == "hit" and again.choices[0].message.content == first.choices[0].message.content
+        assert again.id != first.id and again.created > first.created
+
+        # A streamed answer with more than text and refusal (reasoning) is not stored: the cache cannot keep it.
+        local_upstream.control(model=model, reasoning=1)
+        assert create("why is the sky blue?", stream=True)[0] == "miss"
+        assert create("why is the sky blue?")[0] == "miss"
 
 
 def _route_of(entry: dict) -> str:
