@@ -55,7 +55,7 @@ from redisvl_llmrouter.errors import (
 from redisvl_llmrouter.learning.calibration import Calibration, solve
 from redisvl_llmrouter.learning.memory import Observation, row_id_for_text
 from redisvl_llmrouter.learning.prediction import Prediction, predict
-from redisvl_llmrouter.learning.records import MAX_COST_USD, OutcomeRecord
+from redisvl_llmrouter.learning.records import MAX_COST_USD, MAX_LATENCY_MS, OutcomeRecord
 from redisvl_llmrouter.learning.store import MemoryInfo, MemoryView, OutcomeStore, PendingRow, WriteReport
 from redisvl_llmrouter.observability import decisions
 from redisvl_llmrouter.ops import Acquire, Command, Embed, Op, Pipeline, run_script
@@ -94,10 +94,12 @@ from redisvl_llmrouter.search import (
     vector_dtype,
 )
 from redisvl_llmrouter.stored_definition import (
+    config_stamp_command,
     definition_difference,
     definition_only,
     index_vector_field,
     normal_definition,
+    parse_config_stamp,
     parse_definition,
     read_config,
     read_config_stamp,
@@ -1088,8 +1090,8 @@ class RouterCore:
             commands += live.read_commands(model, now)
         # An id only for a recorded request: one nothing was recorded under could never take feedback.
         request_id = new_request_id() if options.record else None
-        if request_id is not None:
-            commands += self.store.record_request_commands(request_id, query, text or "")
+        if request_id is not None:  # the record applies the stored learning settings (store_text, TTL)
+            commands.append(config_stamp_command(self.name))
         replies = yield from self._search(Pipeline(tuple(commands)))
         route_reply = yield from self._complete(replies[0], query, radius)
         ranked, floors = self._rank(parse_route_rows(route_reply), aggregation_method)
@@ -1110,9 +1112,19 @@ class RouterCore:
             ranked, floors, self._policy_input(options, strategy, prompt_tokens, view, stats, rr_position)
         )
         match = self._match(ranked, decision, request_id)
-        if request_id is not None and options.record_model and match.model is not None:
-            yield Command(self.store.answered_commands(request_id, match.model)[0])
+        if request_id is not None:
+            yield from self._record(
+                request_id, query, text or "", match.model if options.record_model else None, replies[-1]
+            )
         return match, ranked
+
+    def _record(self, request_id: str, query: bytes, text: str, model: str | None, stamp_reply: Any) -> Op[None]:
+        """Keep a routed request for feedback, under the *stored* learning settings: an object opened
+        before another's ``update_learning(store_text=False)`` must not keep the prompt's text (nor its
+        TTL). The stamp came with the route's round trip; only a changed one costs a read (:meth:`refresh`)."""
+        if parse_config_stamp(stamp_reply, self.name) not in (None, (self.version, self.generation)):
+            yield from self.refresh()
+        yield Pipeline(tuple(self.store.record_request_commands(request_id, query, text, model)))
 
     def route_many(
         self,
@@ -1272,7 +1284,8 @@ class RouterCore:
 
         Any real number (numpy's ``float32`` a grader returns, ``Decimal``) is taken as its float;
         a bool is not a number here (``True`` is no quality). A cost is at most
-        :data:`~redisvl_llmrouter.learning.records.MAX_COST_USD`, as for ``learn``: a larger one is a
+        :data:`~redisvl_llmrouter.learning.records.MAX_COST_USD` and a latency at most
+        :data:`~redisvl_llmrouter.learning.records.MAX_LATENCY_MS`, as for ``learn``: a larger one is a
         mistake, and one past float32's range could not be stored at all.
         """
 
@@ -1292,7 +1305,7 @@ class RouterCore:
         return (
             number(quality, "quality", 0.0, 1.0),
             None if cost is None else number(cost, "cost", 0.0, MAX_COST_USD, " (USD for one request)"),
-            None if latency_ms is None else number(latency_ms, "latency_ms", 0.0),
+            None if latency_ms is None else number(latency_ms, "latency_ms", 0.0, MAX_LATENCY_MS, " (milliseconds)"),
         )
 
     def feedback(
@@ -1616,13 +1629,38 @@ class RouterCore:
         yield from self._commit(change)
 
     def update_learning(self, learning: LearningConfig | Mapping[str, Any]) -> Op[None]:
-        checked = _as_learning(learning)
+        """Replace the learning config (a config object), or change the settings a mapping names.
+
+        A mapping is merged into the current config, as :meth:`update_routing_config` merges one:
+        ``{"max_rows": 50_000}`` changes the cap alone, and ``store_text``, the promotion rule and
+        the rest keep their values.
+        """
+        if learning is None:  # as for update_routing_config: never a silent reset of every setting
+            raise ConfigError(
+                "update_learning() needs a LearningConfig or a mapping of settings, got None; "
+                "pass LearningConfig() to go back to the defaults."
+            )
+        if isinstance(learning, Mapping):
+            given = dict(learning)
+            self._merged_learning(given)  # an invalid setting fails before anything is saved
+
+            def merged() -> LearningConfig:
+                # Merged at save time: onto what another writer may have saved meanwhile.
+                return self._merged_learning(given)
+
+        else:
+            checked = _as_learning(learning)
+
+            def merged() -> LearningConfig:
+                return checked
 
         def change() -> None:
-            self.learning = checked
-            self.store.config = checked
+            self.learning = self.store.config = merged()
 
         yield from self._commit(change)
+
+    def _merged_learning(self, given: Mapping[str, Any]) -> LearningConfig:
+        return _as_learning({**self.learning.model_dump(), **given})
 
     # ----------------------------------------------------------------- managing routes
     def add_route(self, route: Any) -> Op[str]:

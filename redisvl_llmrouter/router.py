@@ -720,7 +720,7 @@ class SemanticRouter(BaseSemanticRouter):
         self._run(self._core.update_catalog(catalog))
 
     def update_learning(self, learning: LearningConfig | Mapping[str, Any]) -> None:
-        """Replace the learning settings (persisted)."""
+        """Replace the learning settings (a `LearningConfig`), or change those a mapping names (persisted)."""
         self._run(self._core.update_learning(learning))
 
     # ----------------------------------------------------------------- managing routes

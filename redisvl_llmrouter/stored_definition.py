@@ -25,11 +25,13 @@ from redisvl_llmrouter.vectorizers import is_default_model
 __all__ = [
     "FLOAT_TOLERANCE",
     "attach_definition",
+    "config_stamp_command",
     "definition_difference",
     "definition_only",
     "index_vector_field",
     "load_definition",
     "normal_definition",
+    "parse_config_stamp",
     "parse_definition",
     "read_config",
     "read_config_stamp",
@@ -90,13 +92,22 @@ def read_config_stamp(name: str) -> Op[tuple[int, str] | None]:
     :meth:`RouterCore.refresh` asks on every call to learn whether anything changed. Read as
     :func:`stored_version` and :func:`stored_generation` read a whole document (0 and "" when absent).
     """
-    key = config_key(validate_router_name(name))
     try:
-        raw = yield Command(("JSON.GET", key, "$.version", "$.generation"))
+        raw = yield Command(config_stamp_command(name))
     except ResponseError as exc:
         if is_wrong_type(exc):
             yield from read_config(name)  # raises the ConfigError naming the key
         raise
+    return parse_config_stamp(raw, name)
+
+
+def config_stamp_command(name: str) -> tuple[Any, ...]:
+    """The command :func:`read_config_stamp` sends, for a caller that pipelines it with others."""
+    return ("JSON.GET", config_key(validate_router_name(name)), "$.version", "$.generation")
+
+
+def parse_config_stamp(raw: Any, name: str) -> tuple[int, str] | None:
+    """The reply to :func:`config_stamp_command` as (version, generation), or None without a config."""
     if raw is None:
         return None
     # Several paths: a JSON object mapping each path to the list of its matches (empty when absent),

@@ -8,8 +8,8 @@ predicted quality to the cheapest model. This module evaluates many values of ``
 its threshold on training prompts:
 
 * ``budget``: the largest quality whose mean estimated cost per request is at most the budget;
-* ``strong_share``: at most this share of requests to the strongest model (the one with the
-  highest mean predicted quality);
+* ``strong_share``: at most this share of requests to the strongest model (the one quality-first
+  routing, ``w = 0``, picks most often: a model scored on a handful of requests cannot be it);
 * ``quality``: the cheapest setting whose mean predicted quality reaches the target.
 
 Choices move monotonically with ``w`` (a larger weight on cost never picks a dearer model for the
@@ -19,7 +19,6 @@ same request), so each goal has a well-defined answer found on a fine grid of ``
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,8 +118,8 @@ def solve(
     """The ``cost_weight`` meeting exactly one goal on these predictions (see the module docstring).
 
     ``quality_hat`` is NaN where a model is not a candidate for a request (a floor excludes it, or
-    nothing is known of it): it is never chosen there, and the strongest model is the one with the
-    highest mean predicted quality over the requests it may answer.
+    nothing is known of it): it is never chosen there. Its cost (where not NaN) still counts in the
+    scale utility divides by. The strongest model is the one picked most at ``w = 0``.
 
     Raises ``ValueError`` when no goal or several are given, or when no setting meets it (the
     message gives the closest reachable figure).
@@ -144,10 +143,12 @@ def solve(
     with np.errstate(invalid="ignore"):
         top = np.nanmax(cost_hat) if np.any(~np.isnan(cost_hat)) else 0.0
     points = sweep(quality_hat, cost_hat, cost=np.where(np.isnan(cost_hat), top, cost_hat), grid=grid)
-    with warnings.catch_warnings():  # a model no request may use (a floor excludes it) has no mean: NaN
-        warnings.simplefilter("ignore", RuntimeWarning)
-        means = np.nanmean(quality_hat, axis=0)
-    strong = int(np.nanargmax(means))
+    # The strong model: what routing picks most when cost does not count (w = 0), over the requests
+    # that have a candidate at all. A mean over the requests each model may answer would crown a model
+    # scored on a few of them (where it is the tier pick, at its capped prior).
+    answerable = np.any(~np.isnan(quality_hat), axis=1)
+    quality_first = min(points, key=lambda p: p.cost_weight).picks[answerable]
+    strong = int(np.bincount(quality_first, minlength=len(models)).argmax()) if quality_first.size else 0
     shares = [float(np.mean(p.picks == strong)) for p in points]
     if goal == "budget":
         ok = [i for i, p in enumerate(points) if p.cost <= budget + 1e-15]  # type: ignore[operator]

@@ -13,8 +13,8 @@ A flat record for a single model is accepted too::
     {"prompt": "...", "model": "openai/gpt-4.1-nano", "quality": 1.0, "cost": 0.00003}
 
 Quality is in [0, 1]; cost is USD for that prompt (at most :data:`MAX_COST_USD`); latency is in
-milliseconds. Bad values are refused with the file and line (or the record's position), never
-averaged in.
+milliseconds (at most :data:`MAX_LATENCY_MS`). Bad values are refused with the file and line (or the
+record's position), never averaged in.
 """
 
 from __future__ import annotations
@@ -29,13 +29,24 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from redisvl_llmrouter.errors import ConfigError, InvalidFeedbackError
 from redisvl_llmrouter.schema import MAX_STATEMENT_CHARS, text_problem
 
-__all__ = ["MAX_COST_USD", "ModelOutcome", "OutcomeRecord", "checked_model_map", "parse_record", "read_records"]
+__all__ = [
+    "MAX_COST_USD",
+    "MAX_LATENCY_MS",
+    "ModelOutcome",
+    "OutcomeRecord",
+    "checked_model_map",
+    "parse_record",
+    "read_records",
+]
 
 #: The most one request's outcome may cost, in USD. No model call costs anywhere near this, so a
 #: larger figure is a unit mistake (micro-dollars, tokens) or garbage, refused before it is written:
 #: the memory keeps float32 values and running sums, and a figure past float32's range (3.4e38)
 #: cannot be stored at all, while one merely huge would swamp every mean it enters.
 MAX_COST_USD = 1_000_000.0
+#: The longest one request's answer may have taken, in milliseconds (a day), for the same reasons: a
+#: latency past float32's range was stored as infinity, and then no export of the memory could be read back.
+MAX_LATENCY_MS = 86_400_000.0
 
 
 def checked_model_map(model_map: Any) -> dict[str, str]:
@@ -61,7 +72,7 @@ class ModelOutcome(BaseModel):
 
     quality: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
     cost: Annotated[float, Field(ge=0, le=MAX_COST_USD, allow_inf_nan=False)] | None = None
-    latency_ms: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    latency_ms: Annotated[float, Field(ge=0, le=MAX_LATENCY_MS, allow_inf_nan=False)] | None = None
 
     model_config = ConfigDict(extra="forbid", strict=True)
 

@@ -273,7 +273,9 @@ def learned_qualities(
 ) -> dict[str, float | None]:
     """Each predicted model routing may choose on this request, with its quality as the learned
     strategy weighs it: the prediction, capped at the tier pick's catalog quality for a model the
-    memory never observed.
+    memory never observed. None for a model routing ranks but never picks first here (nothing known
+    of its quality, or never observed near the request while the tier pick holds, see :func:`_holds`):
+    its cost still counts in the scale utility divides by, as it does when routing.
 
     Models routing would exclude are left out: under a matched floor (below its ``min_route``, or
     a catalog quality under its ``min_quality``), short of context, failing the request's
@@ -299,8 +301,9 @@ def learned_qualities(
             weighed[model] = choice.quality
             if choice.support > 0:
                 observed.add(model)
-    if pick in weighed and _holds(weighed[pick], cap):  # unobserved models never come first: leave them out
-        weighed = {m: q for m, q in weighed.items() if m == pick or m in observed}
+    if pick in weighed and _holds(weighed[pick], cap):
+        # Unobserved models never come first, but stay in the cost scale routing divides by: no quality.
+        weighed = {m: q if m == pick or m in observed else None for m, q in weighed.items()}
     if pick not in inp.prediction.models:
         weighed.pop(pick, None)  # nothing learned about it: not a number calibration can score
     return weighed

@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from redisvl_llmrouter import (
+    ConfigError,
     InvalidFeedbackError,
     LearningConfig,
     ModelCatalog,
@@ -30,7 +31,7 @@ from redisvl_llmrouter import (
     UnknownRequestError,
 )
 from redisvl_llmrouter.learning import memory
-from redisvl_llmrouter.learning.records import MAX_COST_USD
+from redisvl_llmrouter.learning.records import MAX_COST_USD, MAX_LATENCY_MS
 
 CATALOG = ModelCatalog(
     models=[
@@ -199,6 +200,21 @@ def test_an_absurd_cost_is_refused_before_anything_is_written_by_feedback_and_le
     assert router.memory_info().mean_cost == {"m/cheap": MAX_COST_USD}
 
 
+def test_an_absurd_latency_is_refused_so_the_memory_stays_exportable(api, name, table, tmp_path):
+    """A latency past float32's range was stored as infinity, and every export then failed to load."""
+    router = make(api, name, table)
+    match = router("near d=0.05", record=True)
+    for absurd in (1e300, 1e39, MAX_LATENCY_MS * 2):
+        with pytest.raises(InvalidFeedbackError, match=r"latency_ms must be \[0, 8.64e\+07\] \(milliseconds\)"):
+            router.feedback(match.request_id, "m/cheap", 1.0, latency_ms=absurd)
+        with pytest.raises(InvalidFeedbackError, match=r"latency_ms: Input should be less than or equal to 86400000"):
+            router.learn([{"prompt": "near d=0.05", "outcomes": {"m/cheap": {"quality": 1.0, "latency_ms": absurd}}}])
+    router.feedback(match.request_id, "m/cheap", 1.0, latency_ms=MAX_LATENCY_MS)  # the bound itself is a latency
+    path = tmp_path / "memory.json"
+    router.export_with_embeddings(path)
+    assert json.loads(path.read_text())["outcomes"]
+
+
 def test_a_mistyped_request_id_is_refused_not_learned_as_a_statement(api, name, table):
     router = make(api, name, table)
     rid = router("near d=0.05", record=True).request_id
@@ -245,6 +261,38 @@ def test_every_writer_applies_the_stored_size_cap_not_the_one_it_opened_with(api
     for i in range(4):
         giver.feedback(f"said{i} d=0.0{i + 1}", "m/cheap", 1.0)
     assert giver.memory_info().rows == 3 and giver.learning.max_rows == 3
+
+
+def test_update_learning_with_a_mapping_changes_only_the_settings_it_names(api, name, table):
+    rule = PromotionRule(fail_below=0.5, min_failures=5, radius=0.5)
+    kept = LearningConfig(store_text=False, feedback_ttl_s=600, promote=rule, shrinkage=4.0)
+    router = make(api, name, table, learning=kept)
+    other = api.from_existing(name, vectorizer=table)
+    other.update_learning({"max_rows": 50})
+    stored = api.from_existing(name, vectorizer=table).learning
+    assert stored == kept.model_copy(update={"max_rows": 50})  # store_text=False above all: no text kept
+    router.update_learning({"neighbours": 8})  # merged onto what the other object saved
+    assert api.from_existing(name, vectorizer=table).learning == stored.model_copy(update={"neighbours": 8})
+    with pytest.raises(ConfigError, match="max_rows"):
+        router.update_learning({"max_rows": 0})
+    with pytest.raises(ConfigError, match="LearningConfig"):
+        router.update_learning(None)
+    router.update_learning(LearningConfig())  # a whole config replaces every setting
+    assert api.from_existing(name, vectorizer=table).learning == LearningConfig()
+
+
+def test_a_recorded_route_keeps_the_stored_store_text_and_ttl_not_the_ones_its_object_opened_with(api, name, table):
+    router = make(api, name, table)  # opened with store_text=True and a day's feedback TTL
+    router("near d=0.05", record=True)
+    api.from_existing(name, vectorizer=table).update_learning({"store_text": False, "feedback_ttl_s": 60})
+    match = router("my account number is 12345, near d=0.04", record=True)
+    client = redis.Redis.from_url(api.redis_url)
+    key = memory.request_key(name, match.request_id)
+    assert client.hget(key, "text") is None and 0 < client.ttl(key) <= 60
+    assert client.hget(key, "model").decode() == match.model  # feedback still defaults to the routed model
+    assert router.learning.store_text is False  # and the object now holds the stored settings
+    router.feedback(match.request_id, quality=1.0)
+    assert router.memory_info().rows == 1
 
 
 def test_export_and_reload_keep_every_outcome(api, name, table, tmp_path):

@@ -52,6 +52,29 @@ def test_a_model_no_request_may_use_is_never_chosen_nor_the_strong_model():
     assert result.quality == pytest.approx(0.3) and result.cost == pytest.approx(1.0)
 
 
+def test_the_strong_model_is_the_one_quality_first_routing_picks_most_not_one_scored_on_a_few_requests():
+    # "rare" is a candidate on one request of four (say, where it is the tier pick at its capped prior),
+    # with a high score there: its mean beats "big", but routing at w = 0 sends three requests of four to big.
+    quality = np.array([[0.95, 0.9, 0.3], [np.nan, 0.9, 0.3], [np.nan, 0.8, 0.3], [np.nan, 0.85, 0.3]])
+    cost = np.array([[5.0, 1.0, 0.1]] * 4)
+    result = solve(quality, cost, ["rare", "big", "small"], strong_share=0.5)
+    assert result.strong_model == "big" and result.strong_share <= 0.5
+
+
+def test_a_model_without_quality_still_sets_the_cost_scale():
+    # "dear" is never chosen (no quality), but utility divides cost by the dearest candidate's, as
+    # routing does: with dear in the scale, mid's cost weighs a tenth of what it weighs without it.
+    names = ["dear", "mid", "cheap"]
+    quality = np.array([[np.nan, 0.9, 0.5]])
+    cost = np.array([[10.0, 1.0, 0.1]])
+
+    def pick(columns: list[int], w: float) -> str:
+        return [names[c] for c in columns][int(choices(quality[:, columns], cost[:, columns], w)[0])]
+
+    assert pick([0, 1, 2], 0.6) == "mid"  # 0.4 * 0.9 - 0.6 * 0.1 against 0.4 * 0.5 - 0.6 * 0.01
+    assert pick([1, 2], 0.6) == "cheap"  # 0.4 * 0.9 - 0.6 * 1.0 against 0.4 * 0.5 - 0.6 * 0.1
+
+
 def test_solve_refuses_unreachable_or_ambiguous_goals():
     with pytest.raises(ValueError, match="cheapest setting costs"):
         solve(QUALITY, COST, ["weak", "strong"], budget=0.01)
