@@ -500,12 +500,14 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
         """What the dashboard shows: live stats, the log's report over the window, the newest decisions
         (with API keys, the caller's own: other clients' prompts and request ids are theirs)."""
         tenant = authorise(request)
+        # One clock reading for both ends: a window that came out a millisecond longer than it says
+        # tipped the chart into the next bucket width on some refreshes.
+        now_ms = int(time.time() * 1000)
         try:
-            since_ms = parse_since(since, option="since")
+            since_ms = parse_since(since, now_s=now_ms / 1000, option="since")
         except ValueError as exc:
             raise InvalidRequestError(str(exc)) from None
         gateway_ = gw(request)
-        now_ms = int(time.time() * 1000)
         stats, summary, recent = await asyncio.gather(
             gateway_.stats(),
             gateway_.report(since_ms, limit=DASHBOARD_MAX_ENTRIES, until_ms=now_ms),

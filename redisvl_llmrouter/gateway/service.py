@@ -75,7 +75,7 @@ from redisvl_llmrouter.gateway.backends import (
 from redisvl_llmrouter.gateway.cache import ResponseCache, cacheable, scope_of
 from redisvl_llmrouter.gateway.config import PROVIDERS, GatewayConfig, Upstream
 from redisvl_llmrouter.gateway.queue import PRIORITIES, ModelQueue, Queues, priority_rank
-from redisvl_llmrouter.gateway.redis_faults import transient_redis_error
+from redisvl_llmrouter.gateway.redis_faults import loggable, transient_redis_error
 from redisvl_llmrouter.gateway.write_behind import CLOSE_TIMEOUT_S, WriteBehind
 from redisvl_llmrouter.observability import decisions, report
 from redisvl_llmrouter.observability.metrics import BREAKER_VALUES, Metrics
@@ -281,7 +281,10 @@ class Gateway:
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._cache_repair: asyncio.Future[Any] | None = None
-        self._baseline = baseline_model(router._core.effective_catalog(), config.baseline_model)
+        catalog = router._core.effective_catalog()
+        baseline = baseline_model(catalog, config.baseline_model)  # a configured one must be priced: checked now
+        # The baseline of the catalog it was worked out from: a catalog another process changes changes it.
+        self._baseline: tuple[Any, Any] = (catalog, catalog.get(baseline) if baseline else None)
         self._writes = WriteBehind(router)
         self._breakers: dict[str, tuple[float, bool]] = {}
         self._resolved: dict[str, tuple[Backend, str]] = {}
@@ -438,7 +441,7 @@ class Gateway:
         """The decision for a request, without calling any model."""
         self._check_usable()
         request = self._request(messages, "auto", None, strategy, constraints, False, tenant, None, {})
-        self._refresh_router()
+        await self._refresh_router()
         unavailable = await self._open_breakers()
         options = RouteOptions(**{**request.options.__dict__, "unavailable": unavailable, "record": False})
         try:
@@ -782,7 +785,7 @@ class Gateway:
                     retry_after=self.config.breaker.cooldown_s,
                 )
             return [request.target]
-        self._refresh_router()
+        await self._refresh_router()
         options = RouteOptions(**{**request.options.__dict__, "unavailable": unavailable})
         try:
             match = await self._route(request.text, options)
@@ -1235,7 +1238,18 @@ class Gateway:
 
     # ----------------------------------------------------------------- accounting and logging
     def _baseline_spec(self) -> Any:
-        return self.router._core.effective_catalog().get(self._baseline) if self._baseline else None
+        """The baseline model's entry in the router's current catalog, so every process measures savings
+        against the same model: worked out again when the catalog changes (a dearer model added, a price
+        changed), never only at start-up."""
+        catalog = self.router._core.effective_catalog()
+        if self._baseline[0] is not catalog:
+            try:
+                name = baseline_model(catalog, self.config.baseline_model)
+            except ConfigError as exc:  # the configured model lost its price since start-up: no saving
+                logger.warning("gateway: %s; answers carry no saving until it has a price again", exc)
+                name = None
+            self._baseline = (catalog, catalog.get(name) if name else None)
+        return self._baseline[1]
 
     def _finish(
         self,
@@ -1388,14 +1402,19 @@ class Gateway:
             self._cache_repair = asyncio.ensure_future(self.cache.repair())
             self._spawn(self._cache_repair)
 
-    def _refresh_router(self) -> None:
-        """Pick up a change another process made to the router (a new route, thresholds, settings):
-        checked at most every ``ROUTER_REFRESH_S``, off the request path (one small read)."""
+    async def _refresh_router(self) -> None:
+        """Pick up a change another process made to the router (a new route, thresholds, settings)
+        before routing on it: checked at most every ``ROUTER_REFRESH_S`` (one small read). Checked in
+        the background, the first request after a quiet spell was routed on the old definition, in
+        every process, however long ago the change was made."""
         now = time.monotonic()
         if now - self._refreshed < ROUTER_REFRESH_S:
             return
         self._refreshed = now
-        self._spawn(self.router.refresh())
+        try:
+            await self.router.refresh()
+        except Exception as exc:  # routing goes on with the definition it has, and reports its own errors
+            logger.warning("gateway: could not check router %r for changes: %s", self.router.name, loggable(exc))
 
     def _spawn(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)

@@ -73,6 +73,9 @@ class Breakdown(BaseModel):
     saving_fraction: float | None = None
     unpriced: int = 0
     """Answered requests whose cost is unknown: not in ``cost_usd`` (nor in the baseline or saving)."""
+    unbaselined: int = 0
+    """Answered requests of known cost but none on the baseline (a configured baseline model that had lost
+    its price): in ``cost_usd``, not in the baseline or the saving."""
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
     cache_hits: int = 0
@@ -221,11 +224,12 @@ class _Accumulator:
         "qualities",
         "requests",
         "saving",
+        "unbaselined",
         "unpriced",
     )
 
     def __init__(self) -> None:
-        self.requests = self.errors = self.cache = self.fallbacks = self.unpriced = 0
+        self.requests = self.errors = self.cache = self.fallbacks = self.unpriced = self.unbaselined = 0
         self.cost = self.baseline = self.saving = 0.0
         self.latencies: list[float] = []
         self.qualities: list[float] = []
@@ -242,6 +246,8 @@ class _Accumulator:
             if baseline is not None:
                 self.baseline += baseline
                 self.saving += baseline - cost
+            else:
+                self.unbaselined += 1
         elif entry.get("status") != "error":  # answered at a price nobody knows: not free
             self.unpriced += 1
         self.cache += bool(entry.get("cache"))
@@ -257,6 +263,7 @@ class _Accumulator:
             saving_usd=self.saving,
             saving_fraction=self.saving / self.baseline if self.baseline > 0 else None,
             unpriced=self.unpriced,
+            unbaselined=self.unbaselined,
             latency_p50_ms=_percentile(self.latencies, 50),
             latency_p99_ms=_percentile(self.latencies, 99),
             cache_hits=self.cache,
@@ -409,10 +416,10 @@ def format_usd(value: float) -> str:
 
 
 def _cost(b: Breakdown) -> str:
-    """A slice's cost as printed: ``-`` when it answered requests but knows the cost of none ($0 would
-    call unpriced traffic free)."""
-    answered = b.requests - b.errors
-    return "-" if answered and b.unpriced == answered else format_usd(b.cost_usd)
+    """A slice's cost as printed: ``-`` when it has requests but knows the cost of none ($0 would call
+    unpriced traffic free, and failed requests may still be billed: a stream cut short)."""
+    priced = b.requests - b.errors - b.unpriced
+    return "-" if b.requests and not priced else format_usd(b.cost_usd)
 
 
 def _cost_line(t: Breakdown) -> str:
@@ -421,11 +428,18 @@ def _cost_line(t: Breakdown) -> str:
     priced = t.requests - t.errors - t.unpriced
     if t.unpriced and not priced:
         return f"cost -: none of the {_requests(t.unpriced)} answered has a known cost, so no saving either"
+    if t.requests and not priced:
+        return "cost -: no request was answered, so no known cost and no saving"
+    against = f", against {format_usd(t.baseline_usd)} on the baseline model"
+    if t.unbaselined:  # the baseline priced only some: say which cost it is measured against
+        against += (
+            f" for the {_requests(priced - t.unbaselined)} it could price"
+            f" (which cost {format_usd(t.baseline_usd - t.saving_usd)})"
+        )
     line = (
         f"cost {format_usd(t.cost_usd)}"
         + (f" over {_requests(priced)} with a known cost" if t.unpriced else "")
-        + f", against {format_usd(t.baseline_usd)} on the baseline model:"
-        f" saved {format_usd(t.saving_usd)} ({_share(t.saving_fraction)})"
+        + f"{against}: saved {format_usd(t.saving_usd)} ({_share(t.saving_fraction)})"
     )
     return line + (f"; {_requests(t.unpriced)} without a known cost" if t.unpriced else "")
 
@@ -495,7 +509,8 @@ def render(report: Report) -> str:
 
     t = report.total
     lines = [
-        f"router {report.router}: {_requests(t.requests)} from {when(report.first_ms)} to {when(report.last_ms)}",
+        f"router {escape_controls(report.router)}: {_requests(t.requests)}"
+        f" from {when(report.first_ms)} to {when(report.last_ms)}",
         f"  {_cost_line(t)}",
         f"  latency p50 {_ms(t.latency_p50_ms)} ms, p99 {_ms(t.latency_p99_ms)} ms;"
         f" errors {t.errors} ({_share(t.errors / t.requests if t.requests else None)});"
@@ -540,7 +555,7 @@ def plot(report: Report, path: str | Path) -> Path:
     if not times:  # nothing in the window: say so rather than draw an axis of 1 January 1970
         for axes in (traffic, spend):
             axes.set_axis_off()
-        figure.suptitle(f"router {report.router}: no requests in this window")
+        figure.suptitle(f"router {escape_controls(report.router)}: no requests in this window")
         path = Path(path)
         figure.savefig(path, dpi=110)
         return path
@@ -550,7 +565,7 @@ def plot(report: Report, path: str | Path) -> Path:
         traffic.bar(times, counts, width=width, bottom=bottom, label=model, align="edge")
         bottom = [a + b for a, b in zip(bottom, counts, strict=True)]
     traffic.set_ylabel(f"requests per {s.bucket_s} s")
-    traffic.set_title(f"router {report.router}: traffic by model")
+    traffic.set_title(f"router {escape_controls(report.router)}: traffic by model")
     if s.requests_by_model:
         traffic.legend(fontsize="small", loc="upper left")
     cumulative_cost = _cumulative(s.cost_usd)

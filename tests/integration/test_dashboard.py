@@ -283,3 +283,11 @@ DOLLARS = [0.0, 0.0123, -0.0123, -0.00005, 1.2e-5, 1e-6, 9.996e-6, 9.9996e-5, 99
 def test_the_page_prints_dollars_digit_for_digit_as_the_text_report(redis_url, tmp_path):
     with upstream() as up, gateway(redis_url, up.url, tmp_path) as srv, dashboard(srv) as page:
         assert page.evaluate("values => values.map(fmt.usd)", DOLLARS) == [money(v) for v in DOLLARS]
+
+
+def test_a_window_gives_the_chart_the_same_resolution_on_every_refresh(redis_url, tmp_path):
+    # Its two ends were read from two clock readings: a window now and then a millisecond longer than
+    # an hour tipped the chart into 5-minute buckets (about one refresh in 25).
+    with upstream() as up, gateway(redis_url, up.url, tmp_path) as srv:
+        widths = [srv.get("/dashboard/data?since=1h").json()["report"]["series"]["bucket_s"] for _ in range(150)]
+        assert set(widths) == {60}

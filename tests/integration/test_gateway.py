@@ -506,7 +506,7 @@ def test_a_redis_that_refuses_writes_costs_bookkeeping_for_a_while_not_answers(l
         server.stop()
 
 
-def test_a_running_gateway_picks_up_a_route_added_by_another_process_within_seconds(
+def test_a_running_gateway_routes_its_first_request_a_second_after_a_change_on_the_new_definition(
     redis_url, local_upstream, tmp_path
 ):
     question = {"messages": ask("how deep should I plant tulip bulbs in clay soil?")}
@@ -516,13 +516,11 @@ def test_a_running_gateway_picks_up_a_route_added_by_another_process_within_seco
             other.add_route(  # the very question: it matches whatever the aggregation
                 Route(name="gardening", model="openai/gpt-4.1-nano", references=[question["messages"][0]["content"]])
             )
-        deadline = time.monotonic() + 10  # the gateway checks the stored definition about once a second
-        while srv.post("/v1/route", json=question).json()["name"] != "gardening":
-            assert time.monotonic() < deadline, "the gateway never routed to the route another process added"
-            time.sleep(0.2)
-        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+        time.sleep(1.2)  # the gateway checks the stored definition at most once a second, before routing
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:  # the very first request
             answer = c.chat.completions.with_raw_response.create(model="auto", **question)
         assert answer.headers["x-llmrouter-route"] == "gardening"
+        assert srv.post("/v1/route", json=question).json()["name"] == "gardening"
 
 
 def test_sigterm_gives_requests_in_flight_the_shutdown_timeout_and_no_longer(redis_url, local_upstream, tmp_path):

@@ -17,7 +17,7 @@ import openai
 import pytest
 from gateway_support import gateway, upstream
 
-from redisvl_llmrouter import SemanticRouter
+from redisvl_llmrouter import AsyncSemanticRouter, ModelCatalog, ModelSpec, SemanticRouter
 from redisvl_llmrouter.errors import (
     AllModelsFailedError,
     ConfigError,
@@ -98,6 +98,34 @@ def test_a_custom_backend_plugs_in_and_costs_come_from_the_catalog(redis_url):
     # 10 prompt and 20 completion tokens at sonnet's $3 / $15 per 1M tokens
     assert answer.outcome.cost == pytest.approx((10 * 3 + 20 * 15) / 1e6)
     assert answer.outcome.baseline_cost == pytest.approx((10 * 5 + 20 * 25) / 1e6)  # opus, the dearest
+
+
+def test_a_running_gateway_measures_savings_against_the_catalogs_baseline_as_it_is_now(redis_url):
+    """Another process adds a dearer model: every gateway's baseline follows (it was fixed at start-up,
+    so processes started before and after the change logged savings against different models)."""
+
+    async def run() -> list[float | None]:
+        name = f"lib-{uuid.uuid4().hex[:6]}"
+        gw = await Gateway.create({"router_name": name}, redis_url=redis_url, backends={"*": Scripted()})
+        ask = [{"role": "user", "content": "explain garbage collection"}]
+        try:
+            seen = [(await gw.complete(ask)).outcome.baseline_cost]
+            other = await AsyncSemanticRouter.from_existing(name, redis_url=redis_url)
+            dear = ModelSpec(name="lab/dearest", input_price=100.0, output_price=400.0, quality=0.5)
+            await other.update_catalog(ModelCatalog(models=[*other.catalog, dear]))
+            await other.close()
+            deadline = time.monotonic() + 10
+            while seen[-1] == seen[0] and time.monotonic() < deadline:  # picked up within ROUTER_REFRESH_S
+                await asyncio.sleep(0.2)
+                seen.append((await gw.complete(ask)).outcome.baseline_cost)
+            return seen
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    seen = asyncio.run(run())
+    assert seen[0] == pytest.approx((10 * 5 + 20 * 25) / 1e6)  # opus, the dearest at start-up
+    assert seen[-1] == pytest.approx((10 * 100 + 20 * 400) / 1e6)  # the model added since
 
 
 class Stalling(Scripted):

@@ -278,5 +278,33 @@ def test_a_report_where_nothing_is_priced_shows_no_cost_rather_than_zero():
     assert "$0.0000" not in text.split("\n\n")[1]  # the tier table: no row calls the traffic free
 
 
+def test_a_slice_of_failed_requests_only_shows_no_cost_rather_than_zero():
+    # A failed request has no known cost (a stream cut short may still be billed): not $0.
+    failed = [completion(1_000, "expert", "dear", None, None, status="error", error="stream_interrupted")]
+    text = render(summarise(ENTRIES[:1] + failed, router="r"))
+    row = next(line for line in text.splitlines() if line.startswith("dear"))
+    assert row.split()[1:4] == ["1", "1", "-"]
+    alone = render(summarise(failed, router="r"))
+    assert "  cost -: no request was answered, so no known cost and no saving" in alone.splitlines()
+
+
+def test_answers_the_baseline_could_not_price_are_in_the_cost_and_said_to_be_outside_the_saving():
+    # A configured baseline model that lost its price: the answer's cost is known, its baseline is not.
+    entries = [*ENTRIES[:3], completion(4_000, "simple", "cheap", 0.002, None, request_id="r5")]
+    report = summarise(entries, router="r")
+    t = report.total
+    assert (t.unbaselined, t.cost_usd, t.baseline_usd) == (1, pytest.approx(0.014), pytest.approx(0.030))
+    assert t.saving_usd == pytest.approx(0.018)  # over the three requests the baseline priced
+    assert (
+        "  cost $0.0140, against $0.0300 on the baseline model for the 3 requests it could price (which cost"
+        " $0.0120): saved $0.0180 (60.0%)" in render(report).splitlines()
+    )
+
+
+def test_a_router_name_with_control_characters_prints_escaped_like_tier_and_model_names():
+    header = render(summarise(ENTRIES, router="evil\x1b[2J\u202e")).splitlines()[0]
+    assert header.startswith("router evil\\x1b[2J\\u202e: ") and header.isprintable()
+
+
 def test_the_unpriced_column_shows_only_when_some_request_had_no_known_cost():
     assert "unpriced" not in render(summarise(ENTRIES, router="r"))  # a failed request is not unpriced
