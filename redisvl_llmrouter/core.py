@@ -258,6 +258,25 @@ def _as_learning(learning: Any) -> LearningConfig:
         raise ConfigError(f"Invalid learning config: {exc}") from None
 
 
+def _settings_update(
+    value: Any, method: str, kind: str, merged: Callable[[Mapping[str, Any]], T], checked: Callable[[Any], T]
+) -> Callable[[], T]:
+    """What an ``update_*`` call saves, worked out at save time: a whole config (``checked``), or a
+    mapping merged onto the settings as they are then (``merged``: onto what another writer may have
+    saved meanwhile, so only the keys it names change). An invalid setting fails here, before anything
+    is saved; None is refused (a mistake far more often than a wish to reset every setting)."""
+    if value is None:
+        raise ConfigError(
+            f"{method}() needs a {kind} or a mapping of settings, got None; pass {kind}() to go back to the defaults."
+        )
+    if isinstance(value, Mapping):
+        given = dict(value)
+        merged(given)
+        return lambda: merged(given)
+    whole = checked(value)
+    return lambda: checked(whole)
+
+
 def _batch_list(items: Any, what: str) -> list[Any]:
     """A batch as a list: any ordered iterable (a list, a tuple, a generator). A set or a mapping is
     refused: the answers come back in the batch's order, and those have none to line them up with."""
@@ -1635,27 +1654,10 @@ class RouterCore:
         ``{"max_rows": 50_000}`` changes the cap alone, and ``store_text``, the promotion rule and
         the rest keep their values.
         """
-        if learning is None:  # as for update_routing_config: never a silent reset of every setting
-            raise ConfigError(
-                "update_learning() needs a LearningConfig or a mapping of settings, got None; "
-                "pass LearningConfig() to go back to the defaults."
-            )
-        if isinstance(learning, Mapping):
-            given = dict(learning)
-            self._merged_learning(given)  # an invalid setting fails before anything is saved
-
-            def merged() -> LearningConfig:
-                # Merged at save time: onto what another writer may have saved meanwhile.
-                return self._merged_learning(given)
-
-        else:
-            checked = _as_learning(learning)
-
-            def merged() -> LearningConfig:
-                return checked
+        settings = _settings_update(learning, "update_learning", "LearningConfig", self._merged_learning, _as_learning)
 
         def change() -> None:
-            self.learning = self.store.config = merged()
+            self.learning = self.store.config = settings()
 
         yield from self._commit(change)
 
@@ -1832,24 +1834,12 @@ class RouterCore:
         A mapping is merged into the current config (top-level keys; the others keep their
         values), so ``{"cost_weight": 0.5}`` changes that weight alone.
         """
-        if routing_config is None:  # a mistake far more often than a wish to reset every setting
-            raise ConfigError(
-                "update_routing_config() needs a RoutingConfig or a mapping of settings, got None; "
-                "pass RoutingConfig() to go back to the defaults."
-            )
-        if isinstance(routing_config, Mapping):
-            given = dict(routing_config)
-            self._merged_config(given)  # an invalid setting fails before anything is saved
+        settings = _settings_update(
+            routing_config, "update_routing_config", "RoutingConfig", self._merged_config, self._checked_config
+        )
 
-            def change() -> None:
-                # Merged at save time: onto what another writer may have saved meanwhile.
-                self.routing_config = self._merged_config(given)
-
-        else:
-            checked = self._checked_config(routing_config)
-
-            def change() -> None:
-                self.routing_config = self._checked_config(checked)
+        def change() -> None:
+            self.routing_config = settings()
 
         yield from self._commit(change)
 

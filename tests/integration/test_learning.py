@@ -185,31 +185,29 @@ def test_feedback_takes_any_real_number_learn_takes_such_as_a_numpy_float32(api,
             router.feedback("graded d=0.05", "m/cheap", bad)
 
 
-def test_an_absurd_cost_is_refused_before_anything_is_written_by_feedback_and_learn_alike(api, name, table):
-    """Costs are USD for one request, at most MAX_COST_USD: a larger one is a mistake (and one past
-    float32's range could not even be stored: Redis refused the running sum, a 500 at the gateway)."""
+@pytest.mark.parametrize(
+    ("field", "bound", "said", "schema"),
+    [
+        ("cost", MAX_COST_USD, r"\[0, 1e\+06\] \(USD for one request\)", "1000000"),
+        ("latency_ms", MAX_LATENCY_MS, r"\[0, 8.64e\+07\] \(milliseconds\)", "86400000"),
+    ],
+)
+def test_an_absurd_cost_or_latency_is_refused_before_anything_is_written(api, name, table, tmp_path, field, bound,
+                                                                         said, schema):  # fmt: skip
+    """Costs are USD for one request, at most MAX_COST_USD, latencies at most a day: a larger one is a
+    mistake. One past float32's range could not even be stored: Redis refused a cost's running sum (a
+    500 at the gateway), and a latency was stored as infinity, after which no export could be read back."""
     router = make(api, name, table)
     match = router("near d=0.05", record=True)
-    for absurd in (1e300, 1e39, MAX_COST_USD * 2):
-        with pytest.raises(InvalidFeedbackError, match=r"cost must be \[0, 1e\+06\] \(USD for one request\)"):
-            router.feedback(match.request_id, "m/cheap", 1.0, cost=absurd)
-        with pytest.raises(InvalidFeedbackError, match=r"cost: Input should be less than or equal to 1000000"):
-            router.learn([{"prompt": "near d=0.05", "outcomes": {"m/cheap": {"quality": 1.0, "cost": absurd}}}])
+    for absurd in (1e300, 1e39, bound * 2):
+        with pytest.raises(InvalidFeedbackError, match=f"{field} must be {said}"):
+            router.feedback(match.request_id, "m/cheap", 1.0, **{field: absurd})
+        with pytest.raises(InvalidFeedbackError, match=f"{field}: Input should be less than or equal to {schema}"):
+            router.learn([{"prompt": "near d=0.05", "outcomes": {"m/cheap": {"quality": 1.0, field: absurd}}}])
     assert router.memory_info().rows == 0
-    router.feedback(match.request_id, "m/cheap", 1.0, cost=MAX_COST_USD)  # the bound itself is a cost
-    assert router.memory_info().mean_cost == {"m/cheap": MAX_COST_USD}
-
-
-def test_an_absurd_latency_is_refused_so_the_memory_stays_exportable(api, name, table, tmp_path):
-    """A latency past float32's range was stored as infinity, and every export then failed to load."""
-    router = make(api, name, table)
-    match = router("near d=0.05", record=True)
-    for absurd in (1e300, 1e39, MAX_LATENCY_MS * 2):
-        with pytest.raises(InvalidFeedbackError, match=r"latency_ms must be \[0, 8.64e\+07\] \(milliseconds\)"):
-            router.feedback(match.request_id, "m/cheap", 1.0, latency_ms=absurd)
-        with pytest.raises(InvalidFeedbackError, match=r"latency_ms: Input should be less than or equal to 86400000"):
-            router.learn([{"prompt": "near d=0.05", "outcomes": {"m/cheap": {"quality": 1.0, "latency_ms": absurd}}}])
-    router.feedback(match.request_id, "m/cheap", 1.0, latency_ms=MAX_LATENCY_MS)  # the bound itself is a latency
+    router.feedback(match.request_id, "m/cheap", 1.0, **{field: bound})  # the bound itself is allowed
+    if field == "cost":
+        assert router.memory_info().mean_cost == {"m/cheap": MAX_COST_USD}
     path = tmp_path / "memory.json"
     router.export_with_embeddings(path)
     assert json.loads(path.read_text())["outcomes"]
