@@ -225,6 +225,8 @@ def _pool(cls: Any, url: str, kwargs: dict[str, Any]) -> Any:
     """``cls.from_url``, a malformed URL or setting refused as a ``ConfigError`` (the URL's password masked)."""
     parse_url = aredis.connection.parse_url if issubclass(cls, aredis.ConnectionPool) else redis.connection.parse_url
     try:
+        if _password_cut_short(url):
+            raise ValueError("an @ after the host: a password's / # or ? ends the host early (a query's @ is %40)")
         parse_url(url)  # on its own first, so that a bad URL and a bad setting are told apart
     except ValueError as exc:
         # redis-py quotes the part it could not read, which may be a piece of the password.
@@ -244,6 +246,18 @@ def _pool(cls: Any, url: str, kwargs: dict[str, Any]) -> Any:
     except (TypeError, ValueError) as exc:
         where = "connection_kwargs or the URL's query string" if "?" in url else "connection_kwargs"
         raise ConfigError(f"Invalid Redis connection setting in {where}: {redact(str(exc))}") from None
+
+
+def _password_cut_short(url: str) -> bool:
+    """Whether a password holding ``/``, ``#`` or ``?`` (not percent-encoded) ends the URL's authority
+    early: ``redis://user:12/pw@host:6379`` reads as host ``user``, port ``12``, and messages about that
+    "host" would print the password's first characters. Told by an ``@`` outside the authority followed
+    by what looks like one (a host, a port, a database)."""
+    from urllib.parse import urlsplit
+
+    if "@" not in url or "@" in urlsplit(url).netloc:
+        return False
+    return re.fullmatch(r"[^/?#@\s]+(:\d+)?(/\d*)?([?#].*)?", url.rpartition("@")[2]) is not None
 
 
 def is_pool_timeout(exc: BaseException) -> bool:

@@ -113,16 +113,17 @@ def status_error(
     )
 
 
-def _error_message(content: bytes) -> str:
-    """The ``error.message`` of an OpenAI-style error body, else the body's text."""
+def _error_message(content: bytes, secret: str | None = None) -> str:
+    """The ``error.message`` of an OpenAI-style error body, else the body's text; ``secret`` masked
+    before it is cut short (a key cut at the edge would no longer match, and its head would show)."""
     text = content.decode("utf-8", "replace").strip()
     try:
         body = json.loads(text)
     except ValueError:
-        return text[:300]
+        return without_secret(text, secret)[:300]
     error = body.get("error") if isinstance(body, dict) else None
     message = error.get("message") if isinstance(error, dict) else error
-    return str(message)[:300] if message else text[:300]
+    return without_secret(str(message) if message else text, secret)[:300]
 
 
 def upstream_error(exc: BaseException, model: str, secret: str | None = None) -> UpstreamError:
@@ -233,8 +234,9 @@ class OpenAIBackend:
             async with session.post(self._url, json=kwargs, timeout=timeout) as response:
                 content = await response.read()
                 if response.status >= 400:
-                    message = _error_message(content)
-                    raise status_error(call.model, response.status, message, response.headers, self.upstream.key())
+                    key = self.upstream.key()
+                    message = _error_message(content, key)
+                    raise status_error(call.model, response.status, message, response.headers, key)
             try:
                 body = json.loads(content)
             except ValueError:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -56,6 +57,18 @@ PROVIDERS: dict[str, tuple[str, str | None]] = {
 }
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+def _env_name(value: str | None) -> str | None:
+    """The name of an environment variable (``OPENAI_API_KEY``), refused without being repeated when it is
+    not one: a key given where its variable's name belongs (``--upstream-key-env "$OPENAI_API_KEY"``)
+    would otherwise be quoted back in every message about the variable."""
+    if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError(
+            "expected the name of an environment variable (letters, digits and _), not its value; "
+            "what was given is not shown, as it may be a key"
+        )
+    return value
 
 
 def _http_url(value: str | None) -> str | None:
@@ -95,7 +108,9 @@ class Upstream(BaseModel):
     timeout_s: PositiveFloat = 60.0
     """Per attempt; a request may set a lower one."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # an input may be a key
+
+    _api_key_env_is_a_name = field_validator("api_key_env")(_env_name)
 
     @field_validator("api_base")
     @classmethod
@@ -138,7 +153,7 @@ class RetryConfig(BaseModel):
     max_s: Annotated[float, Field(ge=0, le=300, allow_inf_nan=False)] = 2.0
     jitter_s: Annotated[float, Field(ge=0, le=300, allow_inf_nan=False)] = 0.1
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # an input may be a key
 
     @model_validator(mode="after")
     def _max_not_below_initial(self) -> RetryConfig:
@@ -155,7 +170,7 @@ class BreakerConfig(BaseModel):
     cooldown_s: Annotated[float, Field(gt=0, le=86_400)] = 30.0  # at most a day: Redis keeps the state a week
     successes: Annotated[int, Field(ge=1)] = 2
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # an input may be a key
 
 
 class QueueConfig(BaseModel):
@@ -166,7 +181,7 @@ class QueueConfig(BaseModel):
     depth: Annotated[int, Field(ge=0)] = 4096
     wait_timeout_s: PositiveFloat = 30.0
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # an input may be a key
 
 
 class CacheConfig(BaseModel):
@@ -181,7 +196,7 @@ class CacheConfig(BaseModel):
     max_temperature: Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)] = 0.0
     """A request is cacheable only with ``temperature`` set at or below this (and n = 1, no tools)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # an input may be a key
 
 
 class LogConfig(BaseModel):
@@ -192,7 +207,7 @@ class LogConfig(BaseModel):
     store_text: bool = False
     """Keep the request's text in the log; otherwise only its SHA-256 is stored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # an input may be a key
 
 
 _HEADER_SAFE_RULE = (
@@ -239,7 +254,9 @@ class GatewayConfig(BaseModel):
     record_requests: bool = True
     """Keep each request for ``feedback`` by its id (see the router's ``feedback_ttl_s``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # an input may be a key
+
+    _env_are_names = field_validator("upstream_api_key_env", "api_keys_env")(_env_name)
 
     @field_validator("upstream_url")
     @classmethod

@@ -1486,7 +1486,9 @@ async def _next_chunk(chunks: AsyncIterator[dict[str, Any]], model: str, timeout
     except TimeoutError as exc:
         raise upstream_error(exc, model) from None
     except Exception as exc:
-        logger.warning("backend for %s raised %s mid-stream", model, type(exc).__name__, exc_info=True)
+        # Its type only, as for a whole answer: its message may quote a secret; the traceback at DEBUG.
+        logger.warning("backend for %s raised %s mid-stream", model, type(exc).__name__)
+        logger.debug("backend for %s raised mid-stream", model, exc_info=True)
         raise upstream_error(exc, model) from None
 
 

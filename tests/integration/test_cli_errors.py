@@ -129,6 +129,10 @@ BAD_INPUTS = {
         "upstream_api_key_env (--upstream-key-env) names $LLMROUTER_TEST_NO_SUCH_KEY_VARIABLE, which is not set: "
         "set it to the upstream's API key, or leave the option out for an upstream that needs none.",
     ),
+    "serve --upstream-key-env given the key itself": (
+        ["serve", "--upstream-key-env", "sk-Zz9Secret-123456", "--redis-url", DEAD_REDIS],
+        "expected the name of an environment variable (letters, digits and _), not its value",
+    ),
     "report on the embedded Redis": (["report"], "no Redis is configured: this command would start a new, empty"),
     "report --since a number too large for a float": (
         ["report", "--since", "9" * 400 + "d", "--redis-url", DEAD_REDIS],
@@ -143,7 +147,9 @@ BAD_INPUTS = {
 
 @pytest.mark.parametrize(("args", "expected"), BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
 def test_a_user_error_is_one_line_on_stderr_and_exit_code_2(files, args, expected):
-    assert_one_line_error(run(args, files), expected)
+    result = run(args, files)
+    assert_one_line_error(result, expected)
+    assert "Zz9Secret" not in result.stderr + result.stdout
 
 
 def test_a_serve_option_error_says_llmrouter_once(files):

@@ -53,14 +53,24 @@ def test_unreachable_redis_raises_one_clear_error(flavour, table):
 
 
 @pytest.mark.parametrize("flavour", ["sync", "async"])
-def test_a_malformed_redis_url_is_a_config_error_without_the_password(flavour, table):
-    url = "redis://alice:S3cretPW@localhost:abc"
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://alice:S3cretPW@localhost:abc",
+        # A / # or ? in the password ends redis-py's host early: "alice" at port 4455 would be reported
+        # unreachable, the password's digits printed as the port.
+        "redis://alice:4455/S3cretPW@127.0.0.1:6379/0",
+        "redis://:4455#S3cretPW@127.0.0.1:6379",
+        "redis://alice:4455?S3cretPW@127.0.0.1:6379",
+    ],
+)
+def test_a_malformed_redis_url_is_a_config_error_without_the_password(flavour, url, table):
     with pytest.raises(ConfigError, match="Invalid Redis URL") as caught:
         if flavour == "sync":
             SemanticRouter(name="x", routes=ROUTES, vectorizer=table, redis_url=url)
         else:
             asyncio.run(AsyncSemanticRouter.create(name="x", routes=ROUTES, vectorizer=table, redis_url=url))
-    assert "S3cretPW" not in str(caught.value)
+    assert "S3cretPW" not in str(caught.value) and "4455" not in str(caught.value)
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import subprocess
 import sys
 import time
@@ -425,6 +426,38 @@ def test_a_stream_that_ends_before_its_first_chunk_is_a_failed_call_and_frees_it
     assert outcome.attempts[0] == {**outcome.attempts[0], "model": "openai/gpt-4.1-nano", "error": "server"}
     assert outcome.model == "openai/gpt-4.1-mini" and text == "0 1 2 "  # the fallback answered
     assert active == 0
+
+
+class Blurts(Scripted):
+    """A custom backend whose stream fails with an error quoting its key, after two chunks."""
+
+    async def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+        for i in range(2):
+            yield {"id": "x", "model": call.model, "choices": [{"index": 0, "delta": {"content": f"{i} "}}]}
+        raise RuntimeError(f"401: invalid api key {SECRET}")
+
+
+SECRET = "sk-HUNT-SECRET-123456"
+
+
+def test_a_custom_backends_error_mid_stream_is_logged_without_its_message(redis_url, caplog):
+    async def run() -> None:
+        config = {"router_name": f"lib-{uuid.uuid4().hex[:6]}", "retry": {"attempts": 1}}
+        gw = await Gateway.create(config, redis_url=redis_url, backends={"*": Blurts()})
+        try:
+            stream = await gw.complete([{"role": "user", "content": "hello"}], stream=True)
+            with pytest.raises(UpstreamError) as failed:
+                async with stream:
+                    async for _ in stream:
+                        pass
+            assert SECRET not in str(failed.value)
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    caplog.set_level(logging.WARNING)
+    asyncio.run(run())
+    assert "raised RuntimeError mid-stream" in caplog.text and SECRET not in caplog.text
 
 
 @pytest.mark.parametrize("read", [0, 3], ids=["unread", "partly-read"])

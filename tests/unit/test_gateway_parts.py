@@ -200,6 +200,10 @@ def test_an_error_body_gives_its_message_else_its_text() -> None:
     assert _error_message(b'{"error": {"message": "quota exceeded", "type": "x"}}') == "quota exceeded"
     assert _error_message(b'{"error": "overloaded"}') == "overloaded"
     assert _error_message(b"<html>bad gateway</html>") == "<html>bad gateway</html>"
+    # The key is masked before the message is cut short: cut first, a long key's head would show.
+    key = "sk-proj-" + "k" * 160
+    message = _error_message(f'{{"error": {{"message": "{"p" * 140} key {key}"}}}}'.encode(), key)
+    assert message.endswith(" key ***") and "sk-proj" not in message
 
 
 def test_transport_failures_are_retryable_timeouts_or_connection_errors() -> None:
@@ -290,15 +294,35 @@ class TestCacheScope:
         ({"retry": {"initial_s": 5, "max_s": 1}}, "max_s .* below initial_s"),
         ({"cache": {"ttl_s": 10**20}}, "cache.ttl_s"),  # Redis would refuse it on every store
         ({"cache": {"max_temperature": float("inf")}}, "cache.max_temperature"),
+        # A key where its variable's name belongs (--upstream-key-env "$OPENAI_API_KEY") is not echoed.
+        ({"upstream_api_key_env": "sk-Zz9Secret"}, "upstream_api_key_env: .*name of an environment variable"),
+        ({"api_keys_env": "ck-Zz9Secret"}, "api_keys_env"),
+        ({"upstreams": [{"api_base": "http://127.0.0.1:8001/v1", "api_key_env": "sk-Zz9Secret"}]}, "api_key_env"),
     ],
 )
 def test_a_config_that_could_only_fail_later_is_refused_by_field_and_without_its_secret(config, field) -> None:
+    from pydantic import ValidationError
+
     from redisvl_llmrouter.errors import ConfigError
     from redisvl_llmrouter.gateway.config import GatewayConfig
 
     with pytest.raises(ConfigError, match=field) as caught:
         GatewayConfig.parse(config)
     assert "Zz9" not in str(caught.value) and "Secret" not in str(caught.value)
+    with pytest.raises(ValidationError) as built:  # built in code: pydantic's own error quotes no input either
+        GatewayConfig(**config)
+    assert "Zz9" not in str(built.value) and "Secret" not in str(built.value)
+
+
+def test_an_upstream_built_in_code_with_a_mistyped_key_does_not_quote_it() -> None:
+    from pydantic import ValidationError
+
+    from redisvl_llmrouter.gateway.config import Upstream
+
+    for wrong in ({"api_key": ["sk-Zz9Secret"]}, {"apikey": "sk-Zz9Secret"}):
+        with pytest.raises(ValidationError) as caught:
+            Upstream(name="x", **wrong)
+        assert "Zz9" not in str(caught.value)
 
 
 def test_api_keys_env_named_but_empty_is_refused_rather_than_running_open(monkeypatch) -> None:
