@@ -222,10 +222,9 @@ class RouteOptions:
     stats: Mapping[str, live.ModelStats] | None = None
     """Live statistics given by the caller instead of reading them from Redis."""
     record: bool = False
-    """Keep the request's vector (and text) for ``feedback_ttl_s`` so feedback can name its request id."""
-    record_model: bool = True
-    """With ``record``: note the routed model as the one feedback is about unless it names another
-    (one more write after the decision). The gateway turns it off: it notes the model that answered."""
+    """Keep the request's vector (and text) for ``feedback_ttl_s`` so feedback can name its request id,
+    with the routed model as the one feedback is about unless it names another. (The gateway records
+    its requests itself, after the answer: with the model that answered.)"""
 
 
 @dataclass(frozen=True)
@@ -1132,9 +1131,7 @@ class RouterCore:
         )
         match = self._match(ranked, decision, request_id)
         if request_id is not None:
-            yield from self._record(
-                request_id, query, text or "", match.model if options.record_model else None, replies[-1]
-            )
+            yield from self._record(request_id, query, text or "", match.model, replies[-1])
         return match, ranked
 
     def _record(self, request_id: str, query: bytes, text: str, model: str | None, stamp_reply: Any) -> Op[None]:

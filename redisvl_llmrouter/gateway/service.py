@@ -281,10 +281,8 @@ class Gateway:
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._cache_repair: asyncio.Future[Any] | None = None
-        catalog = router._core.effective_catalog()
-        baseline = baseline_model(catalog, config.baseline_model)  # a configured one must be priced: checked now
-        # The baseline of the catalog it was worked out from: a catalog another process changes changes it.
-        self._baseline: tuple[Any, Any] = (catalog, catalog.get(baseline) if baseline else None)
+        baseline_model(router._core.effective_catalog(), config.baseline_model)  # a configured one must be priced
+        self._baseline: tuple[Any, Any] = (None, None)  # (catalog, its baseline's entry): see _baseline_spec
         self._writes = WriteBehind(router)
         self._breakers: dict[str, tuple[float, bool]] = {}
         self._resolved: dict[str, tuple[Backend, str]] = {}
@@ -945,9 +943,7 @@ class Gateway:
             except UpstreamError:
                 raise
             except Exception as exc:  # a custom backend's own error: a failed call like any other
-                # Its type only: its message may quote a secret; the traceback at DEBUG for whoever wrote it.
-                logger.warning("backend for %s raised %s", model, type(exc).__name__)
-                logger.debug("backend for %s raised", model, exc_info=True)
+                _log_backend_error(model, exc)
                 raise upstream_error(exc, model) from None
             except asyncio.CancelledError:  # the client left (or shutdown): the call ends, uncounted
                 self._release(model, outcome.request_id)
@@ -1486,10 +1482,15 @@ async def _next_chunk(chunks: AsyncIterator[dict[str, Any]], model: str, timeout
     except TimeoutError as exc:
         raise upstream_error(exc, model) from None
     except Exception as exc:
-        # Its type only, as for a whole answer: its message may quote a secret; the traceback at DEBUG.
-        logger.warning("backend for %s raised %s mid-stream", model, type(exc).__name__)
-        logger.debug("backend for %s raised mid-stream", model, exc_info=True)
+        _log_backend_error(model, exc, " mid-stream")
         raise upstream_error(exc, model) from None
+
+
+def _log_backend_error(model: str, exc: BaseException, when: str = "") -> None:
+    """A custom backend's own error, logged by its type only: its message may quote a secret (the
+    provider's key). The traceback goes to DEBUG, for whoever wrote the backend."""
+    logger.warning("backend for %s raised %s%s", model, type(exc).__name__, when)
+    logger.debug("backend for %s raised%s", model, when, exc_info=True)
 
 
 def _route_label(outcome: Outcome) -> str:

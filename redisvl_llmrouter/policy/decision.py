@@ -289,23 +289,25 @@ def learned_qualities(
         return {}
     tiers = [r for r in inp.routes if not r.is_floor]
     tier_of = _tier_positions(tiers)
-    cap = _tier_quality(_groups(ranked, floors, inp), inp)
-    limits = _floor_limits(floors, tiers)
     groups = _groups(ranked, floors, inp)
-    pick = groups[0].models[0] if groups and groups[0].models else None
-    weighed, observed = {}, set()
-    for model in [*inp.prediction.models, *([pick] if pick is not None else [])]:
-        # The choice decide() builds for a learned decision (evidence: the prediction is what it weighs).
-        choice = _choice(model, None, inp, True, cap)
-        if not _reasons(choice, tier_of.get(model), limits, inp.constraints, inp):
-            weighed[model] = choice.quality
-            if choice.support > 0:
-                observed.add(model)
-    if pick in weighed and _holds(weighed[pick], cap):
-        # Unobserved models never come first, but stay in the cost scale routing divides by: no quality.
-        weighed = {m: q if m == pick or m in observed else None for m, q in weighed.items()}
-    if pick not in inp.prediction.models:
-        weighed.pop(pick, None)  # nothing learned about it: not a number calibration can score
+    cap = _tier_quality(groups, inp)
+    limits = _floor_limits(floors, tiers)
+
+    def choice(model: str) -> ModelChoice | None:
+        """The choice decide() builds for a learned decision, or None when routing excludes the model."""
+        made = _choice(model, None, inp, True, cap)  # evidence: the prediction is what it weighs
+        return None if _reasons(made, tier_of.get(model), limits, inp.constraints, inp) else made
+
+    pick = choice(groups[0].models[0]) if groups and groups[0].models else None
+    holding = pick.model if pick is not None and _holds(pick.quality, cap) else None
+    weighed = {}
+    for model in inp.prediction.models:
+        made = choice(model)
+        if made is not None:
+            # While the pick holds, an unobserved model never comes first, but stays in the cost scale
+            # routing divides by: no quality.
+            unseen = holding is not None and made.support <= 0 and model != holding
+            weighed[model] = None if unseen else made.quality
     return weighed
 
 
