@@ -60,7 +60,7 @@ from redisvl_llmrouter.learning.store import MemoryInfo, MemoryView, OutcomeStor
 from redisvl_llmrouter.observability import decisions
 from redisvl_llmrouter.ops import Acquire, Command, Embed, Op, Pipeline, run_script
 from redisvl_llmrouter.policy import stats as live
-from redisvl_llmrouter.policy.catalog import ModelCatalog, estimate_tokens
+from redisvl_llmrouter.policy.catalog import MAX_TOKENS, ModelCatalog, estimate_tokens, finite_number
 from redisvl_llmrouter.policy.constraints import Constraints
 from redisvl_llmrouter.policy.decision import PolicyInput, decide, effective_catalog, learned_qualities, primary_tier
 from redisvl_llmrouter.request_text import routing_text
@@ -1232,8 +1232,11 @@ class RouterCore:
 
     # ----------------------------------------------------------------- learning
     def _check_models(self, models: Iterable[str]) -> None:
-        known = set(self.models)
-        unknown = sorted(set(models) - known)
+        known, given = set(self.models), list(models)
+        for model in given:
+            if not isinstance(model, str):
+                raise InvalidFeedbackError(f"A model is named by a string, got {model!r}"[:300])
+        unknown = sorted(set(given) - known)
         if unknown:
             raise UnknownModelError(
                 f"Router {self.name!r} does not know the model(s) {unknown[:5]}"
@@ -1265,6 +1268,8 @@ class RouterCore:
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidFeedbackError(f"batch_size must be a whole number, 1 or more, got {batch_size!r}")
+        if progress is not None and not callable(progress):  # found out after the first batch, else
+            raise InvalidFeedbackError(f"progress must be a callable taking a row count, got {progress!r}")
         records = [r.renamed(model_map or {}) for r in records]
         self._check_models(m for r in records for m in r.outcomes)
         if vectors is not None and len(vectors) != len(records):
@@ -1513,10 +1518,8 @@ class RouterCore:
             raise InvalidFeedbackError(f"success must be True or False, got {success!r}")
         if not isinstance(request_id, str):
             raise InvalidFeedbackError(f"request_id must be a string ('' for a call not started), got {request_id!r}")
-        if latency_ms is not None:
-            real = isinstance(latency_ms, (numbers.Real, Decimal)) and not isinstance(latency_ms, (bool, np.bool_))
-            if not real or not math.isfinite(latency_ms) or latency_ms < 0:
-                raise InvalidFeedbackError(f"latency_ms must be a finite number >= 0, got {latency_ms!r}")
+        if latency_ms is not None and (not finite_number(latency_ms) or latency_ms < 0):
+            raise InvalidFeedbackError(f"latency_ms must be a finite number >= 0, got {latency_ms!r}")
         args = live.finish_args(
             model, success=success, latency_ms=latency_ms, request_id=request_id, now_ms=live_now_ms()
         )
@@ -1561,10 +1564,14 @@ class RouterCore:
         """
         if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
             raise ConfigError(f"sample must be a whole number of rows, 1 or more, got {sample!r}")
+        if not isinstance(apply, bool):  # bool("no") is True: a word would save what the caller declined
+            raise ConfigError(f"apply must be True or False, got {apply!r}")
         if output_tokens is not None and (
-            isinstance(output_tokens, bool) or not isinstance(output_tokens, int) or output_tokens < 1
+            isinstance(output_tokens, bool)
+            or not isinstance(output_tokens, int)
+            or not 1 <= output_tokens <= MAX_TOKENS
         ):
-            raise ConfigError(f"output_tokens must be a whole number, 1 or more, got {output_tokens!r}")
+            raise ConfigError(f"output_tokens must be a whole number from 1 to {MAX_TOKENS:,}, got {output_tokens!r}")
         rows = yield from self.store.sample_rows(sample)
         if not rows:
             raise ConfigError(f"Router {self.name!r} has no outcomes to calibrate on; learn() some first.")
@@ -1813,7 +1820,7 @@ class RouterCore:
         for name in route_thresholds:
             self.require(name)
         for name, threshold in route_thresholds.items():
-            if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not math.isfinite(threshold):
+            if not finite_number(threshold):
                 raise ConfigError(f"Threshold for {name!r} must be a number in (0, 2], got {threshold!r}")
 
         for name, threshold in route_thresholds.items():  # invalid thresholds fail before anything changes

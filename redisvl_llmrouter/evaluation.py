@@ -144,7 +144,10 @@ def _number(value: Any, what: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         message = f"{where}: {what} must be a number, got {value!r}"
         raise ValueError(message)
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer past float's range
+        number = math.inf
     if not math.isfinite(number):
         raise ValueError(f"{where}: {what} must be finite, got {value!r}")
     return number

@@ -8,7 +8,6 @@ generator to :func:`drive`.
 from __future__ import annotations
 
 import dataclasses
-import math
 import numbers
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -48,7 +47,7 @@ from redisvl_llmrouter.learning.calibration import Calibration
 from redisvl_llmrouter.learning.prediction import Prediction
 from redisvl_llmrouter.learning.records import OutcomeRecord, checked_model_map, read_records
 from redisvl_llmrouter.learning.store import MemoryInfo, WriteReport
-from redisvl_llmrouter.policy.catalog import ModelCatalog, load_yaml
+from redisvl_llmrouter.policy.catalog import MAX_TOKENS, ModelCatalog, finite_number, load_yaml
 from redisvl_llmrouter.policy.constraints import Constraints
 from redisvl_llmrouter.policy.stats import ModelStats
 from redisvl_llmrouter.ranking import RouteDistances
@@ -215,8 +214,14 @@ def route_options(
         raise InvalidQueryError(f"Invalid constraints: {problems}") from None
     if prompt_tokens is not None:
         # True is an int to Python, and numpy's integers are not: a count is a whole number, not a flag.
-        if isinstance(prompt_tokens, bool) or not isinstance(prompt_tokens, numbers.Integral) or prompt_tokens < 1:
-            raise InvalidQueryError(f"prompt_tokens must be a positive integer, got {prompt_tokens!r}")
+        if (
+            isinstance(prompt_tokens, bool)
+            or not isinstance(prompt_tokens, numbers.Integral)
+            or not 1 <= prompt_tokens <= MAX_TOKENS
+        ):
+            raise InvalidQueryError(
+                f"prompt_tokens must be a whole number from 1 to {MAX_TOKENS:,}, got {prompt_tokens!r}"
+            )
         prompt_tokens = int(prompt_tokens)
     if not isinstance(record, bool):  # bool("no") is True: a word would record what the caller declined
         raise InvalidQueryError(f"record must be True or False, got {record!r}")
@@ -269,7 +274,7 @@ def _checked_stats(stats: Any) -> dict[str, ModelStats]:
         for key, number in given.items():
             if number is None:
                 continue
-            if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+            if not finite_number(number):
                 raise InvalidQueryError(f"stats[{model!r}][{key!r}] must be a finite number, got {number!r}")
             if number < 0 or (key == "success_rate" and number > 1):
                 bounds = "in [0, 1]" if key == "success_rate" else ">= 0"

@@ -18,7 +18,7 @@ from redisvl.extensions.router.schema import Route as _RedisVLRoute
 from redisvl.extensions.router.schema import RouteMatch as _RedisVLRouteMatch
 from redisvl.extensions.router.schema import RoutingConfig as _RedisVLRoutingConfig
 
-from redisvl_llmrouter.policy.catalog import DEFAULT_OUTPUT_TOKENS, ModelCatalog, refuse_non_number
+from redisvl_llmrouter.policy.catalog import DEFAULT_OUTPUT_TOKENS, ModelCatalog, TokenCount, refuse_non_number
 from redisvl_llmrouter.policy.constraints import Constraints
 
 __all__ = [
@@ -275,8 +275,8 @@ class TextWindow(BaseModel):
     ``benchmarks/RESULTS.md``); applied alike when routing, learning and evaluating.
     """
 
-    max_chars: Annotated[int, Field(ge=16)] = 1000
-    head_chars: Annotated[int, Field(ge=0)] = 250
+    max_chars: Annotated[int, Field(ge=16, le=MAX_STATEMENT_CHARS)] = 1000
+    head_chars: Annotated[int, Field(ge=0, le=MAX_STATEMENT_CHARS)] = 250
 
     model_config = ConfigDict(extra="forbid")
 
@@ -410,8 +410,10 @@ class RoutingConfig(_RedisVLRoutingConfig):
     """
 
     aggregation_method: DistanceAggregationMethod = DistanceAggregationMethod.avg  # type: ignore[assignment]
-    aggregation_k: Annotated[int, Field(ge=1)] = 3
+    aggregation_k: Annotated[int, Field(ge=1, le=1000)] = 3
     """How many nearest references ``topk`` averages."""
+    max_k: Annotated[int, Field(strict=True, gt=0, le=10_000)] = 1
+    """How many matches ``route_many`` returns (bounded: a stored config must read back as written)."""
     cost_optimization: bool = False
     cost_weight: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
     default_route: str | None = None
@@ -419,7 +421,7 @@ class RoutingConfig(_RedisVLRoutingConfig):
     strategy: Strategy = Strategy.learned
     """How a model is picked; ``learned`` behaves as ``semantic`` until the memory has outcomes."""
     balance: BalanceWeights = Field(default_factory=BalanceWeights)
-    expected_output_tokens: Annotated[int, Field(gt=0)] = DEFAULT_OUTPUT_TOKENS
+    expected_output_tokens: TokenCount = DEFAULT_OUTPUT_TOKENS
     """Answer length assumed for cost estimates when a request does not give ``max_tokens``."""
     text: TextWindow = Field(default_factory=TextWindow)
     """What the embedder sees of long texts."""
@@ -458,7 +460,7 @@ class PromotionRule(BaseModel):
     """
 
     fail_below: Annotated[float, Field(gt=0, le=1)] = 0.5
-    min_failures: Annotated[int, Field(ge=1)] = 3
+    min_failures: Annotated[int, Field(ge=1, le=1_000_000)] = 3
     min_share: Annotated[float, Field(gt=0, le=1)] = 0.5
     radius: Annotated[float, Field(gt=0, le=2)] = 0.35
 
@@ -479,9 +481,9 @@ class LearningConfig(BaseModel):
     radius: Annotated[float, Field(gt=0, le=2)] = 0.75
     shrinkage: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 16.0
     min_support: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
-    max_rows: Annotated[int, Field(ge=1)] = 100_000
+    max_rows: Annotated[int, Field(ge=1, le=100_000_000)] = 100_000
     """Size cap: past it, the oldest rows (by first write) are evicted."""
-    feedback_ttl_s: Annotated[int, Field(ge=1)] = 86_400
+    feedback_ttl_s: Annotated[int, Field(ge=1, le=315_360_000)] = 86_400  # at most ten years
     """How long a routed request can receive feedback by its ``request_id``."""
     store_text: bool = True
     """Keep the text of learned and routed requests (needed for promotion and export)."""

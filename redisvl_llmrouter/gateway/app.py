@@ -79,6 +79,8 @@ SUPERVISOR_ENV = "LLMROUTER_SUPERVISOR_PID"
 _GATEWAY_FIELDS = ("priority", "strategy", "constraints", "cache", "timeout")
 #: Keyword names of ``Gateway.complete`` that a body field must not shadow.
 _RESERVED_FIELDS = {"tenant"}
+#: The longest error message an answer carries.
+MAX_ERROR_CHARS = 2000
 
 
 #: ``created`` of every model object (OpenAI's schema requires one): when this gateway was imported.
@@ -100,13 +102,23 @@ def _same_origin(request: Request) -> bool:
     if site is not None:
         return site in ("same-origin", "none")  # "none": the user's own navigation
     origin = request.headers.get("origin")
-    return origin is None or urlsplit(origin).netloc == request.headers.get("host")
+    if origin is None:
+        return True
+    try:
+        return urlsplit(origin).netloc == request.headers.get("host")
+    except ValueError:  # no URL at all ("http://[::1"): no origin this server has
+        return False
+
+
+def _cut(message: str) -> str:
+    """An error message of at most ``MAX_ERROR_CHARS``: one quoting a client's 10 MB value need not send it back."""
+    return message if len(message) <= MAX_ERROR_CHARS else message[: MAX_ERROR_CHARS - 1] + "…"
 
 
 def _error(
     status: int, message: str, kind: str, code: str | None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    body = {"error": {"message": _cut(message), "type": kind, "param": None, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -390,7 +402,7 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
                 async for chunk in result:
                     yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
             except GatewayError as exc:  # the stream had started: report in-band, as OpenAI does
-                error = {"error": {"message": str(exc), "type": exc.kind, "param": None, "code": exc.code}}
+                error = {"error": {"message": _cut(str(exc)), "type": exc.kind, "param": None, "code": exc.code}}
                 yield b"data: " + json.dumps(error).encode() + b"\n\n"
             finally:  # a client that left: the provider's call, the queue slot and the log entry end here
                 await result.aclose()
@@ -405,7 +417,9 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
         messages = body.get("messages")
         if messages is not None and "text" in body:
             raise InvalidRequestError("Give 'messages' or 'text', not both.")
-        if messages is None and isinstance(body.get("text"), str):
+        if messages is None and "text" in body:
+            if not isinstance(body["text"], str):
+                raise InvalidRequestError(f"'text' must be a string, got {type(body['text']).__name__}.")
             messages = [{"role": "user", "content": body["text"]}]
         if messages is None:
             raise InvalidRequestError("Give 'messages' or 'text'.")

@@ -1,8 +1,9 @@
 """Circuit breakers per model, shared by every gateway process through Redis.
 
 States: **closed** (calls go through; consecutive failures are counted), **open** (no calls until
-``cooldown_s`` has passed since it opened), **half-open** (calls go through again; ``successes``
-consecutive successes close it, one failure opens it again).
+``cooldown_s`` has passed since it opened), **half-open** (at most ``successes`` calls at once go
+through, across every process: the probes; ``successes`` consecutive successes close it, one
+failure opens it again).
 
 The transition rule is written once as a pure function (:func:`transition`, unit-tested) and
 mirrored by a Lua script (:data:`RECORD_SCRIPT`) that applies it atomically in Redis, so two
@@ -11,6 +12,12 @@ processes recording outcomes at the same moment never lose one. Layout, per mode
 ``trips`` (how many times it has opened, for reports); it expires after a week without a recorded call.
 An open breaker turns half-open by itself once its cooldown has passed: :func:`state_at` reads it
 that way, and the next recorded outcome stores it.
+
+Probes are counted by the model's in-flight set (``llmrouter:model:{M}:inflight``, see
+:mod:`redisvl_llmrouter.policy.stats`): :func:`admits` is the rule, :data:`PROBE_SCRIPT` applies it
+and enters the call in that set in one step, so two processes never both take the last probe. Without
+the limit, every request arriving after the cooldown would go to a model that may still be down, and
+each would wait for its failure (a timeout, perhaps) before its fallback.
 """
 
 from __future__ import annotations
@@ -19,9 +26,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from redisvl_llmrouter.policy.stats import inflight_key
 from redisvl_llmrouter.search import as_text
 
-__all__ = ["RECORD_SCRIPT", "BreakerState", "key", "parse", "read_commands", "record_args", "state_at", "transition"]
+__all__ = [
+    "PROBE_SCRIPT",
+    "RECORD_SCRIPT",
+    "BreakerState",
+    "admits",
+    "key",
+    "parse",
+    "probe_args",
+    "read_commands",
+    "record_args",
+    "state_at",
+    "transition",
+]
 
 State = Literal["closed", "open", "half_open"]
 
@@ -44,6 +64,13 @@ def state_at(state: BreakerState, now_ms: int, cooldown_ms: int) -> BreakerState
     if state.state == "open" and now_ms - state.opened_ms >= cooldown_ms:
         return BreakerState("half_open", state.failures, 0, state.opened_ms, state.trips)
     return state
+
+
+def admits(state: BreakerState, now_ms: int, cooldown_ms: int, in_flight: int, probes: int) -> bool:
+    """Whether a new call may start: always when closed, never when open, and when half-open while
+    fewer than ``probes`` calls to the model are in flight (the rule :data:`PROBE_SCRIPT` applies)."""
+    current = state_at(state, now_ms, cooldown_ms).state
+    return current == "closed" or (current == "half_open" and in_flight < probes)
 
 
 def transition(
@@ -105,6 +132,39 @@ redis.call('HSET', k, 'state', state, 'failures', f, 'successes', s, 'opened_ms'
 redis.call('PEXPIRE', k, math.max(604800000, 10 * cool))
 return state
 """
+
+
+#: KEYS: breaker hash, the model's in-flight set. ARGV: now ms, cooldown ms, probes allowed at once,
+#: request id, lease end ms. Returns 1 (and enters the call in flight) if :func:`admits` says so, else 0.
+PROBE_SCRIPT = r"""
+local k, inflight = KEYS[1], KEYS[2]
+local now, cool, probes = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local v = redis.call('HMGET', k, 'state', 'opened_ms')
+local state, opened = v[1] or 'closed', tonumber(v[2]) or 0
+if state == 'open' and now - opened >= cool then state = 'half_open' end
+if state == 'closed' then return 1 end
+if state == 'open' then return 0 end
+if redis.call('ZCOUNT', inflight, now, '+inf') >= probes then return 0 end
+redis.call('ZADD', inflight, ARGV[5], ARGV[4])
+redis.call('PEXPIRE', inflight, math.max(redis.call('PTTL', inflight), tonumber(ARGV[5]) - now + 60000))
+return 1
+"""
+
+
+def probe_args(
+    model: str, request_id: str, now_ms: int, cooldown_ms: int, probes: int, lease_ms: int
+) -> tuple[Any, ...]:
+    """``EVALSHA`` arguments (after the sha) for :data:`PROBE_SCRIPT`."""
+    return (
+        2,
+        key(model),
+        inflight_key(model),
+        str(now_ms),
+        str(cooldown_ms),
+        str(probes),
+        request_id,
+        str(now_ms + lease_ms),
+    )
 
 
 def record_args(

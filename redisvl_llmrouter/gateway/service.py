@@ -10,7 +10,8 @@ One request, in order:
    strategy, constraints, floors, the learned prediction, and the models whose circuit breaker is
    open left out. A concrete model passes through as it is.
 4. **Call** the chosen model, then its fallbacks in order, at most ``max_models`` models. Each is
-   admitted by its priority queue, called through its backend, and retried on retryable errors
+   admitted by its priority queue (and, while its breaker is half-open, only as one of its few
+   trial calls), called through its backend, and retried on retryable errors
    (timeouts, connection errors, 429, 5xx) with exponential backoff and jitter (tenacity). Every
    provider call's outcome updates the model's breaker and live statistics in Redis.
 5. **Account**: cost from the provider's usage and the catalog's prices, saving against the
@@ -80,9 +81,9 @@ from redisvl_llmrouter.gateway.write_behind import CLOSE_TIMEOUT_S, WriteBehind
 from redisvl_llmrouter.observability import decisions, report
 from redisvl_llmrouter.observability.metrics import BREAKER_VALUES, Metrics
 from redisvl_llmrouter.observability.report import Report
-from redisvl_llmrouter.ops import Op, Pipeline
+from redisvl_llmrouter.ops import Op, Pipeline, run_script
 from redisvl_llmrouter.policy import stats as live
-from redisvl_llmrouter.policy.catalog import estimate_tokens
+from redisvl_llmrouter.policy.catalog import MAX_TOKENS, estimate_tokens
 from redisvl_llmrouter.request_text import NO_TEXT, messages_text, prompt_text, routing_text
 from redisvl_llmrouter.schema import MAX_STATEMENT_CHARS, Decision, RouteMatch
 
@@ -104,6 +105,10 @@ ROUTES_AT_ONCE = 8
 ROUTER_REFRESH_S = 1.0
 #: How stale a process's view of the shared breaker states may be.
 BREAKER_REFRESH_S = 0.2
+#: The Retry-After of a request refused because a half-open breaker's probes are all in flight.
+PROBE_RETRY_AFTER_S = 1.0
+#: The errors of attempts the gateway refused itself, without calling the model.
+NOT_CALLED = frozenset({"queue full", "circuit half-open"})
 #: How often the leases of this process's calls in flight are renewed (a third of ``CALL_LEASE_MS``).
 CALL_LEASE_RENEW_S = live.CALL_LEASE_MS / 3000
 #: A relayed stream gives the event loop a turn every this many chunks (a fast provider's chunks arrive
@@ -113,6 +118,8 @@ _PASSTHROUGH = RouteOptions()
 #: Models a process keeps per-model state for (resolved backends, breaker reads) before starting over:
 #: a client may pass through any number of names.
 MAX_CACHED_MODELS = 1000
+#: The most choices (``n``) a routed request may ask for, as OpenAI allows.
+MAX_CHOICES = 128
 #: The longest model name a request may give (provider model ids are far shorter).
 MAX_MODEL_NAME_CHARS = 256
 #: Beyond a call's timeout, when the gateway gives up on a backend that does not time out on its own
@@ -284,7 +291,7 @@ class Gateway:
         baseline_model(router._core.effective_catalog(), config.baseline_model)  # a configured one must be priced
         self._baseline: tuple[Any, Any] = (None, None)  # (catalog, its baseline's entry): see _baseline_spec
         self._writes = WriteBehind(router)
-        self._breakers: dict[str, tuple[float, bool]] = {}
+        self._breakers: dict[str, tuple[float, str]] = {}  # model: (read at, state then)
         self._resolved: dict[str, tuple[Backend, str]] = {}
         self._refreshed = time.monotonic()  # the router was just loaded
         self._served: dict[str, float] = {}  # passthrough model -> when this process last noted it in Redis
@@ -692,13 +699,17 @@ class Gateway:
                 raise InvalidRequestError(str(exc)) from None
             max_tokens = clean.get("max_tokens") or clean.get("max_completion_tokens")
             n = clean.get("n")
-            choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
-            if options.constraints.output_tokens is None and (isinstance(max_tokens, int) or choices > 1):
+            # Sizes the routing's cost estimate uses: a provider would refuse these too, but only after routing.
+            if _whole(max_tokens) and not 1 <= max_tokens <= MAX_TOKENS:
+                raise InvalidRequestError(f"max_tokens must be from 1 to {MAX_TOKENS:,}, got {max_tokens!r}")
+            if _whole(n) and not 1 <= n <= MAX_CHOICES:
+                raise InvalidRequestError(f"n must be from 1 to {MAX_CHOICES}, got {n!r}")
+            choices = n if _whole(n) else 1
+            if options.constraints.output_tokens is None and (_whole(max_tokens) or choices > 1):
                 # What the answer may cost: every one of the n choices is billed its output tokens.
-                per_choice = (
-                    max_tokens if isinstance(max_tokens, int) else self.router.routing_config.expected_output_tokens
-                )
-                constraints_ = options.constraints.model_copy(update={"output_tokens": per_choice * choices})
+                per_choice = max_tokens if _whole(max_tokens) else self.router.routing_config.expected_output_tokens
+                total = min(per_choice * choices, MAX_TOKENS)
+                constraints_ = options.constraints.model_copy(update={"output_tokens": total})
                 options = RouteOptions(**{**options.__dict__, "constraints": constraints_})
         else:  # a passthrough request: nothing to route, nothing to validate
             options = _PASSTHROUGH
@@ -745,23 +756,41 @@ class Gateway:
         at most every ``BREAKER_REFRESH_S`` per process."""
         now = time.monotonic()
         models = list(dict.fromkeys([*self.models(), *extra]))
-        is_open: dict[str, bool] = {}
+        states: dict[str, str] = {}
         for model in models:
             cached = self._breakers.get(model)
             if cached is not None and now - cached[0] < BREAKER_REFRESH_S:
-                is_open[model] = cached[1]
-        stale = [m for m in models if m not in is_open]
+                states[model] = cached[1]
+        stale = [m for m in models if m not in states]
         if stale:
             # Other requests may drop cached states while this read is in flight (a failure does):
             # the answer is built from what this read saw, not from the shared cache.
             replies = await adrive(_pipeline(breaker.read_commands(stale)), self.router._client)
             at, cooldown = live_now_ms(), int(self.config.breaker.cooldown_s * 1000)
             for model, reply in zip(stale, replies, strict=True):
-                is_open[model] = breaker.state_at(breaker.parse(reply), at, cooldown).state == "open"
+                states[model] = breaker.state_at(breaker.parse(reply), at, cooldown).state
                 if len(self._breakers) >= MAX_CACHED_MODELS:  # clients choose passthrough names: bounded
                     self._breakers.clear()
-                self._breakers[model] = (now, is_open[model])
-        return {m: "circuit open" for m, open_ in is_open.items() if open_}
+                self._breakers[model] = (now, states[model])
+        return {m: "circuit open" for m, state in states.items() if state == "open"}
+
+    async def _probe(self, model: str, request_id: str) -> None:
+        """Raise :class:`CircuitOpenError` if ``model``'s breaker is half-open and its probes are all in
+        flight (in any process); else the call may start. A round trip only while this process does not
+        know the breaker closed (half-open, or its state dropped after a failure)."""
+        cached = self._breakers.get(model)
+        if cached is not None and cached[1] == "closed":
+            return
+        cfg = self.config.breaker
+        args = breaker.probe_args(
+            model, request_id, live_now_ms(), int(cfg.cooldown_s * 1000), cfg.successes, live.CALL_LEASE_MS
+        )
+        (admitted,) = await adrive(run_script(breaker.PROBE_SCRIPT, [args]), self.router._client)
+        if not int(admitted):
+            raise CircuitOpenError(
+                f"The circuit breaker of {model!r} is half-open and its trial calls are in flight; retry in a moment.",
+                retry_after=PROBE_RETRY_AFTER_S,
+            )
 
     async def _route(self, text: str, options: RouteOptions) -> RouteMatch:
         """The router's decision; nothing is written (the feedback record goes with the answer, in the
@@ -898,12 +927,13 @@ class Gateway:
 
     async def _call_first(self, request: _Request, outcome: Outcome, candidates: list[str]) -> dict[str, Any]:
         """Call the candidates in order until one answers."""
-        queue_errors: list[QueueFullError] = []
+        refusals: list[GatewayError] = []
         for model in candidates:
             backend, _ = self._backend_for(model)
             call = self._call(request, model, backend)
             try:
                 async with self.queues.slot(model, request.rank):
+                    await self._probe(model, outcome.request_id)
                     self._started(model, outcome.request_id)
                     async for attempt in self._retrying():
                         with attempt:
@@ -912,8 +942,8 @@ class Gateway:
                                 outcome,
                                 lambda c=call, b=backend, m=model: _answer(b.complete(c), m, c.timeout_s),
                             )
-            except QueueFullError as exc:
-                self._shed(model, exc, outcome, queue_errors)
+            except (QueueFullError, CircuitOpenError) as exc:
+                self._refused(model, exc, outcome, refusals)
                 continue
             except UpstreamError as exc:
                 if _malformed(exc):
@@ -922,13 +952,17 @@ class Gateway:
             outcome.model = model
             body["model"] = model
             return body
-        raise self._failure(request, outcome, queue_errors)
+        raise self._failure(request, outcome, refusals)
 
-    def _shed(self, model: str, exc: QueueFullError, outcome: Outcome, queue_errors: list[QueueFullError]) -> None:
-        """A model's queue refused the request (full, shed for a higher priority, or waited too long)."""
-        self.metrics.child(self.metrics.shed, model=model).inc()
-        outcome.attempts.append({"model": model, "error": "queue full", "status": 429})
-        queue_errors.append(exc)
+    def _refused(self, model: str, exc: GatewayError, outcome: Outcome, refusals: list[GatewayError]) -> None:
+        """The gateway itself did not call ``model``: its queue refused the request (full, shed for a
+        higher priority, or waited too long), or its half-open breaker had every probe in flight."""
+        if isinstance(exc, QueueFullError):
+            self.metrics.child(self.metrics.shed, model=model).inc()
+            outcome.attempts.append({"model": model, "error": "queue full", "status": 429})
+        else:
+            outcome.attempts.append({"model": model, "error": "circuit half-open", "status": 503})
+        refusals.append(exc)
 
     async def _attempt(self, model: str, outcome: Outcome, send: Any, stream: bool = False) -> Any:
         """One provider call: timed, recorded (breaker, live statistics, metrics), errors kept.
@@ -973,13 +1007,13 @@ class Gateway:
             self._record_call(model, True, latency, outcome.request_id)
         return result
 
-    def _failure(self, request: _Request, outcome: Outcome, queue_errors: list[QueueFullError]) -> GatewayError:
+    def _failure(self, request: _Request, outcome: Outcome, refusals: list[GatewayError]) -> GatewayError:
         tried = [a for a in outcome.attempts if a.get("model")]
         if outcome.model is None and tried:  # logged and counted under the model chosen first
             outcome.model = tried[0]["model"]
         error: GatewayError
-        if tried and all(a.get("status") == 429 and a.get("error") == "queue full" for a in tried) and queue_errors:
-            error = queue_errors[-1]
+        if tried and refusals and all(a.get("error") in NOT_CALLED for a in tried):
+            error = refusals[-1]  # no model was called: the client may come back
             self._failed(request, outcome, error.code)
             return error
         summary = "; ".join(
@@ -1032,13 +1066,14 @@ class Gateway:
         scope: str,
     ) -> StreamedCompletion:
         """Open the stream of the first candidate that produces a first chunk; then commit to it."""
-        queue_errors: list[QueueFullError] = []
+        refusals: list[GatewayError] = []
         for model in candidates:
             backend, _ = self._backend_for(model)
             call = self._call(request, model, backend)
             stack = contextlib.AsyncExitStack()
             try:
                 await stack.enter_async_context(self.queues.slot(model, request.rank))
+                await self._probe(model, outcome.request_id)
                 self._started(model, outcome.request_id)
                 async for attempt in self._retrying():
                     with attempt:
@@ -1053,9 +1088,9 @@ class Gateway:
                         except BaseException:
                             self._spawn(_close_chunks(chunks))  # the failed call's connection goes back
                             raise
-            except QueueFullError as exc:
+            except (QueueFullError, CircuitOpenError) as exc:
                 await stack.aclose()
-                self._shed(model, exc, outcome, queue_errors)
+                self._refused(model, exc, outcome, refusals)
                 continue
             except UpstreamError as exc:
                 await stack.aclose()
@@ -1070,7 +1105,7 @@ class Gateway:
             end = self._stream_end(request, outcome, chunks, stack)
             relay = self._relay(request, outcome, chunks, first, end, vector, scope)
             return StreamedCompletion(outcome, relay, release=end)
-        raise self._failure(request, outcome, queue_errors)
+        raise self._failure(request, outcome, refusals)
 
     def _stream_end(
         self,
@@ -1432,9 +1467,14 @@ def _wants_usage(request: _Request) -> bool:
     return bool((request.params.get("stream_options") or {}).get("include_usage"))
 
 
+def _whole(value: Any) -> bool:
+    """Whether a request's ``value`` is a whole number (JSON's true is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _provider_call(attempt: Mapping[str, Any]) -> bool:
     """Whether an attempt entry is a provider call (not a queue's refusal, nor a stream's later failure)."""
-    return bool(attempt.get("model")) and attempt.get("error") != "queue full" and not attempt.get("mid_stream")
+    return bool(attempt.get("model")) and attempt.get("error") not in NOT_CALLED and not attempt.get("mid_stream")
 
 
 def _malformed(exc: UpstreamError) -> bool:

@@ -118,6 +118,22 @@ class _State:
         return json.loads(json.dumps({"counts": self.counts, "settings": self.settings, "last": self.last}))
 
 
+def _malformed(messages: list[Any]) -> str:
+    """What is wrong with a request's messages, as a provider would say it ('' when nothing is)."""
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            return f"messages[{i}] must be an object"
+        content = message.get("content")
+        if content is None or isinstance(content, str):
+            continue
+        if not isinstance(content, list):
+            return f"messages[{i}].content must be a string or a list of parts"
+        for j, part in enumerate(content):
+            if not isinstance(part, dict) or ("text" in part and not isinstance(part["text"], str)):
+                return f"messages[{i}].content[{j}] must be a part object whose text is a string"
+    return ""
+
+
 def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
@@ -204,6 +220,10 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     if not model or not isinstance(body.get("messages"), list) or not body["messages"]:
         error = {"error": {"message": "model and messages are required", "type": "invalid_request_error"}}
         await _send_json(send, 400, error)
+        return
+    problem = _malformed(body["messages"])
+    if problem:  # as a provider refuses it: the client's error, never a crash of this server
+        await _send_json(send, 400, {"error": {"message": problem, "type": "invalid_request_error"}})
         return
     STATE.last[model] = {
         "body": {k: v for k, v in body.items() if k != "messages"},

@@ -18,11 +18,11 @@ same request), so each goal has a well-defined answer found on a fine grid of ``
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from redisvl_llmrouter.policy.catalog import finite_number
 from redisvl_llmrouter.policy.strategies import learned_utility
 
 __all__ = ["KNOB_GRID", "Calibration", "choices", "solve", "sweep"]
@@ -131,13 +131,7 @@ def solve(
     goal = given[0]
     value = goals[goal]
     bounded = goal != "budget"  # a share and a quality are fractions; a budget is any USD amount
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-        or (bounded and value > 1)
-    ):
+    if not finite_number(value) or value < 0 or (bounded and value > 1):
         expected = "a number from 0 to 1" if bounded else "a number of USD per request, 0 or more"
         raise ValueError(f"{goal} must be {expected}, got {value!r}")
     with np.errstate(invalid="ignore"):

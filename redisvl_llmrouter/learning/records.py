@@ -137,7 +137,10 @@ def parse_record(data: Any, where: str = "record") -> OutcomeRecord:
                 f"{where}: unknown key {unknown[0]!r}; a one-model record has {', '.join(sorted(FLAT_KEYS))}"
             )
         outcome = {k: data.pop(k) for k in ("quality", "cost", "latency_ms") if k in data}
-        data["outcomes"] = {data.pop("model"): outcome}
+        model = data.pop("model")
+        if not isinstance(model, str):  # a list would fail as a mapping key, not as a record's mistake
+            raise InvalidFeedbackError(f"{where}: model must be a model name, got {model!r}"[:300])
+        data["outcomes"] = {model: outcome}
     if "prompt" not in data and "text" in data:
         data["prompt"] = data.pop("text")
     try:

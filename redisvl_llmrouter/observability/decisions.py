@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from redisvl_llmrouter.policy.catalog import finite_number
 from redisvl_llmrouter.search import as_text
 
 __all__ = ["append_command", "parse_entries", "stream_key", "text_fields"]
@@ -70,7 +70,7 @@ def parse_entries(reply: Sequence[Any] | None) -> list[dict[str, Any]]:
         if not isinstance(data, dict):
             continue
         ts = data.get("ts")
-        if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
+        if not finite_number(ts):
             continue
         data["ts"], data["id"] = int(ts), as_text(entry_id)
         out.append(data)

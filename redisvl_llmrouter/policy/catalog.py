@@ -25,7 +25,9 @@ from __future__ import annotations
 import functools
 import json
 import math
+import numbers
 from collections.abc import Iterable, Iterator
+from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -45,6 +47,10 @@ __all__ = [
 
 #: Output tokens assumed when a request does not say how long its answer will be (``max_tokens``).
 DEFAULT_OUTPUT_TOKENS = 256
+#: The most tokens a count may give (a context window, an answer, a prompt): far beyond any model's,
+#: and small enough that costs computed from it stay finite and a stored config keeps it exact.
+MAX_TOKENS = 1_000_000_000
+TokenCount = Annotated[int, Field(gt=0, le=MAX_TOKENS)]
 
 
 class Capability(str, Enum):
@@ -77,6 +83,19 @@ Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NOT_NUMBERS: tuple[type, ...] = (bool, np.bool_, str, bytes, bytearray)
 
 
+def finite_number(value: Any) -> bool:
+    """Whether ``value`` is a real number (a ``Decimal`` too), not a bool, that a float holds finitely.
+
+    ``math.isfinite(10**400)`` raises OverflowError rather than answering; here it is just not finite.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, Decimal)):
+        return False
+    try:
+        return math.isfinite(value)
+    except (OverflowError, ValueError):  # past float's range; a signalling NaN Decimal
+        return False
+
+
 def refuse_non_number(value: Any, field: str) -> Any:
     """``value`` unchanged, unless it is a bool or text: then a ValueError naming ``field`` and the value.
 
@@ -100,14 +119,14 @@ class ModelSpec(BaseModel):
     """USD per 1M input (prompt) tokens; ``None`` when unknown."""
     output_price: NonNegative | None = None
     """USD per 1M output (completion) tokens; ``None`` when unknown."""
-    context_window: Annotated[int, Field(gt=0)] | None = None
+    context_window: TokenCount | None = None
     """Most tokens the model accepts (prompt and answer)."""
     capabilities: list[Capability] = Field(default_factory=list)
     quality: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
     """Prior expected quality in [0, 1]; the outcome memory refines it per request."""
     latency_ms: Positive | None = None
     """Expected latency of a typical request; live statistics replace it once measured."""
-    max_concurrency: Annotated[int, Field(gt=0)] | None = None
+    max_concurrency: Annotated[int, Field(gt=0, le=1_000_000)] | None = None
     """Most requests the gateway sends this model at once."""
     metadata: dict[str, Any] = Field(default_factory=dict)
 

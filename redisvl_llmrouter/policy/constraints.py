@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from redisvl_llmrouter.policy.catalog import NOT_NUMBERS, Capability
+from redisvl_llmrouter.policy.catalog import NOT_NUMBERS, Capability, TokenCount
 
 __all__ = ["RELAXATION_ORDER", "Constraints"]
 
@@ -39,10 +39,10 @@ class Constraints(BaseModel):
     capabilities: list[Capability] = Field(default_factory=list)
     """Capabilities the model must list in the catalog (``code``, ``vision``, ``tools``, ``json``,
     ``reasoning``, ``long_context``)."""
-    min_context: Annotated[int, Field(gt=0)] | None = None
+    min_context: TokenCount | None = None
     """Tokens the model must accept. Default: the request's estimated prompt tokens plus
     ``output_tokens``; models with a smaller ``context_window`` are excluded."""
-    output_tokens: Annotated[int, Field(gt=0)] | None = None
+    output_tokens: TokenCount | None = None
     """Expected answer length in tokens (the request's ``max_tokens``); default: the routing
     config's ``expected_output_tokens``."""
     best_effort: StrictBool = False

@@ -31,6 +31,36 @@ def test_the_script_and_the_pure_rule_agree_on_random_histories(redis_url):
         client.delete(breaker.key(model))
 
 
+def test_the_probe_script_admits_what_the_pure_rule_admits_and_enters_the_call_in_flight(redis_url):
+    from redisvl_llmrouter.policy.stats import inflight_key
+
+    client = redis.Redis.from_url(redis_url)
+    rng = random.Random(11)
+    cooldown, probes, lease = 500, 2, 10_000
+    seen = set()  # (state, admitted): every case comes up
+    for _ in range(20):
+        model = f"test/{uuid.uuid4().hex[:8]}"
+        state, now = breaker.BreakerState(), 0
+        for step in range(40):
+            now += rng.choice([0, 10, 100, 600])
+            if rng.random() < 0.4:  # a call ends: its outcome moves the breaker, and it leaves the in-flight set
+                state = breaker.transition(state, rng.random() < 0.5, now, 3, probes, cooldown)
+                client.hset(breaker.key(model), mapping={"state": state.state, "opened_ms": state.opened_ms})
+                client.zpopmin(inflight_key(model))
+            in_flight = client.zcount(inflight_key(model), now, "+inf")
+            expected = breaker.admits(state, now, cooldown, in_flight, probes)
+            rid = f"r{step}"
+            admitted = client.eval(breaker.PROBE_SCRIPT, *breaker.probe_args(model, rid, now, cooldown, probes, lease))
+            assert bool(admitted) == expected
+            seen.add((breaker.state_at(state, now, cooldown).state, expected))
+            entered = client.zscore(inflight_key(model), rid) is not None
+            # A half-open admission enters the call at once (no other process can take its place); a closed
+            # breaker leaves that to the call's own start, and a refusal enters nothing.
+            assert entered == (expected and breaker.state_at(state, now, cooldown).state == "half_open")
+        client.delete(breaker.key(model), inflight_key(model))
+    assert seen == {("closed", True), ("open", False), ("half_open", True), ("half_open", False)}
+
+
 def test_a_breaker_expires_after_a_week_without_a_call(redis_url):
     """A model name sent once (any name passes through with an ``upstream_url``) leaves nothing for good."""
     client = redis.Redis.from_url(redis_url)

@@ -180,6 +180,24 @@ def test_a_concrete_model_passes_through(client, local_upstream):
             "only allowed when 'stream' is true",
         ),
         ('{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "temperature": 1e400}', 400, "too large"),
+        # Integers no float holds, where a routed request's cost estimate would read them.
+        (
+            '{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1' + "0" * 400 + "}",
+            400,
+            "max_tokens",
+        ),
+        (
+            '{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "n": 1' + "0" * 400 + "}",
+            400,
+            "n must be",
+        ),
+        (
+            '{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "constraints": {"output_tokens": 1'
+            + "0" * 400
+            + "}}",
+            400,
+            "output_tokens",
+        ),
         (json.dumps({"model": "m" * 257, "messages": [{"role": "user", "content": "hi"}]}), 400, "at most 256"),
         (json.dumps({"model": "a/b\nc", "messages": [{"role": "user", "content": "hi"}]}), 400, "printable name"),
         (
@@ -209,6 +227,31 @@ def test_malformed_requests_get_openai_style_4xx(server, body, status, fragment)
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
     assert fragment in error["message"]
+
+
+def test_an_error_quoting_a_huge_value_is_cut_short(server):
+    body = {"model": "auto", "messages": ask("hi"), "priority": "x" * 1_000_000}
+    response = server.post("/v1/chat/completions", json=body)
+    assert response.status_code == 400 and "priority" in response.json()["error"]["message"]
+    assert len(response.content) < 3000
+
+
+def test_route_says_text_must_be_a_string(server):
+    response = server.post("/v1/route", json={"text": 5})
+    assert response.status_code == 400 and "'text' must be a string" in response.json()["error"]["message"]
+
+
+def test_a_feedback_model_that_is_not_a_name_is_a_400(server, client):
+    request_id = client.chat.completions.with_raw_response.create(model="auto", messages=ask("hi")).headers[
+        "x-llmrouter-request-id"
+    ]
+    response = server.post("/v1/feedback", json={"request_id": request_id, "model": ["x"], "quality": 0.5})
+    assert response.status_code == 400 and "string" in response.json()["error"]["message"]
+
+
+def test_an_origin_that_is_no_url_is_a_cross_origin_refusal_not_a_500(server):
+    response = server.post("/v1/route", json={"text": "hi"}, headers={"origin": "http://[::1"})
+    assert response.status_code == 403 and response.json()["error"]["code"] == "cross_origin"
 
 
 def test_get_endpoints_answer_head_as_load_balancers_check_them(server):
@@ -633,6 +676,60 @@ def test_the_breaker_opens_after_n_failures_and_half_opens_after_the_cooldown_fo
         assert wait_for(lambda: store.hget(key, "state"), b"closed") == b"closed"
 
 
+def test_a_half_open_breaker_lets_one_trial_call_through_across_two_processes_and_the_rest_move_on(
+    redis_url, local_upstream, tmp_path
+):
+    """Without the limit every request after the cooldown would wait on a model that may still be down."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tag = f"hb{uuid.uuid4().hex[:6]}"
+    router = own_router(redis_url, tag)
+    primary, backup = f"{tag}/primary", f"{tag}/backup"
+    cooldown_s = 1.0
+    settings = {
+        "router": router,
+        "breaker": {"failures": 1, "cooldown_s": cooldown_s, "successes": 1},
+        "retry": {"attempts": 1},
+    }
+    local_upstream.control(model=primary, fail=1, status=500)
+    store = redis.Redis.from_url(redis_url)
+    with (
+        gateway(redis_url, local_upstream.url, tmp_path, settings) as a,
+        gateway(redis_url, local_upstream.url, tmp_path, settings) as b,
+    ):
+        ca = openai.OpenAI(base_url=a.v1, api_key="none", max_retries=0)
+        cb = openai.OpenAI(base_url=b.v1, api_key="none", max_retries=0)
+        assert ca.chat.completions.create(model="auto", messages=ask("hello there")).model == backup
+        assert wait_for(lambda: store.hget(f"llmrouter:breaker:{{{primary}}}", "state"), b"open") == b"open"
+        assert cb.chat.completions.create(model="auto", messages=ask("hello there")).model == backup  # warm, too
+        local_upstream.control(model=primary, latency_ms=2000)  # answers again, slowly
+        time.sleep(cooldown_s + 0.5)  # half-open, and both processes have read it so
+        calls = local_upstream.calls(primary)
+
+        def timed(client: openai.OpenAI, model: str) -> tuple[str, float]:
+            started = time.perf_counter()
+            try:
+                answer = client.chat.completions.create(model=model, messages=ask("hello there")).model
+            except openai.APIStatusError as exc:
+                answer = f"{exc.status_code} {exc.body['code']} {exc.response.headers.get('retry-after')}"
+            return answer, time.perf_counter() - started
+
+        with ThreadPoolExecutor(8) as pool:
+            trial = pool.submit(timed, ca, primary)  # passthrough: takes the one trial call
+            time.sleep(0.5)
+            others = [pool.submit(timed, c, "auto") for c in (ca, cb, ca, cb, ca, cb)]
+            refused = pool.submit(timed, cb, primary)
+            answers = [f.result(timeout=30) for f in others]
+            assert refused.result(timeout=30)[0] == "503 circuit_open 1"
+            assert trial.result(timeout=30)[0] == primary
+        assert [model for model, _ in answers] == [backup] * 6, (answers, local_upstream.calls(primary) - calls)
+        assert max(elapsed for _, elapsed in answers) < 1.5  # none waited on the trial (2 s)
+        assert local_upstream.calls(primary) == calls + 1
+        assert wait_for(lambda: store.hget(f"llmrouter:breaker:{{{primary}}}", "state"), b"closed") == b"closed"
+        ca.close()
+        cb.close()
+
+
 def test_a_timeout_is_retried(redis_url, local_upstream, tmp_path):
     model = f"to{uuid.uuid4().hex[:6]}/slow-once"
     local_upstream.control(model=model, hang_s=5, slow=1)
@@ -706,6 +803,14 @@ def test_a_request_the_upstream_refuses_is_the_clients_error_and_never_opens_the
             )
     # nor the live statistics every process routes by: one success, no failure, nothing left in flight
     assert (live.successes, live.failures, live.inflight) == (1, 0, 0)
+
+
+def test_the_local_upstream_refuses_a_malformed_message_part_as_a_provider_does(client):
+    model = f"mp{uuid.uuid4().hex[:6]}/strict"
+    messages = [{"role": "user", "content": [{"type": "text", "text": ["not", "a", "string"]}]}, *ask("hi")]
+    with pytest.raises(openai.BadRequestError) as refused:  # a crash (500) would be retried and trip the breaker
+        client.chat.completions.create(model=model, messages=messages)
+    assert refused.value.body["code"] == "upstream_rejected" and "text is a string" in refused.value.body["message"]
 
 
 def test_a_routed_request_the_provider_refuses_is_not_sent_to_the_fallbacks_but_a_missing_model_is(redis_url, tmp_path):

@@ -21,6 +21,7 @@ import redis
 from redisvl_llmrouter import (
     ConfigError,
     InvalidFeedbackError,
+    InvalidQueryError,
     LearningConfig,
     ModelCatalog,
     ModelSpec,
@@ -211,6 +212,45 @@ def test_an_absurd_cost_or_latency_is_refused_before_anything_is_written(api, na
     path = tmp_path / "memory.json"
     router.export_with_embeddings(path)
     assert json.loads(path.read_text())["outcomes"]
+
+
+def test_numbers_no_float_holds_and_names_that_are_not_strings_are_typed_errors_that_change_nothing(api, name, table):
+    router = make(api, name, table)
+    match = router("near d=0.05", record=True)
+    huge = 10**400  # math.isfinite(huge) raises OverflowError; float arithmetic on it too
+    with pytest.raises(InvalidQueryError, match="output_tokens"):
+        router("near d=0.05", constraints={"output_tokens": huge})
+    with pytest.raises(InvalidQueryError, match="prompt_tokens"):
+        router("near d=0.05", prompt_tokens=huge)
+    with pytest.raises(InvalidQueryError, match="latency_ms"):
+        router("near d=0.05", stats={"m/cheap": {"latency_ms": huge}})
+    with pytest.raises(ConfigError, match="Threshold"):
+        router.update_route_thresholds({"cheap": huge})
+    with pytest.raises(InvalidFeedbackError, match="named by a string"):
+        router.feedback(match.request_id, quality=0.5, model=["m/cheap"])
+    with pytest.raises(InvalidFeedbackError, match="model must be a model name"):
+        router.learn([{"prompt": "near d=0.05", "model": ["m/cheap"], "quality": 1.0}])
+    rows = [{"prompt": f"near{i} d=0.05", "outcomes": {"m/cheap": {"quality": 1.0}}} for i in range(3)]
+    with pytest.raises(InvalidFeedbackError, match="progress"):  # before the first batch, not after it
+        router.learn(rows, batch_size=1, progress=5)
+    assert router.memory_info().rows == 0
+    router.learn(rows)
+    with pytest.raises(ConfigError, match="apply must be True or False"):  # "no" is truthy: it would save
+        router.calibrate(budget=1.0, apply="no")
+    with pytest.raises(ConfigError, match="budget"):
+        router.calibrate(budget=huge)
+    assert router.routing_config.cost_weight == 0.1
+
+
+@pytest.mark.parametrize("setting", [{"expected_output_tokens": 2**64}, {"aggregation_k": 2**64}, {"max_k": 2**64}])
+def test_a_refused_config_update_leaves_the_stored_router_loadable_and_changeable(api, name, table, setting):
+    """2**64 passed validation, was stored (as a float RedisJSON rounds it to) and then failed every load."""
+    router = make(api, name, table)
+    with pytest.raises(ConfigError):
+        router.update_routing_config(setting)
+    assert api.from_existing(name, vectorizer=table).routing_config == router.routing_config
+    router.update_routing_config({"expected_output_tokens": 512})
+    assert api.from_existing(name, vectorizer=table).routing_config.expected_output_tokens == 512
 
 
 def test_a_mistyped_request_id_is_refused_not_learned_as_a_statement(api, name, table):

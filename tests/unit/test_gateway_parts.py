@@ -53,6 +53,14 @@ class TestBreaker:
         reopened = run(opened, "+-", now_ms=2_000)
         assert (reopened.state, reopened.opened_ms, reopened.trips) == ("open", 2_000, 2)
 
+    def test_half_open_admits_only_as_many_calls_at_once_as_successes_close_it(self):
+        opened = run(BreakerState(), "---", now_ms=0)
+        cooldown, probes = RULE["cooldown_ms"], RULE["successes"]
+        assert not breaker.admits(opened, 999, cooldown, in_flight=0, probes=probes)  # open: nothing
+        assert breaker.admits(opened, 1_000, cooldown, in_flight=1, probes=probes)  # half-open, a probe free
+        assert not breaker.admits(opened, 1_000, cooldown, in_flight=2, probes=probes)  # both probes in flight
+        assert breaker.admits(BreakerState(), 0, cooldown, in_flight=500, probes=probes)  # closed: no limit
+
     def test_parse_reads_a_missing_hash_as_closed(self):
         assert breaker.parse(None) == BreakerState()
         assert breaker.parse([b"open", b"3", b"0", b"5", b"2"]) == BreakerState("open", 3, 0, 5, 2)

@@ -511,3 +511,32 @@ def test_a_constraint_refuses_a_numpy_bool_as_it_refuses_true():
     assert Constraints(max_cost=np.float32(0.5), min_context=np.int64(10)).model_dump(
         include={"max_cost", "min_context"}
     ) == {"max_cost": 0.5, "min_context": 10}
+
+
+def test_a_finite_number_is_a_real_non_bool_number_a_float_holds():
+    from decimal import Decimal
+
+    import numpy as np
+
+    from redisvl_llmrouter.policy.catalog import finite_number
+
+    for yes in (0, -3, 1.5, np.float32(0.5), np.int64(7), Decimal("0.25"), 10**300):
+        assert finite_number(yes), yes
+    for no in (True, np.True_, "1", None, float("nan"), float("inf"), 10**400, Decimal("sNaN"), Decimal("1e400")):
+        assert not finite_number(no), no
+
+
+def test_token_counts_are_bounded_so_costs_stay_finite_and_a_stored_config_exact():
+    from pydantic import ValidationError
+
+    from redisvl_llmrouter.policy.catalog import MAX_TOKENS
+
+    assert Constraints(output_tokens=MAX_TOKENS).output_tokens == MAX_TOKENS
+    for make in (
+        lambda n: Constraints(output_tokens=n),
+        lambda n: Constraints(min_context=n),
+        lambda n: ModelSpec(name="m", context_window=n),
+        lambda n: RoutingConfig(expected_output_tokens=n),
+    ):
+        with pytest.raises(ValidationError, match="less than or equal"):
+            make(MAX_TOKENS + 1)
