@@ -1350,21 +1350,22 @@ class RouterCore:
             raise InvalidFeedbackError("Give a request id or a statement (one of them).")
         if request_id is not None and not is_request_id(request_id):
             raise self._malformed_request_id(request_id)
-        if model is None and request_id is not None:
-            model = yield from self.store.answered_model(request_id)
-            if model is None and (yield from self.store.load_request(request_id)) is None:
+        if model is not None:
+            self._check_models([model])
+        loaded = None
+        if request_id is not None:
+            loaded = yield from self.store.load_request(request_id)
+            if loaded is None:
                 raise self._unknown_request(request_id)
+            model = loaded[2] if model is None else model
         if model is None:
             raise InvalidFeedbackError(
                 "Say which model the feedback is about (model=...): a statement, or a request that was not "
                 "recorded or whose feedback window has passed, has no model on record."
             )
         self._check_models([model])
-        if request_id is not None:
-            loaded = yield from self.store.load_request(request_id)
-            if loaded is None:
-                raise self._unknown_request(request_id)
-            vector, text = loaded
+        if loaded is not None:
+            vector, text, _ = loaded
             if not vector:  # recorded without a vector (a passthrough request): embed its text now
                 if not text:
                     raise UnknownRequestError(

@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from redisvl_llmrouter.connection import translate
@@ -460,16 +460,15 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
     async def health(request: Request) -> JSONResponse:
         gateway_ = gw(request)
         client = gateway_.router._client
+        # One write tells all three apart: a Redis that answers may still refuse writes (full, or a
+        # replica after a failover), and says so in an error reply.
         try:
-            await client.ping()
+            await client.set(f"llmrouter:health:{{{gateway_.router.name}}}", "1", px=HEALTH_KEY_TTL_MS)
+            redis_state = "ok"
+        except ResponseError:
+            redis_state = "read_only"
         except Exception:  # the health check reports, it does not raise
             redis_state = "unreachable"
-        else:
-            try:  # a Redis that answers may still refuse writes (full, or a replica after a failover)
-                await client.set(f"llmrouter:health:{{{gateway_.router.name}}}", "1", px=HEALTH_KEY_TTL_MS)
-                redis_state = "ok"
-            except Exception:
-                redis_state = "read_only"
         # Read-only still answers (bookkeeping is what is lost): reported, not taken out of rotation.
         status = 503 if redis_state == "unreachable" else 200
         return JSONResponse(

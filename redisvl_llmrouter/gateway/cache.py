@@ -105,7 +105,9 @@ class ResponseCache:
         self._cache = SemanticCache(
             name=CACHE_NAME,
             distance_threshold=config.distance_threshold,
-            ttl=config.ttl_s,
+            # No cache-wide TTL: RedisVL renews that one on every hit (a round trip per hit, and a popular
+            # answer would never expire). Each entry is stored with its own instead (see store).
+            ttl=None,
             vectorizer=vectorizer,
             redis_url=redis_url,
             filterable_fields=[{"name": "scope", "type": "tag"}],
@@ -118,8 +120,8 @@ class ResponseCache:
         hits = await self._cache.acheck(prompt=text, vector=vector, filter_expression=Tag("scope") == scope)
         if not hits:
             return None
-        # RedisVL renews an entry's TTL on every hit, so a popular answer would never expire: its age
-        # counts from when it was stored, and an older one is a miss (the fresh answer replaces it).
+        # An answer's age counts from when it was stored: an older one is a miss (the fresh answer
+        # replaces it), should Redis not have expired it yet.
         try:
             if time.time() - float(hits[0]["inserted_at"]) > self.config.ttl_s:
                 return None
@@ -132,7 +134,9 @@ class ResponseCache:
         return body if isinstance(body, dict) else None
 
     async def store(self, text: str, vector: list[float], scope: str, body: Mapping[str, Any]) -> None:
-        await self._cache.astore(prompt=text, response=json.dumps(body), vector=vector, filters={"scope": scope})
+        await self._cache.astore(
+            prompt=text, response=json.dumps(body), vector=vector, filters={"scope": scope}, ttl=self.config.ttl_s
+        )
 
     async def repair(self) -> None:
         """Create the index again if it is gone (Redis restarted empty, say); nothing if it exists."""

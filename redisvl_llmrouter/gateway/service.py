@@ -407,7 +407,12 @@ class Gateway:
         vector: list[float] | None = None
         scope = ""
         if request.cache_allowed and self.cache is not None:
-            vector = await self._vector(request.text)
+            import numpy as np
+
+            raw = await self._embedding(request.text)
+            vector = np.frombuffer(raw, dtype=self.router._core.dtype).tolist()
+            if self.config.record_requests:  # kept with the request: feedback on a passthrough need not embed it
+                outcome.query_vector = raw
             window = self._window(request.text)
             policy = [request.options.strategy, request.options.constraints.model_dump(exclude_none=True)]
             # The scope names the router, so routers never share answers: "auto" means this router's
@@ -446,8 +451,7 @@ class Gateway:
         """The decision for a request, without calling any model."""
         self._check_usable()
         request = self._request(messages, "auto", None, strategy, constraints, False, tenant, None, {})
-        await self._refresh_router()
-        unavailable = await self._open_breakers()
+        unavailable = await self._routing_inputs(request.text)
         options = RouteOptions(**{**request.options.__dict__, "unavailable": unavailable, "record": False})
         try:
             match = await self._route(request.text, options)
@@ -742,26 +746,40 @@ class Gateway:
     def _window(self, text: str) -> str:
         return routing_text(text, self.router.routing_config.text)
 
-    async def _vector(self, text: str) -> list[float]:
-        """The routing text's vector, through the router's LRU so the route search reuses it."""
+    async def _embedding(self, text: str) -> bytes:
+        """The routing text's vector (the router's bytes), through the router's LRU so that the route
+        search and the request's record reuse it."""
         core = self.router._core
         async with self._routing:
             (raw,) = await adrive(core._embed([core._text(text)]), self.router._client, core.vectorizer)
-        import numpy as np
+        return raw  # type: ignore[no-any-return]
 
-        return np.frombuffer(raw, dtype=core.dtype).tolist()  # type: ignore[no-any-return]
+    async def _routing_inputs(self, text: str) -> dict[str, str]:
+        """The open breakers, with the router checked for changes, before routing ``text``. When either
+        needs Redis, the reads go out while the text is embedded (the route's search then finds the
+        vector in the router's LRU), so they add no round trip of their own to the request."""
+        now = time.monotonic()
+        if now - self._refreshed < ROUTER_REFRESH_S and not self._stale_breakers(self.models(), now):
+            return await self._open_breakers()
+        results = await asyncio.gather(
+            self._open_breakers(), self._refresh_router(), self._embedding(text), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results[0]  # type: ignore[return-value]
 
-    async def _open_breakers(self, extra: Sequence[str] = ()) -> dict[str, str]:
-        """The models (the router's, and ``extra``) whose breaker is open; each state is reread from Redis
+    def _stale_breakers(self, models: Sequence[str], now: float) -> list[str]:
+        """The models whose breaker state this process read more than ``BREAKER_REFRESH_S`` ago, or never."""
+        return [m for m in models if (c := self._breakers.get(m)) is None or now - c[0] >= BREAKER_REFRESH_S]
+
+    async def _open_breakers(self, models: Sequence[str] | None = None) -> dict[str, str]:
+        """The models (by default the router's) whose breaker is open; each state is reread from Redis
         at most every ``BREAKER_REFRESH_S`` per process."""
         now = time.monotonic()
-        models = list(dict.fromkeys([*self.models(), *extra]))
-        states: dict[str, str] = {}
-        for model in models:
-            cached = self._breakers.get(model)
-            if cached is not None and now - cached[0] < BREAKER_REFRESH_S:
-                states[model] = cached[1]
-        stale = [m for m in models if m not in states]
+        models = list(dict.fromkeys(self.models() if models is None else models))
+        stale = self._stale_breakers(models, now)
+        states = {m: self._breakers[m][1] for m in models if m not in stale}
         if stale:
             # Other requests may drop cached states while this read is in flight (a failure does):
             # the answer is built from what this read saw, not from the shared cache.
@@ -802,9 +820,9 @@ class Gateway:
 
     async def _decide(self, request: _Request, outcome: Outcome) -> list[str]:
         """The models to try, in order; fills the outcome's decision fields."""
-        unavailable = await self._open_breakers([request.target] if request.target is not None else ())
-        if request.target is not None:
+        if request.target is not None:  # a passthrough: its own breaker is all that matters
             outcome.model = request.target
+            unavailable = await self._open_breakers([request.target])
             if request.target in unavailable:
                 raise CircuitOpenError(
                     f"The circuit breaker of {request.target!r} is open after repeated failures; "
@@ -812,7 +830,7 @@ class Gateway:
                     retry_after=self.config.breaker.cooldown_s,
                 )
             return [request.target]
-        await self._refresh_router()
+        unavailable = await self._routing_inputs(request.text)
         options = RouteOptions(**{**request.options.__dict__, "unavailable": unavailable})
         try:
             match = await self._route(request.text, options)

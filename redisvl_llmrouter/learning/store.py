@@ -232,12 +232,15 @@ class OutcomeStore:
             fields += ["text", text]
         return [("HSET", key, *fields), ("EXPIRE", key, str(self.config.feedback_ttl_s))]
 
-    def load_request(self, request_id: str) -> Op[tuple[bytes, str] | None]:
-        """The vector (empty if recorded without one) and text of a recorded request; None if unknown or expired."""
-        vector, text = yield Command(("HMGET", memory.request_key(self.router, request_id), "embedding", "text"))
+    def load_request(self, request_id: str) -> Op[tuple[bytes, str, str | None] | None]:
+        """The vector (empty if recorded without one), text and answering model (None if not noted) of a
+        recorded request, in one read; None if unknown or expired."""
+        key = memory.request_key(self.router, request_id)
+        vector, text, model = yield Command(("HMGET", key, "embedding", "text", "model"))
         if vector is None:
             return None
-        return bytes(vector) if not isinstance(vector, str) else vector.encode("latin-1"), as_text(text or "")
+        raw = bytes(vector) if not isinstance(vector, str) else vector.encode("latin-1")
+        return raw, as_text(text or ""), None if model is None else as_text(model)
 
     def tenant_commands(self, request_id: str, tenant: str) -> list[tuple[Any, ...]]:
         """Note whose request it was (a tenant label, never a key): feedback from another is refused."""
@@ -246,10 +249,6 @@ class OutcomeStore:
     def answered_commands(self, request_id: str, model: str) -> list[tuple[Any, ...]]:
         """Note which model answered a recorded request (feedback then defaults to it)."""
         return [("HSET", memory.request_key(self.router, request_id), "model", model)]
-
-    def answered_model(self, request_id: str) -> Op[str | None]:
-        value = yield Command(("HGET", memory.request_key(self.router, request_id), "model"))
-        return None if value is None else as_text(value)
 
     def cached_commands(self, request_id: str) -> list[tuple[Any, ...]]:
         """Note that a recorded request was answered from the semantic cache (see :meth:`recorded`)."""

@@ -1250,6 +1250,44 @@ def test_a_cached_answer_is_an_answer_of_its_own_and_replays_what_the_provider_s
         assert create("why is the sky blue?")[0] == "miss"
 
 
+def test_a_passthrough_request_keeps_the_vector_its_cache_lookup_made_for_feedback(redis_url, local_upstream, tmp_path):
+    """Recorded without one, its text was embedded a second time when feedback came."""
+    from redisvl_llmrouter.learning.memory import request_key
+
+    model = f"v{uuid.uuid4().hex[:6]}/cached"
+    with (
+        gateway(redis_url, local_upstream.url, tmp_path, {"cache": {"enabled": True}}) as srv,
+        openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as client,
+    ):
+        raw = client.chat.completions.with_raw_response.create(model=model, messages=ask("name a prime"), temperature=0)
+        key = request_key(srv.router, raw.headers["x-llmrouter-request-id"])
+        store = redis.Redis.from_url(redis_url)
+        assert wait_for(lambda: len(store.hget(key, "embedding") or b""), 384 * 4) == 384 * 4  # MiniLM, float32
+
+
+def test_a_cache_hit_does_not_renew_the_entrys_ttl(redis_url, local_upstream, tmp_path):
+    """RedisVL renews its cache-wide TTL on each hit: a round trip per hit, and a popular answer never expired."""
+    from redisvl_llmrouter.gateway.cache import CACHE_NAME
+
+    model = f"t{uuid.uuid4().hex[:6]}/cached"
+    question = f"what is the capital of Chile ({model})?"
+    store = redis.Redis.from_url(redis_url)
+    with (
+        gateway(redis_url, local_upstream.url, tmp_path, {"cache": {"enabled": True, "ttl_s": 60}}) as srv,
+        openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as client,
+    ):
+        before = {*store.scan_iter(f"{CACHE_NAME}:*"), f"{CACHE_NAME}:stats".encode()}  # entries only
+        client.chat.completions.create(model=model, messages=ask(question), temperature=0)
+        deadline = time.monotonic() + 10  # the entry is stored just after the answer
+        while not (new := set(store.scan_iter(f"{CACHE_NAME}:*")) - before) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (entry,) = new
+        time.sleep(1.5)
+        raw = client.chat.completions.with_raw_response.create(model=model, messages=ask(question), temperature=0)
+        assert raw.headers["x-llmrouter-cache"] == "hit"
+        assert 0 < store.pttl(entry) <= 58_600  # counted from the store, 1.5 s ago, not from the hit
+
+
 def _route_of(entry: dict) -> str:
     """The metrics label of a logged request: its route, else what kind of request it was."""
     if entry.get("route"):
