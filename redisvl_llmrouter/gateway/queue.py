@@ -10,6 +10,9 @@ gets the same error. The HTTP server answers 429 with ``Retry-After``.
 
 Limits are per process (so N processes admit N x ``concurrency``); the in-flight counts that the
 ``least_loaded`` strategy reads are shared through Redis.
+
+The same admission, without a depth or a wait limit, orders the routing decisions a process
+computes at once (embedding and search): a critical request is routed before the low ones waiting.
 """
 
 from __future__ import annotations
@@ -55,10 +58,11 @@ class ModelQueue:
         self,
         model: str,
         concurrency: int,
-        depth: int,
-        wait_timeout_s: float,
+        depth: int | None,
+        wait_timeout_s: float | None,
         on_change: Callable[[ModelQueue], None] | None = None,
     ) -> None:
+        """``depth`` None: no bound on waiters; ``wait_timeout_s`` None: they wait as long as it takes."""
         self.model = model
         self.on_change = on_change
         self.concurrency = concurrency
@@ -93,7 +97,7 @@ class ModelQueue:
             return
         self._waiters = [w for w in self._waiters if not w.future.done()]
         heapq.heapify(self._waiters)  # the filter keeps the list, not the heap order push and pop rely on
-        if len(self._waiters) >= self.depth:
+        if self.depth is not None and len(self._waiters) >= self.depth:
             worst = max(self._waiters, default=None)  # lowest priority, then the newest
             if worst is None or worst.rank <= rank:
                 self.shed += 1
@@ -120,17 +124,39 @@ class ModelQueue:
             raise self._full(f"Waited more than {self.wait_timeout_s:g} s for a free slot")
         waiter.future.result()  # raises if it was shed
 
-    def release(self) -> None:
-        """Free a slot: it passes straight to the best waiter, if any."""
+    @contextlib.asynccontextmanager
+    async def slot(self, rank: int) -> AsyncIterator[None]:
+        """Hold a slot for the block (see :meth:`acquire`)."""
+        await self.acquire(rank)
         try:
-            while self._waiters:
-                waiter = heapq.heappop(self._waiters)
-                if not waiter.future.done():
-                    waiter.future.set_result(None)  # the slot moves to the waiter; ``active`` is unchanged
-                    return
+            yield
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Free a slot: it passes straight to the best waiter, if any (unless the limit has come down)."""
+        try:
+            if self.active <= self.concurrency and self._admit_next():
+                return  # the slot moved to the waiter: ``active`` is unchanged
             self.active -= 1
         finally:
             self._changed()
+
+    def resize(self, concurrency: int) -> None:
+        """Change the limit: more room admits waiters at once; less takes effect as calls end."""
+        self.concurrency = concurrency
+        while self.active < self.concurrency and self._admit_next():
+            self.active += 1
+        self._changed()
+
+    def _admit_next(self) -> bool:
+        """Hand a slot to the best waiter still waiting; False if there is none."""
+        while self._waiters:
+            waiter = heapq.heappop(self._waiters)
+            if not waiter.future.done():
+                waiter.future.set_result(None)
+                return True
+        return False
 
 
 class Queues:
@@ -151,6 +177,14 @@ class Queues:
         self.wait_timeout_s = wait_timeout_s
         self.limits = limits
         self._queues: dict[str, ModelQueue] = {}
+
+    def set_limits(self, limits: dict[str, int]) -> None:
+        """New per-model limits (the catalog's ``max_concurrency`` changed); queues in use follow at once."""
+        if limits == self.limits:
+            return
+        self.limits = limits
+        for model, queue in self._queues.items():
+            queue.resize(limits.get(model) or self.default_concurrency)
 
     def __getitem__(self, model: str) -> ModelQueue:
         queue = self._queues.get(model)

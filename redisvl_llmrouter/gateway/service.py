@@ -34,7 +34,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -99,7 +99,8 @@ PRIORITY_NAMES = {rank: name for name, rank in PRIORITIES.items()}
 OWN_PARAMS = {"priority", "strategy", "constraints", "cache", "timeout"}
 #: Seconds a call to a custom backend may take unless the request says less (an upstream has its own ``timeout_s``).
 DEFAULT_TIMEOUT_S = 60.0
-#: Routing decisions (embedding and search) one gateway process computes at once; the rest wait their turn.
+#: Routing decisions (embedding and search) one gateway process computes at once; the rest wait their
+#: turn, by priority then arrival.
 ROUTES_AT_ONCE = 8
 #: How stale a process's view of the router's definition may be (another process may change it).
 ROUTER_REFRESH_S = 1.0
@@ -282,9 +283,12 @@ class Gateway:
         self.metrics = metrics or Metrics(known_models=lambda: self.router.models)
         self._custom_backends = dict(backends or {})
         self._backends: dict[str, Backend] = {}
-        limits = {m.name: m.max_concurrency for m in router.catalog if m.max_concurrency}
         self.queues = Queues(
-            config.queue.concurrency, config.queue.depth, config.queue.wait_timeout_s, limits, self._queue_changed
+            config.queue.concurrency,
+            config.queue.depth,
+            config.queue.wait_timeout_s,
+            _concurrency_limits(router.catalog),
+            self._queue_changed,
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._cache_repair: asyncio.Future[Any] | None = None
@@ -300,7 +304,7 @@ class Gateway:
         self._leases: asyncio.Future[None] | None = None  # renews their leases while there are any
         # Routes computed at once: more only contend for the CPU (embedding) and hold Redis connections
         # while they do, so that under a burst requests time out on the pool instead of waiting their turn.
-        self._routing = asyncio.Semaphore(ROUTES_AT_ONCE)
+        self._routing = ModelQueue("(routing)", ROUTES_AT_ONCE, depth=None, wait_timeout_s=None)
         self._loop: asyncio.AbstractEventLoop | None = None  # its clients' loop, set by its first use
         self._closed = False
 
@@ -409,7 +413,7 @@ class Gateway:
         if request.cache_allowed and self.cache is not None:
             import numpy as np
 
-            raw = await self._embedding(request.text)
+            raw = await self._embedding(request.text, request.rank)
             vector = np.frombuffer(raw, dtype=self.router._core.dtype).tolist()
             if self.config.record_requests:  # kept with the request: feedback on a passthrough need not embed it
                 outcome.query_vector = raw
@@ -451,10 +455,10 @@ class Gateway:
         """The decision for a request, without calling any model."""
         self._check_usable()
         request = self._request(messages, "auto", None, strategy, constraints, False, tenant, None, {})
-        unavailable = await self._routing_inputs(request.text)
+        unavailable = await self._routing_inputs(request.text, request.rank)
         options = RouteOptions(**{**request.options.__dict__, "unavailable": unavailable, "record": False})
         try:
-            match = await self._route(request.text, options)
+            match = await self._route(request.text, options, request.rank)
         except NoEligibleModelError as exc:
             self._raise_if_breakers_blocked(unavailable, exc.excluded)
             raise
@@ -746,15 +750,15 @@ class Gateway:
     def _window(self, text: str) -> str:
         return routing_text(text, self.router.routing_config.text)
 
-    async def _embedding(self, text: str) -> bytes:
+    async def _embedding(self, text: str, rank: int) -> bytes:
         """The routing text's vector (the router's bytes), through the router's LRU so that the route
         search and the request's record reuse it."""
         core = self.router._core
-        async with self._routing:
+        async with self._routing.slot(rank):
             (raw,) = await adrive(core._embed([core._text(text)]), self.router._client, core.vectorizer)
         return raw  # type: ignore[no-any-return]
 
-    async def _routing_inputs(self, text: str) -> dict[str, str]:
+    async def _routing_inputs(self, text: str, rank: int) -> dict[str, str]:
         """The open breakers, with the router checked for changes, before routing ``text``. When either
         needs Redis, the reads go out while the text is embedded (the route's search then finds the
         vector in the router's LRU), so they add no round trip of their own to the request."""
@@ -762,7 +766,7 @@ class Gateway:
         if now - self._refreshed < ROUTER_REFRESH_S and not self._stale_breakers(self.models(), now):
             return await self._open_breakers()
         results = await asyncio.gather(
-            self._open_breakers(), self._refresh_router(), self._embedding(text), return_exceptions=True
+            self._open_breakers(), self._refresh_router(), self._embedding(text, rank), return_exceptions=True
         )
         for result in results:
             if isinstance(result, BaseException):
@@ -810,19 +814,22 @@ class Gateway:
                 retry_after=PROBE_RETRY_AFTER_S,
             )
 
-    async def _route(self, text: str, options: RouteOptions) -> RouteMatch:
+    async def _route(self, text: str, options: RouteOptions, rank: int) -> RouteMatch:
         """The router's decision; nothing is written (the feedback record goes with the answer, in the
         write-behind: a Redis that refuses writes, full or a read-only replica, costs bookkeeping, not answers)."""
         core = self.router._core
         options = replace(options, record=False)
-        async with self._routing:
+        async with self._routing.slot(rank):
             return await adrive(core.route(text, None, None, options), self.router._client, core.vectorizer)
 
     async def _decide(self, request: _Request, outcome: Outcome) -> list[str]:
         """The models to try, in order; fills the outcome's decision fields."""
         if request.target is not None:  # a passthrough: its own breaker is all that matters
             outcome.model = request.target
-            unavailable = await self._open_breakers([request.target])
+            if time.monotonic() - self._refreshed >= ROUTER_REFRESH_S:  # its price and limit are the catalog's
+                unavailable, _ = await asyncio.gather(self._open_breakers([request.target]), self._refresh_router())
+            else:
+                unavailable = await self._open_breakers([request.target])
             if request.target in unavailable:
                 raise CircuitOpenError(
                     f"The circuit breaker of {request.target!r} is open after repeated failures; "
@@ -830,10 +837,10 @@ class Gateway:
                     retry_after=self.config.breaker.cooldown_s,
                 )
             return [request.target]
-        unavailable = await self._routing_inputs(request.text)
+        unavailable = await self._routing_inputs(request.text, request.rank)
         options = RouteOptions(**{**request.options.__dict__, "unavailable": unavailable})
         try:
-            match = await self._route(request.text, options)
+            match = await self._route(request.text, options, request.rank)
         except NoEligibleModelError as exc:
             outcome.excluded = exc.excluded  # the log says why, as a decision's exclusions would
             outcome.route = exc.route  # the tier matched; the policy then excluded every model
@@ -1147,16 +1154,20 @@ class Gateway:
             if done:
                 return
             done = True
-            await stack.aclose()
-            if ended is not True:  # the provider's call is still open: close it, off a task that may be cancelled
-                self._spawn(_close_chunks(chunks))
+            # The provider's call may still be open: it is closed before its queue slot goes to the next
+            # request (which would otherwise start beside it), in a task that a cancelled caller cannot stop.
+            closing = self._spawn(_close_then_free(chunks, stack)) if ended is not True else None
             if ended is None:  # left before its end: still one request, logged and counted, but no call outcome
                 self._failed(request, outcome, "client_closed")
                 self._release(model, outcome.request_id)
-                return
-            if ended:
-                self.metrics.child(self.metrics.upstream_latency, model=model).observe(first_latency / 1000)
-            self._record_call(model, ended, first_latency, outcome.request_id)
+            else:
+                if ended:
+                    self.metrics.child(self.metrics.upstream_latency, model=model).observe(first_latency / 1000)
+                self._record_call(model, ended, first_latency, outcome.request_id)
+            if closing is None:
+                await stack.aclose()
+            else:
+                await asyncio.shield(closing)
 
         return end
 
@@ -1464,11 +1475,13 @@ class Gateway:
             await self.router.refresh()
         except Exception as exc:  # routing goes on with the definition it has, and reports its own errors
             logger.warning("gateway: could not check router %r for changes: %s", self.router.name, loggable(exc))
+        self.queues.set_limits(_concurrency_limits(self.router.catalog))  # a catalog change reaches the queues
 
-    def _spawn(self, work: Awaitable[Any]) -> None:
+    def _spawn(self, work: Awaitable[T]) -> asyncio.Future[T]:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._done)
+        return task
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -1483,6 +1496,11 @@ _KEPT_DELTA = frozenset({"role", "content", "refusal"})
 def _wants_usage(request: _Request) -> bool:
     """Whether the client asked for a stream's usage-only last chunk (the gateway always asks upstream)."""
     return bool((request.params.get("stream_options") or {}).get("include_usage"))
+
+
+def _concurrency_limits(catalog: Iterable[Any]) -> dict[str, int]:
+    """The per-model concurrency limits a catalog sets (``max_concurrency``)."""
+    return {m.name: m.max_concurrency for m in catalog if m.max_concurrency}
 
 
 def _whole(value: Any) -> bool:
@@ -1519,6 +1537,17 @@ async def _first_chunk(chunks: AsyncIterator[dict[str, Any]], model: str, timeou
     if chunk is None:
         raise UpstreamError(f"{model}: the provider's stream ended without a chunk", retryable=True, reason="server")
     return chunk
+
+
+async def _close_then_free(chunks: AsyncIterator[dict[str, Any]], stack: contextlib.AsyncExitStack) -> None:
+    """Close a provider's stream left before its end, then free its queue slot (a provider that takes
+    longer than ``TIMEOUT_GRACE_S`` to close keeps it no longer)."""
+    try:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(TIMEOUT_GRACE_S):
+                await _close_chunks(chunks)
+    finally:
+        await stack.aclose()
 
 
 async def _close_chunks(chunks: AsyncIterator[dict[str, Any]]) -> None:

@@ -536,6 +536,94 @@ def test_every_refusal_by_a_full_queue_is_counted_alike_in_stats_and_metrics(red
     assert asyncio.run(run()) == (4, 4.0)
 
 
+def test_a_critical_request_is_routed_before_the_low_ones_waiting_to_be_routed(redis_url):
+    """Routing (embedding and search) takes a few requests at a time; first come, first served, a critical
+    request waited behind every low one that arrived before it, whatever the model queues then did."""
+
+    async def run() -> int:
+        gw = await Gateway.create(
+            {"router_name": f"lib-{uuid.uuid4().hex[:6]}"}, redis_url=redis_url, backends={"*": Scripted()}
+        )
+        done: list[str] = []
+
+        async def ask(label: str, priority: str) -> None:
+            await gw.complete([{"role": "user", "content": f"question {label}: {uuid.uuid4().hex}"}], priority=priority)
+            done.append(label)
+
+        try:
+            lows = [asyncio.ensure_future(ask(f"low {i}", "low")) for i in range(120)]
+            await asyncio.sleep(0.02)  # every low one is waiting to be routed, a few are being routed
+            await asyncio.gather(ask("critical", "critical"), *lows)
+            return done.index("critical")
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    assert asyncio.run(run()) < 40  # behind those already being routed; it was 120th (or so)
+
+
+def test_a_catalog_change_of_max_concurrency_reaches_the_queues_of_a_running_gateway(redis_url):
+    async def run() -> tuple[int, int]:
+        name, model = f"lib-{uuid.uuid4().hex[:6]}", "openai/gpt-4.1-mini"
+        gw = await Gateway.create({"router_name": name}, redis_url=redis_url, backends={"*": Scripted()})
+        ask = [{"role": "user", "content": "hi"}]
+        try:
+            await gw.complete(ask, model=model)
+            before = gw.queues.snapshot()[model]["concurrency"]
+            other = await AsyncSemanticRouter.from_existing(name, redis_url=redis_url)
+            specs = [m.model_copy(update={"max_concurrency": 1}) if m.name == model else m for m in other.catalog]
+            await other.update_catalog(ModelCatalog(models=specs))
+            await other.close()
+            await asyncio.sleep(1.1)  # a gateway checks for changes at most once a second
+            await gw.complete(ask, model=model)
+            return before, gw.queues.snapshot()[model]["concurrency"]
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    assert asyncio.run(run()) == (128, 1)
+
+
+def test_a_stream_left_early_is_closed_at_the_provider_before_its_slot_goes_to_the_next_request(redis_url):
+    class Closing(Scripted):
+        def __init__(self) -> None:
+            super().__init__()
+            self.events: list[str] = []
+
+        async def complete(self, call: Call) -> dict[str, Any]:
+            self.events.append("call")
+            return await super().complete(call)
+
+        async def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+            self.events.append("stream")
+            try:
+                for i in range(1000):
+                    yield {"id": "x", "model": call.model, "choices": [{"index": 0, "delta": {"content": f"{i} "}}]}
+            finally:
+                await asyncio.sleep(0.05)  # a provider's connection takes a moment to close
+                self.events.append("closed")
+
+    async def run() -> list[str]:
+        backend = Closing()
+        config = {"router_name": f"lib-{uuid.uuid4().hex[:6]}", "queue": {"concurrency": 1}}
+        gw = await Gateway.create(config, redis_url=redis_url, backends={"*": backend})
+        ask, model = [{"role": "user", "content": "hi"}], "openai/gpt-4.1-nano"
+        try:
+            stream = await gw.complete(ask, model=model, stream=True)
+            async for _ in stream:
+                break
+            queued = asyncio.ensure_future(gw.complete(ask, model=model))  # waits for the one slot
+            await asyncio.sleep(0.01)
+            await stream.aclose()
+            await queued
+            return backend.events
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    assert asyncio.run(run()) == ["stream", "closed", "call"]  # never two calls at once with a limit of one
+
+
 def test_a_cached_answer_expires_ttl_after_it_was_stored_however_often_it_is_hit(redis_url):
     async def run() -> list[str | None]:
         config = {"router_name": f"lib-{uuid.uuid4().hex[:6]}", "cache": {"enabled": True, "ttl_s": 1}}
@@ -543,7 +631,7 @@ def test_a_cached_answer_expires_ttl_after_it_was_stored_however_often_it_is_hit
         ask = [{"role": "user", "content": f"what is the capital of france? {uuid.uuid4().hex}"}]
         states = []
         try:
-            for pause in (0.0, 0.2, 0.5, 0.6):  # stored at 0; hit at 0.2 and 0.7 s (renewing RedisVL's TTL); 1.3 s
+            for pause in (0.0, 0.2, 0.5, 0.6):  # stored at 0; hit at 0.2 and 0.7 s (never renewing its TTL); 1.3 s
                 await asyncio.sleep(pause)
                 states.append((await gw.complete(ask, temperature=0)).outcome.cache)
                 await asyncio.sleep(0.05)  # the store happens behind the answer

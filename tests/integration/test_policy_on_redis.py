@@ -71,7 +71,9 @@ def test_prompt_tokens_is_a_whole_count_not_a_flag(api, name, table):
     import numpy as np
 
     router = api.create(name=name, routes=chat_route(name), vectorizer=table, catalog=catalog(name))
-    with pytest.raises(InvalidQueryError, match="prompt_tokens must be a positive integer, got True"):
+    with pytest.raises(
+        InvalidQueryError, match="prompt_tokens must be a whole number from 1 to 1,000,000,000, got True"
+    ):
         router("query", prompt_tokens=True)  # was taken as 1 token, and kept as True on the decision
     assert router("query", prompt_tokens=np.int64(1000)).decision.estimated_cost == pytest.approx(
         (1000 * 1.0 + 256 * 1.0) / 1e6

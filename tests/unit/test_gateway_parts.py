@@ -67,6 +67,27 @@ class TestBreaker:
 
 
 class TestPriorityQueue:
+    def test_a_raised_limit_admits_waiters_at_once_and_a_lowered_one_as_calls_end(self):
+        async def run() -> list[int]:
+            queue = ModelQueue("m", concurrency=1, depth=10, wait_timeout_s=None)
+            await queue.acquire(2)
+            waiting = [asyncio.ensure_future(queue.acquire(2)) for _ in range(3)]
+            await asyncio.sleep(0.01)
+            queue.resize(3)
+            await asyncio.sleep(0.01)
+            seen = [queue.active, sum(w.done() for w in waiting)]  # two more in, one still waiting
+            queue.resize(1)
+            queue.release()
+            queue.release()
+            await asyncio.sleep(0.01)
+            seen += [queue.active, sum(w.done() for w in waiting)]  # down to the new limit, nobody let in
+            queue.release()
+            await asyncio.sleep(0.01)
+            seen += [queue.active, sum(w.done() for w in waiting)]  # now the waiter takes the freed slot
+            return seen
+
+        assert asyncio.run(run()) == [3, 2, 1, 2, 1, 3]
+
     def test_priorities_are_named(self):
         assert priority_rank(None) == priority_rank("normal") > priority_rank("high") > priority_rank("critical")
         with pytest.raises(InvalidRequestError, match="priority must be one of"):
