@@ -60,7 +60,7 @@ from redisvl_llmrouter.learning.store import MemoryInfo, MemoryView, OutcomeStor
 from redisvl_llmrouter.observability import decisions
 from redisvl_llmrouter.ops import Acquire, Command, Embed, Op, Pipeline, run_script
 from redisvl_llmrouter.policy import stats as live
-from redisvl_llmrouter.policy.catalog import MAX_TOKENS, ModelCatalog, estimate_tokens, finite_number
+from redisvl_llmrouter.policy.catalog import MAX_EXACT_INT, MAX_TOKENS, ModelCatalog, estimate_tokens, finite_number
 from redisvl_llmrouter.policy.constraints import Constraints
 from redisvl_llmrouter.policy.decision import PolicyInput, decide, effective_catalog, learned_qualities, primary_tier
 from redisvl_llmrouter.request_text import routing_text
@@ -217,6 +217,9 @@ class RouteOptions:
     constraints: Constraints = field(default_factory=Constraints)
     prompt_tokens: int | None = None
     """The request's prompt tokens (default: estimated from the statement)."""
+    choices: int = 1
+    """Answers asked for (OpenAI's ``n``): each is billed its output tokens, so the cost estimate counts
+    them all, while the context a model needs is one answer's."""
     unavailable: Mapping[str, str] = field(default_factory=dict)
     """Models that must not be chosen, with the reason (open circuit breakers)."""
     stats: Mapping[str, live.ModelStats] | None = None
@@ -394,7 +397,7 @@ class RouterCore:
         return self._unpriced
 
     def get(self, route_name: str) -> Route | None:
-        return self._by_name.get(route_name)
+        return self._by_name.get(route_name) if isinstance(route_name, str) else None  # a list: no route, no TypeError
 
     def require(self, route_name: str) -> Route:
         route = self.get(route_name)
@@ -576,8 +579,8 @@ class RouterCore:
             raise InvalidQueryError("Pass the vector as a list or array of floats, not bytes.")
         try:
             array = np.asarray(vector, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise InvalidQueryError(f"The vector must be a list of numbers: {exc}") from None
+        except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an integer no float holds
+            raise InvalidQueryError(f"The vector must be a list of finite numbers: {exc}") from None
         if array.ndim != 1 or array.size != self.dims:
             raise VectorDimensionError(
                 f"The vector has {array.size if array.ndim == 1 else array.shape} values; "
@@ -1045,6 +1048,7 @@ class RouterCore:
             strategy=strategy,
             constraints=options.constraints,
             prompt_tokens=prompt_tokens,
+            choices=options.choices,
             prediction=prediction,
             min_support=self.learning.min_support,
             stats=stats,
@@ -1505,8 +1509,14 @@ class RouterCore:
         if not isinstance(request_id, str) or not request_id:  # call_finished names it to end this call
             raise InvalidQueryError(f"request_id must be a non-empty string, got {request_id!r}")
         # A timeout of 0 or less would mark the call abandoned at once: it would never count as in flight.
-        if isinstance(timeout_ms, (bool, np.bool_)) or not isinstance(timeout_ms, numbers.Integral) or timeout_ms < 1:
-            raise InvalidQueryError(f"timeout_ms must be a whole number of milliseconds, 1 or more, got {timeout_ms!r}")
+        if (
+            isinstance(timeout_ms, (bool, np.bool_))
+            or not isinstance(timeout_ms, numbers.Integral)
+            or not 1 <= timeout_ms <= MAX_EXACT_INT
+        ):
+            raise InvalidQueryError(
+                f"timeout_ms must be a whole number of milliseconds from 1 to {MAX_EXACT_INT}, got {timeout_ms!r}"
+            )
         yield Pipeline(tuple(live.start_commands(model, request_id, live_now_ms(), int(timeout_ms))))
 
     def call_finished(
@@ -1563,8 +1573,8 @@ class RouterCore:
         the row's text and ``output_tokens``, else what similar requests cost), and the knob is
         set where the goal is met (:func:`redisvl_llmrouter.learning.calibration.solve`).
         """
-        if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
-            raise ConfigError(f"sample must be a whole number of rows, 1 or more, got {sample!r}")
+        if isinstance(sample, bool) or not isinstance(sample, int) or not 1 <= sample <= MAX_EXACT_INT:
+            raise ConfigError(f"sample must be a whole number of rows from 1 to {MAX_EXACT_INT}, got {sample!r}")
         if not isinstance(apply, bool):  # bool("no") is True: a word would save what the caller declined
             raise ConfigError(f"apply must be True or False, got {apply!r}")
         if output_tokens is not None and (

@@ -18,7 +18,13 @@ from redisvl.extensions.router.schema import Route as _RedisVLRoute
 from redisvl.extensions.router.schema import RouteMatch as _RedisVLRouteMatch
 from redisvl.extensions.router.schema import RoutingConfig as _RedisVLRoutingConfig
 
-from redisvl_llmrouter.policy.catalog import DEFAULT_OUTPUT_TOKENS, ModelCatalog, TokenCount, refuse_non_number
+from redisvl_llmrouter.policy.catalog import (
+    DEFAULT_OUTPUT_TOKENS,
+    MAX_EXACT_INT,
+    ModelCatalog,
+    TokenCount,
+    refuse_non_number,
+)
 from redisvl_llmrouter.policy.constraints import Constraints
 
 __all__ = [
@@ -275,8 +281,8 @@ class TextWindow(BaseModel):
     ``benchmarks/RESULTS.md``); applied alike when routing, learning and evaluating.
     """
 
-    max_chars: Annotated[int, Field(ge=16, le=MAX_STATEMENT_CHARS)] = 1000
-    head_chars: Annotated[int, Field(ge=0, le=MAX_STATEMENT_CHARS)] = 250
+    max_chars: Annotated[int, Field(ge=16, le=MAX_EXACT_INT)] = 1000
+    head_chars: Annotated[int, Field(ge=0, le=MAX_EXACT_INT)] = 250
 
     model_config = ConfigDict(extra="forbid")
 
@@ -410,9 +416,9 @@ class RoutingConfig(_RedisVLRoutingConfig):
     """
 
     aggregation_method: DistanceAggregationMethod = DistanceAggregationMethod.avg  # type: ignore[assignment]
-    aggregation_k: Annotated[int, Field(ge=1, le=1000)] = 3
+    aggregation_k: Annotated[int, Field(ge=1, le=MAX_EXACT_INT)] = 3
     """How many nearest references ``topk`` averages."""
-    max_k: Annotated[int, Field(strict=True, gt=0, le=10_000)] = 1
+    max_k: Annotated[int, Field(strict=True, gt=0, le=MAX_EXACT_INT)] = 1
     """How many matches ``route_many`` returns (bounded: a stored config must read back as written)."""
     cost_optimization: bool = False
     cost_weight: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
@@ -460,11 +466,16 @@ class PromotionRule(BaseModel):
     """
 
     fail_below: Annotated[float, Field(gt=0, le=1)] = 0.5
-    min_failures: Annotated[int, Field(ge=1, le=1_000_000)] = 3
+    min_failures: Annotated[int, Field(ge=1, le=MAX_EXACT_INT)] = 3
     min_share: Annotated[float, Field(gt=0, le=1)] = 0.5
     radius: Annotated[float, Field(gt=0, le=2)] = 0.35
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("fail_below", "min_failures", "min_share", "radius", mode="before")
+    @classmethod
+    def _a_number(cls, v: Any, info: ValidationInfo) -> Any:
+        return refuse_non_number(v, info.field_name or "value")  # True is no count, "3" no number
 
 
 class LearningConfig(BaseModel):
@@ -481,9 +492,9 @@ class LearningConfig(BaseModel):
     radius: Annotated[float, Field(gt=0, le=2)] = 0.75
     shrinkage: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 16.0
     min_support: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
-    max_rows: Annotated[int, Field(ge=1, le=100_000_000)] = 100_000
+    max_rows: Annotated[int, Field(ge=1, le=MAX_EXACT_INT)] = 100_000
     """Size cap: past it, the oldest rows (by first write) are evicted."""
-    feedback_ttl_s: Annotated[int, Field(ge=1, le=315_360_000)] = 86_400  # at most ten years
+    feedback_ttl_s: Annotated[int, Field(ge=1, le=MAX_EXACT_INT)] = 86_400
     """How long a routed request can receive feedback by its ``request_id``."""
     store_text: bool = True
     """Keep the text of learned and routed requests (needed for promotion and export)."""
@@ -491,6 +502,12 @@ class LearningConfig(BaseModel):
     """Tier promotion from feedback; off (None) by default."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("neighbours", "radius", "shrinkage", "min_support", "max_rows", "feedback_ttl_s", mode="before")
+    @classmethod
+    def _a_number(cls, v: Any, info: ValidationInfo) -> Any:
+        # max_rows=True was read as 1, and the next learn() evicted all but one row.
+        return refuse_non_number(v, info.field_name or "value")
 
 
 class RouterDefinition(BaseModel):

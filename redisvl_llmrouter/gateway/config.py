@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from redisvl_llmrouter.errors import ConfigError
-from redisvl_llmrouter.policy.catalog import read_data_file
+from redisvl_llmrouter.policy.catalog import MAX_EXACT_INT, read_data_file
 
 __all__ = [
     "PROVIDERS",
@@ -166,9 +166,9 @@ class BreakerConfig(BaseModel):
     """Per-model circuit breaker: open after ``failures`` consecutive failures, half-open after
     ``cooldown_s``, closed again after ``successes`` consecutive successes."""
 
-    failures: Annotated[int, Field(ge=1)] = 5
+    failures: Annotated[int, Field(ge=1, le=MAX_EXACT_INT)] = 5
     cooldown_s: Annotated[float, Field(gt=0, le=86_400)] = 30.0  # at most a day: Redis keeps the state a week
-    successes: Annotated[int, Field(ge=1)] = 2
+    successes: Annotated[int, Field(ge=1, le=MAX_EXACT_INT)] = 2
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # an input may be a key
 
@@ -177,8 +177,8 @@ class QueueConfig(BaseModel):
     """Per-model admission in each gateway process: ``concurrency`` calls at once (a catalog model's
     ``max_concurrency`` overrides it), at most ``depth`` waiting; the lowest priority is shed first."""
 
-    concurrency: Annotated[int, Field(ge=1)] = 128
-    depth: Annotated[int, Field(ge=0)] = 4096
+    concurrency: Annotated[int, Field(ge=1, le=MAX_EXACT_INT)] = 128
+    depth: Annotated[int, Field(ge=0, le=MAX_EXACT_INT)] = 4096
     wait_timeout_s: PositiveFloat = 30.0
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # an input may be a key
@@ -203,7 +203,7 @@ class LogConfig(BaseModel):
     """The decisions log: a capped Redis stream per router (see ``docs/observability.md``)."""
 
     enabled: bool = True
-    max_entries: Annotated[int, Field(ge=100)] = 100_000
+    max_entries: Annotated[int, Field(ge=100, le=MAX_EXACT_INT)] = 100_000
     store_text: bool = False
     """Keep the request's text in the log; otherwise only its SHA-256 is stored."""
 
@@ -241,7 +241,7 @@ class GatewayConfig(BaseModel):
     max_body_mb: Annotated[float, Field(gt=0, le=1024, allow_inf_nan=False)] = 32.0
     """The largest request body read, in MB (a 413 beyond it): base64 images make bodies large, and
     without a limit a few huge bodies would fill the gateway's memory."""
-    max_models: Annotated[int, Field(ge=1)] = 3
+    max_models: Annotated[int, Field(ge=1, le=MAX_EXACT_INT)] = 3
     """Models tried per request: the chosen one and up to ``max_models - 1`` fallbacks."""
     shutdown_timeout_s: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 30.0
     """On SIGTERM, how long ``serve`` lets requests in flight finish before cutting them (then it

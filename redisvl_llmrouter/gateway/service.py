@@ -520,6 +520,8 @@ class Gateway:
             )
         entry = {"type": "feedback", "request_id": request_id, "model": model, "quality": quality}
         if "cached" in record:
+            if model != record.get("model"):  # one the client named: checked as feedback on any answer is
+                self.router._core._check_models([model])
             # The answer was generated for another, similar prompt: how it served this one says how the
             # cache did, not how the model does on this prompt. Logged (the report counts it), not learned.
             quality = RouterCore._checked_outcome(quality, cost, None)[0]  # refused as any feedback would be
@@ -712,13 +714,13 @@ class Gateway:
                 raise InvalidRequestError(f"max_tokens must be from 1 to {MAX_TOKENS:,}, got {max_tokens!r}")
             if _whole(n) and not 1 <= n <= MAX_CHOICES:
                 raise InvalidRequestError(f"n must be from 1 to {MAX_CHOICES}, got {n!r}")
-            choices = n if _whole(n) else 1
-            if options.constraints.output_tokens is None and (_whole(max_tokens) or choices > 1):
-                # What the answer may cost: every one of the n choices is billed its output tokens.
-                per_choice = max_tokens if _whole(max_tokens) else self.router.routing_config.expected_output_tokens
-                total = min(per_choice * choices, MAX_TOKENS)
-                constraints_ = options.constraints.model_copy(update={"output_tokens": total})
-                options = RouteOptions(**{**options.__dict__, "constraints": constraints_})
+            # Each of the n answers is billed its output tokens (the cost estimate counts them all); the
+            # context a model needs is one answer's.
+            update: dict[str, Any] = {"choices": n} if _whole(n) else {}
+            if options.constraints.output_tokens is None and _whole(max_tokens):
+                update["constraints"] = options.constraints.model_copy(update={"output_tokens": max_tokens})
+            if update:
+                options = replace(options, **update)
         else:  # a passthrough request: nothing to route, nothing to validate
             options = _PASSTHROUGH
         return _Request(

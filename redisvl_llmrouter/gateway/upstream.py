@@ -175,7 +175,7 @@ async def _read_body(receive: Receive) -> dict[str, Any]:
             break
     try:
         data = json.loads(b"".join(chunks) or b"{}")
-    except json.JSONDecodeError:
+    except ValueError:  # not JSON, or not UTF-8 (UnicodeDecodeError): answered as a body without fields
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -221,7 +221,10 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         error = {"error": {"message": "model and messages are required", "type": "invalid_request_error"}}
         await _send_json(send, 400, error)
         return
-    problem = _malformed(body["messages"])
+    options = body.get("stream_options")
+    problem = _malformed(body["messages"]) or (
+        "stream_options must be an object" if options is not None and not isinstance(options, dict) else ""
+    )
     if problem:  # as a provider refuses it: the client's error, never a crash of this server
         await _send_json(send, 400, {"error": {"message": problem, "type": "invalid_request_error"}})
         return

@@ -51,6 +51,10 @@ DEFAULT_OUTPUT_TOKENS = 256
 #: and small enough that costs computed from it stay finite and a stored config keeps it exact.
 MAX_TOKENS = 1_000_000_000
 TokenCount = Annotated[int, Field(gt=0, le=MAX_TOKENS)]
+#: The largest whole number a stored setting may be: JSON readers (RedisJSON past 64 bits, JavaScript
+#: past 53) no longer keep larger ones exact, and a config read back different from the one written
+#: cannot be loaded.
+MAX_EXACT_INT = 2**53 - 1
 
 
 class Capability(str, Enum):
@@ -126,7 +130,7 @@ class ModelSpec(BaseModel):
     """Prior expected quality in [0, 1]; the outcome memory refines it per request."""
     latency_ms: Positive | None = None
     """Expected latency of a typical request; live statistics replace it once measured."""
-    max_concurrency: Annotated[int, Field(gt=0, le=1_000_000)] | None = None
+    max_concurrency: Annotated[int, Field(gt=0, le=MAX_EXACT_INT)] | None = None
     """Most requests the gateway sends this model at once."""
     metadata: dict[str, Any] = Field(default_factory=dict)
 

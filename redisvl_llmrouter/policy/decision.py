@@ -78,6 +78,8 @@ class PolicyInput:
     strategy: Strategy
     constraints: Constraints = field(default_factory=Constraints)
     prompt_tokens: int = 1
+    choices: int = 1
+    """Answers asked for: the cost estimate bills each its output tokens; the context need is one answer's."""
     prediction: Prediction | None = None
     min_support: float = 1.0
     stats: Mapping[str, ModelStats] = field(default_factory=dict)
@@ -178,7 +180,7 @@ def _choice(
     if estimate is not None and (evidence or quality is None):
         quality, support = _capped(estimate, tier_quality), estimate.support if evidence else 0.0
     output_tokens = inp.constraints.output_tokens or inp.config.expected_output_tokens
-    cost = spec.estimate_cost(inp.prompt_tokens, output_tokens)
+    cost = spec.estimate_cost(inp.prompt_tokens, output_tokens * inp.choices)
     if cost is None and estimate is not None:
         cost = estimate.cost  # what similar requests cost, learned from outcomes
     live = inp.stats.get(model)

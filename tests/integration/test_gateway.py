@@ -805,6 +805,18 @@ def test_a_request_the_upstream_refuses_is_the_clients_error_and_never_opens_the
     assert (live.successes, live.failures, live.inflight) == (1, 0, 0)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps({"model": "m", "messages": ask("hi"), "stream": True, "stream_options": "yes"}).encode(),
+        b'{"model": "m", "messages": [{"role": "user", "content": "\xff\xfe"}]}',  # not UTF-8
+    ],
+)
+def test_the_local_upstream_answers_a_malformed_body_with_a_400_not_a_crash(local_upstream, body):
+    response = httpx.post(f"{local_upstream.url}/chat/completions", content=body, timeout=10)
+    assert response.status_code == 400 and response.json()["error"]["type"] == "invalid_request_error"
+
+
 def test_the_local_upstream_refuses_a_malformed_message_part_as_a_provider_does(client):
     model = f"mp{uuid.uuid4().hex[:6]}/strict"
     messages = [{"role": "user", "content": [{"type": "text", "text": ["not", "a", "string"]}]}, *ask("hi")]

@@ -24,8 +24,10 @@ from redisvl_llmrouter.errors import (
     ConfigError,
     GatewayClosedError,
     GatewayLoopError,
+    InvalidFeedbackError,
     ModelNotFoundError,
     QueueFullError,
+    UnknownModelError,
     UpstreamError,
 )
 from redisvl_llmrouter.gateway import Call, Gateway, SyncGateway
@@ -657,6 +659,10 @@ def test_feedback_on_a_cached_answer_is_logged_but_never_learned_as_the_models_o
             hit = await gw.complete(ask, temperature=0)
             assert (generated.outcome.cache, hit.outcome.cache) == ("miss", "hit")
             rows = (await gw.router.memory_info()).rows
+            await asyncio.sleep(0.2)  # the hit's record (answered from the cache) is written behind it
+            for model, error in ((123, InvalidFeedbackError), ("nobody/none", UnknownModelError)):
+                with pytest.raises(error):  # checked as on any answer, though not learned
+                    await gw.feedback(hit.outcome.request_id, 0.5, model=model)
             on_hit = await gw.feedback(hit.outcome.request_id, 0.0)
             after_hit = (await gw.router.memory_info()).rows
             on_answer = await gw.feedback(generated.outcome.request_id, 1.0)

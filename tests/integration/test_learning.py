@@ -27,6 +27,7 @@ from redisvl_llmrouter import (
     ModelSpec,
     PromotionRule,
     Route,
+    RouteNotFoundError,
     RoutingConfig,
     UnknownModelError,
     UnknownRequestError,
@@ -239,7 +240,33 @@ def test_numbers_no_float_holds_and_names_that_are_not_strings_are_typed_errors_
         router.calibrate(budget=1.0, apply="no")
     with pytest.raises(ConfigError, match="budget"):
         router.calibrate(budget=huge)
+    with pytest.raises(ConfigError, match="sample"):  # Redis answered "out of range"
+        router.calibrate(budget=1.0, sample=2**63)
+    with pytest.raises(InvalidQueryError, match="timeout_ms"):
+        router.call_started("m/cheap", "req-1", timeout_ms=2**63)
+    with pytest.raises(InvalidQueryError, match="finite numbers"):
+        router(vector=[huge, 0.0, 0.0])
+    with pytest.raises(RouteNotFoundError):  # a list is no route name (it was a TypeError)
+        router.round_robin_position(["cheap"])
+    with pytest.raises(ConfigError, match="max_rows must be a number"):  # True was read as 1: all but a row evicted
+        router.update_learning({"max_rows": True})
+    assert router.memory_info().rows == 3
     assert router.routing_config.cost_weight == 0.1
+
+
+def test_settings_legal_before_numbers_were_bounded_still_load(api, name, table):
+    """Bounded to what a stored config keeps exact, not tighter: a router stored with these must still open."""
+    from redisvl_llmrouter import TextWindow
+
+    make(
+        api,
+        name,
+        table,
+        routing_config=RoutingConfig(cost_weight=0.1, text=TextWindow(max_chars=2_000_000, head_chars=1_500_000)),
+        learning=LearningConfig(max_rows=500_000_000, feedback_ttl_s=10 * 365 * 86_400 + 1),
+    )
+    again = api.from_existing(name, vectorizer=table)
+    assert (again.routing_config.text.max_chars, again.learning.max_rows) == (2_000_000, 500_000_000)
 
 
 @pytest.mark.parametrize("setting", [{"expected_output_tokens": 2**64}, {"aggregation_k": 2**64}, {"max_k": 2**64}])

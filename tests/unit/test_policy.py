@@ -144,6 +144,12 @@ def test_context_window_is_checked_against_the_estimated_prompt_and_answer():
     assert "context window 8,000 < 11,000 tokens needed" in d.excluded[0].reason
 
 
+def test_n_answers_are_each_billed_but_the_context_need_is_one_answers():
+    d = decide(matched(SIMPLE), [], inp(constraints=Constraints(output_tokens=3000), prompt_tokens=4000, choices=3))
+    assert d.model == "p/nano"  # 4,000 + 3,000 fit its 8,000: not 4,000 + 9,000
+    assert d.estimated_cost == pytest.approx((4000 * 0.1 + 3 * 3000 * 0.4) / 1e6)  # the prompt once, three answers
+
+
 def test_min_quality_and_max_latency():
     d = decide(matched(SIMPLE), [], inp(constraints=Constraints(min_quality=0.8, max_latency_ms=3000, output_tokens=1)))
     assert d.model == "p/big"
