@@ -1653,10 +1653,12 @@ def _litellm_installed() -> bool:
 
 async def _load_router(config: GatewayConfig, redis_url: str) -> AsyncSemanticRouter:
     """The config's router: attached if it is in Redis under that name, else loaded from the config or file."""
+    name = config.router_name or config.router
     try:
-        return await AsyncSemanticRouter.from_existing(config.router_name or config.router, redis_url=redis_url)
+        return await AsyncSemanticRouter.from_existing(name, redis_url=redis_url)
     except ConfigError:
-        pass
+        if await _config_stored(name, redis_url):  # stored, yet unreadable: that error, not "no config named"
+            raise
     try:
         return await AsyncSemanticRouter.from_pretrained(config.router, name=config.router_name, redis_url=redis_url)
     except (LLMRouterError, FileNotFoundError) as exc:
@@ -1666,6 +1668,20 @@ async def _load_router(config: GatewayConfig, redis_url: str) -> AsyncSemanticRo
                 f"config is loaded as. Drop router_name to serve {config.router!r}, or set router to a config."
             ) from None
         raise ConfigError(f"Cannot load the gateway's router {config.router!r}: {exc}") from exc
+
+
+async def _config_stored(name: str, redis_url: str) -> bool:
+    """Whether Redis holds a stored config under ``name`` (valid or not)."""
+    from redisvl_llmrouter.connection import async_client
+    from redisvl_llmrouter.search import config_key
+
+    client = async_client(redis_url=redis_url)
+    try:
+        return bool(await client.exists(config_key(name)))
+    except Exception:  # not a router name at all, or Redis down: the loading that follows says which
+        return False
+    finally:
+        await client.aclose()
 
 
 async def _stored(name: str, redis_url: str) -> bool:

@@ -338,6 +338,25 @@ def test_upstream_url_sends_every_model_even_beside_configured_upstreams(redis_u
     assert "the 1 configured upstreams are not used" in caplog.text
 
 
+def test_a_stored_router_that_cannot_be_read_is_reported_as_such_not_as_a_missing_config(redis_url):
+    import redis
+
+    from redisvl_llmrouter.search import config_key
+
+    name = f"lib-{uuid.uuid4().hex[:6]}"
+    SemanticRouter.from_pretrained("default", name=name, redis_url=redis_url).close()
+    redis.Redis.from_url(redis_url).execute_command("JSON.SET", config_key(name), "$.routing_config.cost_weight", "5")
+    try:
+        with pytest.raises(ConfigError, match="Invalid router definition") as refused:
+            asyncio.run(Gateway.create({"router": name}, redis_url=redis_url))
+        assert "pretrained" not in str(refused.value)
+    finally:  # readable again, then gone with everything it has
+        redis.Redis.from_url(redis_url).execute_command(
+            "JSON.SET", config_key(name), "$.routing_config.cost_weight", "0.3"
+        )
+        SemanticRouter.from_existing(name, redis_url=redis_url).delete()
+
+
 def test_router_name_names_a_loaded_config_and_a_stored_router_is_not_one(redis_url):
     stored = SemanticRouter.from_pretrained("default", name=f"lib-{uuid.uuid4().hex[:6]}", redis_url=redis_url)
     try:
