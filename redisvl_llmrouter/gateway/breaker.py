@@ -135,7 +135,8 @@ return state
 
 
 #: KEYS: breaker hash, the model's in-flight set. ARGV: now ms, cooldown ms, probes allowed at once,
-#: request id, lease end ms. Returns 1 (and enters the call in flight) if :func:`admits` says so, else 0.
+#: request id, lease end ms. Returns 0 if :func:`admits` refuses the call, 1 if the breaker is closed, and
+#: 2 for a trial call of a half-open breaker (entered in flight at once).
 PROBE_SCRIPT = r"""
 local k, inflight = KEYS[1], KEYS[2]
 local now, cool, probes = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -147,7 +148,7 @@ if state == 'open' then return 0 end
 if redis.call('ZCOUNT', inflight, now, '+inf') >= probes then return 0 end
 redis.call('ZADD', inflight, ARGV[5], ARGV[4])
 redis.call('PEXPIRE', inflight, math.max(redis.call('PTTL', inflight), tonumber(ARGV[5]) - now + 60000))
-return 1
+return 2
 """
 
 

@@ -70,12 +70,11 @@ class ModelQueue:
         self.wait_timeout_s = wait_timeout_s
         self.active = 0
         self.shed = 0
+        # A heap by priority, then arrival. A waiter that stops waiting (admitted, shed, timed out,
+        # cancelled) has its future done and is dropped when it surfaces: each wait costs O(log n).
         self._waiters: list[_Waiter] = []
+        self.waiting = 0  # the waiters whose future is not done
         self._seq = itertools.count()
-
-    @property
-    def waiting(self) -> int:
-        return sum(1 for w in self._waiters if not w.future.done())
 
     def _full(self, message: str) -> QueueFullError:
         return QueueFullError(f"{message} (model {self.model!r})", retry_after=RETRY_AFTER_S)
@@ -95,31 +94,34 @@ class ModelQueue:
         if self.active < self.concurrency and not self.waiting:
             self.active += 1
             return
-        self._waiters = [w for w in self._waiters if not w.future.done()]
-        heapq.heapify(self._waiters)  # the filter keeps the list, not the heap order push and pop rely on
-        if self.depth is not None and len(self._waiters) >= self.depth:
-            worst = max(self._waiters, default=None)  # lowest priority, then the newest
+        if self.depth is not None and self.waiting >= self.depth:
+            # Full (a scan of at most ``depth`` waiters, only then): lowest priority, then the newest.
+            worst = max((w for w in self._waiters if not w.future.done()), default=None)
             if worst is None or worst.rank <= rank:
                 self.shed += 1
                 raise self._full("Too many requests waiting")
-            self._waiters.remove(worst)
-            heapq.heapify(self._waiters)
             worst.future.set_exception(self._full("Shed for a higher-priority request"))
+            self.waiting -= 1
             self.shed += 1
+        if len(self._waiters) > 2 * self.waiting + 64:  # mostly waiters that left: keep the heap small
+            self._waiters = [w for w in self._waiters if not w.future.done()]
+            heapq.heapify(self._waiters)
         waiter = _Waiter(rank, next(self._seq), asyncio.get_running_loop().create_future())
         heapq.heappush(self._waiters, waiter)
+        self.waiting += 1
         self._changed()
         try:
             done, _ = await asyncio.wait({waiter.future}, timeout=self.wait_timeout_s)
         except asyncio.CancelledError:  # the caller gave up while waiting
-            handed = waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is None
-            if handed:  # the slot had just been passed to it: pass it on, or it is lost for good
-                self.release()
-            else:
+            if not waiter.future.done():
                 waiter.future.cancel()
+                self.waiting -= 1
+            elif not waiter.future.cancelled() and waiter.future.exception() is None:
+                self.release()  # the slot had just been passed to it: pass it on, or it is lost for good
             raise
         if not done:
             waiter.future.cancel()  # release() skips it; the slot was never handed over
+            self.waiting -= 1
             self.shed += 1
             raise self._full(f"Waited more than {self.wait_timeout_s:g} s for a free slot")
         waiter.future.result()  # raises if it was shed
@@ -155,6 +157,7 @@ class ModelQueue:
             waiter = heapq.heappop(self._waiters)
             if not waiter.future.done():
                 waiter.future.set_result(None)
+                self.waiting -= 1
                 return True
         return False
 

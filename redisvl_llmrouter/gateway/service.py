@@ -38,6 +38,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from redis.exceptions import RedisError
+
 from redisvl_llmrouter.aio import AsyncSemanticRouter, adrive
 from redisvl_llmrouter.core import RouteOptions, RouterCore, is_request_id, live_now_ms, new_request_id
 from redisvl_llmrouter.errors import (
@@ -798,23 +800,35 @@ class Gateway:
                 self._breakers[model] = (now, states[model])
         return {m: "circuit open" for m, state in states.items() if state == "open"}
 
-    async def _probe(self, model: str, request_id: str) -> None:
-        """Raise :class:`CircuitOpenError` if ``model``'s breaker is half-open and its probes are all in
-        flight (in any process); else the call may start. A round trip only while this process does not
-        know the breaker closed (half-open, or its state dropped after a failure)."""
+    async def _probe(self, model: str, request_id: str) -> bool:
+        """Whether the call about to start is a trial call of ``model``'s half-open breaker; raises
+        :class:`CircuitOpenError` if the breaker's trial calls are all in flight (in any process).
+        A round trip only while this process does not know the breaker closed (half-open, or its
+        state dropped after a failure). A Redis that cannot run the check lets the call go: the
+        breaker guards the model, and is no reason to fail a request Redis cannot help with."""
         cached = self._breakers.get(model)
         if cached is not None and cached[1] == "closed":
-            return
+            return False
         cfg = self.config.breaker
+        # This process's last outcomes (a trial that just ended, say) are in Redis before calls are counted.
+        await self._writes.flush()
         args = breaker.probe_args(
             model, request_id, live_now_ms(), int(cfg.cooldown_s * 1000), cfg.successes, live.CALL_LEASE_MS
         )
-        (admitted,) = await adrive(run_script(breaker.PROBE_SCRIPT, [args]), self.router._client)
+        try:
+            (admitted,) = await adrive(run_script(breaker.PROBE_SCRIPT, [args]), self.router._client)
+        except asyncio.CancelledError:  # the script may have entered the call: it is not going to be made
+            self._release(model, request_id)
+            raise
+        except (LLMRouterError, RedisError) as exc:  # read-only, full, unreachable
+            logger.warning("gateway: could not check the breaker of %r, calling it: %s", model, loggable(exc))
+            return False
         if not int(admitted):
             raise CircuitOpenError(
                 f"The circuit breaker of {model!r} is half-open and its trial calls are in flight; retry in a moment.",
                 retry_after=PROBE_RETRY_AFTER_S,
             )
+        return int(admitted) == 2
 
     async def _route(self, text: str, options: RouteOptions, rank: int) -> RouteMatch:
         """The router's decision; nothing is written (the feedback record goes with the answer, in the
@@ -948,8 +962,13 @@ class Gateway:
             stop=stop_after_attempt(retry.attempts), wait=wait, retry=retry_if_exception(again), reraise=True
         )
 
-    def _retrying(self) -> Any:
-        """A fresh retry controller (tenacity) for one model's calls."""
+    def _retrying(self, trial: bool = False) -> Any:
+        """A fresh retry controller (tenacity) for one model's calls. A half-open breaker's trial call is
+        made once: a failure opens the breaker again, and retries would be calls nobody counts."""
+        if trial:
+            from tenacity import stop_after_attempt
+
+            return self._retry_template.copy(stop=stop_after_attempt(1))
         return self._retry_template.copy()
 
     async def _call_first(self, request: _Request, outcome: Outcome, candidates: list[str]) -> dict[str, Any]:
@@ -960,9 +979,9 @@ class Gateway:
             call = self._call(request, model, backend)
             try:
                 async with self.queues.slot(model, request.rank):
-                    await self._probe(model, outcome.request_id)
+                    trial = await self._probe(model, outcome.request_id)
                     self._started(model, outcome.request_id)
-                    async for attempt in self._retrying():
+                    async for attempt in self._retrying(trial):
                         with attempt:
                             body = await self._attempt(
                                 model,
@@ -1100,9 +1119,9 @@ class Gateway:
             stack = contextlib.AsyncExitStack()
             try:
                 await stack.enter_async_context(self.queues.slot(model, request.rank))
-                await self._probe(model, outcome.request_id)
+                trial = await self._probe(model, outcome.request_id)
                 self._started(model, outcome.request_id)
-                async for attempt in self._retrying():
+                async for attempt in self._retrying(trial):
                     with attempt:
                         chunks = backend.stream(call).__aiter__()
                         try:

@@ -52,6 +52,9 @@ def test_the_probe_script_admits_what_the_pure_rule_admits_and_enters_the_call_i
             rid = f"r{step}"
             admitted = client.eval(breaker.PROBE_SCRIPT, *breaker.probe_args(model, rid, now, cooldown, probes, lease))
             assert bool(admitted) == expected
+            assert admitted == (
+                0 if not expected else 2 if breaker.state_at(state, now, cooldown).state == "half_open" else 1
+            )
             seen.add((breaker.state_at(state, now, cooldown).state, expected))
             entered = client.zscore(inflight_key(model), rid) is not None
             # A half-open admission enters the call at once (no other process can take its place); a closed

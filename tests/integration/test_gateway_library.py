@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import redis
 from gateway_support import gateway, upstream
 
 from redisvl_llmrouter import AsyncSemanticRouter, ModelCatalog, ModelSpec, SemanticRouter
@@ -643,6 +644,102 @@ def test_a_stream_left_early_is_closed_at_the_provider_before_its_slot_goes_to_t
             await gw.aclose()
 
     assert asyncio.run(run()) == ["stream", "closed", "call"]  # never two calls at once with a limit of one
+
+
+class Flaky(Scripted):
+    """A custom backend whose ``failing`` models fail; it counts every call per model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing: set[str] = set()
+        self.count: dict[str, int] = {}
+
+    async def complete(self, call: Call) -> dict[str, Any]:
+        self.count[call.model] = self.count.get(call.model, 0) + 1
+        if call.model in self.failing:
+            raise UpstreamError(f"{call.model}: down", retryable=True, upstream_status=503, reason="server")
+        return await super().complete(call)
+
+
+async def tripped(redis_url: str, **settings: Any) -> tuple[Gateway, Flaky, str]:
+    """A gateway whose model ``m/flaky`` has just had its breaker opened (one failure opens it)."""
+    backend, model = Flaky(), f"m/flaky-{uuid.uuid4().hex[:6]}"
+    config = {"router_name": f"lib-{uuid.uuid4().hex[:6]}", "breaker": {"failures": 1, "cooldown_s": 0.2}}
+    gw = await Gateway.create(config | settings, redis_url=redis_url, backends={"*": backend})
+    backend.failing.add(model)
+    with contextlib.suppress(AllModelsFailedError):
+        await gw.complete([{"role": "user", "content": "hi"}], model=model)
+    await gw._writes.flush()
+    return gw, backend, model
+
+
+def test_a_trial_call_of_a_half_open_breaker_is_made_once_not_retried(redis_url):
+    """A failed trial opens the breaker again; its retries were calls beside the next trial, counted by nobody."""
+
+    async def run() -> int:
+        gw, backend, model = await tripped(redis_url, retry={"attempts": 3, "initial_s": 0, "jitter_s": 0})
+        try:
+            calls = backend.count[model]
+            await asyncio.sleep(0.3)  # half-open
+            with pytest.raises(AllModelsFailedError):
+                await gw.complete([{"role": "user", "content": "hi"}], model=model)
+            return backend.count[model] - calls
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    assert asyncio.run(run()) == 1
+
+
+def test_the_request_right_after_a_successful_trial_is_served(redis_url):
+    """The trial's outcome went out with the next batch of bookkeeping: the next request counted it still in flight."""
+
+    async def run() -> list[str]:
+        gw, backend, model = await tripped(redis_url, retry={"attempts": 1})
+        answered = []
+        try:
+            for _ in range(5):
+                await asyncio.sleep(0.3)  # half-open
+                backend.failing.discard(model)
+                for _ in range(2):  # the trial closes it; the next one goes straight through
+                    answered.append((await gw.complete([{"role": "user", "content": "hi"}], model=model)).outcome.model)
+                backend.failing.add(model)  # and open it again
+                with contextlib.suppress(AllModelsFailedError):
+                    await gw.complete([{"role": "user", "content": "hi"}], model=model)
+                await gw._writes.flush()
+            return answered
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    answered = asyncio.run(run())
+    assert len(answered) == 10 and len(set(answered)) == 1
+
+
+def test_a_half_open_model_is_still_called_while_redis_refuses_writes():
+    """The trial check writes: on a read-only Redis it failed, and with it every request the model could answer."""
+    from redisvl_llmrouter.embedded import EmbeddedRedis, _free_port
+
+    server = EmbeddedRedis().start()  # its own: it turns into a read-only replica
+    store = redis.Redis.from_url(server.url)
+
+    async def run() -> str | None:
+        gw, backend, model = await tripped(server.url, retry={"attempts": 1})
+        try:
+            await asyncio.sleep(0.3)  # half-open
+            backend.failing.discard(model)
+            store.execute_command("REPLICAOF", "127.0.0.1", str(_free_port()))
+            answer = await gw.complete([{"role": "user", "content": "hi"}], model=model)
+            store.execute_command("REPLICAOF", "NO", "ONE")
+            return answer.outcome.model
+        finally:
+            store.execute_command("REPLICAOF", "NO", "ONE")
+            await gw.aclose()
+
+    try:
+        assert asyncio.run(run()) is not None
+    finally:
+        server.stop()
 
 
 def test_a_cached_answer_expires_ttl_after_it_was_stored_however_often_it_is_hit(redis_url):

@@ -88,6 +88,40 @@ class TestPriorityQueue:
 
         assert asyncio.run(run()) == [3, 2, 1, 2, 1, 3]
 
+    def test_waiting_counts_stay_exact_through_random_admissions_sheds_timeouts_and_cancellations(self):
+        import random
+
+        async def run() -> None:
+            rng = random.Random(5)
+            queue = ModelQueue("m", concurrency=3, depth=20, wait_timeout_s=0.05)
+            tasks: list[asyncio.Task[None]] = []
+            held = 0
+            for _ in range(600):
+                move = rng.random()
+                if move < 0.5:
+                    tasks.append(asyncio.ensure_future(queue.acquire(rng.randrange(4))))
+                elif move < 0.65 and tasks:
+                    rng.choice(tasks).cancel()
+                elif held:
+                    queue.release()
+                    held -= 1
+                await asyncio.sleep(rng.choice([0, 0, 0.001, 0.02]))
+                for task in [t for t in tasks if t.done()]:
+                    tasks.remove(task)
+                    if not task.cancelled() and task.exception() is None:
+                        held += 1  # admitted: this test now holds that slot
+                live = sum(1 for w in queue._waiters if not w.future.done())
+                assert queue.waiting == live and held <= queue.active <= 3
+                assert len(queue._waiters) <= 2 * queue.waiting + 65  # waiters that left do not pile up
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for _ in range(queue.active):
+                queue.release()
+            assert (queue.active, queue.waiting) == (0, 0)
+
+        asyncio.run(run())
+
     def test_priorities_are_named(self):
         assert priority_rank(None) == priority_rank("normal") > priority_rank("high") > priority_rank("critical")
         with pytest.raises(InvalidRequestError, match="priority must be one of"):
