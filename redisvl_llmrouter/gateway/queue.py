@@ -199,11 +199,10 @@ class Queues:
     @contextlib.asynccontextmanager
     async def slot(self, model: str, rank: int) -> AsyncIterator[None]:
         queue = self[model]
-        await queue.acquire(rank)
         try:
-            yield
+            async with queue.slot(rank):
+                yield
         finally:
-            queue.release()
             if len(self._queues) > MAX_IDLE_QUEUES and queue.active == 0 and queue.waiting == 0:
                 # Clients may pass through any number of model names: an idle queue goes (and its shed count).
                 self._queues.pop(model, None)
