@@ -1135,16 +1135,18 @@ class RouterCore:
         )
         match = self._match(ranked, decision, request_id)
         if request_id is not None:
-            yield from self._record(request_id, query, text or "", match.model, replies[-1])
+            yield from self._record(request_id, query, text or "", match.model, prompt_tokens, replies[-1])
         return match, ranked
 
-    def _record(self, request_id: str, query: bytes, text: str, model: str | None, stamp_reply: Any) -> Op[None]:
+    def _record(
+        self, request_id: str, query: bytes, text: str, model: str | None, tokens: int, stamp_reply: Any
+    ) -> Op[None]:
         """Keep a routed request for feedback, under the *stored* learning settings: an object opened
         before another's ``update_learning(store_text=False)`` must not keep the prompt's text (nor its
         TTL). The stamp came with the route's round trip; only a changed one costs a read (:meth:`refresh`)."""
         if parse_config_stamp(stamp_reply, self.name) not in (None, (self.version, self.generation)):
             yield from self.refresh()
-        yield Pipeline(tuple(self.store.record_request_commands(request_id, query, text, model)))
+        yield Pipeline(tuple(self.store.record_request_commands(request_id, query, text, model, tokens)))
 
     def route_many(
         self,
@@ -1293,6 +1295,7 @@ class RouterCore:
                     vector=vector,
                     text=text,
                     source="learn",
+                    tokens=estimate_tokens(r.prompt),
                 )
                 for r, text, vector in zip(chunk, texts, chunk_vectors, strict=True)
             ]
@@ -1361,7 +1364,7 @@ class RouterCore:
             loaded = yield from self.store.load_request(request_id)
             if loaded is None:
                 raise self._unknown_request(request_id)
-            model = loaded[2] if model is None else model
+            model = loaded.model if model is None else model
         if model is None:
             raise InvalidFeedbackError(
                 "Say which model the feedback is about (model=...): a statement, or a request that was not "
@@ -1369,7 +1372,7 @@ class RouterCore:
             )
         self._check_models([model])
         if loaded is not None:
-            vector, text, _ = loaded
+            vector, text, tokens = loaded.vector, loaded.text, loaded.tokens
             if not vector:  # recorded without a vector (a passthrough request): embed its text now
                 if not text:
                     raise UnknownRequestError(
@@ -1379,12 +1382,12 @@ class RouterCore:
             row_id = "r-" + request_id[4:]
         else:
             text = self._text(statement)
+            tokens = estimate_tokens(statement)
             (vector,) = yield from self._embed_texts([text])
             row_id = row_id_for_text(text)
         yield from self._follow_stored_learning()
-        report = yield from self.store.write(
-            [PendingRow(row_id, [Observation(model, quality, cost, latency_ms)], vector, text, "feedback")]
-        )
+        observation = Observation(model, quality, cost, latency_ms)
+        report = yield from self.store.write([PendingRow(row_id, [observation], vector, text, "feedback", tokens)])
         promoted = None
         rule = self.learning.promote
         if rule is not None and quality < rule.fail_below and text:
@@ -1468,6 +1471,7 @@ class RouterCore:
                 vector=self._vector_bytes(np.frombuffer(row["vector"], dtype=self.dtype)),
                 text=row.get("text") or "",
                 source=row.get("source") or "learn",
+                tokens=row.get("tokens"),
             )
             for row in rows
         ]
@@ -1609,7 +1613,9 @@ class RouterCore:
             neighbours = type(view.neighbours)(view.neighbours.distances[keep], view.neighbours.values[keep])
             prediction = predict(neighbours, view.columns, models, view.stats, self.learning, catalog_quality)
             ranked, floors = self._rank(distances, None)
-            tokens = estimate_tokens(row["text"]) if row["text"] else 1
+            # As routing prices the request: its whole prompt (rows written before sizes were kept:
+            # their routing text, or one token without it).
+            tokens = row["tokens"] or (estimate_tokens(row["text"]) if row["text"] else 1)
             # Only the models routing may use on this row (a matched floor's exclusions, the context
             # window), each weighed as routing weighs it.
             weighed = learned_qualities(

@@ -1285,7 +1285,8 @@ class Gateway:
         if self.config.record_requests and outcome.model is not None:  # feedback on a cached answer works too
             store = self.router._core.store
             text = self._window(request.text)
-            extra = store.record_request_commands(outcome.request_id, b"", text, str(outcome.model))
+            model = str(outcome.model)
+            extra = store.record_request_commands(outcome.request_id, b"", text, model, request.prompt_tokens)
             extra += store.tenant_commands(outcome.request_id, outcome.tenant)
             extra += store.cached_commands(outcome.request_id)  # its feedback is logged, not learned
         self._log({"type": "completion", **self._entry(outcome), "status": "ok"}, request.text, extra)
@@ -1360,7 +1361,9 @@ class Gateway:
             store = self.router._core.store
             # A passthrough request has no vector: its routing text (as the router keeps for its own
             # requests, not the whole prompt) is kept, embedded only if feedback comes.
-            extra += store.record_request_commands(outcome.request_id, outcome.query_vector, window, model)
+            extra += store.record_request_commands(
+                outcome.request_id, outcome.query_vector, window, model, request.prompt_tokens
+            )
             extra += store.tenant_commands(outcome.request_id, outcome.tenant)
         self._log({"type": "completion", **self._entry(outcome), "status": "ok"}, request.text, extra)
         if outcome.cache == "miss" and self.cache is not None and vector is not None:

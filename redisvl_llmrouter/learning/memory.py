@@ -6,7 +6,9 @@ tag ``{NAME}``, so a Lua script may touch several of them on a Redis Cluster too
 
 * ``llmrouter:{NAME}:outcome:<row id>`` — one hash per labelled prompt: ``embedding`` (float32
   bytes), ``o`` (the outcomes, see below), ``created`` (ms since the epoch), ``source``
-  (``learn`` / ``feedback``), ``id`` and, unless ``store_text`` is off, ``text``.
+  (``learn`` / ``feedback``), ``id``, ``tokens`` (the whole prompt's estimated tokens, which
+  calibration prices as routing does: the text kept is only the routing window) and, unless
+  ``store_text`` is off, ``text``.
 * the index ``NAME:outcomes`` over that prefix: an HNSW cosine vector index (a bounded KNN stays
   well under a millisecond at 15,000 rows, where a FLAT scan does not).
 * ``llmrouter:{NAME}:outcomes:models`` — a list, append-only: the column of each model in ``o``.
@@ -16,7 +18,7 @@ tag ``{NAME}``, so a Lua script may touch several of them on a Redis Cluster too
 * ``llmrouter:{NAME}:outcomes:order`` — a sorted set of row ids in the order they were first written
   (a counter kept in the stats hash), for eviction.
 * ``llmrouter:{NAME}:request:<request id>`` — a routed request awaiting feedback: its
-  ``embedding``, ``model``, ``route`` and (optionally) ``text``; it expires after
+  ``embedding``, ``model``, ``route``, ``tokens`` and (optionally) ``text``; it expires after
   ``feedback_ttl_s``.
 
 ``o`` holds three float32 values per model column — quality, cost, latency (NaN: not observed) —
@@ -169,10 +171,12 @@ def upsert_args(
     vector: bytes = b"",
     text: str = "",
     source: str = "learn",
+    tokens: int | None = None,
 ) -> tuple[Any, ...]:
     """``EVALSHA`` arguments (after the script's sha) writing ``observations`` into one row."""
     keys = (row_key(router, row_id), stats_key(router), order_key(router), models_key(router))
-    argv: list[Any] = [row_id, str(now_ms), str(max_rows), vector, text, source, prefix(router)]
+    size = "" if tokens is None else str(int(tokens))
+    argv: list[Any] = [row_id, str(now_ms), str(max_rows), vector, text, source, prefix(router), size]
     for obs in observations:
         argv += [obs.model, _num(obs.quality), _num(obs.cost), _num(obs.latency_ms)]
     return (len(keys), *keys, *argv)
@@ -180,12 +184,12 @@ def upsert_args(
 
 #: Atomic write of one row's outcomes; returns ``{1 if the row is new else 0, rows evicted}``.
 #: KEYS: row, stats, order, models. ARGV: row id, now (ms), max rows, vector ('' for an existing
-#: row), text, source, row key prefix, then (model, quality, cost, latency) per observation with
-#: '' for unknown values.
+#: row), text, source, row key prefix, the prompt's tokens ('' if unknown), then (model, quality,
+#: cost, latency) per observation with '' for unknown values.
 UPSERT_SCRIPT = r"""
 local row, stats, order, models = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local rid, now, maxrows = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local vec, text, source, prefix = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local vec, text, source, prefix, tokens = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local NAN = 0/0
 local function isnan(v) return v ~= v end
 -- The row keeps float32: the running sums move by the stored values, so a repeat changes nothing.
@@ -211,7 +215,7 @@ local vals = decode(redis.call('HGET', row, 'o'))
 local names = redis.call('LRANGE', models, 0, -1)
 local column = {}
 for i, n in ipairs(names) do column[n] = i end
-for j = 8, #ARGV, 4 do
+for j = 9, #ARGV, 4 do
   local m, q, c, l = ARGV[j], f32(tonumber(ARGV[j + 1])), f32(tonumber(ARGV[j + 2])), tonumber(ARGV[j + 3])
   local i = column[m]
   if not i then
@@ -237,6 +241,8 @@ for j = 8, #ARGV, 4 do
   if l then vals[base + 3] = l end
 end
 local fields = {'o', encode(vals)}
+-- The latest prompt's size: a row is keyed by its routing window, which longer prompts may share.
+if tokens ~= '' then fields[3] = 'tokens'; fields[4] = tokens end
 if not exists then
   for _, v in ipairs({'embedding', vec, 'created', now, 'source', source, 'id', rid}) do fields[#fields + 1] = v end
   if text ~= '' then fields[#fields + 1] = 'text'; fields[#fields + 1] = text end

@@ -21,7 +21,7 @@ from redisvl_llmrouter.ops import Command, Op, Pipeline, run_script
 from redisvl_llmrouter.schema import LearningConfig
 from redisvl_llmrouter.search import as_text, is_missing_index
 
-__all__ = ["MemoryInfo", "MemoryView", "OutcomeStore", "PendingRow", "WriteReport"]
+__all__ = ["MemoryInfo", "MemoryView", "OutcomeStore", "PendingRow", "RecordedRequest", "WriteReport"]
 
 #: Rows written per pipelined round trip.
 WRITE_BATCH = 500
@@ -33,13 +33,38 @@ def now_ms() -> int:
 
 @dataclass(frozen=True)
 class PendingRow:
-    """One row to write: its id, observations and (for a new row) vector and text."""
+    """One row to write: its id, observations, (for a new row) vector and text, and the prompt's
+    estimated tokens (the whole prompt's, not the routing window's: what calibration prices)."""
 
     row_id: str
     observations: Sequence[Observation]
     vector: bytes = b""
     text: str = ""
     source: str = "learn"
+    tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """What a routed request left for its feedback: its vector (empty if recorded without one), its
+    routing text (empty when ``store_text`` is off), the model that answered (None if not noted) and
+    the whole prompt's estimated tokens (None for a request recorded without them)."""
+
+    vector: bytes
+    text: str
+    model: str | None
+    tokens: int | None
+
+
+def _whole_or_none(value: Any) -> int | None:
+    """A stored token count, or None when absent or not a positive whole number (a hand-edited key)."""
+    if value is None:
+        return None
+    try:
+        count = int(as_text(value))
+    except ValueError:
+        return None
+    return count if count > 0 else None
 
 
 @dataclass(frozen=True)
@@ -207,6 +232,7 @@ class OutcomeStore:
                     vector=row.vector,
                     text=row.text if self.config.store_text else "",
                     source=row.source,
+                    tokens=row.tokens,
                 )
                 for row in batch
             ]
@@ -221,26 +247,33 @@ class OutcomeStore:
 
     # ----------------------------------------------------------------- requests awaiting feedback
     def record_request_commands(
-        self, request_id: str, vector: bytes, text: str, model: str | None = None
+        self, request_id: str, vector: bytes, text: str, model: str | None = None, tokens: int | None = None
     ) -> list[tuple[Any, ...]]:
-        """Keep a request for feedback by its id: its vector (or none: then its text is embedded if feedback comes)."""
+        """Keep a request for feedback by its id: its vector (or none: then its text is embedded if
+        feedback comes) and the whole prompt's estimated tokens, which the text kept does not give."""
         key = memory.request_key(self.router, request_id)
         fields: list[Any] = ["embedding", vector, "created", str(now_ms())]
         if model is not None:
             fields += ["model", model]
+        if tokens is not None:
+            fields += ["tokens", str(int(tokens))]
         if self.config.store_text or not vector:
             fields += ["text", text]
         return [("HSET", key, *fields), ("EXPIRE", key, str(self.config.feedback_ttl_s))]
 
-    def load_request(self, request_id: str) -> Op[tuple[bytes, str, str | None] | None]:
-        """The vector (empty if recorded without one), text and answering model (None if not noted) of a
-        recorded request, in one read; None if unknown or expired."""
+    def load_request(self, request_id: str) -> Op[RecordedRequest | None]:
+        """What was kept of a recorded request, in one read; None if unknown or expired."""
         key = memory.request_key(self.router, request_id)
-        vector, text, model = yield Command(("HMGET", key, "embedding", "text", "model"))
+        vector, text, model, tokens = yield Command(("HMGET", key, "embedding", "text", "model", "tokens"))
         if vector is None:
             return None
         raw = bytes(vector) if not isinstance(vector, str) else vector.encode("latin-1")
-        return raw, as_text(text or ""), None if model is None else as_text(model)
+        return RecordedRequest(
+            vector=raw,
+            text=as_text(text or ""),
+            model=None if model is None else as_text(model),
+            tokens=_whole_or_none(tokens),
+        )
 
     def tenant_commands(self, request_id: str, tenant: str) -> list[tuple[Any, ...]]:
         """Note whose request it was (a tenant label, never a key): feedback from another is refused."""
@@ -262,15 +295,22 @@ class OutcomeStore:
         return {name: as_text(v) for name, v in zip(names, values or (), strict=False) if v is not None}
 
     def sample_rows(self, count: int) -> Op[list[dict[str, Any]]]:
-        """Up to ``count`` random rows (vector and text), for calibration."""
+        """Up to ``count`` random rows (vector, text and prompt tokens, None for rows written without
+        them), for calibration."""
         ids = yield Command(("ZRANDMEMBER", memory.order_key(self.router), str(int(count))))
         ids = [as_text(i) for i in ids or []]
         if not ids:
             return []
-        replies = yield Pipeline(tuple(("HMGET", memory.row_key(self.router, i), "embedding", "text") for i in ids))
+        fields = ("embedding", "text", "tokens")
+        replies = yield Pipeline(tuple(("HMGET", memory.row_key(self.router, i), *fields) for i in ids))
         return [
-            {"id": i, "vector": bytes(vector), "text": as_text(text) if text is not None else ""}
-            for i, (vector, text) in zip(ids, replies, strict=True)
+            {
+                "id": i,
+                "vector": bytes(vector),
+                "text": as_text(text) if text is not None else "",
+                "tokens": _whole_or_none(tokens),
+            }
+            for i, (vector, text, tokens) in zip(ids, replies, strict=True)
             if vector is not None
         ]
 
@@ -294,16 +334,17 @@ class OutcomeStore:
         )
 
     def export_rows(self) -> Op[list[dict[str, Any]]]:
-        """Every row with its vector (float32 bytes), text, source and per-model outcomes, oldest first."""
+        """Every row with its vector (float32 bytes), text, source, prompt tokens and per-model outcomes,
+        oldest first."""
         ids = yield Command(("ZRANGE", memory.order_key(self.router), "0", "-1"))
         ids = [as_text(i) for i in ids or []]
         columns = memory.parse_models((yield Command(("LRANGE", memory.models_key(self.router), "0", "-1"))))
         out: list[dict[str, Any]] = []
-        fields = ("embedding", "o", "text", "source")
+        fields = ("embedding", "o", "text", "source", "tokens")
         for start in range(0, len(ids), WRITE_BATCH):
             chunk = ids[start : start + WRITE_BATCH]
             replies = yield Pipeline(tuple(("HMGET", memory.row_key(self.router, i), *fields) for i in chunk))
-            for row_id, (vector, packed, text, source) in zip(chunk, replies, strict=True):
+            for row_id, (vector, packed, text, source, tokens) in zip(chunk, replies, strict=True):
                 if vector is None or packed is None:
                     continue
                 values = memory.decode_outcomes(packed)
@@ -322,6 +363,7 @@ class OutcomeStore:
                         "vector": bytes(vector),
                         "text": as_text(text) if text is not None else "",
                         "source": as_text(source) if source is not None else "learn",
+                        "tokens": _whole_or_none(tokens),
                         "outcomes": outcomes,
                     }
                 )

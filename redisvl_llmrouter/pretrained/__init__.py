@@ -33,7 +33,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -45,7 +45,7 @@ from redisvl_llmrouter.errors import (
     VectorizerMismatchError,
 )
 from redisvl_llmrouter.learning.records import ModelOutcome
-from redisvl_llmrouter.policy.catalog import ModelCatalog
+from redisvl_llmrouter.policy.catalog import MAX_EXACT_INT, ModelCatalog
 from redisvl_llmrouter.schema import Floor, LearningConfig, Route, RouterDefinition, RoutingConfig
 from redisvl_llmrouter.search import vector_dtype
 
@@ -127,6 +127,8 @@ class PretrainedOutcome(BaseModel):
     text: str = ""
     vector: str
     source: str = "learn"
+    tokens: Annotated[int, Field(ge=1, le=MAX_EXACT_INT, strict=True)] | None = None
+    """The whole prompt's estimated tokens (the text is only its routing window); None in older files."""
     outcomes: dict[str, ModelOutcome] = Field(min_length=1)
 
     model_config = ConfigDict(extra="forbid")
@@ -190,6 +192,7 @@ class PretrainedConfig(BaseModel):
                     "text": row.text,
                     "vector": raw,
                     "source": row.source,
+                    "tokens": row.tokens,
                     "outcomes": {m: o.model_dump() for m, o in row.outcomes.items()},
                 }
             )
@@ -359,6 +362,7 @@ def build(
                 text=row.get("text") or "",
                 vector=encode_vector(row["vector"]),
                 source=row.get("source") or "learn",
+                tokens=row.get("tokens"),
                 outcomes=row["outcomes"],
             )
             for row in outcomes

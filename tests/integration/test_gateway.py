@@ -284,16 +284,20 @@ def test_a_body_over_max_body_mb_is_a_413_whether_its_length_is_declared_or_not(
     assert server.get("/health").status_code == 200
 
 
-def test_a_request_awaiting_feedback_keeps_its_routing_text_not_the_whole_prompt(client, server, redis_url):
+def test_a_request_awaiting_feedback_keeps_its_routing_text_and_the_whole_prompts_size(client, server, redis_url):
+    """The text, not the whole prompt; its size, which calibration prices the learned row by."""
     from redisvl_llmrouter.learning.memory import request_key
-    from redisvl_llmrouter.request_text import ELLIPSIS
+    from redisvl_llmrouter.policy.catalog import estimate_tokens
+    from redisvl_llmrouter.request_text import ELLIPSIS, prompt_text
 
     prompt = "Summarise this contract. " + "clause " * 5_000 + "Is it fair?"
     raw = client.chat.completions.with_raw_response.create(model="openai/gpt-4.1-nano", messages=ask(prompt))
     key = request_key(server.router, raw.headers["x-llmrouter-request-id"])
     time.sleep(0.3)  # the record is written just after the answer
-    kept = redis.Redis.from_url(redis_url).hget(key, "text").decode()
+    kept, tokens = redis.Redis.from_url(redis_url).hmget(key, "text", "tokens")
+    kept = kept.decode()
     assert len(kept) <= 1000 + len(ELLIPSIS) and kept.startswith("Summarise") and kept.endswith("Is it fair?")
+    assert int(tokens) == estimate_tokens(prompt_text(ask(prompt))) > 8_000
 
 
 def test_a_request_made_only_of_an_image_passes_through_to_a_named_model(client):

@@ -371,6 +371,32 @@ def test_export_and_reload_keep_every_outcome(api, name, table, tmp_path):
     assert again.memory_info().rows == 4 and again("query").model == "m/pricey"
 
 
+@pytest.mark.parametrize("store_text", [True, False], ids=["text-kept", "text-not-kept"])
+def test_calibration_prices_each_row_by_its_whole_prompt_as_routing_does(api, name, table, tmp_path, store_text):
+    """A row keeps its prompt's size: calibration priced only the routing window's tokens (one token
+    with ``store_text`` off), so on long prompts a budget let through traffic many times dearer."""
+    learning = LearningConfig(neighbours=8, shrinkage=1.0, radius=0.2, store_text=store_text)
+    router = make(api, name, table, learning=learning)
+    context = "pasted context " * 2_000  # 30,000 characters, far past the 1,000-character window
+    prompts = [f"{context} ask{i} d=0.0{i + 1}" for i in range(4)]
+    both = {"m/cheap": {"quality": 0.0}, "m/pricey": {"quality": 1.0}}
+    router.learn([{"prompt": p, "outcomes": both} for p in prompts[:2]])  # from a dataset
+    router.feedback(statement=prompts[2], model="m/pricey", quality=1.0)  # of a statement
+    rid = router(prompts[3], record=True).request_id
+    router.feedback(rid, "m/pricey", 1.0)  # of a routed request
+    # What routing estimates the pricey model costs on these prompts, whole prompt and answer.
+    routed = [next(c for c in router(p).decision.candidates if c.model == "m/pricey").cost for p in prompts]
+    assert min(routed) > 0.07  # about 7,500 prompt tokens at $10 a million
+    result = router.calibrate(strong_share=1.0, apply=False)
+    assert result.strong_model == "m/pricey" and result.strong_share == 1.0
+    assert result.cost == pytest.approx(sum(routed) / len(routed), rel=1e-6)
+    # An export keeps the sizes too: the reloaded memory calibrates to the same cost.
+    path = router.export_with_embeddings(tmp_path / "learned.json")
+    router.delete()
+    again = api.from_pretrained(str(path), vectorizer=table)
+    assert again.calibrate(strong_share=1.0, apply=False).cost == pytest.approx(result.cost, rel=1e-6)
+
+
 def test_delete_removes_the_memory_and_only_it(api, name, table):
     router = make(api, name, table)
     router.learn(failing_cluster())
