@@ -4,7 +4,8 @@
 
 It serves ``POST /v1/chat/completions`` (plain and streamed) and ``GET /v1/models`` for any model
 name, answering deterministically: ``"[<model>] <the last user message, echoed>"``, cut to
-``max_tokens`` words, with usage counted in whitespace-separated words. Faults and latency are
+``max_tokens`` words, ``n`` times when asked for ``n`` answers (1 to 128, as OpenAI allows), with
+usage counted in whitespace-separated words. Faults and latency are
 programmable per model through ``POST /control``::
 
     {"model": "m", "fail": 3, "status": 500}   # the next 3 calls to m answer 500
@@ -221,9 +222,12 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         error = {"error": {"message": "model and messages are required", "type": "invalid_request_error"}}
         await _send_json(send, 400, error)
         return
-    options = body.get("stream_options")
-    problem = _malformed(body["messages"]) or (
-        "stream_options must be an object" if options is not None and not isinstance(options, dict) else ""
+    options, n = body.get("stream_options"), body.get("n", 1)
+    n = 1 if n is None else n
+    problem = (
+        _malformed(body["messages"])
+        or ("stream_options must be an object" if options is not None and not isinstance(options, dict) else "")
+        or ("n must be a whole number from 1 to 128" if type(n) is not int or not 1 <= n <= 128 else "")
     )
     if problem:  # as a provider refuses it: the client's error, never a crash of this server
         await _send_json(send, 400, {"error": {"message": problem, "type": "invalid_request_error"}})
@@ -246,16 +250,16 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     text, prompt_tokens, completion_tokens = answer(body)
     shape = STATE.shape(model)
     created, ident = int(time.time()), f"chatcmpl-{uuid.uuid4().hex[:24]}"
-    usage = {
+    usage = {  # n answers (all alike: the answer is deterministic), each billed its tokens
         "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
+        "completion_tokens": completion_tokens * n,
+        "total_tokens": prompt_tokens + completion_tokens * n,
     }
     if body.get("stream"):
         with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         pause = float(STATE.settings.get(model, {}).get("chunk_delay_ms", 0)) / 1000.0
         events = _stream_events(
-            ident, created, model, text, usage, with_usage, broken=fault == "break_stream", shape=shape
+            ident, created, model, text, usage, with_usage, broken=fault == "break_stream", shape=shape, n=n
         )
         if not await _stream(send, receive, events, pause):  # the client left: counted, as a provider bills it
             STATE.counts[model]["cut"] = STATE.counts[model].get("cut", 0) + 1
@@ -280,7 +284,7 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
             "object": "chat.completion",
             "created": created,
             "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "choices": [{"index": i, "message": message, "finish_reason": "stop"} for i in range(n)],
             "usage": usage,
         },
     )
@@ -311,20 +315,24 @@ def _stream_events(
     with_usage: bool,
     broken: bool = False,
     shape: str = "",
+    n: int = 1,
 ) -> list[dict[str, Any]]:
     base = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
     field = "refusal" if shape == "refuse" else "content"
     words = (REFUSAL if shape == "refuse" else text).split(" ")
-    # As OpenAI sends them: every choice names its finish_reason and logprobs, null until the end.
+    # As OpenAI sends them: every choice names its finish_reason and logprobs, null until the end;
+    # with n answers, each chunk carries one choice, told apart by its index.
     open_ = {"logprobs": None, "finish_reason": None}
-    events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, **open_}]}]
-    if shape == "reasoning":
-        events.append({**base, "choices": [{"index": 0, "delta": {"reasoning_content": REASONING}, **open_}]})
-    events += [
-        {**base, "choices": [{"index": 0, "delta": {field: (" " if i else "") + w}, **open_}]}
-        for i, w in enumerate(words)
-    ]
-    events.append({**base, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]})
+    events = []
+    for c in range(n):
+        events.append({**base, "choices": [{"index": c, "delta": {"role": "assistant", "content": ""}, **open_}]})
+        if shape == "reasoning":
+            events.append({**base, "choices": [{"index": c, "delta": {"reasoning_content": REASONING}, **open_}]})
+        events += [
+            {**base, "choices": [{"index": c, "delta": {field: (" " if i else "") + w}, **open_}]}
+            for i, w in enumerate(words)
+        ]
+        events.append({**base, "choices": [{"index": c, "delta": {}, "logprobs": None, "finish_reason": "stop"}]})
     if with_usage:
         events.append({**base, "choices": [], "usage": usage})
     if broken:  # two chunks, then an error event in the stream, as providers report a failure mid-answer

@@ -94,6 +94,30 @@ def test_auto_routes_calls_the_chosen_model_and_says_so_in_headers(client):
     assert float(raw.headers["x-llmrouter-confidence"]) > 0
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_n_answers_come_back_every_one_and_billed_for_all(client, stream):
+    messages = ask("hello, how are you?")
+    if not stream:
+        raw = client.chat.completions.with_raw_response.create(model="auto", messages=messages, n=3)
+        answer = raw.parse()
+        assert [c.index for c in answer.choices] == [0, 1, 2]
+        assert {c.message.content for c in answer.choices} == {"[openai/gpt-4.1-nano] hello, how are you?"}
+        assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (4, 15)
+        assert float(raw.headers["x-llmrouter-cost"]) == pytest.approx((4 * 0.10 + 15 * 0.40) / 1e6)
+        return
+    chunks = list(
+        client.chat.completions.create(
+            model="auto", messages=messages, n=3, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    texts: dict[int, str] = {}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+    assert texts == dict.fromkeys(range(3), "[openai/gpt-4.1-nano] hello, how are you?")
+    assert chunks[-1].usage.completion_tokens == 15
+
+
 def test_router_name_routes_too_and_an_other_router_is_404(client, server):
     assert client.chat.completions.create(model=f"router/{server.router}", messages=ask("hi")).model
     with pytest.raises(openai.NotFoundError) as caught:
@@ -814,6 +838,8 @@ def test_a_request_the_upstream_refuses_is_the_clients_error_and_never_opens_the
     [
         json.dumps({"model": "m", "messages": ask("hi"), "stream": True, "stream_options": "yes"}).encode(),
         b'{"model": "m", "messages": [{"role": "user", "content": "\xff\xfe"}]}',  # not UTF-8
+        json.dumps({"model": "m", "messages": ask("hi"), "n": 0}).encode(),
+        json.dumps({"model": "m", "messages": ask("hi"), "n": 1.5}).encode(),
     ],
 )
 def test_the_local_upstream_answers_a_malformed_body_with_a_400_not_a_crash(local_upstream, body):
