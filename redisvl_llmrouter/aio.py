@@ -71,7 +71,7 @@ async def _perform(
         pipe = client.pipeline(transaction=False)
         for args in request.commands:
             pipe.execute_command(*args)
-        return await pipe.execute()
+        return await pipe.execute(raise_on_error=not request.errors_as_replies)
     assert vectorizer is not None, "an operation without a vectorizer asked to embed"
     return await vectorizer.aembed_many(list(request.texts), batch_size=64)
 

@@ -31,9 +31,14 @@ class Command:
 
 @dataclass(frozen=True, slots=True)
 class Pipeline:
-    """Run several Redis commands in one round trip (no transaction); the list of replies is sent back."""
+    """Run several Redis commands in one round trip (no transaction); the list of replies is sent back.
+
+    A command Redis refuses raises its error (the first one), after every command has run; with
+    ``errors_as_replies`` each refusal is sent back in its place instead, as an exception object.
+    """
 
     commands: tuple[tuple[Any, ...], ...]
+    errors_as_replies: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,48 +66,43 @@ def _sha(script: str) -> str:
     return hashlib.sha1(script.encode()).hexdigest()
 
 
+def _forgotten(reply: Any) -> bool:
+    """Whether a reply is Redis saying it does not have the script (redis-py's NoScriptError; other
+    clients a plain NOSCRIPT error)."""
+    return isinstance(reply, NoScriptError) or (isinstance(reply, ResponseError) and "NOSCRIPT" in str(reply))
+
+
 def run_scripts(calls: Sequence[tuple[str, tuple[Any, ...]]], extra: Sequence[tuple[Any, ...]] = ()) -> Op[list[Any]]:
     """Run several Lua scripts (``(script, args)`` pairs) and plain ``extra`` commands in one round trip.
 
     The ``extra`` commands run first; the replies come back scripts first, then ``extra``.
 
-    On NOSCRIPT (Redis restarted and forgot its script cache) the scripts are loaded and only the
-    script calls run again: a pipeline runs every command even when one fails, so the ``extra``
-    commands (an ``XADD``, an ``HINCRBY``) already ran once and must not be repeated. Their
-    replies are then ``None``.
+    Scripts are cached by Redis, not persisted: after a restart ``EVALSHA`` answers NOSCRIPT. The
+    calls so answered, and only they, run again once their scripts are loaded. A pipeline runs
+    every command even when one fails, so the rest (the ``extra`` commands, calls of a script that
+    another process had loaded again meanwhile) ran once already, and most of these writes add
+    (``XADD``, ``HINCRBY``): run twice, they would count twice. Any other refusal is raised.
     """
     if not calls and not extra:
         return []
-    scripts = tuple(("EVALSHA", _sha(script), *args) for script, args in calls)
-    try:
-        # The plain commands go first: a batch may hold a call's start (ZADD) and its finish (a script).
-        replies = yield Pipeline(tuple(extra) + scripts)
-        return [*replies[len(extra) :], *replies[: len(extra)]]
-    except ResponseError as exc:
-        if not isinstance(exc, NoScriptError) and "NOSCRIPT" not in str(exc):
-            raise
-    for script in dict.fromkeys(script for script, _ in calls):
-        yield Command(("SCRIPT", "LOAD", script))
-    replies = yield Pipeline(scripts)
-    return [*replies, *([None] * len(extra))]
+    scripts = [("EVALSHA", _sha(script), *args) for script, args in calls]
+    # The plain commands go first: a batch may hold a call's start (ZADD) and its finish (a script).
+    replies = list((yield Pipeline((*extra, *scripts), errors_as_replies=True)))
+    replies = [*replies[len(extra) :], *replies[: len(extra)]]
+    missing = [i for i, reply in enumerate(replies[: len(calls)]) if _forgotten(reply)]
+    refused = next((r for r in replies if isinstance(r, Exception) and not _forgotten(r)), None)
+    if refused is not None:
+        raise refused
+    if missing:
+        for script in dict.fromkeys(calls[i][0] for i in missing):
+            yield Command(("SCRIPT", "LOAD", script))
+        again = yield Pipeline(tuple(scripts[i] for i in missing))  # refused again: raised
+        for i, reply in zip(missing, again, strict=True):
+            replies[i] = reply
+    return replies
 
 
 def run_script(script: str, calls: Sequence[tuple[Any, ...]]) -> Op[list[Any]]:
-    """Run a Lua script once per argument tuple (``numkeys, *keys, *argv``), pipelined, by its SHA.
-
-    Scripts are cached by Redis, not persisted: after a restart the first ``EVALSHA`` answers
-    NOSCRIPT, and the script is loaded and the batch run again. The scripts this package runs
-    this way are idempotent (they set values rather than add them), so running a batch twice is
-    safe.
-    """
-    if not calls:
-        return []
-    sha = _sha(script)
-    pipeline = Pipeline(tuple(("EVALSHA", sha, *args) for args in calls))
-    try:
-        return (yield pipeline)  # type: ignore[no-any-return]
-    except ResponseError as exc:  # redis-py raises NoScriptError; other clients a plain NOSCRIPT reply
-        if not isinstance(exc, NoScriptError) and "NOSCRIPT" not in str(exc):
-            raise
-    yield Command(("SCRIPT", "LOAD", script))
-    return (yield pipeline)  # type: ignore[no-any-return]
+    """Run a Lua script once per argument tuple (``numkeys, *keys, *argv``), pipelined, by its SHA;
+    after a restart, loaded and run again for the calls that found it missing (:func:`run_scripts`)."""
+    return (yield from run_scripts([(script, args) for args in calls]))

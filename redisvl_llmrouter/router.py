@@ -84,7 +84,7 @@ def _perform(
         pipe = client.pipeline(transaction=False)
         for args in request.commands:
             pipe.execute_command(*args)
-        return pipe.execute()
+        return pipe.execute(raise_on_error=not request.errors_as_replies)
     assert vectorizer is not None, "an operation without a vectorizer asked to embed"
     return vectorizer.embed_many(list(request.texts), batch_size=64)
 

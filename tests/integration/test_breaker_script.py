@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import uuid
 
+import pytest
 import redis
 
 from redisvl_llmrouter.gateway import breaker
@@ -85,10 +86,65 @@ def test_after_redis_forgets_its_scripts_the_batch_is_applied_once(redis_url):
     client.script_flush()
     calls = [(breaker.RECORD_SCRIPT, breaker.record_args(model, False, 0, 1, 1, 1000))]
     replies = drive(run_scripts(calls, [("XADD", stream, "*", "d", "1"), ("INCR", f"{stream}:n")]), client)
-    assert replies == [b"open", None, None]
+    assert replies[0] == b"open" and replies[2] == 1
     assert client.xlen(stream) == 1 and client.get(f"{stream}:n") == b"1"
     assert breaker.parse(client.execute_command(*breaker.read_commands([model])[0])).trips == 1
     client.delete(stream, f"{stream}:n", breaker.key(model))
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_after_redis_forgets_one_script_of_a_batch_only_its_calls_run_again(redis_url, driver):
+    """Redis restarted, and another process loaded one of the batch's scripts again before this batch
+    came: the calls of the script Redis had ran at once, and ran a second time with the forgotten
+    one's (a gateway call counted twice in the shared statistics)."""
+    import asyncio
+
+    import redis.asyncio as aredis
+
+    from redisvl_llmrouter.aio import adrive
+    from redisvl_llmrouter.errors import RedisCommandError
+    from redisvl_llmrouter.ops import run_script, run_scripts
+    from redisvl_llmrouter.router import drive
+
+    tag = uuid.uuid4().hex[:8]
+    count = f"-- {tag} count\nreturn redis.call('INCR', KEYS[1])"  # adds: run twice, it counts twice
+    mark = f"-- {tag} mark\nreturn redis.call('SET', KEYS[1], ARGV[1])"
+    keys = [f"test:{tag}:{k}" for k in ("count", "mark", "plain", "alone")]
+    client = redis.Redis.from_url(redis_url)
+    client.script_load(count)  # "mark" is not loaded: Redis has forgotten it
+
+    def run(op):
+        if driver == "sync":
+            return drive(op, client)
+
+        async def main():
+            aclient = aredis.Redis.from_url(redis_url)
+            try:
+                return await adrive(op, aclient)
+            finally:
+                await aclient.aclose()
+
+        return asyncio.run(main())
+
+    calls = [(count, (1, keys[0])), (mark, (1, keys[1], "v")), (count, (1, keys[0]))]
+    replies = run(run_scripts(calls, [("INCR", keys[2])]))
+    assert replies == [1, b"OK", 2, 1]
+    assert client.mget(keys[:3]) == [b"2", b"v", b"1"]
+    client.script_flush()
+    assert run(run_script(count, [(1, keys[3]), (1, keys[3])])) == [1, 2]  # one script, forgotten: loaded, run once
+    with pytest.raises(RedisCommandError, match="not an integer"):  # any other refusal is raised
+        run(
+            run_scripts(
+                [
+                    (
+                        mark,
+                        (1, keys[0]),
+                    )
+                ],
+                [("INCR", keys[1])],
+            )
+        )
+    client.delete(*keys)
 
 
 def test_the_report_shows_an_open_breaker_past_its_cooldown_as_half_open(redis_url):
