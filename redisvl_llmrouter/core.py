@@ -234,11 +234,15 @@ class RouteOptions:
 class FeedbackResult:
     """What one feedback call recorded."""
 
-    row_id: str
+    row_id: str | None
+    """The memory row written (None when nothing was learned)."""
     created: bool
     """True when the feedback started a new memory row, False when it updated one."""
     promoted_to: str | None = None
     """The tier route the request's text was promoted to, if the promotion rule fired."""
+    learned: bool = True
+    """False for a request the gateway answered from its semantic cache: that answer was generated for
+    another prompt, so its rating says how the cache did, not how the model does on this one."""
 
 
 def _as_catalog(catalog: Any) -> ModelCatalog:
@@ -1371,6 +1375,8 @@ class RouterCore:
                 "recorded or whose feedback window has passed, has no model on record."
             )
         self._check_models([model])
+        if loaded is not None and loaded.cached:
+            return FeedbackResult(row_id=None, created=False, learned=False)
         if loaded is not None:
             vector, text, tokens = loaded.vector, loaded.text, loaded.tokens
             if not vector:  # recorded without a vector (a passthrough request): embed its text now
@@ -1645,6 +1651,17 @@ class RouterCore:
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        unsized = sum(row["tokens"] is None for row in rows)
+        if unsized:
+            result = replace(result, unsized=unsized)
+            logger.warning(
+                "calibrate: %d of %d rows of router %r were written without their prompt's size (by an older "
+                "version) and are priced by their routing text, which may be too low for long prompts; "
+                "learn them again to record it",
+                unsized,
+                len(rows),
+                self.name,
+            )
         if apply:
             yield from self.update_routing_config(  # the weight alone: other writers' settings stay
                 {"cost_weight": result.cost_weight}

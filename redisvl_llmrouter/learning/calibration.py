@@ -103,6 +103,10 @@ class Calibration:
     strong_share: float
     strong_model: str | None
     requests: int
+    unsized: int = 0
+    """Of ``requests``, rows written before rows kept their prompt's size (by an older version): each
+    is priced by its routing text, a long prompt's head and tail only, so ``cost`` may be too low.
+    Learning those prompts again records their size."""
 
 
 def solve(

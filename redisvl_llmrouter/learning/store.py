@@ -47,13 +47,15 @@ class PendingRow:
 @dataclass(frozen=True)
 class RecordedRequest:
     """What a routed request left for its feedback: its vector (empty if recorded without one), its
-    routing text (empty when ``store_text`` is off), the model that answered (None if not noted) and
-    the whole prompt's estimated tokens (None for a request recorded without them)."""
+    routing text (empty when ``store_text`` is off), the model that answered (None if not noted), the
+    whole prompt's estimated tokens (None for a request recorded without them) and whether the
+    gateway answered it from its semantic cache."""
 
     vector: bytes
     text: str
     model: str | None
     tokens: int | None
+    cached: bool = False
 
 
 def _whole_or_none(value: Any) -> int | None:
@@ -264,7 +266,9 @@ class OutcomeStore:
     def load_request(self, request_id: str) -> Op[RecordedRequest | None]:
         """What was kept of a recorded request, in one read; None if unknown or expired."""
         key = memory.request_key(self.router, request_id)
-        vector, text, model, tokens = yield Command(("HMGET", key, "embedding", "text", "model", "tokens"))
+        vector, text, model, tokens, cached = yield Command(
+            ("HMGET", key, "embedding", "text", "model", "tokens", "cached")
+        )
         if vector is None:
             return None
         raw = bytes(vector) if not isinstance(vector, str) else vector.encode("latin-1")
@@ -273,6 +277,7 @@ class OutcomeStore:
             text=as_text(text or ""),
             model=None if model is None else as_text(model),
             tokens=_whole_or_none(tokens),
+            cached=cached is not None,
         )
 
     def tenant_commands(self, request_id: str, tenant: str) -> list[tuple[Any, ...]]:

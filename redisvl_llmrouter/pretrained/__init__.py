@@ -66,9 +66,10 @@ __all__ = [
 ]
 
 FORMAT = "redisvl-llmrouter.pretrained"
-#: 2 added the model catalog, candidate models and floors on routes, learning settings and outcomes.
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+#: 2 added the model catalog, candidate models and floors on routes, learning settings and outcomes;
+#: 3 each outcome row's prompt ``tokens`` (a reader of 2 would refuse the field, not the version).
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 #: In an installed wheel the configs sit in ``files/`` next to this module (the build maps the
 #: repository's top-level ``pretrained/`` folder there); in a checkout they are read from that folder.
 _HERE = Path(__file__).parent / "files"

@@ -104,6 +104,33 @@ def test_a_custom_backend_plugs_in_and_costs_come_from_the_catalog(redis_url):
     assert answer.outcome.baseline_cost == pytest.approx((10 * 5 + 20 * 25) / 1e6)  # opus, the dearest
 
 
+def test_a_routes_cost_ranks_its_model_but_never_bills_it_nor_makes_it_the_baseline(redis_url):
+    """A route's ``cost`` is in any unit (only ratios rank): a model priced by nothing else got bills in
+    USD from it, and as the dearest "priced" model became the baseline of every saving (7x inflated)."""
+    from redisvl_llmrouter import Route
+
+    async def run() -> tuple[Any, Any]:
+        name = f"lib-{uuid.uuid4().hex[:6]}"
+        router = await AsyncSemanticRouter.from_pretrained("default", name=name, redis_url=redis_url)
+        await router.add_route(
+            Route(name="own", model="selfhosted/x", cost=100.0, references=["a moon question"], distance_threshold=0.1)
+        )
+        await router.close()
+        gw = await Gateway.create({"router_name": name}, redis_url=redis_url, backends={"*": Scripted()})
+        ask = [{"role": "user", "content": "explain garbage collection"}]
+        try:
+            return (await gw.complete(ask, model="selfhosted/x")).outcome, (await gw.complete(ask)).outcome
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    own, routed = asyncio.run(run())
+    assert own.model == "selfhosted/x" and own.cost is None  # no catalog price: no bill, as documented
+    assert own.baseline_cost == pytest.approx((10 * 5 + 20 * 25) / 1e6)  # opus, the dearest catalog model
+    assert routed.model == "anthropic/claude-sonnet-4-5" and routed.cost == pytest.approx((10 * 3 + 20 * 15) / 1e6)
+    assert routed.baseline_cost == pytest.approx((10 * 5 + 20 * 25) / 1e6)
+
+
 def test_a_running_gateway_measures_savings_against_the_catalogs_baseline_as_it_is_now(redis_url):
     """Another process adds a dearer model: every gateway's baseline follows (it was fixed at start-up,
     so processes started before and after the change logged savings against different models)."""
@@ -780,6 +807,9 @@ def test_feedback_on_a_cached_answer_is_logged_but_never_learned_as_the_models_o
                 with pytest.raises(error):  # checked as on any answer, though not learned
                     await gw.feedback(hit.outcome.request_id, 0.5, model=model)
             on_hit = await gw.feedback(hit.outcome.request_id, 0.0)
+            # The library's feedback on the same request follows the same rule.
+            direct = await gw.router.feedback(hit.outcome.request_id, quality=0.0)
+            assert (direct.learned, direct.row_id, direct.created) == (False, None, False)
             after_hit = (await gw.router.memory_info()).rows
             on_answer = await gw.feedback(generated.outcome.request_id, 1.0)
             return on_hit, on_answer, after_hit - rows, (await gw.router.memory_info()).rows - rows
@@ -791,6 +821,39 @@ def test_feedback_on_a_cached_answer_is_logged_but_never_learned_as_the_models_o
     on_hit, on_answer, learned_from_hit, learned_in_all = asyncio.run(run())
     assert (on_hit["learned"], on_hit["row_id"], learned_from_hit) == (False, None, 0)
     assert on_answer["learned"] and learned_in_all == 1  # the generated answer's own feedback is learned
+
+
+class UsageLast(Scripted):
+    """Streams a whole answer, then its usage a moment later, as providers end a stream."""
+
+    async def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+        self.calls.append(call)
+        yield {"id": "x", "model": call.model, "choices": [{"index": 0, "delta": {"content": "Paris"}}]}
+        yield {"id": "x", "model": call.model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        await asyncio.sleep(0.3)
+        yield {"id": "x", "model": call.model, "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 20}}
+
+
+def test_a_stream_closed_at_its_finish_reason_is_an_answer_billed_at_its_usage(redis_url):
+    async def run() -> tuple[str, Any]:
+        name = f"lib-{uuid.uuid4().hex[:6]}"
+        gw = await Gateway.create({"router_name": name}, redis_url=redis_url, backends={"*": UsageLast()})
+        try:
+            stream = await gw.complete([{"role": "user", "content": "explain garbage collection"}], stream=True)
+            text = ""
+            async for chunk in stream:
+                text += chunk["choices"][0]["delta"].get("content") or ""
+                if chunk["choices"][0].get("finish_reason"):
+                    break
+            await stream.aclose()
+            return text, stream.outcome
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    text, outcome = asyncio.run(run())
+    assert text == "Paris" and outcome.model == "anthropic/claude-sonnet-4-5"
+    assert outcome.cost == pytest.approx((10 * 3 + 20 * 15) / 1e6)  # sonnet's prices, the provider's usage
 
 
 class CutShort(Scripted):

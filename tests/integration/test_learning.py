@@ -372,7 +372,9 @@ def test_export_and_reload_keep_every_outcome(api, name, table, tmp_path):
 
 
 @pytest.mark.parametrize("store_text", [True, False], ids=["text-kept", "text-not-kept"])
-def test_calibration_prices_each_row_by_its_whole_prompt_as_routing_does(api, name, table, tmp_path, store_text):
+def test_calibration_prices_each_row_by_its_whole_prompt_as_routing_does(
+    api, name, table, tmp_path, caplog, store_text
+):
     """A row keeps its prompt's size: calibration priced only the routing window's tokens (one token
     with ``store_text`` off), so on long prompts a budget let through traffic many times dearer."""
     learning = LearningConfig(neighbours=8, shrinkage=1.0, radius=0.2, store_text=store_text)
@@ -394,7 +396,15 @@ def test_calibration_prices_each_row_by_its_whole_prompt_as_routing_does(api, na
     path = router.export_with_embeddings(tmp_path / "learned.json")
     router.delete()
     again = api.from_pretrained(str(path), vectorizer=table)
-    assert again.calibrate(strong_share=1.0, apply=False).cost == pytest.approx(result.cost, rel=1e-6)
+    reloaded = again.calibrate(strong_share=1.0, apply=False)
+    assert reloaded.cost == pytest.approx(result.cost, rel=1e-6) and result.unsized == reloaded.unsized == 0
+    # Rows an older version wrote have no size: priced by their routing text, and counted, not hidden.
+    client = redis.Redis.from_url(api.redis_url)
+    for key in client.scan_iter(f"llmrouter:{{{name}}}:outcome:*"):
+        client.hdel(key, "tokens")
+    with caplog.at_level("WARNING", logger="redisvl_llmrouter"):
+        old = again.calibrate(strong_share=1.0, apply=False)
+    assert old.unsized == 4 and old.cost < result.cost / 2 and "4 of 4 rows" in caplog.text
 
 
 def test_delete_removes_the_memory_and_only_it(api, name, table):
