@@ -79,7 +79,8 @@ class PolicyInput:
     constraints: Constraints = field(default_factory=Constraints)
     prompt_tokens: int = 1
     choices: int = 1
-    """Answers asked for: the cost estimate bills each its output tokens; the context need is one answer's."""
+    """Answers asked for: the cost estimate bills each its output tokens (a learned cost, one answer's,
+    counts n times); the context need is one answer's."""
     prediction: Prediction | None = None
     min_support: float = 1.0
     stats: Mapping[str, ModelStats] = field(default_factory=dict)
@@ -182,7 +183,9 @@ def _choice(
     output_tokens = inp.constraints.output_tokens or inp.config.expected_output_tokens
     cost = spec.estimate_cost(inp.prompt_tokens, output_tokens * inp.choices)
     if cost is None and estimate is not None:
-        cost = estimate.cost  # what similar requests cost, learned from outcomes
+        # What similar requests cost, learned from outcomes: one answer's, so n answers cost at most n
+        # times it (the prompt is billed once; what part of the cost it was is not known).
+        cost = estimate.cost * inp.choices
     live = inp.stats.get(model)
     latency = live.latency_ms if live is not None and live.latency_ms is not None else spec.latency_ms
     load = None

@@ -150,6 +150,27 @@ def test_n_answers_are_each_billed_but_the_context_need_is_one_answers():
     assert d.estimated_cost == pytest.approx((4000 * 0.1 + 3 * 3000 * 0.4) / 1e6)  # the prompt once, three answers
 
 
+def test_a_learned_cost_of_one_answer_counts_for_each_of_n_answers():
+    """A model without prices costs what similar requests cost it: one answer's. With n=10 it stayed
+    at one answer's cost: the cost strategy took it over a priced model ten answers had made dearer,
+    and max_cost let it through."""
+    catalog = ModelCatalog(models=[*CATALOG, ModelSpec(name="p/own")])
+    own = Route(name="own", models=["p/own", "p/nano"], references=["o"], distance_threshold=0.5)
+    pred = prediction({"p/own": 0.8, "p/nano": 0.8}, cost={"p/own": 0.001})
+
+    def cost_pick(choices: int) -> tuple[str | None, float | None]:
+        d = decide(matched(own), [], PolicyInput(routes=[own], catalog=catalog, config=RoutingConfig(),
+                                                 strategy=Strategy.cost, prompt_tokens=1000, choices=choices,
+                                                 constraints=Constraints(output_tokens=1000, max_cost=0.005),
+                                                 prediction=pred))  # fmt: skip
+        return d.model, {c.model: c.cost for c in d.candidates}.get("p/own")
+
+    assert cost_pick(1) == ("p/nano", pytest.approx(0.001))  # nano: $0.0005 for one answer
+    assert cost_pick(4) == ("p/nano", pytest.approx(0.004))  # nano: $0.0017
+    with pytest.raises(NoEligibleModelError, match=r"p/own: estimated \$0\.02 > max_cost"):
+        cost_pick(20)  # nano $0.0081 and own $0.02: neither fits
+
+
 def test_min_quality_and_max_latency():
     d = decide(matched(SIMPLE), [], inp(constraints=Constraints(min_quality=0.8, max_latency_ms=3000, output_tokens=1)))
     assert d.model == "p/big"
