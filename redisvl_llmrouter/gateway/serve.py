@@ -184,7 +184,7 @@ async def _router_checked(config: GatewayConfig, redis_url: str) -> str:
 
     router = await _load_router(config, redis_url)
     try:
-        baseline_model(router._core.effective_catalog(), config.baseline_model)
+        baseline_model(router._core.catalog, config.baseline_model)
         return router.name
     finally:
         await router.close()

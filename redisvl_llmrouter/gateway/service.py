@@ -294,7 +294,7 @@ class Gateway:
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._cache_repair: asyncio.Future[Any] | None = None
-        baseline_model(router._core.effective_catalog(), config.baseline_model)  # a configured one must be priced
+        baseline_model(router._core.catalog, config.baseline_model)  # a configured one must be priced
         self._baseline: tuple[Any, Any] = (None, None)  # (catalog, its baseline's entry): see _baseline_spec
         self._writes = WriteBehind(router)
         self._breakers: dict[str, tuple[float, str]] = {}  # model: (read at, state then)
@@ -1170,21 +1170,30 @@ class Gateway:
         first_latency = float(outcome.attempts[-1].get("latency_ms") or 0.0)
         done = False
 
-        async def end(ended: bool | None = None) -> None:
+        async def end(ended: bool | None = None, after: Callable[..., Awaitable[None]] | None = None) -> None:
+            """``after``: a whole answer whose client left (see :meth:`_relay`), settled by ``after(settle)``
+            in a task. Claimed before the first wait: a leaving client's clean-up finds it done."""
             nonlocal done
             if done:
                 return
             done = True
+            if after is not None:
+                await asyncio.shield(self._spawn(after(settle)))
+            else:
+                await settle(ended)
+
+        async def settle(ended: bool | None, answered: bool = False) -> None:
             # The provider's call may still be open: it is closed before its queue slot goes to the next
             # request (which would otherwise start beside it), in a task that a cancelled caller cannot stop.
             closing = self._spawn(_close_then_free(chunks, stack)) if ended is not True else None
-            if ended is None:  # left before its end: still one request, logged and counted, but no call outcome
+            if ended is None and not answered:  # left before its end: one request, logged and counted, no call outcome
                 self._failed(request, outcome, "client_closed")
                 self._release(model, outcome.request_id)
-            else:
-                if ended:
+            else:  # the provider's end, its failure, or a whole answer the client left before the usage chunk
+                success = bool(ended or answered)
+                if success:
                     self.metrics.child(self.metrics.upstream_latency, model=model).observe(first_latency / 1000)
-                self._record_call(model, ended, first_latency, outcome.request_id)
+                self._record_call(model, success, first_latency, outcome.request_id)
             if closing is None:
                 await stack.aclose()
             else:
@@ -1216,6 +1225,29 @@ class Gateway:
         last_id = first.get("id")
         ended: bool | None = None
         relayed = 0
+        n = request.params.get("n")
+        answers = n if _whole(n) and n >= 1 else 1  # the choices asked for, and those the provider finished
+        finished: set[int] = set()
+        tail: asyncio.Future[dict[str, Any] | None] | None = None  # a read past the whole answer
+
+        def answer(usage: Any) -> dict[str, Any]:
+            message = {
+                "role": "assistant",
+                "content": "".join(parts) or (None if "".join(refusals) else ""),
+                "refusal": "".join(refusals) or None,
+            }
+            return {
+                "id": last_id,
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": outcome.model,
+                "choices": [
+                    {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason or "stop"}
+                ],
+                "usage": usage,
+                **({"system_fingerprint": fingerprint} if fingerprint else {}),
+            }
+
         try:
             chunk: dict[str, Any] | None = first
             while chunk is not None:
@@ -1236,6 +1268,8 @@ class Gateway:
                         or any(value is not None for key, value in delta.items() if key not in _KEPT_DELTA)
                     )
                     finish_reason = choice.get("finish_reason") or finish_reason
+                    if choice.get("finish_reason"):
+                        finished.add(choice.get("index", 0))
                 usage = chunk.get("usage") or usage
                 fingerprint = chunk.get("system_fingerprint") or fingerprint
                 if choices or wants_usage:
@@ -1243,7 +1277,14 @@ class Gateway:
                         chunk.pop("usage", None)
                     yield chunk
                 last_id = chunk.get("id")
-                chunk = await _next_chunk(chunks, model, request.timeout_s or DEFAULT_TIMEOUT_S)
+                wait_s = request.timeout_s or DEFAULT_TIMEOUT_S
+                if len(finished) >= answers:
+                    # Past the whole answer: the usage chunk and the end remain. Read in a task that a
+                    # leaving client does not cancel, so the usage still arrives (see the finally).
+                    tail = asyncio.ensure_future(_next_chunk(chunks, model, wait_s))
+                    chunk = await asyncio.shield(tail)
+                else:
+                    chunk = await _next_chunk(chunks, model, wait_s)
             ended = True
         except UpstreamError as exc:
             ended = False
@@ -1255,23 +1296,41 @@ class Gateway:
             self._failed(request, outcome, "stream_interrupted")
             raise
         finally:
-            await end(ended)
-        refusal = "".join(refusals)
-        message = {
-            "role": "assistant",
-            "content": "".join(parts) or (None if refusal else ""),
-            "refusal": refusal or None,
-        }
-        body = {
-            "id": last_id,
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": outcome.model,
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason or "stop"}],
-            "usage": usage,
-            **({"system_fingerprint": fingerprint} if fingerprint else {}),
-        }
-        self._finish(request, outcome, body, None if unkept else vector, scope)
+            if ended is None and len(finished) >= answers:
+                # The client has every answer whole and left before the provider's last chunk, which
+                # carries the usage (a client that stops at finish_reason): the provider bills the call,
+                # so the gateway reads on for its usage and accounts an answered request, in a task that
+                # a cancelled caller cannot stop.
+                await end(
+                    None, after=lambda settle: self._account_left(request, outcome, chunks, tail, settle, answer, usage)
+                )
+            else:
+                await end(ended)
+        self._finish(request, outcome, answer(usage), None if unkept else vector, scope)
+
+    async def _account_left(
+        self,
+        request: _Request,
+        outcome: Outcome,
+        chunks: AsyncIterator[dict[str, Any]],
+        tail: asyncio.Future[dict[str, Any] | None] | None,
+        settle: Callable[..., Awaitable[None]],
+        answer: Callable[[Any], dict[str, Any]],
+        usage: Any,
+    ) -> None:
+        """A whole answer whose client left early (see :meth:`_relay`): the rest of the provider's stream
+        (from ``tail``, the read under way) is read for its usage, for ``TIMEOUT_GRACE_S`` at most, then
+        the request is accounted as answered. Not cached: what the client kept of it is not known."""
+        ended = None
+        with contextlib.suppress(TimeoutError, UpstreamError):
+            async with asyncio.timeout(TIMEOUT_GRACE_S):
+                chunk = await tail if tail is not None else {}
+                while chunk is not None:
+                    usage = chunk.get("usage") or usage
+                    chunk = await _next_chunk(chunks, str(outcome.model), TIMEOUT_GRACE_S)
+                ended = True
+        await settle(ended, answered=True)
+        self._finish(request, outcome, answer(usage), None, "")
 
     def _cached(
         self, request: _Request, outcome: Outcome, body: dict[str, Any], stream: bool
@@ -1322,8 +1381,8 @@ class Gateway:
     def _baseline_spec(self) -> Any:
         """The baseline model's entry in the router's current catalog, so every process measures savings
         against the same model: worked out again when the catalog changes (a dearer model added, a price
-        changed), never only at start-up."""
-        catalog = self.router._core.effective_catalog()
+        changed), never only at start-up. A model priced only by its route's cost never is the baseline."""
+        catalog = self.router._core.catalog
         if self._baseline[0] is not catalog:
             try:
                 name = baseline_model(catalog, self.config.baseline_model)
@@ -1342,7 +1401,8 @@ class Gateway:
         scope: str,
     ) -> None:
         outcome.usage = usage_of(body)
-        spec = self.router._core.effective_catalog().get(str(outcome.model))
+        # The catalog's prices only: a route's cost prices a model for ranking, in any unit, never a bill.
+        spec = self.router._core.catalog.get(str(outcome.model))
         outcome.cost = cost_of(spec, outcome.usage)
         outcome.baseline_cost = cost_of(self._baseline_spec(), outcome.usage)
         outcome.latency_ms = (time.perf_counter() - outcome.started) * 1000

@@ -1026,6 +1026,39 @@ def test_a_client_leaving_mid_stream_ends_the_providers_call_and_is_logged(redis
     assert live and (live[model].requests, live[model].inflight) == (0, 0)
 
 
+@pytest.mark.parametrize("include_usage", [False, True], ids=["usage-not-asked", "usage-asked"])
+def test_a_client_that_stops_at_the_finish_reason_had_an_answer_and_it_is_accounted(
+    redis_url, local_upstream, tmp_path, include_usage
+):
+    """Stopping at finish_reason is common. The usage chunk comes after it: a client gone by then was
+    logged as client_closed, with no tokens or cost, though the provider billed the whole answer."""
+    model = f"fin{uuid.uuid4().hex[:6]}/slow"
+    local_upstream.control(model=model, chunk_delay_ms=300)  # the usage chunk comes 300 ms after the finish
+    store = redis.Redis.from_url(redis_url)
+    options = {"stream_options": {"include_usage": True}} if include_usage else {}
+    with gateway(redis_url, local_upstream.url, tmp_path) as srv:
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+            stream = c.chat.completions.create(model=model, messages=ask("w1 w2 w3"), stream=True, **options)
+            text = ""
+            for chunk in stream:
+                text += chunk.choices[0].delta.content or ""
+                if chunk.choices[0].finish_reason:
+                    break
+            stream.close()
+        key, deadline = stream_key(srv.router), time.monotonic() + 10
+        while not (entries := [e for e in parse_entries(store.xrange(key)) if e["model"] == model]):
+            assert time.monotonic() < deadline, "the request was never logged"
+            time.sleep(0.05)
+        with SemanticRouter.from_existing(srv.router, redis_url=redis_url) as router:
+            live = wait_for(lambda: router.live_stats([model])[model].successes, 1) and router.live_stats([model])
+        time.sleep(0.5)  # a second entry (client_closed, as well) would be written by now
+        entries = [e for e in parse_entries(store.xrange(key)) if e["model"] == model]
+    assert text == f"[{model}] w1 w2 w3" and len(entries) == 1
+    assert (entries[0]["status"], entries[0].get("error")) == ("ok", None)
+    assert (entries[0]["prompt_tokens"], entries[0]["completion_tokens"]) == (3, 4)  # the provider's usage
+    assert live and (live[model].successes, live[model].failures, live[model].inflight) == (1, 0, 0)
+
+
 def test_a_gateway_on_the_embedded_redis_starts_it_again_when_it_dies(local_upstream):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "LLMROUTER_DATA_DIR")}
