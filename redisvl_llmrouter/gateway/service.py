@@ -532,8 +532,16 @@ class Gateway:
             return {"request_id": request_id, "model": model, "quality": quality, "row_id": None, "learned": False}
         # By keyword: an id that is not one is refused, never taken for a statement to learn.
         result = await self.router.feedback(request_id=request_id, model=model, quality=quality, cost=cost)
-        self._log(entry | ({"tenant": tenant} if tenant else {}), None)
-        return {"request_id": request_id, "model": model, "quality": quality, "row_id": result.row_id, "learned": True}
+        # Not learned if the cache mark landed after the read above (its own write, a moment after the record's).
+        cached = {} if result.learned else {"cache": True}
+        self._log(entry | cached | ({"tenant": tenant} if tenant else {}), None)
+        return {
+            "request_id": request_id,
+            "model": model,
+            "quality": quality,
+            "row_id": result.row_id,
+            "learned": result.learned,
+        }
 
     async def stats(self) -> dict[str, Any]:
         """Per-model requests, successes, failures, latency, in-flight calls, queue and breaker state; cache hits.
@@ -1229,6 +1237,7 @@ class Gateway:
         answers = n if _whole(n) and n >= 1 else 1  # the choices asked for, and those the provider finished
         finished: set[int] = set()
         tail: asyncio.Future[dict[str, Any] | None] | None = None  # a read past the whole answer
+        after = False  # the client left, or the provider failed, once it had every answer whole
 
         def answer(usage: Any) -> dict[str, Any]:
             message = {
@@ -1286,7 +1295,13 @@ class Gateway:
                 else:
                     chunk = await _next_chunk(chunks, model, wait_s)
             ended = True
+        except (asyncio.CancelledError, GeneratorExit):
+            after = len(finished) >= answers
+            raise
         except UpstreamError as exc:
+            if len(finished) >= answers:  # past the whole answer: it stands, only its usage is lost
+                after = True
+                return
             ended = False
             # The same call as the first chunk's attempt, now failed: noted, not counted as another call.
             outcome.attempts.append(
@@ -1296,11 +1311,11 @@ class Gateway:
             self._failed(request, outcome, "stream_interrupted")
             raise
         finally:
-            if ended is None and len(finished) >= answers:
+            if after:
                 # The client has every answer whole and left before the provider's last chunk, which
-                # carries the usage (a client that stops at finish_reason): the provider bills the call,
-                # so the gateway reads on for its usage and accounts an answered request, in a task that
-                # a cancelled caller cannot stop.
+                # carries the usage (a client that stops at finish_reason), or the provider failed after
+                # it: the provider bills the call, so the gateway reads on for its usage and accounts an
+                # answered request, in a task that a cancelled caller cannot stop.
                 await end(
                     None, after=lambda settle: self._account_left(request, outcome, chunks, tail, settle, answer, usage)
                 )

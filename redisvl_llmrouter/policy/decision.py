@@ -182,7 +182,7 @@ def _choice(
         quality, support = _capped(estimate, tier_quality), estimate.support if evidence else 0.0
     output_tokens = inp.constraints.output_tokens or inp.config.expected_output_tokens
     cost = spec.estimate_cost(inp.prompt_tokens, output_tokens * inp.choices)
-    if cost is None and estimate is not None:
+    if cost is None and estimate is not None and estimate.cost is not None:
         # What similar requests cost, learned from outcomes: one answer's, so n answers cost at most n
         # times it (the prompt is billed once; what part of the cost it was is not known).
         cost = estimate.cost * inp.choices

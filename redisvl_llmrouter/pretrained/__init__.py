@@ -350,6 +350,8 @@ def build(
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3])
         raise ConfigError(f"Router {definition['name']!r} cannot be exported with its vectorizer: {problems}") from None
     return PretrainedConfig(
+        # The oldest version that holds it all: a file without row sizes stays readable by older versions.
+        schema_version=SCHEMA_VERSION if any(row.get("tokens") for row in outcomes) else 2,
         name=definition["name"],
         description=description,
         vectorizer=identity,

@@ -834,6 +834,38 @@ class UsageLast(Scripted):
         yield {"id": "x", "model": call.model, "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 20}}
 
 
+class FailsAfterFinish(Scripted):
+    """Streams a whole answer, then fails instead of sending its usage."""
+
+    async def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+        self.calls.append(call)
+        yield {"id": "x", "model": call.model, "choices": [{"index": 0, "delta": {"content": "Paris"}}]}
+        yield {"id": "x", "model": call.model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        raise ConnectionResetError("the provider hung up")
+
+
+def test_a_provider_failing_after_the_whole_answer_leaves_the_answer_standing(redis_url):
+    """The client has the answer: no error event after it, an answered request, a success for the model."""
+
+    async def run() -> tuple[list[dict[str, Any]], Any, Any]:
+        name = f"lib-{uuid.uuid4().hex[:6]}"
+        gw = await Gateway.create({"router_name": name}, redis_url=redis_url, backends={"*": FailsAfterFinish()})
+        try:
+            stream = await gw.complete([{"role": "user", "content": "explain garbage collection"}], stream=True)
+            chunks = [chunk async for chunk in stream]
+            await gw._writes.flush()
+            model = stream.outcome.model
+            return chunks, stream.outcome, (await gw.router.live_stats([model]))[model]
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    chunks, outcome, live = asyncio.run(run())
+    assert [c["choices"][0].get("finish_reason") for c in chunks] == [None, "stop"]
+    assert outcome.cost is None  # its usage never came
+    assert (live.successes, live.failures, live.inflight) == (1, 0, 0)
+
+
 def test_a_stream_closed_at_its_finish_reason_is_an_answer_billed_at_its_usage(redis_url):
     async def run() -> tuple[str, Any]:
         name = f"lib-{uuid.uuid4().hex[:6]}"

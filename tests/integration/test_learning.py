@@ -394,6 +394,7 @@ def test_calibration_prices_each_row_by_its_whole_prompt_as_routing_does(
     assert result.cost == pytest.approx(sum(routed) / len(routed), rel=1e-6)
     # An export keeps the sizes too: the reloaded memory calibrates to the same cost.
     path = router.export_with_embeddings(tmp_path / "learned.json")
+    assert json.loads(path.read_text())["schema_version"] == 3  # rows with sizes: older versions say to upgrade
     router.delete()
     again = api.from_pretrained(str(path), vectorizer=table)
     reloaded = again.calibrate(strong_share=1.0, apply=False)

@@ -97,7 +97,8 @@ def test_export_then_import_routes_identically(api, name, tmp_path):
     router.add_route_references("expert", ["design a zero-knowledge voting protocol and prove it sound"])
     path = router.export_with_embeddings(tmp_path / "my_router.json")
     data = json.loads(path.read_text())
-    assert data["format"] == "redisvl-llmrouter.pretrained" and data["schema_version"] == 3
+    # No outcome rows, so nothing of schema 3 (their sizes): readable by versions that read schema 2.
+    assert data["format"] == "redisvl-llmrouter.pretrained" and data["schema_version"] == 2
     assert data["vectorizer"] == {
         "type": "hf",
         "model": "sentence-transformers/all-MiniLM-L6-v2",

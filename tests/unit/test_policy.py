@@ -169,6 +169,13 @@ def test_a_learned_cost_of_one_answer_counts_for_each_of_n_answers():
     assert cost_pick(4) == ("p/nano", pytest.approx(0.004))  # nano: $0.0017
     with pytest.raises(NoEligibleModelError, match=r"p/own: estimated \$0\.02 > max_cost"):
         cost_pick(20)  # nano $0.0081 and own $0.02: neither fits
+    # Outcomes without costs (quality only, the common case) leave its cost unknown, whatever n.
+    unknown = prediction({"p/own": 0.8, "p/nano": 0.8})
+    for choices in (1, 3):
+        d = decide(matched(own), [], PolicyInput(routes=[own], catalog=catalog, config=RoutingConfig(),
+                                                 strategy=Strategy.learned, prompt_tokens=1000, choices=choices,
+                                                 prediction=unknown))  # fmt: skip
+        assert {c.model: c.cost for c in d.candidates}["p/own"] is None
 
 
 def test_min_quality_and_max_latency():
