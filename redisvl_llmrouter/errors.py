@@ -251,6 +251,8 @@ class GatewayError(LLMRouterError):
     status: int = 500
     kind: str = "api_error"
     code: str | None = None
+    #: The request field the error is about, when one is (OpenAI's ``error.param``).
+    param: str | None = None
 
     def __init__(self, message: str, *, retry_after: float | None = None, detail: Any = None) -> None:
         super().__init__(message)
@@ -332,11 +334,16 @@ class UpstreamError(GatewayError):
         upstream_status: int | None = None,
         reason: str = "error",
         retry_after: float | None = None,
+        provider_code: str | None = None,
+        provider_param: str | None = None,
     ) -> None:
         super().__init__(message, retry_after=retry_after)
         self.retryable = retryable
         self.upstream_status = upstream_status
         self.reason = reason
+        #: The provider's own ``error.code`` and ``error.param`` (``context_length_exceeded``, ``messages``).
+        self.provider_code = provider_code
+        self.provider_param = provider_param
 
 
 class CircuitOpenError(GatewayError):

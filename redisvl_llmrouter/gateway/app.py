@@ -25,6 +25,7 @@ defines any.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
 import hashlib
@@ -32,6 +33,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable
@@ -116,15 +118,20 @@ def _cut(message: str) -> str:
 
 
 def _error(
-    status: int, message: str, kind: str, code: str | None, headers: dict[str, str] | None = None
+    status: int,
+    message: str,
+    kind: str,
+    code: str | None,
+    headers: dict[str, str] | None = None,
+    param: str | None = None,
 ) -> JSONResponse:
-    body = {"error": {"message": _cut(message), "type": kind, "param": None, "code": code}}
+    body = {"error": {"message": _cut(message), "type": kind, "param": param, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _gateway_error(exc: GatewayError) -> JSONResponse:
     headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after is not None else {}
-    return _error(exc.status, str(exc), exc.kind, exc.code, {**headers, **_request_id_header(exc)})
+    return _error(exc.status, str(exc), exc.kind, exc.code, {**headers, **_request_id_header(exc)}, exc.param)
 
 
 def _request_id_header(exc: BaseException) -> dict[str, str]:
@@ -286,7 +293,16 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
             if gateway is None:
                 await app.state.gateway.aclose()
 
-    app = FastAPI(title="redisvl-llmrouter gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # No OpenAPI page (it answered without a key) and no trailing-slash redirects (their Location was
+    # built from the client's Host header).
+    app = FastAPI(
+        title="redisvl-llmrouter gateway",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        redirect_slashes=False,
+    )
     app.add_middleware(_AnswerWhenCutOff)
     # Keys are held and looked up as SHA-256 digests: a lookup's timing depends on the digest of what a
     # client sent, never on how many leading characters of a real key it guessed.
@@ -402,7 +418,7 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
                 async for chunk in result:
                     yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
             except GatewayError as exc:  # the stream had started: report in-band, as OpenAI does
-                error = {"error": {"message": _cut(str(exc)), "type": exc.kind, "param": None, "code": exc.code}}
+                error = {"error": {"message": _cut(str(exc)), "type": exc.kind, "param": exc.param, "code": exc.code}}
                 yield b"data: " + json.dumps(error).encode() + b"\n\n"
             finally:  # a client that left: the provider's call, the queue slot and the log entry end here
                 await result.aclose()
@@ -498,15 +514,16 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
 
     @app.api_route("/dashboard", methods=["GET", "HEAD"])
     async def dashboard() -> Response:
-        return Response(dashboard_asset("dashboard.html"), media_type="text/html; charset=utf-8")
+        return Response(
+            dashboard_asset("dashboard.html"), media_type="text/html; charset=utf-8", headers=dashboard_headers()
+        )
 
     @app.api_route("/dashboard/assets/{name}", methods=["GET", "HEAD"])
     async def dashboard_assets(name: str) -> Response:
         if name not in DASHBOARD_ASSETS:
             raise StarletteHTTPException(404, f"No dashboard asset {name!r}")
-        return Response(
-            dashboard_asset(name), media_type=DASHBOARD_ASSETS[name], headers={"cache-control": "max-age=86400"}
-        )
+        headers = {"cache-control": "max-age=86400", "x-content-type-options": "nosniff"}
+        return Response(dashboard_asset(name), media_type=DASHBOARD_ASSETS[name], headers=headers)
 
     @app.api_route("/dashboard/data", methods=["GET", "HEAD"])
     async def dashboard_data(request: Request, since: str = "15m") -> JSONResponse:
@@ -547,6 +564,28 @@ DASHBOARD_ASSETS = {
     "uPlot.iife.min.js": "text/javascript; charset=utf-8",
     "uPlot.min.css": "text/css; charset=utf-8",
 }
+
+
+@functools.cache
+def dashboard_headers() -> dict[str, str]:
+    """The page's own scripts and styles and this server, nothing else: no other site may frame it
+    (clickjacking), and a script injected into the page would not run (only the page's inline script,
+    by its hash, and the bundled uPlot)."""
+    html = dashboard_asset("dashboard.html").decode()
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()}'"
+        for script in re.findall(r"<script>(.*?)</script>", html, re.DOTALL)
+    )
+    policy = (
+        f"default-src 'self'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    )
+    return {
+        "content-security-policy": policy,
+        "x-frame-options": "DENY",
+        "x-content-type-options": "nosniff",
+        "referrer-policy": "no-referrer",
+    }
 
 
 @functools.cache

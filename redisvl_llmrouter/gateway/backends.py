@@ -21,7 +21,9 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import math
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -58,12 +60,24 @@ class Backend(Protocol):
 
 
 def _retry_after(headers: Any) -> float | None:
-    try:
-        value = headers.get("retry-after") if headers is not None else None
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
+    """A ``Retry-After`` header's wait in seconds: a number, or an HTTP date (RFC 9110 allows both)."""
+    value = headers.get("retry-after") if headers is not None else None
+    if value is None:
         return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        from email.utils import parsedate_to_datetime
 
+        try:
+            seconds = parsedate_to_datetime(str(value)).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+#: How much of a provider's error message is passed on (a JSON schema's complaint runs to hundreds of characters).
+MAX_PROVIDER_MESSAGE_CHARS = 1000
 
 #: Answers that may succeed if the same call is tried again.
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -89,10 +103,16 @@ def without_secret(text: str, secret: str | None) -> str:
 
 
 def status_error(
-    model: str, status: int, message: str, headers: Any = None, secret: str | None = None
+    model: str,
+    status: int,
+    message: str,
+    headers: Any = None,
+    secret: str | None = None,
+    error: Any = None,
 ) -> UpstreamError:
     """A provider's HTTP error answer: retryable for 408, 409, 429 and 5xx. ``secret``: the key the
-    call was made with, masked wherever the provider's message repeats it."""
+    call was made with, masked wherever the provider's message repeats it; ``error``: the body's
+    ``error`` object, whose ``code`` and ``param`` (strings) are kept for the client."""
     message = without_secret(message, secret)
     retryable = status >= 500 or status in RETRYABLE_STATUSES
     reason = (
@@ -104,13 +124,26 @@ def status_error(
         if status in CREDENTIAL_STATUSES
         else "client"
     )
+    fields = error if isinstance(error, dict) else {}
+    code, param = fields.get("code"), fields.get("param")
     return UpstreamError(
-        f"{model}: the provider answered {status}: {message}"[:500],
+        f"{model}: the provider answered {status}: {message}"[:MAX_PROVIDER_MESSAGE_CHARS],
         retryable=retryable,
         upstream_status=status,
         reason=reason,
         retry_after=_retry_after(headers),
+        provider_code=without_secret(code, secret)[:100] if isinstance(code, str) and code else None,
+        provider_param=without_secret(param, secret)[:200] if isinstance(param, str) and param else None,
     )
+
+
+def _error_object(content: bytes) -> Any:
+    """The ``error`` object of an OpenAI-style error body, or None."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return None
+    return body.get("error") if isinstance(body, dict) else None
 
 
 def _error_message(content: bytes, secret: str | None = None) -> str:
@@ -120,10 +153,10 @@ def _error_message(content: bytes, secret: str | None = None) -> str:
     try:
         body = json.loads(text)
     except ValueError:
-        return without_secret(text, secret)[:300]
+        return without_secret(text, secret)[:MAX_PROVIDER_MESSAGE_CHARS]
     error = body.get("error") if isinstance(body, dict) else None
     message = error.get("message") if isinstance(error, dict) else error
-    return without_secret(str(message) if message else text, secret)[:300]
+    return without_secret(str(message) if message else text, secret)[:MAX_PROVIDER_MESSAGE_CHARS]
 
 
 def upstream_error(exc: BaseException, model: str, secret: str | None = None) -> UpstreamError:
@@ -152,7 +185,7 @@ def upstream_error(exc: BaseException, model: str, secret: str | None = None) ->
         message = (
             (error.get("message") if isinstance(error, dict) else None) or getattr(exc, "message", None) or str(exc)
         )
-        return status_error(model, exc.status_code, message, getattr(exc.response, "headers", None), secret)
+        return status_error(model, exc.status_code, message, getattr(exc.response, "headers", None), secret, error)
     if isinstance(exc, openai.APIError) and getattr(exc, "message", None):  # an error event inside a stream
         return UpstreamError(
             f"{model}: the provider reported an error: {without_secret(exc.message, secret)}"[:500],
@@ -236,7 +269,8 @@ class OpenAIBackend:
                 if response.status >= 400:
                     key = self.upstream.key()
                     message = _error_message(content, key)
-                    raise status_error(call.model, response.status, message, response.headers, key)
+                    error = _error_object(content)
+                    raise status_error(call.model, response.status, message, response.headers, key, error)
             try:
                 body = json.loads(content)
             except ValueError:
@@ -385,9 +419,26 @@ async def _chunks(
     ``as_sent``: the ``openai`` SDK parsed each chunk from the provider's JSON, so its fields that were
     set are exactly those the provider sent, nulls included (``"finish_reason": null``, which strict
     clients expect, as OpenAI sends it). LiteLLM builds its chunks itself: their null fields are dropped.
+
+    A stream that ends before every choice it sent has a ``finish_reason`` was cut (a provider or a
+    proxy closed it mid-answer, without ``[DONE]``: the SDK just stops): a failed call, not a whole
+    answer to cache and count a success. (A provider that ignores ``n`` and finishes the one choice
+    it sent has answered whole.)
     """
+    seen: set[Any] = set()
+    finished: set[Any] = set()
     try:
         async for chunk in await create:
-            yield chunk.model_dump(exclude_unset=True) if as_sent else chunk.model_dump(exclude_none=True)
+            body = chunk.model_dump(exclude_unset=True) if as_sent else chunk.model_dump(exclude_none=True)
+            for choice in body.get("choices") or ():
+                if isinstance(choice, dict):
+                    seen.add(choice.get("index", 0))
+                    if choice.get("finish_reason"):
+                        finished.add(choice.get("index", 0))
+            yield body
     except Exception as exc:
         raise upstream_error(exc, model, secret) from None
+    if not finished or not seen <= finished:
+        raise UpstreamError(
+            f"{model}: the provider's stream ended before the answer finished", retryable=True, reason="server"
+        )

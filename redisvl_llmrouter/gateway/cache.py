@@ -18,8 +18,9 @@ sit well within any useful threshold. Only deterministic requests are cached: ``
 set at or below ``max_temperature`` (default 0), one choice, no tools, no ``logprobs`` (the cache
 keeps an answer's text, not its token probabilities). Clients can bypass it per
 request. Entries expire ``ttl_s`` after they were stored (hits do not renew them). The index and
-keys live under ``llmrouter:cache`` (a
-prefix no router can take). A cache that fails (Redis restarted empty, say) costs its hit rate,
+keys live under ``llmrouter:cache`` (a prefix no router can take), one index per shape of vector:
+an index holds vectors of one size and type, and routers with other embedders (float16, another
+model) share the Redis too. A cache that fails (Redis restarted empty, say) costs its hit rate,
 never the request: it is served uncached (``x-llmrouter-cache: bypass``) and the index is created
 again.
 """
@@ -37,11 +38,22 @@ from redisvl_llmrouter.errors import InvalidQueryError
 from redisvl_llmrouter.gateway.config import CacheConfig
 from redisvl_llmrouter.request_text import messages_text
 
-__all__ = ["CACHE_NAME", "ResponseCache", "cacheable", "scope_of"]
+__all__ = ["CACHE_NAME", "ResponseCache", "cache_name", "cacheable", "scope_of"]
 
 CACHE_NAME = "llmrouter:cache"
+
+
+def cache_name(dims: int, dtype: str) -> str:
+    """The index for answers whose requests are embedded as ``dims`` values of ``dtype``: ``CACHE_NAME``
+    for the default embedder's (MiniLM, 384 float32), where every earlier version kept them."""
+    return CACHE_NAME if (dims, dtype) == (384, "float32") else f"{CACHE_NAME}:{dtype}-{dims}"
+
+
 #: Parameters that never change the answer's content, so they do not split the cache.
 _NEUTRAL = {"stream", "stream_options", "user", "metadata", "timeout"}
+#: OpenAI's defaults: a request that sets one asks what a request without it asks.
+_DEFAULTS = {"n": 1.0, "logprobs": False, "top_p": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0}
+_NO_DEFAULT = object()
 
 
 def cacheable(params: Mapping[str, Any], config: CacheConfig) -> bool:
@@ -69,21 +81,23 @@ def scope_of(
     matched exactly.
     """
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=len(messages))
-    context = [messages[i] for i in range(len(messages)) if i != last_user]
+    context = [_plain(messages[i]) for i in range(len(messages)) if i != last_user]
     unseen: dict[str, Any] = {}
     if last_user < len(messages):
         last = messages[last_user]
         unseen = {k: v for k, v in last.items() if k not in ("role", "content")}  # a name, say
         content = last.get("content")
         if isinstance(content, Sequence) and not isinstance(content, str):
-            unseen["parts"] = [p for p in content if not (isinstance(p, Mapping) and p.get("type") == "text")]
+            parts = [p for p in content if not (isinstance(p, Mapping) and p.get("type") == "text")]
+            if parts:  # text parts alone are the text a string would hold
+                unseen["parts"] = parts
         try:
             text = messages_text([last])
         except InvalidQueryError:  # no text in it (an image alone): the request was routed on another message
             text = ""
         if embedded is not None and embedded != text.strip():
             unseen["text"] = hashlib.sha256(text.encode()).hexdigest()
-    shaping = {k: _number(v) for k, v in params.items() if k not in _NEUTRAL}
+    shaping = {k: _number(v) for k, v in params.items() if k not in _NEUTRAL and not _default(k, v)}
     if shaping.get("temperature") == 0:  # a seed picks among sampled answers: at temperature 0 there is one
         shaping.pop("seed", None)
     blob = json.dumps([target, tenant, context, unseen, shaping, policy], sort_keys=True, default=str)
@@ -91,8 +105,30 @@ def scope_of(
 
 
 def _number(value: Any) -> Any:
-    """A top-level number as a float, so ``0`` and ``0.0`` (which mean the same) share a scope."""
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    """A top-level number as a float, so ``0``, ``0.0`` and ``-0.0`` (which mean the same) share a scope."""
+    return float(value) + 0.0 if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+def _default(name: str, value: Any) -> bool:
+    """Whether a parameter is set to OpenAI's default (``n=1``, ``logprobs=False``, ...)."""
+    default = _DEFAULTS.get(name, _NO_DEFAULT)
+    value = _number(value)
+    return type(value) is type(default) and value == default
+
+
+def _plain(message: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A message whose content is one text part, with that text as its content: the same message."""
+    content = message.get("content")
+    if (
+        isinstance(content, list)
+        and len(content) == 1
+        and isinstance(content[0], Mapping)
+        and set(content[0]) == {"type", "text"}
+        and content[0]["type"] == "text"
+        and isinstance(content[0]["text"], str)
+    ):
+        return {**message, "content": content[0]["text"]}
+    return message
 
 
 class ResponseCache:
@@ -102,8 +138,9 @@ class ResponseCache:
         from redisvl.extensions.cache.llm import SemanticCache
 
         self.config = config
+        self.name = cache_name(int(vectorizer.dims), str(vectorizer.dtype).lower())
         self._cache = SemanticCache(
-            name=CACHE_NAME,
+            name=self.name,
             distance_threshold=config.distance_threshold,
             # No cache-wide TTL: RedisVL renews that one on every hit (a round trip per hit, and a popular
             # answer would never expire). Each entry is stored with its own instead (see store).

@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 from redis.exceptions import RedisError
 
 from redisvl_llmrouter.aio import AsyncSemanticRouter, adrive
+from redisvl_llmrouter.connection import sync_client
 from redisvl_llmrouter.core import RouteOptions, RouterCore, is_request_id, live_now_ms, new_request_id
 from redisvl_llmrouter.errors import (
     AllModelsFailedError,
@@ -294,6 +295,7 @@ class Gateway:
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._cache_repair: asyncio.Future[Any] | None = None
+        self._blocking: Any = None  # a blocking Redis client for reports, made on first use (see report)
         baseline_model(router._core.catalog, config.baseline_model)  # a configured one must be priced
         self._baseline: tuple[Any, Any] = (None, None)  # (catalog, its baseline's entry): see _baseline_spec
         self._writes = WriteBehind(router)
@@ -368,6 +370,7 @@ class Gateway:
     # ----------------------------------------------------------------- public API
     async def complete(
         self,
+        /,  # positional only: a request field named "self" is one of the params, passed on
         messages: Sequence[Mapping[str, Any]],
         *,
         model: str = "auto",
@@ -588,9 +591,18 @@ class Gateway:
     async def report(
         self, since_ms: int | None = None, limit: int | None = None, until_ms: int | None = None
     ) -> Report:
-        """The decisions log summarised (see :mod:`redisvl_llmrouter.observability.report`)."""
+        """The decisions log summarised (see :mod:`redisvl_llmrouter.observability.report`).
+
+        In a worker thread, on a blocking client of its own: parsing and summarising a busy log takes a
+        while (0.6 s for the dashboard's 20,000 entries), and on the event loop every other request
+        would wait for it."""
         self._check_usable()
-        return await adrive(report.load(self.router.name, since_ms, limit, until_ms), self.router._client)
+        from redisvl_llmrouter.router import drive
+
+        if self._blocking is None:
+            self._blocking = sync_client(redis_url=self.redis_url)
+        op = report.load(self.router.name, since_ms, limit, until_ms)
+        return await asyncio.to_thread(drive, op, self._blocking)
 
     async def recent_decisions(self, count: int = 50, tenant: str = "") -> list[dict[str, Any]]:
         """The newest ``count`` requests in the decisions log (completions and ``/v1/route`` decisions;
@@ -655,6 +667,9 @@ class Gateway:
         if self.cache is not None:
             with contextlib.suppress(Exception):
                 await self.cache.aclose()
+        if self._blocking is not None:
+            with contextlib.suppress(Exception):
+                self._blocking.close()
         await self.router.close()
 
     async def __aenter__(self) -> Gateway:
@@ -686,6 +701,13 @@ class Gateway:
                 f"model must be a printable name of at most {MAX_MODEL_NAME_CHARS} characters ({len(model)} given)."
             )
         target = self._target(model)
+        for name, value in (("messages", messages), *params.items()):
+            if (where := _not_utf8(value, name)) is not None:
+                # JSON lets a client send a lone surrogate ("\ud800"); no provider can be sent it as UTF-8,
+                # and the call failing on the way out was counted against the model (its breaker).
+                raise InvalidRequestError(
+                    f"{where} holds a lone surrogate (U+D800 to U+DFFF): not valid Unicode, so it cannot be sent."
+                )
         try:
             text = messages_text(messages)
         except InvalidQueryError as exc:
@@ -944,11 +966,15 @@ class Gateway:
     @staticmethod
     def _call(request: _Request, model: str, backend: Backend) -> Call:
         """One model's call: the request's own timeout, else its upstream's ``timeout_s``."""
-        timeout_s = request.timeout_s
-        if timeout_s is None:
-            upstream = getattr(backend, "upstream", None)
-            timeout_s = upstream.timeout_s if isinstance(upstream, Upstream) else DEFAULT_TIMEOUT_S
+        timeout_s = request.timeout_s if request.timeout_s is not None else _upstream_timeout(backend)
         return Call(model=model, messages=request.messages, params=request.params, timeout_s=timeout_s)
+
+    @staticmethod
+    def _own_deadline(request: _Request, backend: Backend) -> bool:
+        """Whether the request gave itself less time than the model's upstream allows: its timeout is then
+        the client's choice, not the model's failure. (Counted, a client sending ``timeout: 0.000001``
+        opened every model's breaker for every client of every gateway on the Redis.)"""
+        return request.timeout_s is not None and request.timeout_s < _upstream_timeout(backend)
 
     def _retrying_template(self) -> Any:
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -995,6 +1021,7 @@ class Gateway:
                                 model,
                                 outcome,
                                 lambda c=call, b=backend, m=model: _answer(b.complete(c), m, c.timeout_s),
+                                own_deadline=self._own_deadline(request, backend),
                             )
             except (QueueFullError, CircuitOpenError) as exc:
                 self._refused(model, exc, outcome, refusals)
@@ -1018,8 +1045,11 @@ class Gateway:
             outcome.attempts.append({"model": model, "error": "circuit half-open", "status": 503})
         refusals.append(exc)
 
-    async def _attempt(self, model: str, outcome: Outcome, send: Any, stream: bool = False) -> Any:
+    async def _attempt(
+        self, model: str, outcome: Outcome, send: Any, stream: bool = False, own_deadline: bool = False
+    ) -> Any:
         """One provider call: timed, recorded (breaker, live statistics, metrics), errors kept.
+        ``own_deadline``: a timeout is the request's own (see :meth:`_own_deadline`), not counted.
 
         For a stream the call is its first chunk, and a first chunk is not yet a success: :meth:`_relay`
         records the call when the stream ends, so a model that always fails mid-stream trips its
@@ -1043,13 +1073,16 @@ class Gateway:
         except UpstreamError as exc:
             latency = (time.perf_counter() - started) * 1000
             outcome.attempts.append(
-                {"model": model, "error": exc.reason, "status": exc.upstream_status, "message": str(exc)[:300]}
+                {"model": model, "error": exc.reason, "status": exc.upstream_status, "message": str(exc)}
                 | ({"retry_after": exc.retry_after} if exc.retry_after is not None else {})
+                | ({"code": exc.provider_code} if exc.provider_code else {})
+                | ({"param": exc.provider_param} if exc.provider_param else {})
             )
             self.metrics.child(self.metrics.errors, model=model, reason=exc.reason).inc()
-            if refused(exc.upstream_status):
-                # The provider refused the request itself (the client's error): it says nothing about the
-                # model, so neither its breaker nor the live statistics every process routes by count it.
+            if refused(exc.upstream_status) or (own_deadline and exc.reason == "timeout"):
+                # The provider refused the request itself, or the request's own short deadline passed (the
+                # client's doing): it says nothing about the model, so neither its breaker nor the live
+                # statistics every process routes by count it.
                 self._release(model, outcome.request_id)
             else:
                 self._record_call(model, False, latency, outcome.request_id)
@@ -1075,16 +1108,27 @@ class Gateway:
         )
         error = AllModelsFailedError(f"No model could answer: {summary or 'every model is unavailable'}.", tried)
         statuses = [a.get("status") for a in tried]
-        if statuses and all(refused(s) for s in statuses):  # the client's error, not ours
-            error = AllModelsFailedError(  # the provider's own words tell the client what to fix
-                "The request was refused: " + "; ".join(str(a.get("message") or a["model"]) for a in tried), tried
+        waits = [a["retry_after"] for a in tried if a.get("retry_after") is not None]
+        last = tried[-1] if tried else {}
+        if tried and (all(refused(s) for s in statuses) or (refused(last.get("status")) and last["status"] != 404)):
+            # Every model refused the request, or the walk ended at a refusal (never sent on to the next model,
+            # unlike a 404), whatever failed before it: the client's error. The provider's own words, code
+            # and param tell the client what to fix.
+            failed = "; ".join(f"{a['model']}: {a.get('error')}" for a in tried if not refused(a.get("status")))
+            error = AllModelsFailedError(
+                "The request was refused: "
+                + "; ".join(str(a.get("message") or a["model"]) for a in tried if refused(a.get("status")))
+                + (f" (before it: {failed})" if failed else ""),
+                tried,
             )
-            error.status, error.kind, error.code = min(statuses), "invalid_request_error", "upstream_rejected"  # type: ignore[type-var]
+            error.status, error.kind = int(last["status"]), "invalid_request_error"
+            error.code, error.param = last.get("code") or "upstream_rejected", last.get("param")
         elif statuses and all(s == 429 for s in statuses):  # every model is rate-limited: the client may come back
-            waits = [a["retry_after"] for a in tried if a.get("retry_after") is not None]
             error.status, error.kind, error.code = 429, "rate_limit_error", "rate_limited"
             error.retry_after = max(waits) if waits else 1.0
-        self._failed(request, outcome, error.code)
+        elif waits:  # a provider said when to come back (a 503 with Retry-After): so does the gateway
+            error.retry_after = max(waits)
+        self._failed(request, outcome, str(error.code))
         return error
 
     def _failed(self, request: _Request, outcome: Outcome, code: str) -> None:
@@ -1138,6 +1182,7 @@ class Gateway:
                                 outcome,
                                 lambda c=chunks, m=model, t=call.timeout_s: _first_chunk(c, m, t),
                                 stream=True,
+                                own_deadline=self._own_deadline(request, backend),
                             )
                         except BaseException:
                             self._spawn(_close_chunks(chunks))  # the failed call's connection goes back
@@ -1155,9 +1200,10 @@ class Gateway:
                 await stack.aclose()
                 raise
             outcome.model = model
+            own_deadline = self._own_deadline(request, backend)
             request = replace(request, timeout_s=call.timeout_s)  # the relay waits for each chunk as long
             end = self._stream_end(request, outcome, chunks, stack)
-            relay = self._relay(request, outcome, chunks, first, end, vector, scope)
+            relay = self._relay(request, outcome, chunks, first, end, vector, scope, own_deadline)
             return StreamedCompletion(outcome, relay, release=end)
         raise self._failure(request, outcome, refusals)
 
@@ -1178,9 +1224,12 @@ class Gateway:
         first_latency = float(outcome.attempts[-1].get("latency_ms") or 0.0)
         done = False
 
-        async def end(ended: bool | None = None, after: Callable[..., Awaitable[None]] | None = None) -> None:
+        async def end(
+            ended: bool | None = None, after: Callable[..., Awaitable[None]] | None = None, blameless: bool = False
+        ) -> None:
             """``after``: a whole answer whose client left (see :meth:`_relay`), settled by ``after(settle)``
-            in a task. Claimed before the first wait: a leaving client's clean-up finds it done."""
+            in a task. Claimed before the first wait: a leaving client's clean-up finds it done.
+            ``blameless``: a failure that says nothing about the model (the request's own deadline)."""
             nonlocal done
             if done:
                 return
@@ -1188,14 +1237,16 @@ class Gateway:
             if after is not None:
                 await asyncio.shield(self._spawn(after(settle)))
             else:
-                await settle(ended)
+                await settle(ended, blameless=blameless)
 
-        async def settle(ended: bool | None, answered: bool = False) -> None:
+        async def settle(ended: bool | None, answered: bool = False, blameless: bool = False) -> None:
             # The provider's call may still be open: it is closed before its queue slot goes to the next
             # request (which would otherwise start beside it), in a task that a cancelled caller cannot stop.
             closing = self._spawn(_close_then_free(chunks, stack)) if ended is not True else None
             if ended is None and not answered:  # left before its end: one request, logged and counted, no call outcome
                 self._failed(request, outcome, "client_closed")
+                self._release(model, outcome.request_id)
+            elif blameless:  # failed, logged as such by the relay, but not the model's doing
                 self._release(model, outcome.request_id)
             else:  # the provider's end, its failure, or a whole answer the client left before the usage chunk
                 success = bool(ended or answered)
@@ -1218,6 +1269,7 @@ class Gateway:
         end: Callable[..., Awaitable[None]],
         vector: list[float] | None,
         scope: str,
+        own_deadline: bool = False,
     ) -> AsyncIterator[dict[str, Any]]:
         parts: list[str] = []
         refusals: list[str] = []
@@ -1238,6 +1290,7 @@ class Gateway:
         finished: set[int] = set()
         tail: asyncio.Future[dict[str, Any] | None] | None = None  # a read past the whole answer
         after = False  # the client left, or the provider failed, once it had every answer whole
+        blameless = False  # a failure that is the request's own deadline passing, not the model's
 
         def answer(usage: Any) -> dict[str, Any]:
             message = {
@@ -1268,12 +1321,19 @@ class Gateway:
                 chunk["model"] = outcome.model
                 choices = chunk.get("choices") or []
                 for choice in choices:
-                    delta = choice.get("delta") or {}
-                    parts.append(delta.get("content") or "")
-                    refusals.append(delta.get("refusal") or "")
+                    if not isinstance(choice, dict):  # relayed as it came; nothing to read in it
+                        unkept = True
+                        continue
+                    delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+                    content, refusal = delta.get("content"), delta.get("refusal")
+                    parts.append(content if isinstance(content, str) else "")
+                    refusals.append(refusal if isinstance(refusal, str) else "")
                     unkept = (
                         unkept
                         or choice.get("index", 0) != 0
+                        # content as a list of parts (some reasoning models stream it so): relayed, not kept
+                        or not isinstance(content, str | None)
+                        or not isinstance(refusal, str | None)
                         or any(value is not None for key, value in delta.items() if key not in _KEPT_DELTA)
                     )
                     finish_reason = choice.get("finish_reason") or finish_reason
@@ -1303,6 +1363,7 @@ class Gateway:
                 after = True
                 return
             ended = False
+            blameless = own_deadline and exc.reason == "timeout"
             # The same call as the first chunk's attempt, now failed: noted, not counted as another call.
             outcome.attempts.append(
                 {"model": model, "error": exc.reason, "message": str(exc)[:300], "mid_stream": True}
@@ -1320,7 +1381,7 @@ class Gateway:
                     None, after=lambda settle: self._account_left(request, outcome, chunks, tail, settle, answer, usage)
                 )
             else:
-                await end(ended)
+                await end(ended, blameless=blameless)
         self._finish(request, outcome, answer(usage), None if unkept else vector, scope)
 
     async def _account_left(
@@ -1607,6 +1668,33 @@ def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _upstream_timeout(backend: Backend) -> float:
+    """How long a call through ``backend`` may take unless the request says less."""
+    upstream = getattr(backend, "upstream", None)
+    return upstream.timeout_s if isinstance(upstream, Upstream) else DEFAULT_TIMEOUT_S
+
+
+def _not_utf8(value: Any, where: str) -> str | None:
+    """Where in ``value`` (a request field's JSON value) a string cannot be encoded as UTF-8, or None."""
+    if isinstance(value, str):
+        if value.isascii():
+            return None
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where
+        return None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if (found := _not_utf8(key, f"{where} (a key)") or _not_utf8(item, f"{where}.{key}")) is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            if (found := _not_utf8(item, f"{where}[{i}]")) is not None:
+                return found
+    return None
+
+
 def _provider_call(attempt: Mapping[str, Any]) -> bool:
     """Whether an attempt entry is a provider call (not a queue's refusal, nor a stream's later failure)."""
     return bool(attempt.get("model")) and attempt.get("error") not in NOT_CALLED and not attempt.get("mid_stream")
@@ -1832,7 +1920,7 @@ class SyncGateway:
             raise GatewayClosedError("This SyncGateway is closed; create a new one.")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def complete(self, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> Completion:
+    def complete(self, /, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> Completion:
         """As :meth:`Gateway.complete` (streaming is async only)."""
         if kwargs.get("stream"):
             raise InvalidRequestError("Streaming needs the async Gateway.")

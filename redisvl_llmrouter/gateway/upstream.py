@@ -14,10 +14,12 @@ programmable per model through ``POST /control``::
     {"model": "m", "hang_s": 30}               # calls to m stall (for client timeouts)
     {"model": "m", "hang_s": 30, "slow": 1}    # only the next call to m stalls
     {"model": "m", "break_stream": 2}          # the next 2 streams to m break after two chunks
+    {"model": "m", "end_stream": 1}            # the next stream to m just ends after two chunks (no finish)
     {"model": "m", "chunk_delay_ms": 50}       # streams from m pause 50 ms between chunks
     {"model": "m", "no_choices": 1}            # the next answer from m is a 200 without choices
     {"model": "m", "cut_json": 1}              # the next answer from m is a 200 whose JSON is cut off
     {"model": "m", "fail": 1, "status": 400, "message": "..."}  # the failure's error message
+    {"model": "m", "fail": 1, "status": 400, "code": "c", "param": "p"}  # and its error code and param
     {"model": "m", "fail": 1, "status": 429, "retry_after": 1}  # with a Retry-After header
     {"model": "m", "refuse": 1}                # the next answer from m is a refusal (content null)
     {"model": "m", "reasoning": 1}             # the next answer from m carries reasoning_content too
@@ -78,13 +80,14 @@ class _State:
     def outcome(self, model: str, stream: bool = False) -> tuple[int, float, float, str]:
         """(status to answer, extra latency in s, stall in s, fault) for the next call to ``model``.
 
-        A fault is ``""``, ``"break_stream"``, ``"no_choices"`` or ``"cut_json"`` (a 200 that is not an answer)."""
+        A fault is ``""``, ``"break_stream"``, ``"end_stream"``, ``"no_choices"`` or ``"cut_json"`` (a 200
+        that is not an answer)."""
         counts = self.counts.setdefault(model, {"calls": 0, "failures": 0, "ok": 0})
         counts["calls"] += 1
         settings = {**self.settings.get("*", {}), **self.settings.get(model, {})}
         status, fault = 200, ""
-        for kind in ("break_stream", "no_choices", "cut_json"):
-            if settings.get(kind, 0) > 0 and stream == (kind == "break_stream"):
+        for kind in ("break_stream", "end_stream", "no_choices", "cut_json"):
+            if settings.get(kind, 0) > 0 and stream == (kind in ("break_stream", "end_stream")):
                 self.settings.setdefault(model, {})[kind] = settings[kind] - 1
                 fault = kind
                 break
@@ -241,9 +244,11 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         await asyncio.sleep(hang + delay)
     if status != 200:
         kind = "rate_limit_error" if status == 429 else "server_error" if status >= 500 else "invalid_request_error"
-        settings = STATE.settings.get(model, {})
+        settings = {**STATE.settings.get("*", {}), **STATE.settings.get(model, {})}
         message = str(settings.get("message", f"injected failure for {model}"))
-        error = {"error": {"message": message, "type": kind, "code": status}}
+        error = {"error": {"message": message, "type": kind, "param": settings.get("param"), "code": status}}
+        if "code" in settings:  # a provider's own code ("context_length_exceeded"), as OpenAI sends one
+            error["error"]["code"] = settings["code"]
         wait = [(b"retry-after", str(settings["retry_after"]).encode())] if "retry_after" in settings else []
         await _send_json(send, status, error, wait)
         return
@@ -261,7 +266,10 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         events = _stream_events(
             ident, created, model, text, usage, with_usage, broken=fault == "break_stream", shape=shape, n=n
         )
-        if not await _stream(send, receive, events, pause):  # the client left: counted, as a provider bills it
+        if fault == "end_stream":  # two chunks, then the stream closes cleanly: no finish_reason, no [DONE]
+            events = events[:2]
+        if not await _stream(send, receive, events, pause, done=fault != "end_stream"):
+            # the client left: counted, as a provider bills it
             STATE.counts[model]["cut"] = STATE.counts[model].get("cut", 0) + 1
         return
     if fault == "cut_json":
@@ -340,8 +348,10 @@ def _stream_events(
     return events
 
 
-async def _stream(send: Send, receive: Receive, events: list[dict[str, Any]], pause_s: float) -> bool:
-    """Send the events as server-sent events; False if the client left before the end."""
+async def _stream(
+    send: Send, receive: Receive, events: list[dict[str, Any]], pause_s: float, done: bool = True
+) -> bool:
+    """Send the events as server-sent events, then ``[DONE]`` if ``done``; False if the client left before the end."""
     gone = asyncio.Event()
 
     async def watch() -> None:
@@ -360,7 +370,7 @@ async def _stream(send: Send, receive: Receive, events: list[dict[str, Any]], pa
                 return False
             data = b"data: " + json.dumps(event).encode() + b"\n\n"
             await send({"type": "http.response.body", "body": data, "more_body": True})
-        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n" if done else b""})
         return True
     finally:
         watcher.cancel()

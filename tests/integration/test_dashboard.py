@@ -38,6 +38,15 @@ if not Path(CHROMIUM).exists():
     )
 
 
+def until(page: Any, expression: str, timeout_s: float = 15.0) -> None:
+    """Wait until ``expression`` holds in the page, polled from here: Playwright's ``wait_for_function``
+    polls by ``eval`` inside the page, which the dashboard's Content-Security-Policy forbids, as it should."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"never true in the page: {expression}"
+        page.wait_for_timeout(50)
+
+
 def send(srv, prompts: list[str]) -> None:
     with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as client:
         for text in prompts:
@@ -54,7 +63,7 @@ def test_the_dashboard_shows_what_stats_says_and_follows_new_traffic(redis_url, 
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(str(e)))
             page.goto(f"{srv.base}/dashboard?refresh=0.5")
-            page.wait_for_function("document.body.dataset.updatedMs !== undefined", timeout=15_000)
+            until(page, "document.body.dataset.updatedMs !== undefined")
 
             assert page.text_content("#t-requests") == "18"
             stats = srv.get("/stats").json()
@@ -81,7 +90,7 @@ def test_the_dashboard_shows_what_stats_says_and_follows_new_traffic(redis_url, 
             page.screenshot(path=str(SCREENSHOT), full_page=True)
 
             send(srv, PROMPTS[:2])  # the page updates on its own
-            page.wait_for_function("document.querySelector('#t-requests').textContent === '20'", timeout=15_000)
+            until(page, "document.querySelector('#t-requests').textContent === '20'")
             assert len(page.query_selector_all("#recent tbody tr")) == 20
 
             page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing runs off the side
@@ -98,7 +107,7 @@ def test_with_api_keys_the_data_needs_a_key_and_the_page_takes_it_from_the_fragm
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
             page = browser.new_page()
             page.goto(f"{srv.base}/dashboard#key=k-dash")
-            page.wait_for_function("document.body.dataset.updatedMs !== undefined", timeout=15_000)
+            until(page, "document.body.dataset.updatedMs !== undefined")
             assert "k-dash" not in page.url  # the key leaves the address bar
             assert page.text_content("#t-requests") == "0"
             browser.close()
@@ -115,7 +124,7 @@ def test_names_a_client_chose_never_push_the_figures_off_the_page(redis_url, tmp
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(f"{srv.base}/dashboard")
-            page.wait_for_function("document.querySelectorAll('#recent tbody tr').length === 2", timeout=15_000)
+            until(page, "document.querySelectorAll('#recent tbody tr').length === 2")
             for table in ("#models", "#recent"):  # every column stays in view: no sideways scrolling
                 fits = "t => t.scrollWidth <= t.parentElement.clientWidth + 1"
                 assert page.eval_on_selector(table, fits), table
@@ -136,7 +145,7 @@ def dashboard(srv, key: str | None = None, **context: Any) -> Iterator[Any]:
         page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: problems.append(str(e)))
         page.goto(f"{srv.base}/dashboard?refresh=0.5" + (f"#key={key}" if key else ""))
-        page.wait_for_function("document.body.dataset.updatedMs !== undefined", timeout=15_000)
+        until(page, "document.body.dataset.updatedMs !== undefined")
         yield page
         browser.close()
         assert problems == []
@@ -170,7 +179,7 @@ def test_a_cost_nobody_knows_is_shown_as_unknown_not_as_free_and_unpriced_reques
         for _ in range(3):
             ask(srv, UNLISTED)
         with dashboard(srv) as page:
-            page.wait_for_function("document.querySelector('#t-requests').textContent === '3'", timeout=15_000)
+            until(page, "document.querySelector('#t-requests').textContent === '3'")
             # as the report's "cost -: none of the 3 requests answered has a known cost, so no saving either"
             assert page.text_content("#t-cost") == "–" and page.text_content("#t-saving") == "–"
             assert page.text_content("#t-unpriced") == "none of the 3 requests answered has a known cost"
@@ -180,7 +189,7 @@ def test_a_cost_nobody_knows_is_shown_as_unknown_not_as_free_and_unpriced_reques
             assert "No known cost in this window" in page.inner_text("#chart-cost")
 
             send(srv, PROMPTS)  # priced traffic joins: the cost is of those, the rest counted apart
-            page.wait_for_function("document.querySelector('#t-requests').textContent === '9'", timeout=15_000)
+            until(page, "document.querySelector('#t-requests').textContent === '9'")
             total = srv.get("/dashboard/data").json()["report"]["total"]
             priced = total["requests"] - total["errors"] - total["unpriced"]
             assert (total["unpriced"], priced) == (3, 6)
@@ -232,7 +241,7 @@ def test_traffic_by_model_draws_the_busiest_models_and_sums_the_rest_in_one_line
         for model in ["busy/model"] * 3 + quiet + [long_name]:
             ask(srv, model)
         with dashboard(srv) as page:
-            page.wait_for_function("document.querySelector('#t-requests').textContent === '15'", timeout=15_000)
+            until(page, "document.querySelector('#t-requests').textContent === '15'")
             labels = page.query_selector_all("#chart-models .u-legend .u-series .u-label")
             shown = [label.inner_text() for label in labels]
             # 13 models: the 8 busiest (busy/model, then ties by name) by name, and the other 5 as one line
@@ -255,7 +264,7 @@ def test_times_are_shown_in_utc_with_their_date_unless_it_is_today(redis_url, tm
         ask(srv, UNLISTED)
         logged(redis_url, srv, 2)
         with dashboard(srv, timezone_id="Asia/Kolkata") as page:  # a browser 5:30 ahead of UTC
-            page.wait_for_function("document.querySelectorAll('#recent tbody tr').length === 2", timeout=15_000)
+            until(page, "document.querySelectorAll('#recent tbody tr').length === 2")
             today = page.evaluate("Number(document.body.dataset.updatedMs)")
             stamps = {d["request_id"]: d["ts"] for d in srv.get("/dashboard/data").json()["recent"]}
 

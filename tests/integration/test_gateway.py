@@ -230,6 +230,19 @@ def test_a_concrete_model_passes_through(client, local_upstream):
             "nested too deeply",
         ),
         (json.dumps({"model": "auto", "messages": [{"role": "user", "content": [IMAGE]}]}), 400, "names its model"),
+        # A lone surrogate, as JSON escapes allow: no provider can be sent it (it failed on the way out, streamed,
+        # and counted against the model and its fallbacks).
+        (
+            '{"model": "auto", "stream": true, "messages": [{"role": "system", "content": "be \\ud800 brief"},'
+            ' {"role": "user", "content": "hi"}]}',
+            400,
+            "messages[0].content holds a lone surrogate",
+        ),
+        (
+            '{"model": "openai/gpt-4.1-nano", "messages": [{"role": "user", "content": "hi"}], "user": "\\udc00"}',
+            400,
+            "user holds a lone surrogate",
+        ),
         (
             json.dumps(
                 {
@@ -251,6 +264,24 @@ def test_malformed_requests_get_openai_style_4xx(server, body, status, fragment)
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
     assert fragment in error["message"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_text_outside_the_basic_plane_escaped_as_surrogate_pairs_is_answered(server, stream):
+    body = '{"model": "openai/gpt-4.1-nano", "messages": [{"role": "user", "content": "hi \\ud83d\\ude00"}]'
+    response = server.post("/v1/chat/completions", content=body + f', "stream": {json.dumps(stream)}}}')
+    assert response.status_code == 200 and "\\ud83d\\ude00" in response.text  # the emoji, as JSON escapes it
+
+
+def test_the_server_says_nothing_unasked_and_its_dashboard_cannot_be_framed_or_injected(server):
+    """An OpenAPI page answered without a key; a trailing slash redirected to the client's own Host header."""
+    assert server.get("/openapi.json").status_code == 404
+    slashed = server.post("/v1/chat/completions/", json={}, headers={"host": "evil.example"}, follow_redirects=False)
+    assert slashed.status_code == 404 and "location" not in slashed.headers
+    page = server.get("/dashboard")
+    policy = page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and "'unsafe-inline'" not in policy.split("script-src")[1].split(";")[0]
+    assert (page.headers["x-frame-options"], page.headers["x-content-type-options"]) == ("DENY", "nosniff")
 
 
 def test_an_error_quoting_a_huge_value_is_cut_short(server):
@@ -388,12 +419,14 @@ def test_a_stream_passes_parameters_the_sdk_does_not_know_and_holds_no_slot(clie
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_body_fields_named_like_sdk_options_stay_in_the_body_and_never_set_headers(redis_url, tmp_path, stream):
-    """A client's body never sets the gateway's headers, query or key (the SDK's extra_* options)."""
+    """A client's body never sets the gateway's headers, query or key (the SDK's extra_* options), and a
+    field named ``self`` is a field like any other (it was a 500: Python's receiver of the call)."""
     model = "openai/gpt-4.1-nano"
     fields = {
         "extra_headers": {"x-injected": "yes", "authorization": "Bearer client-chosen"},
         "extra_query": {"api-version": "1"},
         "extra_body": {"zzz": 1},
+        "self": 1,
     }
     env = {"UPSTREAM_KEY": "the-key"}
     with (
@@ -634,7 +667,7 @@ def test_with_workers_a_stopping_gateway_refuses_new_connections_at_once_and_fin
             while not refused and not call.done():  # polled: how soon the signal is handled depends on the load
                 try:
                     httpx.get(f"{srv.base}/health", timeout=0.5)
-                except httpx.ConnectError:
+                except (httpx.ConnectError, httpx.ReadError):  # a connection reset while the listener closes, too
                     refused = True
                 except httpx.TimeoutException:
                     pass
@@ -870,6 +903,36 @@ def test_a_routed_request_the_provider_refuses_is_not_sent_to_the_fallbacks_but_
             assert answer.parse().model != chosen and answer.headers["x-llmrouter-fallbacks"] == "1"
 
 
+def test_a_refusal_after_a_failure_is_the_clients_error_in_the_providers_words(redis_url, tmp_path):
+    """The chosen model fails (500), its fallback refuses the request (400): the refusal, with the provider's
+    code, param and whole message, is what the client can act on. It was a 502 naming only the status,
+    which the openai client retries."""
+    chosen = "openai/gpt-4.1-nano"  # what the default router picks for a greeting
+    reason = "This model's maximum context length is 8192 tokens. " + "x" * 600 + " (the end)"
+    with upstream() as up, gateway(redis_url, up.url, tmp_path, {"retry": {"attempts": 1}}) as srv:
+        up.control(model="*", fail=1, status=400, message=reason, code="context_length_exceeded", param="messages")
+        up.control(model=chosen, fail=1, status=500)
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+            with pytest.raises(openai.BadRequestError) as refused:
+                c.chat.completions.create(model="auto", messages=ask("hi there"))
+    body = refused.value.body
+    assert (body["code"], body["param"]) == ("context_length_exceeded", "messages")
+    assert body["type"] == "invalid_request_error"
+    assert reason in body["message"] and f"{chosen}: server" in body["message"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_provider_that_says_when_to_come_back_is_quoted_to_the_client(redis_url, local_upstream, tmp_path, stream):
+    model = f"ra{uuid.uuid4().hex[:6]}/busy"
+    local_upstream.control(model=model, fail=2, status=503, retry_after=30)  # longer than retry.max_s
+    with gateway(redis_url, local_upstream.url, tmp_path, {"retry": {"attempts": 2}}) as srv:
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+            with pytest.raises(openai.InternalServerError) as failed:
+                c.chat.completions.create(model=model, messages=ask("hi"), stream=stream)
+    assert failed.value.status_code == 502 and failed.value.response.headers["retry-after"] == "30"
+    assert local_upstream.calls(model) == 1  # not waited for: 30 s is the client's to wait
+
+
 def test_with_every_breaker_open_auto_is_a_503_to_retry_and_still_a_logged_request(redis_url, local_upstream, tmp_path):
     tag = f"ab{uuid.uuid4().hex[:6]}"
     router = own_router(redis_url, tag)
@@ -1002,6 +1065,33 @@ def test_a_stream_broken_midway_ends_in_band_is_counted_and_trips_the_breaker(re
     assert f'llmrouter_upstream_errors_total{{model="{model}",reason="server"}} 2.0' in metrics
     logged = [e for e in parse_entries(store.xrange(stream_key(srv.router))) if e["model"] == model]
     assert [(e["error"], e["attempts"]) for e in logged] == [("stream_interrupted", 1)] * 2  # one call each
+
+
+def test_a_stream_the_provider_ends_midway_is_an_error_and_is_never_cached(redis_url, local_upstream, tmp_path):
+    """A provider (or a proxy) closing the stream cleanly before any finish_reason: the answer is cut.
+    It was relayed as if whole, logged ok, counted a success, cached, and served from the cache with
+    finish_reason "stop" to every later request like it."""
+    model = f"es{uuid.uuid4().hex[:6]}/cut"
+    local_upstream.control(model=model, end_stream=1)
+    store = redis.Redis.from_url(redis_url)
+    question = ask(f"list the planets {uuid.uuid4().hex[:6]}")
+    settings = {"cache": {"enabled": True}, "retry": {"attempts": 1}}
+    with gateway(redis_url, local_upstream.url, tmp_path, settings) as srv:
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+            received = []
+            with pytest.raises(openai.APIError, match="ended before the answer finished"):
+                for chunk in c.chat.completions.create(model=model, messages=question, stream=True, temperature=0):
+                    received.append(chunk)
+            assert received and all(ch.choices[0].finish_reason is None for ch in received if ch.choices)
+            time.sleep(0.3)  # an answer would be stored just after it
+            again = c.chat.completions.with_raw_response.create(model=model, messages=question, temperature=0)
+        with SemanticRouter.from_existing(srv.router, redis_url=redis_url) as router:
+            live = wait_for(lambda: router.live_stats([model])[model].failures, 1) and router.live_stats([model])
+    assert again.headers["x-llmrouter-cache"] == "miss"
+    assert again.parse().choices[0].message.content == f"[{model}] {question[0]['content']}"
+    assert (live[model].successes, live[model].failures) == (1, 1)  # the cut stream failed; the retry answered
+    logged = [e for e in parse_entries(store.xrange(stream_key(srv.router))) if e["model"] == model]
+    assert [(e["status"], e.get("error")) for e in logged] == [("error", "stream_interrupted"), ("ok", None)]
 
 
 def test_a_client_leaving_mid_stream_ends_the_providers_call_and_is_logged(redis_url, local_upstream, tmp_path):

@@ -931,6 +931,126 @@ def test_a_streamed_answer_is_cached_with_the_providers_finish_reason(redis_url)
     assert replayed == [None, "length"] and calls == 1  # a cut answer is never passed off as complete
 
 
+class PartsContent(Scripted):
+    """Streams its content as a list of parts (as some reasoning models do), and a null choice."""
+
+    async def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+        self.calls.append(call)
+        thinking = [{"type": "thinking", "thinking": [{"type": "text", "text": "hmm"}]}]
+        yield {"id": "x", "model": call.model, "choices": [{"index": 0, "delta": {"content": thinking}}]}
+        yield {"id": "x", "model": call.model, "choices": [None]}
+        yield {"id": "x", "model": call.model, "choices": [{"index": 0, "delta": {"content": "Paris"}}]}
+        yield {"id": "x", "model": call.model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        yield {"id": "x", "model": call.model, "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 20}}
+
+
+def test_a_stream_of_content_parts_is_relayed_whole_accounted_and_not_cached(redis_url):
+    """Content as a list of parts crashed the relay after the last chunk: no [DONE], nothing logged."""
+
+    async def run() -> tuple[list[dict[str, Any]], Any, str | None, int]:
+        config = {"router_name": f"lib-{uuid.uuid4().hex[:6]}", "cache": {"enabled": True}}
+        backend = PartsContent()
+        gw = await Gateway.create(config, redis_url=redis_url, backends={"*": backend})
+        ask = [{"role": "user", "content": f"what is the capital of france? {uuid.uuid4().hex}"}]
+        try:
+            stream = await gw.complete(ask, stream=True, temperature=0)
+            chunks = [chunk async for chunk in stream]
+            await asyncio.sleep(0.2)  # a store would happen behind the answer
+            again = await gw.complete(ask, stream=True, temperature=0)
+            async for _ in again:
+                pass
+            return chunks, stream.outcome, again.outcome.cache, len(backend.calls)
+        finally:
+            await gw.cache.clear()
+            await gw.router.delete()
+            await gw.aclose()
+
+    chunks, outcome, cache, calls = asyncio.run(run())
+    assert len(chunks) == 4 and chunks[1]["choices"] == [None]  # every chunk passed on as it came
+    assert (outcome.usage.prompt_tokens, outcome.usage.completion_tokens) == (10, 20) and outcome.cost  # billed
+    assert (cache, calls) == ("miss", 2)  # an answer the cache cannot replay as it came is not stored
+
+
+def test_routers_with_other_vectors_share_the_redis_and_each_has_its_own_cache(redis_url):
+    """One cache index for every router fixed the vector's size and type: a gateway of a float16 router
+    could not start on a Redis where a default router's gateway had cached answers."""
+    from redisvl_llmrouter import Route
+    from redisvl_llmrouter.vectorizers import MiniLMVectorizer
+
+    half = SemanticRouter(
+        f"f16-{uuid.uuid4().hex[:6]}",
+        routes=[Route(name="any", references=["hello there"], model="openai/gpt-4.1-nano", distance_threshold=1.5)],
+        vectorizer=MiniLMVectorizer(dtype="float16"),
+        redis_url=redis_url,
+    )
+
+    async def run() -> tuple[list[str | None], list[str]]:
+        states, names = [], []
+        for router in ("default", half.name):
+            config = {"router": router, "router_name": f"lib-{uuid.uuid4().hex[:6]}" if router == "default" else None}
+            gw = await Gateway.create(
+                {**config, "cache": {"enabled": True}}, redis_url=redis_url, backends={"*": Scripted()}
+            )
+            ask = [{"role": "user", "content": f"hello there {uuid.uuid4().hex}"}]
+            try:
+                await gw.complete(ask, temperature=0)
+                await asyncio.sleep(0.2)  # the store happens behind the answer
+                states.append((await gw.complete(ask, temperature=0)).outcome.cache)
+                names.append(gw.cache.name)
+            finally:
+                await gw.cache.clear()
+                if router == "default":
+                    await gw.router.delete()
+                await gw.aclose()
+        return states, names
+
+    try:
+        states, names = asyncio.run(run())
+    finally:
+        half.delete()
+    assert states == ["hit", "hit"]
+    assert names == ["llmrouter:cache", "llmrouter:cache:float16-384"]
+
+
+def test_a_request_s_own_short_timeout_is_not_the_model_s_failure_but_the_upstream_s_is(redis_url, local_upstream):
+    """Counted, a client sending timeout=0.000001 opened every model's breaker for every client on the Redis."""
+    model = f"dl{uuid.uuid4().hex[:6]}/hangs"
+    local_upstream.control(model=model, hang_s=2)
+    upstreams = [{"api_base": local_upstream.url, "strip_provider": False, "timeout_s": 0.4}]
+    config = {"upstreams": upstreams, "breaker": {"failures": 2, "cooldown_s": 60}, "retry": {"attempts": 1}}
+    store = redis.Redis.from_url(redis_url)
+
+    async def run() -> tuple[Any, Any, bytes | None, bytes | None]:
+        gw = await Gateway.create({**config, "router_name": f"lib-{uuid.uuid4().hex[:6]}"}, redis_url=redis_url)
+        breaker = f"llmrouter:breaker:{{{model}}}"
+        try:
+            for stream in (False, True, False, True):  # the request's own deadline, shorter than the upstream's
+                with pytest.raises(AllModelsFailedError, match=": timeout"):
+                    await gw.complete([{"role": "user", "content": "hi"}], model=model, stream=stream, timeout=0.1)
+            # ... also between a stream's chunks: the first comes at once, the next after 1.5 s
+            local_upstream.control(model=model, hang_s=0, chunk_delay_ms=1500)
+            stream = await gw.complete([{"role": "user", "content": "a b c"}], model=model, stream=True, timeout=0.1)
+            with pytest.raises(UpstreamError, match="in time"):
+                async for _ in stream:
+                    pass
+            local_upstream.control(model=model, hang_s=2, chunk_delay_ms=0)
+            await gw._writes.flush()
+            own = (await gw.router.live_stats([model]))[model]
+            closed = store.hget(breaker, "state")
+            for _ in range(2):  # the upstream's own limit: the model did not answer in the time it is given
+                with pytest.raises(AllModelsFailedError, match=": timeout"):
+                    await gw.complete([{"role": "user", "content": "hi"}], model=model)
+            await gw._writes.flush()
+            return own, (await gw.router.live_stats([model]))[model], closed, store.hget(breaker, "state")
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    own, upstreams_own, closed, opened = asyncio.run(run())
+    assert (own.failures, own.inflight) == (0, 0) and closed in (None, b"closed")
+    assert upstreams_own.failures == 2 and opened == b"open"
+
+
 def test_the_sync_wrapper(redis_url, local_upstream):
     name = f"lib-{uuid.uuid4().hex[:6]}"
     with SyncGateway({"router_name": name, "upstream_url": local_upstream.url}, redis_url=redis_url) as gw:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import pytest
@@ -259,6 +260,24 @@ def test_a_providers_status_is_retried_only_when_it_may_pass(status: int, retrya
     assert error.retry_after == 2.0 and "m: the provider answered" in str(error)
 
 
+def test_a_retry_after_is_seconds_or_an_http_date() -> None:
+    """RFC 9110 allows both; a date was ignored (the gateway retried at once and told the client 1 s)."""
+    from email.utils import formatdate
+
+    soon = status_error("m", 503, "busy", {"retry-after": formatdate(time.time() + 120, usegmt=True)})
+    assert soon.retry_after is not None and 110 <= soon.retry_after <= 121
+    assert status_error("m", 503, "busy", {"retry-after": formatdate(time.time() - 60, usegmt=True)}).retry_after == 0
+    for nonsense in ("soon", "nan", "inf"):
+        assert status_error("m", 503, "busy", {"retry-after": nonsense}).retry_after is None
+
+
+def test_a_providers_error_code_and_param_are_kept_for_the_client() -> None:
+    error = {"message": "too long", "code": "context_length_exceeded", "param": "messages"}
+    refused = status_error("m", 400, "too long", None, None, error)
+    assert (refused.provider_code, refused.provider_param) == ("context_length_exceeded", "messages")
+    assert status_error("m", 400, "x", None, None, {"code": 400}).provider_code is None  # not a code: a status
+
+
 def test_an_error_body_gives_its_message_else_its_text() -> None:
     assert _error_message(b'{"error": {"message": "quota exceeded", "type": "x"}}') == "quota exceeded"
     assert _error_message(b'{"error": "overloaded"}') == "overloaded"
@@ -328,6 +347,21 @@ class TestCacheScope:
         assert scope_of("auto", "alice", [{"role": "user", "content": "hi"}], {}) != scope_of(
             "auto", "bob", [{"role": "user", "content": "hi"}], {}
         )
+
+    def test_requests_openai_treats_as_one_share_it(self):
+        """Defaults set explicitly, a negative zero, and text sent as one text part all missed each other."""
+        assert self.scope("hi", temperature=0, n=1, logprobs=False, top_p=1) == self.scope("hi", temperature=0)
+        assert self.scope("hi", presence_penalty=0, frequency_penalty=0.0) == self.scope("hi")
+        assert self.scope("hi", temperature=-0.0) == self.scope("hi", temperature=0)
+        assert self.scope([{"type": "text", "text": "hi"}]) == self.scope("hi")
+        assert self.scope("hi", n=2) != self.scope("hi") and self.scope("hi", top_p=0.5) != self.scope("hi")
+        assert self.scope("hi", logprobs=0) != self.scope("hi")  # not OpenAI's default, as sent: the provider's call
+
+        def conversation(system):
+            return scope_of("auto", "t", [{"role": "system", "content": system}, {"role": "user", "content": "hi"}], {})
+
+        assert conversation([{"type": "text", "text": "be brief"}]) == conversation("be brief")
+        assert conversation([{"type": "text", "text": "be brief"}]) != conversation("be long")
 
     def test_only_deterministic_single_answer_requests_without_tools_or_logprobs_are_cacheable_and_only_when_on(self):
         on = CacheConfig(enabled=True)
