@@ -41,9 +41,19 @@ def stream_key(router: str) -> str:
     return f"llmrouter:{{{router}}}:decisions"
 
 
-def text_fields(text: str, store_text: bool) -> dict[str, str]:
+#: The most of a request's text an entry keeps (its head and tail): the log is capped in entries, not
+#: bytes, and a request's text may run to a million characters.
+MAX_LOGGED_TEXT_CHARS = 10_000
+
+
+def text_fields(text: str, store_text: bool) -> dict[str, Any]:
+    """The text (``store_text``), its head and tail with ``text_chars`` when longer than
+    ``MAX_LOGGED_TEXT_CHARS``, else its SHA-256 only."""
     if store_text:
-        return {"text": text}
+        if len(text) <= MAX_LOGGED_TEXT_CHARS:
+            return {"text": text}
+        half = MAX_LOGGED_TEXT_CHARS // 2
+        return {"text": f"{text[:half]} … {text[-half:]}", "text_chars": len(text)}
     return {"text_sha256": hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()}
 
 

@@ -308,3 +308,14 @@ def test_a_router_name_with_control_characters_prints_escaped_like_tier_and_mode
 
 def test_the_unpriced_column_shows_only_when_some_request_had_no_known_cost():
     assert "unpriced" not in render(summarise(ENTRIES, router="r"))  # a failed request is not unpriced
+
+
+def test_a_log_entry_keeps_the_head_and_tail_of_a_long_text_and_its_length():
+    """The log is capped in entries: entries of a megabyte each (store_text on) made it 100 GB at the cap."""
+    from redisvl_llmrouter.observability.decisions import MAX_LOGGED_TEXT_CHARS, text_fields
+
+    assert text_fields("short", True) == {"text": "short"}
+    fields = text_fields("h" * 600_000 + "t" * 400_000, True)
+    assert fields["text_chars"] == 1_000_000 and len(fields["text"]) <= MAX_LOGGED_TEXT_CHARS + 3
+    assert fields["text"].startswith("h" * 5_000) and fields["text"].endswith("t" * 5_000)
+    assert set(text_fields("secret prompt", False)) == {"text_sha256"}
