@@ -8,6 +8,7 @@ it asks for. Local models are run in a worker thread so the event loop stays fre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -76,27 +77,48 @@ async def _perform(
     return await vectorizer.aembed_many(list(request.texts), batch_size=64)
 
 
-async def adrive(op: Op[T], client: aredis.Redis, vectorizer: BaseVectorizer | None = None) -> T:
-    """Run a core operation to completion, awaiting each request."""
+class _Returned(Exception):  # a StopIteration cannot cross a thread's future: this carries its value
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _resume(method: Any, value: Any) -> Any:
     try:
-        request = next(op)
+        return method(value)
+    except StopIteration as stop:
+        raise _Returned(stop.value) from None
+
+
+async def adrive(op: Op[T], client: aredis.Redis, vectorizer: BaseVectorizer | None = None, offload: bool = False) -> T:
+    """Run a core operation to completion, awaiting each request.
+
+    ``offload``: the operation's own steps run in a worker thread (a report parsing and summarising
+    thousands of log entries), so the event loop serves other requests meanwhile.
+    """
+    try:
+        request = await asyncio.to_thread(_resume, op.send, None) if offload else next(op)
         while True:
             try:
                 result = await _perform(request, client, vectorizer)
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 raise connection.translate(exc, client) from exc
             except Exception as exc:
-                request = op.throw(exc)
+                request = await asyncio.to_thread(_resume, op.throw, exc) if offload else op.throw(exc)
             else:
-                request = op.send(result)
+                request = await asyncio.to_thread(_resume, op.send, result) if offload else op.send(result)
     except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    except _Returned as stop:
         return stop.value  # type: ignore[no-any-return]
     except LLMRouterError:  # typed already (a credentials error is a redis-py ConnectionError too)
         raise
     except RedisError as exc:
         raise connection.translate(exc, client) from exc
     finally:
-        op.close()  # an operation left mid-way (a lost connection, a cancelled task) releases what it holds
+        # An operation left mid-way (a lost connection, a cancelled task) releases what it holds; one whose
+        # step still runs in its thread (cancelled while offloaded) is closed when it is collected.
+        with contextlib.suppress(ValueError):
+            op.close()
 
 
 class AsyncSemanticRouter(BaseSemanticRouter):

@@ -50,22 +50,12 @@ VECTOR_FIELD = "vector"
 _ROUTER_NAME = re.compile(r"^[^\s:*?\[\]{}\\'\"]+$")
 
 
-#: The prefix of the project's own keys (answers cached, breakers, statistics, logs, outcome memories):
-#: a router of that name would index every one of them.
-RESERVED_ROUTER_NAMES = frozenset({"llmrouter"})
-
-
 def validate_router_name(name: str) -> str:
     """Router names are Redis key prefixes and index names: no spaces, colons, quotes or glob characters."""
     if not isinstance(name, str) or not _ROUTER_NAME.match(name):
         raise ConfigError(
             f"Invalid router name {name!r}: use letters, digits and '-', '_' or '.' "
             "(no spaces, colons, quotes or glob characters; it prefixes every Redis key)."
-        )
-    if name in RESERVED_ROUTER_NAMES:
-        raise ConfigError(
-            f"Invalid router name {name!r}: reserved, as the prefix of the keys that hold the gateway's cache, "
-            "breakers and statistics and the routers' outcome memories. Choose another name."
         )
     return name
 

@@ -18,11 +18,11 @@ sit well within any useful threshold. Only deterministic requests are cached: ``
 set at or below ``max_temperature`` (default 0), one choice, no tools, no ``logprobs`` (the cache
 keeps an answer's text, not its token probabilities). Clients can bypass it per
 request. Entries expire ``ttl_s`` after they were stored (hits do not renew them). The index and
-keys live under ``llmrouter:cache`` (a prefix no router can take), one index per shape of vector:
-an index holds vectors of one size and type, and routers with other embedders (float16, another
-model) share the Redis too. A cache that fails (Redis restarted empty, say) costs its hit rate,
-never the request: it is served uncached (``x-llmrouter-cache: bypass``) and the index is created
-again.
+keys live under ``llmrouter:cache`` (a prefix no router can take), one index per shape of vector
+(others under ``llmrouter:answers:``): an index holds vectors of one size and type, and routers
+with other embedders (float16, another model) share the Redis too. A cache that fails (Redis
+restarted empty, say) costs its hit rate, never the request: it is served uncached
+(``x-llmrouter-cache: bypass``) and the index is created again.
 """
 
 from __future__ import annotations
@@ -45,8 +45,10 @@ CACHE_NAME = "llmrouter:cache"
 
 def cache_name(dims: int, dtype: str) -> str:
     """The index for answers whose requests are embedded as ``dims`` values of ``dtype``: ``CACHE_NAME``
-    for the default embedder's (MiniLM, 384 float32), where every earlier version kept them."""
-    return CACHE_NAME if (dims, dtype) == (384, "float32") else f"{CACHE_NAME}:{dtype}-{dims}"
+    for the default embedder's (MiniLM, 384 float32), where every earlier version kept them. Others
+    under a root ``CACHE_NAME`` is not a prefix of: its index (RediSearch prefixes are plain strings)
+    would take their entries in too, and clearing it would delete them."""
+    return CACHE_NAME if (dims, dtype) == (384, "float32") else f"llmrouter:answers:{dtype}-{dims}"
 
 
 #: Parameters that never change the answer's content, so they do not split the cache.

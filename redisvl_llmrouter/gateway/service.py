@@ -41,7 +41,6 @@ from typing import Any, TypeVar
 from redis.exceptions import RedisError
 
 from redisvl_llmrouter.aio import AsyncSemanticRouter, adrive
-from redisvl_llmrouter.connection import sync_client
 from redisvl_llmrouter.core import RouteOptions, RouterCore, is_request_id, live_now_ms, new_request_id
 from redisvl_llmrouter.errors import (
     AllModelsFailedError,
@@ -295,7 +294,6 @@ class Gateway:
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._cache_repair: asyncio.Future[Any] | None = None
-        self._blocking: Any = None  # a blocking Redis client for reports, made on first use (see report)
         baseline_model(router._core.catalog, config.baseline_model)  # a configured one must be priced
         self._baseline: tuple[Any, Any] = (None, None)  # (catalog, its baseline's entry): see _baseline_spec
         self._writes = WriteBehind(router)
@@ -593,16 +591,11 @@ class Gateway:
     ) -> Report:
         """The decisions log summarised (see :mod:`redisvl_llmrouter.observability.report`).
 
-        In a worker thread, on a blocking client of its own: parsing and summarising a busy log takes a
-        while (0.6 s for the dashboard's 20,000 entries), and on the event loop every other request
-        would wait for it."""
+        Its parsing and summarising run in a worker thread: they take a while on a busy log (0.6 s for
+        the dashboard's 20,000 entries), and on the event loop every other request would wait for them."""
         self._check_usable()
-        from redisvl_llmrouter.router import drive
-
-        if self._blocking is None:
-            self._blocking = sync_client(redis_url=self.redis_url)
         op = report.load(self.router.name, since_ms, limit, until_ms)
-        return await asyncio.to_thread(drive, op, self._blocking)
+        return await adrive(op, self.router._client, offload=True)
 
     async def recent_decisions(self, count: int = 50, tenant: str = "") -> list[dict[str, Any]]:
         """The newest ``count`` requests in the decisions log (completions and ``/v1/route`` decisions;
@@ -667,9 +660,6 @@ class Gateway:
         if self.cache is not None:
             with contextlib.suppress(Exception):
                 await self.cache.aclose()
-        if self._blocking is not None:
-            with contextlib.suppress(Exception):
-                self._blocking.close()
         await self.router.close()
 
     async def __aenter__(self) -> Gateway:
@@ -702,7 +692,7 @@ class Gateway:
             )
         target = self._target(model)
         for name, value in (("messages", messages), *params.items()):
-            if (where := _not_utf8(value, name)) is not None:
+            if (where := _not_utf8(name, "a field's name") or _not_utf8(value, name)) is not None:
                 # JSON lets a client send a lone surrogate ("\ud800"); no provider can be sent it as UTF-8,
                 # and the call failing on the way out was counted against the model (its breaker).
                 raise InvalidRequestError(
@@ -1073,7 +1063,7 @@ class Gateway:
         except UpstreamError as exc:
             latency = (time.perf_counter() - started) * 1000
             outcome.attempts.append(
-                {"model": model, "error": exc.reason, "status": exc.upstream_status, "message": str(exc)}
+                {"model": model, "error": exc.reason, "status": exc.upstream_status, "message": str(exc)[:1200]}
                 | ({"retry_after": exc.retry_after} if exc.retry_after is not None else {})
                 | ({"code": exc.provider_code} if exc.provider_code else {})
                 | ({"param": exc.provider_param} if exc.provider_param else {})
@@ -1128,7 +1118,10 @@ class Gateway:
             error.retry_after = max(waits) if waits else 1.0
         elif waits:  # a provider said when to come back (a 503 with Retry-After): so does the gateway
             error.retry_after = max(waits)
-        self._failed(request, outcome, str(error.code))
+        # Logged under the gateway's own kind: a provider's code (any string) is the client's to read.
+        self._failed(
+            request, outcome, "upstream_rejected" if error.kind == "invalid_request_error" else str(error.code)
+        )
         return error
 
     def _failed(self, request: _Request, outcome: Outcome, code: str) -> None:

@@ -244,6 +244,12 @@ def test_a_concrete_model_passes_through(client, local_upstream):
             "user holds a lone surrogate",
         ),
         (
+            '{"model": "openai/gpt-4.1-nano", "stream": true, "messages": [{"role": "user", "content": "hi"}],'
+            ' "\\ud800": 1}',
+            400,
+            "a field's name holds a lone surrogate",
+        ),
+        (
             json.dumps(
                 {
                     "model": "auto",

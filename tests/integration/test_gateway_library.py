@@ -1009,7 +1009,7 @@ def test_routers_with_other_vectors_share_the_redis_and_each_has_its_own_cache(r
     finally:
         half.delete()
     assert states == ["hit", "hit"]
-    assert names == ["llmrouter:cache", "llmrouter:cache:float16-384"]
+    assert names == ["llmrouter:cache", "llmrouter:answers:float16-384"]
 
 
 def test_a_request_s_own_short_timeout_is_not_the_model_s_failure_but_the_upstream_s_is(redis_url, local_upstream):
@@ -1049,6 +1049,32 @@ def test_a_request_s_own_short_timeout_is_not_the_model_s_failure_but_the_upstre
     own, upstreams_own, closed, opened = asyncio.run(run())
     assert (own.failures, own.inflight) == (0, 0) and closed in (None, b"closed")
     assert upstreams_own.failures == 2 and opened == b"open"
+
+
+def test_an_operation_can_run_its_own_steps_off_the_event_loop(redis_url):
+    """A report's parsing and summarising (0.6 s on a busy log) ran on the event loop: every request waited."""
+    import threading
+
+    from redisvl_llmrouter.aio import adrive
+    from redisvl_llmrouter.connection import async_client
+    from redisvl_llmrouter.core import Command
+
+    def op():
+        threads = [threading.get_ident()]
+        pong = yield Command(("PING",))
+        threads.append(threading.get_ident())
+        return pong, threads
+
+    async def run() -> tuple[Any, list[int], int]:
+        client = async_client(redis_url=redis_url)
+        try:
+            pong, threads = await adrive(op(), client, offload=True)
+            return pong, threads, threading.get_ident()
+        finally:
+            await client.aclose()
+
+    pong, threads, loop_thread = asyncio.run(run())
+    assert pong is True and loop_thread not in threads
 
 
 def test_the_sync_wrapper(redis_url, local_upstream):
