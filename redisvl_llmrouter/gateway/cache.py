@@ -99,7 +99,8 @@ def scope_of(
             text = ""
         if embedded is not None and embedded != text.strip():
             unseen["text"] = hashlib.sha256(text.encode()).hexdigest()
-    shaping = {k: _number(v) for k, v in params.items() if k not in _NEUTRAL and not _default(k, v)}
+    numbers = ((k, _number(v)) for k, v in params.items() if k not in _NEUTRAL)
+    shaping = {k: v for k, v in numbers if not _default(k, v)}
     if shaping.get("temperature") == 0:  # a seed picks among sampled answers: at temperature 0 there is one
         shaping.pop("seed", None)
     blob = json.dumps([target, tenant, context, unseen, shaping, policy], sort_keys=True, default=str)
@@ -112,9 +113,8 @@ def _number(value: Any) -> Any:
 
 
 def _default(name: str, value: Any) -> bool:
-    """Whether a parameter is set to OpenAI's default (``n=1``, ``logprobs=False``, ...)."""
+    """Whether a parameter (its number as :func:`_number` gives it) is OpenAI's default (``n=1``, ...)."""
     default = _DEFAULTS.get(name, _NO_DEFAULT)
-    value = _number(value)
     return type(value) is type(default) and value == default
 
 

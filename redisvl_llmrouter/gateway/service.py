@@ -87,7 +87,7 @@ from redisvl_llmrouter.ops import Op, Pipeline, run_script
 from redisvl_llmrouter.policy import stats as live
 from redisvl_llmrouter.policy.catalog import MAX_TOKENS, estimate_tokens
 from redisvl_llmrouter.request_text import NO_TEXT, messages_text, prompt_text, routing_text
-from redisvl_llmrouter.schema import MAX_STATEMENT_CHARS, Decision, RouteMatch
+from redisvl_llmrouter.schema import MAX_STATEMENT_CHARS, Decision, RouteMatch, text_problem
 
 __all__ = ["Completion", "Gateway", "Outcome", "StreamedCompletion", "SyncGateway"]
 
@@ -1161,6 +1161,7 @@ class Gateway:
         for model in candidates:
             backend, _ = self._backend_for(model)
             call = self._call(request, model, backend)
+            own_deadline = self._own_deadline(request, backend)
             stack = contextlib.AsyncExitStack()
             try:
                 await stack.enter_async_context(self.queues.slot(model, request.rank))
@@ -1175,7 +1176,7 @@ class Gateway:
                                 outcome,
                                 lambda c=chunks, m=model, t=call.timeout_s: _first_chunk(c, m, t),
                                 stream=True,
-                                own_deadline=self._own_deadline(request, backend),
+                                own_deadline=own_deadline,
                             )
                         except BaseException:
                             self._spawn(_close_chunks(chunks))  # the failed call's connection goes back
@@ -1193,7 +1194,6 @@ class Gateway:
                 await stack.aclose()
                 raise
             outcome.model = model
-            own_deadline = self._own_deadline(request, backend)
             request = replace(request, timeout_s=call.timeout_s)  # the relay waits for each chunk as long
             end = self._stream_end(request, outcome, chunks, stack)
             relay = self._relay(request, outcome, chunks, first, end, vector, scope, own_deadline)
@@ -1670,13 +1670,7 @@ def _upstream_timeout(backend: Backend) -> float:
 def _not_utf8(value: Any, where: str) -> str | None:
     """Where in ``value`` (a request field's JSON value) a string cannot be encoded as UTF-8, or None."""
     if isinstance(value, str):
-        if value.isascii():
-            return None
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return where
-        return None
+        return None if value.isascii() or text_problem(value) is None else where
     if isinstance(value, Mapping):
         for key, item in value.items():
             if (found := _not_utf8(key, f"{where} (a key)") or _not_utf8(item, f"{where}.{key}")) is not None:
