@@ -1251,7 +1251,8 @@ class RouterCore:
             raise UnknownModelError(
                 f"Router {self.name!r} does not know the model(s) {unknown[:5]}"
                 f"{f' and {len(unknown) - 5} more' if len(unknown) > 5 else ''}; it knows {sorted(known)[:12]}. "
-                "Add them to the catalog (update_catalog) or map names with model_map={'name in data': 'model'}."
+                "Add them to the catalog (update_catalog); when learning data, model_map={'name in data': 'model'} "
+                "maps its names instead."
             )
 
     def _embed_texts(self, texts: Sequence[str]) -> Op[list[bytes]]:

@@ -35,8 +35,9 @@ import math
 import os
 import re
 import signal
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -81,6 +82,8 @@ SUPERVISOR_ENV = "LLMROUTER_SUPERVISOR_PID"
 _GATEWAY_FIELDS = ("priority", "strategy", "constraints", "cache", "timeout")
 #: Keyword names of ``Gateway.complete`` that a body field must not shadow.
 _RESERVED_FIELDS = {"tenant"}
+#: What ``POST /v1/feedback`` reads (anything else is refused, never dropped).
+FEEDBACK_FIELDS = frozenset({"request_id", "quality", "model", "cost", "latency_ms"})
 #: The longest error message an answer carries.
 MAX_ERROR_CHARS = 2000
 
@@ -237,8 +240,9 @@ async def _json_body(request: Request) -> dict[str, Any]:
 
 class _AnswerWhenCutOff:
     """A request the server cancels (the shutdown's ``shutdown_timeout_s`` ran out while it was in flight)
-    still gets an OpenAI-style 503 saying so, if its answer had not started, instead of a bare-text 500
-    and a traceback in the server's log."""
+    still ends as OpenAI's clients expect, instead of a bare-text 500 (or a cut chunked body) and a
+    traceback in the server's log: a 503 saying so if its answer had not started, else, for a stream,
+    an error event and ``[DONE]``."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -246,23 +250,61 @@ class _AnswerWhenCutOff:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started = False
+        started, stream = False, False
 
         async def watch(message: Any) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
+            nonlocal started, stream
+            if message["type"] == "http.response.start":
+                started = True
+                stream = any(
+                    k.lower() == b"content-type" and v.startswith(b"text/event-stream")
+                    for k, v in message.get("headers", ())
+                )
             await send(message)
 
+        message = "The gateway shut down while this request was in flight; retry it."
         try:
             await self.app(scope, receive, watch)
         except asyncio.CancelledError:
-            if started:
-                raise
-            logger.warning("a request in flight was cut off by the shutdown: answered 503")
-            message = "The gateway shut down while this request was in flight; retry it."
-            response = _error(503, message, "api_error", "shutting_down", {"Retry-After": "1"})
-            await response(scope, receive, send)
+            if not started:
+                logger.warning("a request in flight was cut off by the shutdown: answered 503")
+                response = _error(503, message, "api_error", "shutting_down", {"Retry-After": "1"})
+                await response(scope, receive, send)
+            elif stream:
+                logger.warning("a stream in flight was cut off by the shutdown: ended with an error event")
+                error = {"error": {"message": message, "type": "api_error", "param": None, "code": "shutting_down"}}
+                end = b"data: " + json.dumps(error).encode() + b"\n\ndata: [DONE]\n\n"
+                with contextlib.suppress(Exception):  # the connection may be gone already
+                    await send({"type": "http.response.body", "body": end, "more_body": False})
+            else:  # a whole answer being sent: nothing can be added to it
+                logger.warning("an answer being sent was cut off by the shutdown")
         return None
+
+
+def _mark_shutdown(gateway: Gateway) -> Callable[[], None]:
+    """Note in ``gateway`` when the server is told to stop (SIGTERM, SIGINT), ahead of uvicorn's own
+    handler, so requests the shutdown cuts off are logged as ``shutting_down``, not as clients that
+    left. Returns what puts the previous handlers back (nothing to do off the main thread, where
+    uvicorn installs none)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(sig: int, frame: Any) -> None:
+        gateway.shutting_down = True
+        before = previous[signal.Signals(sig)]
+        if callable(before):
+            before(sig, frame)
+
+    for sig in previous:
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, before in previous.items():
+            if signal.getsignal(sig) is handler:
+                signal.signal(sig, before)
+
+    return restore
 
 
 async def _exit_with_supervisor(every_s: float = 1.0) -> None:
@@ -285,9 +327,11 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.gateway = gateway or await Gateway.create(settings)
         watch = asyncio.ensure_future(_exit_with_supervisor()) if os.environ.get(SUPERVISOR_ENV) else None
+        restore_signals = _mark_shutdown(app.state.gateway)
         try:
             yield
         finally:
+            restore_signals()
             if watch is not None:
                 watch.cancel()
             if gateway is None:
@@ -451,8 +495,20 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
         body = await _json_body(request)
         if not isinstance(body.get("request_id"), str) or "quality" not in body:
             raise InvalidRequestError("Feedback needs 'request_id' (a string) and 'quality' (0 to 1).")
+        # A misspelt field would be dropped and its number never learned: refused by name instead.
+        unknown = sorted(set(body) - FEEDBACK_FIELDS)
+        if unknown:
+            raise InvalidRequestError(
+                f"Unknown feedback field(s) {', '.join(map(repr, unknown))}; "
+                f"feedback takes {', '.join(sorted(FEEDBACK_FIELDS))}."
+            )
         result = await gw(request).feedback(
-            body["request_id"], body["quality"], body.get("model"), body.get("cost"), tenant=tenant
+            body["request_id"],
+            body["quality"],
+            body.get("model"),
+            body.get("cost"),
+            tenant=tenant,
+            latency_ms=body.get("latency_ms"),
         )
         return JSONResponse(result)
 

@@ -22,7 +22,9 @@ keys live under ``llmrouter:cache`` (a prefix no router can take), one index per
 (others under ``llmrouter:answers:``): an index holds vectors of one size and type, and routers
 with other embedders (float16, another model) share the Redis too. A cache that fails (Redis
 restarted empty, say) costs its hit rate, never the request: it is served uncached
-(``x-llmrouter-cache: bypass``) and the index is created again.
+(``x-llmrouter-cache: bypass``) and the index is created again. Feedback below ``forget_below`` on
+an answer the cache holds (on the request that stored it or on one it served) removes the entry:
+the next such request is answered by the model the router now picks.
 """
 
 from __future__ import annotations
@@ -32,13 +34,14 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from redisvl_llmrouter.errors import InvalidQueryError
 from redisvl_llmrouter.gateway.config import CacheConfig
 from redisvl_llmrouter.request_text import messages_text
 
-__all__ = ["CACHE_NAME", "ResponseCache", "cache_name", "cacheable", "scope_of"]
+__all__ = ["CACHE_NAME", "CachedAnswer", "ResponseCache", "cache_name", "cacheable", "scope_of"]
 
 CACHE_NAME = "llmrouter:cache"
 
@@ -133,6 +136,14 @@ def _plain(message: Mapping[str, Any]) -> Mapping[str, Any]:
     return message
 
 
+@dataclass(frozen=True)
+class CachedAnswer:
+    """A stored ``chat.completion`` body and the id of its entry (for feedback that removes it)."""
+
+    body: dict[str, Any]
+    entry_id: str
+
+
 class ResponseCache:
     """A thin, typed layer over ``redisvl.extensions.cache.llm.SemanticCache`` (async calls)."""
 
@@ -152,8 +163,8 @@ class ResponseCache:
             filterable_fields=[{"name": "scope", "type": "tag"}],
         )
 
-    async def lookup(self, text: str, vector: list[float], scope: str) -> dict[str, Any] | None:
-        """The cached ``chat.completion`` body for this request, or None."""
+    async def lookup(self, text: str, vector: list[float], scope: str) -> CachedAnswer | None:
+        """The cached answer for this request, or None."""
         from redisvl.query.filter import Tag
 
         hits = await self._cache.acheck(prompt=text, vector=vector, filter_expression=Tag("scope") == scope)
@@ -170,7 +181,16 @@ class ResponseCache:
             body = json.loads(hits[0]["response"])
         except (KeyError, TypeError, json.JSONDecodeError):
             return None
-        return body if isinstance(body, dict) else None
+        entry_id = hits[0].get("entry_id")
+        return CachedAnswer(body, entry_id) if isinstance(body, dict) and isinstance(entry_id, str) else None
+
+    def entry_id(self, text: str, scope: str) -> str:
+        """The id :meth:`store` gives the entry of ``text`` in ``scope`` (RedisVL derives it from both)."""
+        return self._cache._make_entry_id(text, {"scope": scope})
+
+    async def forget(self, entry_id: str) -> None:
+        """Remove one entry (none if it expired or was replaced under another id)."""
+        await self._cache.adrop(ids=[entry_id])
 
     async def store(self, text: str, vector: list[float], scope: str, body: Mapping[str, Any]) -> None:
         await self._cache.astore(

@@ -195,6 +195,9 @@ class CacheConfig(BaseModel):
     ttl_s: Annotated[int, Field(ge=1, le=31_536_000)] = 3600  # at most a year
     max_temperature: Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)] = 0.0
     """A request is cacheable only with ``temperature`` set at or below this (and n = 1, no tools)."""
+    forget_below: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.5
+    """Feedback below this on a cached answer (on the request that stored it or one it served)
+    removes the entry; 0 never does."""
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # an input may be a key
 

@@ -75,7 +75,7 @@ from redisvl_llmrouter.gateway.backends import (
     refused,
     upstream_error,
 )
-from redisvl_llmrouter.gateway.cache import ResponseCache, cacheable, scope_of
+from redisvl_llmrouter.gateway.cache import CachedAnswer, ResponseCache, cacheable, scope_of
 from redisvl_llmrouter.gateway.config import PROVIDERS, GatewayConfig, Upstream
 from redisvl_llmrouter.gateway.queue import PRIORITIES, ModelQueue, Queues, priority_rank
 from redisvl_llmrouter.gateway.redis_faults import loggable, transient_redis_error
@@ -294,6 +294,8 @@ class Gateway:
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._cache_repair: asyncio.Future[Any] | None = None
+        self.shutting_down = False
+        """Set when the server hosting this gateway is told to stop: what it cuts off is no client's doing."""
         baseline_model(router._core.catalog, config.baseline_model)  # a configured one must be priced
         self._baseline: tuple[Any, Any] = (None, None)  # (catalog, its baseline's entry): see _baseline_spec
         self._writes = WriteBehind(router)
@@ -399,7 +401,7 @@ class Gateway:
             return await self._complete(request, outcome, stream)
         except asyncio.CancelledError:  # the client left before its answer: still a request, logged and counted
             if not outcome.ended:
-                self._failed(request, outcome, "client_closed")
+                self._failed(request, outcome, self._left())
             raise
         except GatewayError as exc:
             exc.request_id = outcome.request_id  # the error's answer names the request the log keeps
@@ -485,8 +487,12 @@ class Gateway:
         model: str | None = None,
         cost: float | None = None,
         tenant: str = "",
+        latency_ms: float | None = None,
     ) -> dict[str, Any]:
         """Record how an answer went (quality in [0, 1]); ``model`` defaults to the model that answered.
+
+        Feedback below the cache's ``forget_below`` on an answer the semantic cache holds removes it
+        (``cache_forgotten`` in the result), whether the answer was learned from or served from the cache.
 
         With a ``tenant`` (the HTTP server passes the client's), only that tenant's requests take
         feedback: another client's request id is unknown to it, so no client can skew what the router
@@ -499,7 +505,7 @@ class Gateway:
         self._check_usable()
         for wait_s in FEEDBACK_WAITS_S:
             try:
-                return await self._feedback(request_id, quality, model, cost, tenant)
+                return await self._feedback(request_id, quality, model, cost, latency_ms, tenant)
             except UnknownRequestError:
                 if wait_s is None:
                     raise
@@ -508,7 +514,13 @@ class Gateway:
         raise AssertionError("unreachable")  # the last wait is None
 
     async def _feedback(
-        self, request_id: str, quality: float, model: str | None, cost: float | None, tenant: str
+        self,
+        request_id: str,
+        quality: float,
+        model: str | None,
+        cost: float | None,
+        latency_ms: float | None,
+        tenant: str,
     ) -> dict[str, Any]:
         store = self.router._core.store
         record = await adrive(store.recorded(request_id), self.router._client) if is_request_id(request_id) else {}
@@ -527,12 +539,22 @@ class Gateway:
                 self.router._core._check_models([model])
             # The answer was generated for another, similar prompt: how it served this one says how the
             # cache did, not how the model does on this prompt. Logged (the report counts it), not learned.
-            quality = RouterCore._checked_outcome(quality, cost, None)[0]  # refused as any feedback would be
+            quality = RouterCore._checked_outcome(quality, cost, latency_ms)[0]  # refused as any feedback would be
             entry["quality"] = quality
             self._log(entry | {"cache": True} | ({"tenant": tenant} if tenant else {}), None)
-            return {"request_id": request_id, "model": model, "quality": quality, "row_id": None, "learned": False}
+            forgotten = await self._forget_cached(record, model, quality)
+            return {
+                "request_id": request_id,
+                "model": model,
+                "quality": quality,
+                "row_id": None,
+                "learned": False,
+                "cache_forgotten": forgotten,
+            }
         # By keyword: an id that is not one is refused, never taken for a statement to learn.
-        result = await self.router.feedback(request_id=request_id, model=model, quality=quality, cost=cost)
+        result = await self.router.feedback(
+            request_id=request_id, model=model, quality=quality, cost=cost, latency_ms=latency_ms
+        )
         # Not learned if the cache mark landed after the read above (its own write, a moment after the record's).
         cached = {} if result.learned else {"cache": True}
         self._log(entry | cached | ({"tenant": tenant} if tenant else {}), None)
@@ -542,7 +564,23 @@ class Gateway:
             "quality": quality,
             "row_id": result.row_id,
             "learned": result.learned,
+            "cache_forgotten": await self._forget_cached(record, model, quality),
         }
+
+    async def _forget_cached(self, record: Mapping[str, str], model: str, quality: float) -> bool:
+        """Remove the cached answer feedback rated below ``forget_below``: served again, it would fail
+        again. Only feedback on the model that gave it: another model's outcome says nothing of it."""
+        entry_id = record.get("cache_entry")
+        if entry_id is None or self.cache is None or model != record.get("model"):
+            return False
+        if not quality < self.config.cache.forget_below:
+            return False
+        try:
+            await self.cache.forget(entry_id)
+        except Exception as exc:  # the feedback is recorded; the entry expires with its TTL
+            self._cache_failed(exc)
+            return False
+        return True
 
     async def stats(self) -> dict[str, Any]:
         """Per-model requests, successes, failures, latency, in-flight calls, queue and breaker state; cache hits.
@@ -1057,7 +1095,7 @@ class Gateway:
                 self._release(model, outcome.request_id)
                 # Yet it was made (and may be billed): the log names the model and counts the attempt.
                 latency = round((time.perf_counter() - started) * 1000, 3)
-                outcome.attempts.append({"model": model, "error": "client_closed", "latency_ms": latency})
+                outcome.attempts.append({"model": model, "error": self._left(), "latency_ms": latency})
                 outcome.model = outcome.model or model
                 raise
         except UpstreamError as exc:
@@ -1123,6 +1161,10 @@ class Gateway:
             request, outcome, "upstream_rejected" if error.kind == "invalid_request_error" else str(error.code)
         )
         return error
+
+    def _left(self) -> str:
+        """Why a request was cancelled before its end: its client left, or the server's shutdown cut it off."""
+        return "shutting_down" if self.shutting_down else "client_closed"
 
     def _failed(self, request: _Request, outcome: Outcome, code: str) -> None:
         """A request that ends in an error: one log entry and one count, whatever ended it."""
@@ -1237,7 +1279,7 @@ class Gateway:
             # request (which would otherwise start beside it), in a task that a cancelled caller cannot stop.
             closing = self._spawn(_close_then_free(chunks, stack)) if ended is not True else None
             if ended is None and not answered:  # left before its end: one request, logged and counted, no call outcome
-                self._failed(request, outcome, "client_closed")
+                self._failed(request, outcome, self._left())
                 self._release(model, outcome.request_id)
             elif blameless:  # failed, logged as such by the relay, but not the model's doing
                 self._release(model, outcome.request_id)
@@ -1402,8 +1444,9 @@ class Gateway:
         self._finish(request, outcome, answer(usage), None, "")
 
     def _cached(
-        self, request: _Request, outcome: Outcome, body: dict[str, Any], stream: bool
+        self, request: _Request, outcome: Outcome, hit: CachedAnswer, stream: bool
     ) -> Completion | StreamedCompletion:
+        body = hit.body
         outcome.model = body.get("model")
         outcome.usage = usage_of(body)
         outcome.baseline_cost = cost_of(self._baseline_spec(), outcome.usage)
@@ -1417,6 +1460,7 @@ class Gateway:
             extra = store.record_request_commands(outcome.request_id, b"", text, model, request.prompt_tokens)
             extra += store.tenant_commands(outcome.request_id, outcome.tenant)
             extra += store.cached_commands(outcome.request_id)  # its feedback is logged, not learned
+            extra += store.cache_entry_commands(outcome.request_id, hit.entry_id)
         self._log({"type": "completion", **self._entry(outcome), "status": "ok"}, request.text, extra)
         self._count_answer(outcome)
         # An answer of its own: the stored one's id and time belong to the request that was answered then.
@@ -1486,6 +1530,7 @@ class Gateway:
             m.child(m.fallbacks, model=model).inc()
         extra: list[tuple[Any, ...]] = []
         window = self._window(request.text)  # what is embedded: kept for feedback, and the cache's key
+        stored = outcome.cache == "miss" and self.cache is not None and vector is not None
         if self.config.record_requests and request.text:  # a request without text has nothing to learn from
             store = self.router._core.store
             # A passthrough request has no vector: its routing text (as the router keeps for its own
@@ -1494,8 +1539,12 @@ class Gateway:
                 outcome.request_id, outcome.query_vector, window, model, request.prompt_tokens
             )
             extra += store.tenant_commands(outcome.request_id, outcome.tenant)
+            if stored:
+                assert self.cache is not None
+                extra += store.cache_entry_commands(outcome.request_id, self.cache.entry_id(window, scope))
         self._log({"type": "completion", **self._entry(outcome), "status": "ok"}, request.text, extra)
-        if outcome.cache == "miss" and self.cache is not None and vector is not None:
+        if stored:
+            assert self.cache is not None and vector is not None
             self._spawn(self._cache_store(window, vector, scope, body))
 
     def _count_answer(self, outcome: Outcome) -> None:

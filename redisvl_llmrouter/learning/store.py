@@ -292,10 +292,15 @@ class OutcomeStore:
         """Note that a recorded request was answered from the semantic cache (see :meth:`recorded`)."""
         return [("HSET", memory.request_key(self.router, request_id), "cached", "1")]
 
+    def cache_entry_commands(self, request_id: str, entry_id: str) -> list[tuple[Any, ...]]:
+        """Note the semantic cache's entry holding a recorded request's answer (bad feedback removes it)."""
+        return [("HSET", memory.request_key(self.router, request_id), "cache_entry", entry_id)]
+
     def recorded(self, request_id: str) -> Op[dict[str, str]]:
-        """What is on record for a request, in one read: its ``tenant``, the ``model`` that answered, and
-        ``cached`` when the semantic cache did; only the fields present (none: unknown or expired)."""
-        names = ("tenant", "model", "cached")
+        """What is on record for a request, in one read: its ``tenant``, the ``model`` that answered,
+        ``cached`` when the semantic cache did, and ``cache_entry`` when the cache holds its answer;
+        only the fields present (none: unknown or expired)."""
+        names = ("tenant", "model", "cached", "cache_entry")
         values = yield Command(("HMGET", memory.request_key(self.router, request_id), *names))
         return {name: as_text(v) for name, v in zip(names, values or (), strict=False) if v is not None}
 

@@ -537,7 +537,7 @@ def test_models_health_route_and_metrics(server, client):
         assert name in metrics
 
 
-def test_feedback_by_the_request_id_on_the_answer(client, server, redis_url):
+def test_feedback_by_the_request_id_on_the_answer(client, server, redis_url, tmp_path):
     raw = client.chat.completions.with_raw_response.create(model="auto", messages=ask("convert 3 miles to kilometers"))
     request_id = raw.headers["x-llmrouter-request-id"]
     time.sleep(0.2)  # the request is recorded after the answer is sent
@@ -554,7 +554,15 @@ def test_feedback_by_the_request_id_on_the_answer(client, server, redis_url):
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_request"
     typo = server.post("/v1/feedback", json={"request_id": "req-nope", "quality": 1.0, "model": "openai/gpt-4.1-nano"})
     assert typo.status_code == 404  # never taken for a statement to learn
-    assert SemanticRouter.from_existing(server.router, redis_url=redis_url).memory_info().rows == 1
+    misspelt = server.post("/v1/feedback", json={"request_id": request_id, "quality": 1.0, "costt": 0.5})
+    assert misspelt.status_code == 400 and "'costt'" in misspelt.json()["error"]["message"]  # never dropped
+    memory = SemanticRouter.from_existing(server.router, redis_url=redis_url)
+    assert memory.memory_info().rows == 1 and memory.memory_info().mean_quality["openai/gpt-4.1-nano"] == 0.0
+    timed = server.post("/v1/feedback", json={"request_id": request_id, "quality": 0.0, "latency_ms": 1234})
+    assert timed.status_code == 200
+    memory.export_with_embeddings(tmp_path / "export.json")
+    rows = json.loads((tmp_path / "export.json").read_text())["outcomes"]
+    assert [row["outcomes"]["openai/gpt-4.1-nano"]["latency_ms"] for row in rows] == [1234]
 
 
 # ---------------------------------------------------------------------------- keys
@@ -648,22 +656,39 @@ def test_sigterm_gives_requests_in_flight_the_shutdown_timeout_and_no_longer(red
     from concurrent.futures import ThreadPoolExecutor
 
     model = f"hang{uuid.uuid4().hex[:6]}/stuck"
+    slow = f"slow{uuid.uuid4().hex[:6]}/stream"
     local_upstream.control(model=model, hang_s=20)  # well past the 2 s, not so long it holds the upstream's exit
+    local_upstream.control(model=slow, chunk_delay_ms=1500)  # its stream has begun when the 2 s run out
+
+    def streamed() -> str:
+        body = {"model": slow, "messages": ask("hi"), "stream": True}
+        with httpx.stream("POST", f"{srv.v1}/chat/completions", json=body, timeout=180) as answer:
+            return "".join(answer.iter_text())
+
     with gateway(redis_url, local_upstream.url, tmp_path, {"shutdown_timeout_s": 2}) as srv:
         body = {"model": model, "messages": ask("hi")}
-        with ThreadPoolExecutor(1) as pool:
+        with ThreadPoolExecutor(2) as pool:
             call = pool.submit(httpx.post, f"{srv.v1}/chat/completions", json=body, timeout=180)
-            time.sleep(1.0)  # the call is in flight, waiting on the provider
+            stream = pool.submit(streamed)
+            time.sleep(1.0)  # the call is in flight, waiting on the provider; the stream has its first chunk
             started = time.monotonic()
             srv.proc.terminate()
             srv.proc.wait(timeout=60)
             took = time.monotonic() - started
-            cut_off = call.result(timeout=60)
+            cut_off, cut_stream = call.result(timeout=60), stream.result(timeout=60)
             log = output(srv.proc)
+        logged = parse_entries(redis.Redis.from_url(redis_url).xrange(stream_key(srv.router)))
     assert took < 15, f"serve took {took:.1f} s to stop with shutdown_timeout_s 2"
     # Cut off by the shutdown, it is still told so, as OpenAI would: not a bare-text 500 and a traceback.
     assert cut_off.status_code == 503 and cut_off.json()["error"]["code"] == "shutting_down"
+    # A stream already under way ends with an error event and [DONE], not a cut chunked body.
+    assert '"code": "shutting_down"' in cut_stream and cut_stream.endswith("data: [DONE]\n\n")
     assert "Exception in ASGI application" not in log and "Traceback" not in log
+    # Logged as what ended them: the shutdown, not clients that left.
+    assert sorted((e["model"], e["error"]) for e in logged if e["model"] in (model, slow)) == [
+        (model, "shutting_down"),
+        (slow, "shutting_down"),
+    ]
 
 
 def test_with_workers_a_stopping_gateway_refuses_new_connections_at_once_and_finishes_its_requests(

@@ -823,6 +823,44 @@ def test_feedback_on_a_cached_answer_is_logged_but_never_learned_as_the_models_o
     assert on_answer["learned"] and learned_in_all == 1  # the generated answer's own feedback is learned
 
 
+def test_feedback_below_forget_below_removes_the_cached_answer_it_rates(redis_url):
+    """A bad rating on an answer the cache holds (given where it was generated or where it was served)
+    removes it: the next such request goes to a model again. A good one, or one about another model, keeps it."""
+
+    async def run() -> list[Any]:
+        config = {"router_name": f"lib-{uuid.uuid4().hex[:6]}", "cache": {"enabled": True}}
+        gw = await Gateway.create(config, redis_url=redis_url, backends={"*": Scripted()})
+        seen: list[Any] = []
+
+        async def ask(prompt: list[dict[str, str]]) -> Any:
+            done = await gw.complete(prompt, temperature=0)
+            seen.append(done.outcome.cache)
+            await asyncio.sleep(0.2)  # the store and the request's record happen behind the answer
+            return done.outcome
+
+        try:
+            served = [{"role": "user", "content": f"what is the capital of france? {uuid.uuid4().hex}"}]
+            generated = await ask(served)
+            hit = await ask(served)
+            other = next(m for m in gw.models() if m != hit.model)
+            seen.append((await gw.feedback(generated.request_id, 0.9))["cache_forgotten"])
+            seen.append((await gw.feedback(hit.request_id, 0.0, model=other))["cache_forgotten"])
+            await ask(served)
+            seen.append((await gw.feedback(hit.request_id, 0.2))["cache_forgotten"])
+            await ask(served)
+            at_source = [{"role": "user", "content": f"what is the capital of spain? {uuid.uuid4().hex}"}]
+            generated = await ask(at_source)
+            seen.append((await gw.feedback(generated.request_id, 0.0))["cache_forgotten"])
+            await ask(at_source)
+            return seen
+        finally:
+            await gw.cache.clear()
+            await gw.router.delete()
+            await gw.aclose()
+
+    assert asyncio.run(run()) == ["miss", "hit", False, False, "hit", True, "miss", "miss", True, "miss"]
+
+
 class UsageLast(Scripted):
     """Streams a whole answer, then its usage a moment later, as providers end a stream."""
 
