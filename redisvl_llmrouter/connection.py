@@ -337,7 +337,9 @@ def translate(exc: BaseException, client: redis.Redis | aredis.Redis) -> LLMRout
     if isinstance(exc, NoPermissionError):
         return RedisPermissionError(
             f"Redis at {describe(client)} refused a command for this user ({exc}). Grant the user the "
-            "search (FT.*), JSON (JSON.*), hash, string and scripting commands on the router's keys."
+            "search (FT.*), JSON (JSON.*), hash, string, stream and scripting commands on the router's keys: "
+            "~NAME* and ~llmrouter:* (an index's own name counts as a key, so ~NAME:* is not enough; "
+            "ACL LOG names the command and key refused)."
         )
     return RedisCommandError(f"Redis at {describe(client)} answered with an error: {exc}")
 

@@ -83,6 +83,7 @@ from redisvl_llmrouter.search import (
     config_key,
     create_index_command,
     foreign_index,
+    indexed_documents,
     is_missing_index,
     is_wrong_type,
     parse_route_rows,
@@ -896,7 +897,7 @@ class RouterCore:
         indexes = {as_text(n) for n in existing or []}
         document = yield from read_config(self.name)
         if self.name in indexes and document is not None and self.store_index in indexes:
-            return False
+            return (yield from self._restore_lost_references(document))
         if document is not None:
             self._adopt(document)
         if self.name not in indexes:
@@ -909,6 +910,38 @@ class RouterCore:
                 if document is not None:
                     self._adopt(document)
         yield from self._ensure_store_index(indexes)
+        return True
+
+    def _restore_lost_references(self, document: Mapping[str, Any]) -> Op[bool]:
+        """Write again the stored definition's references whose keys are gone while the index and the
+        config stayed: evicted by a ``maxmemory-policy`` such as ``allkeys-lru`` (nothing reads them by
+        key, so they go first), or deleted by hand. Routing would go on without them, wrongly and
+        silently. One ``FT.INFO`` when none is missing; True when any was written again."""
+        try:
+            info = yield Command(("FT.INFO", self.name))
+        except ResponseError:  # gone meanwhile, or denied by an ACL: the next search says which
+            return False
+        stored = parse_definition(definition_only(document))
+        pairs = [(route.name, ref) for route in stored.routes for ref in route.references]
+        indexed = indexed_documents(info)
+        if indexed is None or indexed >= len(pairs):
+            return False
+        present: list[Any] = []
+        for start in range(0, len(pairs), 1000):  # bounded round trips for large routers
+            chunk = pairs[start : start + 1000]
+            present += yield Pipeline(tuple(("EXISTS", reference_key(self.name, r, ref)) for r, ref in chunk))
+        lost = [pair for pair, here in zip(pairs, present, strict=True) if not here]
+        if not lost:
+            return False
+        logger.warning(
+            "Router %r: %d of its %d references were gone from Redis (evicted? Redis's maxmemory-policy should "
+            "be noeviction); writing them again.",
+            self.name,
+            len(lost),
+            len(pairs),
+        )
+        self._adopt(document)
+        yield from self._write_references(lost, self._vectors)
         return True
 
     def refresh(self) -> Op[bool]:
@@ -1846,7 +1879,7 @@ class RouterCore:
             for route in list(self.routes):
                 keep = [ref for ref in route.references if (route.name, ref) not in doomed]
                 if len(keep) != len(route.references):
-                    self._replace_route(route.name, references=keep)
+                    self._replace_route(route.name, references=keep, metadata=_unmarked(route, keep))
 
         yield from self._commit(change)
         return int(deleted)
@@ -1946,6 +1979,17 @@ class RouterCore:
                 f"e.g. {missing[0]}; the index is out of step with its config."
             )
         return {p: bytes(v) for p, v in zip(pairs, replies, strict=True)}
+
+
+def _unmarked(route: Route, kept: Sequence[str]) -> dict[str, Any]:
+    """``route``'s metadata with the promotion marks of deleted references dropped: the same text added
+    again later is the user's own, which ``revert_promotions`` must leave."""
+    marks = _promoted(route)
+    if not marks:
+        return dict(route.metadata)
+    still = [t for t in marks if t in kept]
+    rest = {k: v for k, v in route.metadata.items() if k != "promoted"}
+    return {**rest, "promoted": still} if still else rest
 
 
 def _promoted(route: Route) -> list[str]:

@@ -72,7 +72,11 @@ def _forgotten(reply: Any) -> bool:
     return isinstance(reply, NoScriptError) or (isinstance(reply, ResponseError) and "NOSCRIPT" in str(reply))
 
 
-def run_scripts(calls: Sequence[tuple[str, tuple[Any, ...]]], extra: Sequence[tuple[Any, ...]] = ()) -> Op[list[Any]]:
+def run_scripts(
+    calls: Sequence[tuple[str, tuple[Any, ...]]],
+    extra: Sequence[tuple[Any, ...]] = (),
+    raise_refused: bool = True,
+) -> Op[list[Any]]:
     """Run several Lua scripts (``(script, args)`` pairs) and plain ``extra`` commands in one round trip.
 
     The ``extra`` commands run first; the replies come back scripts first, then ``extra``.
@@ -81,7 +85,9 @@ def run_scripts(calls: Sequence[tuple[str, tuple[Any, ...]]], extra: Sequence[tu
     calls so answered, and only they, run again once their scripts are loaded. A pipeline runs
     every command even when one fails, so the rest (the ``extra`` commands, calls of a script that
     another process had loaded again meanwhile) ran once already, and most of these writes add
-    (``XADD``, ``HINCRBY``): run twice, they would count twice. Any other refusal is raised.
+    (``XADD``, ``HINCRBY``): run twice, they would count twice. Any other refusal is raised, or with
+    ``raise_refused=False`` returned in its place (the caller then knows exactly what did not run:
+    a Redis near its ``maxmemory`` refuses some commands of a batch and takes the others).
     """
     if not calls and not extra:
         return []
@@ -91,12 +97,12 @@ def run_scripts(calls: Sequence[tuple[str, tuple[Any, ...]]], extra: Sequence[tu
     replies = [*replies[len(extra) :], *replies[: len(extra)]]
     missing = [i for i, reply in enumerate(replies[: len(calls)]) if _forgotten(reply)]
     refused = next((r for r in replies if isinstance(r, Exception) and not _forgotten(r)), None)
-    if refused is not None:
+    if refused is not None and raise_refused:
         raise refused
     if missing:
         for script in dict.fromkeys(calls[i][0] for i in missing):
             yield Command(("SCRIPT", "LOAD", script))
-        again = yield Pipeline(tuple(scripts[i] for i in missing))  # refused again: raised
+        again = yield Pipeline(tuple(scripts[i] for i in missing), errors_as_replies=not raise_refused)
         for i, reply in zip(missing, again, strict=True):
             replies[i] = reply
     return replies

@@ -238,6 +238,14 @@ def parse_vector_field(info: Any) -> tuple[str, int] | None:
     return None
 
 
+def indexed_documents(info: Any) -> int | None:
+    """``num_docs`` of an ``FT.INFO`` reply (RESP2 or RESP3), None when it does not say."""
+    try:
+        return int(float(as_text(_mapping(info)["num_docs"])))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def foreign_index(info: Any, router: str) -> str | None:
     """What shows an ``FT.INFO`` reply's index is not a router's (RESP2 or RESP3), or None.
 

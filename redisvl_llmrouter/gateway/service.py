@@ -88,6 +88,7 @@ from redisvl_llmrouter.policy import stats as live
 from redisvl_llmrouter.policy.catalog import MAX_TOKENS, estimate_tokens
 from redisvl_llmrouter.request_text import NO_TEXT, messages_text, prompt_text, routing_text
 from redisvl_llmrouter.schema import MAX_STATEMENT_CHARS, Decision, RouteMatch, text_problem
+from redisvl_llmrouter.search import as_text
 
 __all__ = ["Completion", "Gateway", "Outcome", "StreamedCompletion", "SyncGateway"]
 
@@ -106,6 +107,9 @@ DEFAULT_TIMEOUT_S = 60.0
 ROUTES_AT_ONCE = 8
 #: How stale a process's view of the router's definition may be (another process may change it).
 ROUTER_REFRESH_S = 1.0
+#: How often each gateway process checks that Redis still holds every reference of its router (one
+#: ``FT.INFO``; an eviction takes them silently) and writes lost ones back.
+REFERENCES_CHECK_S = 60.0
 #: How stale a process's view of the shared breaker states may be.
 BREAKER_REFRESH_S = 0.2
 #: The Retry-After of a request refused because a half-open breaker's probes are all in flight.
@@ -302,6 +306,7 @@ class Gateway:
         self._breakers: dict[str, tuple[float, str]] = {}  # model: (read at, state then)
         self._resolved: dict[str, tuple[Backend, str]] = {}
         self._refreshed = time.monotonic()  # the router was just loaded
+        self._references_checked = self._refreshed  # and its references checked (create)
         self._served: dict[str, float] = {}  # passthrough model -> when this process last noted it in Redis
         self._retry_template = self._retrying_template()
         self._calls: dict[tuple[str, str], None] = {}  # (model, request id) of the calls in flight here
@@ -353,6 +358,9 @@ class Gateway:
         url = redis_url or resolve_url(None)
         if router is None:
             router = await _load_router(config, url)
+        await _check_scripting(router)
+        await router.recover()  # references lost while no gateway ran (evicted) are written back, with a warning
+        await _warn_if_evicting(router)
         cache = None
         if config.cache.enabled:
             # RedisVL checks and creates the cache index with a blocking client: keep the loop free.
@@ -1673,11 +1681,21 @@ class Gateway:
         if now - self._refreshed < ROUTER_REFRESH_S:
             return
         self._refreshed = now
+        if now - self._references_checked >= REFERENCES_CHECK_S:
+            self._references_checked = now
+            self._spawn(self._restore_references())
         try:
             await self.router.refresh()
         except Exception as exc:  # routing goes on with the definition it has, and reports its own errors
             logger.warning("gateway: could not check router %r for changes: %s", self.router.name, loggable(exc))
         self.queues.set_limits(_concurrency_limits(self.router.catalog))  # a catalog change reaches the queues
+
+    async def _restore_references(self) -> None:
+        """Write back references Redis lost while the index stayed (see ``recover``), off the request path."""
+        try:
+            await self.router.recover()
+        except Exception as exc:  # routing reports its own errors; this check tries again later
+            logger.warning("gateway: could not check router %r's references: %s", self.router.name, loggable(exc))
 
     def _spawn(self, work: Awaitable[T]) -> asyncio.Future[T]:
         task = asyncio.ensure_future(work)
@@ -1889,6 +1907,45 @@ async def _load_router(config: GatewayConfig, redis_url: str) -> AsyncSemanticRo
                 f"config is loaded as. Drop router_name to serve {config.router!r}, or set router to a config."
             ) from None
         raise ConfigError(f"Cannot load the gateway's router {config.router!r}: {exc}") from exc
+
+
+#: A script that changes nothing: run once at start to see that this Redis user may run scripts.
+_SCRIPTING_PROBE = "return 1"
+
+
+async def _check_scripting(router: AsyncSemanticRouter) -> None:
+    """Refuse to start when the Redis user may not run Lua scripts (``EVALSHA``, ``SCRIPT LOAD``).
+
+    Routing needs none, but breakers, live statistics and calls in flight are scripts: without them a
+    gateway would answer and report healthy while no breaker ever opened and nothing was counted."""
+    try:
+        await adrive(run_script(_SCRIPTING_PROBE, [(0,)]), router._client)
+    except RedisPermissionError as exc:
+        raise ConfigError(
+            f"{exc} The gateway runs Lua scripts for its breakers and statistics: grant the user "
+            "the scripting commands (+@scripting, or +evalsha +script|load)."
+        ) from None
+
+
+async def _warn_if_evicting(router: AsyncSemanticRouter) -> None:
+    """Warn when Redis may evict the router's keys: nothing reads a reference by key, so a least-recently-
+    used policy takes them first and routing goes wrong without an error (checked and repaired every
+    ``REFERENCES_CHECK_S``, but ``noeviction`` is what keeps them)."""
+    try:
+        reply = await router._client.config_get("maxmemory-policy")
+    except Exception:  # CONFIG is often denied on managed Redis: nothing to say
+        return
+    found = {as_text(k): as_text(v) for k, v in (reply or {}).items()}
+    policy = found.get("maxmemory-policy", "noeviction")
+    if policy != "noeviction":
+        logger.warning(
+            "Redis's maxmemory-policy is %s: when it is full it may evict %s, and routing then goes wrong "
+            "without an error; set it to noeviction (see docs/gateway.md, Redis).",
+            policy,
+            "keys with a TTL (breakers, live statistics, requests awaiting feedback)"
+            if policy.startswith("volatile")
+            else "the router's references, outcomes, breakers and statistics",
+        )
 
 
 async def _config_stored(name: str, redis_url: str) -> bool:

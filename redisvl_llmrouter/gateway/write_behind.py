@@ -65,7 +65,23 @@ class WriteBehind:
             if not (commands or scripts):
                 return
             try:
-                await adrive(run_scripts(scripts, commands), self._router._client)
+                replies = await adrive(run_scripts(scripts, commands, raise_refused=False), self._router._client)
+                # Near its maxmemory Redis takes some commands of a batch and refuses others: only the
+                # refused ones are kept, so what landed is never sent twice.
+                passing = [r for r in replies if isinstance(r, Exception) and transient_redis_error(r)]
+                lasting = [r for r in replies if isinstance(r, Exception) and not transient_redis_error(r)]
+                if lasting:  # refused for good (a permission, a wrong type): never landing, not kept
+                    logger.warning(
+                        "gateway write-behind: Redis refused %d writes, not sent again: %s",
+                        len(lasting),
+                        loggable(lasting[0]),
+                    )
+                kept = [any(r is p for p in passing) for r in replies]  # by identity: errors may compare equal
+                n = len(scripts)
+                scripts = [s for s, keep in zip(scripts, kept[:n], strict=True) if keep]
+                commands = [c for c, keep in zip(commands, kept[n:], strict=True) if keep]
+                if passing:
+                    raise passing[0]
             except Exception as exc:
                 if not transient_redis_error(exc):
                     raise
@@ -115,7 +131,7 @@ class WriteBehind:
                 await self._take_and_send()
                 backoff = 0.0
             except Exception as exc:  # bookkeeping must never take the gateway down
-                retrying = transient_redis_error(exc)
+                retrying = transient_redis_error(exc) and bool(self._commands or self._scripts)
                 backoff = min(WRITE_BEHIND_MAX_BACKOFF_S, max(0.2, 2 * backoff)) if retrying else 0.0
                 logger.warning(
                     "gateway write-behind failed%s: %s",

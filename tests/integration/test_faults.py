@@ -172,6 +172,19 @@ def test_routing_rebuilds_the_router_after_redis_restarts_empty(api, own_redis, 
     assert len(again.get_route_references("near")) == 2  # every reference is back in Redis
 
 
+def test_recover_writes_back_references_redis_evicted_while_the_index_stayed(api, name, table, redis_url):
+    """Under maxmemory-policy allkeys-lru the reference hashes go first (nothing reads them by key): the
+    index and config stay, and routing silently went to whatever references were left."""
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    client = redis.Redis.from_url(redis_url)
+    client.delete(*client.keys(f"{name}:near:*"))  # as an eviction would
+    assert router(vector=QUERY).name == "far"  # what the loss does to routing
+
+    assert router.recover() is True
+    assert router.recover() is False  # one FT.INFO: nothing left to rebuild
+    assert router(vector=QUERY).name == "near" and len(client.keys(f"{name}:near:*")) == 2
+
+
 def test_with_auto_recover_off_the_loss_is_a_typed_error_and_recover_rebuilds(api, own_redis, table):
     name = f"t-{uuid.uuid4().hex[:10]}"
     router = api.create(name=name, routes=tiers(), vectorizer=table, redis_url=own_redis.url)
@@ -538,6 +551,36 @@ def test_a_statement_and_a_vector_together_are_refused(api, name, table):
     for call in (lambda: router("far d=0.3", vector=QUERY), lambda: router.route_many("far d=0.3", vector=QUERY)):
         with pytest.raises(InvalidQueryError, match="not both"):
             call()
+
+
+def test_the_write_behind_sends_again_only_the_writes_a_full_redis_refused(own_redis):
+    """Near its maxmemory Redis takes some commands of a batch (those that free memory) and refuses the
+    rest: sending the whole batch again ran what had landed twice (log entries and counts doubled)."""
+    from types import SimpleNamespace
+
+    import redis.asyncio as aredis
+
+    from redisvl_llmrouter.gateway.write_behind import WriteBehind
+
+    client = redis.Redis.from_url(own_redis.url)
+    client.rpush("queue", "a", "b", "c")
+
+    async def run() -> None:
+        aclient = aredis.Redis.from_url(own_redis.url)
+        writes = WriteBehind(SimpleNamespace(_client=aclient))  # type: ignore[arg-type]
+        try:
+            client.config_set("maxmemory", 1)  # full: XADD (which grows it) is refused, LPOP is not
+            writes.add([("LPOP", "queue"), ("XADD", "log", "*", "f", "v")])
+            await writes.flush()
+            assert (client.llen("queue"), client.xlen("log")) == (2, 0)
+            client.config_set("maxmemory", 0)
+            await writes.flush()
+        finally:
+            await writes.close()
+            await aclient.aclose()
+
+    asyncio.run(run())
+    assert (client.llen("queue"), client.xlen("log")) == (2, 1)  # each write landed once
 
 
 def test_the_gateway_keeps_serving_after_redis_restarts_empty(own_redis, tmp_path):

@@ -823,6 +823,64 @@ def test_feedback_on_a_cached_answer_is_logged_but_never_learned_as_the_models_o
     assert on_answer["learned"] and learned_in_all == 1  # the generated answer's own feedback is learned
 
 
+def test_a_redis_user_that_may_not_run_scripts_is_refused_at_start(redis_url):
+    """Breakers and statistics are Lua scripts: without them the gateway served, said it was healthy, and
+    a failing model's breaker never opened."""
+    import redis
+
+    admin = redis.Redis.from_url(redis_url)
+    name, user, secret = f"lib-{uuid.uuid4().hex[:6]}", f"u{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
+    admin.acl_setuser(user, enabled=True, passwords=[f"+{secret}"], keys=["*"], commands=["+@all", "-@scripting"])
+    limited = f"redis://{user}:{secret}@{redis_url.split('://', 1)[1]}"
+
+    async def run() -> None:
+        gw = await Gateway.create({"router_name": name}, redis_url=redis_url, backends={"*": Scripted()})
+        try:
+            with pytest.raises(ConfigError, match="scripting") as caught:
+                await Gateway.create({"router": name}, redis_url=limited, backends={"*": Scripted()})
+            assert secret not in str(caught.value)
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        admin.acl_deluser(user)
+
+
+def test_a_gateway_warns_of_an_evicting_redis_and_writes_back_the_references_it_lost(redis_url, caplog):
+    """allkeys-lru takes the reference hashes first (nothing reads them by key): routing went wrong silently."""
+    import logging
+
+    import redis
+
+    admin = redis.Redis.from_url(redis_url)
+    name = f"lib-{uuid.uuid4().hex[:6]}"
+
+    async def run() -> tuple[int, int]:
+        first = await Gateway.create({"router_name": name}, redis_url=redis_url, backends={"*": Scripted()})
+        kept = len(admin.keys(f"{name}:simple:*"))
+        admin.delete(*admin.keys(f"{name}:simple:*"))  # as an eviction would
+        with caplog.at_level(logging.WARNING):
+            second = await Gateway.create({"router": name}, redis_url=redis_url, backends={"*": Scripted()})
+        try:
+            return kept, len(admin.keys(f"{name}:simple:*"))
+        finally:
+            await second.aclose()
+            await first.router.delete()
+            await first.aclose()
+
+    policy = admin.config_get("maxmemory-policy")["maxmemory-policy"]
+    admin.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        kept, back = asyncio.run(run())
+    finally:
+        admin.config_set("maxmemory-policy", policy)
+    assert kept > 0 and back == kept
+    assert "maxmemory-policy is allkeys-lru" in caplog.text and "references were gone" in caplog.text
+
+
 def test_feedback_below_forget_below_removes_the_cached_answer_it_rates(redis_url):
     """A bad rating on an answer the cache holds (given where it was generated or where it was served)
     removes it: the next such request goes to a model again. A good one, or one about another model, keeps it."""

@@ -444,6 +444,21 @@ def test_revert_promotions_leaves_a_users_own_promoted_metadata(api, name, table
     assert router.get("mine").metadata == {"promoted": "a d=0.8"}
 
 
+def test_a_promoted_reference_deleted_and_added_again_by_the_user_is_theirs(api, name, table):
+    """The promotion mark went on naming the text after the user deleted it: revert then removed the
+    reference the user had added again."""
+    rule = PromotionRule(fail_below=0.5, min_failures=3, radius=0.5)
+    router = make(api, name, table, learning=LearningConfig(promote=rule))
+    [router.feedback(f"sql{i} d=0.1{i}", "m/cheap", 0.0) for i in range(3)]
+    promoted = "sql2 d=0.12"
+    ids = [r["reference_id"] for r in router.get_route_references("pricey") if r["reference"] == promoted]
+    router.delete_route_references("pricey", reference_ids=ids)
+    assert "promoted" not in router.get("pricey").metadata  # the rule's mark goes with its reference
+    router.add_route_references("pricey", [promoted])
+    assert router.revert_promotions() == 0
+    assert router.get("pricey").references == ["pricey d=0.6", promoted]
+
+
 def test_promotion_is_off_by_default(api, name, table):
     router = make(api, name, table)
     assert [router.feedback(f"sql{i} d=0.1{i}", "m/cheap", 0.0).promoted_to for i in range(4)] == [None] * 4
