@@ -8,8 +8,9 @@ Given the ``K`` rows a KNN search returned (nearest first) and the memory's per-
   they beat both uniform and distance-kernel weights.
 * **shrinkage**: a model's predicted quality is
   ``(sum_i w_i * q_im + shrinkage * prior_m) / (sum_i w_i + shrinkage)`` over the rows where the
-  model was observed, with ``prior_m`` the model's mean quality over the whole memory, itself shrunk
-  the same way (``shrinkage`` pseudo-observations) toward its catalog quality, else the mean of the
+  model was observed, with ``prior_m`` the model's mean quality over the rest of the memory (every
+  row but the neighbours just weighed: a row counts once, not in both terms), itself shrunk the
+  same way (``shrinkage`` pseudo-observations) toward its catalog quality, else the mean of the
   other models: a model rated once is not known by that one rating everywhere. Few or distant
   neighbours leave the prior standing; many close ones override it.
 * **support**: the summed weight behind each estimate (0: prior only), and the total weight of
@@ -32,7 +33,16 @@ import numpy as np
 from redisvl_llmrouter.learning.memory import MemoryStats, Neighbours
 from redisvl_llmrouter.schema import LearningConfig
 
-__all__ = ["Estimates", "ModelEstimate", "Prediction", "estimate", "predict", "priors", "rank_weights"]
+__all__ = [
+    "Estimates",
+    "ModelEstimate",
+    "Prediction",
+    "estimate",
+    "leave_out_prior",
+    "predict",
+    "priors",
+    "rank_weights",
+]
 
 
 def rank_weights(distances: np.ndarray, k: int, radius: float) -> np.ndarray:
@@ -40,6 +50,35 @@ def rank_weights(distances: np.ndarray, k: int, radius: float) -> np.ndarray:
     ranks = np.arange(distances.shape[-1], dtype=np.float64)
     weights = np.clip(1.0 - ranks / max(k, 1), 0.0, None)
     return np.where(distances <= radius, weights, 0.0)
+
+
+def leave_out_prior(
+    weights: np.ndarray,
+    quality: np.ndarray,
+    sums: np.ndarray,
+    counts: np.ndarray,
+    base: np.ndarray,
+    shrinkage: float,
+) -> np.ndarray:
+    """``(n, m)`` quality priors: each model's mean over the memory without the rows that weigh in
+    the request's own estimate, shrunk by ``shrinkage`` pseudo-observations toward ``base``.
+
+    Args:
+        weights: ``(n, K)`` the rows' weights (:func:`rank_weights`); rows of weight 0 stay in the prior.
+        quality: ``(n, K, m)`` their qualities (NaN: not observed).
+        sums, counts: ``(m,)`` each model's sum of qualities and number of observations in the memory.
+        base: ``(m,)`` what the mean is shrunk toward (catalog quality; NaN: nothing, the mean alone).
+    """
+    near = ~np.isnan(quality)
+    near &= (weights > 0)[..., None]
+    n = np.maximum(counts - near.sum(axis=1), 0.0)
+    total = sums - np.where(near, quality, 0.0).sum(axis=1)
+    unknown = np.isnan(base)
+    kappa = np.where(unknown, 0.0, shrinkage)  # nothing to shrink toward: the mean alone
+    denominator = n + kappa
+    # No observation left and no shrinkage: the base itself (NaN when there is none either).
+    fallback = np.broadcast_to(base, denominator.shape).copy()
+    return np.divide(total + kappa * np.where(unknown, 0.0, base), denominator, out=fallback, where=denominator > 0)
 
 
 @dataclass(frozen=True)
@@ -59,25 +98,28 @@ def estimate(
     prior_quality: np.ndarray,
     prior_cost: np.ndarray,
     config: LearningConfig,
+    weights: np.ndarray | None = None,
 ) -> Estimates:
     """The arithmetic of the module docstring on arrays.
 
     Args:
         distances: ``(n, K)`` cosine distances of each request's rows, nearest first (``inf`` pads).
         values: ``(n, K, m, 3)`` quality, cost, latency of each row and model (NaN: not observed).
-        prior_quality, prior_cost: ``(m,)`` the priors (NaN where unknown).
+        prior_quality, prior_cost: ``(m,)`` or ``(n, m)`` the priors (NaN where unknown).
         config: neighbours ``K``, ``radius`` and ``shrinkage``.
+        weights: the rows' :func:`rank_weights`, when the caller has them already.
     """
     distances = np.asarray(distances, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
     kappa = float(config.shrinkage)
-    w = rank_weights(distances, config.neighbours, config.radius)  # (n, K)
+    w = rank_weights(distances, config.neighbours, config.radius) if weights is None else weights  # (n, K)
     support = w.sum(axis=1)
     seen = ~np.isnan(values)  # (n, K, m, 3)
     # Weighted sums over the neighbours for quality, cost and latency at once.
     mass = np.einsum("nk,nkmc->nmc", w, seen.astype(np.float64))
     total = np.einsum("nk,nkmc->nmc", w, np.where(seen, values, 0.0))
-    prior = np.stack([prior_quality, prior_cost], axis=-1).astype(np.float64)  # (m, 2)
+    # (m, 2), or (n, m, 2) with a prior per request (quality's leaves each request's neighbours out)
+    prior = np.stack(np.broadcast_arrays(prior_quality, prior_cost), axis=-1).astype(np.float64)
     known = ~np.isnan(prior)
     with np.errstate(invalid="ignore", divide="ignore"):
         shrunk = (total[..., :2] + kappa * np.where(known, prior, 0.0)) / (mass[..., :2] + kappa)
@@ -123,28 +165,23 @@ def priors(
     models: Sequence[str],
     stats: MemoryStats,
     catalog_quality: Mapping[str, float | None],
-    shrinkage: float = 0.0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Quality and cost priors of ``models``: each model's memory mean shrunk by ``shrinkage``
-    pseudo-observations toward its catalog quality (else the mean of the known means), that base
-    alone for a model the memory has not seen."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What the priors of ``models`` are made of: the base their quality is shrunk toward (catalog
+    quality, else the mean of the memory's model means), the memory's sum of each one's qualities
+    and its number of observations (for :func:`leave_out_prior`), and each one's mean cost."""
     means = {m: stats.mean_quality(m) for m in stats.n}
     known = [q for q in means.values() if q is not None]
     overall = sum(known) / len(known) if known else None
-    quality = []
+    base, sums, counts = [], [], []
     for model in models:
-        base = catalog_quality.get(model)
-        if base is None:
-            base = overall
+        b = catalog_quality.get(model)
+        base.append(np.nan if (b := overall if b is None else b) is None else b)
         q = means.get(model)
-        if q is not None and base is not None and shrinkage > 0:
-            n = stats.n[model]
-            q = (n * q + shrinkage * base) / (n + shrinkage)
-        if q is None:
-            q = base
-        quality.append(np.nan if q is None else q)
+        n = stats.n.get(model, 0) if q is not None else 0
+        counts.append(float(n))
+        sums.append(0.0 if q is None else n * q)
     cost = [np.nan if (c := stats.mean_cost(m)) is None else c for m in models]
-    return np.asarray(quality, dtype=np.float64), np.asarray(cost, dtype=np.float64)
+    return tuple(np.asarray(x, dtype=np.float64) for x in (base, sums, counts, cost))  # type: ignore[return-value]
 
 
 def _known(x: float) -> float | None:
@@ -175,8 +212,11 @@ def predict(
     # Columns of the requested models, in their order; NaN for models the memory has not seen.
     values = neighbours.values[:, np.where(present, picks, 0), :].astype(np.float64)[None]
     values[:, :, ~present, :] = np.nan
-    prior_q, prior_c = priors(models, stats, catalog_quality or {}, config.shrinkage)
-    est = estimate(neighbours.distances[None, :], values, prior_q, prior_c, config)
+    base, sums, counts, prior_c = priors(models, stats, catalog_quality or {})
+    distances = np.asarray(neighbours.distances, dtype=np.float64)[None, :]
+    weights = rank_weights(distances, config.neighbours, config.radius)
+    prior_q = leave_out_prior(weights, values[..., 0], sums, counts, base, float(config.shrinkage))[0]
+    est = estimate(distances, values, prior_q, prior_c, config, weights)
     rows = zip(
         models,
         est.quality[0].tolist(),

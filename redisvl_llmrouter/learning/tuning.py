@@ -21,7 +21,7 @@ import numpy as np
 
 from redisvl_llmrouter import evaluation
 from redisvl_llmrouter.learning.calibration import sweep
-from redisvl_llmrouter.learning.prediction import estimate
+from redisvl_llmrouter.learning.prediction import estimate, leave_out_prior, rank_weights
 from redisvl_llmrouter.schema import LearningConfig
 
 __all__ = ["GRID_NEIGHBOURS", "GRID_SHRINKAGE", "Tuning", "exact_neighbours", "folds_by_id", "predict_matrix", "tune"]
@@ -75,14 +75,21 @@ def predict_matrix(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Predicted quality, cost and support of each query from its neighbours among training rows.
 
-    ``quality`` and ``cost`` are the training rows' ``(n, m)`` outcomes; priors are their means.
+    ``quality`` and ``cost`` are the training rows' ``(n, m)`` outcomes; quality priors are their means
+    without each query's own neighbours (as the router's), cost priors their means.
     """
     k = min(config.neighbours, distances.shape[1])
     values = np.stack(
         [quality[indices[:, :k]], cost[indices[:, :k]], np.full(indices[:, :k].shape + (quality.shape[1],), np.nan)],
         axis=-1,
     )
-    est = estimate(distances[:, :k], values, np.nanmean(quality, axis=0), np.nanmean(cost, axis=0), config)
+    seen = ~np.isnan(quality)
+    weights = rank_weights(distances[:, :k], config.neighbours, config.radius)
+    no_base = np.full(quality.shape[1], np.nan)  # the data's models have no catalog quality here
+    prior = leave_out_prior(
+        weights, values[..., 0], np.where(seen, quality, 0.0).sum(axis=0), seen.sum(axis=0), no_base, 0.0
+    )
+    est = estimate(distances[:, :k], values, prior, np.nanmean(cost, axis=0), config, weights)
     return est.quality, est.cost, est.support
 
 
