@@ -308,9 +308,10 @@ def test_calibration_scores_only_the_models_a_matched_floor_lets_routing_use(api
     assert {m.model for m in matches} == {b} and all(m.decision.floors == ["medical"] for m in matches)
     result = router.calibrate(budget=1.0, apply=False)
     assert (result.strong_model, result.strong_share) == (b, 1.0)  # what routing does with these requests
-    # b's predicted quality here, not a's 1.0: its eight 0.0 outcomes (weights 1, .75, .5, .25 of the 4
-    # neighbours) shrunk by 1 toward its prior, its memory mean 0.0 shrunk by 1 toward its catalog 0.9.
-    assert result.quality == pytest.approx((0.0 + 1.0 * (8 * 0.0 + 0.9) / 9) / (2.5 + 1.0), abs=1e-6)
+    # b's predicted quality here, not a's 1.0: its 0.0 outcomes on the 4 neighbours (weights 1, .75, .5,
+    # .25) shrunk by 1 toward its prior: its mean 0.0 over the other 4 rows of the memory (the neighbours
+    # count once, not again in the prior), shrunk by 1 toward its catalog 0.9.
+    assert result.quality == pytest.approx((0.0 + 1.0 * (4 * 0.0 + 0.9) / 5) / (2.5 + 1.0), abs=1e-6)
     with pytest.raises(ConfigError, match="lowest share reachable is 1.000"):
         router.calibrate(strong_share=0.5)  # no weight sends these requests below the floor
 
