@@ -68,15 +68,15 @@ class WriteBehind:
                 replies = await adrive(run_scripts(scripts, commands, raise_refused=False), self._router._client)
                 # Near its maxmemory Redis takes some commands of a batch and refuses others: only the
                 # refused ones are kept, so what landed is never sent twice.
-                passing = [r for r in replies if isinstance(r, Exception) and transient_redis_error(r)]
-                lasting = [r for r in replies if isinstance(r, Exception) and not transient_redis_error(r)]
+                kept = [isinstance(r, Exception) and transient_redis_error(r) for r in replies]
+                passing = [r for r, keep in zip(replies, kept, strict=True) if keep]
+                lasting = [r for r, keep in zip(replies, kept, strict=True) if isinstance(r, Exception) and not keep]
                 if lasting:  # refused for good (a permission, a wrong type): never landing, not kept
                     logger.warning(
                         "gateway write-behind: Redis refused %d writes, not sent again: %s",
                         len(lasting),
                         loggable(lasting[0]),
                     )
-                kept = [any(r is p for p in passing) for r in replies]  # by identity: errors may compare equal
                 n = len(scripts)
                 scripts = [s for s, keep in zip(scripts, kept[:n], strict=True) if keep]
                 commands = [c for c, keep in zip(commands, kept[n:], strict=True) if keep]
