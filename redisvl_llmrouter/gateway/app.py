@@ -6,7 +6,8 @@
   ``x-llmrouter-priority``, ``-strategy``, ``-cache: bypass``, ``-max-cost``, ``-min-quality``,
   ``-max-latency-ms``, ``-capabilities``. Answers carry ``x-llmrouter-*`` headers: request id,
   route, model, strategy, confidence, cost, saving, cache, fallbacks.
-* ``POST /v1/route``: the decision only, for ``{"messages": [...]}`` or ``{"text": "..."}``.
+* ``POST /v1/route``: the decision only, for ``{"messages": [...]}`` or ``{"text": "..."}`` (the rest of a
+  chat body, such as ``tools`` or ``max_tokens``, shapes it as it would the chat's).
 * ``POST /v1/feedback``: ``{"request_id", "quality", "model"?, "cost"?}``.
 * ``GET /v1/models``: ``auto``, ``router/<name>`` and every model of the catalog and routes.
 * ``GET /health``: liveness and Redis reachability. ``GET /stats``: per-model requests, successes,
@@ -82,6 +83,8 @@ SUPERVISOR_ENV = "LLMROUTER_SUPERVISOR_PID"
 _GATEWAY_FIELDS = ("priority", "strategy", "constraints", "cache", "timeout")
 #: Keyword names of ``Gateway.complete`` that a body field must not shadow.
 _RESERVED_FIELDS = {"tenant"}
+#: What ``POST /v1/route`` reads itself, or leaves out of a decision (the rest of a chat body is its params).
+_ROUTE_FIELDS = frozenset({"messages", "text", "model", "stream", *_GATEWAY_FIELDS})
 #: What ``POST /v1/feedback`` reads (anything else is refused, never dropped).
 FEEDBACK_FIELDS = frozenset({"request_id", "quality", "model", "cost", "latency_ms"})
 #: The longest error message an answer carries.
@@ -486,7 +489,12 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
         options = {**_headers_options(request), **{k: body[k] for k in ("strategy", "constraints") if k in body}}
         options.pop("priority", None)
         options.pop("cache", None)
-        match = await gw(request).route(messages, tenant=tenant, **options)
+        # The rest of a chat body (tools, response_format, max_tokens...) shapes the decision as it would the chat's.
+        params = {k: v for k, v in body.items() if k not in _ROUTE_FIELDS}
+        taken = sorted(set(params) & _RESERVED_FIELDS)
+        if taken:
+            raise InvalidRequestError(f"Unknown field(s) {taken}: the gateway reserves these names.")
+        match = await gw(request).route(messages, tenant=tenant, **options, **params)
         return JSONResponse(json.loads(match.model_dump_json()))
 
     @app.post("/v1/feedback")

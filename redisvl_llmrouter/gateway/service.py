@@ -86,6 +86,7 @@ from redisvl_llmrouter.observability.report import Report
 from redisvl_llmrouter.ops import Op, Pipeline, run_script
 from redisvl_llmrouter.policy import stats as live
 from redisvl_llmrouter.policy.catalog import MAX_TOKENS, estimate_tokens
+from redisvl_llmrouter.policy.constraints import implied_capabilities
 from redisvl_llmrouter.request_text import NO_TEXT, messages_text, prompt_text, routing_text
 from redisvl_llmrouter.schema import MAX_STATEMENT_CHARS, Decision, RouteMatch, text_problem
 from redisvl_llmrouter.search import as_text
@@ -464,10 +465,13 @@ class Gateway:
         strategy: str | None = None,
         constraints: Mapping[str, Any] | None = None,
         tenant: str = "",
+        **params: Any,
     ) -> RouteMatch:
-        """The decision for a request, without calling any model."""
+        """The decision for a request, without calling any model. ``params`` are the OpenAI parameters
+        its completion would carry: the ones that shape a decision (``tools``, ``response_format``,
+        ``max_tokens``, ``n``) shape this one alike."""
         self._check_usable()
-        request = self._request(messages, "auto", None, strategy, constraints, False, tenant, None, {})
+        request = self._request(messages, "auto", None, strategy, constraints, False, tenant, None, params)
         unavailable = await self._routing_inputs(request.text, request.rank)
         options = RouteOptions(**{**request.options.__dict__, "unavailable": unavailable, "record": False})
         try:
@@ -785,8 +789,16 @@ class Gateway:
             # Each of the n answers is billed its output tokens (the cost estimate counts them all); the
             # context a model needs is one answer's.
             update: dict[str, Any] = {"choices": n} if _whole(n) else {}
+            limits: dict[str, Any] = {}
             if options.constraints.output_tokens is None and _whole(max_tokens):
-                update["constraints"] = options.constraints.model_copy(update={"output_tokens": max_tokens})
+                limits["output_tokens"] = max_tokens
+            if target is None:  # a model that cannot take the tools, image or JSON format would fail the call
+                have = options.constraints.capabilities
+                implied = implied_capabilities(messages, clean, self.router.catalog.offered)
+                if missing := [cap for cap in implied if cap not in have]:
+                    limits["capabilities"] = [*have, *missing]
+            if limits:
+                update["constraints"] = options.constraints.model_copy(update=limits)
             if update:
                 options = replace(options, **update)
         else:  # a passthrough request: nothing to route, nothing to validate

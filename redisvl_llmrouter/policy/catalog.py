@@ -210,6 +210,11 @@ class ModelCatalog(BaseModel):
     def get(self, name: str) -> ModelSpec | None:
         return self.by_name.get(name)
 
+    @functools.cached_property
+    def offered(self) -> frozenset[Capability]:
+        """The capabilities some model in the catalog lists: the ones the catalog says anything about."""
+        return frozenset(cap for m in self.models for cap in m.capabilities)
+
     def with_models(self, specs: Iterable[ModelSpec]) -> ModelCatalog:
         """A copy with ``specs`` added (or replacing the entries of the same name)."""
         new = {s.name: s for s in specs}

@@ -8,17 +8,23 @@ and why, unless the caller asked for ``best_effort``: then the soft limits are d
 time in :data:`RELAXATION_ORDER` until a model qualifies. Capabilities, context size, domain
 floors and open circuit breakers are never relaxed: a model that cannot read an image or hold the
 prompt would fail the call, and a floor exists to hold.
+
+A chat request also shows some capabilities it needs (:func:`implied_capabilities`): tool
+definitions or a tool conversation need ``tools``, an image part needs ``vision``, a JSON
+``response_format`` needs ``json``. The gateway adds them to the request's constraints, so a model
+that would refuse the call (and be blamed for it) is never chosen.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from redisvl_llmrouter.policy.catalog import NOT_NUMBERS, Capability, TokenCount
 
-__all__ = ["RELAXATION_ORDER", "Constraints"]
+__all__ = ["RELAXATION_ORDER", "Constraints", "implied_capabilities"]
 
 #: The constraints ``best_effort`` may drop, first to last: speed is given up before money,
 #: money before quality.
@@ -71,3 +77,47 @@ class Constraints(BaseModel):
             for k, v in self.model_dump(mode="json", exclude={"best_effort"}).items()
             if v is not None and v != [] and k != "output_tokens"
         }
+
+
+#: Content part types that carry an image (Chat Completions' ``image_url``; ``input_image`` and
+#: ``image`` as other OpenAI-style APIs name it).
+IMAGE_PARTS = frozenset({"image_url", "input_image", "image"})
+#: ``response_format`` types that ask the model for JSON.
+JSON_FORMATS = frozenset({"json_object", "json_schema"})
+
+
+def implied_capabilities(
+    messages: Sequence[Any], params: Mapping[str, Any], offered: Collection[Capability]
+) -> list[Capability]:
+    """The capabilities a chat request's body shows it needs, among those the catalog ``offered``.
+
+    ``tools`` for tool (or legacy function) definitions, or a conversation that already holds tool
+    calls or results; ``vision`` for an image content part; ``json`` for a ``response_format`` of
+    type ``json_object`` or ``json_schema``. A capability no catalog model lists is left out: such
+    a catalog says nothing about which models have it, and excluding them all would refuse
+    requests every model may well serve.
+    """
+    needed: list[Capability] = []
+    if params.get("tools") or params.get("functions") or any(_holds_tool_turn(m) for m in messages):
+        needed.append(Capability.tools)
+    if any(_holds_image(m) for m in messages):
+        needed.append(Capability.vision)
+    response_format = params.get("response_format")
+    if isinstance(response_format, Mapping) and response_format.get("type") in JSON_FORMATS:
+        needed.append(Capability.json)
+    return [cap for cap in needed if cap in offered]
+
+
+def _holds_tool_turn(message: Any) -> bool:
+    if not isinstance(message, Mapping):
+        return False
+    return message.get("role") in ("tool", "function") or bool(
+        message.get("tool_calls") or message.get("function_call")
+    )
+
+
+def _holds_image(message: Any) -> bool:
+    content = message.get("content") if isinstance(message, Mapping) else None
+    if isinstance(content, str) or not isinstance(content, Sequence):
+        return False
+    return any(isinstance(part, Mapping) and part.get("type") in IMAGE_PARTS for part in content)

@@ -509,6 +509,44 @@ def test_priority_strategy_and_constraints_as_extra_body_or_headers(client):
     assert vision.headers["x-llmrouter-model"] == "openai/gpt-4.1-mini"
 
 
+def test_a_request_needing_tools_an_image_or_json_goes_to_a_model_the_catalog_says_has_them(
+    redis_url, local_upstream, tmp_path
+):
+    """The cheap model lists no capabilities: a routed request with tools, an image or a JSON format went
+    to it all the same, and a real provider refused the call (counted against the model's breaker)."""
+    tag = f"cap{uuid.uuid4().hex[:6]}"
+    plain, seeing = f"{tag}/plain", f"{tag}/seeing"
+    SemanticRouter(
+        name=tag,
+        routes=[Route(name="chat", models=[plain, seeing], references=["hello there"], distance_threshold=2.0)],
+        catalog=ModelCatalog(
+            models=[
+                ModelSpec(name=plain, input_price=0.1, output_price=0.2),
+                ModelSpec(name=seeing, input_price=1.0, output_price=2.0, capabilities=["vision", "tools", "json"]),
+            ]
+        ),
+        redis_url=redis_url,
+        overwrite=True,
+    )
+    tool = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "properties": {}}}}
+    looking = [{"role": "user", "content": [{"type": "text", "text": "what is in this picture?"}, IMAGE]}]
+    with gateway(redis_url, local_upstream.url, tmp_path, {"router": tag}) as srv:
+        with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+            chosen = {
+                "plain": c.chat.completions.create(model="auto", messages=ask("hello there")).model,
+                "tools": c.chat.completions.create(model="auto", messages=ask("weather?"), tools=[tool]).model,
+                "image": c.chat.completions.create(model="auto", messages=looking).model,
+                "json": c.chat.completions.create(
+                    model="auto", messages=ask("hello there"), response_format={"type": "json_object"}
+                ).model,
+            }
+        decided = srv.post("/v1/route", json={"messages": ask("weather?"), "tools": [tool]}).json()
+        undecided = srv.post("/v1/route", json={"messages": ask("weather?")}).json()
+    assert chosen == {"plain": plain, "tools": seeing, "image": seeing, "json": seeing}
+    assert decided["model"] == seeing and undecided["model"] == plain  # /v1/route decides as the chat would
+    assert local_upstream.calls(plain) == 1
+
+
 def test_models_health_route_and_metrics(server, client):
     listed = server.get("/v1/models").json()["data"]
     ids = [m["id"] for m in listed]

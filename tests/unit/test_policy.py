@@ -9,7 +9,7 @@ import pytest
 from redisvl_llmrouter import NoEligibleModelError, Route, RoutingConfig
 from redisvl_llmrouter.learning.prediction import ModelEstimate, Prediction
 from redisvl_llmrouter.policy.catalog import Capability, ModelCatalog, ModelSpec
-from redisvl_llmrouter.policy.constraints import Constraints
+from redisvl_llmrouter.policy.constraints import Constraints, implied_capabilities
 from redisvl_llmrouter.policy.decision import PolicyInput, decide, effective_catalog, learned_qualities
 from redisvl_llmrouter.policy.stats import ModelStats
 from redisvl_llmrouter.policy.strategies import learned_utility, order, unit_free
@@ -209,6 +209,57 @@ def test_best_effort_relaxes_latency_then_cost_then_quality_but_never_capabiliti
 def test_unknown_capability_is_refused_at_validation():
     with pytest.raises(ValueError, match="capabilities"):
         Constraints(capabilities=["telepathy"])
+
+
+TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+IMAGE_PART = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}
+EVERY_CAPABILITY = list(Capability)
+
+
+@pytest.mark.parametrize(
+    ("messages", "params", "needed"),
+    [
+        ([{"role": "user", "content": "hi"}], {}, []),
+        ([{"role": "user", "content": "hi"}], {"tools": [TOOL]}, [Capability.tools]),
+        ([{"role": "user", "content": "hi"}], {"tools": []}, []),  # an empty list asks for nothing
+        ([{"role": "user", "content": "hi"}], {"functions": [TOOL["function"]]}, [Capability.tools]),
+        (  # a conversation that already went through a tool call goes on with tools
+            [
+                {"role": "assistant", "content": None, "tool_calls": [{"id": "1", "type": "function"}]},
+                {"role": "tool", "tool_call_id": "1", "content": "18 C"},
+            ],
+            {},
+            [Capability.tools],
+        ),
+        ([{"role": "user", "content": [{"type": "text", "text": "this?"}, IMAGE_PART]}], {}, [Capability.vision]),
+        ([{"role": "user", "content": [{"type": "text", "text": "no image"}]}], {}, []),
+        ([{"role": "user", "content": "hi"}], {"response_format": {"type": "json_object"}}, [Capability.json]),
+        ([{"role": "user", "content": "hi"}], {"response_format": {"type": "json_schema"}}, [Capability.json]),
+        ([{"role": "user", "content": "hi"}], {"response_format": {"type": "text"}}, []),
+        (
+            [{"role": "user", "content": [IMAGE_PART, {"type": "text", "text": "all three"}]}],
+            {"tools": [TOOL], "response_format": {"type": "json_object"}},
+            [Capability.tools, Capability.vision, Capability.json],
+        ),
+    ],
+)
+def test_a_chat_request_implies_the_capabilities_its_body_uses(messages, params, needed):
+    assert implied_capabilities(messages, params, EVERY_CAPABILITY) == needed
+
+
+def test_a_capability_no_catalog_model_lists_is_not_implied():
+    """A catalog that never mentions tools says nothing about which models have them: excluding every
+    model would refuse requests any of them may serve."""
+    asked = [{"role": "user", "content": [{"type": "text", "text": "this?"}, IMAGE_PART]}]
+    catalog = ModelCatalog(models=[ModelSpec(name="a/x", capabilities=["vision"]), ModelSpec(name="a/y")])
+    assert catalog.offered == {Capability.vision}
+    assert implied_capabilities(asked, {"tools": [TOOL]}, catalog.offered) == [Capability.vision]
+    assert implied_capabilities(asked, {"tools": [TOOL]}, ModelCatalog().offered) == []
+
+
+def test_an_implied_capability_moves_the_choice_to_a_model_that_lists_it():
+    needs = Constraints(output_tokens=1000, capabilities=implied_capabilities([], {"tools": [TOOL]}, CATALOG.offered))
+    assert decide(matched(SIMPLE), [], inp(constraints=needs)).model == "p/mini"  # nano lists json only
 
 
 def test_open_breakers_exclude_a_model_and_the_fallback_answers():
