@@ -18,7 +18,8 @@
 
 Errors are OpenAI-style JSON, ``{"error": {"message", "type", "param", "code"}}``, with the right
 status: 400 malformed request, 401 missing or wrong API key, 404 unknown model, 429 queue full
-(with ``Retry-After``), 502 every model failed, 500 anything unexpected (never a traceback).
+(with ``Retry-After``), 502 every model failed, 503 open breakers or a Redis that cannot serve (down,
+read-only, refusing the gateway's password), 500 anything unexpected (never a traceback).
 API keys (``Authorization: Bearer ...``) are required when the config or ``LLMROUTER_API_KEYS``
 defines any.
 """
@@ -46,6 +47,7 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from redis.exceptions import AuthenticationError as RedisAuthenticationError
 from redis.exceptions import RedisError, ResponseError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -58,6 +60,7 @@ from redisvl_llmrouter.errors import (
     InvalidRequestError,
     LLMRouterError,
     RedisCommandError,
+    RedisCredentialsError,
     RedisPermissionError,
     RedisPoolTimeoutError,
     RedisUnavailableError,
@@ -403,6 +406,10 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
 
     @app.exception_handler(LLMRouterError)
     async def router_error(request: Request, exc: LLMRouterError) -> JSONResponse:
+        if isinstance(exc, RedisCredentialsError):  # a rotated password, a disabled user: no request can be served
+            logger.error("gateway Redis refuses its credentials: %s", loggable(exc))
+            return _error(503, "The gateway's Redis refuses its credentials (a rotated password?); see the server log.",
+                          "api_error", "redis_credentials", _request_id_header(exc))  # fmt: skip
         if isinstance(exc, (RedisCommandError, RedisPermissionError, RouterStateLostError, ConflictError)):
             # The server's own trouble, not the request's; the details (Redis host, command) go to the log only.
             logger.error("gateway Redis error: %s", loggable(exc))
@@ -547,10 +554,12 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
             redis_state = "ok"
         except ResponseError:
             redis_state = "read_only"
+        except RedisAuthenticationError:  # up, but no longer takes this gateway's password (rotated)
+            redis_state = "credentials_refused"
         except Exception:  # the health check reports, it does not raise
             redis_state = "unreachable"
         # Read-only still answers (bookkeeping is what is lost): reported, not taken out of rotation.
-        status = 503 if redis_state == "unreachable" else 200
+        status = 503 if redis_state in ("unreachable", "credentials_refused") else 200
         return JSONResponse(
             {
                 "status": "ok" if redis_state == "ok" else "degraded",

@@ -57,6 +57,7 @@ from redisvl_llmrouter.errors import (
     NoEligibleModelError,
     QueueFullError,
     RedisCommandError,
+    RedisCredentialsError,
     RedisPermissionError,
     RedisPoolTimeoutError,
     RedisUnavailableError,
@@ -1851,6 +1852,8 @@ def request_error_code(exc: LLMRouterError) -> str:
         return "redis_busy"
     if isinstance(exc, RedisUnavailableError):
         return "redis_unavailable"
+    if isinstance(exc, RedisCredentialsError):
+        return "redis_credentials"
     if isinstance(exc, (RedisCommandError, RedisPermissionError, RouterStateLostError, ConflictError)):
         return "redis_read_only" if transient_redis_error(exc) else "redis_error"
     words = re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()

@@ -673,6 +673,37 @@ def test_a_redis_that_refuses_writes_costs_bookkeeping_for_a_while_not_answers(l
         server.stop()
 
 
+def test_a_redis_password_rotated_under_a_running_gateway_is_a_503_that_says_so(local_upstream, tmp_path):
+    """It was a 500 "Redis refused an operation" (a server bug, to a client and a load balancer), and
+    /health called a Redis that answers "unreachable"."""
+    from redisvl_llmrouter.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis().start()  # its own: this test changes its password
+    admin = redis.Redis.from_url(server.url)
+    admin.config_set("requirepass", "old-secret-7f3a")
+    admin = redis.Redis.from_url(server.url, password="old-secret-7f3a")
+    try:
+        url = server.url.replace("redis://", "redis://:old-secret-7f3a@")
+        with gateway(url, local_upstream.url, tmp_path) as srv:
+            with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
+                answered = c.chat.completions.with_raw_response.create(model="auto", messages=ask("before"))
+                admin.config_set("requirepass", "new-secret-9c1d")
+                admin.execute_command("CLIENT", "KILL", "TYPE", "normal")  # the gateway reconnects: refused
+                with pytest.raises(openai.InternalServerError) as refused:
+                    c.chat.completions.create(model="auto", messages=ask("after"))
+            feedback = srv.post(
+                "/v1/feedback", json={"request_id": answered.headers["x-llmrouter-request-id"], "quality": 1}
+            )
+            health = srv.get("/health")
+            log = output(srv.proc)
+        assert refused.value.status_code == 503 and refused.value.code == "redis_credentials"
+        assert (feedback.status_code, feedback.json()["error"]["code"]) == (503, "redis_credentials")
+        assert (health.status_code, health.json()["redis"]) == (503, "credentials_refused")
+        assert "refuses its credentials" in log and "old-secret-7f3a" not in log
+    finally:
+        server.stop()
+
+
 def test_a_running_gateway_routes_its_first_request_a_second_after_a_change_on_the_new_definition(
     redis_url, local_upstream, tmp_path
 ):
