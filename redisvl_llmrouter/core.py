@@ -921,8 +921,7 @@ class RouterCore:
             info = yield Command(("FT.INFO", self.name))
         except ResponseError:  # gone meanwhile, or denied by an ACL: the next search says which
             return False
-        stored = parse_definition(definition_only(document))
-        pairs = [(route.name, ref) for route in stored.routes for ref in route.references]
+        pairs = _reference_pairs(document)
         indexed = indexed_documents(info)
         if indexed is None or indexed >= len(pairs):
             return False
@@ -942,6 +941,13 @@ class RouterCore:
         )
         self._adopt(document)
         yield from self._write_references(lost, self._vectors)
+        # A reference deleted while this ran (its config saved first, then its key removed) must not come
+        # back from the definition read before: what the stored one no longer lists goes again.
+        current = yield from read_config(self.name)
+        listed = set() if current is None else set(_reference_pairs(current))
+        revived = [reference_key(self.name, r, ref) for r, ref in lost if (r, ref) not in listed]
+        if revived:
+            yield Command(("DEL", *revived))
         return True
 
     def refresh(self) -> Op[bool]:
@@ -1998,3 +2004,9 @@ def _promoted(route: Route) -> list[str]:
     if isinstance(marks, list) and marks and all(isinstance(t, str) for t in marks):
         return marks
     return []
+
+
+def _reference_pairs(document: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(route, reference) of every reference a stored config lists."""
+    stored = parse_definition(definition_only(document))
+    return [(route.name, ref) for route in stored.routes for ref in route.references]

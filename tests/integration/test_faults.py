@@ -185,6 +185,27 @@ def test_recover_writes_back_references_redis_evicted_while_the_index_stayed(api
     assert router(vector=QUERY).name == "near" and len(client.keys(f"{name}:near:*")) == 2
 
 
+def test_a_reference_deleted_while_lost_references_are_restored_stays_deleted(name, table, redis_url):
+    """The gateway's periodic restore read the definition; another process then deleted a reference (its
+    config saved, then its key removed): the restore took it for evicted and wrote it back for good."""
+    from redisvl_llmrouter.router import drive
+    from redisvl_llmrouter.stored_definition import read_config
+
+    router = SemanticRouter(name=name, routes=tiers(), vectorizer=table, redis_url=redis_url)
+    client = redis.Redis.from_url(redis_url)
+    read_before = drive(read_config(name), client)  # where the restore had got to
+    deleted = sorted(k.decode() for k in client.keys(f"{name}:near:*"))[0]
+    other = SemanticRouter.from_existing(name, vectorizer=table, redis_url=redis_url)
+    assert other.delete_route_references(keys=[deleted]) == 1
+
+    assert router._run(router._core._restore_lost_references(read_before)) is True  # it looked lost
+
+    assert not client.exists(deleted) and len(client.keys(f"{name}:near:*")) == 1
+    assert len(other.get_route_references("near")) == 1
+    for opened in (other, router, client):
+        opened.close()
+
+
 def test_with_auto_recover_off_the_loss_is_a_typed_error_and_recover_rebuilds(api, own_redis, table):
     name = f"t-{uuid.uuid4().hex[:10]}"
     router = api.create(name=name, routes=tiers(), vectorizer=table, redis_url=own_redis.url)
