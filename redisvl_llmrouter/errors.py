@@ -37,6 +37,7 @@ __all__ = [
     "RequestTooLargeError",
     "UnsupportedEncodingError",
     "CrossOriginError",
+    "HostNotAllowedError",
     "InvalidFeedbackError",
     "InvalidVectorizerError",
     "LLMRouterError",
@@ -298,6 +299,13 @@ class CrossOriginError(GatewayError, PermissionError):
     gateway it reaches (one on localhost without API keys, say)."""
 
     status, kind, code = 403, "invalid_request_error", "cross_origin"
+
+
+class HostNotAllowedError(GatewayError, PermissionError):
+    """A request to a gateway without API keys, reached on a loopback address but addressed (its ``Host``)
+    to a name that is not this machine's: what a web page does through DNS rebinding."""
+
+    status, kind, code = 403, "invalid_request_error", "host_not_allowed"
 
 
 class AuthenticationError(GatewayError, PermissionError):

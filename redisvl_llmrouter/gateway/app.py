@@ -31,6 +31,7 @@ import base64
 import contextlib
 import functools
 import hashlib
+import ipaddress
 import json
 import logging
 import math
@@ -39,7 +40,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -57,6 +58,7 @@ from redisvl_llmrouter.errors import (
     ConflictError,
     CrossOriginError,
     GatewayError,
+    HostNotAllowedError,
     InvalidRequestError,
     LLMRouterError,
     RedisCommandError,
@@ -244,6 +246,53 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return body
 
 
+def _host_name(host: str) -> str:
+    """The name in a ``Host`` header, without its port (``[::1]:8000``: ``::1``; ``Example.COM.``: ``example.com``)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    name, colon, port = host.rpartition(":")
+    return (name if colon and port.isdigit() else host).rstrip(".")
+
+
+def _is_loopback(name: str) -> bool:
+    if name == "localhost" or name.endswith(".localhost"):  # browsers resolve these to loopback themselves
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class _LocalHostsOnly:
+    """Without API keys, a request that reached the gateway on a loopback address is served only when it
+    is addressed to this machine (or to ``allowed_hosts``). A web page can point a name of its own at
+    127.0.0.1 (DNS rebinding): to the browser its requests are then same-origin, their answers readable,
+    and a key-less gateway would spend the user's provider keys for it. The ``Host`` header is the one
+    thing such a request cannot set to a loopback name."""
+
+    def __init__(self, app: Any, allowed: Sequence[str]) -> None:
+        self.app = app
+        self.any = "*" in allowed
+        self.allowed = frozenset(_host_name(h) for h in allowed)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not self.any:
+            local = (scope.get("server") or (None,))[0]  # where the connection arrived; None on a unix socket
+            host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None)
+            if local is not None and host is not None and _is_loopback(str(local)):
+                name = _host_name(host)
+                if not _is_loopback(name) and name not in self.allowed:
+                    exc = HostNotAllowedError(
+                        f"Host {host!r} is not this machine: a gateway without API keys answers requests that reach "
+                        "it on a loopback address only when they are addressed to localhost (a web page could "
+                        "otherwise reach it by DNS rebinding). List the name in the config's allowed_hosts, or set "
+                        "API keys."
+                    )
+                    return await _gateway_error(exc)(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
 class _AnswerWhenCutOff:
     """A request the server cancels (the shutdown's ``shutdown_timeout_s`` ran out while it was in flight)
     still ends as OpenAI's clients expect, instead of a bare-text 500 (or a cut chunked body) and a
@@ -357,6 +406,8 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
     # Keys are held and looked up as SHA-256 digests: a lookup's timing depends on the digest of what a
     # client sent, never on how many leading characters of a real key it guessed.
     key_digests = {_digest(k) for k in settings.server_keys()}
+    if not key_digests:  # with keys, a rebound page has none to send
+        app.add_middleware(_LocalHostsOnly, allowed=settings.allowed_hosts)
 
     def authorise(request: Request) -> str:
         """The caller's tenant (a hash of its key); raises when keys are required and missing or wrong,

@@ -254,6 +254,11 @@ class GatewayConfig(BaseModel):
     api_keys: list[SecretStr] = Field(default_factory=list)
     api_keys_env: str | None = "LLMROUTER_API_KEYS"
     """Environment variable with comma-separated keys, added to ``api_keys``."""
+    allowed_hosts: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    """Without API keys, a request reaching the gateway on a loopback address is served only when its
+    ``Host`` is this machine (``localhost``, ``127.0.0.1``, ``[::1]``) or one of these names (``"*"``:
+    any), so that no web page reaches it by DNS rebinding. List the name a reverse proxy on this machine
+    passes on."""
     record_requests: bool = True
     """Keep each request for ``feedback`` by its id (see the router's ``feedback_ttl_s``)."""
 

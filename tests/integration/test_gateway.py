@@ -282,7 +282,8 @@ def test_text_outside_the_basic_plane_escaped_as_surrogate_pairs_is_answered(ser
 def test_the_server_says_nothing_unasked_and_its_dashboard_cannot_be_framed_or_injected(server):
     """An OpenAPI page answered without a key; a trailing slash redirected to the client's own Host header."""
     assert server.get("/openapi.json").status_code == 404
-    slashed = server.post("/v1/chat/completions/", json={}, headers={"host": "evil.example"}, follow_redirects=False)
+    # A loopback name: a keyless gateway refuses other Hosts before any route (or redirect) is looked at.
+    slashed = server.post("/v1/chat/completions/", json={}, headers={"host": "evil.localhost"}, follow_redirects=False)
     assert slashed.status_code == 404 and "location" not in slashed.headers
     page = server.get("/dashboard")
     policy = page.headers["content-security-policy"]
@@ -400,6 +401,41 @@ def test_a_web_page_of_another_origin_cannot_post_to_the_gateway(server):
     for headers in ({"sec-fetch-site": "same-origin"}, {"origin": f"http://{host}"}, {}):  # its own pages; servers
         assert server.post("/v1/chat/completions", content=body, headers=headers).status_code == 200
     assert server.get("/v1/models", headers={"sec-fetch-site": "cross-site"}).status_code == 200  # reading is harmless
+
+
+def test_a_page_reaching_a_keyless_gateway_by_dns_rebinding_is_refused(server, local_upstream):
+    """A page on rebound.example points its name at 127.0.0.1: to the browser its requests are same-origin
+    (answers readable), and the gateway spent the provider keys for it and showed it /stats."""
+    port = server.base.rsplit(":", 1)[1]
+    rebound = {
+        "host": f"rebound.example:{port}",
+        "origin": f"http://rebound.example:{port}",
+        "sec-fetch-site": "same-origin",
+    }
+    calls = local_upstream.calls("anthropic/claude-sonnet-4-5") + local_upstream.calls("openai/gpt-4.1-nano")
+    for refused in (
+        server.post(
+            "/v1/chat/completions", json={"model": "openai/gpt-4.1-nano", "messages": ask("hi")}, headers=rebound
+        ),
+        server.get("/stats", headers=rebound),
+        server.get("/dashboard/data", headers=rebound),
+    ):
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "host_not_allowed"
+        assert "allowed_hosts" in refused.json()["error"]["message"]
+    assert local_upstream.calls("anthropic/claude-sonnet-4-5") + local_upstream.calls("openai/gpt-4.1-nano") == calls
+    for name in ("localhost", "127.0.0.1", "app.localhost"):  # this machine, by any of its names
+        assert server.get("/stats", headers={"host": f"{name}:{port}"}).status_code == 200
+
+
+def test_allowed_hosts_names_a_proxy_in_front_and_api_keys_make_the_host_irrelevant(
+    redis_url, local_upstream, tmp_path
+):
+    with gateway(redis_url, local_upstream.url, tmp_path, {"allowed_hosts": ["gw.internal"]}) as srv:
+        assert srv.get("/stats", headers={"host": "GW.internal:443"}).status_code == 200
+        assert srv.get("/stats", headers={"host": "other.internal"}).status_code == 403
+    with gateway(redis_url, local_upstream.url, tmp_path, env={"LLMROUTER_API_KEYS": "k-host"}) as srv:
+        keyed = {"host": "anything.example", "authorization": "Bearer k-host"}
+        assert srv.get("/stats", headers=keyed).status_code == 200  # a rebound page has no key to send
 
 
 def test_error_codes_name_the_error_on_every_path(server, redis_url):
