@@ -1879,7 +1879,8 @@ class RouterCore:
                 raise ConfigError(
                     f"That would delete every reference of route {route.name!r}; use remove_route() instead."
                 )
-        deleted = yield Command(("DEL", *(reference_key(self.name, *p) for p in pairs)))
+        keys = [reference_key(self.name, *p) for p in pairs]
+        deleted = yield Command(("DEL", *keys))
 
         def change() -> None:
             for route in list(self.routes):
@@ -1888,6 +1889,9 @@ class RouterCore:
                     self._replace_route(route.name, references=keep, metadata=_unmarked(route, keep))
 
         yield from self._commit(change)
+        # Again: a gateway's restore of lost references, having read the config before this commit, may
+        # have taken the keys deleted above for evicted and written them back (see recover()).
+        yield Command(("DEL", *keys))
         return int(deleted)
 
     def update_route_thresholds(self, route_thresholds: Mapping[str, float]) -> Op[None]:

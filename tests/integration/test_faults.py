@@ -206,6 +206,39 @@ def test_a_reference_deleted_while_lost_references_are_restored_stays_deleted(na
         opened.close()
 
 
+def test_a_restore_between_a_deletions_key_removal_and_its_commit_does_not_revive_the_reference(name, table, redis_url):
+    """The deletion removes the key, then saves the config: a restore in between still reads the
+    reference listed, finds its key gone, and writes it back."""
+    from redisvl_llmrouter.ops import Command
+    from redisvl_llmrouter.router import drive
+    from redisvl_llmrouter.stored_definition import read_config
+
+    router = SemanticRouter(name=name, routes=tiers(), vectorizer=table, redis_url=redis_url)
+    client = redis.Redis.from_url(redis_url)
+    deleted = sorted(k.decode() for k in client.keys(f"{name}:near:*"))[0]
+    restorer = SemanticRouter.from_existing(name, vectorizer=table, redis_url=redis_url)
+    restored: list[bool] = []
+
+    def restore_after_the_first_del(op):  # drives the deletion, with the restore run after its first DEL
+        request = next(op)
+        while True:
+            reply = yield request
+            if isinstance(request, Command) and request.args[0] == "DEL" and not restored:
+                document = drive(read_config(name), client)
+                restored.append(restorer._run(restorer._core._restore_lost_references(document)))
+            try:
+                request = op.send(reply)
+            except StopIteration as stop:
+                return stop.value
+
+    op = router._core.delete_route_references("", None, [deleted])
+    assert router._run(restore_after_the_first_del(op)) == 1
+    assert restored == [True]  # the restore did write it back meanwhile
+    assert not client.exists(deleted) and len(client.keys(f"{name}:near:*")) == 1
+    for opened in (restorer, router, client):
+        opened.close()
+
+
 def test_with_auto_recover_off_the_loss_is_a_typed_error_and_recover_rebuilds(api, own_redis, table):
     name = f"t-{uuid.uuid4().hex[:10]}"
     router = api.create(name=name, routes=tiers(), vectorizer=table, redis_url=own_redis.url)
