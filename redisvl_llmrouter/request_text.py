@@ -50,7 +50,11 @@ def _content_text(content: Any) -> str:
     if isinstance(content, Sequence):  # OpenAI content parts: [{"type": "text", "text": ...}, {"type": "image_url"}]
         parts = []
         for part in content:
-            if isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str):
+            if isinstance(part, Mapping) and part.get("type") == "text":
+                if not isinstance(part.get("text"), str):
+                    raise InvalidQueryError(
+                        f"a text part's 'text' must be a string, got {type(part.get('text')).__name__}"
+                    )
                 parts.append(part["text"])
             elif isinstance(part, str):
                 parts.append(part)

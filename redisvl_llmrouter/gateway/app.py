@@ -552,7 +552,8 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
         taken = sorted(set(params) & _RESERVED_FIELDS)
         if taken:
             raise InvalidRequestError(f"Unknown field(s) {taken}: the gateway reserves these names.")
-        match = await gw(request).route(messages, tenant=tenant, **options, **params)
+        model = body.get("model", "auto")
+        match = await gw(request).route(messages, tenant=tenant, model=model, **options, **params)
         return JSONResponse(json.loads(match.model_dump_json()))
 
     @app.post("/v1/feedback")

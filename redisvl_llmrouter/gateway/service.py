@@ -466,13 +466,20 @@ class Gateway:
         strategy: str | None = None,
         constraints: Mapping[str, Any] | None = None,
         tenant: str = "",
+        model: str = "auto",
         **params: Any,
     ) -> RouteMatch:
         """The decision for a request, without calling any model. ``params`` are the OpenAI parameters
         its completion would carry: the ones that shape a decision (``tools``, ``response_format``,
-        ``max_tokens``, ``n``) shape this one alike."""
+        ``max_tokens``, ``n``) shape this one alike. ``model`` is checked as a completion's would be:
+        another router's is unknown here, and a model name is refused (its completion is not routed)."""
         self._check_usable()
-        request = self._request(messages, "auto", None, strategy, constraints, False, tenant, None, params)
+        request = self._request(messages, model, None, strategy, constraints, False, tenant, None, params)
+        if request.target is not None:
+            raise InvalidRequestError(
+                f"A decision is made for model 'auto' or 'router/{self.router.name}'; {model!r} names a model, "
+                "which a completion calls as it is, unrouted."
+            )
         unavailable = await self._routing_inputs(request.text, request.rank)
         options = RouteOptions(**{**request.options.__dict__, "unavailable": unavailable, "record": False})
         try:
@@ -773,20 +780,25 @@ class Gateway:
             raise InvalidRequestError(f"cache must be true or false, got {cache!r}")
         if params.get("stream_options") is not None and not isinstance(params["stream_options"], Mapping):
             raise InvalidRequestError(f"stream_options must be an object, got {params['stream_options']!r}")
-        prompt_tokens = estimate_tokens(prompt_text(messages) or text)
+        try:
+            prompt_tokens = estimate_tokens(prompt_text(messages) or text)
+        except InvalidQueryError as exc:  # a part of an earlier message that is not what it says
+            raise InvalidRequestError(str(exc)) from None
         clean = {k: v for k, v in params.items() if k not in OWN_PARAMS and v is not None}
         if target is None or strategy is not None or constraints is not None:
             try:
                 options = route_options(strategy, constraints, prompt_tokens, None, None, self.config.record_requests)
             except InvalidQueryError as exc:
                 raise InvalidRequestError(str(exc)) from None
-            max_tokens = clean.get("max_tokens") or clean.get("max_completion_tokens")
-            n = clean.get("n")
             # Sizes the routing's cost estimate uses: a provider would refuse these too, but only after routing.
-            if _whole(max_tokens) and not 1 <= max_tokens <= MAX_TOKENS:
-                raise InvalidRequestError(f"max_tokens must be from 1 to {MAX_TOKENS:,}, got {max_tokens!r}")
-            if _whole(n) and not 1 <= n <= MAX_CHOICES:
-                raise InvalidRequestError(f"n must be from 1 to {MAX_CHOICES}, got {n!r}")
+            sizes = {"max_tokens": MAX_TOKENS, "max_completion_tokens": MAX_TOKENS, "n": MAX_CHOICES}
+            for field, most in sizes.items():
+                if _whole(value := clean.get(field)) and not 1 <= value <= most:
+                    error = InvalidRequestError(f"{field} must be from 1 to {most:,}, got {value!r}")
+                    error.param = field
+                    raise error
+            max_tokens = next((v for f in ("max_tokens", "max_completion_tokens") if _whole(v := clean.get(f))), None)
+            n = clean.get("n")
             # Each of the n answers is billed its output tokens (the cost estimate counts them all); the
             # context a model needs is one answer's.
             update: dict[str, Any] = {"choices": n} if _whole(n) else {}

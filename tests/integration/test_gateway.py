@@ -262,6 +262,18 @@ def test_a_concrete_model_passes_through(client, local_upstream):
             400,
             "No model satisfies",
         ),
+        # 0 was taken for "not given": neither checked nor used for the cost estimate, and sent on as it was
+        (json.dumps({"model": "auto", "messages": ask("hi"), "max_tokens": 0}), 400, "max_tokens must be from 1"),
+        (
+            json.dumps({"model": "auto", "messages": ask("hi"), "max_completion_tokens": -1}),
+            400,
+            "max_completion_tokens must be from 1",  # the field the client sent, not max_tokens
+        ),
+        (  # it said "No message has text content": the text was there, of the wrong type
+            json.dumps({"model": "auto", "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}),
+            400,
+            "a text part's 'text' must be a string",
+        ),
     ],
 )
 def test_malformed_requests_get_openai_style_4xx(server, body, status, fragment):
@@ -312,6 +324,17 @@ def test_an_error_quoting_a_huge_value_is_cut_short(server):
 def test_route_says_text_must_be_a_string(server):
     response = server.post("/v1/route", json={"text": 5})
     assert response.status_code == 400 and "'text' must be a string" in response.json()["error"]["message"]
+
+
+def test_route_checks_a_model_as_the_chat_would_and_never_decides_for_a_named_one(server):
+    """/v1/route ignored ``model``: another router's name got a decision (chat: 404), and so did a model
+    name, which chat passes through unrouted."""
+    other = server.post("/v1/route", json={"text": "hi", "model": "router/other"})
+    assert other.status_code == 404 and other.json()["error"]["code"] == "model_not_found"
+    named = server.post("/v1/route", json={"text": "hi", "model": "openai/gpt-4.1-nano"})
+    assert named.status_code == 400 and "unrouted" in named.json()["error"]["message"]
+    for model in ("auto", f"router/{server.router}"):
+        assert server.post("/v1/route", json={"text": "hi", "model": model}).json()["model"]
 
 
 def test_a_feedback_model_that_is_not_a_name_is_a_400(server, client):
@@ -1027,12 +1050,14 @@ def test_the_local_upstream_answers_a_malformed_body_with_a_400_not_a_crash(loca
     assert response.status_code == 400 and response.json()["error"]["type"] == "invalid_request_error"
 
 
-def test_the_local_upstream_refuses_a_malformed_message_part_as_a_provider_does(client):
-    model = f"mp{uuid.uuid4().hex[:6]}/strict"
+def test_the_local_upstream_refuses_a_malformed_message_part_as_a_provider_does(local_upstream):
+    # The gateway refuses this body itself (see the malformed requests above); its upstream must too, with a
+    # 400: a crash (500) would be retried and trip the breaker.
     messages = [{"role": "user", "content": [{"type": "text", "text": ["not", "a", "string"]}]}, *ask("hi")]
-    with pytest.raises(openai.BadRequestError) as refused:  # a crash (500) would be retried and trip the breaker
-        client.chat.completions.create(model=model, messages=messages)
-    assert refused.value.body["code"] == "upstream_rejected" and "text is a string" in refused.value.body["message"]
+    response = httpx.post(
+        f"{local_upstream.url}/chat/completions", json={"model": "m", "messages": messages}, timeout=10
+    )
+    assert response.status_code == 400 and "text is a string" in response.json()["error"]["message"]
 
 
 def test_a_routed_request_the_provider_refuses_is_not_sent_to_the_fallbacks_but_a_missing_model_is(redis_url, tmp_path):

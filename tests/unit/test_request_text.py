@@ -52,3 +52,8 @@ def test_without_a_user_message_the_last_text_counts():
 def test_unroutable_messages_are_clear_errors(messages):
     with pytest.raises(InvalidQueryError):
         messages_text(messages)
+
+
+def test_a_text_part_whose_text_is_no_string_is_named_not_taken_for_no_text():
+    with pytest.raises(InvalidQueryError, match="a text part's 'text' must be a string, got int"):
+        messages_text([{"role": "user", "content": [{"type": "text", "text": 5}]}])
