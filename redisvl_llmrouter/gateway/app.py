@@ -49,7 +49,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from redis.exceptions import AuthenticationError as RedisAuthenticationError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from redisvl_llmrouter.connection import translate
@@ -604,13 +604,13 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
         try:
             await client.set(f"llmrouter:health:{{{gateway_.router.name}}}", "1", px=HEALTH_KEY_TTL_MS)
             redis_state = "ok"
-        except ResponseError:
-            redis_state = "read_only"
+        except ResponseError as exc:  # full (maxmemory reached) or read-only (a replica): writes wait either way
+            redis_state = "full" if isinstance(exc, OutOfMemoryError) else "read_only"
         except RedisAuthenticationError:  # up, but no longer takes this gateway's password (rotated)
             redis_state = "credentials_refused"
         except Exception:  # the health check reports, it does not raise
             redis_state = "unreachable"
-        # Read-only still answers (bookkeeping is what is lost): reported, not taken out of rotation.
+        # Full or read-only still answers (bookkeeping is what waits): reported, not taken out of rotation.
         status = 503 if redis_state in ("unreachable", "credentials_refused") else 200
         return JSONResponse(
             {

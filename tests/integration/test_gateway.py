@@ -719,6 +719,10 @@ def test_a_redis_that_refuses_writes_costs_bookkeeping_for_a_while_not_answers(l
                 health = srv.get("/health")
                 assert (health.status_code, health.json()["redis"]) == (200, "read_only")
                 store.execute_command("REPLICAOF", "NO", "ONE")
+                store.config_set("maxmemory", "1")  # full: told apart from a replica (it was "read_only" too)
+                full = srv.get("/health")
+                store.config_set("maxmemory", "0")
+                assert (full.status_code, full.json()["redis"]) == (200, "full")
             ids = {r.headers["x-llmrouter-request-id"] for r in answered}
             deadline = time.monotonic() + 20  # the write-behind retries after a pause
             while not ids <= {e["request_id"] for e in parse_entries(store.xrange(stream_key(srv.router)))}:
