@@ -18,20 +18,32 @@ Keys come from the upstream's config or environment and never appear in errors o
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import functools
 import inspect
 import json
 import math
 import os
+import re
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from redisvl_llmrouter.errors import UpstreamError, error_chain
 from redisvl_llmrouter.gateway.config import Upstream
 
-__all__ = ["Backend", "Call", "LiteLLMBackend", "OpenAIBackend", "status_error", "upstream_error"]
+__all__ = [
+    "Backend",
+    "Call",
+    "LiteLLMBackend",
+    "OpenAIBackend",
+    "litellm_error",
+    "provider_message",
+    "status_error",
+    "upstream_error",
+]
 
 
 @dataclass
@@ -340,7 +352,11 @@ class LiteLLMBackend:
         # LiteLLM also reads its own settings from keywords (api_base, api_key, extra_headers,
         # mock_response...), which a client's body must never set: its api_base would receive the
         # provider key.
-        params = {k: v for k, v in call.params.items() if k in body_arguments() or k in LITELLM_SAMPLING}
+        params = {
+            k: v
+            for k, v in call.params.items()
+            if (k in body_arguments() or k in LITELLM_SAMPLING) and k not in LITELLM_OWN
+        }
         extra = {k: v for k, v in call.params.items() if k not in params}
         kwargs: dict[str, Any] = {
             **params,
@@ -363,14 +379,127 @@ class LiteLLMBackend:
             response = await self._litellm.acompletion(**self._kwargs(call))
             return response.model_dump()  # type: ignore[no-any-return]
         except Exception as exc:
-            raise upstream_error(exc, call.model, self.upstream.key()) from None
+            raise litellm_error(exc, call.model, self.upstream.key()) from None
 
     def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
         created = self._litellm.acompletion(**_streaming(self._kwargs(call)))
-        return _chunks(created, call.model, secret=self.upstream.key())
+        return _chunks(created, call.model, secret=self.upstream.key(), translate=litellm_error)
+
+    async def warm(self, model: str) -> None:
+        """One mocked call and one mocked stream (no request leaves): LiteLLM imports and builds what a
+        call needs on its first one (0.19 s here, against 0.01 s afterwards), which would otherwise land
+        on a client's request and in the latency every process routes by."""
+        kwargs = {"model": model, "messages": [{"role": "user", "content": "warm-up"}], "mock_response": "ok"}
+        await self._litellm.acompletion(**kwargs)
+        async for _ in await self._litellm.acompletion(**kwargs, stream=True):
+            pass
 
     async def aclose(self) -> None:
         return None
+
+
+#: Exceptions LiteLLM raises from its own checks of a request (a message it cannot translate), never
+#: from a provider's answer or the network.
+_LOCAL_FAILURES = (Exception, ValueError, TypeError, KeyError)
+#: LiteLLM's prefixes on a provider's message: its class names ("litellm.BadRequestError: ",
+#: "ContextWindowExceededError: ") and the provider's ("AnthropicException - ").
+_LITELLM_PREFIX = re.compile(r"^(?:(?:litellm\.)?\w*(?:Error|Exception|Timeout): |\w*(?:Error|Exception) - )")
+
+
+def provider_message(text: str) -> tuple[str, dict[str, Any] | None]:
+    """The provider's own message inside a LiteLLM error message, and its ``error`` object when the
+    provider's body is quoted there (Anthropic's JSON, as text or as a bytes repr on a stream). Pure."""
+    while match := _LITELLM_PREFIX.match(text):
+        text = text[match.end() :]
+    text = text.removesuffix(". Handle with `litellm.InternalServerError`.").strip()
+    if text[:2] in ("b'", 'b"'):
+        with contextlib.suppress(ValueError, SyntaxError):
+            quoted = ast.literal_eval(text)
+            if isinstance(quoted, bytes):
+                text = quoted.decode("utf-8", "replace")
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text, None
+    error = body.get("error", body) if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return text, None
+    message = error.get("message")
+    return (message if isinstance(message, str) and message else text), error
+
+
+def litellm_error(exc: BaseException, model: str, secret: str | None = None) -> UpstreamError:
+    """A LiteLLM exception as an ``UpstreamError``, as the same failure through :class:`OpenAIBackend`.
+
+    LiteLLM's classes derive from ``openai``'s but say less than they seem to: a refused connection
+    arrives as a 500, a read timeout in a stream as a 500 or 408 ``MidStreamFallbackError`` around
+    the real error, a request it will not send (a parameter the model does not take, a content part
+    it cannot translate) as a 400 with no body or as a *connection* error, and the provider's message
+    wrapped in LiteLLM's class names. Told apart here by what caused them, so that a request's own
+    fault is the client's 400 (never retried, never counted against the model) and the network's
+    fault is retried.
+    """
+    import openai
+    from litellm import exceptions as litellm
+
+    while isinstance(exc, litellm.MidStreamFallbackError) and exc.original_exception is not None:
+        exc = exc.original_exception
+    if isinstance(exc, UpstreamError):
+        return exc
+    causes = list(error_chain(exc, implicit=True))[1:]
+    said = without_secret(getattr(exc, "message", None) or str(exc), secret)
+    if isinstance(exc, litellm.UnsupportedParamsError) or (
+        isinstance(exc, openai.APIConnectionError)
+        and not isinstance(exc, openai.APITimeoutError)
+        and causes
+        and all(type(c) in _LOCAL_FAILURES for c in causes)
+    ):
+        message, _ = provider_message(said)
+        return UpstreamError(
+            f"{model}: LiteLLM cannot send this request: {message}"[:MAX_PROVIDER_MESSAGE_CHARS],
+            retryable=False,
+            upstream_status=400,
+            reason="client",
+        )
+    if any(isinstance(c, StopAsyncIteration) for c in causes):  # the provider's stream just ended
+        return UpstreamError(
+            f"{model}: the provider's stream ended before the answer finished", retryable=True, reason="server"
+        )
+    transport = next((c for c in causes if _is_transport_error(c)), None)
+    if isinstance(exc, openai.APITimeoutError) or _is_timeout(transport):
+        return UpstreamError(f"{model}: the provider did not answer in time", retryable=True, reason="timeout")
+    if transport is not None:  # LiteLLM calls a refused connection a 500
+        return UpstreamError(f"{model}: cannot connect to the provider", retryable=True, reason="connection")
+    provider = next((c for c in causes if type(c) is openai.APIError), None)
+    if provider is not None:  # an error event inside a stream: the provider's own words
+        return upstream_error(provider, model, secret)
+    if isinstance(exc, openai.APIStatusError):
+        message, error = provider_message(said)
+        # The provider's error object, where LiteLLM kept it (its own exception, or the openai SDK's below it).
+        bodies = (getattr(c, "body", None) for c in [exc, *causes])
+        kept = next((b.get("error", b) for b in bodies if isinstance(b, dict)), None)
+        if isinstance(kept, dict):
+            error = kept
+            message = kept["message"] if isinstance(kept.get("message"), str) and kept["message"] else message
+        if isinstance(exc, litellm.ContextWindowExceededError) and not (error or {}).get("code"):
+            error = {**(error or {}), "code": "context_length_exceeded"}
+        # The provider's headers (Retry-After): LiteLLM keeps them apart; its ``response`` has none of them.
+        headers = getattr(exc, "litellm_response_headers", None) or getattr(exc.response, "headers", None)
+        return status_error(model, exc.status_code, message, headers, secret, error)
+    return upstream_error(exc, model, secret)
+
+
+def _is_timeout(exc: BaseException | None) -> bool:
+    import httpx
+
+    return isinstance(exc, (TimeoutError, httpx.TimeoutException))
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    """A timeout or a failed connection under a LiteLLM exception (``httpx``'s, ``aiohttp``'s, the OS's)."""
+    import httpx
+
+    return isinstance(exc, (TimeoutError, ConnectionError, httpx.TransportError)) or _is_aiohttp_connection_error(exc)
 
 
 def _http_client(timeout_s: float) -> Any:
@@ -392,6 +521,9 @@ def _http_client(timeout_s: float) -> Any:
 
 #: Provider sampling parameters outside OpenAI's API that LiteLLM translates when given as keywords.
 LITELLM_SAMPLING = frozenset({"top_k", "min_p", "repetition_penalty", "thinking"})
+#: OpenAI body fields that LiteLLM takes as its own keywords (``metadata``: its logging callbacks'),
+#: so that they would never reach the provider: sent in the body instead.
+LITELLM_OWN = frozenset({"metadata"})
 #: ``chat.completions.create`` keywords that are the SDK's transport options, not body fields.
 SDK_OPTIONS = frozenset({"self", "extra_headers", "extra_query", "extra_body", "timeout"})
 
@@ -412,7 +544,11 @@ def _streaming(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _chunks(
-    create: Awaitable[Any], model: str, as_sent: bool = False, secret: str | None = None
+    create: Awaitable[Any],
+    model: str,
+    as_sent: bool = False,
+    secret: str | None = None,
+    translate: Callable[[BaseException, str, str | None], UpstreamError] = upstream_error,
 ) -> AsyncIterator[dict[str, Any]]:
     """A provider's stream as plain chunk dicts, its errors as ``UpstreamError``.
 
@@ -423,7 +559,10 @@ async def _chunks(
     A stream that ends before every choice it sent has a ``finish_reason`` was cut (a provider or a
     proxy closed it mid-answer, without ``[DONE]``: the SDK just stops): a failed call, not a whole
     answer to cache and count a success. (A provider that ignores ``n`` and finishes the one choice
-    it sent has answered whole.)
+    it sent has answered whole.) LiteLLM passes on the ``finish_reason`` of the first choice only
+    (and raises itself when a stream breaks): one of its streams is whole when a choice finished.
+
+    ``translate``: the backend's reading of its client's exceptions.
     """
     seen: set[Any] = set()
     finished: set[Any] = set()
@@ -437,8 +576,8 @@ async def _chunks(
                         finished.add(choice.get("index", 0))
             yield body
     except Exception as exc:
-        raise upstream_error(exc, model, secret) from None
-    if not finished or not seen <= finished:
+        raise translate(exc, model, secret) from None
+    if not finished or (as_sent and not seen <= finished):
         raise UpstreamError(
             f"{model}: the provider's stream ended before the answer finished", retryable=True, reason="server"
         )

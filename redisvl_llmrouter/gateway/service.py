@@ -344,6 +344,12 @@ class Gateway:
                     f"The backend for {pattern!r} ({type(backend).__name__}) has no {', '.join(missing)}: a backend "
                     "needs async complete(call), stream(call) and aclose()."
                 )
+        uses_litellm = [u.name for u in config.upstreams if u.backend == "litellm"]
+        if uses_litellm and not config.upstream_url and not _litellm_installed():  # else every call to them fails
+            raise ConfigError(
+                f"Upstream(s) {', '.join(map(repr, uses_litellm))} use backend: litellm, which is not installed: "
+                "pip install 'redisvl-llmrouter[litellm]'"
+            )
         for upstream in config.upstreams:  # named on purpose, so most likely a key the provider needs
             if upstream.api_key is None and upstream.api_key_env and not os.environ.get(upstream.api_key_env):
                 logger.warning(
@@ -372,9 +378,16 @@ class Gateway:
         await router.vectorizer.aembed("warm-up")
         gateway = cls(config, router, url, backends, cache)
         gateway._loop = asyncio.get_running_loop()
+        warmed: set[int] = set()
         for model in gateway.models():  # clients (and the openai / LiteLLM imports) now, not on a first request
             with contextlib.suppress(LLMRouterError):
-                gateway._backend_for(model)
+                backend, _ = gateway._backend_for(model)
+                if isinstance(backend, LiteLLMBackend) and id(backend) not in warmed:
+                    warmed.add(id(backend))
+                    try:
+                        await backend.warm(model)
+                    except Exception as exc:  # a warm-up saves time; a first request then pays it
+                        logger.debug("gateway: LiteLLM's warm-up for %r failed: %s", model, loggable(exc))
         return gateway
 
     # ----------------------------------------------------------------- public API
@@ -1070,7 +1083,9 @@ class Gateway:
         """Call the candidates in order until one answers."""
         refusals: list[GatewayError] = []
         for model in candidates:
-            backend, _ = self._backend_for(model)
+            backend = self._backend_or_attempt(model, outcome)
+            if backend is None:
+                continue
             call = self._call(request, model, backend)
             try:
                 async with self.queues.slot(model, request.rank):
@@ -1095,6 +1110,15 @@ class Gateway:
             body["model"] = model
             return body
         raise self._failure(request, outcome, refusals)
+
+    def _backend_or_attempt(self, model: str, outcome: Outcome) -> Backend | None:
+        """The backend of a model the walk reached, or None (a failed attempt, logged: the walk goes on)
+        when no upstream serves it: a routed fallback the catalog names but the config does not place."""
+        try:
+            return self._backend_for(model)[0]
+        except LLMRouterError as exc:
+            outcome.attempts.append({"model": model, "error": "no_upstream", "message": str(exc)[:1200]})
+            return None
 
     def _refused(self, model: str, exc: GatewayError, outcome: Outcome, refusals: list[GatewayError]) -> None:
         """The gateway itself did not call ``model``: its queue refused the request (full, shed for a
@@ -1234,7 +1258,9 @@ class Gateway:
         """Open the stream of the first candidate that produces a first chunk; then commit to it."""
         refusals: list[GatewayError] = []
         for model in candidates:
-            backend, _ = self._backend_for(model)
+            backend = self._backend_or_attempt(model, outcome)
+            if backend is None:
+                continue
             call = self._call(request, model, backend)
             own_deadline = self._own_deadline(request, backend)
             stack = contextlib.AsyncExitStack()

@@ -17,13 +17,14 @@ import httpx
 import openai
 import pytest
 import redis
-from gateway_support import gateway, upstream
+from gateway_support import free_port, gateway, upstream
 
 from redisvl_llmrouter import AsyncSemanticRouter, ModelCatalog, ModelSpec, SemanticRouter
 from redisvl_llmrouter.errors import (
     AllModelsFailedError,
     ConfigError,
     GatewayClosedError,
+    GatewayError,
     GatewayLoopError,
     InvalidFeedbackError,
     ModelNotFoundError,
@@ -1384,3 +1385,190 @@ def test_bookkeeping_that_timed_out_on_a_frozen_redis_is_not_sent_twice():
         assert int(client.hget(stats_key(model), "requests") or 0) <= 2  # the first request's, and this one's
     finally:
         server.stop()
+
+
+def _backend_twins(api_base: str, dead_base: str) -> dict[str, Any]:
+    """``openai/L-*`` through LiteLLM and ``O-*`` through the OpenAI backend, both to ``api_base`` (which sees
+    ``L-...`` and ``O-...``); ``dead/*`` through each to a port nothing listens on."""
+    litellm = {"backend": "litellm", "api_key": "none", "timeout_s": 1.0}
+    return {
+        "router_name": f"lib-{uuid.uuid4().hex[:6]}",
+        "upstreams": [
+            {**litellm, "name": "via-litellm", "api_base": api_base, "models": ["openai/L-*"]},
+            {**litellm, "name": "dead-litellm", "api_base": dead_base, "models": ["openai/dead-*"]},
+            {"name": "direct", "api_base": api_base, "models": ["O-*"], "strip_provider": False, "timeout_s": 1.0},
+            {"name": "dead", "api_base": dead_base, "models": ["dead-*"], "strip_provider": False},
+        ],
+        "retry": {"attempts": 1},
+        "breaker": {"failures": 50},
+    }
+
+
+#: Faults of the local upstream, each programmed for one model name (see ``llmrouter upstream``).
+PROVIDER_FAULTS = {
+    "refusal": {"fail": 1, "status": 400, "message": "This model's maximum context length is 8192 tokens",
+                "code": "context_length_exceeded", "param": "messages"},
+    "rate limit": {"fail": 1, "status": 429, "retry_after": 30},
+    "server error": {"fail": 1, "status": 503},
+    "no answer in time": {"hang_s": 3, "slow": 1},
+    "an error event mid-stream": {"break_stream": 1},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("fault", [*PROVIDER_FAULTS, "refused connection"])
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+def test_a_provider_failure_through_litellm_is_told_as_through_the_openai_backend(
+    redis_url, local_upstream, fault, stream
+):
+    """LiteLLM wraps the provider's words in its class names, calls a refused connection a 500, keeps
+    Retry-After where the openai SDK does not, and wraps a stream's timeout in a 408 'fallback' error: the
+    client, the retry and the breaker saw LiteLLM's story, not the provider's."""
+    if fault == "an error event mid-stream" and not stream:
+        pytest.skip("a stream's fault")
+    tag = uuid.uuid4().hex[:6]
+    if fault == "refused connection":
+        names = {"litellm": f"openai/dead-{tag}", "openai": f"dead-{tag}"}
+    else:
+        names = {"litellm": f"openai/L-{tag}", "openai": f"O-{tag}"}
+        for sent in (f"L-{tag}", f"O-{tag}"):
+            local_upstream.control(model=sent, **PROVIDER_FAULTS[fault])
+
+    async def told(gw: Gateway, model: str) -> dict[str, Any]:
+        try:
+            answer = await gw.complete([{"role": "user", "content": "a b c"}], model=model, stream=stream)
+            if stream:
+                async for _ in answer:
+                    pass
+        except GatewayError as exc:
+            attempt = exc.attempts[-1] if isinstance(exc, AllModelsFailedError) else {}
+            return {
+                "error": type(exc).__name__,
+                "status": exc.status,
+                "code": exc.code,
+                "param": exc.param,
+                "retry_after": exc.retry_after,
+                "reason": attempt.get("error", getattr(exc, "reason", None)),
+                "upstream status": attempt.get("status", getattr(exc, "upstream_status", None)),
+                "says": str(exc).split(": ")[-1].replace(model.removeprefix("openai/"), "MODEL"),
+            }
+        raise AssertionError(f"{model} answered")
+
+    async def run() -> tuple[dict[str, Any], dict[str, Any]]:
+        gw = await Gateway.create(_backend_twins(local_upstream.url, f"http://127.0.0.1:{free_port()}/v1"),
+                                  redis_url=redis_url)  # fmt: skip
+        try:
+            return await told(gw, names["litellm"]), await told(gw, names["openai"])
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    through_litellm, through_openai = asyncio.run(run())
+    assert through_litellm == through_openai
+    assert "litellm" not in str(through_litellm).lower()
+
+
+def test_what_litellm_refuses_to_send_is_the_client_s_400_never_the_model_s_failure(redis_url, local_upstream):
+    """LiteLLM refuses some requests before sending anything: a parameter the model does not take (an
+    UnsupportedParamsError, which it builds without the body the gateway read: AttributeError, 502) or a
+    content part it cannot translate (raised as a *connection* error: retried, 502). Each opened the
+    breaker of a model that was never called."""
+    tag = uuid.uuid4().hex[:6]
+    o3, plain = "openai/o3", f"openai/L-{tag}"  # LiteLLM knows o-series models by their exact names
+    config = {**litellm_config(local_upstream.url), "breaker": {"failures": 2, "cooldown_s": 60}}
+    requests = [
+        (o3, [{"role": "user", "content": "hi"}], {"temperature": 0.5}, "temperature"),
+        (plain, [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}], {}, "Invalid user message"),
+    ]
+
+    async def run() -> tuple[list[GatewayError], dict[str, Any], dict[str, Any]]:
+        gw = await Gateway.create(config, redis_url=redis_url)
+        errors = []
+        try:
+            before = await gw.router.live_stats([o3, plain])
+            for model, messages, params, _ in requests:
+                for stream in (False, True, False):
+                    with pytest.raises(GatewayError) as caught:
+                        await gw.complete(messages, model=model, stream=stream, **params)
+                    errors.append(caught.value)
+            await gw._writes.flush()
+            return errors, before, await gw.router.live_stats([o3, plain])
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    errors, before, after = asyncio.run(run())
+    for (_, _, _, says), told in zip(requests, [errors[:3], errors[3:]], strict=True):
+        for error in told:
+            assert (error.status, error.kind) == (400, "invalid_request_error"), str(error)
+            assert says in str(error) and "LiteLLM cannot send this request" in str(error)
+    assert [(s.failures, s.inflight) for s in after.values()] == [(s.failures, 0) for s in before.values()]
+    assert local_upstream.calls("o3") == local_upstream.calls(f"L-{tag}") == 0
+
+
+def test_a_litellm_stream_of_several_choices_is_whole_and_metadata_reaches_the_provider(redis_url, local_upstream):
+    """LiteLLM passes on the first choice's finish_reason only: a stream with n=2 ended in 'the provider's
+    stream ended before the answer finished', counted against the model. And it takes ``metadata`` as its
+    own logging keyword: the provider never saw it."""
+    tag = uuid.uuid4().hex[:6]
+    model = f"openai/L-{tag}"
+
+    async def run() -> tuple[list[dict[str, Any]], Any]:
+        gw = await Gateway.create(litellm_config(local_upstream.url), redis_url=redis_url)
+        try:
+            stream = await gw.complete(
+                [{"role": "user", "content": "one two"}], model=model, stream=True, n=2, metadata={"team": "a"}
+            )
+            chunks = [chunk async for chunk in stream]
+            await gw._writes.flush()
+            return chunks, (await gw.router.live_stats([model]))[model]
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    chunks, stats = asyncio.run(run())
+    texts: dict[int, str] = {}
+    for chunk in chunks:
+        for choice in chunk.get("choices", []):
+            texts[choice["index"]] = texts.get(choice["index"], "") + (choice.get("delta", {}).get("content") or "")
+    assert texts == {0: f"[L-{tag}] one two", 1: f"[L-{tag}] one two"}
+    assert (stats.successes, stats.failures) == (1, 0)
+    last = httpx.get(f"{local_upstream.root}/control", timeout=5).json()["last"][f"L-{tag}"]["body"]
+    assert last["metadata"] == {"team": "a"}
+
+
+def test_a_routed_model_no_upstream_serves_is_a_failed_attempt_and_the_walk_goes_on(redis_url, local_upstream):
+    """A fallback the route names but no upstream serves raised out of the walk: the models after it were
+    never tried, the earlier attempts were dropped from the error, and nothing was logged."""
+    from redisvl_llmrouter import Route
+
+    tag = uuid.uuid4().hex[:6]
+    failing, nowhere, serving = f"F-{tag}", f"nowhere-{tag}", f"S-{tag}"
+    router = SemanticRouter(
+        f"walk-{tag}",
+        routes=[Route(name="any", references=["hello there"], models=[failing, nowhere, serving], distance_threshold=1.5)],
+        redis_url=redis_url,
+    )  # fmt: skip
+    upstreams = [{"api_base": local_upstream.url, "models": ["F-*", "S-*"], "strip_provider": False}]
+    local_upstream.control(model=failing, fail=5, status=500)
+
+    async def run() -> Any:
+        gw = await Gateway.create(
+            {"router": router.name, "upstreams": upstreams, "retry": {"attempts": 1}}, redis_url=redis_url
+        )
+        try:
+            answer = await gw.complete([{"role": "user", "content": "hello there"}])
+            await gw._writes.flush()
+            return answer, await gw.recent_decisions(1)
+        finally:
+            await gw.aclose()
+
+    try:
+        answer, (logged,) = asyncio.run(run())
+    finally:
+        router.delete()
+    assert answer.outcome.model == serving
+    assert [(a["model"], a.get("error")) for a in answer.outcome.attempts] == [
+        (failing, "server"), (nowhere, "no_upstream"), (serving, None)
+    ]  # fmt: skip
+    assert "No upstream serves model" in answer.outcome.attempts[1]["message"]
+    assert logged["model"] == serving

@@ -11,7 +11,7 @@ import pytest
 from redisvl_llmrouter.errors import InvalidRequestError, QueueFullError
 from redisvl_llmrouter.gateway import breaker
 from redisvl_llmrouter.gateway.accounting import Usage, baseline_model, cost_of, usage_of
-from redisvl_llmrouter.gateway.backends import _error_message, status_error, upstream_error
+from redisvl_llmrouter.gateway.backends import _error_message, provider_message, status_error, upstream_error
 from redisvl_llmrouter.gateway.breaker import BreakerState, state_at, transition
 from redisvl_llmrouter.gateway.cache import cacheable, scope_of
 from redisvl_llmrouter.gateway.config import CacheConfig
@@ -286,6 +286,29 @@ def test_an_error_body_gives_its_message_else_its_text() -> None:
     key = "sk-proj-" + "k" * 160
     message = _error_message(f'{{"error": {{"message": "{"p" * 140} key {key}"}}}}'.encode(), key)
     assert message.endswith(" key ***") and "sk-proj" not in message
+
+
+#: LiteLLM's error messages as this LiteLLM version words them (recorded from real calls: an OpenAI-compatible
+#: server, Anthropic's Messages API answering a call and a stream, LiteLLM's own refusal).
+LITELLM_MESSAGES = {
+    "litellm.ContextWindowExceededError: litellm.BadRequestError: ContextWindowExceededError: OpenAIException"
+    " - This model's maximum context length is 8192 tokens": ("This model's maximum context length is 8192 tokens", None),
+    'litellm.BadRequestError: AnthropicException - {"type": "error", "error": {"type": "invalid_request_error",'
+    ' "message": "temperature: range: 0..1"}}': ("temperature: range: 0..1", "invalid_request_error"),
+    'litellm.RateLimitError: AnthropicException - b\'{"type": "error", "error": {"type": "rate_limit_error",'
+    ' "message": "slow down"}}\'': ("slow down", "rate_limit_error"),
+    'litellm.InternalServerError: AnthropicError - {"type": "error", "error": {"type": "overloaded_error",'
+    ' "message": "Overloaded"}}': ("Overloaded", "overloaded_error"),
+    "litellm.UnsupportedParamsError: O-series models don't support temperature=0.5.": (
+        "O-series models don't support temperature=0.5.", None),
+    "a provider's own words: with a colon": ("a provider's own words: with a colon", None),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("wrapped", LITELLM_MESSAGES)
+def test_a_providers_own_message_is_read_out_of_litellms_wrapping(wrapped: str) -> None:
+    message, error = provider_message(wrapped)
+    assert (message, error and error.get("type")) == LITELLM_MESSAGES[wrapped]
 
 
 def test_transport_failures_are_retryable_timeouts_or_connection_errors() -> None:
