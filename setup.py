@@ -42,6 +42,10 @@ class BuildPyWithModel(build_py):
         super().run()
         if getattr(self, "editable_mode", False):
             return
+        target = Path(self.build_lib) / "redisvl_llmrouter" / "minilm"
+        # build/ outlives a build (pip and `python -m build` reuse it): an earlier build's model must not
+        # ship in a wheel built without one, nor a stale file in one built with it.
+        shutil.rmtree(target, ignore_errors=True)
         source = model_source()
         needed = ("config.json", "tokenizer.json", "model.safetensors")
         if source is None or not all((source / name).is_file() for name in needed):
@@ -59,8 +63,6 @@ class BuildPyWithModel(build_py):
         minilm_onnx = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(minilm_onnx)
 
-        target = Path(self.build_lib) / "redisvl_llmrouter" / "minilm"
-        shutil.rmtree(target, ignore_errors=True)  # pip reuses build/: never ship a stale file
         target.mkdir(parents=True)
         for name in ("config.json", "tokenizer.json"):
             shutil.copyfile(source / name, target / name)

@@ -93,3 +93,26 @@ def test_the_torch_free_install_is_small_and_routes(tmp_path):
     assert "Building" not in first.stderr and not (tmp_path / "cache").exists(), first.stderr
     cli = run_outside_the_repo(venv, tmp_path, str(venv / "bin" / "llmrouter"), "route", "hello, how are you?")
     assert cli.returncode == 0 and "openai/gpt-4.1-nano" in cli.stdout, cli.stderr
+
+
+def test_a_wheel_built_without_the_model_never_ships_an_earlier_build_s_copy(tmp_path):
+    """``build/`` outlives a build: a second build without the weights warned that it had no model, yet
+    shipped the first build's ``model.onnx`` from ``build/lib``."""
+    import shutil
+    import zipfile
+
+    source = tmp_path / "source"
+    shutil.copytree(
+        ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "tests")
+    )
+    no_model = tmp_path / "no-model"
+    no_model.mkdir()
+    contents = []
+    for run, env in enumerate([{}, {"LLMROUTER_MODEL_DIR": str(no_model)}]):
+        dist = tmp_path / f"dist{run}"
+        build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist)]
+        subprocess.run([*build, str(source)], check=True, env={**os.environ, **env}, capture_output=True)
+        (wheel,) = dist.glob("redisvl_llmrouter-*.whl")
+        contents.append({n for n in zipfile.ZipFile(wheel).namelist() if "/minilm/" in n})
+    assert "redisvl_llmrouter/minilm/model.onnx" in contents[0]
+    assert contents[1] == set()
