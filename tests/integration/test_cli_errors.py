@@ -96,11 +96,10 @@ BAD_INPUTS = {
     "learn on a directory": (["learn", "a-directory", "--router", "default"], "is a directory"),
     "learn without --router": (["learn", "good.jsonl"], "required: --router"),
     "learn on an empty file": (["learn", "empty.jsonl", "--router", "default"], "empty.jsonl: no outcome rows"),
-    "learn --router naming a router that does not exist yet": (
+    "learn --router naming a router, with no Redis that outlives a command": (
         ["learn", "good.jsonl", "--router", "my-router"],
-        "No router 'my-router' in this Redis and no shipped config of that name (available: default). To create a "
-        "new router, give the config to start from with --router and the new router's name with --name: "
-        "--router default --name my-router",
+        "No router 'my-router': no Redis is configured, so this command started a new, empty embedded Redis (an "
+        "earlier command's, which created it, stopped with it). Set LLMROUTER_DATA_DIR",
     ),
     "serve --workers 0": (["serve", "--workers", "0"], "--workers: must be at least 1"),
     "serve --config naming a directory": (
@@ -150,6 +149,16 @@ def test_a_user_error_is_one_line_on_stderr_and_exit_code_2(files, args, expecte
     result = run(args, files)
     assert_one_line_error(result, expected)
     assert "Zz9Secret" not in result.stderr + result.stdout
+
+
+def test_learn_names_how_to_create_a_router_that_its_redis_does_not_hold(files, redis_url):
+    result = run(["learn", "good.jsonl", "--router", "my-router"], files, redis_url=redis_url)
+    assert_one_line_error(
+        result,
+        "No router 'my-router' in this Redis and no shipped config of that name (available: default). To create a "
+        "new router, give the config to start from with --router and the new router's name with --name: "
+        "--router default --name my-router",
+    )
 
 
 def test_a_serve_option_error_says_llmrouter_once(files):
