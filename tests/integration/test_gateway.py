@@ -345,6 +345,15 @@ def test_a_feedback_model_that_is_not_a_name_is_a_400(server, client):
     assert response.status_code == 400 and "string" in response.json()["error"]["message"]
 
 
+def test_feedback_names_what_is_wrong_with_it_before_looking_up_its_request(server):
+    """A body with "statement" got 'needs request_id', and quality 2 on an unknown id a 404 unknown_request."""
+    statement = server.post("/v1/feedback", json={"statement": "hi", "model": "m", "quality": 1.0})
+    assert statement.status_code == 400 and "'statement'" in statement.json()["error"]["message"]
+    for bad in ({"quality": 2}, {"quality": 0.5, "cost": -1}, {"quality": "good"}):
+        response = server.post("/v1/feedback", json={"request_id": "req-" + "0" * 32, **bad})
+        assert response.status_code == 400, (bad, response.json())
+
+
 def test_an_origin_that_is_no_url_is_a_cross_origin_refusal_not_a_500(server):
     response = server.post("/v1/route", json={"text": "hi"}, headers={"origin": "http://[::1"})
     assert response.status_code == 403 and response.json()["error"]["code"] == "cross_origin"

@@ -1572,3 +1572,20 @@ def test_a_routed_model_no_upstream_serves_is_a_failed_attempt_and_the_walk_goes
     ]  # fmt: skip
     assert "No upstream serves model" in answer.outcome.attempts[1]["message"]
     assert logged["model"] == serving
+
+
+def test_a_gateway_whose_providers_have_no_key_says_so_when_it_starts(redis_url, monkeypatch, caplog):
+    """Started without --upstream and without provider keys, it started silently and every call was refused."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-placeholder-key")
+
+    async def run() -> None:
+        gw = await Gateway.create({"router_name": f"lib-{uuid.uuid4().hex[:6]}"}, redis_url=redis_url)
+        await gw.router.delete()
+        await gw.aclose()
+
+    with caplog.at_level(logging.WARNING, logger="redisvl_llmrouter.gateway.service"):
+        asyncio.run(run())
+    warnings = [r.getMessage() for r in caplog.records if "is not set" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("$OPENAI_API_KEY is not set: calls to openai/")
+    assert "anthropic/" not in warnings[0] and "placeholder" not in caplog.text

@@ -93,6 +93,15 @@ def test_the_torch_free_install_is_small_and_routes(tmp_path):
     assert "Building" not in first.stderr and not (tmp_path / "cache").exists(), first.stderr
     cli = run_outside_the_repo(venv, tmp_path, str(venv / "bin" / "llmrouter"), "route", "hello, how are you?")
     assert cli.returncode == 0 and "openai/gpt-4.1-nano" in cli.stdout, cli.stderr
+    # Asked for by name, the backend this install lacks names its own extra (it said "[onnx] or [torch]").
+    torch = run_outside_the_repo(
+        venv,
+        tmp_path,
+        python,
+        "-c",
+        "from redisvl_llmrouter.vectorizers import MiniLMVectorizer as M; M(backend='torch')",
+    )
+    assert torch.returncode == 1 and "backend='torch' needs" in torch.stderr and "[onnx]" not in torch.stderr
 
 
 def test_a_wheel_built_without_the_model_never_ships_an_earlier_build_s_copy(tmp_path):

@@ -65,6 +65,7 @@ def test_an_empty_log_reports_zeros_not_errors():
     report = summarise([], router="r")
     assert report.total.requests == 0 and report.total.saving_fraction is None
     assert "0 requests" in render(report)
+    assert "  cost -: no requests in this window" in render(report).splitlines()  # it said $0.0000 against $0.0000
 
 
 def test_render_names_the_figures():
