@@ -2093,12 +2093,25 @@ class SyncGateway:
         return self._run(self._gateway.route(messages, **kwargs))
 
     def feedback(
-        self, request_id: str, quality: float, model: str | None = None, cost: float | None = None
+        self,
+        request_id: str,
+        quality: float,
+        model: str | None = None,
+        cost: float | None = None,
+        latency_ms: float | None = None,
     ) -> dict[str, Any]:
-        return self._run(self._gateway.feedback(request_id, quality, model, cost))
+        return self._run(self._gateway.feedback(request_id, quality, model, cost, latency_ms=latency_ms))
 
     def stats(self) -> dict[str, Any]:
         return self._run(self._gateway.stats())
+
+    def report(self, since_ms: int | None = None, limit: int | None = None, until_ms: int | None = None) -> Report:
+        """As :meth:`Gateway.report`."""
+        return self._run(self._gateway.report(since_ms, limit, until_ms))
+
+    def recent_decisions(self, count: int = 50) -> list[dict[str, Any]]:
+        """As :meth:`Gateway.recent_decisions`."""
+        return self._run(self._gateway.recent_decisions(count))
 
     def close(self) -> None:
         """Write what is pending and stop the loop thread (also done at exit if never called)."""

@@ -1181,6 +1181,10 @@ def test_the_sync_wrapper(redis_url, local_upstream):
         assert answer.outcome.model == "openai/gpt-4.1-nano" and answer.outcome.request_id.startswith("req-")
         assert gw.route([{"role": "user", "content": "prove Fermat's last theorem"}]).name == "expert"
         assert gw.stats()["models"]["openai/gpt-4.1-nano"]["requests"] >= 1
+        assert gw.feedback(answer.outcome.request_id, 0.8, latency_ms=120.0)["quality"] == 0.8
+        newest = [d["request_id"] for d in gw.recent_decisions(2)]  # the route's decision, then the answer
+        assert newest[1] == answer.outcome.request_id  # as the async gateway has them
+        assert gw.report().total.requests == 1
     with pytest.raises(GatewayClosedError, match="closed"):
         gw.complete([{"role": "user", "content": "hello"}])
     SemanticRouter.from_existing(name, redis_url=redis_url).delete()
