@@ -435,6 +435,7 @@ class Gateway:
             passthrough=request.target is not None,
             started=started,
             tenant=request.tenant,
+            cache="bypass" if self.cache is not None else "off",  # a client's opt-out, or the gateway's
         )
         try:
             return await self._complete(request, outcome, stream)

@@ -1662,7 +1662,7 @@ def test_the_cache_is_off_by_default_and_a_lost_cache_index_costs_hits_not_reque
     with gateway(redis_url, local_upstream.url, tmp_path) as srv:
         with openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as c:
             raw = c.chat.completions.with_raw_response.create(model=model, messages=ask("hi"), temperature=0)
-            assert raw.headers["x-llmrouter-cache"] == "bypass"
+            assert raw.headers["x-llmrouter-cache"] == "off"  # "bypass" is a client's opt-out
     store = redis.Redis.from_url(redis_url)
     with gateway(redis_url, local_upstream.url, tmp_path, {"cache": {"enabled": True}}) as srv:
         store.execute_command("FT.DROPINDEX", "llmrouter:cache")  # as after a restart of an empty Redis
