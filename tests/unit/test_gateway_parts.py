@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import httpx
@@ -309,6 +310,21 @@ LITELLM_MESSAGES = {
 def test_a_providers_own_message_is_read_out_of_litellms_wrapping(wrapped: str) -> None:
     message, error = provider_message(wrapped)
     assert (message, error and error.get("type")) == LITELLM_MESSAGES[wrapped]
+
+
+def test_a_litellm_error_keeps_the_providers_retry_after_from_where_litellm_keeps_it() -> None:
+    """LiteLLM's Anthropic errors carry an empty ``response``; the provider's headers are elsewhere."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # as the gateway imports it: no price map fetch
+    litellm = pytest.importorskip("litellm")
+    from redisvl_llmrouter.gateway.backends import litellm_error
+
+    said = 'litellm.RateLimitError: AnthropicException - {"type": "error", "error": {"message": "slow down"}}'
+    response = httpx.Response(429, request=httpx.Request("POST", "http://provider/v1/messages"))
+    error = litellm.RateLimitError(message=said, llm_provider="anthropic", model="claude", response=response)
+    error.litellm_response_headers = httpx.Headers({"retry-after": "30"})  # as LiteLLM sets it
+    told = litellm_error(error, "anthropic/claude")
+    assert (told.retry_after, told.reason, told.retryable) == (30.0, "rate_limit", True)
+    assert str(told) == "anthropic/claude: the provider answered 429: slow down"
 
 
 def test_transport_failures_are_retryable_timeouts_or_connection_errors() -> None:
