@@ -331,10 +331,12 @@ def cmd_learn(args: argparse.Namespace) -> int:
         ):
             if not _configured_redis(args):  # the likeliest cause: an earlier command's Redis is gone
                 raise ConfigError(
-                    f"No router {args.router!r}: no Redis is configured, so this command started a new, empty "
-                    "embedded Redis (an earlier command's, which created it, stopped with it). Set LLMROUTER_DATA_DIR "
-                    "(the embedded Redis then keeps its data there) or REDIS_URL for every command, or create the "
-                    f"router here: --router default --name {args.router}"
+                    f"No router {args.router!r} and no shipped config of that name (available: "
+                    f"{', '.join(pretrained.available())}). No Redis is configured, so this command started a new, "
+                    "empty embedded Redis: if an earlier command created the router, its Redis stopped with it. Set "
+                    "LLMROUTER_DATA_DIR (the embedded Redis then keeps its data there) or REDIS_URL for every "
+                    "command; to create the router, give the config to start from: "
+                    f"--router default --name {args.router}"
                 ) from None
             raise ConfigError(
                 f"No router {args.router!r} in this Redis and no shipped config of that name (available: "

@@ -374,44 +374,73 @@ class LiteLLMBackend:
             kwargs["api_key"] = key
         return kwargs
 
+    def _check(self, call: Call) -> None:
+        """LiteLLM's own check of the messages, run before the call: a content part it cannot translate
+        is the client's 400. (Inside the call LiteLLM raises it as a *connection* error, which nothing
+        tells apart from its failures to read a provider's answer.)"""
+        from litellm.utils import validate_chat_completion_user_messages
+
+        try:
+            validate_chat_completion_user_messages(call.messages)  # type: ignore[arg-type]
+        except Exception as exc:
+            raise UpstreamError(
+                f"{call.model}: LiteLLM cannot send this request: {provider_message(str(exc))[0]}"[
+                    :MAX_PROVIDER_MESSAGE_CHARS
+                ],
+                retryable=False,
+                upstream_status=400,
+                reason="client",
+            ) from None
+
     async def complete(self, call: Call) -> dict[str, Any]:
         try:
+            self._check(call)
             response = await self._litellm.acompletion(**self._kwargs(call))
             return response.model_dump()  # type: ignore[no-any-return]
         except Exception as exc:
             raise litellm_error(exc, call.model, self.upstream.key()) from None
 
     def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
-        created = self._litellm.acompletion(**_streaming(self._kwargs(call)))
-        return _chunks(created, call.model, secret=self.upstream.key(), translate=litellm_error)
+        async def created() -> Any:  # checked when the stream is opened, as a provider's refusal would be
+            self._check(call)
+            return await self._litellm.acompletion(**_streaming(self._kwargs(call)))
+
+        return _chunks(created(), call.model, secret=self.upstream.key(), translate=litellm_error)
 
     async def warm(self, model: str) -> None:
         """One mocked call and one mocked stream (no request leaves): LiteLLM imports and builds what a
         call needs on its first one (0.19 s here, against 0.01 s afterwards), which would otherwise land
-        on a client's request and in the latency every process routes by."""
+        on a client's request and in the latency every process routes by. Skipped when LiteLLM has
+        callbacks (an operator's Langfuse, say), which would log the mocked calls."""
+        litellm = self._litellm
+        if any(getattr(litellm, name, None) for name in ("callbacks", "success_callback", "input_callback")):
+            return
         kwargs = {"model": model, "messages": [{"role": "user", "content": "warm-up"}], "mock_response": "ok"}
-        await self._litellm.acompletion(**kwargs)
-        async for _ in await self._litellm.acompletion(**kwargs, stream=True):
+        await litellm.acompletion(**kwargs)
+        async for _ in await litellm.acompletion(**_streaming(kwargs)):
             pass
 
     async def aclose(self) -> None:
         return None
 
 
-#: Exceptions LiteLLM raises from its own checks of a request (a message it cannot translate), never
-#: from a provider's answer or the network.
-_LOCAL_FAILURES = (Exception, ValueError, TypeError, KeyError)
 #: LiteLLM's prefixes on a provider's message: its class names ("litellm.BadRequestError: ",
-#: "ContextWindowExceededError: ") and the provider's ("AnthropicException - ").
-_LITELLM_PREFIX = re.compile(r"^(?:(?:litellm\.)?\w*(?:Error|Exception|Timeout): |\w*(?:Error|Exception) - )")
+#: "ContextWindowExceededError: ") and the provider's ("AnthropicException - ", "AnthropicException
+#: BadGatewayError - ").
+_LITELLM_PREFIX = re.compile(r"^(?:(?:litellm\.)?\w*(?:Error|Exception|Timeout): |\w*(?:Error|Exception)(?: \w+)? - )")
+#: ... and its suffix ("Handle with `litellm.ServiceUnavailableError`.").
+_LITELLM_SUFFIX = re.compile(r"\.? ?Handle with `litellm\.\w+`\.?$")
+#: Where LiteLLM appends a traceback to a message: never for a client to read (it names server paths).
+_TRACEBACK = "\nTraceback (most recent call last):"
 
 
 def provider_message(text: str) -> tuple[str, dict[str, Any] | None]:
     """The provider's own message inside a LiteLLM error message, and its ``error`` object when the
     provider's body is quoted there (Anthropic's JSON, as text or as a bytes repr on a stream). Pure."""
+    text = text.split(_TRACEBACK, 1)[0]
     while match := _LITELLM_PREFIX.match(text):
         text = text[match.end() :]
-    text = text.removesuffix(". Handle with `litellm.InternalServerError`.").strip()
+    text = _LITELLM_SUFFIX.sub("", text.strip()).strip()
     if text[:2] in ("b'", 'b"'):
         with contextlib.suppress(ValueError, SyntaxError):
             quoted = ast.literal_eval(text)
@@ -433,11 +462,11 @@ def litellm_error(exc: BaseException, model: str, secret: str | None = None) -> 
 
     LiteLLM's classes derive from ``openai``'s but say less than they seem to: a refused connection
     arrives as a 500, a read timeout in a stream as a 500 or 408 ``MidStreamFallbackError`` around
-    the real error, a request it will not send (a parameter the model does not take, a content part
-    it cannot translate) as a 400 with no body or as a *connection* error, and the provider's message
-    wrapped in LiteLLM's class names. Told apart here by what caused them, so that a request's own
-    fault is the client's 400 (never retried, never counted against the model) and the network's
-    fault is retried.
+    the real error, a parameter the model does not take as a 400 with no body, a status it has no
+    class for (403, 520, 529...) as an ``APIError`` that is no status error, its failure to read a
+    provider's answer as a *connection* error, and the provider's message wrapped in LiteLLM's class
+    names. Told apart here by what caused them, so that a request's own fault is the client's 400
+    (never retried, never counted against the model) and the provider's or the network's is retried.
     """
     import openai
     from litellm import exceptions as litellm
@@ -448,12 +477,7 @@ def litellm_error(exc: BaseException, model: str, secret: str | None = None) -> 
         return exc
     causes = list(error_chain(exc, implicit=True))[1:]
     said = without_secret(getattr(exc, "message", None) or str(exc), secret)
-    if isinstance(exc, litellm.UnsupportedParamsError) or (
-        isinstance(exc, openai.APIConnectionError)
-        and not isinstance(exc, openai.APITimeoutError)
-        and causes
-        and all(type(c) in _LOCAL_FAILURES for c in causes)
-    ):
+    if isinstance(exc, litellm.UnsupportedParamsError):  # raised before anything is sent
         message, _ = provider_message(said)
         return UpstreamError(
             f"{model}: LiteLLM cannot send this request: {message}"[:MAX_PROVIDER_MESSAGE_CHARS],
@@ -473,7 +497,8 @@ def litellm_error(exc: BaseException, model: str, secret: str | None = None) -> 
     provider = next((c for c in causes if type(c) is openai.APIError), None)
     if provider is not None:  # an error event inside a stream: the provider's own words
         return upstream_error(provider, model, secret)
-    if isinstance(exc, openai.APIStatusError):
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, openai.APIStatusError) or (isinstance(exc, litellm.APIError) and isinstance(status, int)):
         message, error = provider_message(said)
         # The provider's error object, where LiteLLM kept it (its own exception, or the openai SDK's below it).
         bodies = (getattr(c, "body", None) for c in [exc, *causes])
@@ -484,8 +509,20 @@ def litellm_error(exc: BaseException, model: str, secret: str | None = None) -> 
         if isinstance(exc, litellm.ContextWindowExceededError) and not (error or {}).get("code"):
             error = {**(error or {}), "code": "context_length_exceeded"}
         # The provider's headers (Retry-After): LiteLLM keeps them apart; its ``response`` has none of them.
-        headers = getattr(exc, "litellm_response_headers", None) or getattr(exc.response, "headers", None)
-        return status_error(model, exc.status_code, message, headers, secret, error)
+        headers = getattr(exc, "litellm_response_headers", None) or getattr(
+            getattr(exc, "response", None), "headers", None
+        )
+        return status_error(model, int(status), message, headers, secret, error)  # type: ignore[arg-type]
+    if isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError):
+        # No network error below it: LiteLLM failed on the provider's answer (a field missing, say), as
+        # an answer that is no JSON object fails through the openai client: the provider's failure.
+        return UpstreamError(
+            f"{model}: the provider's answer could not be read: {provider_message(said)[0]}"[
+                :MAX_PROVIDER_MESSAGE_CHARS
+            ],
+            retryable=True,
+            reason="server",
+        )
     return upstream_error(exc, model, secret)
 
 

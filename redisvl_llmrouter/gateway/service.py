@@ -116,8 +116,10 @@ REFERENCES_CHECK_S = 60.0
 BREAKER_REFRESH_S = 0.2
 #: The Retry-After of a request refused because a half-open breaker's probes are all in flight.
 PROBE_RETRY_AFTER_S = 1.0
+#: A routed model the walk reached that no upstream serves (see ``_backend_or_attempt``).
+NO_UPSTREAM = "no_upstream"
 #: The errors of attempts the gateway refused itself, without calling the model.
-NOT_CALLED = frozenset({"queue full", "circuit half-open"})
+NOT_CALLED = frozenset({"queue full", "circuit half-open", NO_UPSTREAM})
 #: How often the leases of this process's calls in flight are renewed (a third of ``CALL_LEASE_MS``).
 CALL_LEASE_RENEW_S = live.CALL_LEASE_MS / 3000
 #: A relayed stream gives the event loop a turn every this many chunks (a fast provider's chunks arrive
@@ -162,7 +164,8 @@ class Outcome:
     confidence: float | None = None
     decision: Decision | None = None
     cache: str = "bypass"
-    """``hit``, ``miss`` or ``bypass`` (not cacheable, or asked not to)."""
+    """``hit``, ``miss``, ``bypass`` (not cacheable, asked not to, or the lookup failed) or ``off`` (the
+    gateway has no cache)."""
     attempts: list[dict[str, Any]] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     cost: float | None = None
@@ -397,12 +400,13 @@ class Gateway:
                         await backend.warm(model)
                     except Exception as exc:  # a warm-up saves time; a first request then pays it
                         logger.debug("gateway: LiteLLM's warm-up for %r failed: %s", model, loggable(exc))
+        hint = "" if config.upstream_url else ", or send every model to one server (upstream_url, --upstream URL)"
         for env, models in keyless.items():
             logger.warning(
-                "$%s is not set: calls to %s go without an API key, and a provider refuses them "
-                "(set the key, or pass --upstream URL to send every model to one server)",
+                "$%s is not set: calls to %s go without an API key, and a provider refuses them (set it%s)",
                 env,
                 ", ".join(models),
+                hint,
             )
         return gateway
 
@@ -553,7 +557,8 @@ class Gateway:
         unknown.
         """
         self._check_usable()
-        RouterCore._checked_outcome(quality, cost, latency_ms)  # a bad value is refused as such, whatever the id
+        # A bad value is refused as such, whatever the id; the numbers go on as floats.
+        quality, cost, latency_ms = RouterCore._checked_outcome(quality, cost, latency_ms)
         for wait_s in FEEDBACK_WAITS_S:
             try:
                 return await self._feedback(request_id, quality, model, cost, latency_ms, tenant)
@@ -590,8 +595,6 @@ class Gateway:
                 self.router._core._check_models([model])
             # The answer was generated for another, similar prompt: how it served this one says how the
             # cache did, not how the model does on this prompt. Logged (the report counts it), not learned.
-            quality = RouterCore._checked_outcome(quality, cost, latency_ms)[0]  # refused as any feedback would be
-            entry["quality"] = quality
             self._log(entry | {"cache": True} | ({"tenant": tenant} if tenant else {}), None)
             forgotten = await self._forget_cached(record, model, quality)
             return {
@@ -1135,7 +1138,7 @@ class Gateway:
         try:
             return self._backend_for(model)[0]
         except LLMRouterError as exc:
-            outcome.attempts.append({"model": model, "error": "no_upstream", "message": str(exc)[:1200]})
+            outcome.attempts.append({"model": model, "error": NO_UPSTREAM, "message": str(exc)[:1200]})
             return None
 
     def _refused(self, model: str, exc: GatewayError, outcome: Outcome, refusals: list[GatewayError]) -> None:
@@ -1210,17 +1213,19 @@ class Gateway:
             f"{a['model']}: {a.get('error')}" + (f" ({a['status']})" if a.get("status") else "") for a in tried
         )
         error = AllModelsFailedError(f"No model could answer: {summary or 'every model is unavailable'}.", tried)
-        statuses = [a.get("status") for a in tried]
-        waits = [a["retry_after"] for a in tried if a.get("retry_after") is not None]
-        last = tried[-1] if tried else {}
-        if tried and (all(refused(s) for s in statuses) or (refused(last.get("status")) and last["status"] != 404)):
+        # What the models that were there said (one no upstream serves has no status to weigh).
+        called = [a for a in tried if a.get("error") != NO_UPSTREAM]
+        statuses = [a.get("status") for a in called]
+        waits = [a["retry_after"] for a in called if a.get("retry_after") is not None]
+        last = called[-1] if called else {}
+        if called and (all(refused(s) for s in statuses) or (refused(last.get("status")) and last["status"] != 404)):
             # Every model refused the request, or the walk ended at a refusal (never sent on to the next model,
             # unlike a 404), whatever failed before it: the client's error. The provider's own words, code
             # and param tell the client what to fix.
             failed = "; ".join(f"{a['model']}: {a.get('error')}" for a in tried if not refused(a.get("status")))
             error = AllModelsFailedError(
                 "The request was refused: "
-                + "; ".join(str(a.get("message") or a["model"]) for a in tried if refused(a.get("status")))
+                + "; ".join(str(a.get("message") or a["model"]) for a in called if refused(a.get("status")))
                 + (f" (before it: {failed})" if failed else ""),
                 tried,
             )
@@ -2099,9 +2104,11 @@ class SyncGateway:
         quality: float,
         model: str | None = None,
         cost: float | None = None,
+        tenant: str = "",
         latency_ms: float | None = None,
     ) -> dict[str, Any]:
-        return self._run(self._gateway.feedback(request_id, quality, model, cost, latency_ms=latency_ms))
+        """As :meth:`Gateway.feedback`."""
+        return self._run(self._gateway.feedback(request_id, quality, model, cost, tenant, latency_ms))
 
     def stats(self) -> dict[str, Any]:
         return self._run(self._gateway.stats())
@@ -2110,9 +2117,9 @@ class SyncGateway:
         """As :meth:`Gateway.report`."""
         return self._run(self._gateway.report(since_ms, limit, until_ms))
 
-    def recent_decisions(self, count: int = 50) -> list[dict[str, Any]]:
+    def recent_decisions(self, count: int = 50, tenant: str = "") -> list[dict[str, Any]]:
         """As :meth:`Gateway.recent_decisions`."""
-        return self._run(self._gateway.recent_decisions(count))
+        return self._run(self._gateway.recent_decisions(count, tenant))
 
     def close(self) -> None:
         """Write what is pending and stop the loop thread (also done at exit if never called)."""

@@ -98,8 +98,9 @@ BAD_INPUTS = {
     "learn on an empty file": (["learn", "empty.jsonl", "--router", "default"], "empty.jsonl: no outcome rows"),
     "learn --router naming a router, with no Redis that outlives a command": (
         ["learn", "good.jsonl", "--router", "my-router"],
-        "No router 'my-router': no Redis is configured, so this command started a new, empty embedded Redis (an "
-        "earlier command's, which created it, stopped with it). Set LLMROUTER_DATA_DIR",
+        "No router 'my-router' and no shipped config of that name (available: default). No Redis is configured, so "
+        "this command started a new, empty embedded Redis: if an earlier command created the router, its Redis "
+        "stopped with it. Set LLMROUTER_DATA_DIR",
     ),
     "serve --workers 0": (["serve", "--workers", "0"], "--workers: must be at least 1"),
     "serve --config naming a directory": (

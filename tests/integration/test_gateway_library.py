@@ -1414,6 +1414,8 @@ PROVIDER_FAULTS = {
                 "code": "context_length_exceeded", "param": "messages"},
     "rate limit": {"fail": 1, "status": 429, "retry_after": 30},
     "server error": {"fail": 1, "status": 503},
+    "a status LiteLLM has no class for": {"fail": 1, "status": 529, "message": "Overloaded"},
+    "the provider refusing the key": {"fail": 1, "status": 403, "message": "key not allowed"},
     "no answer in time": {"hang_s": 3, "slow": 1},
     "an error event mid-stream": {"break_stream": 1},
 }  # fmt: skip
@@ -1575,7 +1577,38 @@ def test_a_routed_model_no_upstream_serves_is_a_failed_attempt_and_the_walk_goes
         (failing, "server"), (nowhere, "no_upstream"), (serving, None)
     ]  # fmt: skip
     assert "No upstream serves model" in answer.outcome.attempts[1]["message"]
-    assert logged["model"] == serving
+    assert logged["model"] == serving and logged["attempts"] == 2  # provider calls: the one it skipped is none
+
+
+def test_a_walk_of_rate_limits_and_models_no_upstream_serves_is_still_a_429(redis_url, local_upstream):
+    from redisvl_llmrouter import Route
+
+    tag = uuid.uuid4().hex[:6]
+    limited, nowhere = f"F-{tag}", f"nowhere-{tag}"
+    router = SemanticRouter(
+        f"walk-{tag}",
+        routes=[Route(name="any", references=["hello there"], models=[limited, nowhere], distance_threshold=1.5)],
+        redis_url=redis_url,
+    )
+    upstreams = [{"api_base": local_upstream.url, "models": ["F-*"], "strip_provider": False}]
+    local_upstream.control(model=limited, fail=5, status=429, retry_after=7)
+
+    async def run() -> GatewayError:
+        gw = await Gateway.create(
+            {"router": router.name, "upstreams": upstreams, "retry": {"attempts": 1}}, redis_url=redis_url
+        )
+        try:
+            with pytest.raises(GatewayError) as caught:
+                await gw.complete([{"role": "user", "content": "hello there"}])
+            return caught.value
+        finally:
+            await gw.aclose()
+
+    try:
+        error = asyncio.run(run())
+    finally:
+        router.delete()
+    assert (error.status, error.code, error.retry_after) == (429, "rate_limited", 7.0)
 
 
 def test_a_gateway_whose_providers_have_no_key_says_so_when_it_starts(redis_url, monkeypatch, caplog):

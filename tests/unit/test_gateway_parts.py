@@ -303,6 +303,12 @@ LITELLM_MESSAGES = {
     "litellm.UnsupportedParamsError: O-series models don't support temperature=0.5.": (
         "O-series models don't support temperature=0.5.", None),
     "a provider's own words: with a colon": ("a provider's own words: with a colon", None),
+    'litellm.ServiceUnavailableError: AnthropicException - {"type": "error", "error": {"type": "api_error",'
+    ' "message": "unavailable"}}. Handle with `litellm.ServiceUnavailableError`.': ("unavailable", "api_error"),
+    'litellm.BadGatewayError: AnthropicException BadGatewayError - b\'{"type": "error", "error": {"type":'
+    ' "api_error", "message": "bad gateway"}}\'': ("bad gateway", "api_error"),
+    "litellm.APIConnectionError: 'content'\nTraceback (most recent call last):\n  File \"/srv/venv/litellm/main.py\""
+    ", line 1\nKeyError: 'content'": ("'content'", None),
 }  # fmt: skip
 
 
@@ -325,6 +331,26 @@ def test_a_litellm_error_keeps_the_providers_retry_after_from_where_litellm_keep
     told = litellm_error(error, "anthropic/claude")
     assert (told.retry_after, told.reason, told.retryable) == (30.0, "rate_limit", True)
     assert str(told) == "anthropic/claude: the provider answered 429: slow down"
+
+
+def test_litellm_failing_on_a_providers_answer_is_the_providers_failure_and_shows_no_traceback() -> None:
+    """LiteLLM raises a *connection* error when a provider's answer lacks a field it reads (Anthropic's 200
+    without ``content``), with its traceback in the message: taken for the client's 400 (never retried,
+    no fallback), the message named the server's files."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    litellm = pytest.importorskip("litellm")
+    from redisvl_llmrouter.gateway.backends import litellm_error
+
+    said = "litellm.APIConnectionError: 'content'\nTraceback (most recent call last):\n  File \"/srv/x.py\""
+    try:
+        try:
+            {}["content"]  # the provider's answer, read as LiteLLM reads it
+        except KeyError:
+            raise litellm.APIConnectionError(message=said, llm_provider="anthropic", model="claude") from None
+    except litellm.APIConnectionError as exc:
+        told = litellm_error(exc, "anthropic/claude")
+    assert (told.reason, told.retryable, told.upstream_status) == ("server", True, None)
+    assert "Traceback" not in str(told) and "/srv/" not in str(told)
 
 
 def test_transport_failures_are_retryable_timeouts_or_connection_errors() -> None:
