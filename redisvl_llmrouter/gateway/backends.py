@@ -478,7 +478,8 @@ def litellm_error(exc: BaseException, model: str, secret: str | None = None) -> 
     causes = list(error_chain(exc, implicit=True))[1:]
     said = without_secret(getattr(exc, "message", None) or str(exc), secret)
     if isinstance(exc, litellm.UnsupportedParamsError):  # raised before anything is sent
-        message, _ = provider_message(said)
+        # Without its advice to set ``litellm.drop_params``: the gateway's setting, not the client's.
+        message = provider_message(said)[0].split(" To drop unsupported", 1)[0]
         return UpstreamError(
             f"{model}: LiteLLM cannot send this request: {message}"[:MAX_PROVIDER_MESSAGE_CHARS],
             retryable=False,

@@ -1507,6 +1507,7 @@ def test_what_litellm_refuses_to_send_is_the_client_s_400_never_the_model_s_fail
         for error in told:
             assert (error.status, error.kind) == (400, "invalid_request_error"), str(error)
             assert says in str(error) and "LiteLLM cannot send this request" in str(error)
+            assert "drop_params" not in str(error)  # LiteLLM's advice to the gateway's operator
     assert [(s.failures, s.inflight) for s in after.values()] == [(s.failures, 0) for s in before.values()]
     assert local_upstream.calls("o3") == local_upstream.calls(f"L-{tag}") == 0
 
