@@ -601,18 +601,33 @@ async def _chunks(
     (and raises itself when a stream breaks): one of its streams is whole when a choice finished.
 
     ``translate``: the backend's reading of its client's exceptions.
+
+    LiteLLM also makes a whole-looking stream (one empty chunk that says "stop") out of a 200 that was
+    no stream at all: one of its streams with neither an answer's part nor the usage it was asked for
+    is no answer.
     """
     seen: set[Any] = set()
     finished: set[Any] = set()
+    carried = False  # any of an answer's parts, or the usage the call asked for
     try:
         async for chunk in await create:
             body = chunk.model_dump(exclude_unset=True) if as_sent else chunk.model_dump(exclude_none=True)
+            carried = carried or bool(body.get("usage"))
             for choice in body.get("choices") or ():
                 if isinstance(choice, dict):
                     seen.add(choice.get("index", 0))
+                    carried = carried or any(v not in (None, "", []) for v in (choice.get("delta") or {}).values())
                     if choice.get("finish_reason"):
                         finished.add(choice.get("index", 0))
+            if not as_sent and not carried and finished:
+                # LiteLLM makes a stream of one empty "stop" chunk out of a 200 that was no stream at all
+                # (HTML, an empty body, JSON without choices): no answer, to fail over from, never to cache.
+                raise UpstreamError(
+                    f"{model}: the provider's stream carried no answer", retryable=True, reason="server"
+                )
             yield body
+    except UpstreamError:
+        raise
     except Exception as exc:
         raise translate(exc, model, secret) from None
     if not finished or (as_sent and not seen <= finished):

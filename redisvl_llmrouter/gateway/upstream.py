@@ -17,7 +17,7 @@ programmable per model through ``POST /control``::
     {"model": "m", "end_stream": 1}            # the next stream to m just ends after two chunks (no finish)
     {"model": "m", "chunk_delay_ms": 50}       # streams from m pause 50 ms between chunks
     {"model": "m", "no_choices": 1}            # the next answer from m is a 200 without choices
-    {"model": "m", "cut_json": 1}              # the next answer from m is a 200 whose JSON is cut off
+    {"model": "m", "cut_json": 1}              # the next answer (or stream) from m is a 200 whose JSON is cut off
     {"model": "m", "fail": 1, "status": 400, "message": "..."}  # the failure's error message
     {"model": "m", "fail": 1, "status": 400, "code": "c", "param": "p"}  # and its error code and param
     {"model": "m", "fail": 1, "status": 429, "retry_after": 1}  # with a Retry-After header
@@ -87,7 +87,8 @@ class _State:
         settings = {**self.settings.get("*", {}), **self.settings.get(model, {})}
         status, fault = 200, ""
         for kind in ("break_stream", "end_stream", "no_choices", "cut_json"):
-            if settings.get(kind, 0) > 0 and stream == (kind in ("break_stream", "end_stream")):
+            applies = kind == "cut_json" or stream == (kind in ("break_stream", "end_stream"))
+            if settings.get(kind, 0) > 0 and applies:
                 self.settings.setdefault(model, {})[kind] = settings[kind] - 1
                 fault = kind
                 break
@@ -260,6 +261,10 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         "completion_tokens": completion_tokens * n,
         "total_tokens": prompt_tokens + completion_tokens * n,
     }
+    if fault == "cut_json":  # for a stream too: a body that is no event stream (a proxy's, a captive portal's)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"id": "' + ident.encode() + b'", "choi'})
+        return
     if body.get("stream"):
         with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         pause = float(STATE.settings.get(model, {}).get("chunk_delay_ms", 0)) / 1000.0
@@ -271,10 +276,6 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if not await _stream(send, receive, events, pause, done=fault != "end_stream"):
             # the client left: counted, as a provider bills it
             STATE.counts[model]["cut"] = STATE.counts[model].get("cut", 0) + 1
-        return
-    if fault == "cut_json":
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": b'{"id": "' + ident.encode() + b'", "choi'})
         return
     if fault == "no_choices":
         await _send_json(send, 200, {"id": ident, "object": "chat.completion", "created": created, "model": model})

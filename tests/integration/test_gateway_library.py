@@ -1627,3 +1627,36 @@ def test_a_gateway_whose_providers_have_no_key_says_so_when_it_starts(redis_url,
     warnings = [r.getMessage() for r in caplog.records if "is not set" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].startswith("$OPENAI_API_KEY is not set: calls to openai/")
     assert "anthropic/" not in warnings[0] and "placeholder" not in caplog.text
+
+
+def test_a_litellm_stream_of_a_200_that_is_no_stream_is_a_failed_call_never_an_empty_answer(redis_url, local_upstream):
+    """LiteLLM turns a 200 that is no event stream (a proxy's HTML, cut JSON) into one empty chunk saying
+    "stop": relayed as a whole, empty answer, counted a success, and cached for the next client."""
+    tag = uuid.uuid4().hex[:6]
+    model = f"openai/L-{tag}"
+    local_upstream.control(model=f"L-{tag}", cut_json=1)
+    config = {**litellm_config(local_upstream.url), "retry": {"attempts": 1}, "cache": {"enabled": True}}
+
+    async def run() -> tuple[BaseException, list[dict[str, Any]], Any]:
+        gw = await Gateway.create(config, redis_url=redis_url)
+        ask = [{"role": "user", "content": f"what is {tag}?"}]
+        try:
+            with pytest.raises(GatewayError) as caught:
+                stream = await gw.complete(ask, model=model, stream=True, temperature=0)
+                async for _ in stream:
+                    pass
+            await asyncio.sleep(0.2)  # a cache store happens behind the answer
+            again = await gw.complete(ask, model=model, stream=True, temperature=0)
+            chunks = [chunk async for chunk in again]
+            await gw._writes.flush()
+            return caught.value, chunks, (await gw.router.live_stats([model]))[model]
+        finally:
+            await gw.cache.clear()
+            await gw.router.delete()
+            await gw.aclose()
+
+    error, chunks, stats = asyncio.run(run())
+    assert isinstance(error, AllModelsFailedError) and "carried no answer" in error.attempts[0]["message"]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices"))
+    assert text == f"[L-{tag}] what is {tag}?"  # from the provider: nothing was cached from the failure
+    assert (stats.failures, stats.successes) == (1, 1)
