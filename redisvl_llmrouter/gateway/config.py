@@ -313,6 +313,18 @@ class GatewayConfig(BaseModel):
                 "upstream's API key, or leave the option out for an upstream that needs none."
             )
 
+    def check_backends(self) -> None:
+        """Raise ConfigError when an upstream says ``backend: litellm`` and LiteLLM is not installed:
+        every call to its models would fail. (``upstream_url`` sends every model elsewhere.)"""
+        import importlib.util
+
+        uses = [u.name for u in self.upstreams if u.backend == "litellm"]
+        if uses and not self.upstream_url and importlib.util.find_spec("litellm") is None:
+            raise ConfigError(
+                f"Upstream(s) {', '.join(map(repr, uses))} use backend: litellm, which is not installed: "
+                "pip install 'redisvl-llmrouter[litellm]'"
+            )
+
     @classmethod
     def from_file(cls, path: str | Path) -> GatewayConfig:
         return cls.parse(read_data_file(path, "gateway config"), where=str(path))

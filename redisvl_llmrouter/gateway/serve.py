@@ -112,6 +112,7 @@ def serve(args: argparse.Namespace) -> int:
     if updates:  # validated like the file's own values
         config = GatewayConfig.parse({**config.model_dump(exclude_unset=True), **updates}, where="llmrouter serve")
     config.check_key_variables()  # a mistyped variable: refused now, not found later as the upstream's 401s
+    config.check_backends()  # one line now, not a traceback from each worker's startup
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     args.port = check_listen_address(args.host, args.port)

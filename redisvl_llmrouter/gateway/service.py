@@ -347,12 +347,7 @@ class Gateway:
                     f"The backend for {pattern!r} ({type(backend).__name__}) has no {', '.join(missing)}: a backend "
                     "needs async complete(call), stream(call) and aclose()."
                 )
-        uses_litellm = [u.name for u in config.upstreams if u.backend == "litellm"]
-        if uses_litellm and not config.upstream_url and not _litellm_installed():  # else every call to them fails
-            raise ConfigError(
-                f"Upstream(s) {', '.join(map(repr, uses_litellm))} use backend: litellm, which is not installed: "
-                "pip install 'redisvl-llmrouter[litellm]'"
-            )
+        config.check_backends()
         for upstream in config.upstreams:  # named on purpose, so most likely a key the provider needs
             if upstream.api_key is None and upstream.api_key_env and not os.environ.get(upstream.api_key_env):
                 logger.warning(
