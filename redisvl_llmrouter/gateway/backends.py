@@ -383,14 +383,7 @@ class LiteLLMBackend:
         try:
             validate_chat_completion_user_messages(call.messages)  # type: ignore[arg-type]
         except Exception as exc:
-            raise UpstreamError(
-                f"{call.model}: LiteLLM cannot send this request: {provider_message(str(exc))[0]}"[
-                    :MAX_PROVIDER_MESSAGE_CHARS
-                ],
-                retryable=False,
-                upstream_status=400,
-                reason="client",
-            ) from None
+            raise _unsendable(call.model, provider_message(str(exc))[0]) from None
 
     async def complete(self, call: Call) -> dict[str, Any]:
         try:
@@ -479,13 +472,7 @@ def litellm_error(exc: BaseException, model: str, secret: str | None = None) -> 
     said = without_secret(getattr(exc, "message", None) or str(exc), secret)
     if isinstance(exc, litellm.UnsupportedParamsError):  # raised before anything is sent
         # Without its advice to set ``litellm.drop_params``: the gateway's setting, not the client's.
-        message = provider_message(said)[0].split(" To drop unsupported", 1)[0]
-        return UpstreamError(
-            f"{model}: LiteLLM cannot send this request: {message}"[:MAX_PROVIDER_MESSAGE_CHARS],
-            retryable=False,
-            upstream_status=400,
-            reason="client",
-        )
+        return _unsendable(model, provider_message(said)[0].split(" To drop unsupported", 1)[0])
     if any(isinstance(c, StopAsyncIteration) for c in causes):  # the provider's stream just ended
         return UpstreamError(
             f"{model}: the provider's stream ended before the answer finished", retryable=True, reason="server"
@@ -525,6 +512,16 @@ def litellm_error(exc: BaseException, model: str, secret: str | None = None) -> 
             reason="server",
         )
     return upstream_error(exc, model, secret)
+
+
+def _unsendable(model: str, message: str) -> UpstreamError:
+    """A request LiteLLM refuses to send: the client's 400, never retried nor counted against the model."""
+    return UpstreamError(
+        f"{model}: LiteLLM cannot send this request: {message}"[:MAX_PROVIDER_MESSAGE_CHARS],
+        retryable=False,
+        upstream_status=400,
+        reason="client",
+    )
 
 
 def _is_timeout(exc: BaseException | None) -> bool:
@@ -626,9 +623,7 @@ async def _chunks(
                     f"{model}: the provider's stream carried no answer", retryable=True, reason="server"
                 )
             yield body
-    except UpstreamError:
-        raise
-    except Exception as exc:
+    except Exception as exc:  # an UpstreamError (the gateway's own) comes back as it is
         raise translate(exc, model, secret) from None
     if not finished or (as_sent and not seen <= finished):
         raise UpstreamError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -12,7 +13,13 @@ import pytest
 from redisvl_llmrouter.errors import InvalidRequestError, QueueFullError
 from redisvl_llmrouter.gateway import breaker
 from redisvl_llmrouter.gateway.accounting import Usage, baseline_model, cost_of, usage_of
-from redisvl_llmrouter.gateway.backends import _error_message, provider_message, status_error, upstream_error
+from redisvl_llmrouter.gateway.backends import (
+    _error_message,
+    litellm_error,
+    provider_message,
+    status_error,
+    upstream_error,
+)
 from redisvl_llmrouter.gateway.breaker import BreakerState, state_at, transition
 from redisvl_llmrouter.gateway.cache import cacheable, scope_of
 from redisvl_llmrouter.gateway.config import CacheConfig
@@ -318,12 +325,15 @@ def test_a_providers_own_message_is_read_out_of_litellms_wrapping(wrapped: str) 
     assert (message, error and error.get("type")) == LITELLM_MESSAGES[wrapped]
 
 
-def test_a_litellm_error_keeps_the_providers_retry_after_from_where_litellm_keeps_it() -> None:
-    """LiteLLM's Anthropic errors carry an empty ``response``; the provider's headers are elsewhere."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # as the gateway imports it: no price map fetch
-    litellm = pytest.importorskip("litellm")
-    from redisvl_llmrouter.gateway.backends import litellm_error
+@pytest.fixture
+def litellm() -> Any:
+    """LiteLLM's module, imported as the gateway imports it (no price map fetch)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    return pytest.importorskip("litellm")
 
+
+def test_a_litellm_error_keeps_the_providers_retry_after_from_where_litellm_keeps_it(litellm: Any) -> None:
+    """LiteLLM's Anthropic errors carry an empty ``response``; the provider's headers are elsewhere."""
     said = 'litellm.RateLimitError: AnthropicException - {"type": "error", "error": {"message": "slow down"}}'
     response = httpx.Response(429, request=httpx.Request("POST", "http://provider/v1/messages"))
     error = litellm.RateLimitError(message=said, llm_provider="anthropic", model="claude", response=response)
@@ -333,14 +343,10 @@ def test_a_litellm_error_keeps_the_providers_retry_after_from_where_litellm_keep
     assert str(told) == "anthropic/claude: the provider answered 429: slow down"
 
 
-def test_litellm_failing_on_a_providers_answer_is_the_providers_failure_and_shows_no_traceback() -> None:
+def test_litellm_failing_on_a_providers_answer_is_the_providers_failure_and_shows_no_traceback(litellm: Any) -> None:
     """LiteLLM raises a *connection* error when a provider's answer lacks a field it reads (Anthropic's 200
     without ``content``), with its traceback in the message: taken for the client's 400 (never retried,
     no fallback), the message named the server's files."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    litellm = pytest.importorskip("litellm")
-    from redisvl_llmrouter.gateway.backends import litellm_error
-
     said = "litellm.APIConnectionError: 'content'\nTraceback (most recent call last):\n  File \"/srv/x.py\""
     try:
         try:
