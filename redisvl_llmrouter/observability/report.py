@@ -35,6 +35,7 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,7 @@ def parse_since(value: str | None, now_s: float | None = None, option: str = "--
                 f"the duration is too large to compute; leave {option} out to report the whole log"
             )
         return max(0, int((now_s - seconds) * 1000))  # before 1970: all
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     try:
         moment = datetime.fromisoformat(value.strip())
@@ -141,7 +142,7 @@ def parse_since(value: str | None, now_s: float | None = None, option: str = "--
             f"{option} {value!r}: give a duration back from now (30m, 2h, 7d) or an ISO date (2026-11-23T10:00)"
         ) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return max(0, int(moment.timestamp() * 1000))
 
 
@@ -504,10 +505,10 @@ def _table(title: str, rows: Mapping[str, Breakdown]) -> list[str]:
 
 def render(report: Report) -> str:
     """The report as text for a terminal."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     def when(ms: int | None) -> str:
-        return "-" if ms is None else datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return "-" if ms is None else datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
     t = report.total
     lines = [
@@ -545,13 +546,13 @@ def plot(report: Report, path: str | Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     import matplotlib.dates as mdates  # importing it registers the datetime axis converters
     from matplotlib.figure import Figure
 
     s = report.series
-    times = [datetime.fromtimestamp(t / 1000, timezone.utc) for t in s.t_ms]
+    times = [datetime.fromtimestamp(t / 1000, UTC) for t in s.t_ms]
     figure = Figure(figsize=(10, 6.5), layout="constrained")
     traffic, spend = figure.subplots(2, 1, sharex=True)
     if not times:  # nothing in the window: say so rather than draw an axis of 1 January 1970
@@ -582,9 +583,9 @@ def plot(report: Report, path: str | Path) -> Path:
     spend.set_title(f"cost {_cost(total)}{unpriced}, saved {_share(total.saving_fraction)}")
     spend.legend(fontsize="small", loc="upper left")
     # Ticks that fit the span, from seconds to months (UTC, as the report's times).
-    locator = mdates.AutoDateLocator(tz=timezone.utc)
+    locator = mdates.AutoDateLocator(tz=UTC)
     spend.xaxis.set_major_locator(locator)
-    spend.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=timezone.utc))
+    spend.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=UTC))
     spend.set_xlabel("time (UTC)")
     path = Path(path)
     figure.savefig(path, dpi=110)

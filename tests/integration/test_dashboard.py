@@ -7,7 +7,7 @@ import json
 import shutil
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -269,8 +269,8 @@ def test_times_are_shown_in_utc_with_their_date_unless_it_is_today(redis_url, tm
             stamps = {d["request_id"]: d["ts"] for d in srv.get("/dashboard/data").json()["recent"]}
 
             def utc(ms: int) -> str:
-                moment = datetime.fromtimestamp(ms / 1000, timezone.utc)
-                same_day = moment.date() == datetime.fromtimestamp(today / 1000, timezone.utc).date()
+                moment = datetime.fromtimestamp(ms / 1000, UTC)
+                same_day = moment.date() == datetime.fromtimestamp(today / 1000, UTC).date()
                 return moment.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M:%S")
 
             assert page.text_content("#recent thead th") == "time (UTC)"
@@ -280,7 +280,7 @@ def test_times_are_shown_in_utc_with_their_date_unless_it_is_today(redis_url, tm
             }
             assert rows == {rid: utc(ts) for rid, ts in stamps.items()}
             assert rows["old-request"].startswith(
-                datetime.fromtimestamp(two_days_ago / 1000, timezone.utc).strftime("%Y-%m-%d ")
+                datetime.fromtimestamp(two_days_ago / 1000, UTC).strftime("%Y-%m-%d ")
             )
             assert page.text_content("#status").endswith(" UTC")
 
