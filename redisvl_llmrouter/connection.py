@@ -13,6 +13,7 @@ import math
 import numbers
 import os
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -273,15 +274,62 @@ _BLOCKING_POOLS = (redis.BlockingConnectionPool, aredis.BlockingConnectionPool)
 
 def unavailable(exc: BaseException, client: redis.Redis | aredis.Redis) -> RedisUnavailableError:
     """The error for a Redis that cannot be reached, saying what to do about it."""
-    return RedisUnavailableError(f"Cannot reach Redis at {describe(client)} ({exc}). {_advice(client)}")
+    return RedisUnavailableError(f"Cannot reach Redis at {describe(client)} ({exc}). {_advice(client, exc)}")
 
 
-def _advice(client: redis.Redis | aredis.Redis) -> str:
-    """What helps: for this process's embedded Redis, what starts it again; else where to point."""
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or during (redis-py wraps the socket's own)."""
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return chain
+
+
+def _uses_tls(client: redis.Redis | aredis.Redis) -> bool:
+    cls = client.connection_pool.connection_class
+    return isinstance(cls, type) and issubclass(cls, (redis.SSLConnection, aredis.SSLConnection))
+
+
+def _tls_advice(exc: BaseException, client: redis.Redis | aredis.Redis) -> str | None:
+    """What a TLS mismatch needs (managed Redis speaks TLS), where "start Redis there" would mislead."""
+    causes = _causes(exc)
+    kw = client.connection_pool.connection_kwargs
+    if not _uses_tls(client):
+        # A TLS server hangs up on a plain client's first command, before any reply.
+        if "Connection closed by server" in str(exc):  # this attempt's own error, not an earlier one's
+            return (
+                "The server closed the connection without a reply, which is what a Redis that expects TLS "
+                "does to a plain client: if it does, use a rediss:// URL."
+            )
+        return None
+    if any(isinstance(e, ssl.SSLCertVerificationError) for e in causes):
+        return (
+            "The server's TLS certificate is not one this client trusts. Name the CA that signed it in the URL "
+            "(rediss://HOST:PORT?ssl_ca_certs=/path/to/ca.pem); a certificate made out to another host name "
+            "needs that name in the URL."
+        )
+    if kw.get("ssl_ca_certs") and any(isinstance(e, FileNotFoundError) for e in causes):
+        return f"The CA file the URL names (ssl_ca_certs={kw['ssl_ca_certs']}) does not exist."
+    connecting = "Timeout connecting" in str(exc)  # not a slow reply on a connection made earlier
+    if connecting or any(isinstance(e, ssl.SSLError) for e in causes):
+        return (
+            "The TLS handshake (rediss://) did not complete: if this port serves plain Redis, use redis://; "
+            "else check that the server is up and reachable."
+        )
+    return None
+
+
+def _advice(client: redis.Redis | aredis.Redis, exc: BaseException | None = None) -> str:
+    """What helps: for this process's embedded Redis, what starts it again; for a TLS mismatch, what
+    the URL needs; else where to point."""
     from redisvl_llmrouter.embedded import served_by_embedded
 
     kw = client.connection_pool.connection_kwargs
     state = None if "path" in kw else served_by_embedded(kw.get("host"), kw.get("port"))
+    # The embedded Redis speaks plain Redis only: a TLS client's failure there is still the URL's.
+    if exc is not None and (state is None or _uses_tls(client)) and (tls := _tls_advice(exc, client)) is not None:
+        return tls
     if state == "current":
         kept = (
             "the new server reloads the files of LLMROUTER_DATA_DIR"

@@ -366,3 +366,151 @@ def test_a_database_other_than_0_is_refused_before_anything_is_read_or_written(a
         given = {"redis_client": flavour.Redis.from_url(redis_url, db=1)}
     with pytest.raises(ConfigError, match="Redis database 1 was selected; routers live in database 0"):
         api.create(name=name, routes=[Route(name="r", references=["r d=0.1"])], vectorizer=table, **given)
+
+
+# ----------------------------------------------------------------------------- TLS (managed Redis)
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory) -> dict[str, str]:
+    """A CA and a server certificate it signed for 127.0.0.1 and localhost (Debian's openssl)."""
+    d = tmp_path_factory.mktemp("tls")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+    )
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    )
+    return {name: str(d / name) for name in ("ca.crt", "server.crt", "server.key")}
+
+
+@contextlib.contextmanager
+def tls_terminator(target_port: int, files: dict[str, str]) -> Iterator[int]:
+    """A real TLS endpoint in front of a plain Redis, as managed services put one: a thread serving
+    TLS on a free port and relaying the decrypted bytes to ``target_port``; yields its port."""
+    import ssl
+    import threading
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(files["server.crt"], files["server.key"])
+    port, ready = _free_port(), threading.Event()
+    loop = asyncio.new_event_loop()
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target_port)
+        await asyncio.gather(relay(reader, up_writer), relay(up_reader, writer))
+
+    async def serve() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", port, ssl=context)
+        ready.set()
+        async with server:
+            await server.serve_forever()
+
+    def run() -> None:
+        with contextlib.suppress(asyncio.CancelledError):  # how the fixture stops it
+            loop.run_until_complete(serve())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        yield port
+    finally:
+        for task in asyncio.all_tasks(loop):
+            loop.call_soon_threadsafe(task.cancel)
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def tls_port(tls_files) -> Iterator[int]:
+    """TLS in front of the tests' Redis (search and JSON)."""
+    target = redis.Redis.from_url(resolve_url()).connection_pool.connection_kwargs["port"]
+    with tls_terminator(target, tls_files) as port:
+        yield port
+
+
+def make_router(flavour: str, url: str, table, name: str = "x") -> object:
+    if flavour == "sync":
+        return SemanticRouter(name=name, routes=ROUTES, vectorizer=table, redis_url=url, overwrite=True)
+    return asyncio.run(
+        AsyncSemanticRouter.create(name=name, routes=ROUTES, vectorizer=table, redis_url=url, overwrite=True)
+    )
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_router_works_over_tls_with_the_ca_named_in_the_url(flavour, tls_port, tls_files, table, name):
+    url = f"rediss://127.0.0.1:{tls_port}?ssl_ca_certs={tls_files['ca.crt']}"
+    router = make_router(flavour, url, table, name)
+    try:
+        match = router("query") if flavour == "sync" else asyncio.run(router("query"))
+        assert match.name == "a"
+        # The same router, read back through the plain port: it was written over TLS.
+        assert SemanticRouter.from_existing(name, redis_url=resolve_url(), vectorizer=table).route_names == ["a"]
+    finally:
+        SemanticRouter.from_existing(name, redis_url=resolve_url(), vectorizer=table).delete()
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+@pytest.mark.parametrize(
+    ("url", "advice"),
+    [
+        # No CA given: the system's CAs do not include the one that signed the server's certificate.
+        ("rediss://127.0.0.1:{tls}", "TLS certificate is not one this client trusts. Name the CA"),
+        (
+            "rediss://127.0.0.1:{tls}?ssl_ca_certs=/nonexistent/ca.pem",
+            "CA file the URL names (ssl_ca_certs=/nonexistent/ca.pem) does not exist",
+        ),
+        (
+            "redis://127.0.0.1:{tls}",
+            "what a Redis that expects TLS does to a plain client: if it does, use a rediss:// URL",
+        ),
+        (
+            "rediss://127.0.0.1:{plain}",
+            "TLS handshake (rediss://) did not complete: if this port serves plain Redis, use redis://",
+        ),
+    ],
+    ids=["untrusted-certificate", "missing-ca-file", "plain-client-to-tls", "tls-client-to-plain"],
+)
+def test_a_tls_mismatch_says_what_the_url_needs_not_to_start_redis(flavour, url, advice, tls_port, table):
+    plain = redis.Redis.from_url(resolve_url()).connection_pool.connection_kwargs["port"]
+    with pytest.raises(RedisUnavailableError) as caught:
+        make_router(flavour, url.format(tls=tls_port, plain=plain), table)
+    assert advice in str(caught.value)
+    assert "Start Redis there" not in str(caught.value)
