@@ -1705,3 +1705,32 @@ def test_a_thousand_concurrent_requests_end_without_an_error(server):
     results = asyncio.run(run())
     assert [r for r in results if isinstance(r, BaseException)] == []
     assert len({r.choices[0].message.content for r in results}) == 1000
+
+
+def test_a_gateway_on_a_redis_reached_over_tls_routes_logs_and_learns(redis_url, local_upstream, tmp_path_factory):
+    """Managed Redis speaks TLS: every client the gateway makes (router, breakers, write-behind log,
+    statistics) goes through the ``rediss://`` URL it was given."""
+    from tls_support import certificates, tls_terminator
+
+    files = certificates(tmp_path_factory.mktemp("tls"))
+    plain = redis.Redis.from_url(redis_url)
+    with tls_terminator(plain.connection_pool.connection_kwargs["port"], files) as port:
+        url = f"rediss://127.0.0.1:{port}?ssl_ca_certs={files['ca.crt']}"
+        with gateway(url, local_upstream.url, tmp_path_factory.mktemp("gw-tls")) as srv:
+            client = openai.OpenAI(base_url=srv.v1, api_key="unused", max_retries=0)
+            raw = client.chat.completions.with_raw_response.create(
+                model="auto", messages=[{"role": "user", "content": "What is the capital of France?"}]
+            )
+            request_id, model = raw.headers["x-llmrouter-request-id"], raw.headers["x-llmrouter-model"]
+            assert raw.parse().choices[0].message.content
+            learned = srv.post("/v1/feedback", json={"request_id": request_id, "model": model, "quality": 1.0})
+            assert learned.status_code == 200, learned.text
+            assert srv.get("/stats").json()["models"][model]["requests"] >= 1
+            # Written through TLS, read back on the plain port: the decisions log holds the request.
+            for _ in range(100):
+                entries = parse_entries(plain.xrange(stream_key(srv.router)))
+                if any(e.get("request_id") == request_id for e in entries):
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("the request never reached the decisions log")
