@@ -29,8 +29,8 @@ Everything runs against one Redis (``REDIS_URL``, else the embedded server) with
 * with ``--agreement``: top-1 route agreement of the ONNX fp32 and int8 paths with torch over
   every prompt of the shared data files (full prompts; the model truncates at 256 tokens).
 
-Queries come from ``../shared/data/routing/*.jsonl`` (field ``prompt``) when present, else from
-a built-in generator; each is cut at a word boundary to a length drawn from the shipped
+Queries come from ``../shared/data/routing/*.jsonl`` (or ``$LLMROUTER_OUTCOMES_DIR``; field ``prompt``)
+when present, else from a built-in generator; each is cut at a word boundary to a length drawn from the shipped
 ``default.queries.yaml`` (median ~57 characters, ~15 tokens): the length of a routed chat
 request, not of a whole benchmark prompt. ``--max-chars N`` cuts every query to N instead.
 
@@ -69,7 +69,7 @@ from redisvl_llmrouter.connection import resolve_url
 from redisvl_llmrouter.vectorizers import DEFAULT_MODEL, MiniLMVectorizer, _local_model_path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("LLMROUTER_DATA_DIR", ROOT.parent / "shared" / "data" / "routing"))
+DATA_DIR = Path(os.environ.get("LLMROUTER_OUTCOMES_DIR", ROOT.parent / "shared" / "data" / "routing"))
 SEED = 20240601
 WARMUP = 50
 BATCH_QUERIES = 2000

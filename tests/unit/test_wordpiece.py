@@ -14,7 +14,7 @@ from redisvl_llmrouter.wordpiece import WordPiece
 tokenizers = pytest.importorskip("tokenizers")
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA_DIR = Path(os.environ.get("LLMROUTER_DATA_DIR", ROOT.parent / "shared" / "data" / "routing"))
+DATA_DIR = Path(os.environ.get("LLMROUTER_OUTCOMES_DIR", ROOT.parent / "shared" / "data" / "routing"))
 AWKWARD = [
     "hello, how are you?",
     "  leading and trailing spaces  ",
