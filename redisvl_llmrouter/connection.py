@@ -34,6 +34,7 @@ from redisvl_llmrouter.errors import (
     RedisPermissionError,
     RedisPoolTimeoutError,
     RedisUnavailableError,
+    error_chain,
     redact,
     redact_url,
 )
@@ -277,15 +278,6 @@ def unavailable(exc: BaseException, client: redis.Redis | aredis.Redis) -> Redis
     return RedisUnavailableError(f"Cannot reach Redis at {describe(client)} ({exc}). {_advice(client, exc)}")
 
 
-def _causes(exc: BaseException) -> list[BaseException]:
-    """``exc`` and the exceptions it was raised from or during (redis-py wraps the socket's own)."""
-    chain: list[BaseException] = []
-    while exc is not None and exc not in chain:
-        chain.append(exc)
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    return chain
-
-
 def _uses_tls(client: redis.Redis | aredis.Redis) -> bool:
     cls = client.connection_pool.connection_class
     return isinstance(cls, type) and issubclass(cls, (redis.SSLConnection, aredis.SSLConnection))
@@ -293,7 +285,7 @@ def _uses_tls(client: redis.Redis | aredis.Redis) -> bool:
 
 def _tls_advice(exc: BaseException, client: redis.Redis | aredis.Redis) -> str | None:
     """What a TLS mismatch needs (managed Redis speaks TLS), where "start Redis there" would mislead."""
-    causes = _causes(exc)
+    causes = list(error_chain(exc, implicit=True))  # redis-py raises its own error while handling the socket's
     kw = client.connection_pool.connection_kwargs
     if not _uses_tls(client):
         # A TLS server hangs up on a plain client's first command, before any reply.
