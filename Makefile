@@ -5,8 +5,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXTRAS := embedded,onnx,torch,eval,gateway,litellm,dev
-# The dashboard's browser test drives Debian's chromium (Playwright, no browser download).
+# The dashboard's browser test drives Debian's chromium (Playwright, no browser download); the
+# clock-skew test shifts a gateway's clock with Debian's libfaketime.
 CHROMIUM := /usr/bin/chromium
+FAKETIME := /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
 .PHONY: install demo test lint benchmark wheel clean
@@ -15,9 +17,10 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
-	@test -x $(CHROMIUM) || ! command -v apt-get >/dev/null || \
-		( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null ) || \
-		echo "make: chromium could not be installed; the dashboard's browser test will be skipped"
+	@( test -x $(CHROMIUM) && test -f $(FAKETIME) ) || ! command -v apt-get >/dev/null || \
+		( $(SUDO) apt-get update -qq && \
+		  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium libfaketime >/dev/null ) || \
+		echo "make: chromium or libfaketime could not be installed; the tests that need them will be skipped"
 	touch $(STAMP)
 
 install: $(STAMP)

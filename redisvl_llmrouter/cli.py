@@ -457,6 +457,7 @@ def cmd_upstream(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from redisvl_llmrouter import shared_clock
     from redisvl_llmrouter.connection import sync_client
     from redisvl_llmrouter.errors import ConfigError, RedisUnavailableError
     from redisvl_llmrouter.observability import report
@@ -476,6 +477,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         )
     client = sync_client(redis_url=args.redis_url)
     try:
+        drive(shared_clock.sync(), client)  # --since counts back on Redis's clock, as the log's times do
+        since_ms = report.parse_since(args.since)
         result = drive(report.load(args.router, since_ms), client)
         logged = result.total.requests > 0 or client.exists(stream_key(args.router))
     except RedisUnavailableError as exc:

@@ -22,7 +22,6 @@ import math
 import numbers
 import re
 import threading
-import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,7 +35,7 @@ from redis.exceptions import ResponseError
 from redisvl.extensions.router.schema import Route as _RedisVLRoute
 from redisvl.utils.vectorize import BaseVectorizer
 
-from redisvl_llmrouter import ranking
+from redisvl_llmrouter import ranking, shared_clock
 from redisvl_llmrouter.errors import (
     ConfigError,
     ConflictError,
@@ -162,7 +161,8 @@ def new_request_id() -> str:
 
 
 def live_now_ms() -> int:
-    return int(time.time() * 1000)
+    """Now on the clock every process on the Redis shares (see :mod:`redisvl_llmrouter.shared_clock`)."""
+    return shared_clock.now_ms()
 
 
 def _as_route(route: Any) -> Route:
@@ -676,6 +676,7 @@ class RouterCore:
         if not self.manages_index:
             return
         yield Command(("PING",))
+        yield from shared_clock.sync()  # breakers, leases and logs are timed on Redis's clock
         try:
             modules = yield Command(("MODULE", "LIST"))
         except ResponseError:
@@ -1149,8 +1150,10 @@ class RouterCore:
         if _needs_prediction(strategy, options.constraints, self.unpriced()):
             memory_commands = self.store.read_commands(query, search=self.store.nonempty)
         commands += memory_commands
-        now = live_now_ms()
         stat_models = self.models if options.stats is None and _needs_stats(strategy, options.constraints) else []
+        if stat_models:
+            yield from shared_clock.refresh()
+        now = live_now_ms()
         for model in stat_models:
             commands += live.read_commands(model, now)
         # An id only for a recorded request: one nothing was recorded under could never take feedback.
@@ -1264,6 +1267,7 @@ class RouterCore:
             views = yield from self._recovering(lambda: self.store.read_many(queries), self._memory_gone)
         stats: Mapping[str, live.ModelStats] = live.as_mapping(options.stats)
         if options.stats is None and _needs_stats(strategy, options.constraints):
+            yield from shared_clock.refresh()
             now = live_now_ms()
             replies = yield Pipeline(tuple(c for m in self.models for c in live.read_commands(m, now)))
             stats = live.parse_many(self.models, replies)
@@ -1567,6 +1571,7 @@ class RouterCore:
             raise InvalidQueryError(
                 f"timeout_ms must be a whole number of milliseconds from 1 to {MAX_EXACT_INT}, got {timeout_ms!r}"
             )
+        yield from shared_clock.refresh()  # the lease is read by every process
         yield Pipeline(tuple(live.start_commands(model, request_id, live_now_ms(), int(timeout_ms))))
 
     def call_finished(
@@ -1581,6 +1586,7 @@ class RouterCore:
             raise InvalidFeedbackError(f"request_id must be a string ('' for a call not started), got {request_id!r}")
         if latency_ms is not None and (not finite_number(latency_ms) or latency_ms < 0):
             raise InvalidFeedbackError(f"latency_ms must be a finite number >= 0, got {latency_ms!r}")
+        yield from shared_clock.refresh()
         args = live.finish_args(
             model, success=success, latency_ms=latency_ms, request_id=request_id, now_ms=live_now_ms()
         )
@@ -1595,6 +1601,7 @@ class RouterCore:
             raise InvalidQueryError(f"Model names must be non-empty strings, got {names!r}")
         if not names:
             return {}
+        yield from shared_clock.refresh()
         now = live_now_ms()
         replies = yield Pipeline(tuple(c for m in names for c in live.read_commands(m, now)))
         return live.parse_many(names, replies)

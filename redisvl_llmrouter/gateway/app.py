@@ -52,6 +52,7 @@ from redis.exceptions import AuthenticationError as RedisAuthenticationError
 from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from redisvl_llmrouter import shared_clock
 from redisvl_llmrouter.connection import translate
 from redisvl_llmrouter.errors import (
     AuthenticationError,
@@ -664,7 +665,7 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
                 return kept[1], kept[2]
             # One clock reading for both ends: a window that came out a millisecond longer than it says
             # tipped the chart into the next bucket width on some refreshes.
-            now_ms = int(time.time() * 1000)
+            now_ms = shared_clock.now_ms()  # the log's times are on Redis's clock
             since_ms = parse_since(since, now_s=now_ms / 1000, option="since")
             summary = await gateway_.report(since_ms, limit=DASHBOARD_MAX_ENTRIES, until_ms=now_ms)
             if len(reports) >= 8:  # windows are the client's to choose: a few are kept

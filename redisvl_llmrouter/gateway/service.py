@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
+from redisvl_llmrouter import shared_clock
 from redisvl_llmrouter.aio import AsyncSemanticRouter, adrive
 from redisvl_llmrouter.core import RouteOptions, RouterCore, is_request_id, live_now_ms, new_request_id
 from redisvl_llmrouter.errors import (
@@ -365,6 +366,7 @@ class Gateway:
         if router is None:
             router = await _load_router(config, url)
         await _check_scripting(router)
+        await adrive(shared_clock.sync(), router._client)  # a router passed in may not have read it yet
         await router.recover()  # references lost while no gateway ran (evicted) are written back, with a warning
         await _warn_if_evicting(router)
         cache = None
@@ -642,8 +644,8 @@ class Gateway:
         )
         models = list(dict.fromkeys([*self.models(), *(_text(m) for m in served)]))
         live_stats = await self.router.live_stats(models)
-        *replies, cache_hits = await adrive(
-            _pipeline([*breaker.read_commands(models), ("HGETALL", "llmrouter:cache:stats")]), self.router._client
+        *replies, cache_hits = await self._read_timed(
+            [*breaker.read_commands(models), ("HGETALL", "llmrouter:cache:stats")]
         )
         hits = {_text(k): int(v) for k, v in _pairs(cache_hits)}
         queues = self.queues.snapshot()
@@ -911,7 +913,7 @@ class Gateway:
         if stale:
             # Other requests may drop cached states while this read is in flight (a failure does):
             # the answer is built from what this read saw, not from the shared cache.
-            replies = await adrive(_pipeline(breaker.read_commands(stale)), self.router._client)
+            replies = await self._read_timed(breaker.read_commands(stale))
             at, cooldown = live_now_ms(), int(self.config.breaker.cooldown_s * 1000)
             for model, reply in zip(stale, replies, strict=True):
                 states[model] = breaker.state_at(breaker.parse(reply), at, cooldown).state
@@ -919,6 +921,16 @@ class Gateway:
                     self._breakers.clear()
                 self._breakers[model] = (now, states[model])
         return {m: "circuit open" for m, state in states.items() if state == "open"}
+
+    async def _read_timed(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """The replies to ``commands``, with Redis's clock read in the same round trip: a breaker's
+        cooldown is timed on the clock its opener wrote ``opened_ms`` by (:mod:`~redisvl_llmrouter.shared_clock`)."""
+        if shared_clock.CLOCK.refused:
+            return list(await adrive(_pipeline(commands), self.router._client))
+        sent, started = time.time(), time.monotonic()
+        *replies, now = await adrive(_pipeline([*commands, ("TIME",)]), self.router._client)
+        shared_clock.CLOCK.observe(now, sent, time.time(), time.monotonic() - started)
+        return replies
 
     async def _probe(self, model: str, request_id: str) -> bool:
         """Whether the call about to start is a trial call of ``model``'s half-open breaker; raises

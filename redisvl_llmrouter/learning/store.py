@@ -7,7 +7,6 @@ KNN search travels in the same round trip as the route search) and the shells pe
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 from redis.exceptions import ResponseError
 
+from redisvl_llmrouter import shared_clock
 from redisvl_llmrouter.learning import memory
 from redisvl_llmrouter.learning.memory import MemoryStats, Neighbours, Observation
 from redisvl_llmrouter.ops import Command, Op, Pipeline, run_script
@@ -28,7 +28,8 @@ WRITE_BATCH = 500
 
 
 def now_ms() -> int:
-    return int(time.time() * 1000)
+    """Rows' ``created`` (the eviction order) on the clock every process shares."""
+    return shared_clock.now_ms()
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC
@@ -42,6 +41,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from redisvl_llmrouter import shared_clock
 from redisvl_llmrouter.errors import ConfigError
 from redisvl_llmrouter.observability.decisions import parse_entries, stream_key
 from redisvl_llmrouter.ops import Command, Op, Pipeline
@@ -122,7 +122,7 @@ def parse_since(value: str | None, now_s: float | None = None, option: str = "--
     Errors name ``option`` as the caller's user wrote it (``--since``, or a URL's ``since``)."""
     if value is None or value == "":
         return None
-    now_s = time.time() if now_s is None else now_s
+    now_s = shared_clock.now_ms() / 1000 if now_s is None else now_s  # the log's times are Redis's
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", value)
     if match:
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
@@ -180,7 +180,7 @@ def load(router: str, since_ms: int | None = None, limit: int | None = None, unt
         models = []
     if models:
         replies = yield Pipeline(tuple(breaker.read_commands(models)))
-        now_ms = int(time.time() * 1000)
+        now_ms = shared_clock.now_ms()  # as the gateways read it
         for model, reply in zip(models, replies, strict=True):
             state = breaker.parse(reply)
             cooldown = breaker.stored_cooldown_ms(reply)

@@ -922,6 +922,93 @@ def test_the_breaker_opens_after_n_failures_and_half_opens_after_the_cooldown_fo
         assert wait_for(lambda: store.hget(key, "state"), b"closed") == b"closed"
 
 
+#: libfaketime (Debian's, which make install installs) shifts one process's clock, as a host's can be.
+LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+@pytest.mark.skipif(not os.path.exists(LIBFAKETIME), reason="libfaketime is not installed (make install does it)")
+def test_gateways_on_hosts_whose_clocks_disagree_by_minutes_time_a_breakers_cooldown_alike(
+    redis_url, local_upstream, tmp_path
+):
+    """A breaker's cooldown is timed on Redis's clock: a host a minute ahead does not see it pass at
+    once (and close it with trial calls to a failing model), a host behind does not wait a minute more."""
+    tag = f"sk{uuid.uuid4().hex[:6]}"
+    cooldown_s = 3
+    settings = {"breaker": {"failures": 3, "cooldown_s": cooldown_s, "successes": 1}, "retry": {"attempts": 1}}
+    store = redis.Redis.from_url(redis_url)
+
+    def shifted(offset: str) -> dict[str, str]:
+        return {"LD_PRELOAD": LIBFAKETIME, "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+
+    def trip(client: openai.OpenAI, model: str) -> float:
+        """Fail ``model`` until its breaker opens; when it opened (Redis's clock, the one this process has)."""
+        local_upstream.control(model=model, fail=3, status=503)
+        for _ in range(3):
+            with pytest.raises(openai.APIStatusError):
+                client.chat.completions.create(model=model, messages=ask("x"))
+        key = f"llmrouter:breaker:{{{model}}}"
+        assert wait_for(lambda: store.hget(key, "state"), b"open") == b"open"
+        return int(store.hget(key, "opened_ms")) / 1000
+
+    with (
+        gateway(redis_url, local_upstream.url, tmp_path, settings, env=shifted("+60s")) as ahead,
+        gateway(redis_url, local_upstream.url, tmp_path, settings, env=shifted("-60s")) as behind,
+        openai.OpenAI(base_url=ahead.v1, api_key="none", max_retries=0) as early,
+        openai.OpenAI(base_url=behind.v1, api_key="none", max_retries=0) as late,
+    ):
+        model = f"{tag}/opened-behind"
+        opened_s = trip(late, model)
+        calls = local_upstream.calls(model)
+        with pytest.raises(openai.InternalServerError) as caught:  # 60 s ahead, its cooldown has not passed
+            early.chat.completions.create(model=model, messages=ask("x"))
+        assert time.time() - opened_s < cooldown_s, "the machine stalled past the cooldown: nothing was tested"
+        assert caught.value.body["code"] == "circuit_open"
+        assert local_upstream.calls(model) == calls
+
+        model = f"{tag}/opened-ahead"
+        opened_s = trip(early, model)
+        calls = local_upstream.calls(model)
+        time.sleep(max(0.0, opened_s + cooldown_s + 0.3 - time.time()))  # the cooldown is over everywhere
+        assert late.chat.completions.create(model=model, messages=ask("x")).model == model  # 60 s behind, too
+        assert local_upstream.calls(model) == calls + 1
+
+
+def test_a_redis_user_denied_time_and_module_list_is_served_with_breakers_on_the_process_clock(
+    redis_url, local_upstream, tmp_path
+):
+    """Managed Redis ACLs may refuse TIME (and MODULE LIST): the gateway starts, routes, and times
+    its breakers on its own clock instead."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    admin = redis.Redis.from_url(redis_url)
+    user, password = f"nt{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    admin.execute_command("ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", "+@all", "-time", "-module")
+    parts = urlsplit(redis_url)
+    url = urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.hostname}:{parts.port}"))
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        redis.Redis.from_url(url).time()
+    model = f"nt{uuid.uuid4().hex[:6]}/down"
+    local_upstream.control(model=model, fail=1, status=503)
+    settings = {"breaker": {"failures": 1, "cooldown_s": 30}, "retry": {"attempts": 1}}
+    try:
+        with (
+            gateway(url, local_upstream.url, tmp_path, settings) as srv,
+            openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as client,
+        ):
+            assert client.chat.completions.create(model="auto", messages=ask("hello there")).choices
+            with pytest.raises(openai.APIStatusError) as failed:
+                client.chat.completions.create(model=model, messages=ask("x"))
+            assert failed.value.body["code"] != "circuit_open"
+            key = f"llmrouter:breaker:{{{model}}}"
+            assert wait_for(lambda: admin.hget(key, "state"), b"open") == b"open"
+            time.sleep(0.3)  # past the process's breaker cache
+            with pytest.raises(openai.InternalServerError) as refused:
+                client.chat.completions.create(model=model, messages=ask("x"))
+            assert refused.value.body["code"] == "circuit_open"
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
+
+
 def test_a_half_open_breaker_lets_one_trial_call_through_across_two_processes_and_the_rest_move_on(
     redis_url, local_upstream, tmp_path
 ):

@@ -4,9 +4,12 @@ processes, round-robin position, and calibration of the learned knob."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -183,6 +186,37 @@ def test_two_routers_in_two_processes_share_latency_load_and_round_robin(redis_u
     }
     assert router.round_robin_position("chat") == 3
     assert router("query", strategy="round_robin").model == f"{name}/b"
+    router.delete()
+
+
+#: libfaketime (Debian's, which make install installs) shifts one process's clock, as a host's can be.
+LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+@pytest.mark.skipif(not os.path.exists(LIBFAKETIME), reason="libfaketime is not installed (make install does it)")
+def test_a_call_started_on_a_host_whose_clock_is_a_minute_behind_counts_in_flight_everywhere(redis_url, name, table):
+    """Its 30 s lease ends 30 s from now on Redis's clock, not 30 s ago: else least_loaded sends more to a busy model."""
+    from redisvl_llmrouter import SemanticRouter
+
+    router = SemanticRouter(
+        name=name, routes=chat_route(name), vectorizer=table, catalog=catalog(name), redis_url=redis_url
+    )
+    code = textwrap.dedent(
+        f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+        from conftest import TableVectorizer
+        from redisvl_llmrouter import SemanticRouter
+        assert time.time() < {time.time() - 50}, "the clock is not shifted"
+        other = SemanticRouter.from_existing({name!r}, redis_url={redis_url!r}, vectorizer=TableVectorizer.make())
+        other.call_started({f"{name}/a"!r}, "req-behind", timeout_ms=30_000)
+        """
+    )
+    env = {**os.environ, "LD_PRELOAD": LIBFAKETIME, "FAKETIME": "-60s", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert router.live_stats([f"{name}/a"])[f"{name}/a"].inflight == 1
+    assert router("query", strategy="least_loaded").model == f"{name}/b"
     router.delete()
 
 
