@@ -925,12 +925,7 @@ class Gateway:
     async def _read_timed(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """The replies to ``commands``, with Redis's clock read in the same round trip: a breaker's
         cooldown is timed on the clock its opener wrote ``opened_ms`` by (:mod:`~redisvl_llmrouter.shared_clock`)."""
-        if shared_clock.CLOCK.refused:
-            return list(await adrive(_pipeline(commands), self.router._client))
-        sent, started = time.time(), time.monotonic()
-        *replies, now = await adrive(_pipeline([*commands, ("TIME",)]), self.router._client)
-        shared_clock.CLOCK.observe(now, sent, time.time(), time.monotonic() - started)
-        return replies
+        return await adrive(shared_clock.read_timed(commands), self.router._client)
 
     async def _probe(self, model: str, request_id: str) -> bool:
         """Whether the call about to start is a trial call of ``model``'s half-open breaker; raises

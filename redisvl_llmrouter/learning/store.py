@@ -222,6 +222,7 @@ class OutcomeStore:
     def write(self, rows: Sequence[PendingRow]) -> Op[WriteReport]:
         """Write rows with the atomic upsert script, :data:`WRITE_BATCH` per round trip."""
         created = updated = evicted = 0
+        yield from shared_clock.refresh()  # rows are evicted oldest first, by every process's stamps
         stamp = now_ms()
         for start in range(0, len(rows), WRITE_BATCH):
             batch = rows[start : start + WRITE_BATCH]

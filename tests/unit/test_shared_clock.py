@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from redis.exceptions import ResponseError
+from redis.exceptions import NoPermissionError, ResponseError
 
-from redisvl_llmrouter.ops import Command
-from redisvl_llmrouter.shared_clock import SharedClock, refresh, sync
+from redisvl_llmrouter.ops import Command, Pipeline
+from redisvl_llmrouter.shared_clock import SharedClock, read_timed, refresh, sync
 
 
 def time_reply(ms: float) -> list[bytes]:
@@ -53,19 +53,46 @@ def test_a_reply_that_is_not_a_time_leaves_the_estimate_alone():
     assert clock.offset_ms == 5_000
 
 
-def test_sync_asks_for_time_and_a_refusal_keeps_the_process_clock():
+def test_sync_asks_for_time_and_a_refusal_puts_the_process_back_on_its_own_clock():
     clock = SharedClock()
     op = sync(clock)
     assert next(op) == Command(("TIME",))
     with pytest.raises(StopIteration):
-        op.throw(ResponseError("NOPERM this user has no permissions to run the 'time' command"))
-    assert clock.refused and clock.offset_ms == 0
+        op.send(time_reply(time.time() * 1000 + 30_000))
+    assert not clock.refused and clock.offset_ms == pytest.approx(30_000, abs=50)
 
     op = sync(clock)
     next(op)
     with pytest.raises(StopIteration):
-        op.send(time_reply(time.time() * 1000 + 30_000))
-    assert not clock.refused and clock.offset_ms == pytest.approx(30_000, abs=50)
+        op.throw(NoPermissionError("this user has no permissions to run the 'time' command"))
+    assert clock.refused and clock.offset_ms == 0
+
+
+def test_a_passing_error_is_no_refusal_and_the_estimate_stands():
+    clock = SharedClock()
+    clock.observe(time_reply(5_000), sent_s=0.0, received_s=0.0, round_trip_s=0.001)
+    for error in (ResponseError("BUSY Redis is busy running a script"), ResponseError("MASTERDOWN Link is down")):
+        op = sync(clock)
+        next(op)
+        with pytest.raises(StopIteration):
+            op.throw(error)
+    assert not clock.refused and clock.offset_ms == 5_000
+
+
+def test_a_proxy_without_time_is_a_refusal():
+    clock = SharedClock()
+    op = sync(clock)
+    next(op)
+    with pytest.raises(StopIteration):
+        op.throw(ResponseError("ERR unknown command 'TIME', with args beginning with: "))
+    assert clock.refused
+
+
+def test_a_refusal_is_asked_again_after_a_while():
+    clock = SharedClock()
+    clock.retry_refused_s = -1.0  # already over
+    clock.refuse()
+    assert not clock.refused and next(refresh(clock)) == Command(("TIME",))
 
 
 def test_refresh_reads_time_only_when_no_reply_came_lately():
@@ -82,8 +109,36 @@ def test_refresh_reads_time_only_when_no_reply_came_lately():
 
 def test_refresh_never_asks_a_redis_that_refused_time():
     clock = SharedClock()
-    op = sync(clock)
-    next(op)
-    with pytest.raises(StopIteration):
-        op.throw(ResponseError("NOPERM"))
+    clock.refuse()
     assert list(refresh(clock)) == []
+
+
+def test_read_timed_reads_the_clock_in_the_same_round_trip():
+    clock = SharedClock()
+    op = read_timed([("HGETALL", "a"), ("GET", "b")], clock)
+    assert next(op) == Pipeline((("HGETALL", "a"), ("GET", "b"), ("TIME",)))
+    with pytest.raises(StopIteration) as done:
+        op.send([{}, b"1", time_reply(time.time() * 1000 - 20_000)])
+    assert done.value.value == [{}, b"1"]
+    assert clock.offset_ms == pytest.approx(-20_000, abs=50)
+
+
+def test_read_timed_answers_without_the_clock_when_time_is_refused_midway():
+    """An ACL changed while the process runs costs a round trip, not the replies (nor the request)."""
+    clock = SharedClock()
+    op = read_timed([("GET", "b")], clock)
+    next(op)
+    assert op.throw(NoPermissionError("no permissions to run the 'time' command")) == Pipeline((("GET", "b"),))
+    with pytest.raises(StopIteration) as done:
+        op.send([b"1"])
+    assert done.value.value == [b"1"] and clock.refused
+    assert next(read_timed([("GET", "b")], clock)) == Pipeline((("GET", "b"),))  # not asked again for now
+
+
+def test_read_timed_lets_any_other_error_through():
+    clock = SharedClock()
+    op = read_timed([("GET", "b")], clock)
+    next(op)
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        op.throw(ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"))
+    assert not clock.refused
