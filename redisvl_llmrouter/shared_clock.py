@@ -32,7 +32,7 @@ __all__ = ["CLOCK", "SharedClock", "is_refusal", "now_ms", "read_timed", "refres
 
 def is_refusal(exc: ResponseError) -> bool:
     """Whether Redis refuses ``TIME`` for good (an ACL, a proxy that lacks it), not for a moment
-    (``BUSY`` with a script, ``LOADING``, a failover)."""
+    (``BUSY`` with a script, ``MASTERDOWN`` in a failover; a loading Redis is a connection error)."""
     return isinstance(exc, NoPermissionError) or "unknown command" in str(exc).lower()
 
 
@@ -105,7 +105,7 @@ def now_ms() -> int:
 
 def sync(clock: SharedClock = CLOCK) -> Op[None]:
     """Read Redis's clock once. A refusal leaves the process on its own clock; a passing error
-    (``BUSY``, ``LOADING``) leaves the estimate as it was, to be asked again on the next :func:`refresh`."""
+    (``BUSY``, ``MASTERDOWN``) leaves the estimate as it was, to be asked again on the next :func:`refresh`."""
     sent, started = time.time(), time.monotonic()
     try:
         reply = yield Command(("TIME",))
