@@ -20,6 +20,34 @@ import httpx
 
 LLMROUTER = str(Path(sys.executable).parent / "llmrouter")
 
+#: libfaketime (Debian's, which make install installs) shifts one process's clock, as a host's can be.
+LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+NO_LIBFAKETIME = "libfaketime is not installed (make install does it)"
+
+
+def clock_shifted(offset: str) -> dict[str, str]:
+    """Environment variables for a process whose clock runs ``offset`` (``+60s``, ``-60s``) off the
+    machine's. Monotonic time shifts too: with it left alone, this libfaketime breaks ``time.sleep``."""
+    return {"LD_PRELOAD": LIBFAKETIME, "FAKETIME": offset}
+
+
+@contextlib.contextmanager
+def redis_user(redis_url: str, *rules: str) -> Iterator[str]:
+    """A Redis ACL user with ``rules`` (``+@all``, ``-time``, ...) while the block runs: its URL."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import redis
+
+    admin = redis.Redis.from_url(redis_url)
+    user, password = f"u{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    parts = urlsplit(redis_url)
+    try:
+        admin.execute_command("ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", *rules)
+        yield urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.hostname}:{parts.port}"))
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
+        admin.close()
+
 
 def free_port() -> int:
     with socket.socket() as s:

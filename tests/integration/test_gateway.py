@@ -21,7 +21,20 @@ import httpx
 import openai
 import pytest
 import redis
-from gateway_support import LLMROUTER, free_port, gateway, launch, output, stop, upstream, wait_ready
+from gateway_support import (
+    LIBFAKETIME,
+    LLMROUTER,
+    NO_LIBFAKETIME,
+    clock_shifted,
+    free_port,
+    gateway,
+    launch,
+    output,
+    redis_user,
+    stop,
+    upstream,
+    wait_ready,
+)
 
 from redisvl_llmrouter import ModelCatalog, ModelSpec, Route, SemanticRouter
 from redisvl_llmrouter.gateway.upstream import REFUSAL
@@ -922,11 +935,7 @@ def test_the_breaker_opens_after_n_failures_and_half_opens_after_the_cooldown_fo
         assert wait_for(lambda: store.hget(key, "state"), b"closed") == b"closed"
 
 
-#: libfaketime (Debian's, which make install installs) shifts one process's clock, as a host's can be.
-LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
-
-
-@pytest.mark.skipif(not os.path.exists(LIBFAKETIME), reason="libfaketime is not installed (make install does it)")
+@pytest.mark.skipif(not os.path.exists(LIBFAKETIME), reason=NO_LIBFAKETIME)
 def test_gateways_on_hosts_whose_clocks_disagree_by_minutes_time_a_breakers_cooldown_alike(
     redis_url, local_upstream, tmp_path
 ):
@@ -936,10 +945,6 @@ def test_gateways_on_hosts_whose_clocks_disagree_by_minutes_time_a_breakers_cool
     cooldown_s = 3
     settings = {"breaker": {"failures": 3, "cooldown_s": cooldown_s, "successes": 1}, "retry": {"attempts": 1}}
     store = redis.Redis.from_url(redis_url)
-
-    def shifted(offset: str) -> dict[str, str]:
-        # Monotonic time is shifted too: with it left alone, this libfaketime breaks time.sleep().
-        return {"LD_PRELOAD": LIBFAKETIME, "FAKETIME": offset}
 
     def trip(client: openai.OpenAI, model: str) -> float:
         """Fail ``model`` until its breaker opens; when it opened (Redis's clock, the one this process has)."""
@@ -952,8 +957,8 @@ def test_gateways_on_hosts_whose_clocks_disagree_by_minutes_time_a_breakers_cool
         return int(store.hget(key, "opened_ms")) / 1000
 
     with (
-        gateway(redis_url, local_upstream.url, tmp_path, settings, env=shifted("+60s")) as ahead,
-        gateway(redis_url, local_upstream.url, tmp_path, settings, env=shifted("-60s")) as behind,
+        gateway(redis_url, local_upstream.url, tmp_path, settings, env=clock_shifted("+60s")) as ahead,
+        gateway(redis_url, local_upstream.url, tmp_path, settings, env=clock_shifted("-60s")) as behind,
         openai.OpenAI(base_url=ahead.v1, api_key="none", max_retries=0) as early,
         openai.OpenAI(base_url=behind.v1, api_key="none", max_retries=0) as late,
     ):
@@ -981,17 +986,11 @@ def test_a_redis_user_denied_time_and_module_list_is_served_with_breakers_on_the
 ):
     """Managed Redis ACLs may refuse TIME (and MODULE LIST): the gateway starts, routes, and times
     its breakers on its own clock instead."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    admin = redis.Redis.from_url(redis_url)
-    user, password = f"nt{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
-    parts = urlsplit(redis_url)
-    url = urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.hostname}:{parts.port}"))
     model = f"nt{uuid.uuid4().hex[:6]}/down"
     local_upstream.control(model=model, fail=1, status=503)
     settings = {"breaker": {"failures": 1, "cooldown_s": 30}, "retry": {"attempts": 1}}
-    try:
-        admin.execute_command("ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", "+@all", "-time", "-module")
+    store = redis.Redis.from_url(redis_url)
+    with redis_user(redis_url, "+@all", "-time", "-module") as url:
         with pytest.raises(redis.exceptions.NoPermissionError):
             redis.Redis.from_url(url).time()
         with (
@@ -1003,39 +1002,29 @@ def test_a_redis_user_denied_time_and_module_list_is_served_with_breakers_on_the
                 client.chat.completions.create(model=model, messages=ask("x"))
             assert failed.value.body["code"] != "circuit_open"
             key = f"llmrouter:breaker:{{{model}}}"
-            assert wait_for(lambda: admin.hget(key, "state"), b"open") == b"open"
+            assert wait_for(lambda: store.hget(key, "state"), b"open") == b"open"
             time.sleep(0.3)  # past the process's breaker cache
             with pytest.raises(openai.InternalServerError) as refused:
                 client.chat.completions.create(model=model, messages=ask("x"))
             assert refused.value.body["code"] == "circuit_open"
-    finally:
-        admin.execute_command("ACL", "DELUSER", user)
 
 
 def test_time_refused_while_the_gateway_runs_costs_it_the_shared_clock_not_its_answers(
     redis_url, local_upstream, tmp_path
 ):
     """An ACL changed under a running gateway: the breaker reads that carried TIME go on without it."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    admin = redis.Redis.from_url(redis_url)
-    user, password = f"rv{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
-    parts = urlsplit(redis_url)
-    url = urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.hostname}:{parts.port}"))
-    try:
-        admin.execute_command("ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", "+@all")
-        with (
-            gateway(url, local_upstream.url, tmp_path) as srv,
-            openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as client,
-        ):
+    with (
+        redis_user(redis_url, "+@all") as url,
+        gateway(url, local_upstream.url, tmp_path) as srv,
+        openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as client,
+    ):
+        assert client.chat.completions.create(model="auto", messages=ask("hello there")).choices
+        user = url.split("//", 1)[1].split(":", 1)[0]
+        redis.Redis.from_url(redis_url).execute_command("ACL", "SETUSER", user, "-time")
+        for _ in range(3):
+            time.sleep(0.3)  # past the process's breaker cache: the states are read again
             assert client.chat.completions.create(model="auto", messages=ask("hello there")).choices
-            admin.execute_command("ACL", "SETUSER", user, "-time")
-            for _ in range(3):
-                time.sleep(0.3)  # past the process's breaker cache: the states are read again
-                assert client.chat.completions.create(model="auto", messages=ask("hello there")).choices
-            assert srv.get("/stats").status_code == 200
-    finally:
-        admin.execute_command("ACL", "DELUSER", user)
+        assert srv.get("/stats").status_code == 200
 
 
 def test_a_half_open_breaker_lets_one_trial_call_through_across_two_processes_and_the_rest_move_on(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from gateway_support import LIBFAKETIME, NO_LIBFAKETIME, clock_shifted
 
 from redisvl_llmrouter import (
     ConfigError,
@@ -189,11 +190,7 @@ def test_two_routers_in_two_processes_share_latency_load_and_round_robin(redis_u
     router.delete()
 
 
-#: libfaketime (Debian's, which make install installs) shifts one process's clock, as a host's can be.
-LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
-
-
-@pytest.mark.skipif(not os.path.exists(LIBFAKETIME), reason="libfaketime is not installed (make install does it)")
+@pytest.mark.skipif(not os.path.exists(LIBFAKETIME), reason=NO_LIBFAKETIME)
 def test_a_call_started_on_a_host_whose_clock_is_a_minute_behind_counts_in_flight_everywhere(redis_url, name, table):
     """Its 30 s lease ends 30 s from now on Redis's clock, not 30 s ago: else least_loaded sends more to a busy model."""
     from redisvl_llmrouter import SemanticRouter
@@ -212,7 +209,7 @@ def test_a_call_started_on_a_host_whose_clock_is_a_minute_behind_counts_in_fligh
         other.call_started({f"{name}/a"!r}, "req-behind", timeout_ms=30_000)
         """
     )
-    env = {**os.environ, "LD_PRELOAD": LIBFAKETIME, "FAKETIME": "-60s"}
+    env = {**os.environ, **clock_shifted("-60s")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr
     assert router.live_stats([f"{name}/a"])[f"{name}/a"].inflight == 1
