@@ -17,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 LLMROUTER = str(Path(sys.executable).parent / "llmrouter")
 
 #: libfaketime (Debian's, which make install installs) shifts one process's clock, as a host's can be.
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
-NO_LIBFAKETIME = "libfaketime is not installed (make install does it)"
+needs_libfaketime = pytest.mark.skipif(
+    not os.path.exists(LIBFAKETIME), reason="libfaketime is not installed (make install does it)"
+)
 
 
 def clock_shifted(offset: str) -> dict[str, str]:

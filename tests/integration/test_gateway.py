@@ -16,19 +16,19 @@ import re
 import threading
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import httpx
 import openai
 import pytest
 import redis
 from gateway_support import (
-    LIBFAKETIME,
     LLMROUTER,
-    NO_LIBFAKETIME,
     clock_shifted,
     free_port,
     gateway,
     launch,
+    needs_libfaketime,
     output,
     redis_user,
     stop,
@@ -935,7 +935,7 @@ def test_the_breaker_opens_after_n_failures_and_half_opens_after_the_cooldown_fo
         assert wait_for(lambda: store.hget(key, "state"), b"closed") == b"closed"
 
 
-@pytest.mark.skipif(not os.path.exists(LIBFAKETIME), reason=NO_LIBFAKETIME)
+@needs_libfaketime
 def test_gateways_on_hosts_whose_clocks_disagree_by_minutes_time_a_breakers_cooldown_alike(
     redis_url, local_upstream, tmp_path
 ):
@@ -1019,7 +1019,7 @@ def test_time_refused_while_the_gateway_runs_costs_it_the_shared_clock_not_its_a
         openai.OpenAI(base_url=srv.v1, api_key="none", max_retries=0) as client,
     ):
         assert client.chat.completions.create(model="auto", messages=ask("hello there")).choices
-        user = url.split("//", 1)[1].split(":", 1)[0]
+        user = urlsplit(url).username
         redis.Redis.from_url(redis_url).execute_command("ACL", "SETUSER", user, "-time")
         for _ in range(3):
             time.sleep(0.3)  # past the process's breaker cache: the states are read again

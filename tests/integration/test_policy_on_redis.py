@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from gateway_support import LIBFAKETIME, NO_LIBFAKETIME, clock_shifted
+from gateway_support import clock_shifted, needs_libfaketime
 
 from redisvl_llmrouter import (
     ConfigError,
@@ -190,7 +190,7 @@ def test_two_routers_in_two_processes_share_latency_load_and_round_robin(redis_u
     router.delete()
 
 
-@pytest.mark.skipif(not os.path.exists(LIBFAKETIME), reason=NO_LIBFAKETIME)
+@needs_libfaketime
 def test_a_call_started_on_a_host_whose_clock_is_a_minute_behind_counts_in_flight_everywhere(redis_url, name, table):
     """Its 30 s lease ends 30 s from now on Redis's clock, not 30 s ago: else least_loaded sends more to a busy model."""
     from redisvl_llmrouter import SemanticRouter
