@@ -28,6 +28,26 @@ WRITE_BEHIND_MAX_BACKOFF_S = 5.0
 CLOSE_TIMEOUT_S = 5.0
 
 
+_EXPIRIES = frozenset({"EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT"})
+
+
+def _with_their_expiries(commands: Sequence[tuple[Any, ...]], kept: Sequence[bool]) -> list[bool]:
+    """``kept`` (the refused writes), with the expiries set on their keys later in the batch.
+
+    A full Redis refuses a write that grows it (``HSET``, ``ZADD``) but runs the ``EXPIRE`` sent
+    with it, on a key that write did not make: sent again alone, the write would make a key that
+    never expires (a request record, an in-flight set). Its expiries go with it; they only set a TTL.
+    """
+    kept = list(kept)
+    refused: set[Any] = set()
+    for i, command in enumerate(commands):
+        if str(command[0]).upper() in _EXPIRIES:
+            kept[i] = kept[i] or command[1] in refused
+        elif kept[i] and len(command) > 1:
+            refused.add(command[1])
+    return kept
+
+
 class WriteBehind:
     """Redis writes that need not delay an answer (statistics, breakers, the log), batched.
 
@@ -67,7 +87,7 @@ class WriteBehind:
             try:
                 replies = await adrive(run_scripts(scripts, commands, raise_refused=False), self._router._client)
                 # Near its maxmemory Redis takes some commands of a batch and refuses others: only the
-                # refused ones are kept, so what landed is never sent twice.
+                # refused ones are kept (with their keys' expiries), so no write that landed is sent twice.
                 kept = [isinstance(r, Exception) and transient_redis_error(r) for r in replies]
                 passing = [r for r, keep in zip(replies, kept, strict=True) if keep]
                 lasting = [r for r, keep in zip(replies, kept, strict=True) if isinstance(r, Exception) and not keep]
@@ -79,7 +99,9 @@ class WriteBehind:
                     )
                 n = len(scripts)
                 scripts = [s for s, keep in zip(scripts, kept[:n], strict=True) if keep]
-                commands = [c for c, keep in zip(commands, kept[n:], strict=True) if keep]
+                commands = [
+                    c for c, keep in zip(commands, _with_their_expiries(commands, kept[n:]), strict=True) if keep
+                ]
                 if passing:
                     raise passing[0]
             except Exception as exc:

@@ -16,9 +16,10 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -607,34 +608,66 @@ def test_a_statement_and_a_vector_together_are_refused(api, name, table):
             call()
 
 
-def test_the_write_behind_sends_again_only_the_writes_a_full_redis_refused(own_redis):
-    """Near its maxmemory Redis takes some commands of a batch (those that free memory) and refuses the
-    rest: sending the whole batch again ran what had landed twice (log entries and counts doubled)."""
+def write_behind_through_a_full_redis(
+    url: str, commands: list[tuple[Any, ...]], while_full: Callable[[], None]
+) -> None:
+    """Give ``commands`` to a gateway's write-behind while Redis is full (``maxmemory`` 1: what grows
+    it is refused), check ``while_full()``, then let Redis take writes again and flush."""
     from types import SimpleNamespace
 
     import redis.asyncio as aredis
 
     from redisvl_llmrouter.gateway.write_behind import WriteBehind
 
-    client = redis.Redis.from_url(own_redis.url)
-    client.rpush("queue", "a", "b", "c")
+    client = redis.Redis.from_url(url)
 
     async def run() -> None:
-        aclient = aredis.Redis.from_url(own_redis.url)
+        aclient = aredis.Redis.from_url(url)
         writes = WriteBehind(SimpleNamespace(_client=aclient))  # type: ignore[arg-type]
         try:
-            client.config_set("maxmemory", 1)  # full: XADD (which grows it) is refused, LPOP is not
-            writes.add([("LPOP", "queue"), ("XADD", "log", "*", "f", "v")])
+            client.config_set("maxmemory", 1)
+            writes.add(commands)
             await writes.flush()
-            assert (client.llen("queue"), client.xlen("log")) == (2, 0)
+            while_full()
             client.config_set("maxmemory", 0)
             await writes.flush()
         finally:
+            client.config_set("maxmemory", 0)
             await writes.close()
             await aclient.aclose()
 
     asyncio.run(run())
+
+
+def test_the_write_behind_sends_again_only_the_writes_a_full_redis_refused(own_redis):
+    """Near its maxmemory Redis takes some commands of a batch (those that free memory) and refuses the
+    rest: sending the whole batch again ran what had landed twice (log entries and counts doubled)."""
+    client = redis.Redis.from_url(own_redis.url)
+    client.rpush("queue", "a", "b", "c")
+
+    def while_full() -> None:  # XADD (which grows it) was refused, LPOP was not
+        assert (client.llen("queue"), client.xlen("log")) == (2, 0)
+
+    write_behind_through_a_full_redis(own_redis.url, [("LPOP", "queue"), ("XADD", "log", "*", "f", "v")], while_full)
     assert (client.llen("queue"), client.xlen("log")) == (2, 1)  # each write landed once
+
+
+def test_a_write_a_full_redis_refused_lands_later_with_the_expiry_sent_beside_it(own_redis):
+    """A full Redis refuses ``HSET``/``ZADD`` but runs the ``EXPIRE`` beside them, on a key not yet
+    made: sent again alone, the write made a key that never expired (request records and in-flight
+    sets piled up after each time Redis had been full)."""
+    from redisvl_llmrouter.policy import stats as live
+
+    client = redis.Redis.from_url(own_redis.url)
+    record = [("HSET", "request:1", "model", "m"), ("EXPIRE", "request:1", "3600")]  # as a request is kept
+    inflight = live.start_commands("m", "1", now_ms=0, timeout_ms=15_000)
+
+    def while_full() -> None:
+        assert client.exists("request:1", live.inflight_key("m")) == 0
+
+    write_behind_through_a_full_redis(own_redis.url, [*record, *inflight], while_full)
+    assert 0 < client.ttl("request:1") <= 3600
+    assert 0 < client.pttl(live.inflight_key("m")) <= 75_000
 
 
 def test_the_gateway_keeps_serving_after_redis_restarts_empty(own_redis, tmp_path):
