@@ -271,7 +271,8 @@ class GatewayClosedError(GatewayError, RuntimeError):
 
 class GatewayLoopError(GatewayError, RuntimeError):
     """A call on an async ``Gateway`` from an event loop other than the one it was created on (its
-    connections belong to that loop): create one per loop, or use ``SyncGateway`` from any thread."""
+    connections belong to that loop): create one per loop, or use ``SyncGateway`` from any thread.
+    Also a ``SyncGateway`` used in a process forked after it was created (its loop's thread stayed in the parent)."""
 
     code = "wrong_event_loop"
 

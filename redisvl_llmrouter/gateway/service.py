@@ -24,6 +24,7 @@ Every request ends answered or with an error that says what happened to each mod
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -2049,10 +2050,46 @@ async def _stored(name: str, redis_url: str) -> bool:
     return True
 
 
+class _CallsInFlight:
+    """The calls a :class:`SyncGateway`'s loop runs for other threads. Closing refuses new ones, lets
+    the running ones end (as the server's graceful shutdown does), then cancels what is left, so no
+    caller waits on a loop that has stopped."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # a call is submitted before closing begins, or refused
+        self._futures: set[concurrent.futures.Future[Any]] = set()
+        self.closing = False
+
+    def submit(self, coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop) -> concurrent.futures.Future[T]:
+        with self._lock:
+            if self.closing or loop.is_closed():
+                coro.close()  # never awaited: say so without a "never awaited" warning
+                raise GatewayClosedError("This SyncGateway is closed; create a new one.")
+            future = asyncio.run_coroutine_threadsafe(coro, loop)
+            self._futures.add(future)
+        future.add_done_callback(self._futures.discard)
+        return future
+
+    def close(self, timeout_s: float) -> None:
+        with self._lock:
+            self.closing = True
+            running = list(self._futures)
+        concurrent.futures.wait(running, timeout=timeout_s)
+        for future in running:  # still running: its caller gets GatewayClosedError, its task is cancelled
+            future.cancel()
+
+
 class SyncGateway:
-    """The gateway for blocking code: the async gateway on an event loop in a background thread."""
+    """The gateway for blocking code: the async gateway on an event loop in a background thread.
+
+    Any thread may call it. ``close()`` lets the calls under way end (up to the config's
+    ``shutdown_timeout_s``); those still running then raise :class:`GatewayClosedError`. Its loop
+    thread does not survive a ``fork``: create one in each process (gunicorn: not in a preloaded app).
+    """
 
     def __init__(self, config: GatewayConfig | Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        self._pid = os.getpid()
+        self._calls = _CallsInFlight()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="llmrouter-gateway", daemon=True)
         self._thread.start()
@@ -2063,12 +2100,17 @@ class SyncGateway:
             raise
         # The bookkeeping of the last answers is written behind them: a program that ends without
         # close() must not lose it (the loop runs on a daemon thread, which exit would just stop).
-        self._at_exit = weakref.finalize(self, SyncGateway._close_loop, self._loop, self._thread, self._gateway)
+        self._at_exit = weakref.finalize(
+            self, SyncGateway._close_loop, self._loop, self._thread, self._gateway, self._calls, self._pid
+        )
 
     @staticmethod
-    def _close_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread, gateway: Gateway) -> None:
-        if loop.is_closed():
+    def _close_loop(
+        loop: asyncio.AbstractEventLoop, thread: threading.Thread, gateway: Gateway, calls: _CallsInFlight, pid: int
+    ) -> None:
+        if loop.is_closed() or os.getpid() != pid:  # a forked child has the loop's object but not its thread
             return
+        calls.close(0)  # at exit nothing waits for them (close() has let them end)
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(gateway.aclose(), loop).result(timeout=CLOSE_TIMEOUT_S * 2)
         SyncGateway._halt(loop, thread)
@@ -2086,10 +2128,19 @@ class SyncGateway:
         self._halt(self._loop, self._thread)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._loop.is_closed():
-            coro.close()  # never awaited: say so without a "never awaited" warning
-            raise GatewayClosedError("This SyncGateway is closed; create a new one.")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        if os.getpid() != self._pid:
+            coro.close()
+            raise GatewayLoopError(
+                "This SyncGateway was created in another process, before a fork: its event loop's thread "
+                "stayed there. Create one in each process (with gunicorn: after the fork, not in a preloaded app)."
+            )
+        future = self._calls.submit(coro, self._loop)
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            if self._calls.closing:
+                raise GatewayClosedError("This SyncGateway was closed before the call ended.") from None
+            raise
 
     def complete(self, /, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> Completion:
         """As :meth:`Gateway.complete` (streaming is async only)."""
@@ -2124,7 +2175,10 @@ class SyncGateway:
         return self._run(self._gateway.recent_decisions(count, tenant))
 
     def close(self) -> None:
-        """Write what is pending and stop the loop thread (also done at exit if never called)."""
+        """Let the calls under way end (up to ``shutdown_timeout_s``), write what is pending and stop the
+        loop thread. Done at exit too if never called, without waiting for calls still running then."""
+        if self._at_exit.alive and os.getpid() == self._pid:
+            self._calls.close(self._gateway.config.shutdown_timeout_s)
         self._at_exit()
 
     def __enter__(self) -> SyncGateway:

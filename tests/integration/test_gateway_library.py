@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -1189,6 +1192,67 @@ def test_the_sync_wrapper(redis_url, local_upstream):
         assert gw.report().total.requests == 1
     with pytest.raises(GatewayClosedError, match="closed"):
         gw.complete([{"role": "user", "content": "hello"}])
+    SemanticRouter.from_existing(name, redis_url=redis_url).delete()
+
+
+def test_closing_a_sync_gateway_lets_the_calls_under_way_end_and_cuts_off_those_that_outlast_its_timeout(
+    redis_url, local_upstream
+):
+    """Threads inside ``complete()`` when another closes the gateway: a call that ends within
+    ``shutdown_timeout_s`` is answered, one that outlasts it raises GatewayClosedError; none waits for
+    ever on the stopped loop (they did: close() stopped the loop under them)."""
+    quick, stuck = f"q{uuid.uuid4().hex[:6]}/m", f"s{uuid.uuid4().hex[:6]}/m"
+    local_upstream.control(model=quick, latency_ms=500)
+    local_upstream.control(model=stuck, hang_s=60)
+    name = f"lib-{uuid.uuid4().hex[:6]}"
+    config = {"router_name": name, "upstream_url": local_upstream.url, "shutdown_timeout_s": 2}
+    gw = SyncGateway(config, redis_url=redis_url)
+    results: dict[str, Any] = {}
+
+    def call(model: str) -> None:
+        try:
+            results[model] = gw.complete([{"role": "user", "content": "hi"}], model=model).outcome.model
+        except Exception as exc:
+            results[model] = exc
+
+    threads = [threading.Thread(target=call, args=(m,), daemon=True) for m in (quick, stuck)]
+    for thread in threads:
+        thread.start()
+    while local_upstream.calls(quick) + local_upstream.calls(stuck) < 2:
+        time.sleep(0.02)
+    started = time.monotonic()
+    gw.close()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert not any(thread.is_alive() for thread in threads)
+    assert results[quick] == quick
+    assert isinstance(results[stuck], GatewayClosedError) and "closed before the call ended" in str(results[stuck])
+    assert 1.5 < time.monotonic() - started < 8
+    SemanticRouter.from_existing(name, redis_url=redis_url).delete()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_sync_gateway_used_in_a_forked_child_says_so_instead_of_waiting_for_ever(redis_url, local_upstream):
+    """The gunicorn --preload pattern: the parent's gateway in a forked child has no loop thread."""
+    name = f"lib-{uuid.uuid4().hex[:6]}"
+    with SyncGateway({"router_name": name, "upstream_url": local_upstream.url}, redis_url=redis_url) as gw:
+        gw.route([{"role": "user", "content": "hello"}])
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report the error's type, or be killed by the alarm if the call hangs
+            signal.alarm(20)
+            try:
+                gw.route([{"role": "user", "content": "hello"}])
+                os.write(write, b"answered")
+            except Exception as exc:
+                os.write(write, type(exc).__name__.encode())
+            os._exit(0)
+        os.close(write)
+        _, status = os.waitpid(pid, 0)
+        said = os.read(read, 100).decode()
+        os.close(read)
+        assert gw.route([{"role": "user", "content": "hello"}]).name  # the parent's is untouched
+    assert os.WIFEXITED(status) and said == "GatewayLoopError", (status, said)
     SemanticRouter.from_existing(name, redis_url=redis_url).delete()
 
 
