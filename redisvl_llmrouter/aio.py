@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redisvl.index import AsyncSearchIndex
 from redisvl.utils.vectorize import BaseVectorizer
 
-from redisvl_llmrouter import compat, connection
+from redisvl_llmrouter import compat, connection, fork_safety
 from redisvl_llmrouter.core import Acquire, Command, Embed, FeedbackResult, Op, Pipeline, RouterCore
 from redisvl_llmrouter.errors import LLMRouterError, RouterLoopError
 from redisvl_llmrouter.learning.calibration import Calibration
@@ -148,6 +149,8 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         self._client = client
         self._owns_client = owns_client
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_pid = os.getpid()  # a forked child has the parent's loop object, never running there
+        self._loop_lock = fork_safety.lock()  # two threads' loops arriving at once: one moves the client
 
     @classmethod
     async def create(
@@ -211,13 +214,20 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         redis-py's asyncio connections, its pool's wait condition and our write lock belong to the loop
         they were first used on; on a later loop they fail with "Event loop is closed" or "attached to
         a different loop". A client this router opened is replaced by a new one with the same settings;
-        a caller's own client is the caller's to rebuild, so that gets a clear error instead.
+        a caller's own client is the caller's to rebuild, so that gets a clear error instead. In a
+        forked child the parent's loop (which may look running) and connections are copies: moved too.
         """
         loop = asyncio.get_running_loop()
-        if self._loop is loop:
+        with self._loop_lock:
+            self._move_to(loop)
+
+    def _move_to(self, loop: asyncio.AbstractEventLoop) -> None:
+        forked = self._loop_pid != os.getpid()
+        if self._loop is loop and not forked:
             return
         if self._loop is not None:
-            if self._loop.is_running():  # two loops at once: moving the client would cut the other's calls
+            # Two loops at once: moving the client would cut the other's calls.
+            if self._loop.is_running() and not forked:
                 raise RouterLoopError(
                     "This AsyncSemanticRouter is in use on another event loop (another thread's) right now; "
                     "its connections belong to that loop. Create one router per event loop, or use "
@@ -232,7 +242,7 @@ class AsyncSemanticRouter(BaseSemanticRouter):
             self._client = connection.rebuilt_async_client(self._client)
             self._search_index = None
             self._core.write_lock = asyncio.Lock()
-        self._loop = loop
+        self._loop, self._loop_pid = loop, os.getpid()
 
     async def __call__(
         self,
@@ -447,7 +457,7 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         """Close the Redis connection if the router opened it."""
         if self._owns_client:
             self._follow_loop()  # a client from a finished loop cannot be closed on this one
-            await self._client.aclose()
+            await self._client.aclose(close_connection_pool=True)  # its pool is its own (connection.async_client)
 
     async def __aenter__(self) -> AsyncSemanticRouter:
         return self

@@ -21,7 +21,6 @@ import logging
 import math
 import numbers
 import re
-import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -35,7 +34,7 @@ from redis.exceptions import ResponseError
 from redisvl.extensions.router.schema import Route as _RedisVLRoute
 from redisvl.utils.vectorize import BaseVectorizer
 
-from redisvl_llmrouter import ranking, shared_clock
+from redisvl_llmrouter import fork_safety, ranking, shared_clock
 from redisvl_llmrouter.errors import (
     ConfigError,
     ConflictError,
@@ -184,7 +183,7 @@ class _EmbeddingCache:
     def __init__(self, size: int) -> None:
         self.size = size
         self._items: OrderedDict[str, bytes] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = fork_safety.lock()
 
     def get(self, text: str) -> bytes | None:
         if self.size <= 0:
@@ -366,7 +365,7 @@ class RouterCore:
         self.deleted = False
         """Set by :meth:`delete`: the object then refuses to work (see :meth:`check_not_deleted`)."""
         #: Serialises this object's commits; the async router replaces it with an ``asyncio.Lock``.
-        self.write_lock: Any = threading.Lock()
+        self.write_lock: Any = fork_safety.lock()
 
     # ----------------------------------------------------------------- state (no I/O)
     @property

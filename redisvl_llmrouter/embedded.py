@@ -27,11 +27,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from redisvl_llmrouter import fork_safety
 from redisvl_llmrouter.errors import DataDirLockedError, EmbeddedRedisError
 
 __all__ = ["LOCK_FILE", "EmbeddedRedis", "get_embedded_redis", "served_by_embedded", "stop_embedded_redis"]
@@ -306,7 +306,7 @@ class EmbeddedRedis:
             self._workdir = None
 
 
-_lock = threading.Lock()
+_lock = fork_safety.lock()
 _shared: EmbeddedRedis | None = None
 #: Every loopback port the process-wide embedded Redis has used in this process.
 _ports: set[int] = set()

@@ -819,6 +819,7 @@ class SemanticRouter(BaseSemanticRouter):
         """Close the Redis connection if the router opened it."""
         if self._owns_client:
             self._client.close()
+            self._client.connection_pool.disconnect()  # its own pool (connection.sync_client): redis-py leaves it open
 
     def __enter__(self) -> SemanticRouter:
         return self

@@ -17,7 +17,6 @@ process is the norm; a process on two Redis servers with different clocks uses t
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from typing import Any
 
 from redis.exceptions import NoPermissionError, ResponseError
 
+from redisvl_llmrouter import fork_safety
 from redisvl_llmrouter.ops import Command, Op, Pipeline
 
 __all__ = ["CLOCK", "SharedClock", "is_refusal", "now_ms", "read_timed", "refresh", "sync"]
@@ -49,7 +49,7 @@ class SharedClock:
         self._samples: deque[tuple[float, float, float]] = deque(maxlen=self._MAX_SAMPLES)  # (at, rtt, offset)
         self._offset_ms = 0.0
         self._refused_until = 0.0  # monotonic
-        self._lock = threading.Lock()
+        self._lock = fork_safety.lock()
 
     @property
     def offset_ms(self) -> float:

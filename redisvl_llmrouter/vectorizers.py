@@ -38,7 +38,6 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -49,6 +48,7 @@ import numpy as np
 from pydantic import PrivateAttr
 from redisvl.utils.vectorize import BaseVectorizer
 
+from redisvl_llmrouter import fork_safety
 from redisvl_llmrouter.errors import ConfigError
 from redisvl_llmrouter.wordpiece import WordPiece
 
@@ -78,7 +78,7 @@ _EXPORT_VERSION = 3
 _BATCH_TOKENS = 8192
 
 _models: dict[Any, Any] = {}
-_models_lock = threading.Lock()
+_models_lock = fork_safety.lock()
 
 
 #: Where a wheel built by the project's tooling carries the fp32 ONNX model, its config and the

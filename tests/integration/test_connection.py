@@ -431,3 +431,95 @@ def test_a_tls_mismatch_says_what_the_url_needs_not_to_start_redis(flavour, url,
         make_router(flavour, url.format(tls=tls_port, plain=plain), table)
     assert advice in str(caught.value)
     assert "Start Redis there" not in str(caught.value)
+
+
+def test_closing_a_router_closes_the_connections_it_opened(api, name, table, redis_url):
+    """redis-py leaves a pool given to a client open when the client closes: ``close()`` (and the
+    ``with`` block) left every pooled connection open until the object was collected."""
+    tag = f"close-{name}"
+    admin = redis.Redis.from_url(redis_url)
+
+    def connections() -> int:
+        return sum(1 for c in admin.client_list() if c.get("name") == tag)
+
+    router = api.create(name=name, routes=ROUTES, vectorizer=table, connection_kwargs={"client_name": tag})
+    for _ in range(3):
+        assert router("query").name == "a"
+    assert connections() >= 1
+    router.close()
+    deadline = time.monotonic() + 5  # Redis drops a closed socket from its list a moment later
+    while connections() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert connections() == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_an_async_router_forked_from_its_running_loop_works_in_the_child(redis_url, name, table):
+    """A child forked while the parent's loop runs (a fork-based process pool fed from the loop) holds a
+    copy of that loop, which looks running: every call there was refused as "in use on another loop"."""
+    import threading
+
+    async def run() -> str:
+        router = await AsyncSemanticRouter.create(name=name, routes=ROUTES, vectorizer=table, redis_url=redis_url)
+        assert (await router("query")).name == "a"
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: a call on a loop of its own (in a new thread, as a pool worker has)
+            said: list[str] = []
+
+            def call() -> None:
+                try:
+                    said.append(asyncio.run(router("query")).name or "")
+                except BaseException as exc:
+                    said.append(f"{type(exc).__name__}: {exc}")
+
+            thread = threading.Thread(target=call)
+            thread.start()
+            thread.join(20)
+            os.write(write, (said[0] if said else "hung").encode())
+            os._exit(0)
+        os.close(write)
+        await asyncio.get_running_loop().run_in_executor(None, os.waitpid, pid, 0)
+        answer = os.read(read, 1000).decode()
+        os.close(read)
+        assert (await router("query")).name == "a"  # the parent's router is untouched
+        await router.delete()
+        await router.close()
+        return answer
+
+    assert asyncio.run(run()) == "a"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_router_forked_while_another_thread_held_its_locks_works_in_the_child(redis_url, name, table):
+    """A fork copies every lock as it is, but not the threads holding them: a write or a clock refresh
+    under way in another thread of the parent left the child's next write waiting for ever."""
+    import signal
+    import threading
+
+    from redisvl_llmrouter import shared_clock
+
+    router = SemanticRouter(name=name, routes=ROUTES, vectorizer=table, redis_url=redis_url, overwrite=True)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # as a thread in the middle of a write and of a clock refresh would
+        with router._core.write_lock, shared_clock.CLOCK._lock:
+            held.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(20)  # a hang ends the child with SIGALRM
+        router.add_route_references("a", ["again d=0.1"])
+        router.live_stats(["m"])
+        os._exit(0)
+    release.set()
+    holder.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    with SemanticRouter.from_existing(name, redis_url=redis_url, vectorizer=table) as stored:  # the child wrote it
+        assert len(stored.get_route_references("a")) == 2
+    router.delete()
