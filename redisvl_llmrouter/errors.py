@@ -255,10 +255,14 @@ class GatewayError(LLMRouterError):
     #: The request field the error is about, when one is (OpenAI's ``error.param``).
     param: str | None = None
 
-    def __init__(self, message: str, *, retry_after: float | None = None, detail: Any = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, detail: Any = None, param: str | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.detail = detail
+        if param is not None:
+            self.param = param
         #: The gateway request this error ended (its decisions-log entry), when there was one.
         self.request_id: str | None = None
 

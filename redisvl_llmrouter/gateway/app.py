@@ -149,7 +149,7 @@ def _gateway_error(exc: GatewayError) -> JSONResponse:
 def _request_id_header(exc: BaseException) -> dict[str, str]:
     """The id of the request an error ended, as its answer would carry it: the log entry can be found."""
     request_id = getattr(exc, "request_id", None)
-    return {"x-llmrouter-request-id": request_id} if request_id else {}
+    return {"x-llmrouter-request-id": request_id, "x-request-id": request_id} if request_id else {}
 
 
 async def _client_left(request: Request) -> None:
@@ -495,7 +495,7 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
         tenant = authorise(request)
         body = await _json_body(request)
         if "messages" not in body:
-            raise InvalidRequestError("'messages' is required.")
+            raise InvalidRequestError("'messages' is required.", param="messages")
         options = {**_headers_options(request), **{k: body.pop(k) for k in _GATEWAY_FIELDS if k in body}}
         model = body.pop("model", None)
         if model is None:

@@ -41,7 +41,9 @@ def priority_rank(priority: str | None) -> int:
     try:
         return PRIORITIES[str(priority).lower()]
     except KeyError:
-        raise InvalidRequestError(f"priority must be one of {', '.join(PRIORITIES)}; got {priority!r}") from None
+        raise InvalidRequestError(
+            f"priority must be one of {', '.join(PRIORITIES)}; got {priority!r}", param="priority"
+        ) from None
 
 
 @dataclass(order=True)

@@ -91,7 +91,7 @@ from redisvl_llmrouter.policy import stats as live
 from redisvl_llmrouter.policy.catalog import MAX_TOKENS, estimate_tokens
 from redisvl_llmrouter.policy.constraints import implied_capabilities
 from redisvl_llmrouter.request_text import NO_TEXT, messages_text, prompt_text, routing_text
-from redisvl_llmrouter.schema import MAX_STATEMENT_CHARS, Decision, RouteMatch, text_problem
+from redisvl_llmrouter.schema import MAX_STATEMENT_CHARS, Decision, RouteMatch, Strategy, text_problem
 from redisvl_llmrouter.search import as_text
 
 __all__ = ["Completion", "Gateway", "Outcome", "StreamedCompletion", "SyncGateway"]
@@ -188,7 +188,12 @@ class Outcome:
         return max(0, len({a["model"] for a in self.attempts if a.get("model")}) - 1)
 
     def headers(self) -> dict[str, str]:
-        out = {"x-llmrouter-request-id": self.request_id, "x-llmrouter-cache": self.cache}
+        # x-request-id too: the openai clients read it (completion._request_id, an error's request_id).
+        out = {
+            "x-llmrouter-request-id": self.request_id,
+            "x-request-id": self.request_id,
+            "x-llmrouter-cache": self.cache,
+        }
         for name, value in (
             ("model", self.model),
             ("route", self.route),
@@ -428,7 +433,7 @@ class Gateway:
         started = time.perf_counter()
         self._check_usable()
         if not stream and params.get("stream_options") is not None:  # refused by OpenAI as well
-            raise InvalidRequestError("'stream_options' is only allowed when 'stream' is true.")
+            raise InvalidRequestError("'stream_options' is only allowed when 'stream' is true.", param="stream_options")
         request = self._request(messages, model, priority, strategy, constraints, cache, tenant, timeout, params)
         outcome = Outcome(
             request_id=new_request_id(),
@@ -774,28 +779,33 @@ class Gateway:
         from redisvl_llmrouter.router import route_options
 
         if not isinstance(model, str) or not model.strip():
-            raise InvalidRequestError("model must be a non-empty string: 'auto', 'router/<name>' or a model name.")
+            raise InvalidRequestError(
+                "model must be a non-empty string: 'auto', 'router/<name>' or a model name.", param="model"
+            )
         if len(model) > MAX_MODEL_NAME_CHARS or not model.isprintable():
             # Each model name becomes Redis keys and metric labels: a client must not mint unbounded ones.
             raise InvalidRequestError(
-                f"model must be a printable name of at most {MAX_MODEL_NAME_CHARS} characters ({len(model)} given)."
+                f"model must be a printable name of at most {MAX_MODEL_NAME_CHARS} characters ({len(model)} given).",
+                param="model",
             )
         target = self._target(model)
         for name, value in (("messages", messages), *params.items()):
-            if (where := _not_utf8(name, "a field's name") or _not_utf8(value, name)) is not None:
+            bad_name = _not_utf8(name, "a field's name")
+            if (where := bad_name or _not_utf8(value, name)) is not None:
                 # JSON lets a client send a lone surrogate ("\ud800"); no provider can be sent it as UTF-8,
                 # and the call failing on the way out was counted against the model (its breaker).
                 raise InvalidRequestError(
-                    f"{where} holds a lone surrogate (U+D800 to U+DFFF): not valid Unicode, so it cannot be sent."
+                    f"{where} holds a lone surrogate (U+D800 to U+DFFF): not valid Unicode, so it cannot be sent.",
+                    param=None if bad_name or len(name) > 200 else name,  # one that cannot be written back: unnamed
                 )
         try:
             text = messages_text(messages)
         except InvalidQueryError as exc:
             if str(exc) != NO_TEXT:
-                raise InvalidRequestError(str(exc)) from None
+                raise InvalidRequestError(str(exc), param="messages") from None
             if target is None:
                 raise InvalidRequestError(
-                    f"{exc} A request with none (images or audio only) names its model."
+                    f"{exc} A request with none (images or audio only) names its model.", param="model"
                 ) from None
             text = ""  # to a named model: nothing to route on, and nothing to cache it under
         if len(text) > MAX_STATEMENT_CHARS:
@@ -807,28 +817,30 @@ class Gateway:
         if timeout is not None and (
             not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= MAX_TIMEOUT_S
         ):
-            raise InvalidRequestError(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT_S}], got {timeout!r}")
+            raise InvalidRequestError(
+                f"timeout must be a number of seconds in (0, {MAX_TIMEOUT_S}], got {timeout!r}", param="timeout"
+            )
         if cache is not None and not isinstance(cache, bool):
-            raise InvalidRequestError(f"cache must be true or false, got {cache!r}")
+            raise InvalidRequestError(f"cache must be true or false, got {cache!r}", param="cache")
         if params.get("stream_options") is not None and not isinstance(params["stream_options"], Mapping):
-            raise InvalidRequestError(f"stream_options must be an object, got {params['stream_options']!r}")
+            raise InvalidRequestError(
+                f"stream_options must be an object, got {params['stream_options']!r}", param="stream_options"
+            )
         try:
             prompt_tokens = estimate_tokens(prompt_text(messages) or text)
         except InvalidQueryError as exc:  # a part of an earlier message that is not what it says
-            raise InvalidRequestError(str(exc)) from None
+            raise InvalidRequestError(str(exc), param="messages") from None
         clean = {k: v for k, v in params.items() if k not in OWN_PARAMS and v is not None}
         if target is None or strategy is not None or constraints is not None:
             try:
                 options = route_options(strategy, constraints, prompt_tokens, None, None, self.config.record_requests)
-            except InvalidQueryError as exc:
-                raise InvalidRequestError(str(exc)) from None
+            except InvalidQueryError as exc:  # the strategy is checked first, then the constraints
+                raise InvalidRequestError(str(exc), param=_options_field(strategy)) from None
             # Sizes the routing's cost estimate uses: a provider would refuse these too, but only after routing.
             sizes = {"max_tokens": MAX_TOKENS, "max_completion_tokens": MAX_TOKENS, "n": MAX_CHOICES}
             for field, most in sizes.items():
                 if _whole(value := clean.get(field)) and not 1 <= value <= most:
-                    error = InvalidRequestError(f"{field} must be from 1 to {most:,}, got {value!r}")
-                    error.param = field
-                    raise error
+                    raise InvalidRequestError(f"{field} must be from 1 to {most:,}, got {value!r}", param=field)
             max_tokens = next((v for f in ("max_tokens", "max_completion_tokens") if _whole(v := clean.get(f))), None)
             n = clean.get("n")
             # Each of the n answers is billed its output tokens (the cost estimate counts them all); the
@@ -2050,6 +2062,15 @@ async def _stored(name: str, redis_url: str) -> bool:
     return True
 
 
+def _options_field(strategy: Any) -> str:
+    """The field a refused ``route_options`` names: its strategy when that is unknown, else its constraints."""
+    try:
+        Strategy(getattr(strategy, "value", strategy))
+    except ValueError:
+        return "strategy" if strategy is not None else "constraints"
+    return "constraints"
+
+
 class _CallsInFlight:
     """The calls a :class:`SyncGateway`'s loop runs for other threads. Closing refuses new ones, lets
     the running ones end (as the server's graceful shutdown does), then cancels what is left, so no
@@ -2070,13 +2091,17 @@ class _CallsInFlight:
         future.add_done_callback(self._futures.discard)
         return future
 
-    def close(self, timeout_s: float) -> None:
+    def close(self, timeout_s: float, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
             self.closing = True
             running = list(self._futures)
         concurrent.futures.wait(running, timeout=timeout_s)
         for future in running:  # still running: its caller gets GatewayClosedError, its task is cancelled
-            future.cancel()
+            try:
+                # On the loop, after the result of a call that ended just now: that call is answered.
+                loop.call_soon_threadsafe(future.cancel)
+            except RuntimeError:  # the loop is closed: nothing will answer it
+                future.cancel()
 
 
 class SyncGateway:
@@ -2110,7 +2135,7 @@ class SyncGateway:
     ) -> None:
         if loop.is_closed() or os.getpid() != pid:  # a forked child has the loop's object but not its thread
             return
-        calls.close(0)  # at exit nothing waits for them (close() has let them end)
+        calls.close(0, loop)  # at exit nothing waits for them (close() has let them end)
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(gateway.aclose(), loop).result(timeout=CLOSE_TIMEOUT_S * 2)
         SyncGateway._halt(loop, thread)
@@ -2178,7 +2203,7 @@ class SyncGateway:
         """Let the calls under way end (up to ``shutdown_timeout_s``), write what is pending and stop the
         loop thread. Done at exit too if never called, without waiting for calls still running then."""
         if self._at_exit.alive and os.getpid() == self._pid:
-            self._calls.close(self._gateway.config.shutdown_timeout_s)
+            self._calls.close(self._gateway.config.shutdown_timeout_s, self._loop)
         self._at_exit()
 
     def __enter__(self) -> SyncGateway:

@@ -31,18 +31,21 @@ CLOSE_TIMEOUT_S = 5.0
 _EXPIRIES = frozenset({"EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT"})
 
 
-def _with_their_expiries(commands: Sequence[tuple[Any, ...]], kept: Sequence[bool]) -> list[bool]:
-    """``kept`` (the refused writes), with the expiries set on their keys later in the batch.
+def _with_their_expiries(
+    commands: Sequence[tuple[Any, ...]], kept: Sequence[bool], replies: Sequence[Any]
+) -> list[bool]:
+    """``kept`` (the refused writes), with the expiries Redis ran on their keys later in the batch.
 
     A full Redis refuses a write that grows it (``HSET``, ``ZADD``) but runs the ``EXPIRE`` sent
     with it, on a key that write did not make: sent again alone, the write would make a key that
     never expires (a request record, an in-flight set). Its expiries go with it; they only set a TTL.
+    (An expiry refused for good, a permission say, is not: it would be refused again.)
     """
     kept = list(kept)
     refused: set[Any] = set()
     for i, command in enumerate(commands):
         if str(command[0]).upper() in _EXPIRIES:
-            kept[i] = kept[i] or command[1] in refused
+            kept[i] = kept[i] or (command[1] in refused and not isinstance(replies[i], Exception))
         elif kept[i] and len(command) > 1:
             refused.add(command[1])
     return kept
@@ -99,9 +102,8 @@ class WriteBehind:
                     )
                 n = len(scripts)
                 scripts = [s for s, keep in zip(scripts, kept[:n], strict=True) if keep]
-                commands = [
-                    c for c, keep in zip(commands, _with_their_expiries(commands, kept[n:]), strict=True) if keep
-                ]
+                resent = _with_their_expiries(commands, kept[n:], replies[n:])
+                commands = [c for c, keep in zip(commands, resent, strict=True) if keep]
                 if passing:
                     raise passing[0]
             except Exception as exc:

@@ -107,6 +107,22 @@ def test_auto_routes_calls_the_chosen_model_and_says_so_in_headers(client):
     assert float(raw.headers["x-llmrouter-confidence"]) > 0
 
 
+def test_the_openai_client_reads_the_request_id_of_an_answer_a_stream_and_an_error(client, local_upstream):
+    """The id goes out as ``x-request-id`` too, the header the openai clients read (Python's and
+    Node's): ``completion._request_id`` is the id feedback takes, an error's ``request_id`` its log entry's."""
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=ask("hello there"))
+    assert raw.parse()._request_id == raw.headers["x-llmrouter-request-id"] != raw.headers["x-llmrouter-model"]
+    streamed = client.chat.completions.with_raw_response.create(model="auto", stream=True, messages=ask("hi"))
+    assert streamed.request_id == streamed.headers["x-llmrouter-request-id"]
+    list(streamed.parse())
+    failing = f"f{uuid.uuid4().hex[:6]}/m"
+    local_upstream.control(model=failing, fail=10, status=500)
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model=failing, messages=ask("hi"))
+    assert caught.value.request_id == caught.value.response.headers["x-llmrouter-request-id"]
+    assert caught.value.request_id.startswith("req-")
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 def test_n_answers_come_back_every_one_and_billed_for_all(client, stream):
     messages = ask("hello, how are you?")
@@ -295,6 +311,28 @@ def test_malformed_requests_get_openai_style_4xx(server, body, status, fragment)
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
     assert fragment in error["message"]
+
+
+@pytest.mark.parametrize(
+    "fields, param",
+    [
+        ({"messages": None}, "messages"),
+        ({"model": ""}, "model"),
+        ({"priority": "urgent"}, "priority"),
+        ({"strategy": "fastest"}, "strategy"),
+        ({"constraints": {"max_cost": "cheap"}}, "constraints"),
+        ({"strategy": "cost", "constraints": {"nonsense": 1}}, "constraints"),
+        ({"timeout": -1}, "timeout"),
+        ({"cache": "yes"}, "cache"),
+        ({"stream_options": {"include_usage": True}}, "stream_options"),
+        ({"n": 0}, "n"),
+    ],
+)
+def test_a_refused_field_is_named_in_the_errors_param_as_openai_names_it(server, fields, param):
+    body = {"model": "auto", "messages": ask("hi"), **fields}
+    body = {k: v for k, v in body.items() if v is not None}
+    error = server.post("/v1/chat/completions", json=body).json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", param), error
 
 
 @pytest.mark.parametrize("stream", [False, True])

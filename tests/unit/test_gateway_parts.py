@@ -556,3 +556,24 @@ def test_client_chosen_model_names_cannot_grow_the_metrics_or_the_queues_without
         return len(queues.snapshot())
 
     assert asyncio.run(pass_through(Queues(4, 10, 5.0, {}), MAX_IDLE_QUEUES + 100)) <= MAX_IDLE_QUEUES + 1
+
+
+# ---------------------------------------------------------------------------- write-behind
+def test_a_refused_write_is_sent_again_with_the_expiries_redis_ran_on_its_key_and_no_others():
+    from redis.exceptions import NoPermissionError, ResponseError
+
+    from redisvl_llmrouter.gateway.write_behind import _with_their_expiries
+
+    full = ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
+    commands = [
+        ("HSET", "record", "f", "v"),  # refused: Redis is full
+        ("EXPIRE", "record", "60"),  # ran on a key not yet made: goes with it
+        ("ZADD", "inflight", "1", "r"),  # refused
+        ("PEXPIRE", "inflight", "60000", "NX"),  # refused for good (an ACL): would be refused again
+        ("PEXPIRE", "inflight", "60000", "GT"),  # ran: goes with the ZADD
+        ("EXPIRE", "other", "60"),  # another key's, which landed: not sent twice
+        ("HSET", "landed", "f", "v"),
+    ]
+    kept = [True, False, True, False, False, False, False]
+    replies = [full, 0, full, NoPermissionError("NOPERM"), 0, 1, 1]
+    assert _with_their_expiries(commands, kept, replies) == [True, True, True, False, True, False, False]
