@@ -2115,6 +2115,7 @@ class SyncGateway:
     def __init__(self, config: GatewayConfig | Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         self._pid = os.getpid()
         self._calls = _CallsInFlight()
+        self._closing = threading.Lock()  # a second close() returns once the first has closed
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="llmrouter-gateway", daemon=True)
         self._thread.start()
@@ -2201,10 +2202,17 @@ class SyncGateway:
 
     def close(self) -> None:
         """Let the calls under way end (up to ``shutdown_timeout_s``), write what is pending and stop the
-        loop thread. Done at exit too if never called, without waiting for calls still running then."""
-        if self._at_exit.alive and os.getpid() == self._pid:
-            self._calls.close(self._gateway.config.shutdown_timeout_s, self._loop)
-        self._at_exit()
+        loop thread. Done at exit too if never called, without waiting for calls still running then.
+        Returns once closed, whichever thread closed it (a second caller waits for the first)."""
+        if threading.current_thread() is self._thread:
+            raise GatewayLoopError(
+                "SyncGateway.close() was called on the gateway's own event loop (from a backend, say), which "
+                "it would have to wait for; close it from another thread, or close the async Gateway there."
+            )
+        with self._closing:
+            if self._at_exit.alive and os.getpid() == self._pid:
+                self._calls.close(self._gateway.config.shutdown_timeout_s, self._loop)
+            self._at_exit()
 
     def __enter__(self) -> SyncGateway:
         return self

@@ -1231,6 +1231,48 @@ def test_closing_a_sync_gateway_lets_the_calls_under_way_end_and_cuts_off_those_
     SemanticRouter.from_existing(name, redis_url=redis_url).delete()
 
 
+def test_a_sync_gateway_closed_from_two_threads_at_once_is_closed_when_either_returns(redis_url, local_upstream):
+    """The second close() returned at once, while the first was still writing the last answers' bookkeeping."""
+    name = f"lib-{uuid.uuid4().hex[:6]}"
+    gw = SyncGateway({"router_name": name, "upstream_url": local_upstream.url}, redis_url=redis_url)
+    gw.complete([{"role": "user", "content": "hi"}])
+    both = threading.Barrier(2)
+    closed: list[bool] = []
+
+    def close() -> None:
+        both.wait()
+        gw.close()
+        closed.append(gw._loop.is_closed())
+
+    threads = [threading.Thread(target=close) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert closed == [True, True]
+    SemanticRouter.from_existing(name, redis_url=redis_url).delete()
+
+
+def test_closing_a_sync_gateway_on_its_own_loop_is_refused_at_once(redis_url, local_upstream):
+    """From its loop (a custom backend, say) close() would wait for itself: it hung 10 s, then failed."""
+    name = f"lib-{uuid.uuid4().hex[:6]}"
+    gw = SyncGateway({"router_name": name, "upstream_url": local_upstream.url}, redis_url=redis_url)
+
+    async def close_on_the_loop() -> BaseException | None:
+        try:
+            gw.close()
+        except GatewayLoopError as exc:
+            return exc
+        return None
+
+    started = time.monotonic()
+    error = asyncio.run_coroutine_threadsafe(close_on_the_loop(), gw._loop).result(timeout=30)
+    assert isinstance(error, GatewayLoopError) and time.monotonic() - started < 2
+    assert gw.route([{"role": "user", "content": "hello"}]).name  # still open
+    gw.close()
+    SemanticRouter.from_existing(name, redis_url=redis_url).delete()
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
 def test_a_sync_gateway_used_in_a_forked_child_says_so_instead_of_waiting_for_ever(redis_url, local_upstream):
     """The gunicorn --preload pattern: the parent's gateway in a forked child has no loop thread."""
