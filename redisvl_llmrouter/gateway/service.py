@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
-from redisvl_llmrouter import shared_clock
+from redisvl_llmrouter import fork_safety, shared_clock
 from redisvl_llmrouter.aio import AsyncSemanticRouter, adrive
 from redisvl_llmrouter.core import RouteOptions, RouterCore, is_request_id, live_now_ms, new_request_id
 from redisvl_llmrouter.errors import (
@@ -2077,7 +2077,7 @@ class _CallsInFlight:
     caller waits on a loop that has stopped."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()  # a call is submitted before closing begins, or refused
+        self._lock = fork_safety.lock()  # a call is submitted before closing begins, or refused
         self._futures: set[concurrent.futures.Future[Any]] = set()
         self.closing = False
 
@@ -2115,7 +2115,7 @@ class SyncGateway:
     def __init__(self, config: GatewayConfig | Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         self._pid = os.getpid()
         self._calls = _CallsInFlight()
-        self._closing = threading.Lock()  # a second close() returns once the first has closed
+        self._closing = fork_safety.lock()  # a second close() returns once the first has closed
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="llmrouter-gateway", daemon=True)
         self._thread.start()
