@@ -20,7 +20,8 @@ from redisvl_llmrouter.gateway.config import (
     RetryConfig,
     Upstream,
 )
-from redisvl_llmrouter.gateway.service import Completion, Gateway, Outcome, StreamedCompletion, SyncGateway
+from redisvl_llmrouter.gateway.service import Completion, Gateway, Outcome, StreamedCompletion
+from redisvl_llmrouter.gateway.sync import SyncGateway
 
 __all__ = [
     "Backend",
