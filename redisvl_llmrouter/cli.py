@@ -309,7 +309,7 @@ def _configured_redis(args: argparse.Namespace) -> bool:
 
 def cmd_learn(args: argparse.Namespace) -> int:
     from redisvl_llmrouter import SemanticRouter, pretrained
-    from redisvl_llmrouter.errors import ConfigError
+    from redisvl_llmrouter.errors import ConfigError, RouterNotFoundError
     from redisvl_llmrouter.learning.records import read_records
 
     records = list(read_records(args.datasets))
@@ -322,7 +322,9 @@ def cmd_learn(args: argparse.Namespace) -> int:
     try:  # a router already in Redis ...
         router = SemanticRouter.from_existing(args.name or args.router, redis_url=args.redis_url)
         origin = "attached to"
-    except ConfigError:  # ... else a shipped config or a config file, loaded into Redis
+    except RouterNotFoundError:  # ... else a shipped config or a config file, loaded into Redis
+        # (Only when there is none: a router that is there but cannot be read now is not one to create,
+        # nor to delete when learning fails.)
         if (
             args.name is None
             and pretrained.is_bare_name(args.router)

@@ -43,6 +43,7 @@ from redisvl_llmrouter.errors import (
     RouteExistsError,
     RouteNotFoundError,
     RouterDeletedError,
+    RouterEmptyError,
     RouterExistsError,
     RouterStateLostError,
     UnknownModelError,
@@ -987,7 +988,7 @@ class RouterCore:
     # ----------------------------------------------------------------- routing
     def _radius(self) -> float:
         if not self.routes:
-            raise ConfigError(f"Router {self.name!r} has no routes; add one with add_route().")
+            raise RouterEmptyError(f"Router {self.name!r} has no routes; add one with add_route().")
         return max(route.distance_threshold for route in self.routes)
 
     def _text(self, statement: Any) -> str:

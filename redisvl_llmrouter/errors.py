@@ -52,8 +52,10 @@ __all__ = [
     "RedisUnavailableError",
     "RouteExistsError",
     "RouteNotFoundError",
+    "RouterEmptyError",
     "RouterExistsError",
     "RouterLoopError",
+    "RouterNotFoundError",
     "RouterStateLostError",
     "UnknownModelError",
     "UnknownRequestError",
@@ -122,6 +124,15 @@ class RouteExistsError(LLMRouterError, ValueError):
 
 class ConfigError(LLMRouterError, ValueError):
     """A router definition or config file is malformed or inconsistent."""
+
+
+class RouterNotFoundError(ConfigError):
+    """No router of that name is stored in this Redis (``from_existing``)."""
+
+
+class RouterEmptyError(ConfigError):
+    """The router has no routes to route on (cleared, or made without any): a state of the router,
+    not of the request; the gateway answers it with 503 until a route is added."""
 
 
 class ConfigFileError(ConfigError, OSError):

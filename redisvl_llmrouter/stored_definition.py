@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from redis.exceptions import ResponseError
 
-from redisvl_llmrouter.errors import ConfigError
+from redisvl_llmrouter.errors import ConfigError, RouterNotFoundError
 from redisvl_llmrouter.ops import Command, Op
 from redisvl_llmrouter.schema import RouterDefinition
 from redisvl_llmrouter.search import as_text, config_key, is_wrong_type, parse_vector_field, validate_router_name
@@ -152,7 +152,7 @@ def load_definition(name: str) -> Op[dict[str, Any]]:
     """Read the stored definition of router ``name`` from Redis (without its version)."""
     data = yield from read_config(name)
     if data is None:
-        raise ConfigError(f"No router named {name!r} in this Redis (no key {config_key(name)!r}).")
+        raise RouterNotFoundError(f"No router named {name!r} in this Redis (no key {config_key(name)!r}).")
     return definition_only(data)
 
 

@@ -51,6 +51,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from redis.exceptions import AuthenticationError as RedisAuthenticationError
 from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from redisvl_llmrouter import shared_clock
 from redisvl_llmrouter.connection import translate
@@ -68,13 +69,14 @@ from redisvl_llmrouter.errors import (
     RedisPoolTimeoutError,
     RedisUnavailableError,
     RequestTooLargeError,
+    RouterEmptyError,
     RouterStateLostError,
     UnknownRequestError,
     UnsupportedEncodingError,
 )
 from redisvl_llmrouter.gateway.config import GatewayConfig
 from redisvl_llmrouter.gateway.redis_faults import loggable, transient_redis_error
-from redisvl_llmrouter.gateway.service import Completion, Gateway, request_error_code, tenant_of
+from redisvl_llmrouter.gateway.service import Completion, Gateway, StreamedCompletion, request_error_code, tenant_of
 from redisvl_llmrouter.observability.report import Report, parse_since
 
 __all__ = ["CONFIG_ENV", "create_app"]
@@ -173,7 +175,11 @@ async def _unless_client_leaves(request: Request, work: Awaitable[T]) -> T | Non
     if not task.done():  # the client left first: nobody is left to answer
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):  # how it ended is logged; nobody to tell
-            await task
+            left = await task
+            # The work ended anyway (a dependency swallowed the cancellation): a stream nobody will read
+            # is closed, so that its call ends, its slot is freed and it is logged.
+            if isinstance(left, StreamedCompletion):
+                await left.aclose()
         return None
     return task.result()
 
@@ -470,6 +476,8 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
                               "redis_read_only", {"Retry-After": "1", **_request_id_header(exc)})  # fmt: skip
             return _error(500, "The gateway's Redis refused an operation; see the server log.", "api_error",
                           "redis_error", _request_id_header(exc))  # fmt: skip
+        if isinstance(exc, RouterEmptyError):  # cleared while serving: the router's state, retried once it has routes
+            return _error(503, str(exc), "api_error", "router_empty", {"Retry-After": "1", **_request_id_header(exc)})
         return _error(400, str(exc), "invalid_request_error", request_error_code(exc), _request_id_header(exc))
 
     @app.exception_handler(RequestValidationError)
@@ -481,6 +489,11 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
         kind = "invalid_request_error" if exc.status_code < 500 else "api_error"
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error(exc.status_code, str(exc.detail), kind, code, dict(exc.headers or {}) or None)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # It left while sending its body: not a request yet (nothing is logged), nobody reads the reply.
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -581,19 +594,19 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
         )
         return JSONResponse(result)
 
-    def model_ids(request: Request) -> list[str]:
+    async def model_ids(request: Request) -> list[str]:
         gateway_ = gw(request)
-        return ["auto", f"router/{gateway_.router.name}", *gateway_.models()]
+        return ["auto", f"router/{gateway_.router.name}", *await gateway_.current_models()]
 
     @app.api_route("/v1/models", methods=["GET", "HEAD"])
     async def models(request: Request) -> JSONResponse:
         authorise(request)
-        return JSONResponse({"object": "list", "data": [_model_object(i) for i in model_ids(request)]})
+        return JSONResponse({"object": "list", "data": [_model_object(i) for i in await model_ids(request)]})
 
     @app.api_route("/v1/models/{model_id:path}", methods=["GET", "HEAD"])
     async def model(request: Request, model_id: str) -> JSONResponse:
         authorise(request)
-        if model_id not in model_ids(request):
+        if model_id not in await model_ids(request):
             return _error(404, f"The model {model_id!r} does not exist.", "invalid_request_error", "model_not_found")
         return JSONResponse(_model_object(model_id))
 

@@ -108,6 +108,8 @@ DEFAULT_TIMEOUT_S = 60.0
 ROUTES_AT_ONCE = 8
 #: How stale a process's view of the router's definition may be (another process may change it).
 ROUTER_REFRESH_S = 1.0
+#: How soon a request that matched no route checks again (a router replaced elsewhere matches nothing it knows).
+UNMATCHED_REFRESH_S = 0.05
 #: How often each gateway process checks that Redis still holds every reference of its router (one
 #: ``FT.INFO``; an eviction takes them silently) and writes lost ones back.
 REFERENCES_CHECK_S = 60.0
@@ -316,6 +318,7 @@ class Gateway:
         self._resolved: dict[str, tuple[Backend, str]] = {}
         self._refreshed = time.monotonic()  # the router was just loaded
         self._references_checked = self._refreshed  # and its references checked (create)
+        self._refreshing: asyncio.Future[bool] | None = None  # the check for changes under way, if any
         self._served: dict[str, float] = {}  # passthrough model -> when this process last noted it in Redis
         self._retry_template = self._retrying_template()
         self._calls: dict[tuple[str, str], None] = {}  # (model, request id) of the calls in flight here
@@ -487,6 +490,8 @@ class Gateway:
         except GatewayError as exc:  # refused before any call (open breakers, no eligible model): still a request
             self._failed(request, outcome, exc.code)
             raise
+        if _abandoned():  # neither queued nor called
+            raise asyncio.CancelledError
         if stream:
             return await self._stream(request, outcome, candidates, vector, scope)
         body = await self._call_first(request, outcome, candidates)
@@ -559,6 +564,7 @@ class Gateway:
         self._check_usable()
         # A bad value is refused as such, whatever the id; the numbers go on as floats.
         quality, cost, latency_ms = RouterCore._checked_outcome(quality, cost, latency_ms)
+        await self._refresh_router()  # a model another process added is known here too
         for wait_s in FEEDBACK_WAITS_S:
             try:
                 return await self._feedback(request_id, quality, model, cost, latency_ms, tenant)
@@ -642,6 +648,7 @@ class Gateway:
         The models are the router's, then the passthrough models any of its gateways served lately.
         """
         self._check_usable()
+        await self._refresh_router()  # another process's new route or model is listed here too
         served = await self.router._client.execute_command(
             "ZRANGE", live.served_key(self.router.name), "0", "-1", "REV"
         )
@@ -720,6 +727,12 @@ class Gateway:
     def models(self) -> list[str]:
         """Every model the gateway may call: the router's (routes and catalog)."""
         return self.router.models
+
+    async def current_models(self) -> list[str]:
+        """:meth:`models`, with the router checked for changes first (a model another process added)."""
+        self._check_usable()
+        await self._refresh_router()
+        return self.models()
 
     def _check_usable(self) -> None:
         """Refuse a call after ``aclose()``, or from another event loop than the one its connections belong to."""
@@ -967,13 +980,29 @@ class Gateway:
             )
         return int(admitted) == 2
 
+    def _unless_abandoned(self, model: str, request_id: str) -> None:
+        """Raise a cancellation the breaker's probe swallowed (see :func:`_abandoned`) before the call is made."""
+        if _abandoned():
+            self._release(model, request_id)  # the probe may have entered a trial call
+            raise asyncio.CancelledError
+
     async def _route(self, text: str, options: RouteOptions, rank: int) -> RouteMatch:
         """The router's decision; nothing is written (the feedback record goes with the answer, in the
-        write-behind: a Redis that refuses writes, full or a read-only replica, costs bookkeeping, not answers)."""
+        write-behind: a Redis that refuses writes, full or a read-only replica, costs bookkeeping, not answers).
+
+        A request that matched no route (none, or only the default) checks the router for changes
+        sooner, and is routed again if it changed: replaced elsewhere (``overwrite=True``), the index
+        holds only references of routes this process does not know yet, and until its next periodic
+        check every request failed as unmatched or went to the default route."""
         core = self.router._core
         options = replace(options, record=False)
-        async with self._routing.slot(rank):
-            return await adrive(core.route(text, None, None, options), self.router._client, core.vectorizer)
+        for _ in range(2):
+            async with self._routing.slot(rank):
+                match = await adrive(core.route(text, None, None, options), self.router._client, core.vectorizer)
+            matched = match.decision is not None and match.decision.model is not None and not match.fallback
+            if matched or not await self._refresh_router(soon=True):
+                break
+        return match
 
     async def _decide(self, request: _Request, outcome: Outcome) -> list[str]:
         """The models to try, in order; fills the outcome's decision fields."""
@@ -1123,6 +1152,7 @@ class Gateway:
             try:
                 async with self.queues.slot(model, request.rank):
                     trial = await self._probe(model, outcome.request_id)
+                    self._unless_abandoned(model, outcome.request_id)
                     self._started(model, outcome.request_id)
                     async for attempt in self._retrying(trial):
                         with attempt:
@@ -1302,6 +1332,7 @@ class Gateway:
             try:
                 await stack.enter_async_context(self.queues.slot(model, request.rank))
                 trial = await self._probe(model, outcome.request_id)
+                self._unless_abandoned(model, outcome.request_id)
                 self._started(model, outcome.request_id)
                 async for attempt in self._retrying(trial):
                     with attempt:
@@ -1758,23 +1789,32 @@ class Gateway:
             self._cache_repair = asyncio.ensure_future(self.cache.repair())
             self._spawn(self._cache_repair)
 
-    async def _refresh_router(self) -> None:
+    async def _refresh_router(self, soon: bool = False) -> bool:
         """Pick up a change another process made to the router (a new route, thresholds, settings)
-        before routing on it: checked at most every ``ROUTER_REFRESH_S`` (one small read). Checked in
-        the background, the first request after a quiet spell was routed on the old definition, in
-        every process, however long ago the change was made."""
-        now = time.monotonic()
-        if now - self._refreshed < ROUTER_REFRESH_S:
-            return
-        self._refreshed = now
-        if now - self._references_checked >= REFERENCES_CHECK_S:
-            self._references_checked = now
+        before routing on it; True when the definition changed. Checked at most every
+        ``ROUTER_REFRESH_S`` (one small read), or ``UNMATCHED_REFRESH_S`` when ``soon``. Checked in the background,
+        the first request after a quiet spell was routed on the old definition, in every process,
+        however long ago the change was made; requests arriving while a check is under way wait for
+        it (in a task of its own: a request that is cancelled does not stop it for the others)."""
+        if self._refreshing is None or self._refreshing.done():
+            if time.monotonic() - self._refreshed < (UNMATCHED_REFRESH_S if soon else ROUTER_REFRESH_S):
+                return False
+            self._refreshing = self._spawn(self._check_router())
+        return await asyncio.shield(self._refreshing)
+
+    async def _check_router(self) -> bool:
+        if time.monotonic() - self._references_checked >= REFERENCES_CHECK_S:
+            self._references_checked = time.monotonic()
             self._spawn(self._restore_references())
         try:
-            await self.router.refresh()
+            changed = await self.router.refresh()
         except Exception as exc:  # routing goes on with the definition it has, and reports its own errors
             logger.warning("gateway: could not check router %r for changes: %s", self.router.name, loggable(exc))
+            changed = False
+        finally:
+            self._refreshed = time.monotonic()
         self.queues.set_limits(_concurrency_limits(self.router.catalog))  # a catalog change reaches the queues
+        return changed
 
     async def _restore_references(self) -> None:
         """Write back references Redis lost while the index stayed (see ``recover``), off the request path."""
@@ -1797,6 +1837,17 @@ class Gateway:
 
 #: What a streamed answer's deltas may hold for the cache to keep it (with the role, whatever its value).
 _KEPT_DELTA = frozenset({"role", "content", "refusal"})
+
+
+def _abandoned() -> bool:
+    """Whether this task was cancelled (its client left) although no ``CancelledError`` reached it.
+
+    redis-py's asyncio pool can return a read whose task was cancelled meanwhile (a few percent of
+    cancelled reads under pool contention): the request would go on to queue for and call, and be
+    billed by, a provider for a client that has gone, and end with nobody to answer or log it.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _wants_usage(request: _Request) -> bool:

@@ -130,7 +130,14 @@ class WriteBehind:
                 raise
 
     async def flush(self) -> None:
-        """Return once every write added so far is in Redis (or failed and was logged)."""
+        """Return once every write added so far is in Redis (or failed and was logged).
+
+        A caller cancelled meanwhile (a request whose client left) stops waiting, not the round trip:
+        the batch it took holds other requests' writes, which would otherwise be lost with it.
+        """
+        await asyncio.shield(asyncio.ensure_future(self._flush()))
+
+    async def _flush(self) -> None:
         try:
             await self._take_and_send()
         except Exception as exc:

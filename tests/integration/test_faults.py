@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import subprocess
 import sys
@@ -637,6 +638,36 @@ def write_behind_through_a_full_redis(
             await aclient.aclose()
 
     asyncio.run(run())
+
+
+def test_a_flush_whose_caller_is_cancelled_still_lands_the_writes_it_took(own_redis):
+    """A request whose client leaves while it flushes the write-behind (a half-open breaker's trial
+    check does) cancelled the round trip, and the batch it had taken, other requests' writes, was lost."""
+    from types import SimpleNamespace
+
+    import redis.asyncio as aredis
+
+    from redisvl_llmrouter.gateway.write_behind import WriteBehind
+
+    client = redis.Redis.from_url(own_redis.url)
+
+    async def run() -> None:
+        aclient = aredis.Redis.from_url(own_redis.url)
+        writes = WriteBehind(SimpleNamespace(_client=aclient))  # type: ignore[arg-type]
+        try:
+            client.client_pause(300, all=False)  # Redis holds writes: the round trip stays under way
+            writes.add([("INCR", "landed")] * 3)
+            leaving = asyncio.ensure_future(writes.flush())
+            await asyncio.sleep(0.1)
+            leaving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await leaving
+        finally:
+            await writes.close()
+            await aclient.aclose()
+
+    asyncio.run(run())
+    assert int(client.get("landed") or 0) == 3
 
 
 def test_the_write_behind_sends_again_only_the_writes_a_full_redis_refused(own_redis):

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import threading
 import time
 import uuid
@@ -1570,6 +1571,33 @@ def test_a_request_whose_client_left_is_never_sent_and_is_logged_as_client_close
         logged = [e for e in parse_entries(store.xrange(stream_key(srv.router))) if e["model"] == model]
         assert sorted((e["status"], e.get("error")) for e in logged) == [("error", "client_closed"), ("ok", None)]
         assert srv.get("/stats").json()["models"][model]["queue_depth"] == 0
+
+
+def test_a_client_leaving_while_it_sends_its_body_is_let_go_quietly(redis_url, local_upstream, tmp_path):
+    """Each one was an "unexpected gateway error" and two tracebacks in the server's log."""
+    with gateway(redis_url, local_upstream.url, tmp_path) as srv:
+        port = int(srv.base.rsplit(":", 1)[1])
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", port)) as half:
+                half.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                             b"content-type: application/json\r\ncontent-length: 200\r\n\r\n{\"model\": \"auto\", \"mess")  # fmt: skip
+                time.sleep(0.05)
+        time.sleep(0.3)
+        answered = srv.post("/v1/chat/completions", json={"model": "auto", "messages": ask("hi")})
+        log = output(srv.proc)
+    assert answered.status_code == 200
+    assert "ClientDisconnect" not in log and "Traceback" not in log  # (a traceback ends with its exception)
+
+
+def test_a_router_cleared_while_serving_is_a_503_to_retry_not_the_clients_error(redis_url, local_upstream, tmp_path):
+    """It was a 400 with the code ``config``: a client does not retry a 400, and the request was fine."""
+    with gateway(redis_url, local_upstream.url, tmp_path) as srv:
+        with SemanticRouter.from_existing(srv.router, redis_url=redis_url) as router:
+            router.clear()
+        time.sleep(1.2)  # longer than the gateway's check for changes (ROUTER_REFRESH_S)
+        refused = srv.post("/v1/chat/completions", json={"model": "auto", "messages": ask("hi")})
+    assert (refused.status_code, refused.headers.get("retry-after")) == (503, "1")
+    assert refused.json()["error"]["code"] == "router_empty"
 
 
 def test_a_full_queue_answers_429_with_retry_after_and_critical_requests_go_first(redis_url, local_upstream, tmp_path):

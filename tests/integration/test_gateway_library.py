@@ -163,6 +163,56 @@ def test_a_running_gateway_measures_savings_against_the_catalogs_baseline_as_it_
     assert seen[-1] == pytest.approx((10 * 100 + 20 * 400) / 1e6)  # the model added since
 
 
+def test_a_router_replaced_elsewhere_is_routed_on_at_once_not_answered_no_route(redis_url):
+    """Replaced with ``overwrite=True``, the index held only references of routes a gateway did not
+    know yet: until its next periodic check (1 s) every routed request went to the default route,
+    or was a 404 "no route matched" on a router without one."""
+    from redisvl_llmrouter import Route
+    from redisvl_llmrouter.gateway.service import UNMATCHED_REFRESH_S
+
+    async def run() -> Any:
+        name = f"lib-{uuid.uuid4().hex[:6]}"
+        gw = await Gateway.create({"router_name": name}, redis_url=redis_url, backends={"*": Scripted()})
+        try:
+            only = Route(name="only", model="openai/gpt-4.1-nano", references=["hello there"], distance_threshold=0.9)
+            other = await AsyncSemanticRouter.create(name, routes=[only], redis_url=redis_url, overwrite=True)
+            await other.close()
+            await asyncio.sleep(UNMATCHED_REFRESH_S)  # since the gateway read its router, at start-up (ms ago)
+            return (await gw.complete([{"role": "user", "content": "hello there"}])).outcome
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    outcome = asyncio.run(run())
+    assert (outcome.route, outcome.model) == ("only", "openai/gpt-4.1-nano")
+
+
+def test_a_model_added_elsewhere_is_listed_and_takes_feedback_without_a_routed_request_first(redis_url):
+    """``/v1/models``, ``/stats`` and feedback used the definition the gateway last routed on: a gateway
+    that had not routed since another process added a model did not list it and refused its feedback."""
+    from redisvl_llmrouter import Route
+
+    async def run() -> tuple[list[str], dict[str, Any], dict[str, Any]]:
+        name = f"lib-{uuid.uuid4().hex[:6]}"
+        gw = await Gateway.create({"router_name": name}, redis_url=redis_url, backends={"*": Scripted()})
+        try:
+            answer = await gw.complete([{"role": "user", "content": "explain garbage collection"}])
+            other = await AsyncSemanticRouter.from_existing(name, redis_url=redis_url)
+            await other.add_route(Route(name="new", model="acme/new-model", references=["a new kind of request"]))
+            await other.close()
+            await asyncio.sleep(1.2)  # longer than the gateway's ROUTER_REFRESH_S, with no request routed
+            listed = await gw.current_models()
+            feedback = await gw.feedback(answer.outcome.request_id, 1.0, model="acme/new-model")
+            return listed, await gw.stats(), feedback
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    listed, stats, feedback = asyncio.run(run())
+    assert "acme/new-model" in listed and "acme/new-model" in stats["models"]
+    assert feedback["model"] == "acme/new-model"
+
+
 class Stalling(Scripted):
     """A custom backend that ignores ``Call.timeout_s`` and stalls: before answering, or after a first chunk."""
 
@@ -559,6 +609,46 @@ def test_a_client_leaving_while_its_call_is_made_is_logged_under_the_model_with_
 
     (entry,) = asyncio.run(run())
     assert (entry["model"], entry["attempts"], entry["error"]) == ("p/slow", 1, "client_closed")
+
+
+class Recorded(Scripted):
+    """Scripted, with its streamed calls recorded too."""
+
+    async def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+        self.calls.append(call)
+        async for chunk in super().stream(call):
+            yield chunk
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["answer", "stream"])
+def test_a_request_whose_cancellation_was_swallowed_on_the_way_never_calls_its_provider(redis_url, stream):
+    """redis-py's asyncio pool can return a read although its task was cancelled meanwhile (a client
+    that left): the request went on to call, and be billed by, its provider with nobody to answer,
+    and a stream nobody closed kept its call counted in flight for ever."""
+
+    async def run() -> tuple[list[Call], list[dict[str, Any]], dict[Any, Any]]:
+        backend = Recorded()
+        gw = await Gateway.create({"router_name": f"lib-{uuid.uuid4().hex[:6]}"}, redis_url=redis_url,
+                                  backends={"*": backend})  # fmt: skip
+
+        async def left_but_swallowed() -> Any:
+            asyncio.current_task().cancel()  # type: ignore[union-attr]
+            with contextlib.suppress(asyncio.CancelledError):  # as that pool may: the task is still cancelled
+                await asyncio.sleep(0)
+            return await gw.complete([{"role": "user", "content": "hi"}], model="openai/gpt-4.1-nano", stream=stream)
+
+        try:
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.ensure_future(left_but_swallowed())
+            await gw._writes.flush()
+            return backend.calls, await gw.recent_decisions(5), dict(gw._calls)
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    calls, entries, in_flight = asyncio.run(run())
+    assert calls == [] and in_flight == {}
+    assert [(e["status"], e["error"]) for e in entries] == [("error", "client_closed")]
 
 
 def test_every_refusal_by_a_full_queue_is_counted_alike_in_stats_and_metrics(redis_url):

@@ -30,7 +30,9 @@ from redisvl_llmrouter import (
     RouteExistsError,
     RouteNotFoundError,
     RouterDeletedError,
+    RouterEmptyError,
     RouterExistsError,
+    RouterNotFoundError,
     RouterStateLostError,
     RoutingConfig,
     VectorDimensionError,
@@ -590,8 +592,10 @@ def test_clear_and_delete(api, name, table):
     router.clear()
     assert router.routes == []
     assert api.from_existing(name, vectorizer=table).routes == []
+    with pytest.raises(RouterEmptyError, match="has no routes"):  # a ConfigError: the router's state
+        router("query")
     router.delete()
-    with pytest.raises(ConfigError, match="No router named"):
+    with pytest.raises(RouterNotFoundError, match="No router named"):  # a ConfigError too
         api.from_existing(name, vectorizer=table)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from typing import Any
@@ -577,3 +578,34 @@ def test_a_refused_write_is_sent_again_with_the_expiries_redis_ran_on_its_key_an
     kept = [True, False, True, False, False, False, False]
     replies = [full, 0, full, NoPermissionError("NOPERM"), 0, 1, 1]
     assert _with_their_expiries(commands, kept, replies) == [True, True, True, False, True, False, False]
+
+
+def test_a_stream_that_arrives_after_its_client_left_is_closed_not_dropped():
+    """When the work ends although it was cancelled (a dependency swallowed the cancellation), its
+    stream was dropped unclosed: its call was never ended, freed or logged."""
+    from starlette.requests import Request
+
+    from redisvl_llmrouter.gateway.app import _unless_client_leaves
+    from redisvl_llmrouter.gateway.service import Outcome, StreamedCompletion
+
+    released: list[bool] = []
+
+    async def client_gone() -> dict[str, str]:
+        return {"type": "http.disconnect"}
+
+    async def chunks() -> Any:
+        yield {}
+
+    async def release() -> None:
+        released.append(True)
+
+    async def work() -> StreamedCompletion:
+        with contextlib.suppress(asyncio.CancelledError):  # swallowed, as a dependency may
+            await asyncio.sleep(10)
+        return StreamedCompletion(Outcome(request_id="req-1", requested="auto"), chunks(), release=release)
+
+    async def run() -> Any:
+        return await _unless_client_leaves(Request({"type": "http"}, client_gone), work())
+
+    assert asyncio.run(run()) is None
+    assert released == [True]
