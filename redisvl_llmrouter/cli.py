@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from redisvl_llmrouter.errors import LLMRouterError, redact
+from redisvl_llmrouter.errors import ConfigError, LLMRouterError, redact
 
 __all__ = ["COMMANDS", "add_command", "build_parser", "main", "parse_args", "price", "saving"]
 
@@ -309,7 +309,7 @@ def _configured_redis(args: argparse.Namespace) -> bool:
 
 def cmd_learn(args: argparse.Namespace) -> int:
     from redisvl_llmrouter import SemanticRouter, pretrained
-    from redisvl_llmrouter.errors import ConfigError, RouterNotFoundError
+    from redisvl_llmrouter.errors import RouterNotFoundError
     from redisvl_llmrouter.learning.records import read_records
 
     records = list(read_records(args.datasets))
@@ -322,9 +322,11 @@ def cmd_learn(args: argparse.Namespace) -> int:
     try:  # a router already in Redis ...
         router = SemanticRouter.from_existing(args.name or args.router, redis_url=args.redis_url)
         origin = "attached to"
-    except RouterNotFoundError:  # ... else a shipped config or a config file, loaded into Redis
-        # (Only when there is none: a router that is there but cannot be read now is not one to create,
-        # nor to delete when learning fails.)
+    except ConfigError as exc:  # ... else a shipped config or a config file, loaded into Redis
+        # Only when none is stored (a path is no router name): a router that is there but cannot be read
+        # now is not one to create, nor to delete when learning fails.
+        if not isinstance(exc, RouterNotFoundError) and _router_name(args.name or args.router):
+            raise
         if (
             args.name is None
             and pretrained.is_bare_name(args.router)
@@ -355,6 +357,17 @@ def cmd_learn(args: argparse.Namespace) -> int:
                 router.delete()
         raise
     return 0
+
+
+def _router_name(name: str) -> bool:
+    """Whether ``name`` can name a stored router (a config file's path, say, cannot)."""
+    from redisvl_llmrouter.search import validate_router_name
+
+    try:
+        validate_router_name(name)
+    except ConfigError:
+        return False
+    return True
 
 
 def _learn_into(

@@ -60,6 +60,7 @@ from redisvl_llmrouter.errors import (
     RedisPermissionError,
     RedisPoolTimeoutError,
     RedisUnavailableError,
+    RouterEmptyError,
     RouterStateLostError,
     UnknownRequestError,
     UpstreamError,
@@ -79,7 +80,7 @@ from redisvl_llmrouter.gateway.cache import CachedAnswer, ResponseCache, cacheab
 from redisvl_llmrouter.gateway.config import PROVIDERS, GatewayConfig, Upstream
 from redisvl_llmrouter.gateway.queue import PRIORITIES, ModelQueue, Queues, priority_rank
 from redisvl_llmrouter.gateway.redis_faults import loggable, transient_redis_error
-from redisvl_llmrouter.gateway.write_behind import WriteBehind
+from redisvl_llmrouter.gateway.write_behind import CLOSE_TIMEOUT_S, WriteBehind
 from redisvl_llmrouter.observability import decisions, report
 from redisvl_llmrouter.observability.metrics import BREAKER_VALUES, Metrics
 from redisvl_llmrouter.observability.report import Report
@@ -752,8 +753,10 @@ class Gateway:
         if self._closed:
             return
         self._closed = True
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:  # bounded: a Redis that never answers must not hold the shutdown for ever
+            _, late = await asyncio.wait(set(self._tasks), timeout=CLOSE_TIMEOUT_S)
+            for task in late:
+                task.cancel()
         if self._leases is not None:
             self._leases.cancel()
         await self._writes.close()
@@ -996,11 +999,16 @@ class Gateway:
         check every request failed as unmatched or went to the default route."""
         core = self.router._core
         options = replace(options, record=False)
-        for _ in range(2):
-            async with self._routing.slot(rank):
-                match = await adrive(core.route(text, None, None, options), self.router._client, core.vectorizer)
+        for again in (True, False):
+            try:
+                async with self._routing.slot(rank):
+                    match = await adrive(core.route(text, None, None, options), self.router._client, core.vectorizer)
+            except RouterEmptyError:  # cleared, perhaps being filled again elsewhere
+                if again and await self._refresh_router(soon=True):
+                    continue
+                raise
             matched = match.decision is not None and match.decision.model is not None and not match.fallback
-            if matched or not await self._refresh_router(soon=True):
+            if matched or not again or not await self._refresh_router(soon=True):
                 break
         return match
 

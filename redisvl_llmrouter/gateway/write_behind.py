@@ -67,6 +67,7 @@ class WriteBehind:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._sending = asyncio.Lock()  # a flush waits for a round trip already under way
+        self._flushes: set[asyncio.Future[None]] = set()  # flushes under way (their callers may have left)
 
     def add(
         self, commands: Sequence[tuple[Any, ...]] = (), scripts: Sequence[tuple[str, tuple[Any, ...]]] = ()
@@ -135,7 +136,10 @@ class WriteBehind:
         A caller cancelled meanwhile (a request whose client left) stops waiting, not the round trip:
         the batch it took holds other requests' writes, which would otherwise be lost with it.
         """
-        await asyncio.shield(asyncio.ensure_future(self._flush()))
+        flushing = asyncio.ensure_future(self._flush())
+        self._flushes.add(flushing)
+        flushing.add_done_callback(self._flushes.discard)
+        await asyncio.shield(flushing)
 
     async def _flush(self) -> None:
         try:
@@ -171,23 +175,25 @@ class WriteBehind:
                 )
 
     async def close(self) -> None:
-        """Send what is pending and stop; no write added before ``close`` is lost.
+        """Send what is pending and stop; no write added before ``close`` is lost, unless Redis does
+        not answer: each step then waits at most ``CLOSE_TIMEOUT_S``, so a frozen Redis (a socket
+        that never replies) cannot hold a shutdown for ever.
 
         The task is asked to stop rather than cancelled: a cancellation landing inside a Redis
         call can be turned into an ordinary error by the client and swallowed, leaving the task
-        waiting for ever.
+        waiting for ever. Flushes whose callers left meanwhile finish their round trips alike.
         """
         self._closing = True
-        task = self._task
-        if task is not None and not task.done():
+        if self._task is not None and not self._task.done():
             assert self._wake is not None
             self._wake.set()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(task), CLOSE_TIMEOUT_S)
-            if not task.done():
+        running = {t for t in (self._task, *self._flushes) if t is not None and not t.done()}
+        if running:
+            _, late = await asyncio.wait(running, timeout=CLOSE_TIMEOUT_S)
+            for task in late:
                 task.cancel()
         with contextlib.suppress(Exception):
-            await self._take_and_send()
+            await asyncio.wait_for(self._take_and_send(), CLOSE_TIMEOUT_S)
         if self._commands or self._scripts:
             logger.warning(
                 "gateway write-behind: Redis refused the last %d writes at shutdown; they are lost",

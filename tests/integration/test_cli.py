@@ -283,6 +283,19 @@ def test_exports_of_a_stored_router_keep_the_description_and_metrics_of_its_conf
     assert config.description == shipped.description and config.metrics == {}
 
 
+def test_learn_loads_a_config_file_whose_path_cannot_name_a_stored_router(own_redis, tmp_path):
+    """A path with a space is no router name: the file is loaded, not refused as an unreadable router."""
+    from redisvl_llmrouter import SemanticRouter
+
+    data = _outcome_file(tmp_path / "o.jsonl")
+    (tmp_path / "my configs").mkdir()
+    config = tmp_path / "my configs" / "mine.json"
+    assert main(["learn", str(data), "--router", "default", "--name", "mine", "--export", str(config)]) == 0
+    SemanticRouter.from_existing("mine", redis_url=own_redis).delete()
+    assert main(["learn", str(data), "--router", str(config)]) == 0
+    assert SemanticRouter.from_existing("mine", redis_url=own_redis).memory_info().rows == 4
+
+
 def test_docs_cli_md_names_every_learn_option(tmp_path, own_redis, capsys):
     import argparse
 

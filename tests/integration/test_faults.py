@@ -670,6 +670,37 @@ def test_a_flush_whose_caller_is_cancelled_still_lands_the_writes_it_took(own_re
     assert int(client.get("landed") or 0) == 3
 
 
+def test_closing_the_write_behind_on_a_silent_redis_ends_within_its_timeout():
+    """A flush left running by its caller (a request whose client left) holds its round trip: on a Redis
+    that never answers (a network partition without a reset: the connection opens, no reply comes)
+    closing waited for it for ever."""
+    from types import SimpleNamespace
+
+    import redis.asyncio as aredis
+
+    from redisvl_llmrouter.gateway.write_behind import CLOSE_TIMEOUT_S, WriteBehind
+
+    async def run() -> float:
+        silent = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)  # takes bytes, never answers
+        port = silent.sockets[0].getsockname()[1]
+        aclient = aredis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=2.0)
+        writes = WriteBehind(SimpleNamespace(_client=aclient))  # type: ignore[arg-type]
+        try:
+            writes.add([("INCR", "landed")])
+            leaving = asyncio.ensure_future(writes.flush())
+            await asyncio.sleep(0.1)
+            leaving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await leaving
+            started = time.monotonic()
+            await asyncio.wait_for(writes.close(), 4 * CLOSE_TIMEOUT_S)  # a TimeoutError here: it hung
+            return time.monotonic() - started
+        finally:
+            silent.close()
+
+    assert asyncio.run(run()) <= 2 * CLOSE_TIMEOUT_S + 1
+
+
 def test_the_write_behind_sends_again_only_the_writes_a_full_redis_refused(own_redis):
     """Near its maxmemory Redis takes some commands of a batch (those that free memory) and refuses the
     rest: sending the whole batch again ran what had landed twice (log entries and counts doubled)."""
