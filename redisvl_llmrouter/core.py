@@ -702,26 +702,40 @@ class RouterCore:
                 yield from self.recover()
             yield from self._ensure_store_index(indexes)
             return
-        if overwrite and (index_exists or stored is not None):
-            if stored is not None and vectorizer_difference(
-                stored.get("vectorizer"), vectorizer_identity(self.vectorizer)
-            ):
-                # The learned rows were embedded by another model: unusable with this one.
-                yield from self.store.delete()
-                indexes.discard(self.store_index)
-            yield from self._drop(stored)
-            index_exists = False
-        # A new router, or one another process is creating right now (index, no config yet):
-        # every step is idempotent and the config, written last with a compare-and-set, commits it.
-        if not index_exists:
-            yield from self._create_index()
-        yield from self._write_references(self._pairs(), precomputed or {})
-        self.version, self.generation = 0, uuid.uuid4().hex  # a creation: a generation of its own
-        if (yield from self._try_save()) != -1:  # another creator committed first: same router, or refuse
+        for _ in range(MAX_SAVE_ATTEMPTS):
+            if overwrite and (index_exists or stored is not None):
+                if stored is not None and vectorizer_difference(
+                    stored.get("vectorizer"), vectorizer_identity(self.vectorizer)
+                ):
+                    # The learned rows were embedded by another model: unusable with this one.
+                    yield from self.store.delete()
+                    indexes.discard(self.store_index)
+                yield from self._drop(stored)
+                index_exists = False
+            # A new router, or one another process is creating right now (index, no config yet):
+            # every step is idempotent and the config, written last with a compare-and-set, commits it.
+            if not index_exists:
+                yield from self._create_index()
+            yield from self._write_references(self._pairs(), precomputed or {})
+            self.version, self.generation = 0, uuid.uuid4().hex  # a creation: a generation of its own
+            if (yield from self._try_save()) == -1:
+                break
+            # Another creator committed first: the same router is taken up, a different one refused,
+            # unless this is an overwrite. Then the router being replaced came back meanwhile (an object
+            # serving it found its index gone and rebuilt it from its own definition): replaced again.
             stored = yield from read_config(self.name)
-            if stored is not None:
+            if stored is not None and not (overwrite and not same_definition(stored, self.to_dict())):
+                if not same_definition(stored, self.to_dict()):  # refused below: leave nothing of this one
+                    yield from self._drop_unlisted(self._pairs(), stored)
                 self._check_same_router(stored)
                 self._adopt(stored)
+                break
+            index_exists = True
+        else:
+            raise ConflictError(
+                f"Router {self.name!r} could not be stored: other writers kept replacing it "
+                f"({MAX_SAVE_ATTEMPTS} tries)."
+            )
         yield from self._ensure_store_index(indexes)
 
     def _check_not_foreign(self) -> Op[None]:
@@ -847,6 +861,10 @@ class RouterCore:
             if isinstance(route, Mapping):
                 keys.update(reference_key(self.name, route.get("name", ""), ref) for ref in route.get("references", []))
                 keys.add(live.round_robin_key(self.name, str(route.get("name", ""))))
+        # The config first: an object serving the router that finds its index gone while this runs then
+        # rebuilds its own definition, under a compare-and-set the replacement settles (see recover),
+        # instead of taking up the definition being dropped and writing its references back.
+        yield Command(("DEL", config_key(self.name)))
         try:
             yield Command(("FT.DROPINDEX", self.name))  # without DD: the index alone, not every hash it covers
         except ResponseError as exc:
@@ -855,7 +873,6 @@ class RouterCore:
         ordered = sorted(keys)
         for start in range(0, len(ordered), 1000):
             yield Command(("DEL", *ordered[start : start + 1000]))
-        yield Command(("DEL", config_key(self.name)))
         self.version = 0
 
     # ----------------------------------------------------------------- recovery
@@ -906,12 +923,21 @@ class RouterCore:
         yield from self._write_references(self._pairs(), self._vectors)
         if document is None:
             self.version = 0
-            if (yield from self._try_save()) != -1:  # another process recovered it first
+            if (yield from self._try_save()) != -1:  # another process stored it first: recovered, or replaced it
                 document = yield from read_config(self.name)
                 if document is not None:
+                    yield from self._drop_unlisted(self._pairs(), document)
                     self._adopt(document)
         yield from self._ensure_store_index(indexes)
         return True
+
+    def _drop_unlisted(self, pairs: Sequence[tuple[str, str]], document: Mapping[str, Any]) -> Op[None]:
+        """Delete the references of ``pairs`` (this object wrote them) that ``document`` does not list:
+        another writer's definition was stored first, and they would stay in its index for ever,
+        searched and never matched (a recovery that lost to an ``overwrite=True``, say)."""
+        stray = sorted(set(pairs) - set(_reference_pairs(document)))
+        for start in range(0, len(stray), 1000):
+            yield Command(("DEL", *(reference_key(self.name, *pair) for pair in stray[start : start + 1000])))
 
     def _restore_lost_references(self, document: Mapping[str, Any]) -> Op[bool]:
         """Write again the stored definition's references whose keys are gone while the index and the

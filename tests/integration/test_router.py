@@ -35,6 +35,7 @@ from redisvl_llmrouter import (
     RouterNotFoundError,
     RouterStateLostError,
     RoutingConfig,
+    SemanticRouter,
     VectorDimensionError,
     VectorizerMismatchError,
 )
@@ -555,6 +556,38 @@ def test_refresh_adopts_a_router_recreated_with_overwrite(api, name, table):
     assert first.refresh() is False
     first.add_route(tiers()[1])  # in step with the new creation: its save lands
     assert api.from_existing(name, vectorizer=table).route_names == ["closest", "cheap", "pricey"]
+
+
+def test_overwrite_replaces_a_router_that_an_object_serving_it_rebuilt_meanwhile(name, table, redis_url):
+    """An object routing on the router finds its index gone mid-overwrite and rebuilds it from its own
+    definition (auto-recovery): the overwrite's commit then lost to it, and ``overwrite=True`` was
+    refused with "Pass overwrite=True to replace it" (9 of 20 overwrites), its references left behind."""
+    import threading
+
+    first, second = tiers(), [closest()]
+    SemanticRouter(name=name, routes=first, vectorizer=table, redis_url=redis_url)
+    user = SemanticRouter.from_existing(name, vectorizer=table, redis_url=redis_url)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(Exception):
+                user("query")
+
+    serving = threading.Thread(target=serve)
+    serving.start()
+    try:
+        for i in range(20):
+            routes = second if i % 2 == 0 else first
+            SemanticRouter(name=name, routes=routes, vectorizer=table, redis_url=redis_url, overwrite=True)
+    finally:
+        stop.set()
+        serving.join()
+    final = SemanticRouter.from_existing(name, vectorizer=table, redis_url=redis_url)
+    assert final.route_names == ["cheap", "pricey"]  # the last overwrite's
+    with redis.Redis.from_url(redis_url) as client:
+        assert not list(client.scan_iter(f"{name}:closest:*"))  # no reference of the router it replaced
+    final.delete()
 
 
 def test_refresh_refuses_a_router_recreated_with_another_vectorizer(api, name, table):
