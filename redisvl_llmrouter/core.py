@@ -724,13 +724,17 @@ class RouterCore:
             # unless this is an overwrite. Then the router being replaced came back meanwhile (an object
             # serving it found its index gone and rebuilt it from its own definition): replaced again.
             stored = yield from read_config(self.name)
-            if stored is not None and not (overwrite and not same_definition(stored, self.to_dict())):
-                if not same_definition(stored, self.to_dict()):  # refused below: leave nothing of this one
-                    yield from self._drop_unlisted(self._pairs(), stored)
-                self._check_same_router(stored)
-                self._adopt(stored)
-                break
             index_exists = True
+            if stored is None:  # the winner's config went meanwhile: try again
+                continue
+            same = same_definition(stored, self.to_dict())
+            if overwrite and not same:
+                continue
+            if not same:  # refused just below: leave nothing of this one behind
+                yield from self._drop_unlisted(self._pairs(), stored)
+            self._check_same_router(stored)
+            self._adopt(stored)
+            break
         else:
             raise ConflictError(
                 f"Router {self.name!r} could not be stored: other writers kept replacing it "

@@ -997,20 +997,22 @@ class Gateway:
         sooner, and is routed again if it changed: replaced elsewhere (``overwrite=True``), the index
         holds only references of routes this process does not know yet, and until its next periodic
         check every request failed as unmatched or went to the default route."""
-        core = self.router._core
         options = replace(options, record=False)
-        for again in (True, False):
-            try:
-                async with self._routing.slot(rank):
-                    match = await adrive(core.route(text, None, None, options), self.router._client, core.vectorizer)
-            except RouterEmptyError:  # cleared, perhaps being filled again elsewhere
-                if again and await self._refresh_router(soon=True):
-                    continue
+        try:
+            match = await self._route_once(text, options, rank)
+        except RouterEmptyError:  # cleared, perhaps being filled again elsewhere
+            if not await self._refresh_router(soon=True):
                 raise
-            matched = match.decision is not None and match.decision.model is not None and not match.fallback
-            if matched or not again or not await self._refresh_router(soon=True):
-                break
+            return await self._route_once(text, options, rank)
+        matched = match.decision is not None and match.decision.model is not None and not match.fallback
+        if not matched and await self._refresh_router(soon=True):
+            match = await self._route_once(text, options, rank)
         return match
+
+    async def _route_once(self, text: str, options: RouteOptions, rank: int) -> RouteMatch:
+        core = self.router._core
+        async with self._routing.slot(rank):
+            return await adrive(core.route(text, None, None, options), self.router._client, core.vectorizer)
 
     async def _decide(self, request: _Request, outcome: Outcome) -> list[str]:
         """The models to try, in order; fills the outcome's decision fields."""
