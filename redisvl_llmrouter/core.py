@@ -82,6 +82,7 @@ from redisvl_llmrouter.search import (
     config_key,
     create_index_command,
     foreign_index,
+    index_fits,
     indexed_documents,
     is_missing_index,
     is_wrong_type,
@@ -703,13 +704,21 @@ class RouterCore:
             yield from self._ensure_store_index(indexes)
             return
         for _ in range(MAX_SAVE_ATTEMPTS):
+            if (
+                overwrite
+                and stored is not None
+                and vectorizer_difference(stored.get("vectorizer"), vectorizer_identity(self.vectorizer))
+            ):
+                # The learned rows were embedded by another model: unusable with this one.
+                yield from self.store.delete()
+                indexes.discard(self.store_index)
+            if overwrite and index_exists and stored is not None and (yield from self._index_fits()):
+                # Replaced in place: routers serving it never find its index gone or half-filled.
+                if (yield from self._replace_in_place(stored, precomputed or {})):
+                    break
+                stored = yield from read_config(self.name)  # another writer saved meanwhile: replace that
+                continue
             if overwrite and (index_exists or stored is not None):
-                if stored is not None and vectorizer_difference(
-                    stored.get("vectorizer"), vectorizer_identity(self.vectorizer)
-                ):
-                    # The learned rows were embedded by another model: unusable with this one.
-                    yield from self.store.delete()
-                    indexes.discard(self.store_index)
                 yield from self._drop(stored)
                 index_exists = False
             # A new router, or one another process is creating right now (index, no config yet):
@@ -727,7 +736,9 @@ class RouterCore:
             index_exists = True
             if stored is None:  # the winner's config went meanwhile: try again
                 continue
-            same = same_definition(stored, self.to_dict())
+            same = same_definition(stored, self.to_dict()) and not vectorizer_difference(
+                stored.get("vectorizer"), vectorizer_identity(self.vectorizer)
+            )  # the same routes over other vectors is another router too
             if overwrite and not same:
                 continue
             if not same:  # refused just below: leave nothing of this one behind
@@ -741,6 +752,48 @@ class RouterCore:
                 f"({MAX_SAVE_ATTEMPTS} tries)."
             )
         yield from self._ensure_store_index(indexes)
+
+    def _index_fits(self) -> Op[bool]:
+        """Whether the router's index is the one this object would create (same vectors, same schema)."""
+        try:
+            info = yield Command(("FT.INFO", self.name))
+        except ResponseError:  # gone meanwhile, or FT.INFO denied by an ACL: drop and create it
+            return False
+        return index_fits(info, self.name, self.dims, self.dtype.name)
+
+    def _replace_in_place(self, stored: Mapping[str, Any], precomputed: Mapping[tuple[str, str], bytes]) -> Op[bool]:
+        """Replace the stored router ``stored`` with this definition without dropping its index.
+
+        This definition's references are written first, then its config replaces the stored one with a
+        compare-and-set (a new generation: a creation of its own), then the references and round-robin
+        positions of the replaced definition that this one does not list are deleted. A search meanwhile
+        finds every reference of the old definition or of the new one, never an empty or missing index
+        (dropping it answered every request "no route" until the references were written again, and
+        made each object serving the router rebuild its own). False when another writer saved first.
+        """
+        yield from self._write_references(self._pairs(), precomputed)
+        self.version, self.generation = stored_version(stored), uuid.uuid4().hex
+        try:
+            document = json.dumps({**self.to_dict(), "version": self.version + 1, "generation": self.generation})
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"Router {self.name!r} cannot be stored as JSON: {exc}") from None
+        args = (1, config_key(self.name), self.version, document, stored_generation(stored))
+        (result,) = yield from run_script(SAVE_CONFIG_SCRIPT, [args])
+        if int(result) != -1:
+            return False
+        self.version += 1
+        yield from self._hold_stored()
+        listed = {reference_key(self.name, *pair) for pair in self._pairs()}
+        replaced = [r for r in stored.get("routes", []) if isinstance(r, Mapping)]  # read as _drop reads it
+        names = [str(r.get("name", "")) for r in replaced]
+        keys = {reference_key(self.name, n, ref) for n, r in zip(names, replaced) for ref in r.get("references", [])}
+        # A new router starts its rotations afresh, as a created one does.
+        keys.update(live.round_robin_key(self.name, n) for n in names)
+        keys.update(live.round_robin_key(self.name, route.name) for route in self.routes)
+        ordered = sorted(keys - listed)
+        for start in range(0, len(ordered), 1000):
+            yield Command(("DEL", *ordered[start : start + 1000]))
+        return True
 
     def _check_not_foreign(self) -> Op[None]:
         """Refuse an index of this name that another application made (a router's own, half-made by a

@@ -238,6 +238,49 @@ def parse_vector_field(info: Any) -> tuple[str, int] | None:
     return None
 
 
+#: The options an ``FT.INFO`` attribute lists without a value (RESP2 gives them as bare items).
+_FIELD_FLAGS = frozenset({"SORTABLE", "UNF", "NOSTEM", "NOINDEX", "CASESENSITIVE", "WITHSUFFIXTRIE", "INDEXEMPTY",
+                          "INDEXMISSING"})  # fmt: skip
+
+
+def _attribute(attribute: Any) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """An ``FT.INFO`` attribute's fields and its sorted flags: Redis 8 answers RESP3 with a ``flags``
+    list, RESP2 with the flags as bare items among the ``key, value`` pairs."""
+    if isinstance(attribute, dict):
+        fields = {as_text(k): v for k, v in attribute.items()}
+        return fields, tuple(sorted(as_text(f).upper() for f in fields.get("flags") or []))
+    fields, flags, items = {}, [], list(attribute or [])
+    while items:
+        key = as_text(items.pop(0))
+        if key.upper() in _FIELD_FLAGS or not items:
+            flags.append(key.upper())
+        else:
+            fields[key] = items.pop(0)
+    return fields, tuple(sorted(flags + [as_text(f).upper() for f in fields.pop("flags", None) or []]))
+
+
+def index_fits(info: Any, router: str, dims: int, dtype: str) -> bool:
+    """Whether an ``FT.INFO`` reply describes exactly the index :func:`create_index_command` makes for
+    ``router`` with these vectors: an overwrite may then keep it and swap the references in place."""
+    info = _mapping(info)
+    if [as_text(p) for p in _mapping(info.get("index_definition")).get("prefixes") or []] != [f"{router}:"]:
+        return False
+    found = {}
+    for attribute in info.get("attributes") or []:
+        fields, flags = _attribute(attribute)
+        found[as_text(fields.get("attribute", ""))] = (
+            as_text(fields.get("type", "")).upper(),
+            flags,
+            *(as_text(fields.get(k, "")).upper() for k in ("algorithm", "data_type", "dim", "distance_metric")),
+        )
+    return found == {
+        "reference_id": ("TAG", (), "", "", "", ""),
+        "route_name": ("TAG", ("CASESENSITIVE",), "", "", "", ""),
+        "reference": ("TEXT", (), "", "", "", ""),
+        VECTOR_FIELD: ("VECTOR", (), "FLAT", dtype.upper(), str(dims), "COSINE"),
+    }
+
+
 def indexed_documents(info: Any) -> int | None:
     """``num_docs`` of an ``FT.INFO`` reply (RESP2 or RESP3), None when it does not say."""
     try:

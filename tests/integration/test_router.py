@@ -7,6 +7,7 @@ text ``query`` (``"cheap d=0.2"`` lies at distance 0.2), so expected winners are
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -41,7 +42,7 @@ from redisvl_llmrouter import (
 )
 from redisvl_llmrouter.learning import memory
 from redisvl_llmrouter.schema import ConfidenceCalibration
-from redisvl_llmrouter.search import config_key
+from redisvl_llmrouter.search import config_key, reference_key
 
 
 def tiers() -> list[Route]:
@@ -558,35 +559,66 @@ def test_refresh_adopts_a_router_recreated_with_overwrite(api, name, table):
     assert api.from_existing(name, vectorizer=table).route_names == ["closest", "cheap", "pricey"]
 
 
-def test_overwrite_replaces_a_router_that_an_object_serving_it_rebuilt_meanwhile(name, table, redis_url):
-    """An object routing on the router finds its index gone mid-overwrite and rebuilds it from its own
-    definition (auto-recovery): the overwrite's commit then lost to it, and ``overwrite=True`` was
-    refused with "Pass overwrite=True to replace it" (9 of 20 overwrites), its references left behind."""
+def overwrite_while_routing(
+    name: str, redis_url: str, definitions: list[tuple[list[Route], Any]], times: int = 20
+) -> tuple[collections.Counter[Any], list[Exception]]:
+    """Store the ``(routes, vectorizer)`` definitions in turn with ``overwrite=True``, ``times`` times in all,
+    while an object made on the first routes ``"query"`` in a loop: the routes it answered, what it raised."""
     import threading
 
-    first, second = tiers(), [closest()]
-    SemanticRouter(name=name, routes=first, vectorizer=table, redis_url=redis_url)
-    user = SemanticRouter.from_existing(name, vectorizer=table, redis_url=redis_url)
-    stop = threading.Event()
+    SemanticRouter(name=name, routes=definitions[0][0], vectorizer=definitions[0][1], redis_url=redis_url)
+    user = SemanticRouter.from_existing(name, vectorizer=definitions[0][1], redis_url=redis_url)
+    stop, seen, errors = threading.Event(), collections.Counter(), []
 
     def serve() -> None:
         while not stop.is_set():
-            with contextlib.suppress(Exception):
-                user("query")
+            try:
+                seen[user("query").name] += 1
+            except Exception as exc:
+                errors.append(exc)
 
     serving = threading.Thread(target=serve)
     serving.start()
     try:
-        for i in range(20):
-            routes = second if i % 2 == 0 else first
-            SemanticRouter(name=name, routes=routes, vectorizer=table, redis_url=redis_url, overwrite=True)
+        for i in range(1, times + 1):
+            routes, vectorizer = definitions[i % len(definitions)]
+            SemanticRouter(name=name, routes=routes, vectorizer=vectorizer, redis_url=redis_url, overwrite=True)
     finally:
         stop.set()
         serving.join()
+    return seen, errors
+
+
+def test_overwrite_replaces_a_router_that_an_object_serving_it_rebuilt_meanwhile(name, table, redis_url):
+    """An object routing on the router finds its index gone mid-overwrite (the new definition has other
+    vectors: the index is dropped and made again) and rebuilds it from its own definition (auto-recovery):
+    the overwrite's commit then lost to it, and ``overwrite=True`` was refused with "Pass overwrite=True to
+    replace it" (9 of 20 overwrites), its references left behind."""
+    from redisvl.utils.vectorize import CustomVectorizer
+
+    wide = CustomVectorizer(embed=table.embed, embed_many=lambda texts, **_: [table.embed(t) for t in texts])
+    wide.dtype = "float64"  # the same vectors, stored in another type: the index must be made again
+    overwrite_while_routing(name, redis_url, [(tiers(), table), ([closest()], wide)])
     final = SemanticRouter.from_existing(name, vectorizer=table, redis_url=redis_url)
     assert final.route_names == ["cheap", "pricey"]  # the last overwrite's
     with redis.Redis.from_url(redis_url) as client:
         assert not list(client.scan_iter(f"{name}:closest:*"))  # no reference of the router it replaced
+    final.delete()
+
+
+def test_overwrite_swaps_the_definition_in_place_so_routing_meanwhile_always_matches(name, table, redis_url):
+    """Dropping the index to overwrite left a router being served with no index, then with only part of
+    its references: searches meanwhile failed ("no such index") or matched nothing. With the same vectors
+    the index now stays and every search finds the old definition's references or the new one's."""
+    second = [tiers()[0], Route(name="pricey", model="m/pricey", cost=12.0, references=["pricey2 d=0.05"])]
+    seen, errors = overwrite_while_routing(name, redis_url, [(tiers(), table), (second, table)], times=60)
+    assert errors == []
+    assert set(seen) == {"pricey"} and seen["pricey"] > 0
+    final = SemanticRouter.from_existing(name, vectorizer=table, redis_url=redis_url)
+    assert final.to_dict()["routes"][1]["references"] == ["pricey d=0.05"]  # the last overwrite's
+    with redis.Redis.from_url(redis_url) as client:
+        assert not client.exists(reference_key(name, "pricey", "pricey2 d=0.05"))  # the replaced definition's
+        assert client.ft(name).info()["num_docs"] in (2, "2")
     final.delete()
 
 

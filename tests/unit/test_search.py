@@ -9,6 +9,7 @@ from redisvl_llmrouter.ranking import RouteDistances
 from redisvl_llmrouter.search import (
     check_modules,
     foreign_index,
+    index_fits,
     parse_route_rows,
     reference_key,
     route_command,
@@ -93,3 +94,44 @@ def test_an_index_without_the_routers_prefix_or_fields_is_foreign_in_resp2_and_r
     assert foreign_index(theirs3, "r") == "it covers the keys ['prod:'], not ['r:']"
     no_vector = {b"index_definition": {b"prefixes": [b"r"]}, b"attributes": [{b"attribute": b"route_name"}]}
     assert foreign_index(no_vector, "r") == "it has no vector field"
+
+
+def router_index_info(
+    prefix: str = "r:", dims: int = 384, route_flags: tuple[bytes, ...] = (b"CASESENSITIVE",)
+) -> dict:
+    """``FT.INFO`` of the index ``create_index_command("r", dims, "float32")`` makes, as Redis 8 answers it."""
+    tag, text = {b"type": b"TAG", b"SEPARATOR": b","}, {b"type": b"TEXT", b"WEIGHT": 1.0}
+    vector = {b"type": b"VECTOR", b"algorithm": b"FLAT", b"data_type": b"FLOAT32", b"dim": dims,
+              b"distance_metric": b"COSINE", b"flags": []}  # fmt: skip
+    return {
+        b"index_definition": {b"key_type": b"HASH", b"prefixes": [prefix.encode()]},
+        b"attributes": [
+            {b"identifier": b"reference_id", b"attribute": b"reference_id", **tag, b"flags": []},
+            {b"identifier": b"route_name", b"attribute": b"route_name", **tag, b"flags": list(route_flags)},
+            {b"identifier": b"reference", b"attribute": b"reference", **text, b"flags": []},
+            {b"identifier": b"vector", b"attribute": b"vector", **vector},
+        ],
+    }
+
+
+def test_only_the_index_a_router_would_create_is_kept_by_an_overwrite():
+    assert index_fits(router_index_info(), "r", 384, "float32")
+    assert not index_fits(router_index_info(), "r", 384, "float16")  # other vectors
+    assert not index_fits(router_index_info(dims=768), "r", 384, "float32")
+    assert not index_fits(router_index_info(prefix="r"), "r", 384, "float32")  # RedisVL's router
+    assert not index_fits(router_index_info(route_flags=()), "r", 384, "float32")  # route names folded
+    assert not index_fits({}, "r", 384, "float32")
+
+
+def test_a_resp2_index_description_with_bare_flags_is_read_as_the_same_index():
+    info = [b"index_definition", [b"key_type", b"HASH", b"prefixes", [b"r:"], b"default_score", b"1"],
+            b"attributes", [
+                [b"identifier", b"reference_id", b"attribute", b"reference_id", b"type", b"TAG", b"SEPARATOR", b","],
+                [b"identifier", b"route_name", b"attribute", b"route_name", b"type", b"TAG", b"SEPARATOR", b",",
+                 b"CASESENSITIVE"],
+                [b"identifier", b"reference", b"attribute", b"reference", b"type", b"TEXT", b"WEIGHT", b"1"],
+                [b"identifier", b"vector", b"attribute", b"vector", b"type", b"VECTOR", b"algorithm", b"FLAT",
+                 b"data_type", b"FLOAT32", b"dim", 3, b"distance_metric", b"COSINE"]]]  # fmt: skip
+    assert index_fits(info, "r", 3, "float32")
+    info[3][1] = info[3][1][:-1]  # route_name without CASESENSITIVE
+    assert not index_fits(info, "r", 3, "float32")
