@@ -53,6 +53,7 @@ __all__ = [
     "RouteExistsError",
     "RouteNotFoundError",
     "RouterEmptyError",
+    "RouterRecreatedError",
     "RouterExistsError",
     "RouterLoopError",
     "RouterNotFoundError",
@@ -158,6 +159,12 @@ class RouterExistsError(ConfigError):
 
 class VectorizerMismatchError(ConfigError):
     """Stored vectors were made by another embedding model, or have other dimensions."""
+
+
+class RouterRecreatedError(VectorizerMismatchError):
+    """The router a gateway serves was recreated elsewhere with vectors its vectorizer does not make
+    (another model, dtype or dimensions): it cannot route on it until it is restarted, and says so
+    (HTTP 503 ``router_recreated``, ``/health`` 503) instead of failing every routed request."""
 
 
 class RedisUnavailableError(LLMRouterError, _RedisConnectionError, ConnectionError):

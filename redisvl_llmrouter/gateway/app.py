@@ -70,6 +70,7 @@ from redisvl_llmrouter.errors import (
     RedisUnavailableError,
     RequestTooLargeError,
     RouterEmptyError,
+    RouterRecreatedError,
     RouterStateLostError,
     UnknownRequestError,
     UnsupportedEncodingError,
@@ -478,6 +479,8 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
                           "redis_error", _request_id_header(exc))  # fmt: skip
         if isinstance(exc, RouterEmptyError):  # cleared while serving: the router's state, retried once it has routes
             return _error(503, str(exc), "api_error", "router_empty", {"Retry-After": "1", **_request_id_header(exc)})
+        if isinstance(exc, RouterRecreatedError):  # this process's state: /health fails too, so it gets restarted
+            return _error(503, str(exc), "api_error", "router_recreated", _request_id_header(exc))
         return _error(400, str(exc), "invalid_request_error", request_error_code(exc), _request_id_header(exc))
 
     @app.exception_handler(RequestValidationError)
@@ -627,14 +630,11 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
             redis_state = "unreachable"
         # Full or read-only still answers (bookkeeping is what waits): reported, not taken out of rotation.
         status = 503 if redis_state in ("unreachable", "credentials_refused") else 200
-        return JSONResponse(
-            {
-                "status": "ok" if redis_state == "ok" else "degraded",
-                "router": gateway_.router.name,
-                "redis": redis_state,
-            },
-            status_code=status,
-        )
+        state = "ok" if redis_state == "ok" else "degraded"
+        body = {"status": state, "router": gateway_.router.name, "redis": redis_state}
+        if gateway_.router_recreated is not None:  # it cannot route until restarted: fail the check that restarts it
+            status, body["status"], body["router_state"] = 503, "degraded", "recreated"
+        return JSONResponse(body, status_code=status)
 
     @app.api_route("/stats", methods=["GET", "HEAD"])
     async def stats(request: Request) -> JSONResponse:

@@ -1600,6 +1600,37 @@ def test_a_router_cleared_while_serving_is_a_503_to_retry_not_the_clients_error(
     assert refused.json()["error"]["code"] == "router_empty"
 
 
+def test_a_router_recreated_with_other_vectors_fails_routing_and_health_clearly_until_it_fits_again(
+    redis_url, local_upstream, tmp_path
+):
+    """Its searches failed on every routed request (500 "unexpected gateway error") while ``/health`` said
+    ok, so nothing restarted the gateway: now routed requests are a 503 saying why, passthrough goes on,
+    ``/health`` is a 503, and a router recreated as the gateway can route on it again is simply adopted."""
+    from redisvl_llmrouter import MiniLMVectorizer
+
+    only = [Route(name="only", model="openai/gpt-4.1-nano", references=["hello there"], distance_threshold=0.9)]
+    with gateway(redis_url, local_upstream.url, tmp_path) as srv:
+        half = MiniLMVectorizer(dtype="float16")
+        with SemanticRouter(srv.router, routes=only, vectorizer=half, redis_url=redis_url, overwrite=True):
+            time.sleep(1.2)  # longer than the gateway's check for changes (ROUTER_REFRESH_S)
+        routed = srv.post("/v1/chat/completions", json={"model": "auto", "messages": ask("hello there")})
+        passed = srv.post("/v1/chat/completions", json={"model": "openai/gpt-4.1-nano", "messages": ask("hi")})
+        health = srv.get("/health")
+        with SemanticRouter(srv.router, routes=only, redis_url=redis_url, overwrite=True) as router:  # its vectors
+            time.sleep(1.2)
+            again = srv.post("/v1/chat/completions", json={"model": "auto", "messages": ask("hello there")})
+            healthy = srv.get("/health")
+            router.delete()
+        log = output(srv.proc)
+    assert (routed.status_code, routed.json()["error"]["code"]) == (503, "router_recreated")
+    assert "dtype: stored 'float16'" in routed.json()["error"]["message"]
+    assert passed.status_code == 200
+    assert (health.status_code, health.json()["router_state"]) == (503, "recreated")
+    assert (again.status_code, again.headers["x-llmrouter-route"]) == (200, "only")
+    assert (healthy.status_code, healthy.json()) == (200, {"status": "ok", "router": srv.router, "redis": "ok"})
+    assert log.count("was recreated with vectors this process does not make") == 1  # said once, not per request
+
+
 def test_a_full_queue_answers_429_with_retry_after_and_critical_requests_go_first(redis_url, local_upstream, tmp_path):
     model = f"q{uuid.uuid4().hex[:6]}/busy"
     local_upstream.control(model=model, latency_ms=400)
