@@ -75,6 +75,7 @@ from redisvl_llmrouter.schema import (
     text_problem,
 )
 from redisvl_llmrouter.search import (
+    DELETE_UNLISTED_SCRIPT,
     MAX_REFERENCES,
     SAVE_CONFIG_SCRIPT,
     as_text,
@@ -712,7 +713,10 @@ class RouterCore:
                 # The learned rows were embedded by another model: unusable with this one.
                 yield from self.store.delete()
                 indexes.discard(self.store_index)
-            if overwrite and index_exists and stored is not None and (yield from self._index_fits()):
+            same_vectors = stored is not None and not vectorizer_difference(
+                stored.get("vectorizer"), vectorizer_identity(self.vectorizer)
+            )  # else an object serving the old one may write its vectors into keys both list: made anew
+            if overwrite and index_exists and same_vectors and (yield from self._index_fits()):
                 # Replaced in place: routers serving it never find its index gone or half-filled.
                 if (yield from self._replace_in_place(stored, precomputed or {})):
                     break
@@ -783,16 +787,24 @@ class RouterCore:
             return False
         self.version += 1
         yield from self._hold_stored()
-        listed = {reference_key(self.name, *pair) for pair in self._pairs()}
         replaced = [r for r in stored.get("routes", []) if isinstance(r, Mapping)]  # read as _drop reads it
         names = [str(r.get("name", "")) for r in replaced]
-        keys = {reference_key(self.name, n, ref) for n, r in zip(names, replaced) for ref in r.get("references", [])}
+        pairs = {(n, str(ref)) for n, r in zip(names, replaced, strict=True) for ref in r.get("references", [])}
+        # Deleted unless the config stored as each batch runs lists it: another writer may list one again.
+        stale = sorted(pairs - set(self._pairs()))
+        for start in range(0, len(stale), 500):
+            batch = stale[start : start + 500]
+            keys = [reference_key(self.name, *pair) for pair in batch]
+            args = (1 + len(keys), config_key(self.name), *keys, *(x for pair in batch for x in pair))
+            yield from run_script(DELETE_UNLISTED_SCRIPT, [args])
         # A new router starts its rotations afresh, as a created one does.
-        keys.update(live.round_robin_key(self.name, n) for n in names)
-        keys.update(live.round_robin_key(self.name, route.name) for route in self.routes)
-        ordered = sorted(keys - listed)
-        for start in range(0, len(ordered), 1000):
-            yield Command(("DEL", *ordered[start : start + 1000]))
+        positions = {live.round_robin_key(self.name, n) for n in [*names, *(r.name for r in self.routes)]}
+        yield Command(("DEL", *sorted(positions)))
+        # Another overwrite that committed just before this one may have deleted, as stale to it, a key this
+        # definition lists that was written after its commit and before this one's: written again.
+        lost = yield from self._missing_references(self._pairs())
+        if lost:
+            yield from self._write_references(lost, self._vectors)
         return True
 
     def _check_not_foreign(self) -> Op[None]:
@@ -971,6 +983,8 @@ class RouterCore:
         existing = yield Command(("FT._LIST",))
         indexes = {as_text(n) for n in existing or []}
         document = yield from read_config(self.name)
+        if document is not None:  # recreated elsewhere with other vectors: this object's must not go into it
+            self._check_same_vectorizer(document, RECREATED_HINT)
         if self.name in indexes and document is not None and self.store_index in indexes:
             return (yield from self._restore_lost_references(document))
         if document is not None:
@@ -1009,11 +1023,7 @@ class RouterCore:
         indexed = indexed_documents(info)
         if indexed is None or indexed >= len(pairs):
             return False
-        present: list[Any] = []
-        for start in range(0, len(pairs), 1000):  # bounded round trips for large routers
-            chunk = pairs[start : start + 1000]
-            present += yield Pipeline(tuple(("EXISTS", reference_key(self.name, r, ref)) for r, ref in chunk))
-        lost = [pair for pair, here in zip(pairs, present, strict=True) if not here]
+        lost = yield from self._missing_references(pairs)
         if not lost:
             return False
         logger.warning(
@@ -1033,6 +1043,14 @@ class RouterCore:
         if revived:
             yield Command(("DEL", *revived))
         return True
+
+    def _missing_references(self, pairs: Sequence[tuple[str, str]]) -> Op[list[tuple[str, str]]]:
+        """The (route, reference) pairs whose keys are not in Redis."""
+        present: list[Any] = []
+        for start in range(0, len(pairs), 1000):  # bounded round trips for large routers
+            chunk = pairs[start : start + 1000]
+            present += yield Pipeline(tuple(("EXISTS", reference_key(self.name, r, ref)) for r, ref in chunk))
+        return [pair for pair, here in zip(pairs, present, strict=True) if not here]
 
     def refresh(self) -> Op[bool]:
         """Take up the definition another writer stored since this object last read it; True when it did.

@@ -162,6 +162,27 @@ return -1
 """
 
 
+#: Delete reference keys that the stored config does not list. KEYS[1]: the config key; KEYS[2..]: the
+#: reference keys; ARGV: the route name and reference text of each, in order. Atomic, so a key another
+#: writer's definition lists again (committed after the caller read what it replaced) is kept.
+DELETE_UNLISTED_SCRIPT = """
+local listed = {}
+local raw = redis.call('EXISTS', KEYS[1]) == 1 and redis.call('JSON.GET', KEYS[1]) or nil
+local routes = raw and cjson.decode(raw)['routes'] or {}
+if type(routes) ~= 'table' then routes = {} end
+for _, route in ipairs(routes) do
+  if type(route) == 'table' and type(route['references']) == 'table' then
+    for _, ref in ipairs(route['references']) do listed[tostring(route['name']) .. '\\0' .. tostring(ref)] = true end
+  end
+end
+local deleted = 0
+for i = 2, #KEYS do
+  if not listed[ARGV[2 * i - 3] .. '\\0' .. ARGV[2 * i - 2]] then deleted = deleted + redis.call('DEL', KEYS[i]) end
+end
+return deleted
+"""
+
+
 def as_text(value: Any) -> str:
     """A Redis reply value as ``str`` (replies are bytes unless the client decodes them)."""
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)

@@ -134,6 +134,8 @@ def definition_only(document: Mapping[str, Any]) -> dict[str, Any]:
 def stored_version(document: Mapping[str, Any] | None) -> int:
     """The version of a stored config document (0: none, or written before configs were versioned)."""
     version = (document or {}).get("version", 0)
+    if isinstance(version, float) and version.is_integer():  # 1.0, as a hand or another tool may write it
+        version = int(version)  # (the compare-and-set's Lua reads it as 1 too)
     return version if isinstance(version, int) and not isinstance(version, bool) else 0
 
 

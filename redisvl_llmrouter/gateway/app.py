@@ -70,10 +70,10 @@ from redisvl_llmrouter.errors import (
     RedisUnavailableError,
     RequestTooLargeError,
     RouterEmptyError,
-    RouterRecreatedError,
     RouterStateLostError,
     UnknownRequestError,
     UnsupportedEncodingError,
+    VectorizerMismatchError,
 )
 from redisvl_llmrouter.gateway.config import GatewayConfig
 from redisvl_llmrouter.gateway.redis_faults import loggable, transient_redis_error
@@ -479,7 +479,7 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
                           "redis_error", _request_id_header(exc))  # fmt: skip
         if isinstance(exc, RouterEmptyError):  # cleared while serving: the router's state, retried once it has routes
             return _error(503, str(exc), "api_error", "router_empty", {"Retry-After": "1", **_request_id_header(exc)})
-        if isinstance(exc, RouterRecreatedError):  # this process's state: /health fails too, so it gets restarted
+        if isinstance(exc, VectorizerMismatchError):  # RouterRecreatedError: /health fails too, so it is restarted
             return _error(503, str(exc), "api_error", "router_recreated", _request_id_header(exc))
         return _error(400, str(exc), "invalid_request_error", request_error_code(exc), _request_id_header(exc))
 
@@ -632,6 +632,8 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
         status = 503 if redis_state in ("unreachable", "credentials_refused") else 200
         state = "ok" if redis_state == "ok" else "degraded"
         body = {"status": state, "router": gateway_.router.name, "redis": redis_state}
+        if gateway_.router_recreated is not None:  # recreated again as it can route on it meanwhile?
+            await gateway_._refresh_router()  # at most once a second
         if gateway_.router_recreated is not None:  # it cannot route until restarted: fail the check that restarts it
             status, body["status"], body["router_state"] = 503, "degraded", "recreated"
         return JSONResponse(body, status_code=status)

@@ -1050,7 +1050,10 @@ class Gateway:
             raise RouterRecreatedError(self.router_recreated)
         core = self.router._core
         async with self._routing.slot(rank):
-            return await adrive(core.route(text, None, None, options), self.router._client, core.vectorizer)
+            try:
+                return await adrive(core.route(text, None, None, options), self.router._client, core.vectorizer)
+            except VectorizerMismatchError as exc:  # found while recovering a lost index: recreated elsewhere
+                raise self._recreated(exc) from None
 
     async def _decide(self, request: _Request, outcome: Outcome) -> list[str]:
         """The models to try, in order; fills the outcome's decision fields."""
@@ -1864,17 +1867,7 @@ class Gateway:
             self._adopted += changed
             self.router_recreated = None  # recreated again as this process can route on it: adopted
         except VectorizerMismatchError as exc:
-            # Its searches would fail on every request (500s) with /health ok: routed requests are refused
-            # with a 503 saying why, and /health fails, so an orchestrator restarts the process.
-            if self.router_recreated is None:
-                logger.error(
-                    "gateway: router %r was recreated with vectors this process does not make; restart it to serve "
-                    "the router again (%s)", self.router.name, exc,
-                )  # fmt: skip
-            self.router_recreated = (
-                f"Router {self.router.name!r} was recreated with vectors this gateway does not make ({exc}); the "
-                "gateway must be restarted to route on it. Requests for a concrete model are still served."
-            )
+            self._recreated(exc)
             changed = False
         except Exception as exc:  # routing goes on with the definition it has, and reports its own errors
             logger.warning("gateway: could not check router %r for changes: %s", self.router.name, loggable(exc))
@@ -1884,10 +1877,28 @@ class Gateway:
         self.queues.set_limits(_concurrency_limits(self.router.catalog))  # a catalog change reaches the queues
         return changed
 
+    def _recreated(self, exc: VectorizerMismatchError) -> RouterRecreatedError:
+        """Note that the router was recreated with vectors this process does not make (logged once).
+
+        Its searches would fail on every request (500s) with /health ok: routed requests are refused
+        with a 503 saying why, and /health fails, so an orchestrator restarts the process."""
+        if self.router_recreated is None:
+            logger.error(
+                "gateway: router %r was recreated with vectors this process does not make; restart it to serve "
+                "the router again (%s)", self.router.name, exc,
+            )  # fmt: skip
+        self.router_recreated = (
+            f"Router {self.router.name!r} was recreated with vectors this gateway does not make ({exc}); the "
+            "gateway must be restarted to route on it. Requests for a concrete model are still served."
+        )
+        return RouterRecreatedError(self.router_recreated)
+
     async def _restore_references(self) -> None:
         """Write back references Redis lost while the index stayed (see ``recover``), off the request path."""
         try:
             await self.router.recover()
+        except VectorizerMismatchError as exc:  # recreated elsewhere: nothing of this process's is written
+            self._recreated(exc)
         except Exception as exc:  # routing reports its own errors; this check tries again later
             logger.warning("gateway: could not check router %r's references: %s", self.router.name, loggable(exc))
 

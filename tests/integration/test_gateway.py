@@ -1618,8 +1618,8 @@ def test_a_router_recreated_with_other_vectors_fails_routing_and_health_clearly_
         health = srv.get("/health")
         with SemanticRouter(srv.router, routes=only, redis_url=redis_url, overwrite=True) as router:  # its vectors
             time.sleep(1.2)
+            healthy = srv.get("/health")  # checks for the change itself: no routed request came since
             again = srv.post("/v1/chat/completions", json={"model": "auto", "messages": ask("hello there")})
-            healthy = srv.get("/health")
             router.delete()
         log = output(srv.proc)
     assert (routed.status_code, routed.json()["error"]["code"]) == (503, "router_recreated")

@@ -635,6 +635,41 @@ def test_refresh_refuses_a_router_recreated_with_another_vectorizer(api, name, t
     assert first.route_names == ["cheap", "pricey"]
 
 
+def test_recovery_never_writes_its_vectors_into_a_router_recreated_with_another_vectorizer(api, name, table, redis_url):
+    """An object whose router was recreated elsewhere with other vectors, recovering (the outcome memory's
+    index not made yet, or references gone), took the new definition up and wrote its own vectors into
+    it: the recreated router then held vectors of the wrong model or type."""
+    from redisvl.utils.vectorize import CustomVectorizer
+
+    first = api.create(name=name, routes=tiers(), vectorizer=table)
+    wide = CustomVectorizer(embed=table.embed, embed_many=lambda texts, **_: [table.embed(t) for t in texts])
+    wide.dtype = "float64"
+    api.create(name=name, routes=[closest()], vectorizer=wide, overwrite=True)
+    with redis.Redis.from_url(redis_url) as client:
+        client.delete(reference_key(name, "closest", "closest d=0.01"))  # lost: recovery would write it again
+        with pytest.raises(VectorizerMismatchError, match="dtype: stored 'float64', given 'float32'"):
+            first.recover()
+        assert not client.exists(reference_key(name, "closest", "closest d=0.01"))
+        assert not client.exists(reference_key(name, "cheap", "cheap d=0.2"))
+
+
+def test_an_overwrite_deletes_only_references_the_config_stored_then_does_not_list(name, redis_url):
+    """The references an overwrite replaced are deleted by a script that reads the config as it runs: a
+    key that another writer's definition, committed meanwhile, lists again stays (else it was gone while
+    listed: 2 of 200 rounds of two concurrent overwrites)."""
+    from redisvl_llmrouter.search import DELETE_UNLISTED_SCRIPT
+
+    listed, unlisted = ("a", "x d=0.1"), ("b", "y d=0.2")
+    keys = [reference_key(name, *listed), reference_key(name, *unlisted)]
+    with redis.Redis.from_url(redis_url) as client:
+        client.json().set(config_key(name), "$", {"routes": [{"name": "a", "references": ["x d=0.1"]}]})
+        for key in keys:
+            client.hset(key, "route_name", "z")
+        deleted = client.eval(DELETE_UNLISTED_SCRIPT, 1 + len(keys), config_key(name), *keys, *listed, *unlisted)
+        assert (deleted, client.exists(keys[0]), client.exists(keys[1])) == (1, 1, 0)
+        client.delete(config_key(name), *keys)
+
+
 def test_refresh_leaves_a_lost_config_to_recovery_and_a_deleted_object_refuses_it(api, name, table, redis_url):
     first = api.create(name=name, routes=tiers(), vectorizer=table)
     with redis.Redis.from_url(redis_url) as client:

@@ -87,6 +87,8 @@ def test_stored_versions_default_to_zero():
     assert stored_version({"name": "r"}) == 0  # written before configs were versioned
     assert stored_version({"version": 7}) == 7
     assert stored_version({"version": True}) == 0
+    assert stored_version({"version": 3.0}) == 3  # as the compare-and-set's Lua reads it (else never passed)
+    assert stored_version({"version": 3.5}) == 0
 
 
 # ----------------------------------------------------------------------------- texts and names
