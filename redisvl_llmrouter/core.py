@@ -490,13 +490,17 @@ class RouterCore:
         self.version, self.generation = stored_version(document), stored_generation(document)
         self._effective = None
 
-    def _try_save(self) -> Op[int]:
-        """Compare-and-set the config at ``version + 1``; returns -1 when written, else the stored version."""
+    def _try_save(self, replacing: str | None = None) -> Op[int]:
+        """Compare-and-set the config at ``version + 1``; returns -1 when written, else the stored version.
+
+        ``replacing``: the generation of the stored config this one replaces (an overwrite in place, which
+        stores a generation of its own); by default this object's own."""
         try:
             document = json.dumps({**self.to_dict(), "version": self.version + 1, "generation": self.generation})
         except (TypeError, ValueError) as exc:  # e.g. a route's metadata changed in place to hold a non-JSON value
             raise ConfigError(f"Router {self.name!r} cannot be stored as JSON: {exc}") from None
-        args = (1, config_key(self.name), self.version, document, self.generation)
+        expected = self.generation if replacing is None else replacing
+        args = (1, config_key(self.name), self.version, document, expected)
         try:
             (result,) = yield from run_script(SAVE_CONFIG_SCRIPT, [args])
         except ResponseError as exc:
@@ -705,20 +709,17 @@ class RouterCore:
             yield from self._ensure_store_index(indexes)
             return
         for _ in range(MAX_SAVE_ATTEMPTS):
-            if (
-                overwrite
-                and stored is not None
-                and vectorizer_difference(stored.get("vectorizer"), vectorizer_identity(self.vectorizer))
-            ):
+            same_vectors = stored is not None and not vectorizer_difference(
+                stored.get("vectorizer"), vectorizer_identity(self.vectorizer)
+            )
+            if overwrite and stored is not None and not same_vectors:
                 # The learned rows were embedded by another model: unusable with this one.
                 yield from self.store.delete()
                 indexes.discard(self.store_index)
-            same_vectors = stored is not None and not vectorizer_difference(
-                stored.get("vectorizer"), vectorizer_identity(self.vectorizer)
-            )  # else an object serving the old one may write its vectors into keys both list: made anew
+            # Replaced in place: routers serving it never find its index gone or half-filled. Not under
+            # another vectorizer: an object serving the old one could write its vectors into keys both list.
             if overwrite and index_exists and same_vectors and (yield from self._index_fits()):
-                # Replaced in place: routers serving it never find its index gone or half-filled.
-                if (yield from self._replace_in_place(stored, precomputed or {})):
+                if (yield from self._replace_in_place(stored)):
                     break
                 stored = yield from read_config(self.name)  # another writer saved meanwhile: replace that
                 continue
@@ -765,7 +766,7 @@ class RouterCore:
             return False
         return index_fits(info, self.name, self.dims, self.dtype.name)
 
-    def _replace_in_place(self, stored: Mapping[str, Any], precomputed: Mapping[tuple[str, str], bytes]) -> Op[bool]:
+    def _replace_in_place(self, stored: Mapping[str, Any]) -> Op[bool]:
         """Replace the stored router ``stored`` with this definition without dropping its index.
 
         This definition's references are written first, then its config replaces the stored one with a
@@ -775,18 +776,10 @@ class RouterCore:
         (dropping it answered every request "no route" until the references were written again, and
         made each object serving the router rebuild its own). False when another writer saved first.
         """
-        yield from self._write_references(self._pairs(), precomputed)
+        yield from self._write_references(self._pairs(), self._vectors)  # (a retry embeds nothing again)
         self.version, self.generation = stored_version(stored), uuid.uuid4().hex
-        try:
-            document = json.dumps({**self.to_dict(), "version": self.version + 1, "generation": self.generation})
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"Router {self.name!r} cannot be stored as JSON: {exc}") from None
-        args = (1, config_key(self.name), self.version, document, stored_generation(stored))
-        (result,) = yield from run_script(SAVE_CONFIG_SCRIPT, [args])
-        if int(result) != -1:
+        if (yield from self._try_save(replacing=stored_generation(stored))) != -1:
             return False
-        self.version += 1
-        yield from self._hold_stored()
         replaced = [r for r in stored.get("routes", []) if isinstance(r, Mapping)]  # read as _drop reads it
         names = [str(r.get("name", "")) for r in replaced]
         pairs = {(n, str(ref)) for n, r in zip(names, replaced, strict=True) for ref in r.get("references", [])}
