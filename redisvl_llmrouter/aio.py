@@ -188,7 +188,13 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         core.write_lock = asyncio.Lock()  # writers on this object wait for each other without blocking the loop
         client = connection.async_client(redis_client, redis_url, connection_kwargs)
         router = cls(core, client, owns_client=redis_client is None)
-        await router._run(core.setup(overwrite, _precomputed, _attach))
+        try:
+            await router._run(core.setup(overwrite, _precomputed, _attach))
+        except BaseException:
+            if core.unsettled:  # an overwrite stopped half-way: what it left goes (best effort)
+                with contextlib.suppress(Exception):
+                    await router._run(core.settle())
+            raise
         if _outcomes:
             await router._run(core.import_outcomes(_outcomes))
         return router

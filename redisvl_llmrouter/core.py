@@ -367,6 +367,8 @@ class RouterCore:
         self._vectors: dict[tuple[str, str], bytes] = {}
         self.deleted = False
         """Set by :meth:`delete`: the object then refuses to work (see :meth:`check_not_deleted`)."""
+        self.unsettled: set[tuple[str, str]] = set()
+        """References an in-place overwrite under way wrote or is replacing (see :meth:`settle`)."""
         #: Serialises this object's commits; the async router replaces it with an ``asyncio.Lock``.
         self.write_lock: Any = fork_safety.lock()
 
@@ -756,6 +758,7 @@ class RouterCore:
                 f"Router {self.name!r} could not be stored: other writers kept replacing it "
                 f"({MAX_SAVE_ATTEMPTS} tries)."
             )
+        self.unsettled.clear()
         yield from self._ensure_store_index(indexes)
 
     def _index_fits(self) -> Op[bool]:
@@ -776,20 +779,16 @@ class RouterCore:
         (dropping it answered every request "no route" until the references were written again, and
         made each object serving the router rebuild its own). False when another writer saved first.
         """
+        replaced = [r for r in stored.get("routes", []) if isinstance(r, Mapping)]  # read as _drop reads it
+        names = [str(r.get("name", "")) for r in replaced]
+        pairs = {(n, str(ref)) for n, r in zip(names, replaced, strict=True) for ref in r.get("references", [])}
+        # Until it is done, whichever of these the stored config does not list are strays: settle() deletes them.
+        self.unsettled |= pairs | set(self._pairs())
         yield from self._write_references(self._pairs(), self._vectors)  # (a retry embeds nothing again)
         self.version, self.generation = stored_version(stored), uuid.uuid4().hex
         if (yield from self._try_save(replacing=stored_generation(stored))) != -1:
             return False
-        replaced = [r for r in stored.get("routes", []) if isinstance(r, Mapping)]  # read as _drop reads it
-        names = [str(r.get("name", "")) for r in replaced]
-        pairs = {(n, str(ref)) for n, r in zip(names, replaced, strict=True) for ref in r.get("references", [])}
-        # Deleted unless the config stored as each batch runs lists it: another writer may list one again.
-        stale = sorted(pairs - set(self._pairs()))
-        for start in range(0, len(stale), 500):
-            batch = stale[start : start + 500]
-            keys = [reference_key(self.name, *pair) for pair in batch]
-            args = (1 + len(keys), config_key(self.name), *keys, *(x for pair in batch for x in pair))
-            yield from run_script(DELETE_UNLISTED_SCRIPT, [args])
+        yield from self._delete_unlisted_by_stored(sorted(pairs - set(self._pairs())))
         # A new router starts its rotations afresh, as a created one does.
         positions = {live.round_robin_key(self.name, n) for n in [*names, *(r.name for r in self.routes)]}
         yield Command(("DEL", *sorted(positions)))
@@ -799,6 +798,25 @@ class RouterCore:
         if lost:
             yield from self._write_references(lost, self._vectors)
         return True
+
+    def settle(self) -> Op[None]:
+        """Delete the references an interrupted overwrite left that the stored config does not list.
+
+        Replacing in place writes the new references before the config that lists them, and deletes
+        the replaced ones after: one that failed or was cancelled in between (Redis refused a key, the
+        connection dropped, the caller gave up) left references the surviving router never listed in
+        its index, where its searches found them. The shells run this when ``setup`` fails."""
+        pairs, self.unsettled = sorted(self.unsettled), set()
+        yield from self._delete_unlisted_by_stored(pairs)
+
+    def _delete_unlisted_by_stored(self, pairs: Sequence[tuple[str, str]]) -> Op[None]:
+        """Delete the reference keys of ``pairs`` that the config stored as each batch runs does not list
+        (atomically: another writer may list one again meanwhile)."""
+        for start in range(0, len(pairs), 500):
+            batch = pairs[start : start + 500]
+            keys = [reference_key(self.name, *pair) for pair in batch]
+            args = (1 + len(keys), config_key(self.name), *keys, *(x for pair in batch for x in pair))
+            yield from run_script(DELETE_UNLISTED_SCRIPT, [args])
 
     def _check_not_foreign(self) -> Op[None]:
         """Refuse an index of this name that another application made (a router's own, half-made by a

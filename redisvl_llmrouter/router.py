@@ -7,6 +7,7 @@ generator to :func:`drive`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import numbers
 from collections.abc import Mapping, Sequence
@@ -543,7 +544,13 @@ class SemanticRouter(BaseSemanticRouter):
         )
         self._owns_client = redis_client is None
         self._client = connection.sync_client(redis_client, redis_url, connection_kwargs)
-        self._run(self._core.setup(overwrite, _precomputed, _attach))
+        try:
+            self._run(self._core.setup(overwrite, _precomputed, _attach))
+        except BaseException:
+            if self._core.unsettled:  # an overwrite stopped half-way: what it left goes (best effort)
+                with contextlib.suppress(Exception):
+                    self._run(self._core.settle())
+            raise
         if _outcomes:
             self._run(self._core.import_outcomes(_outcomes))
 

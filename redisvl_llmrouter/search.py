@@ -164,7 +164,8 @@ return -1
 
 #: Delete reference keys that the stored config does not list. KEYS[1]: the config key; KEYS[2..]: the
 #: reference keys; ARGV: the route name and reference text of each, in order. Atomic, so a key another
-#: writer's definition lists again (committed after the caller read what it replaced) is kept.
+#: writer's definition lists again (committed after the caller read what it replaced) is kept. Only
+#: hashes: a key of another type there is not a reference (another application's, which refused a write).
 DELETE_UNLISTED_SCRIPT = """
 local listed = {}
 local raw = redis.call('EXISTS', KEYS[1]) == 1 and redis.call('JSON.GET', KEYS[1]) or nil
@@ -177,7 +178,9 @@ for _, route in ipairs(routes) do
 end
 local deleted = 0
 for i = 2, #KEYS do
-  if not listed[ARGV[2 * i - 3] .. '\\0' .. ARGV[2 * i - 2]] then deleted = deleted + redis.call('DEL', KEYS[i]) end
+  if not listed[ARGV[2 * i - 3] .. '\\0' .. ARGV[2 * i - 2]] and redis.call('TYPE', KEYS[i])['ok'] == 'hash' then
+    deleted = deleted + redis.call('DEL', KEYS[i])
+  end
 end
 return deleted
 """

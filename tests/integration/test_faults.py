@@ -33,6 +33,7 @@ from redisvl_llmrouter import (
     ConfigError,
     InvalidQueryError,
     LLMRouterError,
+    RedisCommandError,
     RedisPermissionError,
     RedisPoolTimeoutError,
     Route,
@@ -841,3 +842,31 @@ def test_with_redis_down_stats_and_the_dashboard_are_503_and_metrics_still_answe
             assert time.monotonic() < deadline, "the refused request never reached the log"
             time.sleep(0.2)
         assert logged[0]["status"] == "error" and logged[0]["error"] == "redis_unavailable"
+
+
+def test_an_overwrite_that_fails_before_its_commit_leaves_none_of_its_references_behind(api, name, table, redis_url):
+    """Replacing in place writes the new references before the config that lists them; one that
+    failed in between (here Redis refuses one of its keys: another application's string sits there)
+    left the others in the surviving router's index, where its searches found a reference it never
+    listed: the route ``near`` answered at distance 0.05, from the failed definition."""
+    from redisvl_llmrouter.search import reference_key
+
+    router = api.create(name=name, routes=tiers(), vectorizer=table)
+    client = redis.Redis.from_url(redis_url)
+    foreign = reference_key(name, "near", "blocked d=0.2")
+    client.set(foreign, "another application's value")
+    replacement = [
+        Route(
+            name="near", model="m/near", cost=1.0, references=["near3 d=0.05", "blocked d=0.2"], distance_threshold=0.5
+        )
+    ]
+    try:
+        with pytest.raises(RedisCommandError, match="WRONGTYPE"):
+            api.create(name=name, routes=replacement, vectorizer=table, overwrite=True)
+        assert client.get(foreign) == b"another application's value"  # not this package's to delete
+        assert not client.exists(reference_key(name, "near", "near3 d=0.05"))
+        match = router(vector=QUERY, aggregation_method="min")
+        assert (match.name, match.distance) == ("near", pytest.approx(0.1, abs=1e-6))
+    finally:
+        client.delete(foreign)
+        client.close()
