@@ -75,9 +75,11 @@ from redisvl_llmrouter.schema import (
     text_problem,
 )
 from redisvl_llmrouter.search import (
+    DELETE_OWN_VECTORS_SCRIPT,
     DELETE_UNLISTED_SCRIPT,
     MAX_REFERENCES,
     SAVE_CONFIG_SCRIPT,
+    VECTOR_FIELD,
     as_text,
     check_modules,
     config_key,
@@ -1009,6 +1011,7 @@ class RouterCore:
                 document = yield from read_config(self.name)
                 if document is not None:
                     yield from self._drop_unlisted(self._pairs(), document)
+                    self._check_same_vectorizer(document, RECREATED_HINT)  # its vectors are not this object's
                     self._adopt(document)
         yield from self._ensure_store_index(indexes)
         return True
@@ -1016,10 +1019,22 @@ class RouterCore:
     def _drop_unlisted(self, pairs: Sequence[tuple[str, str]], document: Mapping[str, Any]) -> Op[None]:
         """Delete the references of ``pairs`` (this object wrote them) that ``document`` does not list:
         another writer's definition was stored first, and they would stay in its index for ever,
-        searched and never matched (a recovery that lost to an ``overwrite=True``, say)."""
-        stray = sorted(set(pairs) - set(_reference_pairs(document)))
+        searched and never matched (a recovery that lost to an ``overwrite=True``, say).
+
+        When ``document`` embeds with another model, the keys both list that still hold this object's
+        vectors go too: that router would search them for ever. Missing, they are what its recovery
+        (the gateway's reference check, ``recover()``) writes back with its own vectors."""
+        listed = set(_reference_pairs(document))
+        stray = sorted(set(pairs) - listed)
         for start in range(0, len(stray), 1000):
             yield Command(("DEL", *(reference_key(self.name, *pair) for pair in stray[start : start + 1000])))
+        if not vectorizer_difference(document.get("vectorizer"), vectorizer_identity(self.vectorizer)):
+            return
+        shared = sorted(p for p in set(pairs) & listed if p in self._vectors)
+        for start in range(0, len(shared), 500):
+            batch = shared[start : start + 500]
+            args = (len(batch), *(reference_key(self.name, *p) for p in batch), VECTOR_FIELD)
+            yield from run_script(DELETE_OWN_VECTORS_SCRIPT, [(*args, *(self._vectors[p] for p in batch))])
 
     def _restore_lost_references(self, document: Mapping[str, Any]) -> Op[bool]:
         """Write again the stored definition's references whose keys are gone while the index and the

@@ -186,6 +186,20 @@ return deleted
 """
 
 
+#: Delete reference keys that still hold the given vectors. KEYS: the reference keys; ARGV[1]: the vector
+#: field; ARGV[2..]: each key's vector bytes, in order. A writer refused because the stored router embeds
+#: with another model takes back what it wrote into keys both definitions list, not what another wrote since.
+DELETE_OWN_VECTORS_SCRIPT = """
+local deleted = 0
+for i = 1, #KEYS do
+  if redis.call('TYPE', KEYS[i])['ok'] == 'hash' and redis.call('HGET', KEYS[i], ARGV[1]) == ARGV[i + 1] then
+    deleted = deleted + redis.call('DEL', KEYS[i])
+  end
+end
+return deleted
+"""
+
+
 def as_text(value: Any) -> str:
     """A Redis reply value as ``str`` (replies are bytes unless the client decodes them)."""
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)

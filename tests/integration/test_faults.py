@@ -870,3 +870,49 @@ def test_an_overwrite_that_fails_before_its_commit_leaves_none_of_its_references
     finally:
         client.delete(foreign)
         client.close()
+
+
+def test_a_creator_refused_for_another_model_takes_its_vectors_back_out_of_the_winners_router(name, table, redis_url):
+    """Two creators of one router, with different embedding models of the same dims: the one whose
+    compare-and-set lost wrote its vectors after the winner's into the keys both definitions list, and was
+    refused, leaving the winner's router searching the other model's vectors for those references for
+    ever. Now it deletes the keys that still hold its own vectors, and a recovery writes them back."""
+    from conftest import TableVectorizer
+    from redisvl.utils.vectorize import CustomVectorizer
+
+    from redisvl_llmrouter import VectorizerMismatchError
+    from redisvl_llmrouter.core import RouterCore
+    from redisvl_llmrouter.ops import Pipeline
+    from redisvl_llmrouter.router import drive
+
+    def turned(text: str) -> list[float]:  # another model: the same dims, other vectors
+        c, s1, s2 = TableVectorizer.vector(text)
+        return [s1, c, s2]
+
+    other = CustomVectorizer(embed=turned, embed_many=lambda texts, **_: [turned(t) for t in texts])
+    other.model = "another-model"
+    winner: list[SemanticRouter] = []
+
+    def winner_created_before_the_first_write(op):  # the loser's setup, the winner's run before its first write
+        request = next(op)
+        while True:
+            if isinstance(request, Pipeline) and not winner:
+                winner.append(SemanticRouter(name=name, routes=tiers(), vectorizer=table, redis_url=redis_url))
+            reply = yield request
+            try:
+                request = op.send(reply)
+            except StopIteration as stop:
+                return stop.value
+
+    client = redis.Redis.from_url(redis_url)
+    loser = RouterCore(name, tiers(), other)
+    with pytest.raises(VectorizerMismatchError):
+        drive(winner_created_before_the_first_write(loser.setup()), client, other)
+    router = winner[0]
+    try:
+        router.recover()  # what the gateway's reference check (every 60 s) or a caller runs
+        match = router(vector=QUERY, aggregation_method="min")
+        assert (match.name, match.distance) == ("near", pytest.approx(0.1, abs=1e-6))
+    finally:
+        router.delete()
+        client.close()
