@@ -283,15 +283,17 @@ class GatewayConfig(BaseModel):
     def server_keys(self) -> set[str]:
         """The client keys the server accepts (none: no authentication).
 
-        Raises ConfigError when ``api_keys_env`` is given (even as the default name) but holds no key:
-        the operator asked for keys, and a server that quietly lets everyone in is the worst reading of that."""
+        Raises ConfigError when ``api_keys_env`` is given (even as the default name), or the default
+        variable is set, but holds no key (a secret that came through empty, say): the operator asked
+        for keys, and a server that quietly lets everyone in is the worst reading of that."""
         keys = {k.get_secret_value() for k in self.api_keys}
         if self.api_keys_env:
             from_env = {k.strip() for k in os.environ.get(self.api_keys_env, "").split(",") if k.strip()}
-            if not from_env and not keys and "api_keys_env" in self.model_fields_set:
+            asked = "api_keys_env" in self.model_fields_set or self.api_keys_env in os.environ
+            if not from_env and not keys and asked:
                 raise ConfigError(
                     f"api_keys_env names ${self.api_keys_env}, which holds no key: set it to comma-separated "
-                    "keys, or leave the option out to run without authentication."
+                    "keys, or leave the option out (and the variable unset) to run without authentication."
                 )
             if not all(_header_safe(k) for k in from_env):
                 raise ConfigError(f"${self.api_keys_env}: {_HEADER_SAFE_RULE}")

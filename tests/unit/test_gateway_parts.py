@@ -505,6 +505,10 @@ def test_api_keys_env_named_but_empty_is_refused_rather_than_running_open(monkey
         GatewayConfig.parse({"api_keys_env": "MY_KEYS"}).server_keys()
     with pytest.raises(ConfigError, match=r"\$LLMROUTER_API_KEYS, which holds no key"):  # the default, named
         GatewayConfig.parse({"api_keys_env": "LLMROUTER_API_KEYS"}).server_keys()
+    monkeypatch.setenv("LLMROUTER_API_KEYS", " , ")  # the default, not named but set: a secret that came empty
+    with pytest.raises(ConfigError, match=r"\$LLMROUTER_API_KEYS, which holds no key"):
+        GatewayConfig().server_keys()
+    monkeypatch.delenv("LLMROUTER_API_KEYS")
     monkeypatch.setenv("MY_KEYS", "k1, k2")
     assert GatewayConfig.parse({"api_keys_env": "MY_KEYS"}).server_keys() == {"k1", "k2"}
     monkeypatch.setenv("MY_KEYS", "k1, Secret-clé")
