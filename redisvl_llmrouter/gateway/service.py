@@ -2107,21 +2107,32 @@ def _litellm_installed() -> bool:
 
 
 async def _load_router(config: GatewayConfig, redis_url: str) -> AsyncSemanticRouter:
-    """The config's router: attached if it is in Redis under that name, else loaded from the config or file."""
+    """The config's router: attached if it is in Redis under that name, else loaded from the config or file.
+
+    With ``router_name`` the stored router is served as it is (it may have changed since it was loaded,
+    through the API or another gateway); a ``router`` config given beside it that no longer matches is
+    said in the log, and one that cannot be read, or names a stored router, is refused (else an edited
+    file, or ``--router``, was ignored without a word)."""
+    from redisvl_llmrouter.search import validate_router_name
+
     name = config.router_name or config.router
+    if config.router_name:
+        validate_router_name(config.router_name)  # that cause, not what attaching under it would say
+    given = config.router_name is not None and "router" in config.model_fields_set
     try:
-        return await AsyncSemanticRouter.from_existing(name, redis_url=redis_url)
+        router = await AsyncSemanticRouter.from_existing(name, redis_url=redis_url)
     except ConfigError:
         if await _config_stored(name, redis_url):  # stored, yet unreadable: that error, not "no config named"
             raise
+    else:
+        if given:
+            await _warn_if_config_differs(router, config, redis_url)
+        return router
     try:
         return await AsyncSemanticRouter.from_pretrained(config.router, name=config.router_name, redis_url=redis_url)
     except (LLMRouterError, FileNotFoundError) as exc:
         if config.router_name and await _stored(config.router, redis_url):
-            raise ConfigError(
-                f"{config.router!r} is a router stored in Redis, not a config to load: router_name names the router a "
-                f"config is loaded as. Drop router_name to serve {config.router!r}, or set router to a config."
-            ) from None
+            raise ConfigError(_STORED_NOT_CONFIG.format(router=config.router)) from None
         raise ConfigError(f"Cannot load the gateway's router {config.router!r}: {exc}") from exc
 
 
@@ -2176,6 +2187,38 @@ async def _config_stored(name: str, redis_url: str) -> bool:
         return False
     finally:
         await client.aclose()
+
+
+async def _warn_if_config_differs(router: AsyncSemanticRouter, config: GatewayConfig, redis_url: str) -> None:
+    """Log how the stored router ``router_name`` differs from the ``router`` config given beside it; refuse
+    a ``router`` that is no config to read (a missing file, a stored router's name)."""
+    from redisvl_llmrouter.router import prepare_pretrained
+    from redisvl_llmrouter.schema import RouterDefinition
+    from redisvl_llmrouter.stored_definition import definition_difference, normal_definition, same_definition
+
+    try:
+        loaded = prepare_pretrained(config.router, config.router_name, router.vectorizer)
+    except (LLMRouterError, FileNotFoundError) as exc:
+        await router.close()
+        if await _stored(config.router, redis_url):
+            raise ConfigError(_STORED_NOT_CONFIG.format(router=config.router)) from None
+        raise ConfigError(f"Cannot load the gateway's router {config.router!r}: {exc}") from exc
+    fields = ("name", "routes", "routing_config", "catalog", "learning")
+    given = RouterDefinition(**{k: loaded[k] for k in fields}).model_dump(mode="json")
+    stored = router.to_dict()
+    if not same_definition(stored, given):
+        logger.warning(
+            "gateway: serving router %r as stored in Redis, which differs from the config %r (%s); to serve the "
+            "config, delete the stored router or give another router_name",
+            router.name, config.router, definition_difference(normal_definition(stored), normal_definition(given)),
+        )  # fmt: skip
+
+
+#: Why a ``router`` beside ``router_name`` that names a stored router, not a config, is refused.
+_STORED_NOT_CONFIG = (
+    "{router!r} is a router stored in Redis, not a config to load: router_name names the router a config is "
+    "loaded as. Drop router_name to serve {router!r}, or set router to a config."
+)
 
 
 async def _stored(name: str, redis_url: str) -> bool:

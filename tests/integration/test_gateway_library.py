@@ -256,6 +256,49 @@ def test_requests_that_match_nothing_one_after_another_are_not_held_back_between
     assert (missed - matched) / count < UNMATCHED_REFRESH_S / 2, (matched, missed)
 
 
+def test_a_router_config_beside_a_stored_router_name_is_read_not_ignored(redis_url, tmp_path, caplog):
+    """With ``router_name`` stored in Redis the gateway attached to it and never read ``router``: an
+    edited config file, a missing one, or ``--router`` naming another stored router were all ignored
+    without a word. An invalid ``router_name`` was blamed on ``router``."""
+    from redisvl_llmrouter import Route
+
+    name, other = f"lib-{uuid.uuid4().hex[:6]}", f"lib-{uuid.uuid4().hex[:6]}"
+    first = Route(name="only", model="openai/gpt-4.1-nano", references=["hello there"], distance_threshold=0.5)
+    edited = first.model_copy(update={"distance_threshold": 0.6})
+    stored = SemanticRouter(name=name, routes=[first], redis_url=redis_url)
+    elsewhere = SemanticRouter(name=other, routes=[first], redis_url=redis_url)
+    config_file = tmp_path / "router.json"
+    with SemanticRouter(name=f"{name}-file", routes=[edited], redis_url=redis_url) as exported:
+        exported.export_with_embeddings(config_file)
+        exported.delete()
+
+    async def start(config: dict[str, Any]) -> str:
+        gw = await Gateway.create(config, redis_url=redis_url, backends={"*": Scripted()})
+        served = gw.router.name
+        await gw.aclose()
+        return served
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="redisvl_llmrouter"):
+            assert asyncio.run(start({"router": str(config_file), "router_name": name})) == name
+        assert f"serving router {name!r} as stored in Redis, which differs from the config" in caplog.text
+        assert "distance_threshold: stored 0.5, given 0.6" in caplog.text
+        with pytest.raises(ConfigError, match="Cannot load the gateway's router"):
+            asyncio.run(start({"router": str(tmp_path / "gone.json"), "router_name": name}))
+        with pytest.raises(ConfigError, match=f"{other!r} is a router stored in Redis, not a config to load"):
+            asyncio.run(start({"router": other, "router_name": name}))
+        with pytest.raises(ConfigError, match="Invalid router name 'my router'"):
+            asyncio.run(start({"router": "default", "router_name": "my router"}))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="redisvl_llmrouter"):
+            assert asyncio.run(start({"router_name": name})) == name  # no config given: nothing to compare
+        assert "differs from the config" not in caplog.text
+    finally:
+        for router in (stored, elsewhere):
+            router.delete()
+            router.close()
+
+
 def test_a_model_added_elsewhere_is_listed_and_takes_feedback_without_a_routed_request_first(redis_url):
     """``/v1/models``, ``/stats`` and feedback used the definition the gateway last routed on: a gateway
     that had not routed since another process added a model did not list it and refused its feedback."""
