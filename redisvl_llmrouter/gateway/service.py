@@ -1202,7 +1202,6 @@ class Gateway:
                 async with self.queues.slot(model, request.rank):
                     trial = await self._probe(model, outcome.request_id)
                     self._unless_abandoned(model, outcome.request_id)
-                    self._started(model, outcome.request_id)
                     async for attempt in self._retrying(trial):
                         with attempt:
                             body = await self._attempt(
@@ -1250,7 +1249,11 @@ class Gateway:
 
         For a stream the call is its first chunk, and a first chunk is not yet a success: :meth:`_relay`
         records the call when the stream ends, so a model that always fails mid-stream trips its
-        breaker and shows its failures in the live statistics."""
+        breaker and shows its failures in the live statistics.
+
+        Each attempt counts in flight from here (a failed one stops counting when it is recorded: counted
+        once per model, a retry ran uncounted, unseen by ``least_loaded`` and the half-open breaker)."""
+        self._started(model, outcome.request_id)
         started = time.perf_counter()
         try:
             try:
@@ -1382,7 +1385,6 @@ class Gateway:
                 await stack.enter_async_context(self.queues.slot(model, request.rank))
                 trial = await self._probe(model, outcome.request_id)
                 self._unless_abandoned(model, outcome.request_id)
-                self._started(model, outcome.request_id)
                 async for attempt in self._retrying(trial):
                     with attempt:
                         chunks = backend.stream(call).__aiter__()

@@ -382,6 +382,41 @@ def test_when_every_model_fails_the_error_lists_each_attempt(redis_url):
     assert "openai/gpt-4.1-nano: server (500)" in str(error)
 
 
+class FailsOnceThenHeld(Held):
+    """A custom backend whose first call fails as retryable (a 500) and whose retry waits until released."""
+
+    async def complete(self, call: Call) -> dict[str, Any]:
+        if not self.calls:
+            self.calls.append(call)
+            raise UpstreamError(f"{call.model}: overloaded", retryable=True, upstream_status=500, reason="server")
+        return await super().complete(call)
+
+
+def test_a_retried_call_counts_in_flight_while_it_runs(redis_url):
+    """The call was counted in flight once per model, before its retries: the failed first attempt's
+    record ended the count, and the retry then ran uncounted (``/stats``, ``least_loaded`` and the
+    half-open breaker's calls still running all read 0 for as long as it took)."""
+
+    async def run() -> tuple[int, int]:
+        backend = FailsOnceThenHeld()
+        config = {"router_name": f"lib-{uuid.uuid4().hex[:6]}", "retry": {"attempts": 2, "initial_s": 0.01}}
+        gw = await Gateway.create(config, redis_url=redis_url, backends={"*": backend})
+        try:
+            call = asyncio.ensure_future(gw.complete([{"role": "user", "content": "hello, how are you?"}], model="a/m"))
+            await asyncio.wait_for(backend.called.wait(), 10)  # the retry runs
+            await gw._writes.flush()
+            during = (await gw.stats())["models"]["a/m"]["in_flight"]
+            backend.release.set()
+            await call
+            await gw._writes.flush()
+            return during, (await gw.stats())["models"]["a/m"]["in_flight"]
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    assert asyncio.run(run()) == (1, 0)
+
+
 class Broken(Scripted):
     """A custom backend with a bug: the first model it is asked for raises a plain exception."""
 
