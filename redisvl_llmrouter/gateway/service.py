@@ -619,6 +619,18 @@ class Gateway:
                 "learned": False,
                 "cache_forgotten": forgotten,
             }
+        if model == record.get("model") and model not in self.router.models:
+            # A passthrough model the router does not know: nothing it could learn (feedback naming such a
+            # model is refused, below), yet a bad rating still removes the answer the cache holds.
+            self._log(entry | ({"tenant": tenant} if tenant else {}), None)
+            return {
+                "request_id": request_id,
+                "model": model,
+                "quality": quality,
+                "row_id": None,
+                "learned": False,
+                "cache_forgotten": await self._forget_cached(record, model, quality),
+            }
         # By keyword: an id that is not one is refused, never taken for a statement to learn.
         result = await self.router.feedback(
             request_id=request_id, model=model, quality=quality, cost=cost, latency_ms=latency_ms

@@ -1160,6 +1160,32 @@ def test_feedback_below_forget_below_removes_the_cached_answer_it_rates(redis_ur
     assert asyncio.run(run()) == ["miss", "hit", False, False, "hit", True, "miss", "miss", True, "miss"]
 
 
+def test_feedback_on_a_passthrough_model_the_router_does_not_know_still_forgets_its_cached_answer(redis_url):
+    """The answer of a model outside the catalog (passed through by name) took no feedback at all: a 400
+    ``unknown_model`` although the client named no model, so a bad cached answer could not be removed."""
+
+    async def run() -> tuple[dict[str, Any], str]:
+        config = {"router_name": f"lib-{uuid.uuid4().hex[:6]}", "cache": {"enabled": True}}
+        gw = await Gateway.create(config, redis_url=redis_url, backends={"*": Scripted()})
+        prompt = [{"role": "user", "content": f"what is the capital of peru? {uuid.uuid4().hex}"}]
+        try:
+            generated = await gw.complete(prompt, model="selfhosted/unlisted", temperature=0)
+            await asyncio.sleep(0.2)  # the store and the request's record happen behind the answer
+            result = await gw.feedback(generated.outcome.request_id, 0.1)
+            with pytest.raises(UnknownModelError):  # naming a model the router does not know is still refused
+                await gw.feedback(generated.outcome.request_id, 0.1, model="selfhosted/other")
+            again = await gw.complete(prompt, model="selfhosted/unlisted", temperature=0)
+            return result, again.outcome.cache
+        finally:
+            await gw.cache.clear()
+            await gw.router.delete()
+            await gw.aclose()
+
+    result, cache = asyncio.run(run())
+    assert (result["learned"], result["cache_forgotten"], result["model"]) == (False, True, "selfhosted/unlisted")
+    assert cache == "miss"
+
+
 class UsageLast(Scripted):
     """Streams a whole answer, then its usage a moment later, as providers end a stream."""
 
