@@ -604,25 +604,17 @@ class Gateway:
                 "check the id (the x-llmrouter-request-id header of the answer)."
             )
         entry = {"type": "feedback", "request_id": request_id, "model": model, "quality": quality}
-        if "cached" in record:
+        # The answer was generated for another, similar prompt (a cache hit): how it served this one says how
+        # the cache did, not how the model does on this prompt. Or it came from a passthrough model the router
+        # does not know: nothing it could learn. Logged (the report counts it), not learned; a bad rating
+        # still removes the answer the cache holds.
+        unknown = model == record.get("model") and model not in self.router.models
+        if "cached" in record or unknown:
             if model != record.get("model"):  # one the client named: checked as feedback on any answer is
                 self.router._core._check_models([model])
-            # The answer was generated for another, similar prompt: how it served this one says how the
-            # cache did, not how the model does on this prompt. Logged (the report counts it), not learned.
-            self._log(entry | {"cache": True} | ({"tenant": tenant} if tenant else {}), None)
-            forgotten = await self._forget_cached(record, model, quality)
-            return {
-                "request_id": request_id,
-                "model": model,
-                "quality": quality,
-                "row_id": None,
-                "learned": False,
-                "cache_forgotten": forgotten,
-            }
-        if model == record.get("model") and model not in self.router.models:
-            # A passthrough model the router does not know: nothing it could learn (feedback naming such a
-            # model is refused, below), yet a bad rating still removes the answer the cache holds.
-            self._log(entry | ({"tenant": tenant} if tenant else {}), None)
+            self._log(
+                entry | ({"cache": True} if "cached" in record else {}) | ({"tenant": tenant} if tenant else {}), None
+            )
             return {
                 "request_id": request_id,
                 "model": model,
