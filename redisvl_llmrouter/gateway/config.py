@@ -83,9 +83,17 @@ def _http_url(value: str | None) -> str | None:
     if "@" in parts.netloc:  # the HTTP client cannot send them beside the key's Authorization header
         raise ValueError("credentials in the URL are not sent: give the key as api_key or api_key_env")
     try:
-        parts.port  # noqa: B018 - parsing it is the check (a number in 0-65535)
+        port = parts.port
     except ValueError:  # the message would quote what stood for the port: maybe part of a password
-        raise ValueError("its port is not a number from 0 to 65535") from None
+        raise ValueError("its port is not a number from 1 to 65535") from None
+    if not parts.hostname:
+        raise ValueError("it names no host: expected a base URL such as http://127.0.0.1:8001/v1")
+    if port == 0:
+        raise ValueError("its port is not a number from 1 to 65535")
+    if parts.query or parts.fragment or value.strip().endswith(("?", "#")):
+        # The client appends each endpoint's path to the base URL: a query or fragment there is lost or
+        # swallows the path (every call a 404), and a key in it would be printed where the URL is.
+        raise ValueError("a base URL takes no query (?...) or fragment (#...); give a key as api_key or api_key_env")
     return value.strip()
 
 

@@ -451,6 +451,15 @@ class TestCacheScope:
         ({"upstream_url": "http://u:Zz9/Secret@127.0.0.1:8001/v1"}, "upstream_url"),  # a / in the password
         ({"upstream_url": "http://u:Zz9Secret@127.0.0.1:8001/v1"}, "credentials in the URL"),
         ({"upstream_url": "http://127.0.0.1:99999/v1"}, "upstream_url"),
+        # Base URLs no call could ever reach: each started, then failed every request (a 502 or a 404).
+        ({"upstream_url": "http://:8001/v1"}, "upstream_url: .*names no host"),
+        ({"upstream_url": "http://127.0.0.1:0/v1"}, "upstream_url: .*port is not a number from 1"),
+        ({"upstream_url": "http://127.0.0.1:8001/v1#frag"}, "upstream_url: .*no query"),
+        ({"upstream_url": "http://127.0.0.1:8001/v1?apikey=sk-Zz9Secret"}, "upstream_url: .*no query"),
+        (
+            {"upstreams": [{"api_base": "https://h.example/v1?access_token=Zz9Secret"}]},
+            "upstreams.0.api_base: .*no query",
+        ),
         ({"upstreams": [{"api_base": "127.0.0.1:8001/v1"}]}, "upstreams.0.api_base"),
         ({"api_keys": ["sk-ok", " "]}, "api_keys"),
         ({"api_keys": ["sk-ok", "Secret-clé"]}, "printable ASCII"),  # no client could send it in a header
