@@ -364,12 +364,19 @@ class Gateway:
                 )
         config.check_backends()
         for upstream in config.upstreams:  # named on purpose, so most likely a key the provider needs
-            if upstream.api_key is None and upstream.api_key_env and not os.environ.get(upstream.api_key_env):
+            if upstream.api_key is None and upstream.api_key_env and upstream.key() is None:  # unset, or blank
                 logger.warning(
-                    "upstream %r: $%s is not set, so its calls go without an API key",
+                    "upstream %r: $%s is %s, so its calls go without an API key",
                     upstream.name,
                     upstream.api_key_env,
+                    "blank" if upstream.api_key_env in os.environ else "not set",
                 )
+        if config.upstream_api_key_env and not config.upstream_url:
+            logger.warning(
+                "upstream_api_key_env (--upstream-key-env) is the key of upstream_url (--upstream), which is not "
+                "set: $%s is not sent anywhere (give each upstream its own api_key_env)",
+                config.upstream_api_key_env,
+            )
         if config.upstream_url and config.upstreams:
             logger.warning(
                 "upstream_url (--upstream) sends every model to %s: the %d configured upstreams are not used",

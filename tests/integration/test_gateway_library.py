@@ -299,6 +299,29 @@ def test_a_router_config_beside_a_stored_router_name_is_read_not_ignored(redis_u
             router.close()
 
 
+def test_keys_that_will_not_be_sent_are_warned_of_at_start(redis_url, caplog, monkeypatch):
+    """An upstream's key variable holding only blanks is no key (stripped, calls went without one), yet
+    only an unset one was warned of; a key for ``upstream_url`` given without it was sent nowhere, silently."""
+    monkeypatch.setenv("BLANK_PROVIDER_KEY", "   ")
+    monkeypatch.setenv("UNUSED_UPSTREAM_KEY", "sk-Zz9unused")
+    config = {
+        "router_name": f"lib-{uuid.uuid4().hex[:6]}",
+        "upstreams": [{"name": "p", "api_base": "http://127.0.0.1:9/v1", "api_key_env": "BLANK_PROVIDER_KEY"}],
+        "upstream_api_key_env": "UNUSED_UPSTREAM_KEY",
+    }
+
+    async def run() -> None:
+        gw = await Gateway.create(config, redis_url=redis_url)
+        await gw.router.delete()
+        await gw.aclose()
+
+    with caplog.at_level(logging.WARNING, logger="redisvl_llmrouter"):
+        asyncio.run(run())
+    assert "upstream 'p': $BLANK_PROVIDER_KEY is blank, so its calls go without an API key" in caplog.text
+    assert "$UNUSED_UPSTREAM_KEY is not sent anywhere" in caplog.text
+    assert "Zz9" not in caplog.text
+
+
 def test_a_model_added_elsewhere_is_listed_and_takes_feedback_without_a_routed_request_first(redis_url):
     """``/v1/models``, ``/stats`` and feedback used the definition the gateway last routed on: a gateway
     that had not routed since another process added a model did not list it and refused its feedback."""
