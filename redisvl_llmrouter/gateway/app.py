@@ -185,6 +185,26 @@ async def _unless_client_leaves(request: Request, work: Awaitable[T]) -> T | Non
     return task.result()
 
 
+#: The values ``x-llmrouter-cache`` takes: whether the request may use the semantic cache.
+_CACHE_HEADER = {
+    "bypass": False,
+    "off": False,
+    "false": False,
+    "0": False,
+    "no": False,
+    "on": True,
+    "true": True,
+    "1": True,
+    "yes": True,
+}
+#: Constraints given as ``x-llmrouter-*`` headers holding a number.
+_NUMBER_HEADERS = {
+    "x-llmrouter-max-cost": "max_cost",
+    "x-llmrouter-min-quality": "min_quality",
+    "x-llmrouter-max-latency-ms": "max_latency_ms",
+}
+
+
 def _headers_options(request: Request) -> dict[str, Any]:
     """Gateway options given as ``x-llmrouter-*`` headers (extra body fields win over them)."""
     h = request.headers
@@ -193,18 +213,21 @@ def _headers_options(request: Request) -> dict[str, Any]:
         out["priority"] = h["x-llmrouter-priority"]
     if h.get("x-llmrouter-strategy"):
         out["strategy"] = h["x-llmrouter-strategy"]
-    if h.get("x-llmrouter-cache", "").lower() in ("bypass", "off", "false", "0", "no"):
-        out["cache"] = False
+    if h.get("x-llmrouter-cache"):
+        value = h["x-llmrouter-cache"].strip().lower()
+        if value not in _CACHE_HEADER:  # ignored, a misspelt "bypass" would have served cached answers
+            raise InvalidRequestError(
+                f"x-llmrouter-cache must be one of {', '.join(_CACHE_HEADER)}, got {h['x-llmrouter-cache']!r}",
+                param="x-llmrouter-cache",
+            )
+        out["cache"] = _CACHE_HEADER[value]
     constraints: dict[str, Any] = {}
-    try:
-        if h.get("x-llmrouter-max-cost"):
-            constraints["max_cost"] = float(h["x-llmrouter-max-cost"])
-        if h.get("x-llmrouter-min-quality"):
-            constraints["min_quality"] = float(h["x-llmrouter-min-quality"])
-        if h.get("x-llmrouter-max-latency-ms"):
-            constraints["max_latency_ms"] = float(h["x-llmrouter-max-latency-ms"])
-    except ValueError as exc:
-        raise InvalidRequestError(f"An x-llmrouter-* header is not a number: {exc}") from None
+    for header, field in _NUMBER_HEADERS.items():
+        if h.get(header):
+            try:
+                constraints[field] = float(h[header])
+            except ValueError:
+                raise InvalidRequestError(f"{header} must be a number, got {h[header]!r}", param=header) from None
     if h.get("x-llmrouter-capabilities"):
         constraints["capabilities"] = [c.strip() for c in h["x-llmrouter-capabilities"].split(",") if c.strip()]
     if constraints:
@@ -561,9 +584,7 @@ def create_app(config: GatewayConfig | dict[str, Any] | None = None, gateway: Ga
             messages = [{"role": "user", "content": body["text"]}]
         if messages is None:
             raise InvalidRequestError("Give 'messages' or 'text'.")
-        options = {**_headers_options(request), **{k: body[k] for k in ("strategy", "constraints") if k in body}}
-        options.pop("priority", None)
-        options.pop("cache", None)
+        options = {**_headers_options(request), **{k: body[k] for k in _GATEWAY_FIELDS if k in body}}
         # The rest of a chat body (tools, response_format, max_tokens...) shapes the decision as it would the chat's.
         params = {k: v for k, v in body.items() if k not in _ROUTE_FIELDS}
         taken = sorted(set(params) & _RESERVED_FIELDS)

@@ -517,8 +517,11 @@ class Gateway:
         self,
         messages: Sequence[Mapping[str, Any]],
         *,
+        priority: str | None = None,
         strategy: str | None = None,
         constraints: Mapping[str, Any] | None = None,
+        cache: bool | None = None,
+        timeout: float | None = None,
         tenant: str = "",
         model: str = "auto",
         **params: Any,
@@ -526,9 +529,11 @@ class Gateway:
         """The decision for a request, without calling any model. ``params`` are the OpenAI parameters
         its completion would carry: the ones that shape a decision (``tools``, ``response_format``,
         ``max_tokens``, ``n``) shape this one alike. ``model`` is checked as a completion's would be:
-        another router's is unknown here, and a model name is refused (its completion is not routed)."""
+        another router's is unknown here, and a model name is refused (its completion is not routed).
+        ``priority`` orders the decision among others waiting to be routed; ``cache`` and ``timeout``
+        are checked as a completion's are (a value its completion would refuse is refused here too)."""
         self._check_usable()
-        request = self._request(messages, model, None, strategy, constraints, False, tenant, None, params)
+        request = self._request(messages, model, priority, strategy, constraints, cache, tenant, timeout, params)
         if request.target is not None:
             raise InvalidRequestError(
                 f"A decision is made for model 'auto' or 'router/{self.router.name}'; {model!r} names a model, "

@@ -336,6 +336,28 @@ def test_a_refused_field_is_named_in_the_errors_param_as_openai_names_it(server,
     assert (error["type"], error["param"]) == ("invalid_request_error", param), error
 
 
+@pytest.mark.parametrize(
+    "fields, headers, param",
+    [
+        ({"priority": "bogus"}, {}, "priority"),
+        ({"cache": "bogus"}, {}, "cache"),
+        ({"timeout": -5}, {}, "timeout"),
+        ({}, {"x-llmrouter-cache": "maybe"}, "x-llmrouter-cache"),
+        ({}, {"x-llmrouter-max-cost": "abc"}, "x-llmrouter-max-cost"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/route"])
+def test_an_option_a_completion_refuses_is_refused_by_the_decision_too_and_a_bad_header_is_named(
+    server, path, fields, headers, param
+):
+    """``/v1/route`` answered 200 to a priority, cache or timeout its completion would refuse; an unknown
+    ``x-llmrouter-cache`` value was ignored (the cache used), and a header that is not a number was a 400
+    naming no header."""
+    response = server.post(path, json={"model": "auto", "messages": ask("hi"), **fields}, headers=headers)
+    error = response.json()["error"]
+    assert (response.status_code, error["type"], error["param"]) == (400, "invalid_request_error", param), error
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_text_outside_the_basic_plane_escaped_as_surrogate_pairs_is_answered(server, stream):
     body = '{"model": "openai/gpt-4.1-nano", "messages": [{"role": "user", "content": "hi \\ud83d\\ude00"}]'
