@@ -171,6 +171,11 @@ def _error_message(content: bytes, secret: str | None = None) -> str:
     return without_secret(str(message) if message else text, secret)[:MAX_PROVIDER_MESSAGE_CHARS]
 
 
+#: Words in the type of an error event a stream reports that mark a failure that passes (OpenAI's
+#: ``server_error``, Anthropic's ``overloaded_error`` and ``api_error``, a ``rate_limit`` or ``timeout``).
+TRANSIENT_ERROR_TYPES = ("server", "overloaded", "api_error", "rate_limit", "timeout", "unavailable")
+
+
 def upstream_error(exc: BaseException, model: str, secret: str | None = None) -> UpstreamError:
     """An ``openai`` (or LiteLLM, whose errors derive from them) or ``aiohttp`` exception as an ``UpstreamError``.
 
@@ -199,9 +204,12 @@ def upstream_error(exc: BaseException, model: str, secret: str | None = None) ->
         )
         return status_error(model, exc.status_code, message, getattr(exc.response, "headers", None), secret, error)
     if isinstance(exc, openai.APIError) and getattr(exc, "message", None):  # an error event inside a stream
+        # Its type says whether it passes: a server error or an overload, sent as the stream's first event
+        # (how providers answer a 5xx over SSE), is retried as a 5xx is; anything else is not.
+        kind = exc.body.get("type") or exc.body.get("code") if isinstance(exc.body, dict) else None
         return UpstreamError(
             f"{model}: the provider reported an error: {without_secret(exc.message, secret)}"[:500],
-            retryable=False,
+            retryable=isinstance(kind, str) and any(word in kind.lower() for word in TRANSIENT_ERROR_TYPES),
             reason="server",
         )
     return UpstreamError(f"{model}: the call failed ({type(exc).__name__})", retryable=False, reason="error")

@@ -15,6 +15,8 @@ programmable per model through ``POST /control``::
     {"model": "m", "hang_s": 30, "slow": 1}    # only the next call to m stalls
     {"model": "m", "break_stream": 2}          # the next 2 streams to m break after two chunks
     {"model": "m", "end_stream": 1}            # the next stream to m just ends after two chunks (no finish)
+    {"model": "m", "error_event": 1}           # the next stream to m is a 200 whose first event is an error
+    {"model": "m", "error_event": 1, "error_type": "invalid_request_error"}  # of that type (server_error)
     {"model": "m", "chunk_delay_ms": 50}       # streams from m pause 50 ms between chunks
     {"model": "m", "no_choices": 1}            # the next answer from m is a 200 without choices
     {"model": "m", "cut_json": 1}              # the next answer (or stream) from m is a 200 whose JSON is cut off
@@ -80,14 +82,14 @@ class _State:
     def outcome(self, model: str, stream: bool = False) -> tuple[int, float, float, str]:
         """(status to answer, extra latency in s, stall in s, fault) for the next call to ``model``.
 
-        A fault is ``""``, ``"break_stream"``, ``"end_stream"``, ``"no_choices"`` or ``"cut_json"`` (a 200
-        that is not an answer)."""
+        A fault is ``""``, ``"break_stream"``, ``"end_stream"``, ``"error_event"``, ``"no_choices"`` or
+        ``"cut_json"`` (a 200 that is not an answer)."""
         counts = self.counts.setdefault(model, {"calls": 0, "failures": 0, "ok": 0})
         counts["calls"] += 1
         settings = {**self.settings.get("*", {}), **self.settings.get(model, {})}
         status, fault = 200, ""
-        for kind in ("break_stream", "end_stream", "no_choices", "cut_json"):
-            applies = kind == "cut_json" or stream == (kind in ("break_stream", "end_stream"))
+        for kind in ("break_stream", "end_stream", "error_event", "no_choices", "cut_json"):
+            applies = kind == "cut_json" or stream == (kind in ("break_stream", "end_stream", "error_event"))
             if settings.get(kind, 0) > 0 and applies:
                 self.settings.setdefault(model, {})[kind] = settings[kind] - 1
                 fault = kind
@@ -273,6 +275,9 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         )
         if fault == "end_stream":  # two chunks, then the stream closes cleanly: no finish_reason, no [DONE]
             events = events[:2]
+        if fault == "error_event":  # a provider's way of answering a failure (5xx, overload) over SSE
+            kind = str(STATE.settings.get(model, {}).get("error_type", "server_error"))
+            events = [{"error": {"message": f"injected error event for {model}", "type": kind}}]
         if not await _stream(send, receive, events, pause, done=fault != "end_stream"):
             # the client left: counted, as a provider bills it
             STATE.counts[model]["cut"] = STATE.counts[model].get("cut", 0) + 1

@@ -1390,6 +1390,24 @@ def test_a_provider_error_that_repeats_the_upstream_key_reaches_the_client_maske
     assert key[:24] not in log
 
 
+@pytest.mark.parametrize(("kind", "retried"), [("server_error", True), ("invalid_request_error", False)])
+def test_an_error_event_before_the_first_chunk_is_retried_when_it_is_a_server_error(
+    client, local_upstream, kind, retried
+):
+    """A provider answering a failure over SSE (a 200 whose first event is an error) was never retried,
+    as a 5xx is: a passthrough stream ended in a 502 after one attempt."""
+    model = f"ee{uuid.uuid4().hex[:6]}/flaky"
+    local_upstream.control(model=model, error_event=1, error_type=kind)
+    try:
+        chunks = list(client.chat.completions.create(model=model, messages=ask("tell me more"), stream=True))
+    except openai.APIStatusError as exc:
+        chunks, status = [], exc.status_code
+    else:
+        status = 200
+    assert (status, local_upstream.calls(model)) == ((200, 2) if retried else (502, 1))
+    assert bool(chunks) == retried
+
+
 def test_a_stream_broken_midway_ends_in_band_is_counted_and_trips_the_breaker(redis_url, local_upstream, tmp_path):
     model = f"bs{uuid.uuid4().hex[:6]}/fragile"
     local_upstream.control(model=model, break_stream=2)
