@@ -1568,7 +1568,9 @@ class Gateway:
                         finished.add(choice.get("index", 0))
                 usage = chunk.get("usage") or usage
                 fingerprint = chunk.get("system_fingerprint") or fingerprint
-                if choices or wants_usage:
+                # Only the usage chunk the gateway asked for itself is held back; one with no choices that
+                # carries something else (Azure's prompt_filter_results) is the client's.
+                if choices or wants_usage or set(chunk) - _USAGE_CHUNK_FIELDS:
                     if not wants_usage:
                         chunk.pop("usage", None)
                     yield chunk
@@ -1943,6 +1945,12 @@ def _abandoned() -> bool:
     """
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+#: The fields of a stream's usage chunk: one with no choices and nothing else is not relayed unless asked for.
+_USAGE_CHUNK_FIELDS = frozenset(
+    {"id", "object", "created", "model", "choices", "usage", "system_fingerprint", "service_tier", "obfuscation"}
+)
 
 
 def _wants_usage(request: _Request) -> bool:

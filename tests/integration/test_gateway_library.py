@@ -1220,6 +1220,39 @@ class UsageLast(Scripted):
         yield {"id": "x", "model": call.model, "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 20}}
 
 
+class FiltersFirst(Scripted):
+    """Streams as Azure does: a first chunk without choices that carries the prompt's content filter results."""
+
+    async def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+        yield {"id": "", "model": "", "choices": [], "prompt_filter_results": [{"prompt_index": 0}]}
+        yield {"id": "x", "model": call.model, "choices": [{"index": 0, "delta": {"content": "Paris"}}]}
+        yield {"id": "x", "model": call.model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        yield {"id": "x", "model": call.model, "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 20}}
+
+
+def test_a_chunk_without_choices_is_relayed_unless_it_only_carries_usage_nobody_asked_for(redis_url):
+    """Every chunk without choices was held back unless the client asked for usage: Azure's content filter
+    results too, which its clients read."""
+
+    async def run() -> list[dict[str, Any]]:
+        gw = await Gateway.create(
+            {"router_name": f"lib-{uuid.uuid4().hex[:6]}"}, redis_url=redis_url, backends={"*": FiltersFirst()}
+        )
+        try:
+            streamed = await gw.complete([{"role": "user", "content": "hi"}], model="azure/gpt-4.1", stream=True)
+            return [chunk async for chunk in streamed]
+        finally:
+            await gw.router.delete()
+            await gw.aclose()
+
+    chunks = asyncio.run(run())
+    assert chunks[0]["prompt_filter_results"] == [{"prompt_index": 0}]
+    assert [c["choices"] for c in chunks[1:]] == [
+        [{"index": 0, "delta": {"content": "Paris"}}],
+        [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+    ]  # and the usage chunk nobody asked for is not relayed
+
+
 class FailsAfterFinish(Scripted):
     """Streams a whole answer, then fails instead of sending its usage."""
 
