@@ -101,8 +101,9 @@ class Upstream(BaseModel):
     """Where calls for the models matching ``models`` go."""
 
     name: str = "upstream"
-    models: list[str] = Field(default_factory=lambda: ["*"])
-    """Glob patterns over model names (``"openai/*"``, ``"*"``)."""
+    models: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=lambda: ["*"], min_length=1)
+    """Glob patterns over model names (``"openai/*"``, ``"*"``); at least one (an upstream serving none
+    would leave its models to the others without a word)."""
     backend: Literal["openai", "litellm"] = "openai"
     """``openai``: the official client against an OpenAI-compatible ``api_base``. ``litellm``:
     ``litellm.acompletion`` with the model name as in the route (any provider LiteLLM supports)."""
@@ -257,7 +258,7 @@ class GatewayConfig(BaseModel):
     shutdown_timeout_s: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 30.0
     """On SIGTERM, how long ``serve`` lets requests in flight finish before cutting them (then it
     writes what is pending and exits): an orchestrator's grace period (Kubernetes: 30 s) must be longer."""
-    baseline_model: str | None = None
+    baseline_model: Annotated[str, Field(min_length=1)] | None = None
     """What savings are measured against (default: the catalog's dearest model)."""
     api_keys: list[SecretStr] = Field(default_factory=list)
     api_keys_env: str | None = "LLMROUTER_API_KEYS"

@@ -40,7 +40,14 @@ from redis.exceptions import RedisError
 
 from redisvl_llmrouter import shared_clock
 from redisvl_llmrouter.aio import AsyncSemanticRouter, adrive
-from redisvl_llmrouter.core import RouteOptions, RouterCore, is_request_id, live_now_ms, new_request_id
+from redisvl_llmrouter.core import (
+    SAME_ROUTER_HINT,
+    RouteOptions,
+    RouterCore,
+    is_request_id,
+    live_now_ms,
+    new_request_id,
+)
 from redisvl_llmrouter.errors import (
     AllModelsFailedError,
     CircuitOpenError,
@@ -61,6 +68,7 @@ from redisvl_llmrouter.errors import (
     RedisPoolTimeoutError,
     RedisUnavailableError,
     RouterEmptyError,
+    RouterExistsError,
     RouterRecreatedError,
     RouterStateLostError,
     UnknownRequestError,
@@ -2159,6 +2167,13 @@ async def _load_router(config: GatewayConfig, redis_url: str) -> AsyncSemanticRo
     except (LLMRouterError, FileNotFoundError) as exc:
         if config.router_name and await _stored(config.router, redis_url):
             raise ConfigError(_STORED_NOT_CONFIG.format(router=config.router)) from None
+        if isinstance(exc, RouterExistsError):  # the library's remedies (overwrite=True...) are not the gateway's
+            why = str(exc).replace(SAME_ROUTER_HINT, "").strip()
+            raise ConfigError(
+                f"Cannot load the gateway's router {config.router!r}: {why} Serve the stored router by its name "
+                "(router: NAME, --router NAME), load the config under another router_name, or delete the stored "
+                "router first (SemanticRouter.from_existing(NAME).delete())."
+            ) from exc
         raise ConfigError(f"Cannot load the gateway's router {config.router!r}: {exc}") from exc
 
 

@@ -289,6 +289,13 @@ def test_a_router_config_beside_a_stored_router_name_is_read_not_ignored(redis_u
             asyncio.run(start({"router": other, "router_name": name}))
         with pytest.raises(ConfigError, match="Invalid router name 'my router'"):
             asyncio.run(start({"router": "default", "router_name": "my router"}))
+        with SemanticRouter(name=f"{name}-file", routes=[first], redis_url=redis_url) as clash:
+            try:  # the config under its own name, where another router is stored: the gateway's remedies
+                with pytest.raises(ConfigError, match="Serve the stored router by its name") as refused:
+                    asyncio.run(start({"router": str(config_file)}))
+                assert "overwrite=True" not in str(refused.value)  # the library's, which serve cannot take
+            finally:
+                clash.delete()
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="redisvl_llmrouter"):
             assert asyncio.run(start({"router_name": name})) == name  # no config given: nothing to compare

@@ -451,6 +451,8 @@ class TestCacheScope:
         ({"upstream_url": "http://u:Zz9/Secret@127.0.0.1:8001/v1"}, "upstream_url"),  # a / in the password
         ({"upstream_url": "http://u:Zz9Secret@127.0.0.1:8001/v1"}, "credentials in the URL"),
         ({"upstream_url": "http://127.0.0.1:99999/v1"}, "upstream_url"),
+        ({"baseline_model": ""}, "baseline_model"),  # taken for "not given"
+        ({"upstreams": [{"api_base": "http://127.0.0.1:8001/v1", "models": []}]}, "upstreams.0.models"),
         # Base URLs no call could ever reach: each started, then failed every request (a 502 or a 404).
         ({"upstream_url": "http://:8001/v1"}, "upstream_url: .*names no host"),
         ({"upstream_url": "http://127.0.0.1:0/v1"}, "upstream_url: .*port is not a number from 1"),
