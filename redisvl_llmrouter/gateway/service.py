@@ -180,6 +180,8 @@ class Outcome:
     """``hit``, ``miss``, ``bypass`` (not cacheable, asked not to, or the lookup failed) or ``off`` (the
     gateway has no cache)."""
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    call_id: str = field(default="", repr=False)
+    """The current attempt's entry in its model's in-flight set (see :meth:`Gateway._attempt`)."""
     usage: Usage = field(default_factory=Usage)
     cost: float | None = None
     baseline_cost: float | None = None
@@ -1275,9 +1277,15 @@ class Gateway:
         records the call when the stream ends, so a model that always fails mid-stream trips its
         breaker and shows its failures in the live statistics.
 
-        Each attempt counts in flight from here (a failed one stops counting when it is recorded: counted
-        once per model, a retry ran uncounted, unseen by ``least_loaded`` and the half-open breaker)."""
-        self._started(model, outcome.request_id)
+        Each attempt counts in flight from here until it is recorded or released. The first attempt at a
+        model is counted under the request id (a half-open breaker's probe admitted it under that id), each
+        retry under a numbered one: its start and the failed attempt's record may go to Redis in one
+        batch, plain commands before scripts, and under one id the record removed the retry's entry
+        (counted once per model before, a retry ran uncounted, unseen by ``least_loaded`` and the
+        half-open breaker)."""
+        tried = sum(1 for a in outcome.attempts if a.get("model") == model)
+        call_id = outcome.call_id = f"{outcome.request_id}.{tried}" if tried else outcome.request_id
+        self._started(model, call_id)
         started = time.perf_counter()
         try:
             try:
@@ -1288,7 +1296,7 @@ class Gateway:
                 _log_backend_error(model, exc)
                 raise upstream_error(exc, model) from None
             except asyncio.CancelledError:  # the client left (or shutdown): the call ends, uncounted
-                self._release(model, outcome.request_id)
+                self._release(model, call_id)
                 # Yet it was made (and may be billed): the log names the model and counts the attempt.
                 latency = round((time.perf_counter() - started) * 1000, 3)
                 outcome.attempts.append({"model": model, "error": self._left(), "latency_ms": latency})
@@ -1307,15 +1315,15 @@ class Gateway:
                 # The provider refused the request itself, or the request's own short deadline passed (the
                 # client's doing): it says nothing about the model, so neither its breaker nor the live
                 # statistics every process routes by count it.
-                self._release(model, outcome.request_id)
+                self._release(model, call_id)
             else:
-                self._record_call(model, False, latency, outcome.request_id)
+                self._record_call(model, False, latency, call_id)
             raise
         latency = (time.perf_counter() - started) * 1000
         outcome.attempts.append({"model": model, "status": 200, "latency_ms": round(latency, 3)})
         if not stream:  # a stream's call succeeds (or not) at its end: see _stream_end
             self.metrics.child(self.metrics.upstream_latency, model=model).observe(latency / 1000)
-            self._record_call(model, True, latency, outcome.request_id)
+            self._record_call(model, True, latency, call_id)
         return result
 
     def _failure(self, request: _Request, outcome: Outcome, refusals: list[GatewayError]) -> GatewayError:
@@ -1455,7 +1463,7 @@ class Gateway:
         ``ended`` is True at the provider's end, False when the provider failed mid-stream, None when
         the client left first. The call is recorded then (live statistics and breaker alike), with the
         latency of its first chunk; a client that goes away says nothing about the model's health."""
-        model = str(outcome.model)
+        model, call_id = str(outcome.model), outcome.call_id
         first_latency = float(outcome.attempts[-1].get("latency_ms") or 0.0)
         done = False
 
@@ -1480,14 +1488,14 @@ class Gateway:
             closing = self._spawn(_close_then_free(chunks, stack)) if ended is not True else None
             if ended is None and not answered:  # left before its end: one request, logged and counted, no call outcome
                 self._failed(request, outcome, self._left())
-                self._release(model, outcome.request_id)
+                self._release(model, call_id)
             elif blameless:  # failed, logged as such by the relay, but not the model's doing
-                self._release(model, outcome.request_id)
+                self._release(model, call_id)
             else:  # the provider's end, its failure, or a whole answer the client left before the usage chunk
                 success = bool(ended or answered)
                 if success:
                     self.metrics.child(self.metrics.upstream_latency, model=model).observe(first_latency / 1000)
-                self._record_call(model, success, first_latency, outcome.request_id)
+                self._record_call(model, success, first_latency, call_id)
             if closing is None:
                 await stack.aclose()
             else:
@@ -1798,11 +1806,11 @@ class Gateway:
             commands.append(decisions.append_command(self.router.name, fields, self.config.log.max_entries))
         self._writes.add(commands=commands)
 
-    def _started(self, model: str, request_id: str) -> None:
+    def _started(self, model: str, call_id: str) -> None:
         """Count the call in flight (shared in Redis) until it finishes: on a lease this process renews
         while the call runs, so the calls of a process killed mid-call stop counting within the lease."""
-        commands = live.start_commands(model, request_id, live_now_ms(), live.CALL_LEASE_MS)
-        self._calls[(model, request_id)] = None
+        commands = live.start_commands(model, call_id, live_now_ms(), live.CALL_LEASE_MS)
+        self._calls[(model, call_id)] = None
         if self._leases is None or self._leases.done():
             self._leases = asyncio.ensure_future(self._renew_leases())
         now = time.monotonic()
@@ -1824,18 +1832,18 @@ class Gateway:
             if commands:
                 self._writes.add(commands=commands)
 
-    def _release(self, model: str, request_id: str) -> None:
+    def _release(self, model: str, call_id: str) -> None:
         """End a call in flight without counting it: the provider refused the request as malformed, or its
         client left; neither says anything about the model."""
-        self._calls.pop((model, request_id), None)
-        self._writes.add(commands=live.release_commands(model, request_id))
+        self._calls.pop((model, call_id), None)
+        self._writes.add(commands=live.release_commands(model, call_id))
 
     def _record_call(
-        self, model: str, success: bool, latency_ms: float, request_id: str, breaker_too: bool = True
+        self, model: str, success: bool, latency_ms: float, call_id: str, breaker_too: bool = True
     ) -> None:
-        self._calls.pop((model, request_id), None)
+        self._calls.pop((model, call_id), None)
         now = live_now_ms()
-        finish = live.finish_args(model, success=success, latency_ms=latency_ms, request_id=request_id, now_ms=now)
+        finish = live.finish_args(model, success=success, latency_ms=latency_ms, request_id=call_id, now_ms=now)
         self._writes.add(scripts=[(live.FINISH_SCRIPT, finish)])
         if breaker_too:
             self._record_breaker(model, success, now)

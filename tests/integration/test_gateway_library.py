@@ -422,14 +422,17 @@ class FailsOnceThenHeld(Held):
         return await super().complete(call)
 
 
-def test_a_retried_call_counts_in_flight_while_it_runs(redis_url):
+@pytest.mark.parametrize("backoff", [{"initial_s": 0.01}, {"initial_s": 0, "max_s": 0, "jitter_s": 0}])
+def test_a_retried_call_counts_in_flight_while_it_runs(redis_url, backoff):
     """The call was counted in flight once per model, before its retries: the failed first attempt's
     record ended the count, and the retry then ran uncounted (``/stats``, ``least_loaded`` and the
-    half-open breaker's calls still running all read 0 for as long as it took)."""
+    half-open breaker's calls still running all read 0 for as long as it took). Counted per attempt
+    under the request id, a retry at once still went uncounted: its start and the failed attempt's
+    record went to Redis in one batch, the start first."""
 
     async def run() -> tuple[int, int]:
         backend = FailsOnceThenHeld()
-        config = {"router_name": f"lib-{uuid.uuid4().hex[:6]}", "retry": {"attempts": 2, "initial_s": 0.01}}
+        config = {"router_name": f"lib-{uuid.uuid4().hex[:6]}", "retry": {"attempts": 2, **backoff}}
         gw = await Gateway.create(config, redis_url=redis_url, backends={"*": backend})
         try:
             call = asyncio.ensure_future(gw.complete([{"role": "user", "content": "hello, how are you?"}], model="a/m"))
