@@ -106,15 +106,26 @@ def test_the_dashboard_shows_what_stats_says_and_follows_new_traffic(redis_url, 
 
 
 def test_with_api_keys_the_data_needs_a_key_and_the_page_takes_it_from_the_fragment(redis_url, tmp_path):
-    with upstream() as up, gateway(redis_url, up.url, tmp_path, env={"LLMROUTER_API_KEYS": "k-dash"}) as srv:
+    """A key is taken as typed: a "+" (base64 keys have them) was read as a space, and the page was refused.
+    An empty window says so: its cost was shown as $0.0000 and drawn as a flat $0 line."""
+    key = "k+dash/x="
+    with upstream() as up, gateway(redis_url, up.url, tmp_path, env={"LLMROUTER_API_KEYS": key}) as srv:
         assert srv.get("/dashboard/data").status_code == 401
         with playwright_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
             page = browser.new_page()
-            page.goto(f"{srv.base}/dashboard#key=k-dash")
+            page.goto(f"{srv.base}/dashboard#key={key}")
             until(page, "document.body.dataset.updatedMs !== undefined")
-            assert "k-dash" not in page.url  # the key leaves the address bar
+            assert "k+dash" not in page.url  # the key leaves the address bar
             assert page.text_content("#t-requests") == "0"
+            assert (page.text_content("#t-cost"), page.text_content("#t-unpriced")) == (
+                "–",
+                "no requests in this window",
+            )
+            assert page.text_content("#chart-cost") == "No requests in this window."
+            assert (
+                page.text_content("#recent tbody") == "None of this key's requests is among the log's newest entries."
+            )
             browser.close()
 
 
@@ -294,9 +305,17 @@ DOLLARS = [0.0, 0.0123, -0.0123, -0.00005, 1.2e-5, 1e-6, 9.996e-6, 9.9996e-5, 99
            -1234.5, 12_345_678.9, 0.03125, 1e-13, -1e-13]  # fmt: skip
 
 
+#: Exact ties (1/16 = 6.25%, 12.25 ms) round to even in Python's formats and up in JavaScript's toFixed.
+SHARES = [0.0625, 0.3125, 0.5625, 0.8125, 0.1, 1 / 3, 0.0, 1.0, -0.0625, 0.0005]
+MILLISECONDS = [12.25, 12.75, 0.05, 0.15, 0.25, 210.2, 3.0, 1e-7, 123456.75]
+
+
 def test_the_page_prints_dollars_digit_for_digit_as_the_text_report(redis_url, tmp_path):
     with upstream() as up, gateway(redis_url, up.url, tmp_path) as srv, dashboard(srv) as page:
         assert page.evaluate("values => values.map(fmt.usd)", DOLLARS) == [money(v) for v in DOLLARS]
+        # and shares and latencies as the report prints them ("cache hit rate 6.2%" was 6.3% here)
+        assert page.evaluate("values => values.map(fmt.pct)", SHARES) == [f"{v:.1%}" for v in SHARES]
+        assert page.evaluate("values => values.map(fmt.ms)", MILLISECONDS) == [f"{v:.1f}" for v in MILLISECONDS]
 
 
 def test_a_window_gives_the_chart_the_same_resolution_on_every_refresh(redis_url, tmp_path):
