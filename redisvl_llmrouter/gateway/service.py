@@ -1584,9 +1584,10 @@ class Gateway:
                         finished.add(choice.get("index", 0))
                 usage = chunk.get("usage") or usage
                 fingerprint = chunk.get("system_fingerprint") or fingerprint
-                # Only the usage chunk the gateway asked for itself is held back; one with no choices that
-                # carries something else (Azure's prompt_filter_results) is the client's.
-                if choices or wants_usage or set(chunk) - _USAGE_CHUNK_FIELDS:
+                # The usage chunk the gateway asked for itself is held back (whatever else a provider adds to
+                # every chunk: OpenRouter's "provider"); one with no choices and no usage that carries
+                # something (Azure's prompt_filter_results) is the client's.
+                if choices or wants_usage or (not chunk.get("usage") and set(chunk) - _USAGE_CHUNK_FIELDS):
                     if not wants_usage:
                         chunk.pop("usage", None)
                     yield chunk

@@ -1237,12 +1237,14 @@ class FiltersFirst(Scripted):
         yield {"id": "", "model": "", "choices": [], "prompt_filter_results": [{"prompt_index": 0}]}
         yield {"id": "x", "model": call.model, "choices": [{"index": 0, "delta": {"content": "Paris"}}]}
         yield {"id": "x", "model": call.model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-        yield {"id": "x", "model": call.model, "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 20}}
+        usage = {"prompt_tokens": 10, "completion_tokens": 20}
+        yield {"id": "x", "model": call.model, "choices": [], "usage": usage, "provider": "OpenAI"}  # as OpenRouter
 
 
-def test_a_chunk_without_choices_is_relayed_unless_it_only_carries_usage_nobody_asked_for(redis_url):
+def test_a_chunk_without_choices_is_relayed_unless_it_carries_usage_nobody_asked_for(redis_url):
     """Every chunk without choices was held back unless the client asked for usage: Azure's content filter
-    results too, which its clients read."""
+    results too, which its clients read. The usage chunk stays held back, whatever else a provider adds
+    to every chunk (OpenRouter's "provider")."""
 
     async def run() -> list[dict[str, Any]]:
         gw = await Gateway.create(
