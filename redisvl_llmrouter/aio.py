@@ -188,13 +188,7 @@ class AsyncSemanticRouter(BaseSemanticRouter):
         core.write_lock = asyncio.Lock()  # writers on this object wait for each other without blocking the loop
         client = connection.async_client(redis_client, redis_url, connection_kwargs)
         router = cls(core, client, owns_client=redis_client is None)
-        try:
-            await router._run(core.setup(overwrite, _precomputed, _attach))
-        except BaseException:
-            if core.unsettled:  # an overwrite stopped half-way: what it left goes (best effort)
-                with contextlib.suppress(Exception):
-                    await router._run(core.settle())
-            raise
+        await router._run(core.setup(overwrite, _precomputed, _attach))
         if _outcomes:
             await router._run(core.import_outcomes(_outcomes))
         return router
@@ -212,7 +206,13 @@ class AsyncSemanticRouter(BaseSemanticRouter):
     async def _run(self, op: Op[T]) -> T:
         self._core.check_not_deleted()
         self._follow_loop()
-        return await adrive(op, self._client, self._core.vectorizer)
+        try:
+            return await adrive(op, self._client, self._core.vectorizer)
+        except BaseException:
+            if self._core.unsettled:  # a write stopped half-way: what it left unlisted goes (best effort)
+                with contextlib.suppress(Exception):
+                    await adrive(self._core.settle(), self._client)
+            raise
 
     def _follow_loop(self) -> None:
         """Rebind to the running event loop when it changed (``asyncio.run`` called again, a notebook cell).

@@ -737,6 +737,7 @@ class RouterCore:
             yield from self._write_references(self._pairs(), precomputed or {})
             self.version, self.generation = 0, uuid.uuid4().hex  # a creation: a generation of its own
             if (yield from self._try_save()) == -1:
+                yield from self._write_missing(self._pairs())  # an interrupted overwrite's settle() ran meanwhile
                 break
             # Another creator committed first: the same router is taken up, a different one refused,
             # unless this is an overwrite. Then the router being replaced came back meanwhile (an object
@@ -796,9 +797,7 @@ class RouterCore:
         yield Command(("DEL", *sorted(positions)))
         # Another overwrite that committed just before this one may have deleted, as stale to it, a key this
         # definition lists that was written after its commit and before this one's: written again.
-        lost = yield from self._missing_references(self._pairs())
-        if lost:
-            yield from self._write_references(lost, self._vectors)
+        yield from self._write_missing(self._pairs())
         return True
 
     def settle(self) -> Op[None]:
@@ -807,7 +806,8 @@ class RouterCore:
         Replacing in place writes the new references before the config that lists them, and deletes
         the replaced ones after: one that failed or was cancelled in between (Redis refused a key, the
         connection dropped, the caller gave up) left references the surviving router never listed in
-        its index, where its searches found them. The shells run this when ``setup`` fails."""
+        its index, where its searches found them. So did a change adding references (``add_route``)
+        stopped between writing them and its commit. The shells run this when an operation fails."""
         pairs, self.unsettled = sorted(self.unsettled), set()
         yield from self._delete_unlisted_by_stored(pairs)
 
@@ -917,14 +917,33 @@ class RouterCore:
         is refused (another writer added the same route or removed this one, a floor no longer holds,
         too many conflicts), the keys written here that no route of the definition now held lists are
         deleted again: a refused change leaves nothing behind, and a key another writer's route shares
-        stays. A connection error leaves them: the save may have landed."""
+        stays. Until the commit they are ``unsettled``: a change that fails otherwise (a dropped
+        connection, a cancelled caller) has the shell's :meth:`settle` delete those the stored config
+        does not list (none, if the save landed). So after its commit a change writes back any of its
+        keys that another writer's settle deleted meanwhile, unlisted then."""
         # A router recreated meanwhile with another vectorizer is refused before its keys are written over.
         yield from self.refresh()
+
+        def prepare() -> Op[None]:
+            self.unsettled |= set(pairs)
+            yield from self._write_references(pairs, {})
+
         try:
-            yield from self._commit(change, prepare=lambda: self._write_references(pairs, {}))
+            yield from self._commit(change, prepare=prepare)
         except (RouteExistsError, RouteNotFoundError, ConfigError, ConflictError, RouterStateLostError):
             yield from self._delete_unlisted(pairs)
+            self.unsettled -= set(pairs)
             raise
+        self.unsettled -= set(pairs)
+        yield from self._write_missing(pairs)
+
+    def _write_missing(self, pairs: Sequence[tuple[str, str]]) -> Op[None]:
+        """Write again the keys of ``pairs`` this definition lists that are gone: another writer's
+        :meth:`settle` (or a concurrent overwrite) deleted them while they were not listed yet."""
+        listed = set(self._pairs())
+        lost = yield from self._missing_references([p for p in pairs if p in listed])
+        if lost:
+            yield from self._write_references(lost, self._vectors)
 
     def _delete_unlisted(self, pairs: Sequence[tuple[str, str]]) -> Op[None]:
         """Delete the reference keys of ``pairs`` that no route of this object's definition lists."""

@@ -544,19 +544,19 @@ class SemanticRouter(BaseSemanticRouter):
         )
         self._owns_client = redis_client is None
         self._client = connection.sync_client(redis_client, redis_url, connection_kwargs)
-        try:
-            self._run(self._core.setup(overwrite, _precomputed, _attach))
-        except BaseException:
-            if self._core.unsettled:  # an overwrite stopped half-way: what it left goes (best effort)
-                with contextlib.suppress(Exception):
-                    self._run(self._core.settle())
-            raise
+        self._run(self._core.setup(overwrite, _precomputed, _attach))
         if _outcomes:
             self._run(self._core.import_outcomes(_outcomes))
 
     def _run(self, op: Op[T]) -> T:
         self._core.check_not_deleted()
-        return drive(op, self._client, self._core.vectorizer)
+        try:
+            return drive(op, self._client, self._core.vectorizer)
+        except BaseException:
+            if self._core.unsettled:  # a write stopped half-way: what it left unlisted goes (best effort)
+                with contextlib.suppress(Exception):
+                    drive(self._core.settle(), self._client)
+            raise
 
     # ----------------------------------------------------------------- routing
     def __call__(

@@ -916,3 +916,64 @@ def test_a_creator_refused_for_another_model_takes_its_vectors_back_out_of_the_w
     finally:
         router.delete()
         client.close()
+
+
+def _at_save(op: Any, before_save: Callable[[], None]) -> Any:
+    """Drive ``op`` as it is, calling ``before_save`` just before its config save goes to Redis (the one
+    moment between a change's references being written and the config that lists them being stored)."""
+    from redisvl_llmrouter.ops import Pipeline, _sha
+    from redisvl_llmrouter.search import SAVE_CONFIG_SCRIPT
+
+    save = _sha(SAVE_CONFIG_SCRIPT)
+    request = next(op)
+    while True:
+        if isinstance(request, Pipeline) and any(c[:2] == ("EVALSHA", save) for c in request.commands):
+            before_save()
+        reply = yield request
+        try:
+            request = op.send(reply)
+        except StopIteration as stop:
+            return stop.value
+
+
+def _interrupted() -> None:
+    raise KeyboardInterrupt
+
+
+def test_a_change_interrupted_before_its_commit_leaves_none_of_its_references_behind(name, table, redis_url):
+    """``add_route_references`` writes the references, then the config that lists them: one interrupted in
+    between (Ctrl-C, a cancelled task, a dropped connection) left them in the index, where the router's
+    searches found a reference it never listed (``near`` answered at 0.05)."""
+    from redisvl_llmrouter.search import reference_key
+
+    router = SemanticRouter(name=name, routes=tiers(), vectorizer=table, redis_url=redis_url)
+    with pytest.raises(KeyboardInterrupt):
+        router._run(_at_save(router._core.add_route_references("near", ["near3 d=0.05"]), _interrupted))
+    with redis.Redis.from_url(redis_url) as client:
+        assert not client.exists(reference_key(name, "near", "near3 d=0.05"))
+    match = router(vector=QUERY, aggregation_method="min")
+    assert (match.name, match.distance) == ("near", pytest.approx(0.1, abs=1e-6))
+    router.close()
+
+
+def test_a_reference_another_writers_clean_up_deleted_before_this_commit_is_written_again(name, table, redis_url):
+    """Two objects add the same reference; one is interrupted before its commit and deletes it as unlisted,
+    just before the other commits: the stored router then listed a reference whose key was gone."""
+    from redisvl_llmrouter.search import reference_key
+
+    first = SemanticRouter(name=name, routes=tiers(), vectorizer=table, redis_url=redis_url)
+    second = SemanticRouter.from_existing(name, vectorizer=table, redis_url=redis_url)
+
+    def first_interrupted() -> None:
+        with pytest.raises(KeyboardInterrupt):
+            first._run(_at_save(first._core.add_route_references("near", ["shared d=0.05"]), _interrupted))
+
+    second._run(_at_save(second._core.add_route_references("near", ["shared d=0.05"]), first_interrupted))
+    with redis.Redis.from_url(redis_url) as client:
+        assert client.exists(reference_key(name, "near", "shared d=0.05"))
+    match = SemanticRouter.from_existing(name, vectorizer=table, redis_url=redis_url)(
+        vector=QUERY, aggregation_method="min"
+    )
+    assert (match.name, match.distance) == ("near", pytest.approx(0.05, abs=1e-6))
+    for opened in (first, second):
+        opened.close()
