@@ -149,16 +149,18 @@ def _text(content: Any) -> str:
     return ""
 
 
-def answer(body: dict[str, Any]) -> tuple[str, int, int]:
-    """The deterministic answer to a request, and its prompt and completion token counts (words)."""
+def answer(body: dict[str, Any]) -> tuple[str, int, int, str]:
+    """The deterministic answer to a request, its prompt and completion token counts (words), and its
+    finish reason: ``length`` when ``max_tokens`` cut it, as OpenAI says, else ``stop``."""
     messages = body.get("messages") or []
     last_user = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
     words = f"[{body.get('model')}] {last_user}".split()
     limit = body.get("max_tokens") or body.get("max_completion_tokens")
-    if isinstance(limit, int) and limit > 0:
-        words = words[:limit]
+    finish = "stop"
+    if isinstance(limit, int) and 0 < limit < len(words):
+        words, finish = words[:limit], "length"
     prompt_tokens = sum(len(_text(m.get("content")).split()) for m in messages)
-    return " ".join(words), prompt_tokens, len(words)
+    return " ".join(words), prompt_tokens, len(words), finish
 
 
 STATE = _State()
@@ -255,7 +257,7 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         wait = [(b"retry-after", str(settings["retry_after"]).encode())] if "retry_after" in settings else []
         await _send_json(send, status, error, wait)
         return
-    text, prompt_tokens, completion_tokens = answer(body)
+    text, prompt_tokens, completion_tokens, finish = answer(body)
     shape = STATE.shape(model)
     created, ident = int(time.time()), f"chatcmpl-{uuid.uuid4().hex[:24]}"
     usage = {  # n answers (all alike: the answer is deterministic), each billed its tokens
@@ -271,7 +273,16 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         pause = float(STATE.settings.get(model, {}).get("chunk_delay_ms", 0)) / 1000.0
         events = _stream_events(
-            ident, created, model, text, usage, with_usage, broken=fault == "break_stream", shape=shape, n=n
+            ident,
+            created,
+            model,
+            text,
+            usage,
+            with_usage,
+            broken=fault == "break_stream",
+            shape=shape,
+            n=n,
+            finish=finish,
         )
         if fault == "end_stream":  # two chunks, then the stream closes cleanly: no finish_reason, no [DONE]
             events = events[:2]
@@ -298,7 +309,7 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
             "object": "chat.completion",
             "created": created,
             "model": model,
-            "choices": [{"index": i, "message": message, "finish_reason": "stop"} for i in range(n)],
+            "choices": [{"index": i, "message": message, "finish_reason": finish} for i in range(n)],
             "usage": usage,
         },
     )
@@ -330,6 +341,7 @@ def _stream_events(
     broken: bool = False,
     shape: str = "",
     n: int = 1,
+    finish: str = "stop",
 ) -> list[dict[str, Any]]:
     base = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
     field = "refusal" if shape == "refuse" else "content"
@@ -346,7 +358,7 @@ def _stream_events(
             {**base, "choices": [{"index": c, "delta": {field: (" " if i else "") + w}, **open_}]}
             for i, w in enumerate(words)
         ]
-        events.append({**base, "choices": [{"index": c, "delta": {}, "logprobs": None, "finish_reason": "stop"}]})
+        events.append({**base, "choices": [{"index": c, "delta": {}, "logprobs": None, "finish_reason": finish}]})
     if with_usage:
         events.append({**base, "choices": [], "usage": usage})
     if broken:  # two chunks, then an error event in the stream, as providers report a failure mid-answer

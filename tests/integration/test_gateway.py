@@ -1241,6 +1241,19 @@ def test_the_local_upstream_refuses_a_malformed_message_part_as_a_provider_does(
     assert response.status_code == 400 and "text is a string" in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_local_upstream_says_length_when_max_tokens_cut_the_answer_as_openai_does(client, stream):
+    """Through the gateway: an answer cut by ``max_tokens`` ended with ``finish_reason`` "stop"."""
+
+    def finish(max_tokens: int) -> str | None:
+        made = client.chat.completions.create(
+            model="t/m", messages=ask("one two three four"), max_tokens=max_tokens, stream=stream
+        )
+        return [c for c in made][-1].choices[0].finish_reason if stream else made.choices[0].finish_reason
+
+    assert (finish(2), finish(50)) == ("length", "stop")
+
+
 def test_a_routed_request_the_provider_refuses_is_not_sent_to_the_fallbacks_but_a_missing_model_is(redis_url, tmp_path):
     chosen = "openai/gpt-4.1-nano"  # what the default router picks for a greeting
     with upstream() as up, gateway(redis_url, up.url, tmp_path, {"retry": {"attempts": 1}}) as srv:
