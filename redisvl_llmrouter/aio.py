@@ -23,7 +23,7 @@ from redisvl.index import AsyncSearchIndex
 from redisvl.utils.vectorize import BaseVectorizer
 
 from redisvl_llmrouter import compat, connection, fork_safety
-from redisvl_llmrouter.core import Acquire, Command, Embed, FeedbackResult, Op, Pipeline, RouterCore
+from redisvl_llmrouter.core import OPERATION, Acquire, Command, Embed, FeedbackResult, Op, Pipeline, RouterCore
 from redisvl_llmrouter.errors import LLMRouterError, RouterLoopError
 from redisvl_llmrouter.learning.calibration import Calibration
 from redisvl_llmrouter.learning.prediction import Prediction
@@ -206,13 +206,17 @@ class AsyncSemanticRouter(BaseSemanticRouter):
     async def _run(self, op: Op[T]) -> T:
         self._core.check_not_deleted()
         self._follow_loop()
+        operation = object()
+        running = OPERATION.set(operation)
         try:
             return await adrive(op, self._client, self._core.vectorizer)
         except BaseException:
-            if self._core.unsettled:  # a write stopped half-way: what it left unlisted goes (best effort)
+            if operation in self._core.unsettled:  # its write stopped half-way: what it left unlisted goes
                 with contextlib.suppress(Exception):
-                    await adrive(self._core.settle(), self._client)
+                    await adrive(self._core.settle(operation), self._client)
             raise
+        finally:
+            OPERATION.reset(running)
 
     def _follow_loop(self) -> None:
         """Rebind to the running event loop when it changed (``asyncio.run`` called again, a notebook cell).

@@ -24,6 +24,7 @@ import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -136,6 +137,9 @@ MAX_SAVE_ATTEMPTS = 20
 #: bfloat16, 1e-7 for float32).
 SELF_DISTANCE = {2: 1e-2, 4: 1e-5, 8: 1e-9}
 #: What to do about a name another router holds.
+#: The operation a shell's ``_run`` is running in this thread or task (a fresh object per call): the
+#: references a write leaves ``unsettled`` belong to it, and only its failure cleans them up.
+OPERATION: ContextVar[object | None] = ContextVar("llmrouter_operation", default=None)
 SAME_ROUTER_HINT = "Pass overwrite=True to replace it, or use from_existing() to attach to it."
 #: What to do about a router recreated (by another object) with another vectorizer.
 RECREATED_HINT = (
@@ -369,8 +373,9 @@ class RouterCore:
         self._vectors: dict[tuple[str, str], bytes] = {}
         self.deleted = False
         """Set by :meth:`delete`: the object then refuses to work (see :meth:`check_not_deleted`)."""
-        self.unsettled: set[tuple[str, str]] = set()
-        """References an in-place overwrite under way wrote or is replacing (see :meth:`settle`)."""
+        self.unsettled: dict[object | None, set[tuple[str, str]]] = {}
+        """References a write under way wrote (or is replacing) and no stored config may list yet, by the
+        operation writing them (:data:`OPERATION`; see :meth:`settle`)."""
         #: Serialises this object's commits; the async router replaces it with an ``asyncio.Lock``.
         self.write_lock: Any = fork_safety.lock()
 
@@ -737,7 +742,6 @@ class RouterCore:
             yield from self._write_references(self._pairs(), precomputed or {})
             self.version, self.generation = 0, uuid.uuid4().hex  # a creation: a generation of its own
             if (yield from self._try_save()) == -1:
-                yield from self._write_missing(self._pairs())  # an interrupted overwrite's settle() ran meanwhile
                 break
             # Another creator committed first: the same router is taken up, a different one refused,
             # unless this is an overwrite. Then the router being replaced came back meanwhile (an object
@@ -761,7 +765,7 @@ class RouterCore:
                 f"Router {self.name!r} could not be stored: other writers kept replacing it "
                 f"({MAX_SAVE_ATTEMPTS} tries)."
             )
-        self.unsettled.clear()
+        self._settled()
         yield from self._ensure_store_index(indexes)
 
     def _index_fits(self) -> Op[bool]:
@@ -786,7 +790,7 @@ class RouterCore:
         names = [str(r.get("name", "")) for r in replaced]
         pairs = {(n, str(ref)) for n, r in zip(names, replaced, strict=True) for ref in r.get("references", [])}
         # Until it is done, whichever of these the stored config does not list are strays: settle() deletes them.
-        self.unsettled |= pairs | set(self._pairs())
+        self._unsettle(pairs | set(self._pairs()))
         yield from self._write_references(self._pairs(), self._vectors)  # (a retry embeds nothing again)
         self.version, self.generation = stored_version(stored), uuid.uuid4().hex
         if (yield from self._try_save(replacing=stored_generation(stored))) != -1:
@@ -800,16 +804,28 @@ class RouterCore:
         yield from self._write_missing(self._pairs())
         return True
 
-    def settle(self) -> Op[None]:
+    def settle(self, operation: object) -> Op[None]:
         """Delete the references an interrupted overwrite left that the stored config does not list.
 
         Replacing in place writes the new references before the config that lists them, and deletes
         the replaced ones after: one that failed or was cancelled in between (Redis refused a key, the
         connection dropped, the caller gave up) left references the surviving router never listed in
         its index, where its searches found them. So did a change adding references (``add_route``)
-        stopped between writing them and its commit. The shells run this when an operation fails."""
-        pairs, self.unsettled = sorted(self.unsettled), set()
-        yield from self._delete_unlisted_by_stored(pairs)
+        stopped between writing them and its commit. The shells run this when ``operation`` fails: only
+        its own references, never those of another thread's or task's write under way on this object."""
+        yield from self._delete_unlisted_by_stored(sorted(self.unsettled.pop(operation, ())))
+
+    def _unsettle(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self.unsettled.setdefault(OPERATION.get(), set()).update(pairs)
+
+    def _settled(self, pairs: Iterable[tuple[str, str]] | None = None) -> None:
+        """The running operation's ``pairs`` (default: all of them) are listed, or were cleaned up."""
+        operation = OPERATION.get()
+        left = self.unsettled.get(operation)
+        if left is not None:
+            left.difference_update(left if pairs is None else pairs)
+            if not left:
+                del self.unsettled[operation]
 
     def _delete_unlisted_by_stored(self, pairs: Sequence[tuple[str, str]]) -> Op[None]:
         """Delete the reference keys of ``pairs`` that the config stored as each batch runs does not list
@@ -925,16 +941,16 @@ class RouterCore:
         yield from self.refresh()
 
         def prepare() -> Op[None]:
-            self.unsettled |= set(pairs)
+            self._unsettle(pairs)
             yield from self._write_references(pairs, {})
 
         try:
             yield from self._commit(change, prepare=prepare)
         except (RouteExistsError, RouteNotFoundError, ConfigError, ConflictError, RouterStateLostError):
             yield from self._delete_unlisted(pairs)
-            self.unsettled -= set(pairs)
+            self._settled(pairs)
             raise
-        self.unsettled -= set(pairs)
+        self._settled(pairs)
         yield from self._write_missing(pairs)
 
     def _write_missing(self, pairs: Sequence[tuple[str, str]]) -> Op[None]:

@@ -24,6 +24,7 @@ from redisvl.utils.vectorize import BaseVectorizer
 
 from redisvl_llmrouter import compat, connection, pretrained
 from redisvl_llmrouter.core import (
+    OPERATION,
     Acquire,
     Command,
     Embed,
@@ -550,13 +551,17 @@ class SemanticRouter(BaseSemanticRouter):
 
     def _run(self, op: Op[T]) -> T:
         self._core.check_not_deleted()
+        operation = object()
+        running = OPERATION.set(operation)
         try:
             return drive(op, self._client, self._core.vectorizer)
         except BaseException:
-            if self._core.unsettled:  # a write stopped half-way: what it left unlisted goes (best effort)
+            if operation in self._core.unsettled:  # its write stopped half-way: what it left unlisted goes
                 with contextlib.suppress(Exception):
-                    drive(self._core.settle(), self._client)
+                    drive(self._core.settle(operation), self._client)
             raise
+        finally:
+            OPERATION.reset(running)
 
     # ----------------------------------------------------------------- routing
     def __call__(

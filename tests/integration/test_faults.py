@@ -977,3 +977,27 @@ def test_a_reference_another_writers_clean_up_deleted_before_this_commit_is_writ
     assert (match.name, match.distance) == ("near", pytest.approx(0.05, abs=1e-6))
     for opened in (first, second):
         opened.close()
+
+
+def test_another_operation_failing_meanwhile_never_cleans_up_a_write_under_way(name, table, redis_url):
+    """What a write left unlisted was kept per router object: any other call on it that failed meanwhile
+    (another thread's query of the wrong size, a cancelled routing task) deleted the references of a
+    change about to be committed, and took its own clean-up away from it."""
+    from redisvl_llmrouter.search import reference_key
+
+    router = SemanticRouter(name=name, routes=tiers(), vectorizer=table, redis_url=redis_url)
+    client = redis.Redis.from_url(redis_url)
+    key = reference_key(name, "near", "near3 d=0.05")
+    seen: list[int] = []
+
+    def another_call_fails() -> None:
+        with pytest.raises(InvalidQueryError):
+            router(vector=[1.0, 0.0])  # two dimensions where the router has three
+        seen.append(client.exists(key))
+
+    router._run(_at_save(router._core.add_route_references("near", ["near3 d=0.05"]), another_call_fails))
+    assert seen == [1]  # the write's reference stayed while it was still to be committed
+    match = router(vector=QUERY, aggregation_method="min")
+    assert (match.name, match.distance) == ("near", pytest.approx(0.05, abs=1e-6))
+    router.close()
+    client.close()
