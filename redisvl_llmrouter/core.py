@@ -136,10 +136,10 @@ MAX_SAVE_ATTEMPTS = 20
 #: numbers (RediSearch computes in the vectors' precision: measured up to 1e-4 for float16, 1e-3 for
 #: bfloat16, 1e-7 for float32).
 SELF_DISTANCE = {2: 1e-2, 4: 1e-5, 8: 1e-9}
-#: What to do about a name another router holds.
 #: The operation a shell's ``_run`` is running in this thread or task (a fresh object per call): the
 #: references a write leaves ``unsettled`` belong to it, and only its failure cleans them up.
 OPERATION: ContextVar[object | None] = ContextVar("llmrouter_operation", default=None)
+#: What to do about a name another router holds.
 SAME_ROUTER_HINT = "Pass overwrite=True to replace it, or use from_existing() to attach to it."
 #: What to do about a router recreated (by another object) with another vectorizer.
 RECREATED_HINT = (
