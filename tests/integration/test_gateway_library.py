@@ -287,6 +287,7 @@ def test_a_router_config_beside_a_stored_router_name_is_read_not_ignored(redis_u
             asyncio.run(start({"router": str(tmp_path / "gone.json"), "router_name": name}))
         with pytest.raises(ConfigError, match=f"{other!r} is a router stored in Redis, not a config to load"):
             asyncio.run(start({"router": other, "router_name": name}))
+        assert asyncio.run(start({"router": name, "router_name": name})) == name  # the same name twice: attached
         with pytest.raises(ConfigError, match="Invalid router name 'my router'"):
             asyncio.run(start({"router": "default", "router_name": "my router"}))
         with SemanticRouter(name=f"{name}-file", routes=[first], redis_url=redis_url) as clash:
