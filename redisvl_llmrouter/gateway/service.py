@@ -2161,7 +2161,11 @@ async def _load_router(config: GatewayConfig, redis_url: str) -> AsyncSemanticRo
     name = config.router_name or config.router
     if config.router_name:
         validate_router_name(config.router_name)  # that cause, not what attaching under it would say
-    given = "router" in config.model_fields_set and config.router_name not in (None, config.router)
+    # A config given beside the name (not the stored router named twice, unless a file of that name is there).
+    given = "router" in config.model_fields_set and (
+        config.router_name not in (None, config.router)
+        or (config.router_name is not None and os.path.isfile(config.router))
+    )
     try:
         router = await AsyncSemanticRouter.from_existing(name, redis_url=redis_url)
     except ConfigError:

@@ -256,7 +256,7 @@ def test_requests_that_match_nothing_one_after_another_are_not_held_back_between
     assert (missed - matched) / count < UNMATCHED_REFRESH_S / 2, (matched, missed)
 
 
-def test_a_router_config_beside_a_stored_router_name_is_read_not_ignored(redis_url, tmp_path, caplog):
+def test_a_router_config_beside_a_stored_router_name_is_read_not_ignored(redis_url, tmp_path, caplog, monkeypatch):
     """With ``router_name`` stored in Redis the gateway attached to it and never read ``router``: an
     edited config file, a missing one, or ``--router`` naming another stored router were all ignored
     without a word. An invalid ``router_name`` was blamed on ``router``."""
@@ -288,6 +288,18 @@ def test_a_router_config_beside_a_stored_router_name_is_read_not_ignored(redis_u
         with pytest.raises(ConfigError, match=f"{other!r} is a router stored in Redis, not a config to load"):
             asyncio.run(start({"router": other, "router_name": name}))
         assert asyncio.run(start({"router": name, "router_name": name})) == name  # the same name twice: attached
+        monkeypatch.chdir(tmp_path)  # ...unless a config file goes by that name: then it is read
+        (tmp_path / f"{name}.json").write_bytes(config_file.read_bytes())
+        with SemanticRouter(name=f"{name}.json", routes=[first], redis_url=redis_url) as dotted:
+            try:
+                caplog.clear()
+                with caplog.at_level(logging.WARNING, logger="redisvl_llmrouter"):
+                    assert (
+                        asyncio.run(start({"router": f"{name}.json", "router_name": f"{name}.json"})) == f"{name}.json"
+                    )
+                assert "differs from the config" in caplog.text
+            finally:
+                dotted.delete()
         with pytest.raises(ConfigError, match="Invalid router name 'my router'"):
             asyncio.run(start({"router": "default", "router_name": "my router"}))
         with SemanticRouter(name=f"{name}-file", routes=[first], redis_url=redis_url) as clash:
