@@ -2246,19 +2246,16 @@ async def _config_stored(name: str, redis_url: str) -> bool:
 async def _warn_if_config_differs(router: AsyncSemanticRouter, config: GatewayConfig, redis_url: str) -> None:
     """Log how the stored router ``router_name`` differs from the ``router`` config given beside it; refuse
     a ``router`` that is no config to read (a missing file, a stored router's name)."""
-    from redisvl_llmrouter.router import prepare_pretrained
-    from redisvl_llmrouter.schema import RouterDefinition
+    from redisvl_llmrouter import pretrained
     from redisvl_llmrouter.stored_definition import definition_difference, normal_definition, same_definition
 
-    try:
-        loaded = prepare_pretrained(config.router, config.router_name, router.vectorizer)
+    try:  # the definition only: its vectors are not needed to compare it
+        given = pretrained.read(config.router).definition(config.router_name).model_dump(mode="json")
     except (LLMRouterError, FileNotFoundError) as exc:
         await router.close()
         if await _stored(config.router, redis_url):
             raise ConfigError(_STORED_NOT_CONFIG.format(router=config.router)) from None
         raise ConfigError(f"Cannot load the gateway's router {config.router!r}: {exc}") from exc
-    fields = ("name", "routes", "routing_config", "catalog", "learning")
-    given = RouterDefinition(**{k: loaded[k] for k in fields}).model_dump(mode="json")
     stored = router.to_dict()
     if not same_definition(stored, given):
         logger.warning(
