@@ -20,7 +20,8 @@ from redisvl_llmrouter.gateway.config import (
     RetryConfig,
     Upstream,
 )
-from redisvl_llmrouter.gateway.service import Completion, Gateway, Outcome, StreamedCompletion
+from redisvl_llmrouter.gateway.outcome import Completion, Outcome, StreamedCompletion
+from redisvl_llmrouter.gateway.service import Gateway
 from redisvl_llmrouter.gateway.sync import SyncGateway
 
 __all__ = [

@@ -76,8 +76,9 @@ from redisvl_llmrouter.errors import (
     VectorizerMismatchError,
 )
 from redisvl_llmrouter.gateway.config import GatewayConfig
+from redisvl_llmrouter.gateway.outcome import Completion, StreamedCompletion
 from redisvl_llmrouter.gateway.redis_faults import loggable, transient_redis_error
-from redisvl_llmrouter.gateway.service import Completion, Gateway, StreamedCompletion, request_error_code, tenant_of
+from redisvl_llmrouter.gateway.service import Gateway, request_error_code, tenant_of
 from redisvl_llmrouter.observability.report import Report, parse_since
 
 __all__ = ["CONFIG_ENV", "create_app"]

@@ -181,9 +181,9 @@ def _supervise(config: Any) -> None:
 async def _router_checked(config: GatewayConfig, redis_url: str) -> str:
     """The name of the router the gateway serves, loaded into Redis if it was a config, and its baseline
     model checked here, once, rather than by every worker as it starts (a traceback, or silence)."""
-    from redisvl_llmrouter.gateway.service import _load_router
+    from redisvl_llmrouter.gateway.startup import load_router
 
-    router = await _load_router(config, redis_url)
+    router = await load_router(config, redis_url)
     try:
         baseline_model(router._core.catalog, config.baseline_model)
         return router.name

@@ -33,7 +33,7 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
@@ -41,7 +41,6 @@ from redis.exceptions import RedisError
 from redisvl_llmrouter import shared_clock
 from redisvl_llmrouter.aio import AsyncSemanticRouter, adrive
 from redisvl_llmrouter.core import (
-    SAME_ROUTER_HINT,
     RouteOptions,
     RouterCore,
     is_request_id,
@@ -68,7 +67,6 @@ from redisvl_llmrouter.errors import (
     RedisPoolTimeoutError,
     RedisUnavailableError,
     RouterEmptyError,
-    RouterExistsError,
     RouterRecreatedError,
     RouterStateLostError,
     UnknownRequestError,
@@ -77,7 +75,7 @@ from redisvl_llmrouter.errors import (
     redact_url,
 )
 from redisvl_llmrouter.gateway import breaker
-from redisvl_llmrouter.gateway.accounting import Usage, baseline_model, cost_of, usage_of
+from redisvl_llmrouter.gateway.accounting import baseline_model, cost_of, usage_of
 from redisvl_llmrouter.gateway.backends import (
     Backend,
     Call,
@@ -88,8 +86,10 @@ from redisvl_llmrouter.gateway.backends import (
 )
 from redisvl_llmrouter.gateway.cache import CachedAnswer, ResponseCache, cacheable, scope_of
 from redisvl_llmrouter.gateway.config import PROVIDERS, GatewayConfig, Upstream
+from redisvl_llmrouter.gateway.outcome import Completion, Outcome, StreamedCompletion
 from redisvl_llmrouter.gateway.queue import PRIORITIES, ModelQueue, Queues, priority_rank
 from redisvl_llmrouter.gateway.redis_faults import loggable, transient_redis_error
+from redisvl_llmrouter.gateway.startup import check_scripting, load_router, warn_if_evicting
 from redisvl_llmrouter.gateway.write_behind import CLOSE_TIMEOUT_S, WriteBehind
 from redisvl_llmrouter.observability import decisions, report
 from redisvl_llmrouter.observability.metrics import BREAKER_VALUES, Metrics
@@ -99,10 +99,9 @@ from redisvl_llmrouter.policy import stats as live
 from redisvl_llmrouter.policy.catalog import MAX_TOKENS, estimate_tokens
 from redisvl_llmrouter.policy.constraints import implied_capabilities
 from redisvl_llmrouter.request_text import NO_TEXT, messages_text, prompt_text, routing_text
-from redisvl_llmrouter.schema import MAX_STATEMENT_CHARS, Decision, RouteMatch, Strategy, text_problem
-from redisvl_llmrouter.search import as_text
+from redisvl_llmrouter.schema import MAX_STATEMENT_CHARS, RouteMatch, Strategy, text_problem
 
-__all__ = ["Completion", "Gateway", "Outcome", "StreamedCompletion"]
+__all__ = ["Gateway"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -152,132 +151,6 @@ TIMEOUT_GRACE_S = 1.0
 #: Feedback on an id not (yet) recorded tries again after these pauses (None: give up): the record is
 #: written just after the answer, maybe by another process, and a quick client can get there first.
 FEEDBACK_WAITS_S: tuple[float | None, ...] = (0.0, 0.02, 0.05, 0.1, None)
-
-
-@dataclass
-class Outcome:
-    """How a request was answered: what the HTTP server puts in headers and the log records."""
-
-    request_id: str
-    requested: str
-    priority: str = "normal"
-    passthrough: bool = False
-    """A concrete model was asked for (nothing routed)."""
-    tenant: str = ""
-    """The client's tenant label (a hash of its API key; empty without keys)."""
-    excluded: list[Any] = field(default_factory=list)
-    """Why each model was ruled out, when no model was eligible (no decision then carries it)."""
-    query_vector: bytes = field(default=b"", repr=False)
-    """A routed request's vector, kept for the feedback record written after the answer."""
-    started: float = field(default_factory=time.perf_counter, repr=False)
-    """``time.perf_counter()`` when the request arrived: every latency is measured from it."""
-    model: str | None = None
-    route: str | None = None
-    strategy: str | None = None
-    confidence: float | None = None
-    decision: Decision | None = None
-    cache: str = "bypass"
-    """``hit``, ``miss``, ``bypass`` (not cacheable, asked not to, or the lookup failed) or ``off`` (the
-    gateway has no cache)."""
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    call_id: str = field(default="", repr=False)
-    """The current attempt's entry in its model's in-flight set (see :meth:`Gateway._attempt`)."""
-    usage: Usage = field(default_factory=Usage)
-    cost: float | None = None
-    baseline_cost: float | None = None
-    latency_ms: float = 0.0
-    ended: bool = False
-    """The request's end (an answer or an error) has been logged and counted."""
-
-    @property
-    def saving(self) -> float | None:
-        if self.baseline_cost is None:
-            return None
-        return self.baseline_cost - self.cost if self.cost is not None else None
-
-    @property
-    def fallbacks_used(self) -> int:
-        """Models tried after the first (retries of one model do not count)."""
-        return max(0, len({a["model"] for a in self.attempts if a.get("model")}) - 1)
-
-    def headers(self) -> dict[str, str]:
-        # x-request-id too: the openai clients read it (completion._request_id, an error's request_id).
-        out = {
-            "x-llmrouter-request-id": self.request_id,
-            "x-request-id": self.request_id,
-            "x-llmrouter-cache": self.cache,
-        }
-        for name, value in (
-            ("model", self.model),
-            ("route", self.route),
-            ("strategy", self.strategy),
-            ("confidence", None if self.confidence is None else f"{self.confidence:.4f}"),
-            ("cost", None if self.cost is None else f"{self.cost:.8f}"),
-            ("saving", None if self.saving is None else f"{self.saving:.8f}"),
-        ):
-            if value is not None:
-                out[f"x-llmrouter-{name}"] = header_value(str(value))
-        out["x-llmrouter-fallbacks"] = str(self.fallbacks_used)
-        return out
-
-
-#: What a header value may hold as is: printable ASCII but ``%``, which marks an encoded value.
-_HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
-
-
-def header_value(value: str) -> str:
-    """``value`` as an HTTP header carries it: unchanged when printable ASCII, else percent-encoded
-    UTF-8 (``urllib.parse.unquote`` reads it back). A route named in Chinese or holding a newline
-    must not fail an answer the provider has already given (and billed)."""
-    if value.isascii() and value.isprintable() and "%" not in value:
-        return value
-    from urllib.parse import quote
-
-    return quote(value, safe=_HEADER_SAFE)
-
-
-@dataclass
-class Completion:
-    """A completed (non-streamed) request: the ``chat.completion`` body and how it was answered."""
-
-    body: dict[str, Any]
-    outcome: Outcome
-
-
-class StreamedCompletion:
-    """A streamed request: iterate for ``chat.completion.chunk`` bodies; ``outcome`` is final at the end.
-
-    The stream holds its model's queue slot until it ends: iterate it to the end, or leave it early
-    with ``await stream.aclose()`` (or ``async with stream:``), which frees the slot even when no chunk
-    was read.
-    """
-
-    def __init__(
-        self,
-        outcome: Outcome,
-        chunks: AsyncIterator[dict[str, Any]],
-        release: Callable[[], Awaitable[Any]] | None = None,
-    ) -> None:
-        self.outcome = outcome
-        self._chunks = chunks
-        self._release = release
-
-    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        return self._chunks
-
-    async def aclose(self) -> None:
-        """Stop the stream and free what it holds (idempotent)."""
-        closer = getattr(self._chunks, "aclose", None)
-        if closer is not None:
-            await closer()
-        if self._release is not None:  # a stream never started has not run its own clean-up
-            await self._release()
-
-    async def __aenter__(self) -> StreamedCompletion:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
 
 @dataclass
@@ -395,11 +268,11 @@ class Gateway:
             )
         url = redis_url or resolve_url(None)
         if router is None:
-            router = await _load_router(config, url)
-        await _check_scripting(router)
+            router = await load_router(config, url)
+        await check_scripting(router)
         await adrive(shared_clock.sync(), router._client)  # a router passed in may not have read it yet
         await router.recover()  # references lost while no gateway ran (evicted) are written back, with a warning
-        await _warn_if_evicting(router)
+        await warn_if_evicting(router)
         cache = None
         if config.cache.enabled:
             # RedisVL checks and creates the cache index with a blocking client: keep the loop free.
@@ -2147,138 +2020,6 @@ def _litellm_installed() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("litellm") is not None
-
-
-async def _load_router(config: GatewayConfig, redis_url: str) -> AsyncSemanticRouter:
-    """The config's router: attached if it is in Redis under that name, else loaded from the config or file.
-
-    With ``router_name`` the stored router is served as it is (it may have changed since it was loaded,
-    through the API or another gateway); a ``router`` config given beside it that no longer matches is
-    said in the log, and one that cannot be read, or names a stored router, is refused (else an edited
-    file, or ``--router``, was ignored without a word)."""
-    from redisvl_llmrouter.search import validate_router_name
-
-    name = config.router_name or config.router
-    if config.router_name:
-        validate_router_name(config.router_name)  # that cause, not what attaching under it would say
-    # A config given beside the name (not the stored router named twice, unless a file of that name is there).
-    given = "router" in config.model_fields_set and (
-        config.router_name not in (None, config.router)
-        or (config.router_name is not None and os.path.isfile(config.router))
-    )
-    try:
-        router = await AsyncSemanticRouter.from_existing(name, redis_url=redis_url)
-    except ConfigError:
-        if await _config_stored(name, redis_url):  # stored, yet unreadable: that error, not "no config named"
-            raise
-    else:
-        if given:
-            await _warn_if_config_differs(router, config, redis_url)
-        return router
-    try:
-        return await AsyncSemanticRouter.from_pretrained(config.router, name=config.router_name, redis_url=redis_url)
-    except (LLMRouterError, FileNotFoundError) as exc:
-        if config.router_name and await _stored(config.router, redis_url):
-            raise ConfigError(_STORED_NOT_CONFIG.format(router=config.router)) from None
-        if isinstance(exc, RouterExistsError):  # the library's remedies (overwrite=True...) are not the gateway's
-            why = str(exc).replace(SAME_ROUTER_HINT, "").strip()
-            raise ConfigError(
-                f"Cannot load the gateway's router {config.router!r}: {why} Serve the stored router by its name "
-                "(router: NAME, --router NAME), load the config under another router_name, or delete the stored "
-                "router first (SemanticRouter.from_existing(NAME).delete())."
-            ) from exc
-        raise ConfigError(f"Cannot load the gateway's router {config.router!r}: {exc}") from exc
-
-
-#: A script that changes nothing: run once at start to see that this Redis user may run scripts.
-_SCRIPTING_PROBE = "return 1"
-
-
-async def _check_scripting(router: AsyncSemanticRouter) -> None:
-    """Refuse to start when the Redis user may not run Lua scripts (``EVALSHA``, ``SCRIPT LOAD``).
-
-    Routing needs none, but breakers, live statistics and calls in flight are scripts: without them a
-    gateway would answer and report healthy while no breaker ever opened and nothing was counted."""
-    try:
-        await adrive(run_script(_SCRIPTING_PROBE, [(0,)]), router._client)
-    except RedisPermissionError as exc:
-        raise ConfigError(
-            f"{exc} The gateway runs Lua scripts for its breakers and statistics: grant the user "
-            "the scripting commands (+@scripting, or +evalsha +script|load)."
-        ) from None
-
-
-async def _warn_if_evicting(router: AsyncSemanticRouter) -> None:
-    """Warn when Redis may evict the router's keys: nothing reads a reference by key, so a least-recently-
-    used policy takes them first and routing goes wrong without an error (checked and repaired every
-    ``REFERENCES_CHECK_S``, but ``noeviction`` is what keeps them)."""
-    try:
-        reply = await router._client.config_get("maxmemory-policy")
-    except Exception:  # CONFIG is often denied on managed Redis: nothing to say
-        return
-    found = {as_text(k): as_text(v) for k, v in (reply or {}).items()}
-    policy = found.get("maxmemory-policy", "noeviction")
-    if policy != "noeviction":
-        logger.warning(
-            "Redis's maxmemory-policy is %s: when it is full it may evict %s, and routing then goes wrong "
-            "without an error; set it to noeviction (see docs/gateway.md, Redis).",
-            policy,
-            "keys with a TTL (breakers, live statistics, requests awaiting feedback)"
-            if policy.startswith("volatile")
-            else "the router's references, outcomes, breakers and statistics",
-        )
-
-
-async def _config_stored(name: str, redis_url: str) -> bool:
-    """Whether Redis holds a stored config under ``name`` (valid or not)."""
-    from redisvl_llmrouter.connection import async_client
-    from redisvl_llmrouter.search import config_key
-
-    client = async_client(redis_url=redis_url)
-    try:
-        return bool(await client.exists(config_key(name)))
-    except Exception:  # not a router name at all, or Redis down: the loading that follows says which
-        return False
-    finally:
-        await client.aclose()
-
-
-async def _warn_if_config_differs(router: AsyncSemanticRouter, config: GatewayConfig, redis_url: str) -> None:
-    """Log how the stored router ``router_name`` differs from the ``router`` config given beside it; refuse
-    a ``router`` that is no config to read (a missing file, a stored router's name)."""
-    from redisvl_llmrouter import pretrained
-    from redisvl_llmrouter.stored_definition import definition_difference, normal_definition, same_definition
-
-    try:  # the definition only: its vectors are not needed to compare it
-        given = pretrained.read(config.router).definition(config.router_name).model_dump(mode="json")
-    except (LLMRouterError, FileNotFoundError) as exc:
-        await router.close()
-        if await _stored(config.router, redis_url):
-            raise ConfigError(_STORED_NOT_CONFIG.format(router=config.router)) from None
-        raise ConfigError(f"Cannot load the gateway's router {config.router!r}: {exc}") from exc
-    stored = router.to_dict()
-    if not same_definition(stored, given):
-        logger.warning(
-            "gateway: serving router %r as stored in Redis, which differs from the config %r (%s); to serve the "
-            "config, delete the stored router or give another router_name",
-            router.name, config.router, definition_difference(normal_definition(stored), normal_definition(given)),
-        )  # fmt: skip
-
-
-#: Why a ``router`` beside ``router_name`` that names a stored router, not a config, is refused.
-_STORED_NOT_CONFIG = (
-    "{router!r} is a router stored in Redis, not a config to load: router_name names the router a config is "
-    "loaded as. Drop router_name to serve {router!r}, or set router to a config."
-)
-
-
-async def _stored(name: str, redis_url: str) -> bool:
-    try:
-        router = await AsyncSemanticRouter.from_existing(name, redis_url=redis_url)
-    except (LLMRouterError, FileNotFoundError):
-        return False
-    await router.close()
-    return True
 
 
 def _options_field(strategy: Any) -> str:

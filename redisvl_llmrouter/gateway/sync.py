@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 from redisvl_llmrouter import fork_safety
 from redisvl_llmrouter.errors import GatewayClosedError, GatewayLoopError, InvalidRequestError
 from redisvl_llmrouter.gateway.config import GatewayConfig
-from redisvl_llmrouter.gateway.service import Completion, Gateway
+from redisvl_llmrouter.gateway.outcome import Completion
+from redisvl_llmrouter.gateway.service import Gateway
 from redisvl_llmrouter.gateway.write_behind import CLOSE_TIMEOUT_S
 from redisvl_llmrouter.observability.report import Report
 from redisvl_llmrouter.schema import RouteMatch

@@ -540,7 +540,7 @@ def test_a_baseline_model_must_be_priced_in_the_catalog() -> None:
 def test_headers_carry_any_route_or_model_name_and_read_back_exactly():
     from urllib.parse import unquote
 
-    from redisvl_llmrouter.gateway.service import Outcome
+    from redisvl_llmrouter.gateway.outcome import Outcome
 
     names = {"route": '路由-🚀 tier "q" | pipe\nnewline', "model": "ünïcødé/模型-🚀", "strategy": "100%"}
     headers = Outcome(request_id="req-1", requested="auto", **names).headers()
@@ -601,7 +601,7 @@ def test_a_stream_that_arrives_after_its_client_left_is_closed_not_dropped():
     from starlette.requests import Request
 
     from redisvl_llmrouter.gateway.app import _unless_client_leaves
-    from redisvl_llmrouter.gateway.service import Outcome, StreamedCompletion
+    from redisvl_llmrouter.gateway.outcome import Outcome, StreamedCompletion
 
     released: list[bool] = []
 
