@@ -2,7 +2,8 @@
 
 Nothing here decides anything about routing; each method hands a generator from
 :mod:`redisvl_llmrouter.core` to :func:`adrive`, which awaits the Redis commands and embeddings
-it asks for. Local models are run in a worker thread so the event loop stays free.
+it asks for. Embedding never holds the event loop: a vectorizer without async code of its own
+(a local model, a blocking HTTP client) runs in a worker thread.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redisvl.index import AsyncSearchIndex
-from redisvl.utils.vectorize import BaseVectorizer
+from redisvl.utils.vectorize import BaseVectorizer, CustomVectorizer
 
 from redisvl_llmrouter import compat, connection, fork_safety
 from redisvl_llmrouter.core import OPERATION, Acquire, Command, Embed, FeedbackResult, Op, Pipeline, RouterCore
@@ -75,7 +76,20 @@ async def _perform(
             pipe.execute_command(*args)
         return await pipe.execute(raise_on_error=not request.errors_as_replies)
     assert vectorizer is not None, "an operation without a vectorizer asked to embed"
+    if _embeds_on_the_loop(vectorizer):
+        return await asyncio.to_thread(vectorizer.embed_many, list(request.texts), batch_size=64)
     return await vectorizer.aembed_many(list(request.texts), batch_size=64)
+
+
+def _embeds_on_the_loop(vectorizer: BaseVectorizer) -> bool:
+    """Whether the vectorizer's ``aembed_many`` would run its sync ``embed_many`` on the event loop.
+
+    RedisVL falls back to that for a vectorizer with no async code of its own (``HFTextVectorizer``, Cohere,
+    Bedrock, Vertex AI; a ``CustomVectorizer`` given no ``aembed_many``), logging a warning on every call:
+    a local model's forward pass or a blocking HTTP call would then hold every other task of the loop."""
+    if isinstance(vectorizer, CustomVectorizer):
+        return getattr(vectorizer, "_aembed_func_many", None) is None
+    return type(vectorizer)._aembed_many is BaseVectorizer._aembed_many
 
 
 class _Returned(Exception):  # a StopIteration cannot cross a thread's future: this carries its value

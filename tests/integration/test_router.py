@@ -11,12 +11,14 @@ import collections
 import contextlib
 import logging
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import redis
 import yaml
+from redisvl.utils.vectorize import BaseVectorizer
 
 from redisvl_llmrouter import (
     ConfigError,
@@ -363,6 +365,54 @@ def test_an_async_change_cancelled_while_it_waits_its_turn_writes_no_reference(n
     client = redis.Redis.from_url(redis_url)
     assert list(client.scan_iter(f"{name}:*")) == []
     client.close()
+
+
+EMBEDDING_THREADS: set[int] = set()
+
+
+class SyncOnlyVectorizer(BaseVectorizer):
+    """A vectorizer with no async code of its own, like RedisVL's ``HFTextVectorizer``: it notes the
+    thread each embedding ran on (in ``EMBEDDING_THREADS``)."""
+
+    def _embed(self, content: Any, **kwargs: Any) -> list[float]:
+        from conftest import TableVectorizer
+
+        EMBEDDING_THREADS.add(threading.get_ident())
+        return TableVectorizer.vector(str(content))
+
+    def _embed_many(self, contents: list[Any], batch_size: int = 10, **kwargs: Any) -> list[list[float]]:
+        return [self._embed(c) for c in contents]
+
+
+@pytest.mark.parametrize("kind", ["base", "custom"])
+def test_the_async_router_embeds_off_the_event_loop_with_a_vectorizer_that_has_no_async_code(
+    kind, name, redis_url, caplog
+):
+    # RedisVL's aembed_many falls back to the sync model *on the loop* (with a warning per call): a local
+    # model's forward pass, or a blocking HTTP call, held every other task of the loop meanwhile.
+    from redisvl.utils.vectorize import CustomVectorizer
+
+    from redisvl_llmrouter import AsyncSemanticRouter
+
+    sync_only = SyncOnlyVectorizer(model="sync-only", dims=3)
+    vectorizer = (
+        sync_only if kind == "base" else CustomVectorizer(embed=sync_only._embed, embed_many=sync_only._embed_many)
+    )
+
+    async def run() -> int:
+        router = await AsyncSemanticRouter.create(name=name, routes=tiers(), vectorizer=vectorizer, redis_url=redis_url)
+        EMBEDDING_THREADS.clear()
+        try:
+            assert (await router("query")).name == "pricey"
+        finally:
+            await router.delete()
+            await router.close()
+        return threading.get_ident()
+
+    with caplog.at_level(logging.WARNING):
+        loop_thread = asyncio.run(run())
+    assert EMBEDDING_THREADS and loop_thread not in EMBEDDING_THREADS
+    assert "Falling back to sync" not in caplog.text
 
 
 def test_a_change_refused_because_the_config_is_lost_leaves_no_reference_behind(api, name, table, redis_url):
