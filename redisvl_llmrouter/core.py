@@ -2,14 +2,17 @@
 
 Every operation is a generator that *describes* its I/O instead of doing it: it yields a
 :class:`~redisvl_llmrouter.ops.Command` (one Redis command), a
-:class:`~redisvl_llmrouter.ops.Pipeline` (several, one round trip) or an
-:class:`~redisvl_llmrouter.ops.Embed` (texts to vectors) and receives the result. The sync router
+:class:`~redisvl_llmrouter.ops.Pipeline` (several, one round trip), an
+:class:`~redisvl_llmrouter.ops.Embed` (texts to vectors) or an :class:`~redisvl_llmrouter.ops.Acquire`
+(wait for the object's write lock) and receives the result. The sync router
 drives these generators with blocking calls and the async router with ``await``; neither holds
 any routing logic of its own. Redis errors are thrown back into the generator, so the handling
 of, say, "Unknown index name" is written once too.
 
-Routing one request is one round trip: the route search, and (when the strategy needs them) the
-outcome memory's KNN search and the models' live statistics, pipelined. Then pure steps decide:
+Routing one request is one round trip for its searches: the route search, and (when the strategy needs
+them) the outcome memory's KNN search and the models' live statistics, pipelined. ``record=True`` adds
+the record's write, ``round_robin`` an ``INCRBY``, and an old estimate of Redis's clock a ``TIME``. Then
+pure steps decide:
 :mod:`ranking` (which routes match), :mod:`learning.prediction` (each model's expected quality
 and cost) and :mod:`policy.decision` (which model, under the strategy and the constraints).
 """
@@ -1290,7 +1293,8 @@ class RouterCore:
         aggregation_method: DistanceAggregationMethod | None = None,
         options: RouteOptions | None = None,
     ) -> Op[RouteMatch]:
-        """Route one request: one round trip (route search, memory search, live stats), then the pure steps."""
+        """Route one request: one round trip for the searches (route, memory, live stats; see the module
+        docstring for what may add one), then the pure steps."""
         match, _ = yield from self._route(statement, vector, aggregation_method, options)
         return match
 

@@ -128,7 +128,7 @@ class ConfigError(LLMRouterError, ValueError):
 
 
 class RouterNotFoundError(ConfigError):
-    """No router of that name is stored in this Redis (``from_existing``)."""
+    """No router of that name is stored in this Redis (``from_existing``, the gateway, ``llmrouter learn``)."""
 
 
 class RouterEmptyError(ConfigError):

@@ -31,7 +31,6 @@ INT8_BLOCK = 16
 
 #: The graph's inputs, as a BERT tokenizer names them.
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-_QKV = ("query", "key", "value")
 _DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32}
 
 

@@ -2,8 +2,9 @@
 store and the shells that drive them.
 
 An operation is a generator that *describes* its I/O instead of doing it: it yields a
-:class:`Command` (one Redis command), a :class:`Pipeline` (several, one round trip) or an
-:class:`Embed` (texts to vectors) and receives the result. The sync router drives it with
+:class:`Command` (one Redis command), a :class:`Pipeline` (several, one round trip), an
+:class:`Embed` (texts to vectors) or an :class:`Acquire` (wait for the object's write lock) and
+receives the result. The sync router drives it with
 blocking calls, the async router and the gateway with ``await``; Redis errors are thrown back
 into the generator, so their handling is written once too.
 """

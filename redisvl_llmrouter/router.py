@@ -66,12 +66,9 @@ from redisvl_llmrouter.search import validate_router_name
 from redisvl_llmrouter.stored_definition import attach_definition, parse_definition, vectorizer_difference
 from redisvl_llmrouter.vectorizers import default_vectorizer, vectorizer_from_identity, vectorizer_identity
 
-__all__ = ["BaseSemanticRouter", "SemanticRouter", "drive", "unavailable"]
+__all__ = ["BaseSemanticRouter", "SemanticRouter", "drive"]
 
 T = TypeVar("T")
-
-
-unavailable = connection.unavailable  # kept importable from here
 
 
 def _perform(
@@ -363,14 +360,17 @@ class BaseSemanticRouter:
 
     @property
     def routes(self) -> list[Route]:
+        """Every route, tiers and floors, in the order stored (a copy: change routes through the methods)."""
         return list(self._core.routes)
 
     @property
     def routing_config(self) -> RoutingConfig:
+        """The ranking and choice settings (aggregation, default route, strategy, cost weight), stored."""
         return self._core.routing_config
 
     @property
     def vectorizer(self) -> BaseVectorizer:
+        """The vectorizer that embeds queries and references (its identity is stored with the router)."""
         return self._core.vectorizer
 
     @property
@@ -380,6 +380,7 @@ class BaseSemanticRouter:
 
     @property
     def learning(self) -> LearningConfig:
+        """The outcome memory's settings (neighbours, shrinkage, cap, promotion rule), stored."""
         return self._core.learning
 
     @property
@@ -389,6 +390,7 @@ class BaseSemanticRouter:
 
     @property
     def route_names(self) -> list[str]:
+        """The routes' names, in the order stored."""
         return [route.name for route in self._core.routes]
 
     @property
@@ -403,6 +405,7 @@ class BaseSemanticRouter:
 
     @property
     def route_thresholds(self) -> dict[str, float]:
+        """Each route's distance threshold, by name."""
         return {route.name: route.distance_threshold for route in self._core.routes}
 
     @property
@@ -423,7 +426,8 @@ class BaseSemanticRouter:
         return self._core.get(route_name)
 
     def to_dict(self) -> dict[str, Any]:
-        """The router definition: name, routes (with model and cost), vectorizer identity, routing config."""
+        """The router definition: name, routes (with model and cost), vectorizer identity, routing config,
+        model catalog and learning settings."""
         return {**self._core.to_dict(), "name": self.name}
 
     @property
@@ -498,7 +502,8 @@ class SemanticRouter(BaseSemanticRouter):
         routing_config: ranking options (aggregation, cost optimisation, default route, ``max_k``).
         redis_client / redis_url: which Redis; default ``REDIS_URL``, else the embedded Redis.
         overwrite: replace a different router already stored under ``name``. Without it, an
-            identical stored router is reused and a different one raises ``RouterExistsError``.
+            identical stored router is reused and a different one raises ``RouterExistsError``
+            (``VectorizerMismatchError`` when it was built with another vectorizer, dims or dtype).
         connection_kwargs: extra arguments for the Redis client the router creates.
         embedding_cache_size: how many query embeddings to keep in memory (0 disables).
         catalog: the models to choose from (prices, context, capabilities, quality prior, latency);
@@ -784,7 +789,8 @@ class SemanticRouter(BaseSemanticRouter):
         self._run(self._core.update_routing_config(routing_config))
 
     def delete(self) -> None:
-        """Drop the index, every reference and the stored config (only this router's own keys)."""
+        """Drop the index, references and stored config, and the router's outcome memory, requests awaiting
+        feedback, round-robin positions and decisions log (only this router's own keys)."""
         self._run(self._core.delete())
 
     def recover(self) -> bool:

@@ -372,7 +372,8 @@ class RouteMatch(_RedisVLRouteMatch):
     alternatives: list[RouteAlternative] = Field(default_factory=list)
     """The other routes that passed their thresholds, best first."""
     fallback: bool = False
-    """True when no route matched and this is the configured default route."""
+    """True when no tier route passed its threshold and the configured default route answers, or the tier a
+    matched floor route requires (``floor.min_route``)."""
     score: float | None = None
     """The ranking score (lower is better): the distance, or the cost-adjusted score."""
     request_id: str | None = None
@@ -423,7 +424,7 @@ class RoutingConfig(_RedisVLRoutingConfig):
     cost_optimization: bool = False
     cost_weight: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
     default_route: str | None = None
-    """Route to return when no route passes its threshold (must be one of the router's routes)."""
+    """Route to return when no route passes its threshold (one of the router's tier routes, not a floor)."""
     strategy: Strategy = Strategy.learned
     """How a model is picked; ``learned`` behaves as ``semantic`` until the memory has outcomes."""
     balance: BalanceWeights = Field(default_factory=BalanceWeights)

@@ -6,7 +6,7 @@ Layout of a router called ``NAME``:
   threshold, metadata and references; the vectorizer identity; the routing config). It is the
   source of truth for :meth:`SemanticRouter.from_existing` and is rewritten on every change.
 * ``NAME:<route name>:<sha256 of reference>`` — one hash per reference: ``reference_id``,
-  ``route_name``, ``reference`` and the float32 ``vector``.
+  ``route_name``, ``reference`` and the ``vector`` (in the vectorizer's dtype, float32 by default).
 * the search index ``NAME`` over those hashes (prefix ``NAME:``), a FLAT cosine vector index.
 
 Routing is one ``FT.SEARCH``: a vector range query (radius = the largest route threshold)
@@ -213,7 +213,7 @@ _DISTANCE = (b"distance", "distance")
 _ROUTE_NAME = (b"route_name", "route_name")
 
 
-def _fields(reply: Any) -> Iterator[Sequence[Any]]:
+def search_documents(reply: Any) -> Iterator[Sequence[Any]]:
     """Each document's flat ``[field, value, ...]`` list in an FT.SEARCH reply, RESP2 or RESP3."""
     if isinstance(reply, dict):  # RESP3: {"results": [{"id": ..., "extra_attributes": {...}}, ...]}
         for item in reply.get(b"results", reply.get("results", [])):
@@ -230,7 +230,7 @@ def parse_route_rows(reply: Any) -> list[RouteDistances]:
     Documents missing a field (a reference deleted mid-search) are dropped rather than guessed.
     """
     by_route: dict[Any, list[float]] = {}
-    for fields in _fields(reply):
+    for fields in search_documents(reply):
         route = distance = None
         for i in range(0, len(fields) - 1, 2):
             key = fields[i]

@@ -8,7 +8,7 @@
   route, model, strategy, confidence, cost, saving, cache, fallbacks.
 * ``POST /v1/route``: the decision only, for ``{"messages": [...]}`` or ``{"text": "..."}`` (the rest of a
   chat body, such as ``tools`` or ``max_tokens``, shapes it as it would the chat's).
-* ``POST /v1/feedback``: ``{"request_id", "quality", "model"?, "cost"?}``.
+* ``POST /v1/feedback``: ``{"request_id", "quality", "model"?, "cost"?, "latency_ms"?}``.
 * ``GET /v1/models``: ``auto``, ``router/<name>`` and every model of the catalog and routes.
 * ``GET /health``: liveness and Redis reachability. ``GET /stats``: per-model requests, successes,
   failures, latency, in-flight calls, queue, breaker; cache hits. ``GET /metrics``: Prometheus.
@@ -17,9 +17,12 @@
   ``GET /dashboard/data?since=15m``. With API keys set, open it as ``/dashboard#key=<key>``.
 
 Errors are OpenAI-style JSON, ``{"error": {"message", "type", "param", "code"}}``, with the right
-status: 400 malformed request, 401 missing or wrong API key, 404 unknown model, 429 queue full
-(with ``Retry-After``), 502 every model failed, 503 open breakers or a Redis that cannot serve (down,
-read-only, refusing the gateway's password), 500 anything unexpected (never a traceback).
+status (docs/gateway.md has each case): 400 malformed request, 401 missing or wrong API key, 403 a
+browser's cross-origin request or a host not allowed, 404 unknown model or request id, 413 a body over
+``max_body_mb``, 415 a compressed body, 429 queue full (with ``Retry-After``), 502 every model failed,
+503 open breakers, a Redis that cannot serve (down, read-only, refusing the gateway's password), a router
+with no routes or recreated with other vectors, or the shutdown, 500 anything unexpected (never a
+traceback).
 API keys (``Authorization: Bearer ...``) are required when the config or ``LLMROUTER_API_KEYS``
 defines any.
 """

@@ -110,7 +110,8 @@ class Upstream(BaseModel):
     api_base: str | None = None
     api_key: SecretStr | None = None
     api_key_env: str | None = None
-    """Environment variable holding the key (read when the backend is first used)."""
+    """Environment variable holding the key: read when the model's backend is built (at start for the
+    router's models, on first use for a passed-through one), on every call with ``backend: litellm``."""
     strip_provider: bool = True
     """Send ``gpt-4.1-nano`` for ``openai/gpt-4.1-nano`` (a provider's own API); ``False`` passes
     the name through (a LiteLLM proxy, OpenRouter, or the local test upstream)."""

@@ -94,12 +94,13 @@ from redisvl_llmrouter.gateway.write_behind import CLOSE_TIMEOUT_S, WriteBehind
 from redisvl_llmrouter.observability import decisions, report
 from redisvl_llmrouter.observability.metrics import BREAKER_VALUES, Metrics
 from redisvl_llmrouter.observability.report import Report
-from redisvl_llmrouter.ops import Op, Pipeline, run_script
+from redisvl_llmrouter.ops import run_script
 from redisvl_llmrouter.policy import stats as live
 from redisvl_llmrouter.policy.catalog import MAX_TOKENS, estimate_tokens
 from redisvl_llmrouter.policy.constraints import implied_capabilities
 from redisvl_llmrouter.request_text import NO_TEXT, messages_text, prompt_text, routing_text
 from redisvl_llmrouter.schema import MAX_STATEMENT_CHARS, RouteMatch, Strategy, text_problem
+from redisvl_llmrouter.search import as_text
 
 __all__ = ["Gateway"]
 
@@ -111,7 +112,8 @@ MAX_TIMEOUT_S = 86_400
 PRIORITY_NAMES = {rank: name for name, rank in PRIORITIES.items()}
 #: Parameters the gateway understands itself and does not pass to the provider.
 OWN_PARAMS = {"priority", "strategy", "constraints", "cache", "timeout"}
-#: Seconds a call to a custom backend may take unless the request says less (an upstream has its own ``timeout_s``).
+#: Seconds a call to a custom backend may take unless the request gives its own ``timeout`` (an upstream has
+#: its own ``timeout_s``, which caps the request's).
 DEFAULT_TIMEOUT_S = 60.0
 #: Routing decisions (embedding and search) one gateway process computes at once; the rest wait their
 #: turn, by priority then arrival.
@@ -559,12 +561,12 @@ class Gateway:
         served = await self.router._client.execute_command(
             "ZRANGE", live.served_key(self.router.name), "0", "-1", "REV"
         )
-        models = list(dict.fromkeys([*self.models(), *(_text(m) for m in served)]))
+        models = list(dict.fromkeys([*self.models(), *(as_text(m) for m in served)]))
         live_stats = await self.router.live_stats(models)
         *replies, cache_hits = await self._read_timed(
             [*breaker.read_commands(models), ("HGETALL", "llmrouter:cache:stats")]
         )
-        hits = {_text(k): int(v) for k, v in _pairs(cache_hits)}
+        hits = {as_text(k): int(v) for k, v in _pairs(cache_hits)}
         queues = self.queues.snapshot()
         out = {}
         for model, reply in zip(models, replies, strict=True):
@@ -1859,7 +1861,7 @@ def _whole(value: Any) -> bool:
 
 
 def _upstream_timeout(backend: Backend) -> float:
-    """How long a call through ``backend`` may take unless the request says less."""
+    """How long a call through ``backend`` may take unless the request gives its own timeout."""
     upstream = getattr(backend, "upstream", None)
     return upstream.timeout_s if isinstance(upstream, Upstream) else DEFAULT_TIMEOUT_S
 
@@ -1975,14 +1977,6 @@ def request_error_code(exc: LLMRouterError) -> str:
         return "redis_read_only" if transient_redis_error(exc) else "redis_error"
     words = re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
     return words.removesuffix("_error") or "error"
-
-
-def _pipeline(commands: Sequence[tuple[Any, ...]]) -> Op[list[Any]]:
-    return (yield Pipeline(tuple(commands)))  # type: ignore[no-any-return]
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _pairs(reply: Any) -> list[tuple[Any, Any]]:

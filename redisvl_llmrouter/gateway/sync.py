@@ -135,6 +135,7 @@ class SyncGateway:
         return self._run(self._gateway.complete(messages, **kwargs))  # type: ignore[return-value]
 
     def route(self, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> RouteMatch:
+        """As :meth:`Gateway.route`: the decision only, nothing called."""
         return self._run(self._gateway.route(messages, **kwargs))
 
     def feedback(
@@ -150,6 +151,7 @@ class SyncGateway:
         return self._run(self._gateway.feedback(request_id, quality, model, cost, tenant, latency_ms))
 
     def stats(self) -> dict[str, Any]:
+        """As :meth:`Gateway.stats`."""
         return self._run(self._gateway.stats())
 
     def report(self, since_ms: int | None = None, limit: int | None = None, until_ms: int | None = None) -> Report:

@@ -39,13 +39,13 @@ from __future__ import annotations
 import binascii
 import hashlib
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from redisvl_llmrouter.search import as_text
+from redisvl_llmrouter.search import as_text, search_documents
 
 __all__ = [
     "EMBEDDING_FIELD",
@@ -293,15 +293,6 @@ class Neighbours:
         return int(self.distances.shape[0])
 
 
-def _documents(reply: Any) -> Iterator[Sequence[Any]]:
-    if isinstance(reply, dict):  # RESP3
-        for item in reply.get(b"results", reply.get("results", [])):
-            attrs = item.get(b"extra_attributes", item.get("extra_attributes", {}))
-            yield [x for pair in attrs.items() for x in pair]
-    else:
-        yield from (item for item in reply[2::2] if isinstance(item, (list, tuple)))
-
-
 _DISTANCE_KEYS = (b"distance", "distance")
 _OUTCOME_KEYS = (b"o", "o")
 
@@ -314,7 +305,7 @@ def parse_neighbours(reply: Any, models: int) -> Neighbours:
     """
     distances: list[float] = []
     packed: list[Any] = []
-    for fields in _documents(reply):
+    for fields in search_documents(reply):
         distance = outcomes = None
         for i in range(0, len(fields) - 1, 2):
             key = fields[i]

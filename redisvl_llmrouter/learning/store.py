@@ -192,7 +192,8 @@ class OutcomeStore:
         )
 
     def read(self, vector: bytes, k: int | None = None) -> Op[MemoryView | None]:
-        """One read on its own (for calls outside routing: calibration, promotion)."""
+        """One read on its own: calibration, promotion, and a route whose pipelined read found no memory
+        although rows have arrived since (see ``RouterCore._route``)."""
         try:
             replies = yield Pipeline(tuple(self.read_commands(vector, True, k)))
         except ResponseError as exc:
@@ -285,10 +286,6 @@ class OutcomeStore:
     def tenant_commands(self, request_id: str, tenant: str) -> list[tuple[Any, ...]]:
         """Note whose request it was (a tenant label, never a key): feedback from another is refused."""
         return [("HSET", memory.request_key(self.router, request_id), "tenant", tenant)] if tenant else []
-
-    def answered_commands(self, request_id: str, model: str) -> list[tuple[Any, ...]]:
-        """Note which model answered a recorded request (feedback then defaults to it)."""
-        return [("HSET", memory.request_key(self.router, request_id), "model", model)]
 
     def cached_commands(self, request_id: str) -> list[tuple[Any, ...]]:
         """Note that a recorded request was answered from the semantic cache (see :meth:`recorded`)."""
