@@ -123,7 +123,9 @@ def solve(
 
     ``quality_hat`` is NaN where a model is not a candidate for a request (a floor excludes it, or
     nothing is known of it): it is never chosen there. Its cost (where not NaN) still counts in the
-    scale utility divides by. The strongest model is the one picked most at ``w = 0``.
+    scale utility divides by. A request with no candidate at all would be refused, calling no model:
+    it is left out of every figure (``requests`` counts the others). The strongest model is the one
+    picked most at ``w = 0``.
 
     Raises ``ValueError`` when no goal or several are given, or when no setting meets it (the
     message gives the closest reachable figure).
@@ -138,15 +140,20 @@ def solve(
     if not finite_number(value) or value < 0 or (bounded and value > 1):
         expected = "a number from 0 to 1" if bounded else "a number of USD per request, 0 or more"
         raise ValueError(f"{goal} must be {expected}, got {value!r}")
+    # Only requests some model may answer: argmax over no candidate would "pick" the first column,
+    # counting its cost and, were it the strong model, a call to it.
+    answerable = np.any(~np.isnan(quality_hat), axis=1)
+    if not answerable.any():
+        raise ValueError(f"No cost_weight meets {goal}={value}: no request has a model that may answer it.")
+    quality_hat, cost_hat = quality_hat[answerable], cost_hat[answerable]
     with np.errstate(invalid="ignore"):
         top = np.nanmax(cost_hat) if np.any(~np.isnan(cost_hat)) else 0.0
     points = sweep(quality_hat, cost_hat, cost=np.where(np.isnan(cost_hat), top, cost_hat), grid=grid)
-    # The strong model: what routing picks most when cost does not count (w = 0), over the requests
-    # that have a candidate at all. A mean over the requests each model may answer would crown a model
-    # scored on a few of them (where it is the tier pick, at its capped prior).
-    answerable = np.any(~np.isnan(quality_hat), axis=1)
-    quality_first = min(points, key=lambda p: p.cost_weight).picks[answerable]
-    strong = int(np.bincount(quality_first, minlength=len(models)).argmax()) if quality_first.size else 0
+    # The strong model: what routing picks most when cost does not count (w = 0). A mean over the
+    # requests each model may answer would crown a model scored on a few of them (where it is the tier
+    # pick, at its capped prior).
+    quality_first = min(points, key=lambda p: p.cost_weight).picks
+    strong = int(np.bincount(quality_first, minlength=len(models)).argmax())
     shares = [float(np.mean(p.picks == strong)) for p in points]
     if goal == "budget":
         ok = [i for i, p in enumerate(points) if p.cost <= budget + 1e-15]  # type: ignore[operator]

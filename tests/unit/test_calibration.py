@@ -52,6 +52,20 @@ def test_a_model_no_request_may_use_is_never_chosen_nor_the_strong_model():
     assert result.quality == pytest.approx(0.3) and result.cost == pytest.approx(1.0)
 
 
+def test_a_request_no_model_may_answer_is_left_out_of_every_figure():
+    # Argmax over no candidate "picked" the first column: its cost counted, and so did a call to the strong
+    # model, so the settings that meet each goal on the requests routing can answer were refused.
+    quality = np.array([[0.9, 0.5], [np.nan, np.nan], [0.8, 0.7]])
+    cost = np.array([[1.0, 0.1]] * 3)
+    share = solve(quality, cost, ["A", "B"], strong_share=0.5)
+    assert (share.strong_model, share.strong_share, share.requests) == ("A", 0.5, 2)
+    assert share.quality == pytest.approx(0.8)
+    budget = solve(quality, cost, ["A", "B"], budget=0.55)
+    assert budget.cost == pytest.approx(0.55) and budget.quality == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="no request has a model that may answer it"):
+        solve(quality[[1]], cost[[1]], ["A", "B"], budget=1.0)
+
+
 def test_the_strong_model_is_the_one_quality_first_routing_picks_most_not_one_scored_on_a_few_requests():
     # "rare" is a candidate on one request of four (say, where it is the tier pick at its capped prior),
     # with a high score there: its mean beats "big", but routing at w = 0 sends three requests of four to big.
