@@ -32,8 +32,8 @@ from redisvl_llmrouter.learning.calibration import sweep
 from redisvl_llmrouter.learning.records import OutcomeRecord
 from redisvl_llmrouter.learning.tuning import folds_by_id, tune
 from redisvl_llmrouter.policy.catalog import ModelCatalog, ModelSpec
-from redisvl_llmrouter.request_text import routing_text
-from redisvl_llmrouter.schema import MAX_STATEMENT_CHARS, Route, RoutingConfig
+from redisvl_llmrouter.request_text import routing_text, same_text_key
+from redisvl_llmrouter.schema import MAX_STATEMENT_CHARS, LearningConfig, Route, RoutingConfig
 
 __all__ = [
     "choices_for",
@@ -314,13 +314,15 @@ def learned_predictions(
     test_vectors: np.ndarray,
     models: Sequence[str],
     tune_settings: bool = True,
+    base: LearningConfig | None = None,
 ) -> dict[str, Any]:
-    """Tune on ``train`` (inner CV), learn it into the router's memory, predict the test vectors."""
-    settings = router.learning
+    """Tune on ``train`` (inner CV), learn it into the router's memory, predict the test vectors.
+
+    ``base``: the settings tuning starts from, and keeps when ``train`` is too small to tune on (default:
+    the router's; a cross-validation passes the configured ones, never a previous fold's choice)."""
+    settings = base or router.learning
     if tune_settings:
-        settings = tune(
-            train_vectors, train.quality, train.cost, train.ids, base=router.learning, texts=train.prompts
-        ).config
+        settings = tune(train_vectors, train.quality, train.cost, train.ids, base=settings, texts=train.prompts).config
     router.update_learning(settings)
     router.clear_memory()
     router.learn(_records(train), vectors=train_vectors)
@@ -351,6 +353,7 @@ def learned_outcome_predictions(
     n = test.n
     quality, cost, support = np.full((n, len(models)), np.nan), np.full((n, len(models)), np.nan), np.zeros(n)
     settings = []
+    configured = router.learning  # each fold tunes from these, not from the fold before it
     if folds:
         check_folds(folds, test)
         # Folds go by a hash of the id, so a small set may leave one empty (skipped) or even put
@@ -364,7 +367,7 @@ def learned_outcome_predictions(
         for fold in parts:
             rest = np.setdiff1d(np.arange(n), fold)
             got = learned_predictions(
-                router, subset(test, rest), test_vectors[rest], test_vectors[fold], models, tune_settings
+                router, subset(test, rest), test_vectors[rest], test_vectors[fold], models, tune_settings, configured
             )
             quality[fold], cost[fold], support[fold] = got["quality"], got["cost"], got["support"]
             settings.append(got["settings"])
@@ -645,16 +648,18 @@ WITHIN_ROUTE = ("cost", "quality", "balanced", "latency", "round_robin", "least_
 
 
 def overlap(train: evaluation.OutcomeSet, test: evaluation.OutcomeSet) -> int:
-    """How many test prompts the training set holds too (the same text): scored on what they taught."""
-    seen = set(train.prompts)
-    return sum(prompt in seen for prompt in test.prompts)
+    """How many test prompts the training set holds too (the same text, up to case and spacing:
+    :func:`~redisvl_llmrouter.request_text.same_text_key`): scored on what they taught."""
+    seen = {same_text_key(prompt) for prompt in train.prompts}
+    return sum(same_text_key(prompt) in seen for prompt in test.prompts)
 
 
 def _warn_overlap(train: evaluation.OutcomeSet, test: evaluation.OutcomeSet) -> None:
     shared = overlap(train, test)
     if shared:
         print(
-            f"warning: {shared} of the {test.n} prompts of {test.name} are in the --learn data too: their scores "
+            f"warning: {shared} of the {test.n} prompts of {test.name} are in the --learn data too (up to case and "
+            "spacing, which the embedding does not see): their scores "
             "are in-sample (the memory holds their own outcomes); leave them out of one of the files",
             file=sys.stderr,
         )

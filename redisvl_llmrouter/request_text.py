@@ -18,17 +18,31 @@ Pure functions; the router, the learning calls, the evaluation and the gateway a
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redisvl_llmrouter.errors import InvalidQueryError
 from redisvl_llmrouter.schema import TextWindow
 
-__all__ = ["ELLIPSIS", "NO_TEXT", "messages_text", "prompt_text", "routing_text"]
+__all__ = ["ELLIPSIS", "NO_TEXT", "messages_text", "prompt_text", "routing_text", "same_text_key"]
 
 ELLIPSIS = " … "
 #: The error message of a request whose messages have no text at all (images or audio only).
 NO_TEXT = "No message has text content to route on."
+#: Words and single punctuation marks, as BERT's pre-tokenizer splits text (``_`` is punctuation to it).
+_PIECES = re.compile(r"[^\W_]+|[^\w\s]|_")
+_ACCENTS = re.compile(r"[\u0300-\u036f]")
+
+
+def same_text_key(text: str) -> str:
+    """A key two prompts share when the packaged (uncased) embedder cannot tell them apart: lowercased,
+    accents stripped, split into words and punctuation marks, so that case, spacing and spaces around
+    punctuation do not count. The evaluation keeps prompts of one key in one fold, and says when
+    training data holds a test prompt under another spelling."""
+    plain = _ACCENTS.sub("", unicodedata.normalize("NFD", text.lower()))
+    return " ".join(_PIECES.findall(plain))
 
 
 def routing_text(text: str, window: TextWindow | None = None) -> str:

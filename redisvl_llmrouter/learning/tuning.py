@@ -22,6 +22,7 @@ import numpy as np
 from redisvl_llmrouter import evaluation
 from redisvl_llmrouter.learning.calibration import sweep
 from redisvl_llmrouter.learning.prediction import estimate, leave_out_prior, rank_weights
+from redisvl_llmrouter.request_text import same_text_key
 from redisvl_llmrouter.schema import LearningConfig
 
 __all__ = ["GRID_NEIGHBOURS", "GRID_SHRINKAGE", "Tuning", "exact_neighbours", "folds_by_id", "predict_matrix", "tune"]
@@ -33,16 +34,18 @@ GRID_SHRINKAGE: tuple[float, ...] = (4.0, 16.0, 64.0, 256.0)
 def folds_by_id(ids: Sequence[str], k: int, salt: str = "", texts: Sequence[str] | None = None) -> list[np.ndarray]:
     """Row indices of ``k`` folds, a row's fold being a hash of ``salt + id``: stable and order-free.
 
-    With ``texts``, rows of the same text share one fold (that of the least of their ids, so the
-    order still does not matter): a prompt a dataset holds twice under two ids (MMLU has 105 such)
-    would otherwise be scored on a fold that learned its twin, at distance 0.
+    With ``texts``, rows of the same text (up to case and spacing: :func:`same_text_key`) share one fold
+    (that of the least of their ids, so the order still does not matter): a prompt a dataset holds twice
+    under two ids (MMLU has 105 such, and more spelled with another spacing) would otherwise be scored on
+    a fold that learned its twin, at distance 0.
     """
     keys = list(ids)
     if texts is not None:
+        same = [same_text_key(text) for text in texts]
         least: dict[str, str] = {}
-        for ident, text in zip(ids, texts, strict=True):
-            least[text] = min(least.get(text, ident), ident)
-        keys = [least[text] for text in texts]
+        for ident, key in zip(ids, same, strict=True):
+            least[key] = min(least.get(key, ident), ident)
+        keys = [least[key] for key in same]
     fold = np.array([int(hashlib.sha256((salt + key).encode()).hexdigest()[:8], 16) % k for key in keys])
     return [np.flatnonzero(fold == j) for j in range(k)]
 
@@ -73,10 +76,14 @@ def predict_matrix(
     cost: np.ndarray,
     config: LearningConfig,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Predicted quality, cost and support of each query from its neighbours among training rows.
+    """Predicted quality, cost and support of each query from its neighbours among training rows: the
+    router's own prediction (:func:`~redisvl_llmrouter.learning.prediction.predict`) for a memory of
+    these rows and a catalog without quality priors (as ``llmrouter eval`` builds), so that tuning
+    scores the predictor it tunes.
 
-    ``quality`` and ``cost`` are the training rows' ``(n, m)`` outcomes; quality priors are their means
-    without each query's own neighbours (as the router's), cost priors their means.
+    ``quality`` and ``cost`` are the training rows' ``(n, m)`` outcomes. A model's quality prior is its
+    mean without each query's own neighbours, shrunk toward the mean of the models' means; its cost
+    prior is its mean.
     """
     k = min(config.neighbours, distances.shape[1])
     values = np.stack(
@@ -84,11 +91,11 @@ def predict_matrix(
         axis=-1,
     )
     seen = ~np.isnan(quality)
+    sums, counts = np.where(seen, quality, 0.0).sum(axis=0), seen.sum(axis=0).astype(np.float64)
+    means = sums[counts > 0] / counts[counts > 0]
+    base = np.full(quality.shape[1], means.mean() if means.size else np.nan)  # as prediction.priors
     weights = rank_weights(distances[:, :k], config.neighbours, config.radius)
-    no_base = np.full(quality.shape[1], np.nan)  # the data's models have no catalog quality here
-    prior = leave_out_prior(
-        weights, values[..., 0], np.where(seen, quality, 0.0).sum(axis=0), seen.sum(axis=0), no_base, 0.0
-    )
+    prior = leave_out_prior(weights, values[..., 0], sums, counts, base, float(config.shrinkage))
     est = estimate(distances[:, :k], values, prior, np.nanmean(cost, axis=0), config, weights)
     return est.quality, est.cost, est.support
 

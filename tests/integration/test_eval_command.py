@@ -149,6 +149,34 @@ def test_null_ids_are_the_file_and_line_so_every_fold_learns_from_the_others(tmp
     assert len(report["settings"]) == 4 and report["aiq"] > report["zero_aiq"] + 0.1
 
 
+def test_a_fold_too_small_to_tune_on_keeps_the_configured_settings_not_the_previous_folds(tmp_path):
+    # Tuning keeps its base when a training split is too small (under 8 rows), and the base was the router's
+    # learning, which the fold before had set to what it tuned on this fold's own test prompts.
+    from redisvl_llmrouter import pretrained
+    from redisvl_llmrouter.learning.tuning import folds_by_id
+
+    rows = [(f"{kind}{i}-{c}", f"{prompt} (variant {c})", kind) for c in range(3)
+            for kind, prompts in (("greeting", GREETINGS), ("proof", PROOFS)) for i, prompt in enumerate(prompts)]  # fmt: skip
+    first, second = folds_by_id([r[0] for r in rows], 2)
+    chosen = [rows[i] for i in first[:5]] + [rows[i] for i in second[:12]]  # fold 1 learns from 5 rows only
+    data = tmp_path / "small.jsonl"
+    with data.open("w") as f:
+        for ident, prompt, kind in chosen:
+            cheap = 1.0 if kind == "greeting" else 0.0
+            outcomes = {"cheap": {"quality": cheap, "cost": 0.0001}, "top": {"quality": 1.0, "cost": 0.01}}
+            f.write(json.dumps({"id": ident, "prompt": prompt, "outcomes": outcomes}) + "\n")
+    config = json.loads(pretrained.resolve("default").read_text())
+    config["learning"].update(neighbours=7, shrinkage=3.0)  # on no tuning grid: the configured settings
+    (tmp_path / "seven.json").write_text(json.dumps(config))
+    out = tmp_path / "small.json"
+    args = ["eval", str(data), "--cv", "2", "--router", str(tmp_path / "seven.json"), "--map", "simple=cheap",
+            "--map", "standard=top", "--map", "expert=top"]  # fmt: skip
+    assert main([*args, "--json", str(out)]) == 0
+    (report,) = json.loads(out.read_text())["reports"]
+    tuned, untuned = report["settings"]
+    assert untuned == {"neighbours": 7, "shrinkage": 3.0} != tuned
+
+
 def test_cv_whose_folds_put_every_prompt_together_is_a_clear_error(tmp_path, capsys):
     # Folds go by a hash of the id: "a" and "b0" both land in fold 0 of 2, so fold 1 is empty and fold 0
     # would learn from nothing.
@@ -178,6 +206,18 @@ def test_learning_on_the_test_prompts_themselves_is_said_to_be_in_sample(tmp_pat
     # It reported in-sample numbers as held-out ones, without a word.
     train = write_clustered(tmp_path / "train.jsonl", copies=2)
     test = write_clustered(tmp_path / "test.jsonl", copies=1)
+    args = ["eval", str(test), "--learn", str(train), "--map", "simple=cheap", "--map", "standard=top",
+            "--map", "expert=top"]  # fmt: skip
+    assert main(args) == 0
+    assert "warning: 20 of the 20 prompts of test are in the --learn data too" in capsys.readouterr().err
+
+
+def test_learning_on_the_test_prompts_spelled_otherwise_is_said_to_be_in_sample_too(tmp_path, capsys):
+    # A training copy with other case or spacing embeds the same, and went unnoticed.
+    test = write_clustered(tmp_path / "test.jsonl", copies=1)
+    train = tmp_path / "train.jsonl"
+    rows = [json.loads(line) for line in test.read_text().splitlines()]
+    train.write_text("".join(json.dumps({**r, "prompt": r["prompt"].upper() + "  \n\n"}) + "\n" for r in rows))
     args = ["eval", str(test), "--learn", str(train), "--map", "simple=cheap", "--map", "standard=top",
             "--map", "expert=top"]  # fmt: skip
     assert main(args) == 0

@@ -57,3 +57,13 @@ def test_unroutable_messages_are_clear_errors(messages):
 def test_a_text_part_whose_text_is_no_string_is_named_not_taken_for_no_text():
     with pytest.raises(InvalidQueryError, match="a text part's 'text' must be a string, got int"):
         messages_text([{"role": "user", "content": [{"type": "text", "text": 5}]}])
+
+
+def test_the_same_text_key_ignores_what_the_uncased_embedder_does_not_see_and_nothing_else():
+    from redisvl_llmrouter.request_text import same_text_key
+
+    assert same_text_key("What is 0.6c. How much?") == same_text_key("what  is 0.6c . HOW much ?\n")
+    assert same_text_key("Café naïve") == same_text_key("cafe naive")
+    assert same_text_key("snake_case") == same_text_key("snake _ case")  # "_" is punctuation to BERT
+    assert same_text_key("how much") != same_text_key("how many")
+    assert same_text_key("ab") != same_text_key("a b")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from redisvl_llmrouter.learning.tuning import exact_neighbours, folds_by_id, tune
 
@@ -45,3 +46,48 @@ def test_tune_prefers_local_neighbourhoods_when_outcomes_follow_clusters():
     result = tune(vectors, quality, cost, [str(i) for i in range(400)], neighbours=(16, 128), shrinkage=(4.0, 256.0))
     assert (result.config.neighbours, result.config.shrinkage) == (16, 4.0)
     assert result.scores[(16, 4.0)] > result.scores[(128, 256.0)]
+
+
+def test_tuning_scores_the_routers_own_prediction():
+    # The tuner's prior was the plain mean while the router shrinks it toward the mean of the model means:
+    # the settings chosen were best for another predictor than the one deployed.
+    from redisvl_llmrouter.learning.memory import MemoryStats, Neighbours
+    from redisvl_llmrouter.learning.prediction import predict
+    from redisvl_llmrouter.learning.tuning import predict_matrix
+    from redisvl_llmrouter.schema import LearningConfig
+
+    rng = np.random.default_rng(7)
+    models = ["a", "b", "c"]
+    rows, queries = rng.normal(size=(80, 8)), rng.normal(size=(12, 8))
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    quality = rng.integers(0, 2, size=(80, 3)).astype(np.float64)
+    cost = rng.integers(1, 64, size=(80, 3)) / 1024  # exact in the memory's float32
+    quality[rng.random((80, 3)) < 0.2] = np.nan  # some rows did not observe some models
+    cost[np.isnan(quality)] = np.nan
+    config = LearningConfig(neighbours=16, shrinkage=4.0, radius=1.5)
+    dist, idx = exact_neighbours(queries, rows, 16)
+    q_hat, c_hat, _ = predict_matrix(dist, idx, quality, cost, config)
+
+    seen = ~np.isnan(quality)
+    stats = MemoryStats(
+        n={m: int(seen[:, j].sum()) for j, m in enumerate(models)},
+        quality_sum={m: float(np.nansum(quality[:, j])) for j, m in enumerate(models)},
+        n_cost={m: int(seen[:, j].sum()) for j, m in enumerate(models)},
+        cost_sum={m: float(np.nansum(cost[:, j])) for j, m in enumerate(models)},
+    )
+    for i in range(len(queries)):
+        values = np.stack([quality[idx[i]], cost[idx[i]], np.full((16, 3), np.nan)], axis=-1).astype(np.float32)
+        prediction = predict(Neighbours(dist[i], values), models, models, stats, config)
+        assert [prediction.models[m].quality for m in models] == pytest.approx(q_hat[i].tolist(), abs=1e-6)
+        assert [prediction.models[m].cost for m in models] == pytest.approx(c_hat[i].tolist(), abs=1e-6)
+
+
+def test_rows_the_embedder_cannot_tell_apart_share_a_fold_too():
+    # MMLU holds "... 0.6c. How much ..." and "... 0.6c . How much ..." under two ids: the same embedding,
+    # and they fell in different folds, one scored on what the other taught at distance 0.
+    ids = [f"p{i}" for i in range(100)]
+    texts = [f"Question {i % 50}: what is 0.6c. How much?" for i in range(50)]
+    texts += [f"question  {i}:\nwhat is 0.6c . HOW much ?" for i in range(50)]
+    fold_of = {ids[i]: j for j, fold in enumerate(folds_by_id(ids, 5, texts=texts)) for i in fold}
+    assert all(fold_of[f"p{i}"] == fold_of[f"p{i + 50}"] for i in range(50))
