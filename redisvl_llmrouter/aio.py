@@ -30,7 +30,7 @@ from redisvl_llmrouter.learning.calibration import Calibration
 from redisvl_llmrouter.learning.prediction import Prediction
 from redisvl_llmrouter.learning.records import checked_model_map
 from redisvl_llmrouter.learning.store import MemoryInfo, WriteReport
-from redisvl_llmrouter.policy.catalog import ModelCatalog
+from redisvl_llmrouter.policy.catalog import ModelCatalog, ModelSpec
 from redisvl_llmrouter.policy.constraints import Constraints
 from redisvl_llmrouter.policy.stats import ModelStats
 from redisvl_llmrouter.ranking import RouteDistances
@@ -410,6 +410,9 @@ class AsyncSemanticRouter(BaseSemanticRouter):
 
     async def update_catalog(self, catalog: ModelCatalog | Mapping[str, Any] | Sequence[Any]) -> None:
         await self._run(self._core.update_catalog(catalog))
+
+    async def add_models(self, models: Sequence[ModelSpec | Mapping[str, Any] | str]) -> list[str]:
+        return await self._run(self._core.add_models(models))
 
     async def update_learning(self, learning: LearningConfig | Mapping[str, Any]) -> None:
         await self._run(self._core.update_learning(learning))

@@ -379,13 +379,11 @@ def _learn_into(
     from redisvl_llmrouter import pretrained
     from redisvl_llmrouter.errors import UnknownModelError
 
-    if args.add_models:
-        from redisvl_llmrouter.policy.catalog import ModelSpec
-
+    if args.add_models:  # merged with what another learn adds meanwhile
         seen = {model_map.get(m, m) for r in records for m in r.outcomes}
-        new = [ModelSpec(name=m) for m in sorted(seen) if m not in router.models]
+        new = sorted(seen - set(router.models))
         if new:
-            router.update_catalog(router.catalog.with_models(new))
+            router.add_models(new)
     unknown = sorted({model_map.get(m, m) for r in records for m in r.outcomes} - set(router.models))
     if unknown:  # nothing will be learned (a router this command created is deleted by the caller)
         raise UnknownModelError(

@@ -63,7 +63,14 @@ from redisvl_llmrouter.learning.store import MemoryInfo, MemoryView, OutcomeStor
 from redisvl_llmrouter.observability import decisions
 from redisvl_llmrouter.ops import Acquire, Command, Embed, Op, Pipeline, run_script
 from redisvl_llmrouter.policy import stats as live
-from redisvl_llmrouter.policy.catalog import MAX_EXACT_INT, MAX_TOKENS, ModelCatalog, estimate_tokens, finite_number
+from redisvl_llmrouter.policy.catalog import (
+    MAX_EXACT_INT,
+    MAX_TOKENS,
+    ModelCatalog,
+    ModelSpec,
+    estimate_tokens,
+    finite_number,
+)
 from redisvl_llmrouter.policy.constraints import Constraints
 from redisvl_llmrouter.policy.decision import PolicyInput, decide, effective_catalog, learned_qualities, primary_tier
 from redisvl_llmrouter.request_text import routing_text
@@ -1897,6 +1904,25 @@ class RouterCore:
             self.catalog = checked
 
         yield from self._commit(change)
+
+    def add_models(self, models: Sequence[Any]) -> Op[list[str]]:
+        """Add the models the stored catalog lacks (names, mappings or ``ModelSpec``); one it has stays as
+        it is. Applied to the catalog as stored when the change is saved, so two writers adding different
+        models both land (replacing the whole catalog, the later writer dropped the earlier one's)."""
+        if isinstance(models, (str, Mapping, ModelSpec)) or not isinstance(models, Iterable):
+            raise ConfigError(f"add_models takes a list of models, got {type(models).__name__}")
+        specs = _as_catalog([{"name": m} if isinstance(m, str) else m for m in models]).models
+        added: list[str] = []
+
+        def change() -> None:
+            have = set(self.catalog.names)
+            new = [spec for spec in specs if spec.name not in have]
+            added[:] = [spec.name for spec in new]
+            if new:
+                self.catalog = self.catalog.with_models(new)
+
+        yield from self._commit(change)
+        return added
 
     def update_learning(self, learning: LearningConfig | Mapping[str, Any]) -> Op[None]:
         """Replace the learning config (a config object), or change the settings a mapping names.

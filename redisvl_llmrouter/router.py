@@ -49,7 +49,7 @@ from redisvl_llmrouter.learning.calibration import Calibration
 from redisvl_llmrouter.learning.prediction import Prediction
 from redisvl_llmrouter.learning.records import OutcomeRecord, checked_model_map, read_records
 from redisvl_llmrouter.learning.store import MemoryInfo, WriteReport
-from redisvl_llmrouter.policy.catalog import MAX_TOKENS, ModelCatalog, finite_number, load_yaml
+from redisvl_llmrouter.policy.catalog import MAX_TOKENS, ModelCatalog, ModelSpec, finite_number, load_yaml
 from redisvl_llmrouter.policy.constraints import Constraints
 from redisvl_llmrouter.policy.stats import ModelStats
 from redisvl_llmrouter.ranking import RouteDistances
@@ -740,6 +740,11 @@ class SemanticRouter(BaseSemanticRouter):
     def update_catalog(self, catalog: ModelCatalog | Mapping[str, Any] | Sequence[Any]) -> None:
         """Replace the model catalog (persisted)."""
         self._run(self._core.update_catalog(catalog))
+
+    def add_models(self, models: Sequence[ModelSpec | Mapping[str, Any] | str]) -> list[str]:
+        """Add the models the catalog lacks, merged with other writers' changes (persisted); returns the
+        names added. A model already in the catalog stays as it is: ``update_catalog`` changes one."""
+        return self._run(self._core.add_models(models))
 
     def update_learning(self, learning: LearningConfig | Mapping[str, Any]) -> None:
         """Replace the learning settings (a `LearningConfig`), or change those a mapping names (persisted)."""

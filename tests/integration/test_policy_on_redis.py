@@ -45,6 +45,19 @@ def chat_route(p: str) -> list[Route]:
     return [Route(name="chat", models=[f"{p}/a", f"{p}/b"], references=["chat d=0.1"], distance_threshold=0.5)]
 
 
+def test_models_added_by_two_writers_both_land_and_a_model_there_stays_as_it_is(api, name, table):
+    # `learn --add-models` replaced the whole catalog: a second learn's catalog dropped the first's model.
+    router = api.create(name=name, routes=chat_route(name), vectorizer=table, catalog=catalog(name))
+    stale = api.from_existing(name, vectorizer=table)
+    assert router.add_models([f"{name}/new-a"]) == [f"{name}/new-a"]
+    assert stale.add_models([f"{name}/new-b", {"name": f"{name}/a", "input_price": 99.0}]) == [f"{name}/new-b"]
+    stored = api.from_existing(name, vectorizer=table).catalog
+    assert [m.name for m in stored.models] == [f"{name}/a", f"{name}/b", f"{name}/new-a", f"{name}/new-b"]
+    assert stored.get(f"{name}/a").input_price == 1.0  # update_catalog changes a model; add_models never does
+    with pytest.raises(ConfigError, match="add_models takes a list of models, got str"):
+        router.add_models(f"{name}/c")
+
+
 def test_each_strategy_through_the_router(api, name, table):
     router = api.create(name=name, routes=chat_route(name), vectorizer=table, catalog=catalog(name))
     assert router("query", strategy="semantic").model == f"{name}/a"
