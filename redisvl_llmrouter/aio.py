@@ -200,6 +200,7 @@ class AsyncSemanticRouter(BaseSemanticRouter):
             manages_index=create_index,
         )
         core.write_lock = asyncio.Lock()  # writers on this object wait for each other without blocking the loop
+        core.check_outcome_rows(_outcomes)
         client = connection.async_client(redis_client, redis_url, connection_kwargs)
         router = cls(core, client, owns_client=redis_client is None)
         await router._run(core.setup(overwrite, _precomputed, _attach))

@@ -1682,9 +1682,14 @@ class RouterCore:
         yield from self._commit(unmark)
         return removed
 
+    def check_outcome_rows(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Refuse exported memory rows naming a model the router does not know: before the router is
+        created from a file, so that such a file leaves no router behind (half made, without its rows)."""
+        self._check_models(m for row in rows for m in row["outcomes"])
+
     def import_outcomes(self, rows: Sequence[Mapping[str, Any]]) -> Op[WriteReport]:
         """Write exported memory rows (``{id, text, vector, source, outcomes}``) back, vectors as given."""
-        self._check_models(m for row in rows for m in row["outcomes"])
+        self.check_outcome_rows(rows)
         pending = [
             PendingRow(
                 row_id=row["id"],

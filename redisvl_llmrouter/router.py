@@ -548,6 +548,7 @@ class SemanticRouter(BaseSemanticRouter):
             learning,
             manages_index=create_index,
         )
+        self._core.check_outcome_rows(_outcomes)
         self._owns_client = redis_client is None
         self._client = connection.sync_client(redis_client, redis_url, connection_kwargs)
         self._run(self._core.setup(overwrite, _precomputed, _attach))

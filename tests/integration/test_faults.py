@@ -549,6 +549,21 @@ def test_a_pretrained_file_with_duplicate_references_is_a_config_error(api, name
         api.from_pretrained(str(path), name=f"{name}-2", vectorizer=table)
 
 
+def test_a_file_whose_outcome_rows_name_a_model_it_lacks_leaves_no_router_behind(api, name, table, tmp_path, redis_url):
+    # The router was created, then its rows refused: a half-made router (no memory) stayed for the next
+    # command to attach to.
+    from redisvl_llmrouter import UnknownModelError
+
+    source = api.create(name=name, routes=tiers(), vectorizer=table)
+    source.learn([{"prompt": "learned d=0.2", "outcomes": {"m/near": {"quality": 1.0}}}])
+    data = json.loads(source.export_with_embeddings(tmp_path / "r.json").read_text())
+    data["outcomes"][0]["outcomes"] = {"zzz/not-in-catalog": data["outcomes"][0]["outcomes"]["m/near"]}
+    (tmp_path / "r.json").write_text(json.dumps(data))
+    with pytest.raises(UnknownModelError, match="zzz/not-in-catalog"):
+        api.from_pretrained(str(tmp_path / "r.json"), name=f"{name}-2", vectorizer=table)
+    assert list(redis.Redis.from_url(redis_url).scan_iter(f"{name}-2*")) == []
+
+
 def test_a_yaml_file_that_is_not_utf8_is_a_config_error(api, tmp_path):
     path = tmp_path / "r.yaml"
     path.write_bytes("name: caf\u00e9\n".encode("latin-1"))
