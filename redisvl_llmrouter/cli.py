@@ -24,7 +24,9 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -898,9 +900,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout = stdout._stream
 
 
+class _Terminated(BaseException):
+    """SIGTERM (``timeout``, systemd, a closed terminal), raised where the command is, so that it cleans up
+    as it does on Ctrl-C (a router it created is deleted) instead of dying where it stands."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
 def _run(argv: Sequence[str] | None) -> int:
     try:
         args = parse_args(argv)
+        check_paths(args)
+        if args.command not in ("serve", "upstream") and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _terminate)  # the servers shut down on SIGTERM their own way
         return int(args.func(args))
     except BrokenPipeError:  # stderr's reader went away, or a command's own pipe: nothing more to say
         return 0
@@ -910,6 +924,29 @@ def _run(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("llmrouter: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("llmrouter: terminated", file=sys.stderr)
+        return 143
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Refuse an output file that is one of the command's input files, or another of its outputs: the
+    report written over the dataset it was made from is that dataset lost."""
+    inputs = [*(getattr(args, "datasets", None) or ()), *(getattr(args, "learn", None) or ())]
+    inputs += [getattr(args, "router", None), getattr(args, "config", None)]  # a config file, when one is
+    outputs = [p for p in (getattr(args, name, None) for name in ("json_out", "plot", "export")) if p]
+    if args.command == "export":
+        inputs.append(args.name)
+        outputs.append(args.path)
+    seen: dict[str, str] = {}
+    for path in inputs:
+        if isinstance(path, str) and Path(path).expanduser().is_file():
+            seen.setdefault(os.path.realpath(Path(path).expanduser()), f"the input file {path!r}")
+    for path in outputs:
+        real = os.path.realpath(Path(path).expanduser())
+        if real in seen:
+            raise LLMRouterError(f"{path!r} is {seen[real]}: writing there would replace it; give another file")
+        seen[real] = f"another output of this command ({path!r})"
 
 
 def _one_line(exc: BaseException) -> str:

@@ -79,6 +79,18 @@ BAD_INPUTS = {
     "eval --plot x.txt": (["eval", "good.jsonl", "--plot", "x.txt"], "cannot write a plot as 'x.txt': use one of"),
     "eval --plot in a missing directory": (["eval", "good.jsonl", "--plot", "no/such/dir.png"], "does not exist"),
     "eval --json into a directory": (["eval", "good.jsonl", "--json", "a-directory"], "is a directory"),
+    "eval --json over its dataset": (
+        ["eval", "good.jsonl", "--json", "./good.jsonl"],
+        "'./good.jsonl' is the input file 'good.jsonl': writing there would replace it",
+    ),
+    "eval --json and --plot to one file": (
+        ["eval", "good.jsonl", "--json", "out.png", "--plot", "out.png"],
+        "'out.png' is another output of this command ('out.png')",
+    ),
+    "learn --export over its dataset": (
+        ["learn", "good.jsonl", "--router", "default", "--export", "good.jsonl"],
+        "'good.jsonl' is the input file 'good.jsonl'",
+    ),
     "a repeated --limit": (["eval", "good.jsonl", "--limit", "1", "--limit", "2"], "--limit: given more than once"),
     "a repeated --router": (["eval", "good.jsonl", "--router", "a", "--router", "b"], "--router: given more than once"),
     "a repeated --config": (["route", "hi", "--config", "a", "--config", "b"], "--config: given more than once"),
@@ -266,6 +278,32 @@ def test_learn_refuses_a_map_giving_two_models_of_a_prompt_one_name_and_creates_
     result = run([*args, "--map", "openai/gpt-4.1-nano=anthropic/claude-opus-4-5"], files, redis_url)
     assert_one_line_error(result, "the same name 'anthropic/claude-opus-4-5'")
     assert not redis.Redis.from_url(redis_url).exists(f"{name}:route_config")
+
+
+def test_a_learn_terminated_after_creating_its_router_deletes_it_as_ctrl_c_does(tmp_path, redis_url):
+    # SIGTERM (timeout, systemd, a closed terminal) killed it where it stood: the half-filled router stayed.
+    import signal
+    import time
+
+    import redis
+
+    name = f"cli-term-{uuid.uuid4().hex[:6]}"
+    rows = [{"prompt": f"question number {i} about topic {i % 97}", "outcomes": {MODELS[0]: {"quality": 1.0}}}
+            for i in range(20_000)]  # fmt: skip
+    (tmp_path / "big.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "LLMROUTER_DATA_DIR")}
+    env.update(REDIS_URL=redis_url, HF_HUB_OFFLINE="1")
+    args = [EXE, "learn", "big.jsonl", "--router", "default", "--name", name]
+    process = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + 120
+    while not client.exists(f"{name}:route_config") and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert client.exists(f"{name}:route_config"), "the router was never created"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143 and err.rstrip().endswith("llmrouter: terminated") and "Traceback" not in err
+    assert list(client.scan_iter(f"{name}:*")) == [] and list(client.scan_iter(f"llmrouter:{{{name}}}:*")) == []
 
 
 def test_a_failed_learn_never_deletes_a_router_that_was_there_before(files, redis_url):
