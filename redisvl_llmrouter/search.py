@@ -50,12 +50,23 @@ VECTOR_FIELD = "vector"
 _ROUTER_NAME = re.compile(r"^[^\s:*?\[\]{}\\'\"]+$")
 
 
+#: The prefix of the keys this project shares between routers (``llmrouter:{NAME}:outcome:...``, breakers,
+#: statistics): no router may be named so, or its index (over ``NAME:``) would take them all in.
+RESERVED_PREFIX = "llmrouter"
+
+
 def validate_router_name(name: str) -> str:
     """Router names are Redis key prefixes and index names: no spaces, colons, quotes or glob characters."""
     if not isinstance(name, str) or not _ROUTER_NAME.match(name):
         raise ConfigError(
             f"Invalid router name {name!r}: use letters, digits and '-', '_' or '.' "
             "(no spaces, colons, quotes or glob characters; it prefixes every Redis key)."
+        )
+    if name == RESERVED_PREFIX:
+        raise ConfigError(
+            f"Invalid router name {name!r}: it is reserved. The project's own keys (every router's outcome "
+            f"memory, breakers, statistics) start with '{RESERVED_PREFIX}:', which a router of that name would "
+            "index as its own."
         )
     return name
 

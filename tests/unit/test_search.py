@@ -73,6 +73,13 @@ def test_router_names_are_key_safe(bad):
         validate_router_name(bad)
 
 
+def test_the_name_whose_index_would_take_in_every_routers_memory_is_reserved():
+    # A router named "llmrouter" indexes the prefix "llmrouter:": every router's outcome rows, counted as its own.
+    with pytest.raises(ConfigError, match="'llmrouter': it is reserved"):
+        validate_router_name("llmrouter")
+    assert validate_router_name("llmrouter-prod") == "llmrouter-prod"
+
+
 def test_module_check_accepts_redis_8_and_stack():
     check_modules([{b"name": b"search", b"ver": 21005}, {b"name": b"ReJSON", b"ver": 20803}], "x")
     check_modules([[b"name", b"search", b"ver", 1], [b"name", b"ReJSON", b"ver", 1]], "x")
