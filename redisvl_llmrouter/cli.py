@@ -311,7 +311,7 @@ def _configured_redis(args: argparse.Namespace) -> bool:
 
 def cmd_learn(args: argparse.Namespace) -> int:
     from redisvl_llmrouter import SemanticRouter, pretrained
-    from redisvl_llmrouter.errors import RouterNotFoundError
+    from redisvl_llmrouter.errors import RouterExistsError, RouterNotFoundError
     from redisvl_llmrouter.learning.records import read_records
 
     records = list(read_records(args.datasets))
@@ -349,8 +349,12 @@ def cmd_learn(args: argparse.Namespace) -> int:
                 f"{', '.join(pretrained.available())}). To create a new router, give the config to start from with "
                 f"--router and the new router's name with --name: --router default --name {args.router}"
             ) from None
-        router = SemanticRouter.from_pretrained(args.router, name=args.name, redis_url=args.redis_url)
-        origin = "created"
+        try:
+            router = SemanticRouter.from_pretrained(args.router, name=args.name, redis_url=args.redis_url)
+            origin = "created"
+        except RouterExistsError:  # another learn created it meanwhile (and changed it): attach, as run after it
+            router = SemanticRouter.from_existing(args.name or args.router, redis_url=args.redis_url)
+            origin = "attached to"
     try:
         _learn_into(router, origin, records, model_map, args)
     except BaseException:  # failed or interrupted: leave no half-made router behind, never one that was there

@@ -280,6 +280,32 @@ def test_learn_refuses_a_map_giving_two_models_of_a_prompt_one_name_and_creates_
     assert not redis.Redis.from_url(redis_url).exists(f"{name}:route_config")
 
 
+def test_two_learns_creating_one_router_at_once_both_land_with_every_model_they_add(tmp_path, redis_url):
+    # The second one to create it failed with the library's advice (overwrite=True), and when both got in,
+    # the catalog kept only one of the models they added: each replaced the whole catalog.
+    from redisvl_llmrouter import SemanticRouter
+
+    name = f"cli-twice-{uuid.uuid4().hex[:6]}"
+    for part in ("a", "b"):
+        rows = [{"prompt": f"{part} question {i}", "outcomes": {f"new/{part}": {"quality": 1.0}}} for i in range(150)]
+        (tmp_path / f"{part}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "LLMROUTER_DATA_DIR")}
+    env.update(REDIS_URL=redis_url, HF_HUB_OFFLINE="1")
+    runs = [
+        subprocess.Popen([EXE, "learn", f"{part}.jsonl", "--router", "default", "--name", name, "--add-models"],
+                         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for part in ("a", "b")
+    ]  # fmt: skip
+    errors = [run.communicate(timeout=300)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], errors
+    router = SemanticRouter.from_existing(name, redis_url=redis_url)
+    try:
+        assert {"new/a", "new/b"} <= set(router.catalog.names)
+        assert router.memory_info().rows == 300
+    finally:
+        router.delete()
+
+
 def test_a_learn_terminated_after_creating_its_router_deletes_it_as_ctrl_c_does(tmp_path, redis_url):
     # SIGTERM (timeout, systemd, a closed terminal) killed it where it stood: the half-filled router stayed.
     import signal
