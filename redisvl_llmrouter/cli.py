@@ -471,7 +471,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_upstream(args: argparse.Namespace) -> int:
     from redisvl_llmrouter.gateway.upstream import main as upstream_main
 
-    key = ["--api-key", args.api_key] if args.api_key else []
+    key = ["--api-key", args.api_key] if args.api_key is not None else []
     return upstream_main(["--host", args.host, "--port", str(args.port), *key])
 
 
@@ -562,6 +562,13 @@ class _StoreOnce(argparse.Action):
             raise argparse.ArgumentError(self, "given more than once; give it once")
         given.add(self.dest)
         setattr(namespace, self.dest, values)
+
+
+def _key(text: str) -> str:
+    """An argparse type: an API key, never blank (an empty ``--api-key "$UNSET"`` started with no key at all)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the key is empty (an unset variable?); give a key, or leave --api-key out")
+    return text
 
 
 def _count(minimum: int) -> Callable[[str], int]:
@@ -757,7 +764,9 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
 def _upstream_arguments(upstream: argparse.ArgumentParser) -> None:
     upstream.add_argument("--host", default="127.0.0.1")
     upstream.add_argument("--port", type=int, default=8001, help="0 picks a free port")
-    upstream.add_argument("--api-key", default=None, metavar="KEY", help="answer only requests bearing this key")
+    upstream.add_argument(
+        "--api-key", default=None, type=_key, metavar="KEY", help="answer only requests bearing this key"
+    )
 
 
 @add_command("report", "cost, savings, quality and latency from the gateway's decisions log", cmd_report)

@@ -115,6 +115,7 @@ BAD_INPUTS = {
         "stopped with it. Set LLMROUTER_DATA_DIR",
     ),
     "serve --workers 0": (["serve", "--workers", "0"], "--workers: must be at least 1"),
+    "upstream --api-key empty": (["upstream", "--api-key", ""], "argument --api-key: the key is empty"),
     "serve --config naming a directory": (
         ["serve", "--config", "a-directory"],
         "argument --config: 'a-directory' is a directory; give the gateway config file (YAML or JSON)",
