@@ -86,6 +86,12 @@ class OutcomeRecord(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
+    @field_validator("id", mode="before")
+    @classmethod
+    def _number_id_as_text(cls, ident: Any) -> Any:
+        # As eval reads the same files: a numeric id is its text (true and false are not ids).
+        return str(ident) if isinstance(ident, int) and not isinstance(ident, bool) else ident
+
     @field_validator("prompt")
     @classmethod
     def _prompt_has_text(cls, prompt: str) -> str:

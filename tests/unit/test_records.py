@@ -58,6 +58,16 @@ def test_other_keys_of_a_record_are_ignored(tmp_path):
     assert [r.id for r in read_records(path)] == ["a.1"]
 
 
+def test_a_numeric_id_is_read_as_its_text_as_eval_reads_it(tmp_path):
+    # learn refused "id": 5 ("Input should be a valid string") in a file eval read without a word.
+    path = tmp_path / "outcomes.jsonl"
+    path.write_text(json.dumps({"id": 5, **record(quality=1.0)}) + "\n")
+    assert [r.id for r in read_records(path)] == ["5"]
+    path.write_text(json.dumps({"id": True, **record(quality=1.0)}) + "\n")
+    with pytest.raises(InvalidFeedbackError, match="id"):
+        list(read_records(path))
+
+
 @pytest.mark.skipif(not SHARED.is_dir(), reason="the shared outcome data is not on this machine")
 def test_every_shared_outcome_file_still_loads():
     for path in sorted(SHARED.glob("*.jsonl")):
