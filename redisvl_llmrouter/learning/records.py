@@ -168,8 +168,14 @@ def _problem(error: Mapping[str, Any]) -> str:
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown key; an outcome has {', '.join(OUTCOME_KEYS)}"
     if error["type"] in ("float_type", "int_type"):
-        return f"{where}: must be a number, got {error['input']!r}"
+        return f"{where}: must be a number, got {_shown(error['input'])}"
     return f"{where}: {error['msg']}"
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value as an error names it: its repr, cut short (a 100,000-character string made a 100 KB error)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def _read_jsonl(path: Path) -> Iterator[OutcomeRecord]:

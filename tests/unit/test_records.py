@@ -101,3 +101,10 @@ def test_a_model_map_must_map_model_names_to_model_names(model_map):
     with pytest.raises(InvalidFeedbackError, match="model_map must map model names"):
         parse_record(record(quality=1.0)).renamed(model_map)
     assert parse_record(record(quality=1.0)).renamed({"m/cheap": "m/top"}).outcomes["m/top"].quality == 1.0
+
+
+def test_an_error_names_a_huge_value_cut_short():
+    # A 100,000-character quality made a 100 KB error line.
+    with pytest.raises(InvalidFeedbackError, match=r"got 'xxx.*\.\.\. \(100,002 characters\)") as caught:
+        parse_record(record(quality="x" * 100_000), "f.jsonl:1")
+    assert len(str(caught.value)) < 200
