@@ -614,6 +614,10 @@ def _input_file(text: str) -> str:
     path = Path(text).expanduser()
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is a directory, not a JSONL file")
+    if path.exists() and not path.is_file():  # stdin, a pipe, a device: read twice (counted, then loaded)
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a regular file (a pipe or a device); save the data to a file"
+        )
     if not path.is_file():
         raise argparse.ArgumentTypeError(f"no such file: {text!r}")
     return text

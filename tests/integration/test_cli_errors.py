@@ -66,6 +66,7 @@ BAD_INPUTS = {
     "eval on a non-UTF-8 file": (["eval", "latin1.jsonl"], "latin1.jsonl is not UTF-8 text"),
     "eval on a directory": (["eval", "a-directory"], "'a-directory' is a directory"),
     "eval on a missing file": (["eval", "missing.jsonl"], "no such file: 'missing.jsonl'"),
+    "eval on a device": (["eval", "/dev/null"], "'/dev/null' is not a regular file (a pipe or a device)"),
     "eval --limit 0": (["eval", "good.jsonl", "--limit", "0"], "--limit: must be at least 1, got 0"),
     "eval --limit x": (["eval", "good.jsonl", "--limit", "x"], "--limit: expected a whole number, got 'x'"),
     "eval --cv 1": (["eval", "good.jsonl", "--cv", "1"], "--cv: must be at least 2"),
