@@ -52,9 +52,23 @@ __all__ = [
 ]
 
 
-def route_candidates(routes: Sequence[Route], models: Sequence[str], pairs: Sequence[str]) -> dict[str, list[str]]:
+def _not_in_dataset(pair: str, named: Sequence[str], models: Sequence[str], dropped: Sequence[str]) -> ConfigError:
+    """A ``--map`` naming models the set lacks; one the loader left out says so (some rows do have it)."""
+    left_out = [m for m in named if m in dropped]
+    if left_out:
+        return ConfigError(
+            f"--map {pair!r}: model(s) {left_out} were left out of the dataset: most of its rows lack them (the "
+            f"rows that have them are used for the other models); it has {list(models)}"
+        )
+    return ConfigError(f"--map {pair!r}: model(s) {list(named)} not in the dataset; it has {list(models)}")
+
+
+def route_candidates(
+    routes: Sequence[Route], models: Sequence[str], pairs: Sequence[str], dropped: Sequence[str] = ()
+) -> dict[str, list[str]]:
     """Which dataset models stand for each tier route: ``ROUTE=MODEL[,MODEL...]`` pairs (first = the
-    route's first choice), else the route's own candidates that are in the dataset."""
+    route's first choice), else the route's own candidates that are in the dataset. ``dropped``: the
+    models the loader left out (named as such when a pair names one)."""
     mapping: dict[str, list[str]] = {}
     tiers = [r for r in routes if not r.is_floor]
     names = {r.name for r in tiers}
@@ -67,9 +81,7 @@ def route_candidates(routes: Sequence[Route], models: Sequence[str], pairs: Sequ
         chosen = [m.strip() for m in listed.split(",") if m.strip()]
         unknown = [m for m in chosen if m not in models]
         if not chosen or unknown:
-            raise ConfigError(
-                f"--map {pair!r}: model(s) {unknown or [listed]} not in the dataset; it has {list(models)}"
-            )
+            raise _not_in_dataset(pair, unknown or [listed], models, dropped)
         mapping[route] = list(dict.fromkeys(chosen))
     for route in tiers:
         if route.name not in mapping and any(m in models for m in route.models):
@@ -88,7 +100,9 @@ def check_folds(folds: int, test: evaluation.OutcomeSet) -> None:
         raise ConfigError(f"--cv {folds}: {test.name} has only {test.n} prompt(s); give --cv {test.n} or fewer")
 
 
-def route_model_map(routes: Sequence[Route], models: Sequence[str], pairs: Sequence[str]) -> dict[str, str]:
+def route_model_map(
+    routes: Sequence[Route], models: Sequence[str], pairs: Sequence[str], dropped: Sequence[str] = ()
+) -> dict[str, str]:
     """Which dataset model stands for each route: ``ROUTE=MODEL`` pairs, else the route's own model if present.
 
     The tier router sends a route to one model (its first), so a pair listing several (``ROUTE=A,B``, which
@@ -110,7 +124,7 @@ def route_model_map(routes: Sequence[Route], models: Sequence[str], pairs: Seque
             )
         model = listed[0] if listed else model
         if model not in models:
-            raise ConfigError(f"--map {pair!r}: model {model!r} is not in the dataset; it has {list(models)}")
+            raise _not_in_dataset(pair, [model], models, dropped)
         mapping[route] = model
     for route in routes:
         if not route.is_floor and route.name not in mapping and route.model in models:
@@ -585,7 +599,7 @@ def _run_tiers(args: argparse.Namespace) -> list[dict[str, Any]]:
     reports = []
     try:
         for outcomes in sets:
-            mapping = route_model_map(router.routes, outcomes.models, args.map)
+            mapping = route_model_map(router.routes, outcomes.models, args.map, outcomes.dropped)
             with tqdm(total=outcomes.n, desc=f"routing {outcomes.name}", unit="prompt", file=sys.stderr) as bar:
                 result = evaluate(router, outcomes, mapping, grid=args.grid or GRID, progress=bar.update)
             result["router"] = config_name
@@ -611,7 +625,7 @@ def _run_learned(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
     for test in _load_sets(args.datasets, args.limit, args.concat):
         if args.cv:  # before any embedding
             check_folds(args.cv, test)
-        candidates = route_candidates(routes, test.models, args.map)
+        candidates = route_candidates(routes, test.models, args.map, test.dropped)
         _warn_single_model_routes(args.strategy, candidates)
         if train is not None:
             _warn_overlap(train, test)

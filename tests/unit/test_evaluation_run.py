@@ -43,6 +43,15 @@ def test_bad_maps_are_clear_errors(pairs, message):
         route_model_map(ROUTES, ["a", "b"], pairs)
 
 
+def test_a_map_naming_a_model_the_loader_left_out_says_so():
+    # "not in the dataset" sent users looking for a model 24 of the file's 50 rows have.
+    for build in (route_model_map, route_candidates):
+        with pytest.raises(
+            ConfigError, match=r"model\(s\) \['c'\] were left out of the dataset: most of its rows lack"
+        ):
+            build(ROUTES, ["a", "b"], ["expert=c"], dropped=["c"])
+
+
 def test_choices_follow_the_ranking_and_fall_back_when_nothing_matches():
     by_name = {r.name: r for r in ROUTES}
     rows = [
