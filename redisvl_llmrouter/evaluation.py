@@ -698,9 +698,10 @@ def plot(reports_or_one: Mapping[str, Any], path: str | Path) -> None:
                 zorder=4,
                 label="Oracle",
             )
-            titles = []
+            titles, costs = [], []
             for label, rep in labelled:
                 points = sorted(rep["curve"], key=lambda p: p["knob"])
+                costs += [p["cost"] for p in points]
                 ax.plot(
                     [p["cost"] for p in points],
                     [p["quality"] for p in points],
@@ -710,8 +711,11 @@ def plot(reports_or_one: Mapping[str, Any], path: str | Path) -> None:
                 )
                 extra = f", APGR {rep['apgr']:.3f}" if rep.get("apgr") is not None else ""
                 titles.append(f"{label} AIQ {rep['aiq']:.3f}{extra}")
-            ax.set_xscale("log")
-            ax.set_xlabel("cost (USD per prompt, log scale)")
+            if costs and min(costs) > 0:  # a cost of 0 (a free model, unpriced data) has no place on a log axis
+                ax.set_xscale("log")
+                ax.set_xlabel("cost (USD per prompt, log scale)")
+            else:
+                ax.set_xlabel("cost (USD per prompt)")
             ax.set_ylabel("mean quality")
             ax.set_title(
                 f"{dataset}: " + "; ".join(titles) + f" | Zero AIQ {ref['zero_aiq']:.3f}",

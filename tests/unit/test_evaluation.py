@@ -470,6 +470,18 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plot_of_free_models_draws_a_linear_cost_axis_without_a_warning(tmp_path: Path) -> None:
+    # A log axis cannot show a cost of 0: matplotlib warned on stderr, and the curve was not drawn.
+    import warnings
+
+    data = OutcomeSet(["p", "q"], ["p", "q"], ["x", "y"], np.array([[1.0, 0.0], [0.0, 1.0]]), np.zeros((2, 2)))
+    out = tmp_path / "free.png"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot(report(data, single_models(data)), out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_plot_accepts_several_labelled_reports(tmp_path: Path) -> None:
     pair, three = two_models(), three_models()
     reports = {
