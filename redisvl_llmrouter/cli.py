@@ -927,11 +927,12 @@ def _terminate(signum: int, frame: Any) -> None:
 
 
 def _run(argv: Sequence[str] | None) -> int:
+    previous: Any = _terminate  # unchanged until set below
     try:
         args = parse_args(argv)
         check_paths(args)
         if args.command not in ("serve", "upstream") and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _terminate)  # the servers shut down on SIGTERM their own way
+            previous = signal.signal(signal.SIGTERM, _terminate)  # the servers shut down on SIGTERM their own way
         return int(args.func(args))
     except BrokenPipeError:  # stderr's reader went away, or a command's own pipe: nothing more to say
         return 0
@@ -944,6 +945,9 @@ def _run(argv: Sequence[str] | None) -> int:
     except _Terminated:
         print("llmrouter: terminated", file=sys.stderr)
         return 143
+    finally:
+        if previous is not _terminate:  # main() called in a process of its own (a test, a notebook): as it was
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def check_paths(args: argparse.Namespace) -> None:
