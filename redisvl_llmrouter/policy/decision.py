@@ -301,7 +301,8 @@ def learned_qualities(
     def choice(model: str) -> ModelChoice | None:
         """The choice decide() builds for a learned decision, or None when routing excludes the model."""
         made = _choice(model, None, inp, True, cap)  # evidence: the prediction is what it weighs
-        return None if _reasons(made, tier_of.get(model), limits, inp.constraints, inp) else made
+        judged = _choice(model, None, inp, True) if cap is not None else made  # as decide() judges it
+        return None if _reasons(judged, tier_of.get(model), limits, inp.constraints, inp) else made
 
     pick = choice(groups[0].models[0]) if groups and groups[0].models else None
     holding = pick.model if pick is not None and _holds(pick.quality, cap) else None
@@ -340,11 +341,15 @@ def decide(ranked: Sequence[Candidate], floors: Sequence[Route], inp: PolicyInpu
             pool.setdefault(spec.name, None)
     tier_quality = _tier_quality(groups, inp) if learned else None
     choices = {m: _choice(m, route, inp, evidence, tier_quality) for m, route in pool.items()}
+    # Constraints judge a model by its prediction, as under every strategy: the cap on what an unobserved
+    # model is expected to reach orders the choice, and must not refuse a request (min_quality above the
+    # tier pick's catalog quality excluded every model nobody observed, a catalog's 0.9 included).
+    judged = choices if tier_quality is None else {m: _choice(m, r, inp, evidence) for m, r in pool.items()}
     limits = _floor_limits(floors, tiers)
 
     constraints, relaxed = inp.constraints, []
     while True:
-        reasons = {m: _reasons(choices[m], tier_of.get(m), limits, constraints, inp) for m in pool}
+        reasons = {m: _reasons(judged[m], tier_of.get(m), limits, constraints, inp) for m in pool}
         eligible = [m for m in pool if not reasons[m]]
         if eligible or not constraints.best_effort:
             break

@@ -625,3 +625,19 @@ def test_token_counts_are_bounded_so_costs_stay_finite_and_a_stored_config_exact
     ):
         with pytest.raises(ValidationError, match="less than or equal"):
             make(MAX_TOKENS + 1)
+
+
+def test_min_quality_judges_a_model_nobody_observed_by_its_prediction_not_by_the_ranking_cap():
+    # One good rating of nano near the request made a request every other strategy serves fail: each model
+    # not observed nearby was held to nano's catalog quality (0.5), under min_quality 0.6, top's 0.95 too.
+    pred = Prediction(support=1.0, models={
+        "p/nano": ModelEstimate(0.55, 1.0, None, None),
+        **{m: ModelEstimate(q, 0.0, None, None, observed=False)
+           for m, q in (("p/mini", 0.7), ("p/big", 0.9), ("p/top", 0.95))},
+    })  # fmt: skip
+    strict = Constraints(output_tokens=1000, min_quality=0.6)
+    d = decide(matched(SIMPLE), [], inp(Strategy.learned, prediction=pred, min_support=1.0, constraints=strict))
+    assert d.model == "p/mini" and [e.model for e in d.excluded] == ["p/nano"]
+    weighed = learned_qualities(matched(SIMPLE), [], inp(Strategy.learned, prediction=pred, min_support=1.0,
+                                                          constraints=strict))  # fmt: skip
+    assert set(weighed) == {"p/mini", "p/big", "p/top"}  # calibration weighs what routing may choose
