@@ -1903,6 +1903,11 @@ class RouterCore:
         return (yield from self.store.clear())
 
     def update_catalog(self, catalog: ModelCatalog | Mapping[str, Any] | Sequence[Any]) -> Op[None]:
+        if catalog is None:  # as update_routing_config and update_learning refuse it: it emptied the catalog
+            raise ConfigError(
+                "update_catalog() needs a ModelCatalog, a mapping or a list of models, got None; pass "
+                "ModelCatalog() to empty the catalog."
+            )
         checked = _as_catalog(catalog)
 
         def change() -> None:

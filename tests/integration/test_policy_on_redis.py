@@ -58,6 +58,13 @@ def test_models_added_by_two_writers_both_land_and_a_model_there_stays_as_it_is(
         router.add_models(f"{name}/c")
 
 
+def test_update_catalog_refuses_none_as_the_other_updates_do(api, name, table):
+    router = api.create(name=name, routes=chat_route(name), vectorizer=table, catalog=catalog(name))
+    with pytest.raises(ConfigError, match="update_catalog\\(\\) needs a ModelCatalog"):
+        router.update_catalog(None)  # it emptied the stored catalog
+    assert len(api.from_existing(name, vectorizer=table).catalog.models) == 2
+
+
 def test_each_strategy_through_the_router(api, name, table):
     router = api.create(name=name, routes=chat_route(name), vectorizer=table, catalog=catalog(name))
     assert router("query", strategy="semantic").model == f"{name}/a"
