@@ -1471,6 +1471,14 @@ class RouterCore:
                 "maps its names instead."
             )
 
+    def _check_models_stored(self, models: Sequence[str]) -> Op[None]:
+        """:meth:`_check_models` against the stored definition when this object does not know a model:
+        another object may have added it (``add_models``), and a write follows the stored config anyway."""
+        known = set(self.models)
+        if not all(isinstance(m, str) and m in known for m in models):
+            yield from self.refresh()
+        self._check_models(models)
+
     def _embed_texts(self, texts: Sequence[str]) -> Op[list[bytes]]:
         """Vectors for texts that are stored, not looked up again (the query cache is left alone)."""
         if not texts:
@@ -1498,7 +1506,7 @@ class RouterCore:
         if progress is not None and not callable(progress):  # found out after the first batch, else
             raise InvalidFeedbackError(f"progress must be a callable taking a row count, got {progress!r}")
         records = [r.renamed(model_map or {}) for r in records]
-        self._check_models(m for r in records for m in r.outcomes)
+        yield from self._check_models_stored([m for r in records for m in r.outcomes])
         if vectors is not None and len(vectors) != len(records):
             raise InvalidFeedbackError(f"{len(vectors)} vectors for {len(records)} records; they must match.")
         created = updated = evicted = 0
@@ -1579,7 +1587,7 @@ class RouterCore:
         if request_id is not None and not is_request_id(request_id):
             raise self._malformed_request_id(request_id)
         if model is not None:
-            self._check_models([model])
+            yield from self._check_models_stored([model])
         loaded = None
         if request_id is not None:
             loaded = yield from self.store.load_request(request_id)
@@ -1591,7 +1599,7 @@ class RouterCore:
                 "Say which model the feedback is about (model=...): a statement, or a request that was not "
                 "recorded or whose feedback window has passed, has no model on record."
             )
-        self._check_models([model])
+        yield from self._check_models_stored([model])
         if loaded is not None and loaded.cached:
             return FeedbackResult(row_id=None, created=False, learned=False)
         if loaded is not None:

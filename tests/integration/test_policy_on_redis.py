@@ -58,6 +58,15 @@ def test_models_added_by_two_writers_both_land_and_a_model_there_stays_as_it_is(
         router.add_models(f"{name}/c")
 
 
+def test_an_object_opened_before_a_model_was_added_learns_and_takes_feedback_for_it(api, name, table):
+    # learn() and feedback() refused the model as unknown until refresh(), though a write follows the stored config.
+    router = api.create(name=name, routes=chat_route(name), vectorizer=table, catalog=catalog(name))
+    stale = api.from_existing(name, vectorizer=table)
+    router.add_models([f"{name}/new"])
+    assert stale.learn([{"prompt": "chat d=0.2", "outcomes": {f"{name}/new": {"quality": 1.0}}}]).created == 1
+    assert stale.feedback(statement="chat d=0.3", model=f"{name}/new", quality=0.5).created
+
+
 def test_update_catalog_refuses_none_as_the_other_updates_do(api, name, table):
     router = api.create(name=name, routes=chat_route(name), vectorizer=table, catalog=catalog(name))
     with pytest.raises(ConfigError, match="update_catalog\\(\\) needs a ModelCatalog"):
