@@ -107,6 +107,9 @@ def order(
         tiebreak = [math.inf if c.latency_ms is None else c.latency_ms for c in choices]
     else:  # pragma: no cover - the enum is closed
         raise ValueError(f"unknown strategy {strategy!r}")
+    # A score that is no number (an estimate that overflowed to inf: inf / inf) ranks last, never first:
+    # sorting with NaN keys puts them anywhere.
+    scores = [-math.inf if s != s else s for s in scores]
     ranked = sorted(range(n), key=lambda i: (-scores[i], tiebreak[i], _cost_key(choices[i]), i))
     return [_scored(choices[i], float(scores[i])) for i in ranked]
 

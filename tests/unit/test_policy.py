@@ -641,3 +641,17 @@ def test_min_quality_judges_a_model_nobody_observed_by_its_prediction_not_by_the
     weighed = learned_qualities(matched(SIMPLE), [], inp(Strategy.learned, prediction=pred, min_support=1.0,
                                                           constraints=strict))  # fmt: skip
     assert set(weighed) == {"p/mini", "p/big", "p/top"}  # calibration weighs what routing may choose
+
+
+@pytest.mark.parametrize("strategy", [Strategy.balanced, Strategy.learned])
+def test_a_cost_estimate_that_overflows_ranks_its_model_last_not_first(strategy):
+    # A price the catalog accepts times a huge prompt is inf: inf / inf scored NaN, and NaN sorted first.
+    catalog = ModelCatalog(models=[
+        ModelSpec(name="p/dear", input_price=1e300, output_price=1e300, quality=0.5, latency_ms=900),
+        ModelSpec(name="p/cheap", input_price=1.0, output_price=1.0, quality=0.9, latency_ms=100),
+    ])  # fmt: skip
+    route = Route(name="r", models=["p/dear", "p/cheap"], references=["r"], distance_threshold=0.5)
+    pred = prediction({"p/dear": 0.5, "p/cheap": 0.9})
+    d = decide(matched(route), [], PolicyInput(routes=[route], catalog=catalog, config=RoutingConfig(),
+                                               strategy=strategy, prompt_tokens=10**9, prediction=pred))  # fmt: skip
+    assert d.model == "p/cheap"
