@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import inspect
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -77,8 +78,18 @@ async def _perform(
         return await pipe.execute(raise_on_error=not request.errors_as_replies)
     assert vectorizer is not None, "an operation without a vectorizer asked to embed"
     if _embeds_on_the_loop(vectorizer):
-        return await asyncio.to_thread(vectorizer.embed_many, list(request.texts), batch_size=64)
+        return await asyncio.to_thread(_embed_in_turn, vectorizer, list(request.texts))
     return await vectorizer.aembed_many(list(request.texts), batch_size=64)
+
+
+#: Sync-only vectorizers embed one call at a time, as they did on the event loop: a fast tokenizer used
+#: from two threads at once can fail ("Already borrowed").
+_SYNC_EMBEDDING = threading.Lock()
+
+
+def _embed_in_turn(vectorizer: BaseVectorizer, texts: list[str]) -> Any:
+    with _SYNC_EMBEDDING:
+        return vectorizer.embed_many(texts, batch_size=64)
 
 
 def _embeds_on_the_loop(vectorizer: BaseVectorizer) -> bool:
@@ -86,7 +97,11 @@ def _embeds_on_the_loop(vectorizer: BaseVectorizer) -> bool:
 
     RedisVL falls back to that for a vectorizer with no async code of its own (``HFTextVectorizer``, Cohere,
     Bedrock, Vertex AI; a ``CustomVectorizer`` given no ``aembed_many``), logging a warning on every call:
-    a local model's forward pass or a blocking HTTP call would then hold every other task of the loop."""
+    a local model's forward pass or a blocking HTTP call would then hold every other task of the loop.
+    Not with an embeddings cache: the sync path would use the cache's sync client, which one built for
+    async code lacks (RedisVL would then try ``localhost:6379``), so such a vectorizer stays as it was."""
+    if getattr(vectorizer, "cache", None) is not None:
+        return False
     if isinstance(vectorizer, CustomVectorizer):
         return getattr(vectorizer, "_aembed_func_many", None) is None
     return type(vectorizer)._aembed_many is BaseVectorizer._aembed_many

@@ -368,6 +368,7 @@ def test_an_async_change_cancelled_while_it_waits_its_turn_writes_no_reference(n
 
 
 EMBEDDING_THREADS: set[int] = set()
+EMBEDDED_TEXTS: list[str] = []
 
 
 class SyncOnlyVectorizer(BaseVectorizer):
@@ -378,6 +379,7 @@ class SyncOnlyVectorizer(BaseVectorizer):
         from conftest import TableVectorizer
 
         EMBEDDING_THREADS.add(threading.get_ident())
+        EMBEDDED_TEXTS.append(str(content))
         return TableVectorizer.vector(str(content))
 
     def _embed_many(self, contents: list[Any], batch_size: int = 10, **kwargs: Any) -> list[list[float]]:
@@ -413,6 +415,38 @@ def test_the_async_router_embeds_off_the_event_loop_with_a_vectorizer_that_has_n
         loop_thread = asyncio.run(run())
     assert EMBEDDING_THREADS and loop_thread not in EMBEDDING_THREADS
     assert "Falling back to sync" not in caplog.text
+
+
+def test_the_async_router_keeps_using_an_async_embeddings_cache_of_a_sync_only_vectorizer(name, redis_url, caplog):
+    # Sent to a worker thread, the vectorizer used the cache's sync client, which one built for async code
+    # lacks: every route warned, missed the cache (RedisVL tried localhost:6379) and embedded again.
+    import redis.asyncio as aredis
+    from redisvl.extensions.cache.embeddings import EmbeddingsCache
+
+    from redisvl_llmrouter import AsyncSemanticRouter
+
+    async def run() -> int:
+        client = aredis.from_url(redis_url)
+        cache = EmbeddingsCache(name=f"{name}-ec", async_redis_client=client)
+        vectorizer = SyncOnlyVectorizer(model="sync-only", dims=3, cache=cache)
+        router = await AsyncSemanticRouter.create(
+            name=name, routes=tiers(), vectorizer=vectorizer, redis_url=redis_url, embedding_cache_size=0
+        )
+        try:
+            EMBEDDED_TEXTS.clear()
+            for _ in range(3):
+                assert (await router("query")).name == "pricey"
+            return len(await client.keys(f"{name}-ec:*"))
+        finally:
+            await router.delete()
+            await router.close()
+            await cache.aclear()
+            await client.aclose()
+
+    with caplog.at_level(logging.WARNING):
+        cached = asyncio.run(run())
+    assert EMBEDDED_TEXTS == ["query"] and cached >= 1
+    assert "Error accessing embedding cache" not in caplog.text
 
 
 def test_a_change_refused_because_the_config_is_lost_leaves_no_reference_behind(api, name, table, redis_url):
