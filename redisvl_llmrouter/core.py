@@ -1850,7 +1850,9 @@ class RouterCore:
             if near.size and near[0] <= SELF_DISTANCE[self.dtype.itemsize]:
                 keep[0] = False
             neighbours = type(view.neighbours)(view.neighbours.distances[keep], view.neighbours.values[keep])
-            prediction = predict(neighbours, view.columns, models, view.stats, self.learning, catalog_quality)
+            # ... of its priors too: the memory-wide sums still held its own outcomes.
+            stats = view.stats.without(view.columns, view.neighbours.values[~keep]) if not keep.all() else view.stats
+            prediction = predict(neighbours, view.columns, models, stats, self.learning, catalog_quality)
             ranked, floors = self._rank(distances, None)
             # As routing prices the request: its whole prompt (rows written before sizes were kept:
             # their routing text, or one token without it).
@@ -1884,7 +1886,9 @@ class RouterCore:
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        unsized = sum(row["tokens"] is None for row in rows)
+        # Of the rows solve() scored (those some model may answer), as Calibration.unsized says.
+        answerable = np.any(~np.isnan(quality_hat), axis=1)
+        unsized = sum(row["tokens"] is None for row, kept in zip(rows, answerable, strict=True) if kept)
         if unsized:
             result = replace(result, unsized=unsized)
             logger.warning(
@@ -1892,7 +1896,7 @@ class RouterCore:
                 "version) and are priced by their routing text, which may be too low for long prompts; "
                 "learn them again to record it",
                 unsized,
-                len(rows),
+                result.requests,
                 self.name,
             )
         if apply:

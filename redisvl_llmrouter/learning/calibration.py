@@ -123,8 +123,8 @@ def solve(
 
     ``quality_hat`` is NaN where a model is not a candidate for a request (a floor excludes it, or
     nothing is known of it): it is never chosen there. Its cost (where not NaN) still counts in the
-    scale utility divides by. A request with no candidate at all would be refused, calling no model:
-    it is left out of every figure (``requests`` counts the others). The strongest model is the one
+    scale utility divides by. A request with no candidate at all (every model excluded there, or none
+    weighed) is left out of every figure: ``requests`` counts the others. The strongest model is the one
     picked most at ``w = 0``.
 
     Raises ``ValueError`` when no goal or several are given, or when no setting meets it (the

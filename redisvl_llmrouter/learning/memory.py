@@ -353,6 +353,19 @@ class MemoryStats:
     def observations(self) -> int:
         return sum(max(0, v) for v in self.n.values())
 
+    def without(self, columns: Sequence[str], values: np.ndarray) -> MemoryStats:
+        """These sums less some rows' outcomes (``(rows, models, 3)`` in ``columns`` order, NaN where not
+        observed): the priors of a request left out of the memory it is predicted from (calibration)."""
+        n, q, n_cost, c = dict(self.n), dict(self.quality_sum), dict(self.n_cost), dict(self.cost_sum)
+        for j, model in enumerate(columns[: values.shape[1]]):
+            quality, cost = values[:, j, 0].astype(np.float64), values[:, j, 1].astype(np.float64)
+            seen, priced = ~np.isnan(quality), ~np.isnan(cost)
+            n[model] = n.get(model, 0) - int(seen.sum())
+            q[model] = q.get(model, 0.0) - float(quality[seen].sum())
+            n_cost[model] = n_cost.get(model, 0) - int(priced.sum())
+            c[model] = c.get(model, 0.0) - float(cost[priced].sum())
+        return MemoryStats(n=n, quality_sum=q, n_cost=n_cost, cost_sum=c)
+
 
 def parse_stats(reply: Any) -> MemoryStats:
     """The stats hash (``HGETALL``; RESP2 flat list or RESP3 dict) as per-model sums."""

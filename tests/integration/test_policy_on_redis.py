@@ -313,6 +313,16 @@ def test_calibration_leaves_each_row_out_of_its_own_prediction_whatever_the_vect
     assert results["float16"].quality == pytest.approx(results["float32"].quality, abs=1e-3)
 
 
+def test_calibration_leaves_each_row_out_of_its_priors_too(api, name, table):
+    # The row left its neighbours but not the memory-wide sums its priors come from: one row rated a 1.0,
+    # b 0.0 put b's prior at (0 + 16 * 0.9) / 17 = 0.847 for itself, so a 0.9 goal was out of reach.
+    route = Route(name="chat", models=[f"{name}/a", f"{name}/b"], references=["chat d=0.1"], distance_threshold=0.001)
+    router = api.create(name=name, routes=[route], vectorizer=table, catalog=catalog(name))  # the row matches no route
+    router.learn([{"prompt": "row d=0.7", "outcomes": {f"{name}/a": {"quality": 1.0}, f"{name}/b": {"quality": 0.0}}}])
+    result = router.calibrate(quality=0.9, apply=False)  # b's catalog quality, 0.9: no other row says otherwise
+    assert result.quality == pytest.approx(0.9) and result.strong_model == f"{name}/b"
+
+
 def test_calibration_weighs_an_unobserved_model_as_routing_does(api, name, table):
     """A catalog model the memory never observed counts, in calibration as in routing, for no more
     than the tier pick's catalog quality; its higher prior on paper does not make it the strong model."""
