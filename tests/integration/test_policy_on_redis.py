@@ -379,9 +379,9 @@ def test_calibration_scores_only_the_models_a_matched_floor_lets_routing_use(api
     result = router.calibrate(budget=1.0, apply=False)
     assert (result.strong_model, result.strong_share) == (b, 1.0)  # what routing does with these requests
     # b's predicted quality here, not a's 1.0: its 0.0 outcomes on the 4 neighbours (weights 1, .75, .5,
-    # .25) shrunk by 1 toward its prior: its mean 0.0 over the other 4 rows of the memory (the neighbours
-    # count once, not again in the prior), shrunk by 1 toward its catalog 0.9.
-    assert result.quality == pytest.approx((0.0 + 1.0 * (4 * 0.0 + 0.9) / 5) / (2.5 + 1.0), abs=1e-6)
+    # .25) shrunk by 1 toward its prior: its mean 0.0 over the memory's 3 other rows (neither the row
+    # itself nor its neighbours, which count once), shrunk by 1 toward its catalog 0.9.
+    assert result.quality == pytest.approx((0.0 + 1.0 * (3 * 0.0 + 0.9) / 4) / (2.5 + 1.0), abs=1e-6)
     with pytest.raises(ConfigError, match="lowest share reachable is 1.000"):
         router.calibrate(strong_share=0.5)  # no weight sends these requests below the floor
 
