@@ -351,7 +351,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
             ) from None
         try:
             router = SemanticRouter.from_pretrained(args.router, name=args.name, redis_url=args.redis_url)
-            origin = "created"
+            # Found stored after all (another learn created it a moment ago): never this command's to delete.
+            origin = "created" if router._core.created else "attached to"
         except RouterExistsError:  # another learn created it meanwhile (and changed it): attach, as run after it
             router = SemanticRouter.from_existing(args.name or args.router, redis_url=args.redis_url)
             origin = "attached to"

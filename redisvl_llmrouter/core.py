@@ -383,6 +383,9 @@ class RouterCore:
         self._vectors: dict[tuple[str, str], bytes] = {}
         self.deleted = False
         """Set by :meth:`delete`: the object then refuses to work (see :meth:`check_not_deleted`)."""
+        self.created = False
+        """Whether :meth:`setup` stored this router itself, rather than finding it stored (by another
+        process a moment before, perhaps): only a creator may take it away again when its work fails."""
         self.unsettled: dict[object | None, set[tuple[str, str]]] = {}
         """References a write under way wrote (or is replacing) and no stored config may list yet, by the
         operation writing them (:data:`OPERATION`; see :meth:`settle`)."""
@@ -752,6 +755,7 @@ class RouterCore:
             yield from self._write_references(self._pairs(), precomputed or {})
             self.version, self.generation = 0, uuid.uuid4().hex  # a creation: a generation of its own
             if (yield from self._try_save()) == -1:
+                self.created = True
                 break
             # Another creator committed first: the same router is taken up, a different one refused,
             # unless this is an overwrite. Then the router being replaced came back meanwhile (an object

@@ -449,6 +449,14 @@ def test_the_async_router_keeps_using_an_async_embeddings_cache_of_a_sync_only_v
     assert "Error accessing embedding cache" not in caplog.text
 
 
+def test_only_the_object_that_stored_a_router_counts_as_its_creator(api, name, table):
+    # `llmrouter learn` deletes a router it created when its work fails: one another learn had stored a
+    # moment before (identical, so taken up without a word) was deleted with that learn's rows.
+    first = api.create(name=name, routes=tiers(), vectorizer=table)
+    again = api.create(name=name, routes=tiers(), vectorizer=table)
+    assert core_of(first).created and not core_of(again).created
+
+
 def test_a_change_refused_because_the_config_is_lost_leaves_no_reference_behind(api, name, table, redis_url):
     client = redis.Redis.from_url(redis_url)
     router = api.create(name=name, routes=tiers(), vectorizer=table)
