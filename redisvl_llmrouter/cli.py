@@ -958,7 +958,8 @@ def check_paths(args: argparse.Namespace) -> None:
     inputs += [getattr(args, "router", None), getattr(args, "config", None)]  # a config file, when one is
     outputs = [p for p in (getattr(args, name, None) for name in ("json_out", "plot", "export")) if p]
     if args.command == "export":
-        inputs.append(args.name)
+        if not args.from_redis:  # with it, NAME is a router in Redis, whatever files share its name
+            inputs.append(args.name)
         outputs.append(args.path)
     seen: dict[str, str] = {}
     for path in inputs:
