@@ -132,7 +132,8 @@ def parse_record(data: Any, where: str = "record") -> OutcomeRecord:
     flat = sorted(set(data) & {"model", *OUTCOME_KEYS})
     if "outcomes" in data and flat:  # both shapes at once: one of them would be dropped
         raise InvalidFeedbackError(
-            f"{where}: {flat[0]!r} beside 'outcomes': give either 'outcomes' or one model's 'model', 'quality', ..."
+            f"{where}: {_shown(flat[0])} beside 'outcomes': give either 'outcomes' or one model's 'model', "
+            "'quality', ..."
         )
     if "outcomes" not in data and "model" in data:
         # One model's outcome at the top level: a misspelt outcome key (latency for latency_ms) would
@@ -140,7 +141,7 @@ def parse_record(data: Any, where: str = "record") -> OutcomeRecord:
         unknown = sorted(set(data) - FLAT_KEYS)
         if unknown:
             raise InvalidFeedbackError(
-                f"{where}: unknown key {unknown[0]!r}; a one-model record has {', '.join(sorted(FLAT_KEYS))}"
+                f"{where}: unknown key {_shown(unknown[0])}; a one-model record has {', '.join(sorted(FLAT_KEYS))}"
             )
         outcome = {k: data.pop(k) for k in ("quality", "cost", "latency_ms") if k in data}
         model = data.pop("model")
@@ -164,7 +165,7 @@ FLAT_KEYS = frozenset({"prompt", "text", "model", "id", "task", *OUTCOME_KEYS})
 
 def _problem(error: Mapping[str, Any]) -> str:
     """One validation error as ``location: what is wrong``, naming the value or the keys allowed."""
-    where = ".".join(str(p) for p in error["loc"])
+    where = ".".join(_shown(p) if isinstance(p, str) and len(p) > 60 else str(p) for p in error["loc"])
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown key; an outcome has {', '.join(OUTCOME_KEYS)}"
     if error["type"] in ("float_type", "int_type"):

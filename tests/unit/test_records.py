@@ -108,3 +108,9 @@ def test_an_error_names_a_huge_value_cut_short():
     with pytest.raises(InvalidFeedbackError, match=r"got 'xxx.*\.\.\. \(100,002 characters\)") as caught:
         parse_record(record(quality="x" * 100_000), "f.jsonl:1")
     assert len(str(caught.value)) < 200
+    for huge in ({"prompt": "x", "outcomes": {"m" * 100_000: {"quality": "bad"}}},  # a model name
+                 {"prompt": "x", "model": "m", "quality": 1.0, "k" * 100_000: 1},  # an unknown key
+                 {"prompt": "x", "outcomes": {"m": {"quality": 1.0, "z" * 100_000: 1}}}):  # fmt: skip
+        with pytest.raises(InvalidFeedbackError, match=r"\.\.\. \(100,002 characters\)") as caught:
+            parse_record(huge, "f.jsonl:1")
+        assert len(str(caught.value)) < 300
