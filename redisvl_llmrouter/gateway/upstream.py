@@ -402,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8001, help="0 picks a free port")
     parser.add_argument("--api-key", default=None, metavar="KEY", help="answer only requests bearing this key")
     args = parser.parse_args(argv)
+    if args.api_key is not None and not args.api_key.strip():  # an unset variable: no key at all, else
+        parser.error("argument --api-key: the key is empty (an unset variable?); give a key, or leave it out")
     global REQUIRED_KEY
     REQUIRED_KEY = args.api_key
     from redisvl_llmrouter.gateway.serve import check_listen_address
