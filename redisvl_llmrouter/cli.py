@@ -44,11 +44,11 @@ def _baseline(catalog: Any) -> Any:
     return max(priced, key=lambda m: (m.output_price, m.input_price)) if priced else None
 
 
-def saving(match: Any, catalog: Any, output_tokens: int) -> dict[str, Any] | None:
+def saving(match: Any, catalog: Any, output_tokens: int, baseline_catalog: Any = None) -> dict[str, Any] | None:
     """The estimated saving of this request on the chosen model against the same request on the dearest
-    priced model of the catalog (``_baseline``), both priced with the catalog for the decision's prompt
-    tokens and ``output_tokens`` answer tokens (unless the request set its own). None when the chosen
-    model or the catalog has no price.
+    priced model of ``baseline_catalog`` (default ``catalog``; ``_baseline``), both priced with the catalog
+    for the decision's prompt tokens and ``output_tokens`` answer tokens (unless the request set its own).
+    None when the chosen model or the baseline catalog has no price.
 
     ``{"fraction", "cost_usd", "against_model", "against_cost_usd"}``; ``fraction`` is
     ``1 - cost_usd / against_cost_usd`` (0 when the chosen model is the baseline).
@@ -58,7 +58,7 @@ def saving(match: Any, catalog: Any, output_tokens: int) -> dict[str, Any] | Non
         return None
     if price(decision.model, catalog) is None:  # the estimate came from learned costs, not a price
         return None
-    dearest = _baseline(catalog)
+    dearest = _baseline(catalog if baseline_catalog is None else baseline_catalog)
     if dearest is None:
         return None
     against = dearest.estimate_cost(decision.prompt_tokens, decision.constraints.output_tokens or output_tokens)
@@ -189,7 +189,9 @@ def cmd_route(args: argparse.Namespace) -> int:
     output_tokens = router.routing_config.expected_output_tokens
     results = []
     for text, match in zip(args.text, matches, strict=True):
-        economy = saving(match, catalog, output_tokens) if match else None
+        # Against the router's own catalog, as the gateway measures: a model priced only by its route's cost
+        # is never the baseline.
+        economy = saving(match, catalog, output_tokens, router.catalog) if match else None
         results.append((text, match, economy, price(match.model, catalog) if match else None))
     if args.json:
         out = [

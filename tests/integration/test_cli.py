@@ -31,6 +31,21 @@ def test_route_prints_tier_model_confidence_alternatives_and_saving(capsys):
     assert "strategy      learned  (no similar outcomes yet: the tier decides)" in out
 
 
+def test_route_measures_the_saving_against_the_catalogs_dearest_model_as_the_gateway_does(capsys, tmp_path):
+    # A route model the catalog lacks is priced by its route's cost for routing; as the baseline it made
+    # `route` report savings against a model the gateway's reports never measure against.
+    data = json.loads(pretrained.resolve("default").read_text())
+    data["name"] = "route-priced"
+    for route in data["routes"]:
+        if route["name"] == "standard":
+            route.update(model="x/route-priced", models=["x/route-priced"], cost=1000.0)
+    (tmp_path / "priced.json").write_text(json.dumps(data))
+    assert main(["route", "explain garbage collection", "--config", str(tmp_path / "priced.json"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"] == "x/route-priced" and out["price"] == {"input_per_1m": 1000.0, "output_per_1m": 1000.0}
+    assert out["saving"]["against_model"] == "anthropic/claude-opus-4-5" and out["saving"]["fraction"] < 0
+
+
 def test_route_says_when_a_config_is_not_calibrated(capsys, tmp_path):
     data = json.loads(pretrained.resolve("default").read_text())
     del data["routing_config"]["confidence"]
