@@ -356,7 +356,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
             # Found stored after all (another learn created it a moment ago): never this command's to delete.
             origin = "created" if router._core.created else "attached to"
         except RouterExistsError:  # another learn created it meanwhile (and changed it): attach, as run after it
-            router = SemanticRouter.from_existing(args.name or args.router, redis_url=args.redis_url)
+            name = args.name or pretrained.read(args.router).name  # --router may be a config file's path
+            router = SemanticRouter.from_existing(name, redis_url=args.redis_url)
             origin = "attached to"
     try:
         _learn_into(router, origin, records, model_map, args)
@@ -933,7 +934,7 @@ def _run(argv: Sequence[str] | None) -> int:
     previous: Any = _terminate  # unchanged until set below
     try:
         args = parse_args(argv)
-        check_paths(args)
+        _check_paths(args)
         if args.command not in ("serve", "upstream") and threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGTERM, _terminate)  # the servers shut down on SIGTERM their own way
         return int(args.func(args))
@@ -953,7 +954,7 @@ def _run(argv: Sequence[str] | None) -> int:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
-def check_paths(args: argparse.Namespace) -> None:
+def _check_paths(args: argparse.Namespace) -> None:
     """Refuse an output file that is one of the command's input files, or another of its outputs: the
     report written over the dataset it was made from is that dataset lost."""
     inputs = [*(getattr(args, "datasets", None) or ()), *(getattr(args, "learn", None) or ())]
