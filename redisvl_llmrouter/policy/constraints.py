@@ -5,7 +5,8 @@ a quality bar (``min_quality``), capabilities (``vision``, ``tools``, ...) and a
 (``min_context``, tokens). Models that fall short are excluded with a reason. When nothing is
 left, the router raises :class:`~redisvl_llmrouter.errors.NoEligibleModelError` naming every model
 and why, unless the caller asked for ``best_effort``: then the soft limits are dropped one at a
-time in :data:`RELAXATION_ORDER` until a model qualifies. Capabilities, context size, domain
+time in :data:`RELAXATION_ORDER` until a model qualifies (and those the qualifying models meet anyway
+are put back). Capabilities, context size, domain
 floors and open circuit breakers are never relaxed: a model that cannot read an image or hold the
 prompt would fail the call, and a floor exists to hold.
 

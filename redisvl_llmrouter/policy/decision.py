@@ -347,16 +347,28 @@ def decide(ranked: Sequence[Candidate], floors: Sequence[Route], inp: PolicyInpu
     judged = choices if tier_quality is None else {m: _choice(m, r, inp, evidence) for m, r in pool.items()}
     limits = _floor_limits(floors, tiers)
 
+    def assess(constraints: Constraints) -> tuple[dict[str, list[str]], list[str]]:
+        reasons = {m: _reasons(judged[m], tier_of.get(m), limits, constraints, inp) for m in pool}
+        return reasons, [m for m in pool if not reasons[m]]
+
     constraints, relaxed = inp.constraints, []
     while True:
-        reasons = {m: _reasons(judged[m], tier_of.get(m), limits, constraints, inp) for m in pool}
-        eligible = [m for m in pool if not reasons[m]]
+        reasons, eligible = assess(constraints)
         if eligible or not constraints.best_effort:
             break
         droppable = [f for f in RELAXATION_ORDER if getattr(constraints, f) is not None]
         if not droppable:
             break
         constraints, relaxed = constraints.without(droppable[0]), [*relaxed, droppable[0]]
+    # Dropped in order until a model qualified, but only the last drop may have been needed: a limit the
+    # qualifying models meet anyway is kept (max_latency_ms dropped on the way to an unreachable max_cost
+    # let the slowest model win).
+    for limit in relaxed[:-1] if eligible else ():
+        restored = constraints.model_copy(update={limit: getattr(inp.constraints, limit)})
+        kept, still = assess(restored)
+        if still:
+            constraints, reasons, eligible = restored, kept, still
+            relaxed = [f for f in relaxed if f != limit]
     excluded = [Exclusion(m, "; ".join(r)) for m, r in reasons.items() if r]
     if not eligible:
         detail = "; ".join(f"{e.model}: {e.reason}" for e in excluded)

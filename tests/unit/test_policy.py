@@ -655,3 +655,17 @@ def test_a_cost_estimate_that_overflows_ranks_its_model_last_not_first(strategy)
     d = decide(matched(route), [], PolicyInput(routes=[route], catalog=catalog, config=RoutingConfig(),
                                                strategy=strategy, prompt_tokens=10**9, prediction=pred))  # fmt: skip
     assert d.model == "p/cheap"
+
+
+def test_best_effort_keeps_a_limit_the_qualifying_models_meet_once_a_later_one_is_dropped():
+    # max_latency_ms went first, on the way to dropping an unreachable max_cost, and the slowest model won.
+    catalog = ModelCatalog(models=[
+        ModelSpec(name="p/slow", input_price=1.0, output_price=1.0, quality=0.9, latency_ms=5000),
+        ModelSpec(name="p/fast", input_price=2.0, output_price=2.0, quality=0.9, latency_ms=100),
+    ])  # fmt: skip
+    route = Route(name="r", models=["p/slow", "p/fast"], references=["r"], distance_threshold=0.5)
+    limits = Constraints(max_latency_ms=500, max_cost=1e-12, output_tokens=100, best_effort=True)
+    d = decide(matched(route), [], PolicyInput(routes=[route], catalog=catalog, config=RoutingConfig(),
+                                               strategy=Strategy.cost, prompt_tokens=10, constraints=limits))  # fmt: skip
+    assert d.model == "p/fast" and d.relaxed == ["max_cost"]
+    assert [e.model for e in d.excluded] == ["p/slow"]
