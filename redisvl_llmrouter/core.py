@@ -44,6 +44,7 @@ from redisvl_llmrouter.errors import (
     ConflictError,
     InvalidFeedbackError,
     InvalidQueryError,
+    NoEligibleModelError,
     RouteExistsError,
     RouteNotFoundError,
     RouterDeletedError,
@@ -1844,6 +1845,9 @@ class RouterCore:
         out_tokens = output_tokens or self.routing_config.expected_output_tokens
         quality_hat = np.full((len(rows), len(models)), np.nan)
         cost_hat = np.full((len(rows), len(models)), np.nan)
+        # Rows without similar outcomes (support under min_support): routing takes the tier's pick there,
+        # whatever the weight, so they are scored at it.
+        fallback, supported = np.zeros(len(rows), dtype=np.int64), np.ones(len(rows), dtype=bool)
         for i, (row, view, distances) in enumerate(zip(rows, views, route_rows, strict=True)):
             if view is None:
                 continue
@@ -1884,10 +1888,28 @@ class RouterCore:
                 priced = spec.estimate_cost(tokens, out_tokens) if spec is not None else None
                 quality_hat[i, j] = np.nan if weighed[model] is None else weighed[model]
                 cost_hat[i, j] = priced if priced is not None else (np.nan if estimate.cost is None else estimate.cost)
+            if prediction.support < self.learning.min_support:
+                tier_input = PolicyInput(
+                    self.routes, catalog, self.routing_config, Strategy.semantic,
+                    constraints=Constraints(output_tokens=out_tokens), prompt_tokens=tokens,
+                )  # fmt: skip
+                try:
+                    pick = decide(ranked, floors, tier_input).model
+                except NoEligibleModelError:
+                    pick = None
+                if pick is None or pick not in weighed:  # routing would answer it with no model of these
+                    quality_hat[i] = np.nan
+                    continue
+                j = models.index(pick)
+                supported[i], fallback[i] = False, j
+                if np.isnan(quality_hat[i, j]):  # the pick as the prediction has it, uncapped
+                    known = prediction.models[pick].quality
+                    quality_hat[i, j] = known if known is not None else (catalog_quality.get(pick) or np.nan)
         try:
             result = solve(
-                quality_hat, cost_hat, models, budget=budget, strong_share=strong_share, quality_target=quality
-            )
+                quality_hat, cost_hat, models, budget=budget, strong_share=strong_share, quality_target=quality,
+                fallback=fallback, supported=supported,
+            )  # fmt: skip
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         # Of the rows solve() scored (those some model may answer), as Calibration.unsized says.

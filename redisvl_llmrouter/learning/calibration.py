@@ -118,6 +118,8 @@ def solve(
     strong_share: float | None = None,
     quality_target: float | None = None,
     grid: np.ndarray = KNOB_GRID,
+    fallback: np.ndarray | None = None,
+    supported: np.ndarray | None = None,
 ) -> Calibration:
     """The ``cost_weight`` meeting exactly one goal on these predictions (see the module docstring).
 
@@ -125,7 +127,8 @@ def solve(
     nothing is known of it): it is never chosen there. Its cost (where not NaN) still counts in the
     scale utility divides by. A request with no candidate at all (every model excluded there, or none
     weighed) is left out of every figure: ``requests`` counts the others. The strongest model is the one
-    picked most at ``w = 0``.
+    picked most at ``w = 0``. ``fallback`` and ``supported``: where a request has too little support
+    (``supported`` False), routing takes the tier's pick (``fallback``'s column) at every weight.
 
     Raises ``ValueError`` when no goal or several are given, or when no setting meets it (the
     message gives the closest reachable figure).
@@ -146,9 +149,14 @@ def solve(
     if not answerable.any():
         raise ValueError(f"No cost_weight meets {goal}={value}: no request has a model that may answer it.")
     quality_hat, cost_hat = quality_hat[answerable], cost_hat[answerable]
+    if fallback is not None and supported is not None:
+        fallback, supported = fallback[answerable], supported[answerable]
     with np.errstate(invalid="ignore"):
         top = np.nanmax(cost_hat) if np.any(~np.isnan(cost_hat)) else 0.0
-    points = sweep(quality_hat, cost_hat, cost=np.where(np.isnan(cost_hat), top, cost_hat), grid=grid)
+    points = sweep(
+        quality_hat, cost_hat, cost=np.where(np.isnan(cost_hat), top, cost_hat), grid=grid,
+        fallback=fallback, supported=supported,
+    )  # fmt: skip
     # The strong model: what routing picks most when cost does not count (w = 0). A mean over the
     # requests each model may answer would crown a model scored on a few of them (where it is the tier
     # pick, at its capped prior).

@@ -314,13 +314,31 @@ def test_calibration_leaves_each_row_out_of_its_own_prediction_whatever_the_vect
 
 
 def test_calibration_leaves_each_row_out_of_its_priors_too(api, name, table):
-    # The row left its neighbours but not the memory-wide sums its priors come from: one row rated a 1.0,
-    # b 0.0 put b's prior at (0 + 16 * 0.9) / 17 = 0.847 for itself, so a 0.9 goal was out of reach.
-    route = Route(name="chat", models=[f"{name}/a", f"{name}/b"], references=["chat d=0.1"], distance_threshold=0.001)
-    router = api.create(name=name, routes=[route], vectorizer=table, catalog=catalog(name))  # the row matches no route
-    router.learn([{"prompt": "row d=0.7", "outcomes": {f"{name}/a": {"quality": 1.0}, f"{name}/b": {"quality": 0.0}}}])
-    result = router.calibrate(quality=0.9, apply=False)  # b's catalog quality, 0.9: no other row says otherwise
-    assert result.quality == pytest.approx(0.9) and result.strong_model == f"{name}/b"
+    # A row left its neighbours but not the memory-wide sums its priors come from. Two rows (a 1.0, b 0.0),
+    # each the other's only neighbour: b's prior for one of them is its catalog 0.9 (no other row), so b is
+    # predicted (0 + 16 * 0.9) / 17 = 0.847 there; with the row in its own prior, (16 * 0.847) / 17 = 0.797.
+    a, b = f"{name}/a", f"{name}/b"
+    route = Route(name="chat", models=[a, b], references=["chat d=0.1"], distance_threshold=0.001)  # no match
+    router = api.create(name=name, routes=[route], vectorizer=table, catalog=catalog(name),
+                        learning=LearningConfig(radius=2.0))  # fmt: skip
+    router.learn([{"prompt": f"row{i} d=0.7", "outcomes": {a: {"quality": 1.0}, b: {"quality": 0.0}}} for i in (1, 2)])
+    result = router.calibrate(quality=0.84, apply=False)
+    assert result.quality == pytest.approx(16 * 0.9 / 17) and result.strong_model == b
+
+
+def test_calibration_scores_a_request_without_similar_outcomes_at_the_tier_pick_as_routing_does(api, name, table):
+    # Below min_support routing takes the tier's pick at every weight; calibration weighed those requests by
+    # the prediction anyway, as if the knob moved them.
+    a, b = f"{name}/a", f"{name}/b"
+    route = Route(name="chat", models=[a, b], references=["chat d=0.7"], distance_threshold=1.9)  # all match
+    router = api.create(name=name, routes=[route], vectorizer=table, catalog=catalog(name),
+                        learning=LearningConfig(radius=0.0001))  # fmt: skip  # no row is another's neighbour
+    router.learn(
+        [{"prompt": f"row{i} d=0.5", "outcomes": {a: {"quality": 0.0}, b: {"quality": 1.0}}} for i in range(4)]
+    )
+    assert not router("row9 d=0.5").decision.learned and router("row9 d=0.5").model == a  # the tier's pick
+    result = router.calibrate(budget=1.0, apply=False)
+    assert (result.strong_model, result.strong_share) == (a, 1.0)  # routing sends them all to a, at any weight
 
 
 def test_calibration_weighs_an_unobserved_model_as_routing_does(api, name, table):
