@@ -295,6 +295,8 @@ def learned_qualities(
     tiers = [r for r in inp.routes if not r.is_floor]
     tier_of = _tier_positions(tiers)
     groups = _groups(ranked, floors, inp)
+    if not groups or not groups[0].models:  # routing answers with no model here (see decide)
+        return {}
     cap = _tier_quality(groups, inp)
     limits = _floor_limits(floors, tiers)
 
@@ -363,7 +365,7 @@ def decide(ranked: Sequence[Candidate], floors: Sequence[Route], inp: PolicyInpu
     # Dropped in order until a model qualified, but only the last drop may have been needed: a limit the
     # qualifying models meet anyway is kept (max_latency_ms dropped on the way to an unreachable max_cost
     # let the slowest model win).
-    for limit in relaxed[:-1] if eligible else ():
+    for limit in reversed(relaxed[:-1]) if eligible else ():  # the dearest to give up first: money before speed
         restored = constraints.model_copy(update={limit: getattr(inp.constraints, limit)})
         kept, still = assess(restored)
         if still:

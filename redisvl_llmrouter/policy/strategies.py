@@ -48,8 +48,9 @@ def unit_free(values: Sequence[float | None]) -> list[float]:
 def learned_utility(quality: np.ndarray, cost: np.ndarray, cost_weight: float) -> np.ndarray:
     """``(1 - w) * quality - w * cost / max_cost`` row by row (arrays ``(n, m)``; NaN cost = the largest).
 
-    Unknown quality (NaN) scores minus infinity. The one rule behind the ``learned`` strategy,
-    the evaluation's sweep and the calibration, so all three choose alike.
+    Unknown quality (NaN) scores minus infinity, and so does a utility that is no number (a cost
+    estimate that overflowed to inf: inf / inf). The one rule behind the ``learned`` strategy, the
+    evaluation's sweep and the calibration, so all three choose alike.
     """
     quality = np.atleast_2d(np.asarray(quality, dtype=np.float64))
     cost = np.atleast_2d(np.asarray(cost, dtype=np.float64))
@@ -58,7 +59,7 @@ def learned_utility(quality: np.ndarray, cost: np.ndarray, cost_weight: float) -
         normalised = np.where(np.isnan(cost), 1.0, cost / np.where(top > 0, top, 1.0))
         normalised = np.where(top > 0, normalised, np.where(np.isnan(cost), 1.0, 0.0))
     utility = (1.0 - cost_weight) * quality - cost_weight * normalised
-    return np.where(np.isnan(quality), -np.inf, utility)
+    return np.where(np.isnan(quality) | np.isnan(utility), -np.inf, utility)
 
 
 def _cost_key(choice: ModelChoice) -> float:

@@ -317,8 +317,9 @@ def test_calibration_leaves_each_row_out_of_its_priors_too(api, name, table):
     # A row left its neighbours but not the memory-wide sums its priors come from. Two rows (a 1.0, b 0.0),
     # each the other's only neighbour: b's prior for one of them is its catalog 0.9 (no other row), so b is
     # predicted (0 + 16 * 0.9) / 17 = 0.847 there; with the row in its own prior, (16 * 0.847) / 17 = 0.797.
+    # (b is the tier's pick, so no cap holds its prior below 0.9.)
     a, b = f"{name}/a", f"{name}/b"
-    route = Route(name="chat", models=[a, b], references=["chat d=0.1"], distance_threshold=0.001)  # no match
+    route = Route(name="chat", models=[b, a], references=["chat d=0.1"], distance_threshold=1.9)  # every row
     router = api.create(name=name, routes=[route], vectorizer=table, catalog=catalog(name),
                         learning=LearningConfig(radius=2.0))  # fmt: skip
     router.learn([{"prompt": f"row{i} d=0.7", "outcomes": {a: {"quality": 1.0}, b: {"quality": 0.0}}} for i in (1, 2)])
@@ -462,7 +463,7 @@ def test_a_calibrated_weight_is_the_stored_one_in_the_result_this_object_and_eve
             for i in range(12)
         ]
     )
-    result = router.calibrate(strong_share=0.5)  # lands on the weight RedisJSON changes (WEIGHT)
+    result = router.calibrate(quality=0.9)  # lands on the weight RedisJSON changes (WEIGHT)
     stored = stored_weight(api.redis_url, name)
     assert result.cost_weight == router.routing_config.cost_weight == stored == pytest.approx(WEIGHT)
     assert api.from_existing(name, vectorizer=table).routing_config.cost_weight == stored

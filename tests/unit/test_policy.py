@@ -419,11 +419,6 @@ def test_learned_qualities_are_the_numbers_the_learned_choice_weighs():
     assert weighed == {"p/nano": 0.4, "p/mini": 0.5, "p/top": 0.5}
     d = decide(matched(SIMPLE), [], inp(Strategy.learned, prediction=pred, min_support=1.0))
     assert {c.model: c.quality for c in d.candidates if c.model in weighed} == weighed
-    assert learned_qualities([], [], inp(Strategy.learned, prediction=pred)) == {
-        "p/nano": 0.4,
-        "p/mini": 0.7,
-        "p/top": 0.95,
-    }
 
 
 def test_learned_qualities_leave_out_the_models_a_matched_floor_excludes():
@@ -669,3 +664,31 @@ def test_best_effort_keeps_a_limit_the_qualifying_models_meet_once_a_later_one_i
                                                strategy=Strategy.cost, prompt_tokens=10, constraints=limits))  # fmt: skip
     assert d.model == "p/fast" and d.relaxed == ["max_cost"]
     assert [e.model for e in d.excluded] == ["p/slow"]
+    # Several dropped: money is put back before speed, as speed is given up first (p/slow is cheap here).
+    dear_fast = ModelCatalog(models=[
+        ModelSpec(name="p/fast", input_price=100.0, output_price=100.0, quality=0.5, latency_ms=100),
+        ModelSpec(name="p/slow", input_price=0.1, output_price=0.1, quality=0.5, latency_ms=5000),
+    ])  # fmt: skip
+    limits = Constraints(max_latency_ms=500, max_cost=0.001, min_quality=0.99, output_tokens=100, best_effort=True)
+    d = decide(matched(route), [], PolicyInput(routes=[route], catalog=dear_fast, config=RoutingConfig(),
+                                               strategy=Strategy.cost, prompt_tokens=10, constraints=limits))  # fmt: skip
+    assert d.model == "p/slow" and d.relaxed == ["max_latency_ms", "min_quality"]
+
+
+def test_learned_qualities_weigh_nothing_where_routing_answers_with_no_model():
+    # No route matched and no default route: routing returns no model, and calibration must not score the
+    # request (it weighed every predicted model there, uncapped).
+    pred = prediction({"p/nano": 0.9, "p/top": 0.5})
+    assert decide([], [], inp(Strategy.learned, prediction=pred, min_support=1.0)).model is None
+    assert learned_qualities([], [], inp(Strategy.learned, prediction=pred, min_support=1.0)) == {}
+
+
+def test_an_overflowing_cost_is_never_the_learned_choice_in_routing_sweeps_or_calibration():
+    import numpy as np
+
+    from redisvl_llmrouter.learning.calibration import choices
+    from redisvl_llmrouter.policy.strategies import learned_utility
+
+    quality, cost = np.array([[0.5, 0.9]]), np.array([[np.inf, 1e-3]])
+    assert learned_utility(quality, cost, 0.3)[0, 0] == -np.inf
+    assert choices(quality, cost, 0.3).tolist() == [1]
