@@ -303,7 +303,8 @@ def learned_qualities(
     def choice(model: str) -> ModelChoice | None:
         """The choice decide() builds for a learned decision, or None when routing excludes the model."""
         made = _choice(model, None, inp, True, cap)  # evidence: the prediction is what it weighs
-        judged = _choice(model, None, inp, True) if cap is not None else made  # as decide() judges it
+        uncapped = cap is not None and inp.constraints.min_quality is not None
+        judged = _choice(model, None, inp, True) if uncapped else made  # as decide() judges it
         return None if _reasons(judged, tier_of.get(model), limits, inp.constraints, inp) else made
 
     pick = choice(groups[0].models[0]) if groups and groups[0].models else None
@@ -346,7 +347,9 @@ def decide(ranked: Sequence[Candidate], floors: Sequence[Route], inp: PolicyInpu
     # Constraints judge a model by its prediction, as under every strategy: the cap on what an unobserved
     # model is expected to reach orders the choice, and must not refuse a request (min_quality above the
     # tier pick's catalog quality excluded every model nobody observed, a catalog's 0.9 included).
-    judged = choices if tier_quality is None else {m: _choice(m, r, inp, evidence) for m, r in pool.items()}
+    # (Only min_quality reads a quality: without it the capped choices judge alike, and cost nothing more.)
+    uncapped = tier_quality is not None and inp.constraints.min_quality is not None
+    judged = {m: _choice(m, r, inp, evidence) for m, r in pool.items()} if uncapped else choices
     limits = _floor_limits(floors, tiers)
 
     def assess(constraints: Constraints) -> tuple[dict[str, list[str]], list[str]]:
