@@ -1904,7 +1904,8 @@ class RouterCore:
                 supported[i], fallback[i] = False, j
                 if np.isnan(quality_hat[i, j]):  # the pick as the prediction has it, uncapped
                     known = prediction.models[pick].quality
-                    quality_hat[i, j] = known if known is not None else (catalog_quality.get(pick) or np.nan)
+                    known = catalog_quality.get(pick) if known is None else known  # a 0.0 is a quality too
+                    quality_hat[i, j] = np.nan if known is None else known
         try:
             result = solve(
                 quality_hat, cost_hat, models, budget=budget, strong_share=strong_share, quality_target=quality,
