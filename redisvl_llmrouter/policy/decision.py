@@ -196,6 +196,16 @@ def _choice(
     )
 
 
+def _judged(made: ModelChoice, route: str | None, inp: PolicyInput, evidence: bool, cap: float | None) -> ModelChoice:
+    """The choice the constraints judge: ``made`` itself, or without the cap when ``made`` has one and
+    ``min_quality`` reads the quality. The cap on what an unobserved model is expected to reach orders the
+    learned choice and must not refuse a request (min_quality above the tier pick's catalog quality
+    excluded every model nobody observed, a catalog's 0.9 included)."""
+    if cap is None or inp.constraints.min_quality is None:
+        return made
+    return _choice(made.model, route, inp, evidence)
+
+
 def _reasons(
     choice: ModelChoice,
     tier: int | None,
@@ -303,8 +313,7 @@ def learned_qualities(
     def choice(model: str) -> ModelChoice | None:
         """The choice decide() builds for a learned decision, or None when routing excludes the model."""
         made = _choice(model, None, inp, True, cap)  # evidence: the prediction is what it weighs
-        uncapped = cap is not None and inp.constraints.min_quality is not None
-        judged = _choice(model, None, inp, True) if uncapped else made  # as decide() judges it
+        judged = _judged(made, None, inp, True, cap)  # as decide() judges it
         return None if _reasons(judged, tier_of.get(model), limits, inp.constraints, inp) else made
 
     pick = choice(groups[0].models[0]) if groups and groups[0].models else None
@@ -344,12 +353,7 @@ def decide(ranked: Sequence[Candidate], floors: Sequence[Route], inp: PolicyInpu
             pool.setdefault(spec.name, None)
     tier_quality = _tier_quality(groups, inp) if learned else None
     choices = {m: _choice(m, route, inp, evidence, tier_quality) for m, route in pool.items()}
-    # Constraints judge a model by its prediction, as under every strategy: the cap on what an unobserved
-    # model is expected to reach orders the choice, and must not refuse a request (min_quality above the
-    # tier pick's catalog quality excluded every model nobody observed, a catalog's 0.9 included).
-    # (Only min_quality reads a quality: without it the capped choices judge alike, and cost nothing more.)
-    uncapped = tier_quality is not None and inp.constraints.min_quality is not None
-    judged = {m: _choice(m, r, inp, evidence) for m, r in pool.items()} if uncapped else choices
+    judged = {m: _judged(choices[m], r, inp, evidence, tier_quality) for m, r in pool.items()}
     limits = _floor_limits(floors, tiers)
 
     def assess(constraints: Constraints) -> tuple[dict[str, list[str]], list[str]]:
